@@ -1,0 +1,834 @@
+//! The durable archive: every accepted batch is appended to a write-ahead log before it is
+//! acknowledged, sealed segments are compacted into Parquet parts, and retention removes old
+//! parts by age and total size.
+//!
+//! ```text
+//! data_dir/
+//!   LOCK                 held (flock) by the one process that owns the directory
+//!   catalog.jsonl        series of compacted segments, one JSON object per line
+//!   wal/<seq>.wal        log segments (wal.rs), the newest one is being appended to
+//!   parts/<seq>.parquet  compacted segments (part.rs), sorted by (series_id, timestamp)
+//! ```
+//!
+//! The [`ArchiveStage`] runs on its own thread. It takes envelopes from the transport, writes a
+//! group of them with one `write` and one `fdatasync` (group commit), then updates the catalog
+//! and the in-memory head and fires the acks. A crash between write and ack makes the sender
+//! retry: a duplicate, never a loss. On open, segments are replayed up to their last valid
+//! record and the torn tail of the newest one is cut off.
+//!
+//! Compaction (on a second thread) appends a segment's series to `catalog.jsonl`, writes its
+//! part, and only then deletes the segment; a crash at any point leaves either the segment or the
+//! part (or both, and then the segment is dropped on open).
+
+mod part;
+mod wal;
+
+use std::collections::BTreeMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock, mpsc};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use aiops_models::{IdHashMap, SampleBatch, SeriesCatalog, SeriesId, SeriesMeta, StaleMarker};
+use serde::{Deserialize, Serialize};
+use tracing::{error, info, warn};
+
+use crate::transport::{AckError, BatchReceiver, Envelope};
+use crate::{IngestError, IngestMetrics};
+
+pub use part::PartInfo;
+
+/// Where and how the archive keeps data.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ArchiveConfig {
+    /// Directory of the archive (created if missing). One process owns it at a time.
+    pub data_dir: PathBuf,
+    /// A WAL segment is sealed (and later compacted to Parquet) at this size.
+    pub segment_max_bytes: u64,
+    /// ... or at this age, whichever comes first.
+    pub segment_max_secs: u64,
+    /// `fdatasync` every group commit before acknowledging. Turning it off survives a process
+    /// crash but not a power loss.
+    pub fsync: bool,
+    /// Parts whose newest sample is older than this are deleted.
+    pub retention_secs: u64,
+    /// Oldest parts are deleted while the archive is larger than this.
+    pub retention_max_bytes: u64,
+    /// How often retention runs.
+    pub retention_check_secs: u64,
+    /// Largest group commit, in encoded bytes.
+    pub group_commit_max_bytes: usize,
+}
+
+impl Default for ArchiveConfig {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("./data"),
+            segment_max_bytes: 64 << 20,
+            segment_max_secs: 600,
+            fsync: true,
+            retention_secs: 15 * 24 * 3600,
+            retention_max_bytes: 10 << 30,
+            retention_check_secs: 60,
+            group_commit_max_bytes: 8 << 20,
+        }
+    }
+}
+
+impl ArchiveConfig {
+    /// Problems with the values, each naming its key.
+    pub fn validate(&self, prefix: &str, problems: &mut Vec<String>) {
+        if self.data_dir.as_os_str().is_empty() {
+            problems.push(format!("{prefix}.data_dir: must not be empty"));
+        }
+        if self.segment_max_bytes < (1 << 20) {
+            problems.push(format!(
+                "{prefix}.segment_max_bytes = {}: must be at least 1048576",
+                self.segment_max_bytes
+            ));
+        }
+        if self.segment_max_secs == 0 {
+            problems.push(format!("{prefix}.segment_max_secs: must be at least 1"));
+        }
+        if self.retention_secs < 60 {
+            problems.push(format!(
+                "{prefix}.retention_secs = {}: must be at least 60",
+                self.retention_secs
+            ));
+        }
+        if self.retention_max_bytes < self.segment_max_bytes {
+            problems.push(format!(
+                "{prefix}.retention_max_bytes = {}: must be at least segment_max_bytes ({})",
+                self.retention_max_bytes, self.segment_max_bytes
+            ));
+        }
+        if self.retention_check_secs == 0 {
+            problems.push(format!("{prefix}.retention_check_secs: must be at least 1"));
+        }
+        if !(64 << 10..=1 << 30).contains(&self.group_commit_max_bytes) {
+            problems.push(format!(
+                "{prefix}.group_commit_max_bytes = {}: must be between 65536 and 1073741824",
+                self.group_commit_max_bytes
+            ));
+        }
+    }
+}
+
+/// A WAL segment's contents kept in memory until it is compacted, so reads need no disk.
+#[derive(Debug, Default)]
+struct HeadSegment {
+    batches: Vec<SampleBatch>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    cfg: ArchiveConfig,
+    catalog: Arc<SeriesCatalog>,
+    metrics: IngestMetrics,
+    head: RwLock<BTreeMap<u64, HeadSegment>>,
+    parts: RwLock<Vec<PartInfo>>,
+    stale: RwLock<IdHashMap<i64>>,
+    wal_bytes: AtomicU64,
+    healthy: AtomicBool,
+    last_error: Mutex<Option<String>>,
+    _lock: File,
+}
+
+/// The read side of the archive; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Archive {
+    shared: Arc<Shared>,
+}
+
+/// Health and size of the archive, for `/readyz` and the API.
+#[derive(Debug, Clone, Serialize)]
+pub struct ArchiveStatus {
+    /// False after a failed write until the next successful one.
+    pub healthy: bool,
+    /// The most recent write error.
+    pub last_error: Option<String>,
+    /// WAL segments not yet compacted.
+    pub wal_segments: usize,
+    /// Parquet parts.
+    pub parts: usize,
+    /// Bytes on disk.
+    pub bytes: u64,
+}
+
+/// The writing stage of the archive; see [`ArchiveStage::spawn`].
+#[derive(Debug)]
+pub struct ArchiveStage {
+    shared: Arc<Shared>,
+    file: File,
+    seq: u64,
+    seg_bytes: u64,
+    seg_opened: Instant,
+    sealed: Vec<u64>,
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+fn wal_path(dir: &Path, seq: u64) -> PathBuf {
+    dir.join("wal").join(format!("{seq:016}.wal"))
+}
+
+fn part_path(dir: &Path, seq: u64) -> PathBuf {
+    dir.join("parts").join(format!("{seq:016}.parquet"))
+}
+
+/// Sequence numbers of files named `<seq>.<ext>` in `dir`.
+fn list_seqs(dir: &Path, ext: &str) -> Result<Vec<u64>, IngestError> {
+    let mut out = Vec::new();
+    for entry in fs::read_dir(dir).map_err(IngestError::io("list", dir))? {
+        let path = entry.map_err(IngestError::io("list", dir))?.path();
+        if path.extension().and_then(|e| e.to_str()) == Some(ext) {
+            if let Some(seq) = path
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .and_then(|s| s.parse().ok())
+            {
+                out.push(seq);
+            }
+        } else if path.extension().and_then(|e| e.to_str()) == Some("tmp") {
+            // A part whose compaction was interrupted; its segment is still there.
+            let _ = fs::remove_file(&path);
+        }
+    }
+    out.sort_unstable();
+    Ok(out)
+}
+
+fn sync_dir(dir: &Path) -> Result<(), IngestError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(IngestError::io("fsync directory", dir))
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(untagged)]
+enum CatalogLine {
+    Series(SeriesMeta),
+    Stale { stale: SeriesId, timestamp_ms: i64 },
+}
+
+impl Archive {
+    /// Opens (or creates) the archive in `cfg.data_dir`: takes the lock, loads the catalog and
+    /// parts, replays the WAL into `catalog` and the head. Returns the read side and the stage
+    /// that writes.
+    pub fn open(
+        cfg: ArchiveConfig,
+        catalog: Arc<SeriesCatalog>,
+        metrics: IngestMetrics,
+    ) -> Result<(Archive, ArchiveStage), IngestError> {
+        let dir = cfg.data_dir.clone();
+        for sub in [dir.clone(), dir.join("wal"), dir.join("parts")] {
+            fs::create_dir_all(&sub).map_err(IngestError::io("create directory", &sub))?;
+        }
+        let lock_path = dir.join("LOCK");
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(IngestError::io("open", &lock_path))?;
+        if lock.try_lock().is_err() {
+            return Err(IngestError::DataDirLocked {
+                dir,
+                lock: lock_path,
+            });
+        }
+
+        let mut stale: IdHashMap<i64> = IdHashMap::default();
+        load_catalog(&dir.join("catalog.jsonl"), &catalog, &mut stale)?;
+
+        let mut parts = Vec::new();
+        let part_seqs = list_seqs(&dir.join("parts"), "parquet")?;
+        for &seq in &part_seqs {
+            let path = part_path(&dir, seq);
+            match part::open_part(seq, &path) {
+                Ok(p) => parts.push(p),
+                Err(reason) => {
+                    error!(path = %path.display(), %reason, "Skipping unreadable archive part.");
+                }
+            }
+        }
+
+        let mut head = BTreeMap::new();
+        let wal_seqs = list_seqs(&dir.join("wal"), "wal")?;
+        let mut wal_bytes = 0;
+        let mut replayed = 0usize;
+        for (i, &seq) in wal_seqs.iter().enumerate() {
+            let path = wal_path(&dir, seq);
+            if part_seqs.contains(&seq) {
+                // Compacted already; the crash came before the segment was deleted.
+                fs::remove_file(&path).map_err(IngestError::io("remove", &path))?;
+                continue;
+            }
+            let bytes = fs::read(&path).map_err(IngestError::io("read", &path))?;
+            let r = wal::replay(&bytes);
+            if let Some(reason) = &r.stopped {
+                if i + 1 == wal_seqs.len() {
+                    warn!(path = %path.display(), %reason, valid_bytes = r.valid_len, "Cutting torn tail of the newest WAL segment.");
+                } else {
+                    error!(path = %path.display(), %reason, valid_bytes = r.valid_len, "WAL segment is corrupt after its valid prefix; the rest is skipped.");
+                }
+                let f = OpenOptions::new()
+                    .write(true)
+                    .open(&path)
+                    .map_err(IngestError::io("open", &path))?;
+                f.set_len(r.valid_len)
+                    .map_err(IngestError::io("truncate", &path))?;
+                f.sync_all().map_err(IngestError::io("fsync", &path))?;
+            }
+            wal_bytes += r.valid_len;
+            for b in &r.batches {
+                apply_to_catalog(&catalog, &mut stale, b);
+                replayed += b.len();
+            }
+            head.insert(seq, HeadSegment { batches: r.batches });
+        }
+        let next_seq = wal_seqs
+            .iter()
+            .chain(part_seqs.iter())
+            .max()
+            .map_or(1, |s| s + 1);
+        info!(
+            dir = %dir.display(),
+            series = catalog.len(),
+            parts = parts.len(),
+            wal_segments = head.len(),
+            replayed_samples = replayed,
+            "Opened archive."
+        );
+        metrics.series.set(catalog.len() as i64);
+
+        let sealed: Vec<u64> = head.keys().copied().collect();
+        let shared = Arc::new(Shared {
+            cfg,
+            catalog,
+            metrics,
+            head: RwLock::new(head),
+            parts: RwLock::new(parts),
+            stale: RwLock::new(stale),
+            wal_bytes: AtomicU64::new(wal_bytes),
+            healthy: AtomicBool::new(true),
+            last_error: Mutex::new(None),
+            _lock: lock,
+        });
+        let (file, seq) = open_segment(&shared, next_seq)?;
+        shared.update_size_gauge();
+        Ok((
+            Archive {
+                shared: shared.clone(),
+            },
+            ArchiveStage {
+                shared,
+                file,
+                seq,
+                seg_bytes: 0,
+                seg_opened: Instant::now(),
+                sealed,
+            },
+        ))
+    }
+
+    /// The catalog this archive fills.
+    pub fn catalog(&self) -> &Arc<SeriesCatalog> {
+        &self.shared.catalog
+    }
+
+    /// Samples of `id` with `start_ms <= t <= end_ms`, ascending by time, duplicates (from
+    /// retried writes) removed. Blocking: call from `spawn_blocking` in async code.
+    pub fn read_series(
+        &self,
+        id: SeriesId,
+        start_ms: i64,
+        end_ms: i64,
+    ) -> Result<Vec<(i64, f64)>, IngestError> {
+        let mut out = Vec::new();
+        let parts: Vec<PartInfo> = self
+            .shared
+            .parts
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .filter(|p| p.max_ts >= start_ms && p.min_ts <= end_ms)
+            .cloned()
+            .collect();
+        for p in &parts {
+            if let Err(reason) = part::read_series(p, id.0, start_ms, end_ms, &mut out) {
+                // Retention may have removed it since the list was taken.
+                if p.path.exists() {
+                    return Err(IngestError::ArchiveCorrupt {
+                        path: p.path.clone(),
+                        reason,
+                    });
+                }
+            }
+        }
+        {
+            let head = self.shared.head.read().unwrap_or_else(|p| p.into_inner());
+            for seg in head.values() {
+                for b in &seg.batches {
+                    part::collect(&b.samples, id.0, start_ms, end_ms, &mut out);
+                }
+            }
+        }
+        out.sort_by_key(|s| s.0);
+        out.dedup_by_key(|s| s.0);
+        Ok(out)
+    }
+
+    /// When `id` was marked stale, if its newest news is a stale marker.
+    pub fn stale_at(&self, id: SeriesId) -> Option<i64> {
+        self.shared
+            .stale
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&id)
+            .copied()
+    }
+
+    /// Health and size.
+    pub fn status(&self) -> ArchiveStatus {
+        ArchiveStatus {
+            healthy: self.shared.healthy.load(Ordering::Relaxed),
+            last_error: self
+                .shared
+                .last_error
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone(),
+            wal_segments: self
+                .shared
+                .head
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .len(),
+            parts: self
+                .shared
+                .parts
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .len(),
+            bytes: self.shared.disk_bytes(),
+        }
+    }
+}
+
+fn load_catalog(
+    path: &Path,
+    catalog: &SeriesCatalog,
+    stale: &mut IdHashMap<i64>,
+) -> Result<(), IngestError> {
+    let file = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(IngestError::io("open", path)(e)),
+    };
+    for (n, line) in BufReader::new(file).lines().enumerate() {
+        let line = line.map_err(IngestError::io("read", path))?;
+        match serde_json::from_str::<CatalogLine>(&line) {
+            Ok(CatalogLine::Series(meta)) => {
+                catalog.insert(Arc::new(meta));
+            }
+            Ok(CatalogLine::Stale {
+                stale: id,
+                timestamp_ms,
+            }) => {
+                stale.insert(id, timestamp_ms);
+            }
+            Err(e) => {
+                // A torn last line after a crash: the segment it came from is still in the WAL.
+                warn!(path = %path.display(), line = n + 1, error = %e, "Skipping unreadable catalog line.");
+            }
+        }
+    }
+    Ok(())
+}
+
+fn apply_to_catalog(catalog: &SeriesCatalog, stale: &mut IdHashMap<i64>, b: &SampleBatch) {
+    for meta in &b.new_series {
+        catalog.insert(meta.clone());
+    }
+    for m in &b.stale {
+        stale.insert(m.series_id, m.timestamp_ms);
+    }
+    if !stale.is_empty() {
+        for (&id, &ts) in b.series_ids().iter().zip(b.timestamps()) {
+            if let Some(&s) = stale.get(&SeriesId(id)) {
+                if ts > s {
+                    stale.remove(&SeriesId(id));
+                }
+            }
+        }
+    }
+}
+
+fn open_segment(shared: &Shared, seq: u64) -> Result<(File, u64), IngestError> {
+    let path = wal_path(&shared.cfg.data_dir, seq);
+    let file = OpenOptions::new()
+        .create_new(true)
+        .append(true)
+        .open(&path)
+        .map_err(IngestError::io("create", &path))?;
+    sync_dir(&shared.cfg.data_dir.join("wal"))?;
+    shared
+        .head
+        .write()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(seq, HeadSegment::default());
+    Ok((file, seq))
+}
+
+impl Shared {
+    fn disk_bytes(&self) -> u64 {
+        let parts: u64 = self
+            .parts
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|p| p.bytes)
+            .sum();
+        parts + self.wal_bytes.load(Ordering::Relaxed)
+    }
+
+    fn update_size_gauge(&self) {
+        self.metrics.archive_bytes.set(self.disk_bytes() as i64);
+    }
+
+    fn fail(&self, msg: String) {
+        self.healthy.store(false, Ordering::Relaxed);
+        *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(msg);
+    }
+}
+
+impl ArchiveStage {
+    /// Runs the stage on its own thread until `input` closes (every sender dropped and the
+    /// queue drained), then syncs and returns. Must be called inside a tokio runtime.
+    pub fn spawn(self, input: BatchReceiver) -> JoinHandle<()> {
+        let rt = tokio::runtime::Handle::current();
+        std::thread::Builder::new()
+            .name("aiops-archive".into())
+            .spawn(move || self.run(rt, input))
+            .expect("spawning a thread only fails when the OS is out of resources")
+    }
+
+    fn run(mut self, rt: tokio::runtime::Handle, mut input: BatchReceiver) {
+        let (compact_tx, compact_rx) = mpsc::channel::<u64>();
+        let shared = self.shared.clone();
+        let compactor = std::thread::Builder::new()
+            .name("aiops-compactor".into())
+            .spawn(move || compactor(shared, compact_rx))
+            .expect("spawning a thread only fails when the OS is out of resources");
+        for seq in self.sealed.drain(..) {
+            let _ = compact_tx.send(seq);
+        }
+        let tick = Duration::from_secs(1);
+        let mut buf = Vec::with_capacity(1 << 20);
+        let mut group: Vec<Envelope> = Vec::new();
+        loop {
+            let first = match rt.block_on(async { tokio::time::timeout(tick, input.recv()).await })
+            {
+                Ok(Some(env)) => env,
+                Ok(None) => break,
+                Err(_) => {
+                    self.maybe_rotate(&compact_tx);
+                    continue;
+                }
+            };
+            group.push(first);
+            buf.clear();
+            let mut encode_err = None;
+            let mut i = 0;
+            loop {
+                while i < group.len() {
+                    if let Err(e) = wal::encode_record(&group[i].batch, &mut buf) {
+                        encode_err = Some(e);
+                    }
+                    i += 1;
+                }
+                if buf.len() >= self.shared.cfg.group_commit_max_bytes {
+                    break;
+                }
+                match input.try_recv() {
+                    Some(env) => group.push(env),
+                    None => break,
+                }
+            }
+            let outcome = match encode_err {
+                Some(e) => Err(e),
+                None => self.commit(&buf),
+            };
+            self.finish_group(&mut group, outcome);
+            self.maybe_rotate(&compact_tx);
+        }
+        if let Err(e) = self.file.sync_data() {
+            error!(error = %e, "Final WAL sync failed.");
+        }
+        drop(compact_tx);
+        let _ = compactor.join();
+        info!("Archive stage stopped.");
+    }
+
+    /// Writes and syncs one group; on failure cuts the segment back to its last good length.
+    fn commit(&mut self, buf: &[u8]) -> Result<(), String> {
+        let started = Instant::now();
+        let res = self.file.write_all(buf).and_then(|()| {
+            if self.shared.cfg.fsync {
+                self.file.sync_data()
+            } else {
+                Ok(())
+            }
+        });
+        self.shared
+            .metrics
+            .archive_commit_seconds
+            .observe(started.elapsed().as_secs_f64());
+        match res {
+            Ok(()) => {
+                self.seg_bytes += buf.len() as u64;
+                self.shared
+                    .wal_bytes
+                    .fetch_add(buf.len() as u64, Ordering::Relaxed);
+                Ok(())
+            }
+            Err(e) => {
+                let _ = self.file.set_len(self.seg_bytes);
+                Err(format!(
+                    "writing {}: {e}",
+                    wal_path(&self.shared.cfg.data_dir, self.seq).display()
+                ))
+            }
+        }
+    }
+
+    fn finish_group(&mut self, group: &mut Vec<Envelope>, outcome: Result<(), String>) {
+        let shared = &self.shared;
+        match outcome {
+            Ok(()) => {
+                {
+                    let mut stale = shared.stale.write().unwrap_or_else(|p| p.into_inner());
+                    for env in group.iter() {
+                        apply_to_catalog(&shared.catalog, &mut stale, &env.batch);
+                        shared
+                            .metrics
+                            .stale_markers
+                            .inc_by(env.batch.stale.len() as u64);
+                    }
+                }
+                shared.metrics.series.set(shared.catalog.len() as i64);
+                let mut head = shared.head.write().unwrap_or_else(|p| p.into_inner());
+                let seg = head.entry(self.seq).or_default();
+                for env in group.drain(..) {
+                    shared
+                        .metrics
+                        .samples_archived
+                        .inc_by(env.batch.len() as u64);
+                    shared.metrics.batches_archived.inc();
+                    seg.batches.push(env.batch);
+                    if let Some(ack) = env.ack {
+                        ack.send(Ok(()));
+                    }
+                }
+                if !shared.healthy.swap(true, Ordering::Relaxed) {
+                    info!("Archive writes succeed again.");
+                }
+            }
+            Err(msg) => {
+                error!(error = %msg, batches = group.len(), "Archive write failed; senders were told to retry.");
+                shared
+                    .metrics
+                    .archive_write_errors
+                    .inc_by(group.len() as u64);
+                shared.fail(msg.clone());
+                for env in group.drain(..) {
+                    if let Some(ack) = env.ack {
+                        ack.send(Err(AckError(format!("archive write failed: {msg}"))));
+                    }
+                }
+            }
+        }
+    }
+
+    fn maybe_rotate(&mut self, compact_tx: &mpsc::Sender<u64>) {
+        let cfg = &self.shared.cfg;
+        let full = self.seg_bytes >= cfg.segment_max_bytes;
+        let old = self.seg_bytes > 0
+            && self.seg_opened.elapsed() >= Duration::from_secs(cfg.segment_max_secs);
+        if !(full || old) {
+            return;
+        }
+        match open_segment(&self.shared, self.seq + 1) {
+            Ok((file, seq)) => {
+                let sealed = self.seq;
+                let _ = self.file.sync_all();
+                self.file = file;
+                self.seq = seq;
+                self.seg_bytes = 0;
+                self.seg_opened = Instant::now();
+                let _ = compact_tx.send(sealed);
+            }
+            Err(e) => {
+                error!(error = %e, "Could not open a new WAL segment; appending to the current one.");
+                self.shared.fail(e.to_string());
+            }
+        }
+    }
+}
+
+/// Compacts sealed segments and enforces retention until the stage stops.
+fn compactor(shared: Arc<Shared>, rx: mpsc::Receiver<u64>) {
+    let every = Duration::from_secs(shared.cfg.retention_check_secs);
+    let mut last_retention: Option<Instant> = None;
+    loop {
+        match rx.recv_timeout(Duration::from_secs(1)) {
+            Ok(seq) => {
+                if let Err(e) = compact(&shared, seq) {
+                    // The segment stays in the WAL and the head; the next start retries.
+                    error!(seq, error = %e, "Compaction failed; the segment stays in the WAL.");
+                    shared.fail(e.to_string());
+                }
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        }
+        if last_retention.is_none_or(|t| t.elapsed() >= every) {
+            last_retention = Some(Instant::now());
+            enforce_retention(&shared, now_ms());
+        }
+    }
+}
+
+fn compact(shared: &Shared, seq: u64) -> Result<(), IngestError> {
+    let dir = &shared.cfg.data_dir;
+    // Batches are immutable once in the head; clone the Arc'd columns, not the data.
+    let batches: Vec<SampleBatch> = match shared
+        .head
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(&seq)
+    {
+        Some(seg) => seg.batches.clone(),
+        None => return Ok(()),
+    };
+    let wal = wal_path(dir, seq);
+    let wal_len = fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
+    // 1. Series and stale markers into the catalog file, synced.
+    let mut lines = Vec::new();
+    for b in &batches {
+        for meta in &b.new_series {
+            serde_json::to_writer(&mut lines, &CatalogLine::Series((**meta).clone()))
+                .expect("serialising a SeriesMeta cannot fail");
+            lines.push(b'\n');
+        }
+        for StaleMarker {
+            series_id,
+            timestamp_ms,
+        } in &b.stale
+        {
+            serde_json::to_writer(
+                &mut lines,
+                &CatalogLine::Stale {
+                    stale: *series_id,
+                    timestamp_ms: *timestamp_ms,
+                },
+            )
+            .expect("serialising a stale marker cannot fail");
+            lines.push(b'\n');
+        }
+    }
+    if !lines.is_empty() {
+        let path = dir.join("catalog.jsonl");
+        let mut f = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(IngestError::io("open", &path))?;
+        f.write_all(&lines)
+            .map_err(IngestError::io("append", &path))?;
+        f.sync_data().map_err(IngestError::io("fsync", &path))?;
+    }
+    // 2. The part, through a synced temporary file.
+    let part = if batches.iter().any(|b| b.len() > 0) {
+        let path = part_path(dir, seq);
+        let info = part::write_part(seq, &path, &batches).map_err(|reason| {
+            IngestError::ArchiveCorrupt {
+                path: path.clone(),
+                reason,
+            }
+        })?;
+        sync_dir(&dir.join("parts"))?;
+        Some(info)
+    } else {
+        None
+    };
+    // 3. Swap head for part, then drop the segment.
+    {
+        let mut parts = shared.parts.write().unwrap_or_else(|p| p.into_inner());
+        let mut head = shared.head.write().unwrap_or_else(|p| p.into_inner());
+        if let Some(info) = &part {
+            parts.push(info.clone());
+        }
+        head.remove(&seq);
+    }
+    fs::remove_file(&wal).map_err(IngestError::io("remove", &wal))?;
+    sync_dir(&dir.join("wal"))?;
+    shared.wal_bytes.fetch_sub(
+        wal_len.min(shared.wal_bytes.load(Ordering::Relaxed)),
+        Ordering::Relaxed,
+    );
+    shared.update_size_gauge();
+    info!(
+        seq,
+        samples = part.as_ref().map_or(0, |p| p.rows),
+        bytes = part.as_ref().map_or(0, |p| p.bytes),
+        "Compacted WAL segment to Parquet."
+    );
+    Ok(())
+}
+
+/// Deletes parts older than the retention age, then the oldest parts while the archive is
+/// over its size limit. The WAL (not yet compacted data) is never deleted.
+fn enforce_retention(shared: &Shared, now_ms: i64) {
+    let cutoff = now_ms - (shared.cfg.retention_secs as i64) * 1000;
+    let mut doomed = Vec::new();
+    {
+        let mut parts = shared.parts.write().unwrap_or_else(|p| p.into_inner());
+        parts.sort_by_key(|p| p.seq);
+        let mut total: u64 =
+            parts.iter().map(|p| p.bytes).sum::<u64>() + shared.wal_bytes.load(Ordering::Relaxed);
+        parts.retain(|p| {
+            let expired = p.max_ts < cutoff || total > shared.cfg.retention_max_bytes;
+            if expired {
+                total = total.saturating_sub(p.bytes);
+                doomed.push(p.clone());
+            }
+            !expired
+        });
+    }
+    for p in doomed {
+        match fs::remove_file(&p.path) {
+            Ok(()) => {
+                shared.metrics.archive_parts_expired.inc();
+                info!(path = %p.path.display(), max_ts = p.max_ts, bytes = p.bytes, "Retention removed a part.");
+            }
+            Err(e) => {
+                warn!(path = %p.path.display(), error = %e, "Retention could not remove a part.")
+            }
+        }
+    }
+    shared.update_size_gauge();
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,242 @@
+//! Parquet parts: one per compacted WAL segment, rows sorted by `(series_id, timestamp)`,
+//! zstd-compressed, with the time range in the footer's key-value metadata so that queries
+//! and retention can skip a part without reading it.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use aiops_models::{SampleBatch, sample_schema};
+use arrow::array::{Array, Float64Array, RecordBatch, TimestampMillisecondArray, UInt64Array};
+use arrow::compute::{SortColumn, concat_batches, lexsort_to_indices, take_record_batch};
+use parquet::arrow::ArrowWriter;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::arrow_reader::statistics::StatisticsConverter;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::metadata::KeyValue;
+use parquet::file::properties::WriterProperties;
+
+const MIN_TS: &str = "aiops.min_timestamp_ms";
+const MAX_TS: &str = "aiops.max_timestamp_ms";
+const ROW_GROUP_ROWS: usize = 128 * 1024;
+
+/// What the archive knows of a part without opening it again.
+#[derive(Debug, Clone)]
+pub struct PartInfo {
+    /// The WAL segment sequence number it was compacted from.
+    pub seq: u64,
+    /// Its path.
+    pub path: PathBuf,
+    /// Smallest sample timestamp, ms.
+    pub min_ts: i64,
+    /// Largest sample timestamp, ms.
+    pub max_ts: i64,
+    /// Size on disk.
+    pub bytes: u64,
+    /// Samples.
+    pub rows: u64,
+}
+
+/// Writes `batches` as a sorted Parquet file at `path` (through a temporary file, fsynced and
+/// renamed, so a crash never leaves a half part under the final name).
+pub fn write_part(seq: u64, path: &Path, batches: &[SampleBatch]) -> Result<PartInfo, String> {
+    let schema = sample_schema();
+    let all = concat_batches(&schema, batches.iter().map(|b| &b.samples))
+        .map_err(|e| format!("concat: {e}"))?;
+    let indices = lexsort_to_indices(
+        &[
+            SortColumn {
+                values: all.column(0).clone(),
+                options: None,
+            },
+            SortColumn {
+                values: all.column(1).clone(),
+                options: None,
+            },
+        ],
+        None,
+    )
+    .map_err(|e| format!("sort: {e}"))?;
+    let sorted = take_record_batch(&all, &indices).map_err(|e| format!("take: {e}"))?;
+    let ts = sorted
+        .column(1)
+        .as_any()
+        .downcast_ref::<TimestampMillisecondArray>()
+        .expect("sample schema");
+    let (min_ts, max_ts) = ts
+        .values()
+        .iter()
+        .fold((i64::MAX, i64::MIN), |(lo, hi), &t| (lo.min(t), hi.max(t)));
+    let props = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(
+            ZstdLevel::try_new(3).expect("valid level"),
+        ))
+        .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+        .set_key_value_metadata(Some(vec![
+            KeyValue::new(MIN_TS.into(), min_ts.to_string()),
+            KeyValue::new(MAX_TS.into(), max_ts.to_string()),
+        ]))
+        .build();
+    let tmp = path.with_extension("parquet.tmp");
+    let file = File::create(&tmp).map_err(|e| format!("create {}: {e}", tmp.display()))?;
+    let mut w =
+        ArrowWriter::try_new(file, schema, Some(props)).map_err(|e| format!("parquet: {e}"))?;
+    w.write(&sorted)
+        .map_err(|e| format!("parquet write: {e}"))?;
+    let file = w.into_inner().map_err(|e| format!("parquet close: {e}"))?;
+    file.sync_all()
+        .map_err(|e| format!("fsync {}: {e}", tmp.display()))?;
+    let bytes = file.metadata().map(|m| m.len()).unwrap_or(0);
+    std::fs::rename(&tmp, path).map_err(|e| format!("rename to {}: {e}", path.display()))?;
+    Ok(PartInfo {
+        seq,
+        path: path.to_owned(),
+        min_ts,
+        max_ts,
+        bytes,
+        rows: sorted.num_rows() as u64,
+    })
+}
+
+/// Reads the footer of a part.
+pub fn open_part(seq: u64, path: &Path) -> Result<PartInfo, String> {
+    let file = File::open(path).map_err(|e| format!("open {}: {e}", path.display()))?;
+    let bytes = file.metadata().map(|m| m.len()).unwrap_or(0);
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file)
+        .map_err(|e| format!("parquet footer of {}: {e}", path.display()))?;
+    let meta = builder.metadata().file_metadata();
+    let kv = |key: &str| -> Option<i64> {
+        meta.key_value_metadata()?
+            .iter()
+            .find(|kv| kv.key == key)?
+            .value
+            .as_deref()?
+            .parse()
+            .ok()
+    };
+    let (min_ts, max_ts) = kv(MIN_TS)
+        .zip(kv(MAX_TS))
+        .ok_or_else(|| format!("{} lacks the aiops time range metadata", path.display()))?;
+    Ok(PartInfo {
+        seq,
+        path: path.to_owned(),
+        min_ts,
+        max_ts,
+        bytes,
+        rows: meta.num_rows() as u64,
+    })
+}
+
+/// Samples of `series_id` with `start <= ts <= end` in a part, reading only the row groups whose
+/// statistics can contain it.
+pub fn read_series(
+    part: &PartInfo,
+    series_id: u64,
+    start: i64,
+    end: i64,
+    out: &mut Vec<(i64, f64)>,
+) -> Result<(), String> {
+    let file = File::open(&part.path).map_err(|e| format!("open {}: {e}", part.path.display()))?;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file)
+        .map_err(|e| format!("parquet {}: {e}", part.path.display()))?;
+    let conv =
+        StatisticsConverter::try_new("series_id", builder.schema(), builder.parquet_schema())
+            .map_err(|e| format!("statistics: {e}"))?;
+    let groups = builder.metadata().row_groups();
+    let mins = conv
+        .row_group_mins(groups)
+        .map_err(|e| format!("statistics: {e}"))?;
+    let maxs = conv
+        .row_group_maxes(groups)
+        .map_err(|e| format!("statistics: {e}"))?;
+    let (mins, maxs) = (
+        mins.as_any()
+            .downcast_ref::<UInt64Array>()
+            .ok_or("series_id statistics type")?,
+        maxs.as_any()
+            .downcast_ref::<UInt64Array>()
+            .ok_or("series_id statistics type")?,
+    );
+    let wanted: Vec<usize> = (0..groups.len())
+        .filter(|&i| {
+            mins.is_null(i)
+                || maxs.is_null(i)
+                || (mins.value(i) <= series_id && series_id <= maxs.value(i))
+        })
+        .collect();
+    if wanted.is_empty() {
+        return Ok(());
+    }
+    let reader = builder
+        .with_row_groups(wanted)
+        .build()
+        .map_err(|e| format!("parquet {}: {e}", part.path.display()))?;
+    for batch in reader {
+        let batch = batch.map_err(|e| format!("parquet {}: {e}", part.path.display()))?;
+        collect(&batch, series_id, start, end, out);
+    }
+    Ok(())
+}
+
+/// Appends the samples of `series_id` in `[start, end]` from a sample-schema batch.
+pub fn collect(
+    batch: &RecordBatch,
+    series_id: u64,
+    start: i64,
+    end: i64,
+    out: &mut Vec<(i64, f64)>,
+) {
+    let ids = batch
+        .column(0)
+        .as_any()
+        .downcast_ref::<UInt64Array>()
+        .expect("sample schema");
+    let ts = batch
+        .column(1)
+        .as_any()
+        .downcast_ref::<TimestampMillisecondArray>()
+        .expect("sample schema");
+    let vs = batch
+        .column(2)
+        .as_any()
+        .downcast_ref::<Float64Array>()
+        .expect("sample schema");
+    for (i, &id) in ids.values().iter().enumerate() {
+        if id == series_id {
+            let t = ts.value(i);
+            if (start..=end).contains(&t) {
+                out.push((t, vs.value(i)));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aiops_models::{SampleBatchBuilder, SeriesId};
+
+    #[test]
+    fn writes_sorted_part_and_reads_a_series_back() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut a = SampleBatchBuilder::with_capacity(4);
+        a.push(SeriesId(9), 20, 2.0);
+        a.push(SeriesId(3), 10, 1.0);
+        let mut b = SampleBatchBuilder::with_capacity(4);
+        b.push(SeriesId(9), 10, 1.0);
+        b.push(SeriesId(u64::MAX), 30, 3.0);
+        let path = dir.path().join("1.parquet");
+        let info = write_part(1, &path, &[a.finish(), b.finish()]).expect("writes");
+        assert_eq!((info.min_ts, info.max_ts, info.rows), (10, 30, 4));
+        let reopened = open_part(1, &path).expect("opens");
+        assert_eq!((reopened.min_ts, reopened.max_ts), (10, 30));
+        let mut out = Vec::new();
+        read_series(&reopened, 9, 0, 100, &mut out).expect("reads");
+        assert_eq!(out, vec![(10, 1.0), (20, 2.0)]);
+        out.clear();
+        read_series(&reopened, u64::MAX, 0, 100, &mut out).expect("reads");
+        assert_eq!(out, vec![(30, 3.0)]);
+        out.clear();
+        read_series(&reopened, 9, 15, 100, &mut out).expect("reads");
+        assert_eq!(out, vec![(20, 2.0)]);
+    }
+}

@@ -1,0 +1,187 @@
+use aiops_models::{SampleBatchBuilder, Source};
+
+use super::*;
+use crate::transport::{TransportConfig, TransportKind};
+
+fn cfg(dir: &Path) -> ArchiveConfig {
+    ArchiveConfig {
+        data_dir: dir.to_owned(),
+        segment_max_bytes: 1 << 20,
+        // Test data is from 1970: keep it until a test applies retention itself.
+        retention_secs: 100 * 365 * 86_400,
+        ..ArchiveConfig::default()
+    }
+}
+
+fn batch(metric: &str, from: i64, n: i64) -> (SeriesId, SampleBatch) {
+    let meta = Arc::new(SeriesMeta::new(Source::Prometheus, metric, []));
+    let mut b = SampleBatchBuilder::with_capacity(n as usize);
+    b.push_series(meta.clone());
+    for t in from..from + n {
+        b.push(meta.id, t * 1000, t as f64);
+    }
+    (meta.id, b.finish())
+}
+
+/// Runs a stage over `batches`, waiting for every ack, then stops it.
+async fn write_all(archive_cfg: ArchiveConfig, batches: Vec<SampleBatch>) -> Archive {
+    let (archive, stage) = Archive::open(
+        archive_cfg,
+        Arc::new(SeriesCatalog::new()),
+        IngestMetrics::unregistered(),
+    )
+    .expect("opens");
+    let (tx, rx) = TransportConfig {
+        kind: TransportKind::Memory,
+        capacity: 8,
+    }
+    .build();
+    let handle = stage.spawn(rx);
+    for b in batches {
+        tx.send_durable(b).await.expect("durable");
+    }
+    drop(tx);
+    tokio::task::spawn_blocking(move || handle.join().expect("stage thread"))
+        .await
+        .expect("join");
+    archive
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn acked_batches_survive_reopen() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (id, b) = batch("up", 0, 10);
+    let archive = write_all(cfg(dir.path()), vec![b.clone(), b]).await;
+    // Duplicates from a retried write are removed on read.
+    assert_eq!(
+        archive.read_series(id, 0, i64::MAX).expect("reads").len(),
+        10
+    );
+    drop(archive);
+    let catalog = Arc::new(SeriesCatalog::new());
+    let (archive, _stage) = Archive::open(
+        cfg(dir.path()),
+        catalog.clone(),
+        IngestMetrics::unregistered(),
+    )
+    .expect("reopens");
+    assert!(catalog.contains(id));
+    let got = archive.read_series(id, 2000, 4000).expect("reads");
+    assert_eq!(got, vec![(2000, 2.0), (3000, 3.0), (4000, 4.0)]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn torn_tail_is_cut_and_earlier_records_kept() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (id, b) = batch("up", 0, 5);
+    drop(write_all(cfg(dir.path()), vec![b]).await);
+    let seg = list_seqs(&dir.path().join("wal"), "wal").expect("lists")[0];
+    let path = wal_path(dir.path(), seg);
+    let mut f = OpenOptions::new().append(true).open(&path).expect("opens");
+    f.write_all(&[200, 0, 0, 0, 1, 2, 3])
+        .expect("writes garbage");
+    drop(f);
+    let (archive, _stage) = Archive::open(
+        cfg(dir.path()),
+        Arc::new(SeriesCatalog::new()),
+        IngestMetrics::unregistered(),
+    )
+    .expect("reopens");
+    assert_eq!(
+        archive.read_series(id, 0, i64::MAX).expect("reads").len(),
+        5
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn second_process_cannot_open_the_same_directory() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let _first = Archive::open(
+        cfg(dir.path()),
+        Arc::new(SeriesCatalog::new()),
+        IngestMetrics::unregistered(),
+    )
+    .expect("opens");
+    let second = Archive::open(
+        cfg(dir.path()),
+        Arc::new(SeriesCatalog::new()),
+        IngestMetrics::unregistered(),
+    );
+    assert!(matches!(second, Err(IngestError::DataDirLocked { .. })));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sealed_segments_compact_to_parquet_and_reload() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut c = cfg(dir.path());
+    c.segment_max_bytes = 1 << 20;
+    // ~24 bytes per sample: 100k samples per batch overflow the 1 MiB segment every batch.
+    let batches: Vec<_> = (0..3)
+        .map(|i| batch("load", i * 100_000, 100_000))
+        .collect();
+    let id = batches[0].0;
+    let archive = write_all(c.clone(), batches.into_iter().map(|b| b.1).collect()).await;
+    assert!(archive.status().parts >= 2, "{:?}", archive.status());
+    assert_eq!(
+        archive.read_series(id, 0, i64::MAX).expect("reads").len(),
+        300_000
+    );
+    drop(archive);
+    // Series of compacted segments come back from catalog.jsonl.
+    let catalog = Arc::new(SeriesCatalog::new());
+    let (archive, stage) =
+        Archive::open(c, catalog.clone(), IngestMetrics::unregistered()).expect("reopens");
+    assert!(catalog.contains(id));
+    let got = archive
+        .read_series(id, 150_000_000, 150_002_000)
+        .expect("reads");
+    assert_eq!(
+        got,
+        vec![
+            (150_000_000, 150_000.0),
+            (150_001_000, 150_001.0),
+            (150_002_000, 150_002.0)
+        ]
+    );
+    drop(stage);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn retention_removes_old_and_excess_parts() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let c = cfg(dir.path());
+    let batches: Vec<_> = (0..4)
+        .map(|i| batch("load", i * 100_000, 100_000).1)
+        .collect();
+    let archive = write_all(c.clone(), batches).await;
+    let parts_before = archive.status().parts;
+    assert!(parts_before >= 3);
+    let shared = &archive.shared;
+    // "Now" is one retention period after t = 200,000 s: parts that end before it go.
+    enforce_retention(
+        shared,
+        200_000_000 + shared.cfg.retention_secs as i64 * 1000,
+    );
+    let parts = shared.parts.read().expect("lock").clone();
+    assert_eq!(parts.len(), parts_before - 2, "{parts:?}");
+    assert!(parts.iter().all(|p| p.max_ts >= 200_000_000));
+    drop(archive);
+    // Size: with a limit of one byte every part goes; the WAL (uncompacted data) stays.
+    let mut tiny = c;
+    tiny.retention_max_bytes = 1;
+    let (archive, _stage) = Archive::open(
+        tiny,
+        Arc::new(SeriesCatalog::new()),
+        IngestMetrics::unregistered(),
+    )
+    .expect("reopens");
+    enforce_retention(&archive.shared, 0);
+    assert_eq!(archive.status().parts, 0);
+    assert!(archive.status().wal_segments >= 1);
+    assert!(
+        std::fs::read_dir(dir.path().join("parts"))
+            .expect("lists")
+            .next()
+            .is_none()
+    );
+}

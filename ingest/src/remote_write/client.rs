@@ -1,0 +1,93 @@
+//! A remote_write 1.0 sender: what the demo workload, the load generator and the tests use to
+//! talk to a receiver exactly as Prometheus does.
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use reqwest::header::{CONTENT_ENCODING, CONTENT_TYPE, USER_AGENT};
+
+use super::{VERSION_1, VERSION_HEADER, WriteRequest, encode_write_request};
+
+/// Why a send failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    /// The receiver rejected the data for good (4xx other than 429).
+    #[error("receiver rejected the request with {status}: {body}")]
+    Rejected { status: StatusCode, body: String },
+    /// Retries ran out on 5xx, 429 or network errors.
+    #[error("receiver unavailable after {attempts} attempts: {last}")]
+    Unavailable { attempts: u32, last: String },
+}
+
+/// Sends remote_write requests to one URL, retrying 5xx and network errors with backoff like
+/// Prometheus does (30 ms doubling to 5 s).
+#[derive(Debug, Clone)]
+pub struct RemoteWriteClient {
+    http: reqwest::Client,
+    url: String,
+    max_attempts: u32,
+}
+
+impl RemoteWriteClient {
+    /// A client for `url` (e.g. `http://127.0.0.1:9201/api/v1/write`).
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .expect("a plain HTTP client always builds"),
+            url: url.into(),
+            max_attempts: 20,
+        }
+    }
+
+    /// Sets how often a send is tried before giving up.
+    pub fn with_max_attempts(mut self, n: u32) -> Self {
+        self.max_attempts = n.max(1);
+        self
+    }
+
+    /// Encodes and sends `req`.
+    pub async fn send(&self, req: &WriteRequest) -> Result<(), SendError> {
+        self.send_encoded(encode_write_request(req).into()).await
+    }
+
+    /// Sends an already encoded body.
+    pub async fn send_encoded(&self, body: bytes::Bytes) -> Result<(), SendError> {
+        let mut backoff = Duration::from_millis(30);
+        let mut last = String::new();
+        for _ in 0..self.max_attempts {
+            let res = self
+                .http
+                .post(&self.url)
+                .header(CONTENT_ENCODING, "snappy")
+                .header(CONTENT_TYPE, "application/x-protobuf")
+                .header(VERSION_HEADER, VERSION_1)
+                .header(USER_AGENT, concat!("aiops/", env!("CARGO_PKG_VERSION")))
+                .body(body.clone())
+                .send()
+                .await;
+            match res {
+                Ok(r) if r.status().is_success() => return Ok(()),
+                Ok(r)
+                    if r.status().is_server_error()
+                        || r.status() == StatusCode::TOO_MANY_REQUESTS =>
+                {
+                    last = format!("HTTP {}", r.status());
+                }
+                Ok(r) => {
+                    let status = r.status();
+                    let body = r.text().await.unwrap_or_default();
+                    return Err(SendError::Rejected { status, body });
+                }
+                Err(e) => last = e.to_string(),
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(5));
+        }
+        Err(SendError::Unavailable {
+            attempts: self.max_attempts,
+            last,
+        })
+    }
+}

@@ -1,0 +1,801 @@
+//! Zero-copy decoding of remote_write 1.0 bodies into Arrow.
+//!
+//! The body is Snappy-decompressed into a per-thread scratch buffer, then the protobuf wire
+//! format is walked directly. Each series' labels are validated and hashed from borrowed bytes;
+//! only series the catalog does not know yet are copied into a [`SeriesMeta`]. Samples go
+//! straight into the columns of a [`SampleBatchBuilder`].
+//!
+//! Invalid series (unsorted or duplicate labels, missing `__name__`, bad names, samples out of
+//! order, id collisions) are left out and reported in [`Decoded::invalid`]; the valid rest of
+//! the request is kept. The receiver still answers 400 for such a request, as the spec asks.
+//! A body that is not Snappy or not protobuf is a [`DecodeError`] and nothing of it is kept.
+
+use std::cell::RefCell;
+use std::collections::HashSet;
+use std::fmt::Write as _;
+use std::hash::BuildHasherDefault;
+use std::sync::Arc;
+
+use aiops_models::{
+    METRIC_NAME_LABEL, SampleBatch, SampleBatchBuilder, SeriesCatalog, SeriesHasher, SeriesId,
+    SeriesMeta, Source, StaleMarker, is_stale_nan,
+};
+use thiserror::Error;
+
+/// A body that cannot be decoded at all. Always the sender's fault (HTTP 400).
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum DecodeError {
+    /// Not a valid Snappy block (the framed format is not accepted).
+    #[error(
+        "snappy: {reason} (remote_write bodies use the Snappy block format, not the framed format)"
+    )]
+    Snappy { reason: String },
+    /// The decompressed size exceeds the configured limit.
+    #[error("decompressed body of {decoded} bytes exceeds the limit of {limit} bytes")]
+    TooLarge { decoded: usize, limit: usize },
+    /// Not a valid `prometheus.WriteRequest`.
+    #[error("protobuf: {reason} at byte {offset} of the decompressed body")]
+    Protobuf { offset: usize, reason: &'static str },
+}
+
+/// Series that were left out of a request, with the first reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvalidSeries {
+    /// The first problem, naming the series.
+    pub first: String,
+    /// How many series were left out.
+    pub series: usize,
+    /// How many samples they carried.
+    pub samples: usize,
+    /// How many of them collided with a known series id.
+    pub collisions: usize,
+}
+
+impl std::fmt::Display for InvalidSeries {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.first)?;
+        if self.series > 1 {
+            write!(f, " (and {} more invalid series)", self.series - 1)?;
+        }
+        Ok(())
+    }
+}
+
+/// The result of decoding one request.
+#[derive(Debug)]
+pub struct Decoded {
+    /// The valid samples, new series and stale markers.
+    pub batch: SampleBatch,
+    /// Series left out, if any.
+    pub invalid: Option<InvalidSeries>,
+    /// Series in the request (valid or not).
+    pub series: usize,
+    /// Metadata entries in the request (counted, not stored).
+    pub metadata: usize,
+}
+
+thread_local! {
+    static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::default());
+}
+
+#[derive(Default)]
+struct Scratch {
+    raw: Vec<u8>,
+    labels: Vec<(usize, usize, usize, usize)>,
+    samples: Vec<(i64, f64)>,
+}
+
+/// Decompresses a Snappy block into `out`, refusing sizes over `limit` before allocating.
+pub fn decompress(body: &[u8], limit: usize, out: &mut Vec<u8>) -> Result<(), DecodeError> {
+    let len = snap::raw::decompress_len(body).map_err(|e| DecodeError::Snappy {
+        reason: e.to_string(),
+    })?;
+    if len > limit {
+        return Err(DecodeError::TooLarge {
+            decoded: len,
+            limit,
+        });
+    }
+    out.clear();
+    out.resize(len, 0);
+    let n = snap::raw::Decoder::new()
+        .decompress(body, out)
+        .map_err(|e| DecodeError::Snappy {
+            reason: e.to_string(),
+        })?;
+    out.truncate(n);
+    Ok(())
+}
+
+/// Decodes a remote_write 1.0 body (Snappy block + protobuf `WriteRequest`).
+///
+/// `catalog` is only read: series it does not know are returned in `batch.new_series`, to be
+/// added once the batch is durable.
+pub fn decode_write_request(
+    body: &[u8],
+    catalog: &SeriesCatalog,
+    max_decoded_bytes: usize,
+) -> Result<Decoded, DecodeError> {
+    SCRATCH.with(|scratch| {
+        let mut scratch = scratch.borrow_mut();
+        let Scratch {
+            raw,
+            labels,
+            samples,
+        } = &mut *scratch;
+        decompress(body, max_decoded_bytes, raw)?;
+        let out = decode_protobuf(raw, catalog, labels, samples);
+        // Do not keep a huge buffer alive on this thread after an outsized request.
+        if raw.capacity() > 16 << 20 {
+            *raw = Vec::new();
+        }
+        out
+    })
+}
+
+fn decode_protobuf(
+    buf: &[u8],
+    catalog: &SeriesCatalog,
+    labels: &mut Vec<(usize, usize, usize, usize)>,
+    samples: &mut Vec<(i64, f64)>,
+) -> Result<Decoded, DecodeError> {
+    // A sample costs at least 11 bytes on the wire (tag + fixed64 + tag + 1-byte varint)
+    // plus its 2-byte envelope: reserve accordingly, capped, to avoid regrowth.
+    let mut builder = SampleBatchBuilder::with_capacity((buf.len() / 16).min(1 << 20));
+    let mut seen_new: HashSet<SeriesId, BuildHasherDefault<aiops_models::IdHasher>> =
+        HashSet::default();
+    let mut invalid: Option<InvalidSeries> = None;
+    let mut series = 0;
+    let mut metadata = 0;
+    let mut r = Reader::new(buf, 0);
+    while !r.done() {
+        let (field, wire) = r.key()?;
+        match (field, wire) {
+            (1, WIRE_LEN) => {
+                let (start, end) = r.len_delimited()?;
+                series += 1;
+                labels.clear();
+                samples.clear();
+                parse_series(buf, start, end, labels, samples)?;
+                match check_series(buf, labels, samples, catalog) {
+                    Ok(SeriesCheck { id, new_meta }) => {
+                        if let Some(meta) = new_meta {
+                            if seen_new.insert(id) {
+                                builder.push_series(meta);
+                            }
+                        }
+                        for &(ts, v) in samples.iter() {
+                            if is_stale_nan(v) {
+                                builder.push_stale(StaleMarker {
+                                    series_id: id,
+                                    timestamp_ms: ts,
+                                });
+                            } else {
+                                builder.push(id, ts, v);
+                            }
+                        }
+                    }
+                    Err(problem) => {
+                        let inv = invalid.get_or_insert_with(|| InvalidSeries {
+                            first: problem.message,
+                            series: 0,
+                            samples: 0,
+                            collisions: 0,
+                        });
+                        inv.series += 1;
+                        inv.samples += samples.len();
+                        inv.collisions += usize::from(problem.collision);
+                    }
+                }
+            }
+            (3, WIRE_LEN) => {
+                r.len_delimited()?;
+                metadata += 1;
+            }
+            (1 | 3, _) => return Err(r.err("WriteRequest field has the wrong wire type")),
+            (_, w) => r.skip(w)?,
+        }
+    }
+    Ok(Decoded {
+        batch: builder.finish(),
+        invalid,
+        series,
+        metadata,
+    })
+}
+
+const WIRE_VARINT: u8 = 0;
+const WIRE_FIXED64: u8 = 1;
+const WIRE_LEN: u8 = 2;
+const WIRE_FIXED32: u8 = 5;
+
+/// Reads the labels (as byte ranges of `buf`) and samples of one `TimeSeries`.
+fn parse_series(
+    buf: &[u8],
+    start: usize,
+    end: usize,
+    labels: &mut Vec<(usize, usize, usize, usize)>,
+    samples: &mut Vec<(i64, f64)>,
+) -> Result<(), DecodeError> {
+    let mut r = Reader::new(&buf[..end], start);
+    while !r.done() {
+        let (field, wire) = r.key()?;
+        match (field, wire) {
+            (1, WIRE_LEN) => {
+                let (ls, le) = r.len_delimited()?;
+                let mut lr = Reader::new(&buf[..le], ls);
+                let (mut name, mut value) = ((ls, ls), (ls, ls));
+                while !lr.done() {
+                    match lr.key()? {
+                        (1, WIRE_LEN) => name = lr.len_delimited()?,
+                        (2, WIRE_LEN) => value = lr.len_delimited()?,
+                        (1 | 2, _) => return Err(lr.err("Label field has the wrong wire type")),
+                        (_, w) => lr.skip(w)?,
+                    }
+                }
+                labels.push((name.0, name.1, value.0, value.1));
+            }
+            (2, WIRE_LEN) => {
+                let (ss, se) = r.len_delimited()?;
+                let mut sr = Reader::new(&buf[..se], ss);
+                let (mut ts, mut v) = (0i64, 0f64);
+                while !sr.done() {
+                    match sr.key()? {
+                        (1, WIRE_FIXED64) => v = f64::from_bits(sr.fixed64()?),
+                        (2, WIRE_VARINT) => ts = sr.varint()? as i64,
+                        (1 | 2, _) => return Err(sr.err("Sample field has the wrong wire type")),
+                        (_, w) => sr.skip(w)?,
+                    }
+                }
+                samples.push((ts, v));
+            }
+            (1 | 2, _) => return Err(r.err("TimeSeries field has the wrong wire type")),
+            (_, w) => r.skip(w)?,
+        }
+    }
+    Ok(())
+}
+
+struct SeriesCheck {
+    id: SeriesId,
+    new_meta: Option<Arc<SeriesMeta>>,
+}
+
+struct Problem {
+    message: String,
+    collision: bool,
+}
+
+fn check_series(
+    buf: &[u8],
+    labels: &[(usize, usize, usize, usize)],
+    samples: &[(i64, f64)],
+    catalog: &SeriesCatalog,
+) -> Result<SeriesCheck, Problem> {
+    let bad = |reason: String| Problem {
+        message: format!("series {}: {reason}", describe(buf, labels)),
+        collision: false,
+    };
+    let mut hasher = SeriesHasher::new(Source::Prometheus);
+    let mut prev: Option<&[u8]> = None;
+    let mut metric: Option<&[u8]> = None;
+    for &(ns, ne, vs, ve) in labels {
+        let (name, value) = (&buf[ns..ne], &buf[vs..ve]);
+        if let Some(p) = prev {
+            if name == p {
+                return Err(bad(format!("duplicate label name {:?}", lossy(name))));
+            }
+            if name < p {
+                return Err(bad(format!(
+                    "labels not sorted by name ({:?} after {:?})",
+                    lossy(name),
+                    lossy(p)
+                )));
+            }
+        }
+        prev = Some(name);
+        if name == METRIC_NAME_LABEL.as_bytes() {
+            if !valid_metric_name(value) {
+                return Err(bad(format!("invalid metric name {:?}", lossy(value))));
+            }
+            metric = Some(value);
+        } else if !valid_label_name(name) {
+            return Err(bad(format!("invalid label name {:?}", lossy(name))));
+        }
+        if value.is_empty() {
+            return Err(bad(format!("label {:?} has an empty value", lossy(name))));
+        }
+        if std::str::from_utf8(value).is_err() {
+            return Err(bad(format!(
+                "label {:?} value is not valid UTF-8",
+                lossy(name)
+            )));
+        }
+        hasher.label(name, value);
+    }
+    let Some(metric) = metric else {
+        return Err(bad("missing __name__ label".into()));
+    };
+    if let Some(w) = samples.windows(2).find(|w| w[1].0 < w[0].0) {
+        return Err(bad(format!(
+            "samples out of timestamp order ({} after {})",
+            w[1].0, w[0].0
+        )));
+    }
+    let id = hasher.finish();
+    match catalog.get(id) {
+        Some(known) if same_series(buf, labels, metric, &known) => {
+            Ok(SeriesCheck { id, new_meta: None })
+        }
+        Some(known) => Err(Problem {
+            message: format!(
+                "series {} collides with known series {} (id {id}); its samples were not stored",
+                describe(buf, labels),
+                known.to_selector_string()
+            ),
+            collision: true,
+        }),
+        None => {
+            let text = |s: usize, e: usize| {
+                std::str::from_utf8(&buf[s..e])
+                    .expect("validated above")
+                    .to_owned()
+            };
+            let meta = SeriesMeta {
+                id,
+                source: Source::Prometheus,
+                metric: String::from_utf8_lossy(metric).into_owned(),
+                labels: labels
+                    .iter()
+                    .filter(|&&(ns, ne, _, _)| &buf[ns..ne] != METRIC_NAME_LABEL.as_bytes())
+                    .map(|&(ns, ne, vs, ve)| (text(ns, ne), text(vs, ve)))
+                    .collect(),
+            };
+            Ok(SeriesCheck {
+                id,
+                new_meta: Some(Arc::new(meta)),
+            })
+        }
+    }
+}
+
+/// True when the wire labels are exactly those of `known` (guards against id collisions).
+fn same_series(
+    buf: &[u8],
+    labels: &[(usize, usize, usize, usize)],
+    metric: &[u8],
+    known: &SeriesMeta,
+) -> bool {
+    if known.metric.as_bytes() != metric || known.labels.len() + 1 != labels.len() {
+        return false;
+    }
+    let mut it = known.labels.iter();
+    labels.iter().all(|&(ns, ne, vs, ve)| {
+        let name = &buf[ns..ne];
+        if name == METRIC_NAME_LABEL.as_bytes() {
+            return true;
+        }
+        matches!(it.next(), Some((n, v)) if n.as_bytes() == name && v.as_bytes() == &buf[vs..ve])
+    })
+}
+
+fn valid_label_name(name: &[u8]) -> bool {
+    match name.split_first() {
+        Some((first, rest)) => {
+            (first.is_ascii_alphabetic() || *first == b'_')
+                && rest.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'_')
+        }
+        None => false,
+    }
+}
+
+fn valid_metric_name(name: &[u8]) -> bool {
+    match name.split_first() {
+        Some((first, rest)) => {
+            (first.is_ascii_alphabetic() || *first == b'_' || *first == b':')
+                && rest
+                    .iter()
+                    .all(|c| c.is_ascii_alphanumeric() || *c == b'_' || *c == b':')
+        }
+        None => false,
+    }
+}
+
+fn lossy(b: &[u8]) -> std::borrow::Cow<'_, str> {
+    String::from_utf8_lossy(b)
+}
+
+/// `{a="b", c="d"}` from wire labels, for error messages only.
+fn describe(buf: &[u8], labels: &[(usize, usize, usize, usize)]) -> String {
+    let mut s = String::from("{");
+    for (i, &(ns, ne, vs, ve)) in labels.iter().enumerate().take(12) {
+        if i > 0 {
+            s.push_str(", ");
+        }
+        let _ = write!(s, "{}={:?}", lossy(&buf[ns..ne]), lossy(&buf[vs..ve]));
+    }
+    if labels.len() > 12 {
+        s.push_str(", …");
+    }
+    s.push('}');
+    s
+}
+
+/// A cursor over protobuf wire format within `buf[pos..]`.
+struct Reader<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn new(buf: &'a [u8], pos: usize) -> Self {
+        Self { buf, pos }
+    }
+
+    fn done(&self) -> bool {
+        self.pos >= self.buf.len()
+    }
+
+    fn err(&self, reason: &'static str) -> DecodeError {
+        DecodeError::Protobuf {
+            offset: self.pos,
+            reason,
+        }
+    }
+
+    #[inline]
+    fn varint(&mut self) -> Result<u64, DecodeError> {
+        let mut out = 0u64;
+        for shift in (0..64).step_by(7) {
+            let Some(&b) = self.buf.get(self.pos) else {
+                return Err(self.err("truncated varint"));
+            };
+            self.pos += 1;
+            out |= u64::from(b & 0x7f) << shift;
+            if b < 0x80 {
+                return Ok(out);
+            }
+        }
+        Err(self.err("varint longer than 10 bytes"))
+    }
+
+    #[inline]
+    fn key(&mut self) -> Result<(u64, u8), DecodeError> {
+        let k = self.varint()?;
+        let field = k >> 3;
+        if field == 0 {
+            return Err(self.err("field number 0"));
+        }
+        Ok((field, (k & 7) as u8))
+    }
+
+    #[inline]
+    fn fixed64(&mut self) -> Result<u64, DecodeError> {
+        let bytes = self
+            .buf
+            .get(self.pos..self.pos + 8)
+            .ok_or_else(|| self.err("truncated fixed64"))?;
+        self.pos += 8;
+        Ok(u64::from_le_bytes(bytes.try_into().expect("slice of 8")))
+    }
+
+    #[inline]
+    fn len_delimited(&mut self) -> Result<(usize, usize), DecodeError> {
+        let len = self.varint()?;
+        let start = self.pos;
+        let end = usize::try_from(len)
+            .ok()
+            .and_then(|l| start.checked_add(l))
+            .filter(|&e| e <= self.buf.len())
+            .ok_or_else(|| self.err("length-delimited field runs past the end"))?;
+        self.pos = end;
+        Ok((start, end))
+    }
+
+    fn skip(&mut self, wire: u8) -> Result<(), DecodeError> {
+        match wire {
+            WIRE_VARINT => {
+                self.varint()?;
+            }
+            WIRE_FIXED64 => {
+                self.fixed64()?;
+            }
+            WIRE_LEN => {
+                self.len_delimited()?;
+            }
+            WIRE_FIXED32 => {
+                if self.pos + 4 > self.buf.len() {
+                    return Err(self.err("truncated fixed32"));
+                }
+                self.pos += 4;
+            }
+            _ => {
+                return Err(self.err("unsupported wire type (groups are not used by remote_write)"));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::remote_write::proto::{
+        MetricMetadata, TimeSeries, WriteRequest, encode_write_request,
+    };
+    use aiops_models::STALE_NAN_BITS;
+    use proptest::prelude::*;
+    use prost::Message;
+
+    const LIMIT: usize = 32 << 20;
+
+    fn series(labels: &[(&str, &str)], samples: &[(i64, f64)]) -> TimeSeries {
+        TimeSeries {
+            labels: labels
+                .iter()
+                .map(|(n, v)| crate::remote_write::Label {
+                    name: (*n).into(),
+                    value: (*v).into(),
+                })
+                .collect(),
+            samples: samples
+                .iter()
+                .map(|&(timestamp, value)| crate::remote_write::Sample { value, timestamp })
+                .collect(),
+        }
+    }
+
+    fn decode(req: &WriteRequest) -> Decoded {
+        decode_write_request(&encode_write_request(req), &SeriesCatalog::new(), LIMIT)
+            .expect("decodes")
+    }
+
+    #[test]
+    fn decodes_samples_and_new_series() {
+        let req = WriteRequest {
+            timeseries: vec![series(
+                &[("__name__", "up"), ("instance", "a:1"), ("job", "node")],
+                &[(1000, 1.0), (2000, 0.0)],
+            )],
+            metadata: vec![],
+        };
+        let d = decode(&req);
+        assert!(d.invalid.is_none());
+        assert_eq!(d.batch.timestamps(), &[1000, 2000]);
+        assert_eq!(d.batch.values(), &[1.0, 0.0]);
+        let meta = &d.batch.new_series[0];
+        assert_eq!(meta.metric, "up");
+        assert_eq!(
+            meta.labels,
+            vec![
+                ("instance".into(), "a:1".into()),
+                ("job".into(), "node".into())
+            ]
+        );
+        assert_eq!(
+            meta.id,
+            SeriesMeta::new(Source::Prometheus, "up", meta.labels.clone()).id
+        );
+    }
+
+    #[test]
+    fn known_series_are_not_new_again() {
+        let req = WriteRequest {
+            timeseries: vec![series(&[("__name__", "up")], &[(1, 1.0)])],
+            metadata: vec![],
+        };
+        let catalog = SeriesCatalog::new();
+        let body = encode_write_request(&req);
+        let d = decode_write_request(&body, &catalog, LIMIT).expect("decodes");
+        catalog.insert(d.batch.new_series[0].clone());
+        let d = decode_write_request(&body, &catalog, LIMIT).expect("decodes");
+        assert!(d.batch.new_series.is_empty());
+        assert_eq!(d.batch.len(), 1);
+    }
+
+    #[test]
+    fn empty_and_metadata_only_requests_decode_to_nothing() {
+        let d = decode(&WriteRequest::default());
+        assert!(d.batch.is_empty());
+        let d = decode(&WriteRequest {
+            timeseries: vec![],
+            metadata: vec![MetricMetadata {
+                r#type: 1,
+                metric_family_name: "x_total".into(),
+                help: "h".into(),
+                unit: String::new(),
+            }],
+        });
+        assert!(d.batch.is_empty());
+        assert_eq!(d.metadata, 1);
+    }
+
+    #[test]
+    fn stale_markers_are_not_values() {
+        let stale = f64::from_bits(STALE_NAN_BITS);
+        let d = decode(&WriteRequest {
+            timeseries: vec![series(
+                &[("__name__", "up")],
+                &[(1, 1.0), (2, stale), (3, f64::NAN)],
+            )],
+            metadata: vec![],
+        });
+        assert_eq!(d.batch.timestamps(), &[1, 3]);
+        assert_eq!(d.batch.stale.len(), 1);
+        assert_eq!(d.batch.stale[0].timestamp_ms, 2);
+    }
+
+    fn rejected(labels: &[(&str, &str)], samples: &[(i64, f64)]) -> String {
+        let good = series(&[("__name__", "ok")], &[(1, 1.0)]);
+        let d = decode(&WriteRequest {
+            timeseries: vec![good, series(labels, samples)],
+            metadata: vec![],
+        });
+        // The valid series is kept.
+        assert_eq!(d.batch.len(), 1);
+        let inv = d.invalid.expect("rejected");
+        assert_eq!(inv.series, 1);
+        inv.first
+    }
+
+    #[test]
+    fn rejects_unsorted_labels() {
+        let msg = rejected(&[("__name__", "x"), ("b", "1"), ("a", "2")], &[(1, 1.0)]);
+        assert!(msg.contains("not sorted"), "{msg}");
+    }
+
+    #[test]
+    fn rejects_duplicate_labels() {
+        let msg = rejected(&[("__name__", "x"), ("a", "1"), ("a", "2")], &[(1, 1.0)]);
+        assert!(msg.contains("duplicate label name \"a\""), "{msg}");
+    }
+
+    #[test]
+    fn rejects_missing_metric_name() {
+        let msg = rejected(&[("job", "x")], &[(1, 1.0)]);
+        assert!(msg.contains("missing __name__"), "{msg}");
+    }
+
+    #[test]
+    fn rejects_bad_names_and_empty_values() {
+        assert!(rejected(&[("__name__", "1x")], &[(1, 1.0)]).contains("invalid metric name"));
+        assert!(
+            rejected(&[("__name__", "x"), ("a-b", "1")], &[(1, 1.0)])
+                .contains("invalid label name")
+        );
+        assert!(rejected(&[("__name__", "x"), ("a", "")], &[(1, 1.0)]).contains("empty value"));
+    }
+
+    #[test]
+    fn rejects_samples_out_of_order() {
+        let msg = rejected(&[("__name__", "x")], &[(2, 1.0), (1, 1.0)]);
+        assert!(msg.contains("out of timestamp order"), "{msg}");
+    }
+
+    #[test]
+    fn rejects_colliding_series() {
+        let catalog = SeriesCatalog::new();
+        let real = SeriesMeta::new(Source::Prometheus, "a", []);
+        let mut forged = SeriesMeta::new(Source::Prometheus, "b", []);
+        forged.id = real.id;
+        catalog.insert(Arc::new(forged));
+        let body = encode_write_request(&WriteRequest {
+            timeseries: vec![series(&[("__name__", "a")], &[(1, 1.0)])],
+            metadata: vec![],
+        });
+        let d = decode_write_request(&body, &catalog, LIMIT).expect("decodes");
+        let inv = d.invalid.expect("collision");
+        assert_eq!(inv.collisions, 1);
+        assert!(inv.first.contains("collides"), "{}", inv.first);
+    }
+
+    #[test]
+    fn rejects_framed_snappy_and_garbage() {
+        let raw = WriteRequest::default().encode_to_vec();
+        let mut framed = Vec::new();
+        {
+            use std::io::Write;
+            let mut w = snap::write::FrameEncoder::new(&mut framed);
+            w.write_all(&raw).expect("in memory");
+        }
+        assert!(matches!(
+            decode_write_request(&framed, &SeriesCatalog::new(), LIMIT),
+            Err(DecodeError::Snappy { .. }) | Err(DecodeError::Protobuf { .. })
+        ));
+        let garbage = snap::raw::Encoder::new()
+            .compress_vec(&[0x0a, 0xff, 0xff])
+            .expect("ok");
+        assert!(matches!(
+            decode_write_request(&garbage, &SeriesCatalog::new(), LIMIT),
+            Err(DecodeError::Protobuf { .. })
+        ));
+    }
+
+    #[test]
+    fn rejects_oversized_before_allocating() {
+        let big = vec![0u8; 1 << 20];
+        let body = snap::raw::Encoder::new().compress_vec(&big).expect("ok");
+        assert!(matches!(
+            decode_write_request(&body, &SeriesCatalog::new(), 1 << 10),
+            Err(DecodeError::TooLarge { .. })
+        ));
+    }
+
+    fn arb_series() -> impl Strategy<Value = TimeSeries> {
+        (
+            "[a-z_][a-z0-9_:]{0,12}",
+            prop::collection::btree_map("[a-zA-Z_][a-zA-Z0-9_]{0,8}", "\\PC{1,12}", 0..6),
+            prop::collection::vec((any::<i32>(), any::<f64>()), 0..8),
+        )
+            .prop_map(|(name, labels, mut samples)| {
+                samples.sort_by_key(|s| s.0);
+                let mut l: Vec<(String, String)> = labels
+                    .into_iter()
+                    .filter(|(n, _)| !n.starts_with("__"))
+                    .collect();
+                l.push(("__name__".into(), name));
+                l.sort();
+                TimeSeries {
+                    labels: l
+                        .into_iter()
+                        .map(|(name, value)| crate::remote_write::Label { name, value })
+                        .collect(),
+                    samples: samples
+                        .into_iter()
+                        .map(|(t, value)| crate::remote_write::Sample {
+                            value,
+                            timestamp: i64::from(t) * 1000,
+                        })
+                        .collect(),
+                }
+            })
+    }
+
+    proptest! {
+        /// decode ∘ encode = id, checked against prost's own decoder.
+        #[test]
+        fn agrees_with_prost_on_valid_requests(ts in prop::collection::vec(arb_series(), 0..20)) {
+            let req = WriteRequest { timeseries: ts, metadata: vec![] };
+            let body = encode_write_request(&req);
+            let reference = WriteRequest::decode(
+                snap::raw::Decoder::new().decompress_vec(&body).expect("ok").as_slice(),
+            ).expect("prost decodes");
+            let d = decode_write_request(&body, &SeriesCatalog::new(), LIMIT).expect("decodes");
+            prop_assert!(d.invalid.is_none(), "{:?}", d.invalid);
+            let mut i = 0;
+            let mut stale = 0;
+            for s in &reference.timeseries {
+                let metric = s.labels.iter().find(|l| l.name == "__name__").map(|l| l.value.clone()).unwrap_or_default();
+                let id = SeriesMeta::new(
+                    Source::Prometheus,
+                    metric,
+                    s.labels.iter().map(|l| (l.name.clone(), l.value.clone())),
+                ).id;
+                for smp in &s.samples {
+                    if is_stale_nan(smp.value) {
+                        prop_assert_eq!(d.batch.stale[stale].series_id, id);
+                        stale += 1;
+                        continue;
+                    }
+                    prop_assert_eq!(d.batch.series_ids()[i], id.0);
+                    prop_assert_eq!(d.batch.timestamps()[i], smp.timestamp);
+                    prop_assert_eq!(d.batch.values()[i].to_bits(), smp.value.to_bits());
+                    i += 1;
+                }
+            }
+            prop_assert_eq!(i, d.batch.len());
+        }
+
+        /// Arbitrary bytes never panic; they decode or are rejected.
+        #[test]
+        fn never_panics_on_arbitrary_protobuf(raw in prop::collection::vec(any::<u8>(), 0..256)) {
+            let body = snap::raw::Encoder::new().compress_vec(&raw).expect("ok");
+            let _ = decode_write_request(&body, &SeriesCatalog::new(), LIMIT);
+        }
+
+        #[test]
+        fn never_panics_on_arbitrary_bodies(body in prop::collection::vec(any::<u8>(), 0..256)) {
+            let _ = decode_write_request(&body, &SeriesCatalog::new(), LIMIT);
+        }
+    }
+}

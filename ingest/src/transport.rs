@@ -1,0 +1,218 @@
+//! The transport seam between sources and the stages after them.
+//!
+//! Sources hand [`Envelope`]s to a [`BatchSender`]; the archive stage takes them from a
+//! [`BatchReceiver`], makes them durable and fires each envelope's [`Ack`]. Only this module
+//! knows what carries the envelopes: today a bounded in-process channel (`memory`), later a
+//! Kafka topic, without touching sources or stages.
+
+use aiops_models::SampleBatch;
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, oneshot};
+
+/// How batches travel from sources to stages.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TransportConfig {
+    /// `memory`: a bounded in-process channel (the default; one machine).
+    #[serde(default = "default_kind")]
+    pub kind: TransportKind,
+    /// Batches that may wait in the channel. When it is full, remote_write answers 503 (the
+    /// sender retries) and pullers wait.
+    #[serde(default = "default_capacity")]
+    pub capacity: usize,
+}
+
+/// Transport implementations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TransportKind {
+    /// Bounded in-process channel.
+    Memory,
+}
+
+fn default_kind() -> TransportKind {
+    TransportKind::Memory
+}
+fn default_capacity() -> usize {
+    256
+}
+
+impl Default for TransportConfig {
+    fn default() -> Self {
+        Self {
+            kind: default_kind(),
+            capacity: default_capacity(),
+        }
+    }
+}
+
+impl TransportConfig {
+    /// Problems with the values, each naming its key.
+    pub fn validate(&self, prefix: &str, problems: &mut Vec<String>) {
+        if !(1..=1_000_000).contains(&self.capacity) {
+            problems.push(format!(
+                "{prefix}.capacity = {}: must be between 1 and 1000000",
+                self.capacity
+            ));
+        }
+    }
+
+    /// Opens the transport.
+    pub fn build(&self) -> (BatchSender, BatchReceiver) {
+        match self.kind {
+            TransportKind::Memory => {
+                let (tx, rx) = mpsc::channel(self.capacity);
+                (BatchSender { tx }, BatchReceiver { rx })
+            }
+        }
+    }
+}
+
+/// Why a batch could not be made durable. Retrying later may succeed.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{0}")]
+pub struct AckError(pub String);
+
+/// Fired by the stage that made a batch durable, with the outcome.
+#[derive(Debug)]
+pub struct Ack(oneshot::Sender<Result<(), AckError>>);
+
+impl Ack {
+    /// Reports the outcome to the waiting source (which may have gone away; that is fine).
+    pub fn send(self, outcome: Result<(), AckError>) {
+        let _ = self.0.send(outcome);
+    }
+}
+
+/// Waits for an [`Ack`].
+#[derive(Debug)]
+pub struct AckWaiter(oneshot::Receiver<Result<(), AckError>>);
+
+impl AckWaiter {
+    /// The outcome; a stage that dropped the envelope without answering counts as a failure.
+    pub async fn wait(self) -> Result<(), AckError> {
+        self.0.await.unwrap_or_else(|_| {
+            Err(AckError(
+                "the archive stage stopped before the batch was durable".into(),
+            ))
+        })
+    }
+}
+
+/// A batch on its way, with an optional acknowledgement channel.
+#[derive(Debug)]
+pub struct Envelope {
+    /// The samples.
+    pub batch: SampleBatch,
+    /// Fired once the batch is durable.
+    pub ack: Option<Ack>,
+}
+
+impl Envelope {
+    /// An envelope whose sender wants to know when the batch is durable.
+    pub fn with_ack(batch: SampleBatch) -> (Self, AckWaiter) {
+        let (tx, rx) = oneshot::channel();
+        (
+            Self {
+                batch,
+                ack: Some(Ack(tx)),
+            },
+            AckWaiter(rx),
+        )
+    }
+}
+
+/// Why a send failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    /// The transport is at capacity (only from [`BatchSender::try_send`]).
+    #[error("the ingest queue is full ({capacity} batches); retry later")]
+    Full { capacity: usize },
+    /// The receiving stage has stopped (shutdown).
+    #[error("the pipeline is shutting down")]
+    Closed,
+}
+
+/// The sending half; cheap to clone, one per source task.
+#[derive(Debug, Clone)]
+pub struct BatchSender {
+    tx: mpsc::Sender<Envelope>,
+}
+
+impl BatchSender {
+    /// Sends without waiting: fails with [`SendError::Full`] under back-pressure.
+    pub fn try_send(&self, env: Envelope) -> Result<(), SendError> {
+        self.tx.try_send(env).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => SendError::Full {
+                capacity: self.tx.max_capacity(),
+            },
+            mpsc::error::TrySendError::Closed(_) => SendError::Closed,
+        })
+    }
+
+    /// Sends, waiting for room.
+    pub async fn send(&self, env: Envelope) -> Result<(), SendError> {
+        self.tx.send(env).await.map_err(|_| SendError::Closed)
+    }
+
+    /// Sends and waits until the batch is durable.
+    pub async fn send_durable(&self, batch: SampleBatch) -> Result<(), AckError> {
+        let (env, waiter) = Envelope::with_ack(batch);
+        self.send(env).await.map_err(|e| AckError(e.to_string()))?;
+        waiter.wait().await
+    }
+
+    /// Batches waiting right now.
+    pub fn queued(&self) -> usize {
+        self.tx.max_capacity() - self.tx.capacity()
+    }
+}
+
+/// The receiving half, owned by one stage.
+#[derive(Debug)]
+pub struct BatchReceiver {
+    rx: mpsc::Receiver<Envelope>,
+}
+
+impl BatchReceiver {
+    /// The next envelope; `None` once every sender is gone and the queue is drained.
+    pub async fn recv(&mut self) -> Option<Envelope> {
+        self.rx.recv().await
+    }
+
+    /// An envelope if one is waiting.
+    pub fn try_recv(&mut self) -> Option<Envelope> {
+        self.rx.try_recv().ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn try_send_reports_full_and_ack_reaches_sender() {
+        let (tx, mut rx) = TransportConfig {
+            kind: TransportKind::Memory,
+            capacity: 1,
+        }
+        .build();
+        let (env, waiter) = Envelope::with_ack(SampleBatch::empty());
+        tx.try_send(env).expect("room for one");
+        let err = tx.try_send(Envelope {
+            batch: SampleBatch::empty(),
+            ack: None,
+        });
+        assert!(matches!(err, Err(SendError::Full { capacity: 1 })));
+        let got = rx.recv().await.expect("one envelope");
+        got.ack.expect("has ack").send(Ok(()));
+        assert!(waiter.wait().await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn dropped_ack_is_a_failure() {
+        let (env, waiter) = Envelope::with_ack(SampleBatch::empty());
+        drop(env);
+        assert!(waiter.wait().await.is_err());
+    }
+}

@@ -1,0 +1,30 @@
+//! The shared vocabulary of aiops.
+//!
+//! Every stage of the pipeline speaks in the types defined here:
+//!
+//! * [`SeriesId`] and [`SeriesMeta`] — the identity of a metric series (a stable 64-bit hash of
+//!   its source and sorted label set) and what it stands for;
+//! * [`SeriesCatalog`] — the concurrent map from id to meta that sources fill and queries read;
+//! * [`SampleBatch`] — the Arrow record batch of samples in long format
+//!   (`series_id`, `timestamp`, `value`) that flows from ingest through the transport to the
+//!   archive and, later, to detection;
+//! * [`Selector`] — Prometheus-style label matchers (`up{job="api",code=~"5.."}`) for catalog
+//!   queries.
+//!
+//! `models` depends on nothing else in the workspace: `ingest`, `detect`, `rca` and `api` share
+//! types through it, never through each other.
+
+mod batch;
+mod catalog;
+mod error;
+mod selector;
+mod series;
+
+pub use batch::{SampleBatch, SampleBatchBuilder, StaleMarker, sample_schema};
+pub use catalog::{CatalogInsert, SeriesCatalog};
+pub use error::ModelError;
+pub use selector::{MatchOp, Matcher, Selector};
+pub use series::{
+    IdHashMap, IdHasher, METRIC_NAME_LABEL, STALE_NAN_BITS, SeriesHasher, SeriesId, SeriesMeta,
+    Source, is_stale_nan,
+};
