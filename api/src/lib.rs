@@ -1,1 +1,126 @@
-//! x
+//! The HTTP API of aiops (axum).
+//!
+//! | route | what |
+//! |---|---|
+//! | `POST /api/v1/write` | Prometheus remote_write 1.0 receiver |
+//! | `GET /api/v1/series` | the series catalog, filtered by `match[]` selectors |
+//! | `GET /api/v1/series/{id}/samples` | one series over `start`..`end` from the archive |
+//! | `GET /healthz` | the process is alive |
+//! | `GET /readyz` | the archive accepts writes; source health |
+//! | `GET /metrics` | our own metrics (OpenMetrics text) |
+//!
+//! Every error is `{"error": {"code": "...", "message": "..."}}` with a status chosen in
+//! [`error`]. Bodies are limited, every request has a deadline, and the server drains in-flight
+//! requests on shutdown (see `serve` in the binary).
+
+mod config;
+pub mod error;
+mod health;
+mod metrics;
+mod query;
+mod write;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use aiops_ingest::IngestMetrics;
+use aiops_ingest::archive::Archive;
+use aiops_ingest::prometheus_api::SourceStates;
+use aiops_ingest::transport::BatchSender;
+use aiops_models::SeriesCatalog;
+use axum::Router;
+use axum::extract::{MatchedPath, Request, State};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use prometheus_client::registry::Registry;
+
+pub use config::ApiConfig;
+pub use error::ApiError;
+pub use metrics::ApiMetrics;
+
+/// Everything the handlers share.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    /// Server options.
+    pub config: Arc<ApiConfig>,
+    /// Series known to this process.
+    pub catalog: Arc<SeriesCatalog>,
+    /// The archive (reads).
+    pub archive: Archive,
+    /// Where accepted batches go.
+    pub sender: BatchSender,
+    /// Health of pulling sources.
+    pub sources: SourceStates,
+    /// Every metric of the process, for `/metrics`.
+    pub registry: Arc<Registry>,
+    /// Ingest counters.
+    pub ingest_metrics: IngestMetrics,
+    /// API counters.
+    pub api_metrics: ApiMetrics,
+}
+
+/// The router with every route and middleware.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/api/v1/write", post(write::remote_write))
+        .route("/api/v1/series", get(query::list_series))
+        .route("/api/v1/series/{id}/samples", get(query::series_samples))
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/metrics", get(health::metrics))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(state.clone(), observe))
+        .with_state(state)
+}
+
+async fn not_found(req: Request) -> ApiError {
+    ApiError::not_found(format!(
+        "no route for {} {}",
+        req.method(),
+        req.uri().path()
+    ))
+}
+
+async fn method_not_allowed(req: Request) -> ApiError {
+    ApiError::new(
+        axum::http::StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!("{} is not allowed on {}", req.method(), req.uri().path()),
+    )
+}
+
+/// Deadline and latency metrics for every request.
+async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let method = req.method().to_string();
+    let started = Instant::now();
+    let deadline = Duration::from_secs(state.config.request_timeout_secs);
+    // Dropping a timed-out handler is safe: a remote_write whose batch was already queued is
+    // either made durable (and the sender's retry duplicates it) or failed; nothing is lost.
+    let resp = match tokio::time::timeout(deadline, next.run(req)).await {
+        Ok(r) => r,
+        Err(_) => ApiError::unavailable(
+            "timeout",
+            format!("request did not finish within {}s", deadline.as_secs()),
+        )
+        .into_response(),
+    };
+    state
+        .api_metrics
+        .request_seconds
+        .get_or_create(&metrics::RequestLabels {
+            route,
+            method,
+            status: resp.status().as_u16(),
+        })
+        .observe(started.elapsed().as_secs_f64());
+    resp
+}
+
+#[cfg(test)]
+mod tests;

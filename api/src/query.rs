@@ -1,0 +1,179 @@
+//! Reading the catalog and the archive.
+
+use std::collections::BTreeMap;
+
+use aiops_models::{Selector, SeriesId, SeriesMeta};
+use axum::Json;
+use axum::extract::{Path, RawQuery, State};
+use serde::Serialize;
+
+use crate::{ApiError, AppState};
+
+/// A series as the API shows it.
+#[derive(Debug, Serialize)]
+pub struct SeriesView {
+    id: SeriesId,
+    source: &'static str,
+    metric: String,
+    labels: BTreeMap<String, String>,
+    /// Unix ms of the stale marker that ended the series, if it has ended.
+    stale_at_ms: Option<i64>,
+}
+
+fn view(meta: &SeriesMeta, stale_at_ms: Option<i64>) -> SeriesView {
+    SeriesView {
+        id: meta.id,
+        source: meta.source.as_str(),
+        metric: meta.metric.clone(),
+        labels: meta.labels.iter().cloned().collect(),
+        stale_at_ms,
+    }
+}
+
+fn params(raw: Option<String>) -> Vec<(String, String)> {
+    form_urlencoded::parse(raw.unwrap_or_default().as_bytes())
+        .into_owned()
+        .collect()
+}
+
+/// `GET /api/v1/series?match[]=SELECTOR&limit=N`: series matching any of the selectors (all
+/// series without one), sorted by metric and labels.
+pub async fn list_series(
+    State(state): State<AppState>,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let mut selectors = Vec::new();
+    let mut limit = state.config.max_series_per_query;
+    for (k, v) in params(raw) {
+        match k.as_str() {
+            "match[]" | "match" => selectors.push(
+                v.parse::<Selector>()
+                    .map_err(|e| ApiError::bad_request("bad_selector", e.to_string()))?,
+            ),
+            "limit" => {
+                limit = v
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|&n| n >= 1)
+                    .ok_or_else(|| {
+                        ApiError::bad_request(
+                            "bad_parameter",
+                            format!("limit={v:?}: expected a positive integer"),
+                        )
+                    })?
+                    .min(state.config.max_series_per_query);
+            }
+            other => {
+                return Err(ApiError::bad_request(
+                    "bad_parameter",
+                    format!("unknown parameter {other:?}; expected match[] or limit"),
+                ));
+            }
+        }
+    }
+    if selectors.is_empty() {
+        selectors.push(Selector::default());
+    }
+    let mut found: Vec<_> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for sel in &selectors {
+        for m in state.catalog.select(sel, usize::MAX) {
+            if seen.insert(m.id) {
+                found.push(m);
+            }
+        }
+    }
+    found.sort_by(|a, b| (&a.metric, &a.labels).cmp(&(&b.metric, &b.labels)));
+    let total = found.len();
+    let series: Vec<SeriesView> = found
+        .iter()
+        .take(limit)
+        .map(|m| view(m, state.archive.stale_at(m.id)))
+        .collect();
+    Ok(Json(serde_json::json!({
+        "series": series,
+        "total": total,
+        "truncated": total > limit,
+    })))
+}
+
+/// Parses a time parameter: RFC 3339 or Unix seconds (fractions allowed), like Prometheus.
+fn parse_time(name: &str, v: &str) -> Result<i64, ApiError> {
+    if let Ok(secs) = v.parse::<f64>() {
+        if secs.is_finite() && secs.abs() < 1e13 {
+            return Ok((secs * 1000.0).round() as i64);
+        }
+    }
+    v.parse::<jiff::Timestamp>()
+        .map(|t| t.as_millisecond())
+        .map_err(|_| {
+            ApiError::bad_request(
+                "bad_parameter",
+                format!("{name}={v:?}: expected RFC 3339 (2024-05-01T12:00:00Z) or Unix seconds"),
+            )
+        })
+}
+
+/// `GET /api/v1/series/{id}/samples?start=&end=`: the samples of one series, `[unix_ms, value]`
+/// pairs in time order (`null` for NaN). Defaults: the last hour.
+pub async fn series_samples(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let id: SeriesId = id.parse().map_err(|_| {
+        ApiError::bad_request(
+            "bad_series_id",
+            format!("{id:?} is not a series id (16 hex digits)"),
+        )
+    })?;
+    let meta = state
+        .catalog
+        .get(id)
+        .ok_or_else(|| ApiError::not_found(format!("series {id} is not known")))?;
+    let (mut start, mut end) = (None, None);
+    for (k, v) in params(raw) {
+        match k.as_str() {
+            "start" => start = Some(parse_time("start", &v)?),
+            "end" => end = Some(parse_time("end", &v)?),
+            other => {
+                return Err(ApiError::bad_request(
+                    "bad_parameter",
+                    format!("unknown parameter {other:?}; expected start or end"),
+                ));
+            }
+        }
+    }
+    let end = end.unwrap_or_else(|| jiff::Timestamp::now().as_millisecond());
+    let start = start.unwrap_or(end - 3_600_000);
+    if start > end {
+        return Err(ApiError::bad_request(
+            "bad_parameter",
+            format!("start ({start} ms) is after end ({end} ms)"),
+        ));
+    }
+    let archive = state.archive.clone();
+    let samples = tokio::task::spawn_blocking(move || archive.read_series(id, start, end))
+        .await
+        .map_err(ApiError::internal)??;
+    if samples.len() > state.config.max_samples_per_query {
+        return Err(ApiError::bad_request(
+            "too_many_samples",
+            format!(
+                "{} samples in range, more than the limit of {}; narrow start..end",
+                samples.len(),
+                state.config.max_samples_per_query
+            ),
+        ));
+    }
+    let points: Vec<(i64, Option<f64>)> = samples
+        .into_iter()
+        .map(|(t, v)| (t, v.is_finite().then_some(v)))
+        .collect();
+    Ok(Json(serde_json::json!({
+        "series": view(&meta, state.archive.stale_at(id)),
+        "start_ms": start,
+        "end_ms": end,
+        "samples": points,
+    })))
+}

@@ -1,0 +1,184 @@
+//! `POST /api/v1/write`: the Prometheus remote_write 1.0 receiver.
+//!
+//! Status rules (what Prometheus does with each answer is in protocols.md 1.4):
+//!
+//! | answer | when | Prometheus |
+//! |---|---|---|
+//! | 204 | stored durably, including empty and metadata-only requests | done |
+//! | 400 | body is not Snappy/protobuf, or some series break the data rules (the valid rest is stored) | drops, never retries |
+//! | 413 | body over `max_body_bytes`, or decompressed over `max_decoded_bytes` | drops |
+//! | 415 | not `Content-Encoding: snappy` + `application/x-protobuf`, or remote_write 2.0 | drops |
+//! | 503 | ingest queue full, archive write failed, shutting down | retries with backoff |
+
+use aiops_ingest::remote_write::{self, DecodeError, Decoded};
+use aiops_ingest::transport::{Envelope, SendError};
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use tracing::{debug, warn};
+
+use crate::{ApiError, AppState};
+
+const SOURCE: &str = "remote_write";
+
+/// Bodies up to this size are decoded on the runtime thread; larger ones on the blocking pool.
+const INLINE_DECODE_BYTES: usize = 256 << 10;
+
+fn check_headers(headers: &HeaderMap) -> Result<(), ApiError> {
+    let unsupported = |m: String| {
+        ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            m,
+        )
+    };
+    let get = |h: &str| headers.get(h).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let encoding = get(header::CONTENT_ENCODING.as_str());
+    if !encoding.eq_ignore_ascii_case(remote_write::CONTENT_ENCODING) {
+        return Err(unsupported(format!(
+            "Content-Encoding {encoding:?} is not supported; remote_write 1.0 bodies are Snappy block compressed (Content-Encoding: snappy)"
+        )));
+    }
+    let ctype = get(header::CONTENT_TYPE.as_str());
+    let mut parts = ctype.split(';').map(str::trim);
+    if !parts
+        .next()
+        .is_some_and(|m| m.eq_ignore_ascii_case(remote_write::CONTENT_TYPE))
+    {
+        return Err(unsupported(format!(
+            "Content-Type {ctype:?} is not supported; expected application/x-protobuf"
+        )));
+    }
+    if let Some(proto) = parts.find_map(|p| p.strip_prefix("proto=")) {
+        if proto != "prometheus.WriteRequest" {
+            return Err(unsupported(format!(
+                "protobuf message {proto:?} is not supported; this receiver speaks remote_write 1.0 (prometheus.WriteRequest)"
+            )));
+        }
+    }
+    let version = get(remote_write::VERSION_HEADER);
+    // 1.0 senders send 0.1.0; some senders omit the header, which we accept. 2.x is refused
+    // with 415 so that a sender can fall back to 1.0.
+    if version.starts_with("2.") {
+        return Err(unsupported(format!(
+            "remote_write version {version} is not supported; configure the sender for remote_write 1.0 (X-Prometheus-Remote-Write-Version: 0.1.0)"
+        )));
+    }
+    if !version.is_empty() && !version.starts_with("0.1") {
+        return Err(ApiError::bad_request(
+            "bad_version",
+            format!(
+                "X-Prometheus-Remote-Write-Version {version:?} is not supported; expected 0.1.0"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn too_large(limit: usize, what: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "payload_too_large",
+        format!(
+            "{what} exceeds the limit of {limit} bytes; lower max_samples_per_send on the sender or raise the limit"
+        ),
+    )
+}
+
+/// The handler.
+#[tracing::instrument(skip_all, fields(bytes))]
+pub async fn remote_write(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<StatusCode, ApiError> {
+    check_headers(&headers)?;
+    let limit = state.config.max_body_bytes;
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(too_large(limit, "request body"));
+    }
+    let body = axum::body::to_bytes(body, limit).await.map_err(|e| {
+        let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+        while let Some(c) = cause {
+            if c.is::<http_body_util::LengthLimitError>() {
+                return too_large(limit, "request body");
+            }
+            cause = c.source();
+        }
+        ApiError::bad_request("bad_body", format!("reading the body failed: {e}"))
+    })?;
+    tracing::Span::current().record("bytes", body.len());
+
+    let max_decoded = state.config.max_decoded_bytes;
+    let catalog = state.catalog.clone();
+    let decoded = if body.len() <= INLINE_DECODE_BYTES {
+        remote_write::decode_write_request(&body, &catalog, max_decoded)
+    } else {
+        tokio::task::spawn_blocking(move || {
+            remote_write::decode_write_request(&body, &catalog, max_decoded)
+        })
+        .await
+        .map_err(ApiError::internal)?
+    };
+    let Decoded { batch, invalid, .. } = match decoded {
+        Ok(d) => d,
+        Err(DecodeError::TooLarge { limit, .. }) => {
+            state.ingest_metrics.rejected(SOURCE, "too_large", 0);
+            return Err(too_large(limit, "decompressed body"));
+        }
+        Err(e) => {
+            state.ingest_metrics.rejected(SOURCE, "decode", 0);
+            debug!(error = %e, "Rejected an undecodable remote_write body.");
+            return Err(ApiError::bad_request("bad_payload", e.to_string()));
+        }
+    };
+
+    let samples = batch.len() as u64;
+    if !batch.is_empty() {
+        let (env, waiter) = Envelope::with_ack(batch);
+        match state.sender.try_send(env) {
+            Ok(()) => {}
+            Err(e @ SendError::Full { .. }) => {
+                state.ingest_metrics.rejected(SOURCE, "overload", samples);
+                return Err(ApiError::unavailable("overloaded", e.to_string()));
+            }
+            Err(e @ SendError::Closed) => {
+                state
+                    .ingest_metrics
+                    .rejected(SOURCE, "unavailable", samples);
+                return Err(ApiError::unavailable("shutting_down", e.to_string()));
+            }
+        }
+        if let Err(e) = waiter.wait().await {
+            state
+                .ingest_metrics
+                .rejected(SOURCE, "unavailable", samples);
+            warn!(error = %e, samples, "Remote write not durable; the sender will retry.");
+            return Err(ApiError::unavailable("archive_unavailable", e.to_string()));
+        }
+        state.ingest_metrics.received(SOURCE, samples);
+    }
+    if let Some(inv) = invalid {
+        state.ingest_metrics.rejected(
+            SOURCE,
+            if inv.collisions > 0 {
+                "collision"
+            } else {
+                "invalid"
+            },
+            inv.samples as u64,
+        );
+        if inv.collisions > 0 {
+            tracing::error!(collisions = inv.collisions, first = %inv.first, "Series id collision: samples rejected.");
+        }
+        return Err(ApiError::bad_request(
+            "invalid_series",
+            format!("{inv}; {samples} valid samples were stored"),
+        ));
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
