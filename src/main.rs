@@ -1,1 +1,91 @@
-fn main() {}
+//! The `aiops` binary: parses the command line and configuration, installs tracing, wires the
+//! stages and handles signals. Everything else lives in the library crates.
+
+mod backfill;
+mod bench;
+mod cli;
+mod config;
+mod demo;
+mod serve;
+
+use clap::Parser;
+use tokio_util::sync::CancellationToken;
+
+fn main() -> anyhow::Result<()> {
+    let cli = cli::Cli::parse();
+    init_tracing();
+    // reqwest uses rustls; pick its crypto provider once for the process.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(run(cli))
+}
+
+async fn run(cli: cli::Cli) -> anyhow::Result<()> {
+    match cli.command {
+        cli::Command::Serve(args) => {
+            let cfg = config::Config::load(args.config.as_deref())?
+                .with_overrides(args.listen, args.data_dir);
+            cfg.validate()?;
+            serve::serve(cfg, shutdown_on_signal(), None).await
+        }
+        cli::Command::Demo(args) => demo::run(args, shutdown_on_signal()).await,
+        cli::Command::Backfill(args) => backfill::run(args).await,
+        cli::Command::CheckConfig(args) => {
+            let cfg = config::Config::load(Some(&args.file))?;
+            println!(
+                "{}: ok (listen {}, data_dir {}, {} prometheus source(s))",
+                args.file.display(),
+                cfg.server.listen,
+                cfg.archive.data_dir.display(),
+                cfg.sources.prometheus.len()
+            );
+            Ok(())
+        }
+        cli::Command::Bench(args) => bench::run(args).await,
+    }
+}
+
+fn init_tracing() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("AIOPS_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let json = std::env::var("AIOPS_LOG_FORMAT").is_ok_and(|v| v == "json");
+    use std::io::IsTerminal;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+/// A token cancelled on SIGINT or SIGTERM; a second signal exits at once.
+fn shutdown_on_signal() -> CancellationToken {
+    let token = CancellationToken::new();
+    let t = token.clone();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!(
+            "Shutting down: draining requests and flushing the archive (signal again to exit now)."
+        );
+        t.cancel();
+        wait_for_signal().await;
+        tracing::warn!("Second signal: exiting without draining.");
+        std::process::exit(130);
+    });
+    token
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term =
+        signal(SignalKind::terminate()).expect("installing a SIGTERM handler cannot fail on Unix");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

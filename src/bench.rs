@@ -1,0 +1,185 @@
+//! `aiops bench`: throughput measurements that print JSON, each next to a baseline measured in
+//! the same run (machines here are shared and noisy; compare ratios, not absolutes).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use aiops_ingest::remote_write::{
+    RemoteWriteClient, TimeSeries, WriteRequest, decode_write_request, encode_write_request,
+};
+use aiops_models::SeriesCatalog;
+use axum::routing::post;
+use bytes::Bytes;
+use serde_json::json;
+use tokio::sync::oneshot;
+use tokio_util::sync::CancellationToken;
+
+use crate::cli::{BenchArgs, BenchWhat, RemoteWriteBenchArgs};
+use crate::config::Config;
+
+/// Runs the selected benchmark.
+pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    match args.what {
+        BenchWhat::RemoteWrite(a) => remote_write(a).await,
+    }
+}
+
+/// `series` series with 6 labels each and `samples` samples, timestamps from `t0_ms`.
+pub fn request(series: usize, samples: usize, t0_ms: i64) -> WriteRequest {
+    let timeseries = (0..series)
+        .map(|i| {
+            let (svc, inst, code) = (
+                format!("svc-{}", i % 50),
+                format!("10.0.{}.{}:8080", i / 250, i % 250),
+                format!("{}", 200 + (i % 5)),
+            );
+            TimeSeries::from_parts(
+                [
+                    ("__name__", "http_requests_total"),
+                    ("job", "api"),
+                    ("service", svc.as_str()),
+                    ("instance", inst.as_str()),
+                    ("code", code.as_str()),
+                    ("namespace", "prod"),
+                ],
+                (0..samples).map(|k| (t0_ms + k as i64 * 15_000, (i * 1000 + k) as f64)),
+            )
+        })
+        .collect();
+    WriteRequest {
+        timeseries,
+        metadata: vec![],
+    }
+}
+
+struct LoadResult {
+    samples_per_sec: f64,
+    requests: u64,
+    failures: u64,
+}
+
+async fn load(
+    url: String,
+    bodies: Arc<Vec<Bytes>>,
+    samples_per_body: u64,
+    secs: u64,
+    concurrency: usize,
+) -> LoadResult {
+    let ok = Arc::new(AtomicU64::new(0));
+    let failed = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(secs);
+    let mut tasks = Vec::new();
+    for w in 0..concurrency {
+        let (url, bodies, ok, failed) = (url.clone(), bodies.clone(), ok.clone(), failed.clone());
+        tasks.push(tokio::spawn(async move {
+            let client = RemoteWriteClient::new(url).with_max_attempts(1);
+            let mut i = w;
+            while Instant::now() < deadline {
+                match client.send_encoded(bodies[i % bodies.len()].clone()).await {
+                    Ok(()) => ok.fetch_add(1, Ordering::Relaxed),
+                    Err(_) => failed.fetch_add(1, Ordering::Relaxed),
+                };
+                i += concurrency;
+            }
+        }));
+    }
+    for t in tasks {
+        let _ = t.await;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let requests = ok.load(Ordering::Relaxed);
+    LoadResult {
+        samples_per_sec: (requests * samples_per_body) as f64 / elapsed,
+        requests,
+        failures: failed.load(Ordering::Relaxed),
+    }
+}
+
+async fn remote_write(a: RemoteWriteBenchArgs) -> anyhow::Result<()> {
+    let samples_per_body = (a.series * a.samples_per_series) as u64;
+    let t0 = jiff::Timestamp::now().as_millisecond() - 86_400_000;
+    let bodies: Arc<Vec<Bytes>> = Arc::new(
+        (0..16)
+            .map(|k| {
+                let req = request(
+                    a.series,
+                    a.samples_per_series,
+                    t0 + k as i64 * a.samples_per_series as i64 * 15_000,
+                );
+                Bytes::from(encode_write_request(&req))
+            })
+            .collect(),
+    );
+
+    // Decode → Arrow on this thread: samples per second per core.
+    let catalog = SeriesCatalog::new();
+    let first = decode_write_request(&bodies[0], &catalog, 1 << 30)?;
+    for m in first.batch.new_series {
+        catalog.insert(m);
+    }
+    let started = Instant::now();
+    let mut decoded = 0u64;
+    while started.elapsed() < Duration::from_secs(a.secs.min(5)) {
+        for b in bodies.iter() {
+            decoded += decode_write_request(b, &catalog, 1 << 30)?.batch.len() as u64;
+        }
+    }
+    let decode_rate = decoded as f64 / started.elapsed().as_secs_f64();
+
+    // Baseline: a receiver that reads the body and answers 204 (the HTTP ceiling here).
+    let null = axum::Router::new().route(
+        "/api/v1/write",
+        post(|_b: Bytes| async { axum::http::StatusCode::NO_CONTENT }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let null_addr = listener.local_addr()?;
+    let null_server = tokio::spawn(async move { axum::serve(listener, null).await });
+    let baseline = load(
+        format!("http://{null_addr}/api/v1/write"),
+        bodies.clone(),
+        samples_per_body,
+        a.secs,
+        a.concurrency,
+    )
+    .await;
+    null_server.abort();
+
+    // aiops serve with the durable archive.
+    let dir = tempfile::tempdir()?;
+    let mut cfg =
+        Config::default().with_overrides(Some("127.0.0.1:0".parse()?), Some(dir.path().to_owned()));
+    cfg.archive.fsync = a.fsync;
+    let cancel = CancellationToken::new();
+    let (tx, rx) = oneshot::channel();
+    let server = tokio::spawn(crate::serve::serve(cfg, cancel.clone(), Some(tx)));
+    let addr = rx.await?;
+    let ours = load(
+        format!("http://{addr}/api/v1/write"),
+        bodies.clone(),
+        samples_per_body,
+        a.secs,
+        a.concurrency,
+    )
+    .await;
+    cancel.cancel();
+    server.await??;
+
+    let out = json!({
+        "benchmark": "remote_write",
+        "series_per_request": a.series,
+        "samples_per_series": a.samples_per_series,
+        "samples_per_request": samples_per_body,
+        "body_bytes": bodies[0].len(),
+        "concurrency": a.concurrency,
+        "fsync": a.fsync,
+        "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        "decode_to_arrow_samples_per_sec_one_core": decode_rate.round(),
+        "aiops_end_to_end": {"samples_per_sec": ours.samples_per_sec.round(), "requests": ours.requests, "failures": ours.failures},
+        "baseline_null_receiver": {"samples_per_sec": baseline.samples_per_sec.round(), "requests": baseline.requests, "failures": baseline.failures},
+        "ratio_to_baseline": (ours.samples_per_sec / baseline.samples_per_sec.max(1.0) * 1000.0).round() / 1000.0,
+    });
+    println!("{}", serde_json::to_string_pretty(&out)?);
+    Ok(())
+}

@@ -1,0 +1,151 @@
+//! Command-line interface.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// aiops: online anomaly detection, load forecasting and root-cause ranking for Prometheus and
+/// App Insights metrics.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the pipeline: remote_write receiver, pulling sources, archive, API.
+    Serve(ServeArgs),
+    /// Run the pipeline on one machine with a built-in microservice workload, no external service.
+    Demo(DemoArgs),
+    /// Pull a time range from a source into the archive.
+    Backfill(BackfillArgs),
+    /// Load and validate a configuration file, reporting every problem.
+    CheckConfig(CheckConfigArgs),
+    /// Measure throughput (prints JSON).
+    Bench(BenchArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Configuration file (TOML); see aiops.example.toml.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Listen address, overriding server.listen.
+    #[arg(long)]
+    pub listen: Option<SocketAddr>,
+    /// Archive directory, overriding archive.data_dir.
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Listen address of the demo server.
+    #[arg(long, default_value = "127.0.0.1:9201")]
+    pub listen: SocketAddr,
+    /// Archive directory (default: a fresh temporary directory, removed at exit).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Seconds between samples of the live workload.
+    #[arg(long, default_value_t = 5)]
+    pub interval_secs: u64,
+    /// Hours of history sent first (at 15 s resolution), so there is something to look at.
+    #[arg(long, default_value_t = 3)]
+    pub history_hours: u64,
+    /// Inject a fault, SERVICE:KIND (kinds: cpu_hog, memory_leak, latency, errors). Repeatable.
+    #[arg(long)]
+    pub fault: Vec<String>,
+    /// Seconds after start when faults begin.
+    #[arg(long, default_value_t = 120)]
+    pub fault_after_secs: u64,
+    /// How long faults last, seconds.
+    #[arg(long, default_value_t = 600)]
+    pub fault_secs: u64,
+    /// Stop after this many seconds (default: run until Ctrl-C).
+    #[arg(long)]
+    pub duration_secs: Option<u64>,
+    /// Seed of the workload's noise.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct BackfillArgs {
+    /// Source kind; `prometheus` (App Insights comes later).
+    #[arg(long, default_value = "prometheus")]
+    pub source: String,
+    /// Base URL of the Prometheus-compatible API.
+    #[arg(long)]
+    pub url: String,
+    /// PromQL selector or expression. Repeatable.
+    #[arg(long = "query", required = true)]
+    pub queries: Vec<String>,
+    /// Start of the range, RFC 3339.
+    #[arg(long)]
+    pub start: String,
+    /// End of the range, RFC 3339.
+    #[arg(long)]
+    pub end: String,
+    /// Resolution, seconds.
+    #[arg(long, default_value_t = 60)]
+    pub step: u64,
+    /// Archive directory.
+    #[arg(long, default_value = "./data")]
+    pub data_dir: PathBuf,
+    /// Extra header NAME=VALUE (e.g. X-Scope-OrgID=tenant). Repeatable.
+    #[arg(long = "header")]
+    pub headers: Vec<String>,
+    /// File holding a bearer token.
+    #[arg(long)]
+    pub bearer_token_file: Option<PathBuf>,
+    /// Basic-auth user (password from AIOPS_BASIC_AUTH_PASSWORD or --password-file).
+    #[arg(long)]
+    pub username: Option<String>,
+    /// File holding the basic-auth password.
+    #[arg(long)]
+    pub password_file: Option<PathBuf>,
+    /// Hide the progress bar.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckConfigArgs {
+    /// The file to check.
+    pub file: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    #[command(subcommand)]
+    pub what: BenchWhat,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BenchWhat {
+    /// End-to-end remote_write throughput over loopback into `serve` with the durable archive,
+    /// next to a receiver that only reads bodies (the HTTP ceiling), in the same run.
+    RemoteWrite(RemoteWriteBenchArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RemoteWriteBenchArgs {
+    /// Series per request.
+    #[arg(long, default_value_t = 2000)]
+    pub series: usize,
+    /// Samples per series per request.
+    #[arg(long, default_value_t = 10)]
+    pub samples_per_series: usize,
+    /// Seconds each measurement runs.
+    #[arg(long, default_value_t = 10)]
+    pub secs: u64,
+    /// Concurrent connections.
+    #[arg(long, default_value_t = 8)]
+    pub concurrency: usize,
+    /// fsync every group commit (as in production).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub fsync: bool,
+}

@@ -1,0 +1,173 @@
+//! The configuration of the `aiops` process: defaults → TOML file → `AIOPS__SECTION__KEY`
+//! environment variables → command-line flags. Validation reports every problem at once.
+
+use std::path::{Path, PathBuf};
+
+use aiops_api::ApiConfig;
+use aiops_ingest::PrometheusSourceConfig;
+use aiops_ingest::archive::ArchiveConfig;
+use aiops_ingest::transport::TransportConfig;
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+/// Everything `aiops serve` needs.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// The HTTP server.
+    pub server: ApiConfig,
+    /// The durable archive.
+    pub archive: ArchiveConfig,
+    /// How batches travel between stages.
+    pub transport: TransportConfig,
+    /// Pulling sources.
+    pub sources: Sources,
+}
+
+/// Pulling sources by kind.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Sources {
+    /// Prometheus-compatible HTTP APIs polled with `query_range`.
+    pub prometheus: Vec<PrometheusSourceConfig>,
+}
+
+/// Configuration problems, all of them.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration:\n  - {}", .0.join("\n  - "))]
+pub struct ConfigError(pub Vec<String>);
+
+impl Config {
+    /// Loads defaults, then `file` (if given), then `AIOPS__…` variables, and validates.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        let mut fig = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(path) = file {
+            if !path.exists() {
+                return Err(ConfigError(vec![format!(
+                    "config file {} does not exist",
+                    path.display()
+                )]));
+            }
+            fig = fig.merge(Toml::file_exact(path));
+        }
+        fig = fig.merge(Env::prefixed("AIOPS__").split("__"));
+        let cfg: Config = fig
+            .extract()
+            .map_err(|e| ConfigError(e.into_iter().map(|e| e.to_string()).collect()))?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Every problem with the values.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let mut problems = Vec::new();
+        self.server.validate("server", &mut problems);
+        self.archive.validate("archive", &mut problems);
+        self.transport.validate("transport", &mut problems);
+        let mut names = std::collections::HashSet::new();
+        for (i, s) in self.sources.prometheus.iter().enumerate() {
+            s.validate(&format!("sources.prometheus[{i}]"), &mut problems);
+            if !names.insert(&s.name) {
+                problems.push(format!(
+                    "sources.prometheus[{i}].name = {:?}: names must be unique",
+                    s.name
+                ));
+            }
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError(problems))
+        }
+    }
+
+    /// Applies command-line overrides.
+    pub fn with_overrides(
+        mut self,
+        listen: Option<std::net::SocketAddr>,
+        data_dir: Option<PathBuf>,
+    ) -> Self {
+        if let Some(l) = listen {
+            self.server.listen = l;
+        }
+        if let Some(d) = data_dir {
+            self.archive.data_dir = d;
+        }
+        self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn example_config_loads_and_validates() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("aiops.example.toml");
+        let cfg = Config::load(Some(&path)).expect("the shipped example is valid");
+        assert_eq!(cfg.sources.prometheus.len(), 1);
+        assert_eq!(
+            cfg.sources.prometheus[0]
+                .headers
+                .get("X-Scope-OrgID")
+                .map(String::as_str),
+            Some("tenant-1")
+        );
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        Config::default()
+            .validate()
+            .expect("defaults work on one machine");
+    }
+
+    #[test]
+    fn reports_every_problem_at_once() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("bad.toml");
+        std::fs::write(
+            &path,
+            r#"
+[server]
+request_timeout_secs = 0
+[archive]
+segment_max_bytes = 10
+[transport]
+capacity = 0
+[[sources.prometheus]]
+name = "p"
+url = "ftp://x"
+selectors = []
+"#,
+        )
+        .expect("write");
+        let err = Config::load(Some(&path)).expect_err("invalid");
+        let text = err.to_string();
+        for key in [
+            "server.request_timeout_secs",
+            "archive.segment_max_bytes",
+            "transport.capacity",
+            "sources.prometheus[0].url",
+            "sources.prometheus[0].selectors",
+        ] {
+            assert!(text.contains(key), "{key} missing from: {text}");
+        }
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("typo.toml");
+        std::fs::write(&path, "[server]\nlisten_addr = \"127.0.0.1:1\"\n").expect("write");
+        let err = Config::load(Some(&path)).expect_err("invalid");
+        assert!(err.to_string().contains("listen_addr"), "{err}");
+    }
+
+    #[test]
+    fn missing_file_is_an_error() {
+        let err = Config::load(Some(Path::new("/nonexistent/aiops.toml"))).expect_err("missing");
+        assert!(err.to_string().contains("does not exist"));
+    }
+}

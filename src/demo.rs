@@ -1,0 +1,148 @@
+//! `aiops demo`: the pipeline on one machine with a built-in workload and no external service.
+//!
+//! A [`Simulator`] plays a small shop of microservices and sends its metrics as real
+//! remote_write requests to the server running in the same process: first a few hours of
+//! history, then live samples every few seconds, with optional faults injected into one service.
+
+use std::time::Duration;
+
+use aiops_ingest::remote_write::RemoteWriteClient;
+use aiops_ingest::simulate::{Fault, FaultKind, Simulator};
+use anyhow::{Context, bail};
+use tokio::sync::oneshot;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::cli::DemoArgs;
+use crate::config::Config;
+
+/// History is sent at this resolution.
+const HISTORY_STEP_MS: i64 = 15_000;
+/// Timestamps per history request (10 minutes).
+const HISTORY_CHUNK: usize = 40;
+
+fn parse_faults(sim: &Simulator, args: &DemoArgs, start_ms: i64) -> anyhow::Result<Vec<Fault>> {
+    let mut out = Vec::new();
+    for f in &args.fault {
+        let Some((service, kind)) = f.split_once(':') else {
+            bail!("--fault {f:?}: expected SERVICE:KIND, e.g. payment:latency");
+        };
+        let Some(idx) = sim.service_index(service) else {
+            let names: Vec<_> = sim.services().iter().map(|s| s.name).collect();
+            bail!(
+                "--fault {f:?}: unknown service {service:?}; services: {}",
+                names.join(", ")
+            );
+        };
+        let kind: FaultKind = kind
+            .parse()
+            .map_err(|e: String| anyhow::anyhow!("--fault {f:?}: {e}"))?;
+        let begin = start_ms + args.fault_after_secs as i64 * 1000;
+        out.push(Fault {
+            service: idx,
+            kind,
+            start_ms: begin,
+            end_ms: begin + args.fault_secs as i64 * 1000,
+        });
+    }
+    Ok(out)
+}
+
+/// Runs the demo until `cancel` or `--duration-secs`.
+pub async fn run(args: DemoArgs, cancel: CancellationToken) -> anyhow::Result<()> {
+    let mut sim = Simulator::demo(args.seed);
+    let now_ms = jiff::Timestamp::now().as_millisecond();
+    for f in parse_faults(&sim, &args, now_ms)? {
+        sim.inject(f);
+    }
+    let (tmp, data_dir) = match &args.data_dir {
+        Some(d) => (None, d.clone()),
+        None => {
+            let t = tempfile::Builder::new().prefix("aiops-demo-").tempdir()?;
+            let p = t.path().to_owned();
+            (Some(t), p)
+        }
+    };
+    let cfg = Config::default().with_overrides(Some(args.listen), Some(data_dir));
+    let (bound_tx, bound_rx) = oneshot::channel();
+    let server = tokio::spawn(crate::serve::serve(cfg, cancel.clone(), Some(bound_tx)));
+    let addr = match bound_rx.await {
+        Ok(a) => a,
+        Err(_) => return server.await?.context("the demo server failed to start"),
+    };
+    let base = format!("http://{addr}");
+    println!("aiops demo is running at {base}");
+    println!(
+        "  series:   curl -s '{base}/api/v1/series?match[]=http_requests_total' | head -c 600"
+    );
+    println!("  samples:  curl -s '{base}/api/v1/series/<id>/samples'");
+    println!("  health:   curl -s {base}/readyz ; metrics: curl -s {base}/metrics");
+    println!("  point a Prometheus at it: remote_write: [{{url: {base}/api/v1/write}}]");
+    println!("Press Ctrl-C to stop.");
+
+    let client = RemoteWriteClient::new(format!("{base}/api/v1/write"));
+    let generator = generate(&mut sim, &client, &args, now_ms, cancel.clone());
+    let deadline = async {
+        match args.duration_secs {
+            Some(s) => tokio::time::sleep(Duration::from_secs(s)).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        res = generator => {
+            if let Err(e) = res {
+                warn!(error = %e, "The workload generator stopped.");
+            }
+        }
+        _ = deadline => info!("Demo duration reached."),
+        _ = cancel.cancelled() => {}
+    }
+    cancel.cancel();
+    server.await??;
+    drop(tmp);
+    Ok(())
+}
+
+async fn generate(
+    sim: &mut Simulator,
+    client: &RemoteWriteClient,
+    args: &DemoArgs,
+    now_ms: i64,
+    cancel: CancellationToken,
+) -> anyhow::Result<()> {
+    let end = now_ms - now_ms.rem_euclid(HISTORY_STEP_MS);
+    let start = end - args.history_hours as i64 * 3_600_000;
+    let times: Vec<i64> = (0..)
+        .map(|i| start + i * HISTORY_STEP_MS)
+        .take_while(|&t| t < end)
+        .collect();
+    let mut sent = 0usize;
+    for chunk in times.chunks(HISTORY_CHUNK) {
+        if cancel.is_cancelled() {
+            return Ok(());
+        }
+        let req = sim.request(chunk);
+        sent += req
+            .timeseries
+            .iter()
+            .map(|s| s.samples.len())
+            .sum::<usize>();
+        client.send(&req).await?;
+    }
+    info!(
+        samples = sent,
+        hours = args.history_hours,
+        "Sent workload history."
+    );
+    let mut tick = tokio::time::interval(Duration::from_secs(args.interval_secs.max(1)));
+    let mut last = end;
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return Ok(()),
+            _ = tick.tick() => {}
+        }
+        let t = jiff::Timestamp::now().as_millisecond().max(last + 1);
+        last = t;
+        client.send(&sim.request(&[t])).await?;
+    }
+}

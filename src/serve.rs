@@ -1,0 +1,109 @@
+//! `aiops serve`: wires sources, transport, archive and API, and shuts them down front to back.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use aiops_api::{ApiMetrics, AppState, router};
+use aiops_ingest::IngestMetrics;
+use aiops_ingest::archive::Archive;
+use aiops_ingest::prometheus_api::{PromClient, SourceStates, run_live};
+use aiops_models::SeriesCatalog;
+use anyhow::Context;
+use prometheus_client::registry::Registry;
+use tokio::sync::oneshot;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::config::Config;
+
+/// Runs until `cancel`, then drains: the server stops accepting and finishes in-flight
+/// requests (up to `shutdown_grace_secs`), sources stop, the archive writes what is queued,
+/// syncs and closes. `bound` receives the listening address once the server accepts.
+pub async fn serve(
+    cfg: Config,
+    cancel: CancellationToken,
+    bound: Option<oneshot::Sender<SocketAddr>>,
+) -> anyhow::Result<()> {
+    let mut registry = Registry::default();
+    let ingest_metrics = IngestMetrics::register(&mut registry);
+    let api_metrics = ApiMetrics::register(&mut registry);
+    let catalog = Arc::new(SeriesCatalog::new());
+
+    let (archive, stage) = {
+        let (acfg, catalog, metrics) =
+            (cfg.archive.clone(), catalog.clone(), ingest_metrics.clone());
+        tokio::task::spawn_blocking(move || Archive::open(acfg, catalog, metrics)).await??
+    };
+    let (sender, receiver) = cfg.transport.build();
+    let stage = stage.spawn(receiver);
+
+    let states = SourceStates::default();
+    let mut sources = JoinSet::new();
+    for src in cfg.sources.prometheus.clone() {
+        let client = PromClient::new(&src, ingest_metrics.clone())?;
+        sources.spawn(run_live(
+            src,
+            client,
+            sender.clone(),
+            catalog.clone(),
+            states.clone(),
+            cancel.child_token(),
+        ));
+    }
+
+    let state = AppState {
+        config: Arc::new(cfg.server.clone()),
+        catalog,
+        archive,
+        sender,
+        sources: states,
+        registry: Arc::new(registry),
+        ingest_metrics,
+        api_metrics,
+    };
+    let listener = tokio::net::TcpListener::bind(cfg.server.listen)
+        .await
+        .with_context(|| format!("binding {}", cfg.server.listen))?;
+    let addr = listener.local_addr()?;
+    info!(%addr, data_dir = %cfg.archive.data_dir.display(), "aiops is serving.");
+    if let Some(tx) = bound {
+        let _ = tx.send(addr);
+    }
+    let server = axum::serve(listener, router(state))
+        .with_graceful_shutdown(cancel.clone().cancelled_owned());
+    let mut server = tokio::spawn(server.into_future());
+    tokio::select! {
+        res = &mut server => {
+            // The server ended on its own (an accept error): shut the rest down too.
+            cancel.cancel();
+            res??;
+        }
+        _ = cancel.cancelled() => {
+            let grace = Duration::from_secs(cfg.server.shutdown_grace_secs);
+            match tokio::time::timeout(grace, &mut server).await {
+                Ok(res) => res??,
+                Err(_) => {
+                    warn!(grace_secs = grace.as_secs(), "In-flight requests did not finish in time; closing them.");
+                    server.abort();
+                }
+            }
+        }
+    }
+    while sources.join_next().await.is_some() {}
+    // Every sender is gone once the server and sources are: the archive drains and stops.
+    let joined = tokio::task::spawn_blocking(move || stage.join());
+    match tokio::time::timeout(
+        Duration::from_secs(cfg.server.shutdown_grace_secs.max(5)),
+        joined,
+    )
+    .await
+    {
+        Ok(_) => info!("Archive flushed; bye."),
+        Err(_) => warn!(
+            "Archive stage still busy after the grace period; exiting (acknowledged data is already durable)."
+        ),
+    }
+    Ok(())
+}
