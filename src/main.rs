@@ -14,8 +14,6 @@ use tokio_util::sync::CancellationToken;
 fn main() -> anyhow::Result<()> {
     let cli = cli::Cli::parse();
     init_tracing();
-    // reqwest uses rustls; pick its crypto provider once for the process.
-    let _ = rustls::crypto::ring::default_provider().install_default();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;

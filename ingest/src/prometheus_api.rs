@@ -66,7 +66,7 @@ struct MatrixData {
 impl PromClient {
     /// A client for `cfg`.
     pub fn new(cfg: &PrometheusSourceConfig, metrics: IngestMetrics) -> Result<Self, IngestError> {
-        let http = reqwest::Client::builder()
+        let http = crate::http_client()
             .timeout(Duration::from_secs(cfg.timeout_secs))
             .user_agent(concat!("aiops/", env!("CARGO_PKG_VERSION")))
             .build()

@@ -32,7 +32,7 @@ impl RemoteWriteClient {
     /// A client for `url` (e.g. `http://127.0.0.1:9201/api/v1/write`).
     pub fn new(url: impl Into<String>) -> Self {
         Self {
-            http: reqwest::Client::builder()
+            http: crate::http_client()
                 .timeout(Duration::from_secs(30))
                 .build()
                 .expect("a plain HTTP client always builds"),

@@ -1,0 +1,128 @@
+//! Helpers for end-to-end tests: processes that die with the test, free ports, waiting on a
+//! condition with a deadline.
+
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A child process killed (SIGKILL) when dropped.
+pub struct Proc {
+    pub child: Child,
+    pub name: &'static str,
+}
+
+impl Proc {
+    /// Sends SIGKILL and reaps the process.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Sends SIGTERM and waits up to `timeout` for a clean exit; returns whether it exited 0.
+    pub fn terminate(&mut self, timeout: Duration) -> bool {
+        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.success();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.kill9();
+        false
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// A port that was free a moment ago.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("binding an ephemeral port on loopback")
+}
+
+/// The aiops binary under test.
+pub fn aiops() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_aiops"));
+    c.env("AIOPS_LOG", "info");
+    c
+}
+
+/// Starts `aiops serve` on `port` with `data_dir` (and `config` if given); log goes to
+/// `data_dir/../<name>.log`.
+pub fn start_serve(port: u16, data_dir: &Path, config: Option<&Path>) -> Proc {
+    let log = std::fs::File::create(data_dir.with_extension("log")).expect("log file");
+    let mut cmd = aiops();
+    cmd.arg("serve")
+        .arg("--listen")
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--data-dir")
+        .arg(data_dir)
+        .stdout(Stdio::null())
+        .stderr(log);
+    if let Some(c) = config {
+        cmd.arg("--config").arg(c);
+    }
+    Proc {
+        child: cmd.spawn().expect("aiops binary starts"),
+        name: "aiops",
+    }
+}
+
+/// Polls `f` every 100 ms until it returns `Some`, failing the test after `timeout`.
+pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Waits until `GET base/readyz` answers 200.
+pub async fn wait_ready(http: &reqwest::Client, base: &str) {
+    wait_for("aiops to become ready", Duration::from_secs(30), || async {
+        let r = http.get(format!("{base}/readyz")).send().await.ok()?;
+        r.status().is_success().then_some(())
+    })
+    .await;
+}
+
+/// An HTTP client (with the TLS provider aiops uses).
+pub fn http() -> reqwest::Client {
+    aiops_ingest::http_client().build().expect("client builds")
+}
+
+/// GET a JSON document.
+pub async fn get_json(http: &reqwest::Client, url: &str) -> Option<serde_json::Value> {
+    let r = http.get(url).send().await.ok()?;
+    if !r.status().is_success() {
+        return None;
+    }
+    r.json().await.ok()
+}
+
+/// The `prometheus` binary, or a failure telling how to get it.
+pub fn prometheus_binary() -> String {
+    let path = std::env::var("AIOPS_PROMETHEUS_BIN").unwrap_or_else(|_| "/usr/bin/prometheus".into());
+    assert!(
+        Path::new(&path).exists(),
+        "Prometheus is needed for this test: run scripts/test.sh (installs Debian's prometheus) or set AIOPS_PROMETHEUS_BIN"
+    );
+    path
+}

@@ -1,0 +1,205 @@
+//! End to end with a real Prometheus 2.42 (Debian's package): it scrapes a target and
+//! remote_writes to `aiops serve`; then `aiops backfill` pulls the same series back through
+//! Prometheus' `query_range`.
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use axum::routing::get;
+use common::*;
+
+const EXPOSITION: &str = "# HELP e2e_temperature_celsius Room temperature.\n\
+# TYPE e2e_temperature_celsius gauge\n\
+e2e_temperature_celsius{room=\"lab\"} 21.5\n\
+# HELP e2e_events_total Events seen.\n\
+# TYPE e2e_events_total counter\n\
+e2e_events_total{kind=\"x\"} 7\n";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prometheus_remote_write_lands_and_backfill_reads_it_back() {
+    let prom_bin = prometheus_binary();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let http = http();
+
+    // The scrape target.
+    let target = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let target_addr = target.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let app = axum::Router::new().route("/metrics", get(|| async { EXPOSITION }));
+        axum::serve(target, app).await
+    });
+
+    // aiops.
+    let aiops_port = free_port();
+    let _aiops = start_serve(aiops_port, &dir.path().join("live"), None);
+    let base = format!("http://127.0.0.1:{aiops_port}");
+    wait_ready(&http, &base).await;
+
+    // Prometheus.
+    let prom_port = free_port();
+    let prom_cfg = dir.path().join("prometheus.yml");
+    std::fs::write(
+        &prom_cfg,
+        format!(
+            r#"global:
+  scrape_interval: 1s
+  evaluation_interval: 1s
+  external_labels:
+    replica: e2e-1
+scrape_configs:
+  - job_name: e2e
+    static_configs:
+      - targets: ["{target_addr}"]
+remote_write:
+  - url: "{base}/api/v1/write"
+    queue_config:
+      batch_send_deadline: 1s
+      min_backoff: 30ms
+      max_backoff: 1s
+    metadata_config:
+      send: true
+      send_interval: 2s
+"#
+        ),
+    )
+    .expect("write prometheus.yml");
+    let prom_log = std::fs::File::create(dir.path().join("prometheus.log")).expect("log");
+    let _prom = Proc {
+        child: Command::new(prom_bin)
+            .arg(format!("--config.file={}", prom_cfg.display()))
+            .arg(format!("--storage.tsdb.path={}", dir.path().join("tsdb").display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"))
+            .stdout(Stdio::null())
+            .stderr(prom_log)
+            .spawn()
+            .expect("prometheus starts"),
+        name: "prometheus",
+    };
+    let prom = format!("http://127.0.0.1:{prom_port}");
+
+    // The scraped series arrive with their labels (target labels and external labels added).
+    let url = format!("{base}/api/v1/series?match[]=e2e_temperature_celsius");
+    let series = wait_for("the scraped series in aiops", Duration::from_secs(60), || async {
+        let v = get_json(&http, &url).await?;
+        (v["total"] == 1).then(|| v["series"][0].clone())
+    })
+    .await;
+    assert_eq!(series["labels"]["room"], "lab");
+    assert_eq!(series["labels"]["job"], "e2e");
+    assert_eq!(series["labels"]["instance"], target_addr.to_string());
+    assert_eq!(series["labels"]["replica"], "e2e-1");
+    let id = series["id"].as_str().expect("id").to_owned();
+
+    // With the right values, several scrapes of them.
+    let samples_url = format!("{base}/api/v1/series/{id}/samples");
+    let samples = wait_for("three samples of the series", Duration::from_secs(30), || async {
+        let v = get_json(&http, &samples_url).await?;
+        let s = v["samples"].as_array()?.clone();
+        (s.len() >= 3).then_some(s)
+    })
+    .await;
+    assert!(samples.iter().all(|p| p[1] == 21.5), "{samples:?}");
+    let counter = get_json(&http, &format!("{base}/api/v1/series?match[]=e2e_events_total")).await.expect("series");
+    assert_eq!(counter["series"][0]["labels"]["kind"], "x");
+
+    // Prometheus saw no failed sends (metadata-only requests included).
+    let prom_metrics = http
+        .get(format!("{prom}/metrics"))
+        .send()
+        .await
+        .expect("prometheus metrics")
+        .text()
+        .await
+        .expect("text");
+    let failed: f64 = prom_metrics
+        .lines()
+        .filter(|l| l.starts_with("prometheus_remote_storage_samples_failed_total"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert_eq!(failed, 0.0, "Prometheus reported failed remote_write samples");
+
+    // Backfill the same series from Prometheus' query_range into a second archive.
+    let end = jiff::Timestamp::now();
+    let start = end - jiff::SignedDuration::from_secs(120);
+    let backfill_dir = dir.path().join("backfill");
+    let out = common::aiops()
+        .args(["backfill", "--source", "prometheus", "--url", &prom, "--query", "e2e_temperature_celsius"])
+        .args(["--start", &start.to_string(), "--end", &end.to_string(), "--step", "1", "--quiet"])
+        .arg("--data-dir")
+        .arg(&backfill_dir)
+        .output()
+        .expect("aiops backfill runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "backfill failed: {stdout} {}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.starts_with("backfilled 1 series"), "{stdout}");
+
+    let port2 = free_port();
+    let _aiops2 = start_serve(port2, &backfill_dir, None);
+    let base2 = format!("http://127.0.0.1:{port2}");
+    wait_ready(&http, &base2).await;
+    let v = get_json(&http, &format!("{base2}/api/v1/series?match[]=e2e_temperature_celsius")).await.expect("series");
+    assert_eq!(v["total"], 1, "{v}");
+    let s = &v["series"][0];
+    assert_eq!(s["labels"]["room"], "lab");
+    assert_eq!(s["labels"]["job"], "e2e");
+    let id2 = s["id"].as_str().expect("id");
+    let pts = get_json(
+        &http,
+        &format!("{base2}/api/v1/series/{id2}/samples?start={}&end={}", start.as_second(), end.as_second()),
+    )
+    .await
+    .expect("samples");
+    let pts = pts["samples"].as_array().expect("array");
+    // Exactly the points Prometheus itself returns for the same range and step.
+    let direct = get_json(
+        &http,
+        &format!(
+            "{prom}/api/v1/query_range?query=e2e_temperature_celsius&start={}&end={}&step=1",
+            start.as_second(),
+            end.as_second()
+        ),
+    )
+    .await
+    .expect("prometheus answers");
+    let direct = direct["data"]["result"][0]["values"].as_array().expect("values").len();
+    assert!(direct >= 1);
+    assert_eq!(pts.len(), direct, "{pts:?}");
+    assert!(pts.iter().all(|p| p[1] == 21.5));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backfill_reports_a_bad_query_clearly() {
+    let prom_bin = prometheus_binary();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let prom_port = free_port();
+    let cfg = dir.path().join("prometheus.yml");
+    std::fs::write(&cfg, "global:\n  scrape_interval: 15s\n").expect("write");
+    let _prom = Proc {
+        child: Command::new(prom_bin)
+            .arg(format!("--config.file={}", cfg.display()))
+            .arg(format!("--storage.tsdb.path={}", dir.path().join("tsdb").display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("prometheus starts"),
+        name: "prometheus",
+    };
+    let http = http();
+    let prom = format!("http://127.0.0.1:{prom_port}");
+    wait_for("prometheus ready", Duration::from_secs(30), || async {
+        http.get(format!("{prom}/-/ready")).send().await.ok()?.status().is_success().then_some(())
+    })
+    .await;
+    let out = common::aiops()
+        .args(["backfill", "--url", &prom, "--query", "sum(", "--start", "2026-01-01T00:00:00Z", "--end", "2026-01-01T01:00:00Z", "--quiet"])
+        .arg("--data-dir")
+        .arg(dir.path().join("d"))
+        .output()
+        .expect("runs");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("bad_data") && err.contains("sum("), "{err}");
+}
