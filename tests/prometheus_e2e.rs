@@ -24,7 +24,9 @@ async fn prometheus_remote_write_lands_and_backfill_reads_it_back() {
     let http = http();
 
     // The scrape target.
-    let target = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let target = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let target_addr = target.local_addr().expect("addr");
     tokio::spawn(async move {
         let app = axum::Router::new().route("/metrics", get(|| async { EXPOSITION }));
@@ -69,7 +71,10 @@ remote_write:
     let _prom = Proc {
         child: Command::new(prom_bin)
             .arg(format!("--config.file={}", prom_cfg.display()))
-            .arg(format!("--storage.tsdb.path={}", dir.path().join("tsdb").display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("tsdb").display()
+            ))
             .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"))
             .stdout(Stdio::null())
             .stderr(prom_log)
@@ -81,10 +86,14 @@ remote_write:
 
     // The scraped series arrive with their labels (target labels and external labels added).
     let url = format!("{base}/api/v1/series?match[]=e2e_temperature_celsius");
-    let series = wait_for("the scraped series in aiops", Duration::from_secs(60), || async {
-        let v = get_json(&http, &url).await?;
-        (v["total"] == 1).then(|| v["series"][0].clone())
-    })
+    let series = wait_for(
+        "the scraped series in aiops",
+        Duration::from_secs(60),
+        || async {
+            let v = get_json(&http, &url).await?;
+            (v["total"] == 1).then(|| v["series"][0].clone())
+        },
+    )
     .await;
     assert_eq!(series["labels"]["room"], "lab");
     assert_eq!(series["labels"]["job"], "e2e");
@@ -94,14 +103,23 @@ remote_write:
 
     // With the right values, several scrapes of them.
     let samples_url = format!("{base}/api/v1/series/{id}/samples");
-    let samples = wait_for("three samples of the series", Duration::from_secs(30), || async {
-        let v = get_json(&http, &samples_url).await?;
-        let s = v["samples"].as_array()?.clone();
-        (s.len() >= 3).then_some(s)
-    })
+    let samples = wait_for(
+        "three samples of the series",
+        Duration::from_secs(30),
+        || async {
+            let v = get_json(&http, &samples_url).await?;
+            let s = v["samples"].as_array()?.clone();
+            (s.len() >= 3).then_some(s)
+        },
+    )
     .await;
     assert!(samples.iter().all(|p| p[1] == 21.5), "{samples:?}");
-    let counter = get_json(&http, &format!("{base}/api/v1/series?match[]=e2e_events_total")).await.expect("series");
+    let counter = get_json(
+        &http,
+        &format!("{base}/api/v1/series?match[]=e2e_events_total"),
+    )
+    .await
+    .expect("series");
     assert_eq!(counter["series"][0]["labels"]["kind"], "x");
 
     // Prometheus saw no failed sends (metadata-only requests included).
@@ -118,28 +136,56 @@ remote_write:
         .filter(|l| l.starts_with("prometheus_remote_storage_samples_failed_total"))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum();
-    assert_eq!(failed, 0.0, "Prometheus reported failed remote_write samples");
+    assert_eq!(
+        failed, 0.0,
+        "Prometheus reported failed remote_write samples"
+    );
 
     // Backfill the same series from Prometheus' query_range into a second archive.
     let end = jiff::Timestamp::now();
     let start = end - jiff::SignedDuration::from_secs(120);
     let backfill_dir = dir.path().join("backfill");
     let out = common::aiops()
-        .args(["backfill", "--source", "prometheus", "--url", &prom, "--query", "e2e_temperature_celsius"])
-        .args(["--start", &start.to_string(), "--end", &end.to_string(), "--step", "1", "--quiet"])
+        .args([
+            "backfill",
+            "--source",
+            "prometheus",
+            "--url",
+            &prom,
+            "--query",
+            "e2e_temperature_celsius",
+        ])
+        .args([
+            "--start",
+            &start.to_string(),
+            "--end",
+            &end.to_string(),
+            "--step",
+            "1",
+            "--quiet",
+        ])
         .arg("--data-dir")
         .arg(&backfill_dir)
         .output()
         .expect("aiops backfill runs");
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "backfill failed: {stdout} {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "backfill failed: {stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(stdout.starts_with("backfilled 1 series"), "{stdout}");
 
     let port2 = free_port();
     let _aiops2 = start_serve(port2, &backfill_dir, None);
     let base2 = format!("http://127.0.0.1:{port2}");
     wait_ready(&http, &base2).await;
-    let v = get_json(&http, &format!("{base2}/api/v1/series?match[]=e2e_temperature_celsius")).await.expect("series");
+    let v = get_json(
+        &http,
+        &format!("{base2}/api/v1/series?match[]=e2e_temperature_celsius"),
+    )
+    .await
+    .expect("series");
     assert_eq!(v["total"], 1, "{v}");
     let s = &v["series"][0];
     assert_eq!(s["labels"]["room"], "lab");
@@ -147,7 +193,11 @@ remote_write:
     let id2 = s["id"].as_str().expect("id");
     let pts = get_json(
         &http,
-        &format!("{base2}/api/v1/series/{id2}/samples?start={}&end={}", start.as_second(), end.as_second()),
+        &format!(
+            "{base2}/api/v1/series/{id2}/samples?start={}&end={}",
+            start.as_second(),
+            end.as_second()
+        ),
     )
     .await
     .expect("samples");
@@ -163,7 +213,10 @@ remote_write:
     )
     .await
     .expect("prometheus answers");
-    let direct = direct["data"]["result"][0]["values"].as_array().expect("values").len();
+    let direct = direct["data"]["result"][0]["values"]
+        .as_array()
+        .expect("values")
+        .len();
     assert!(direct >= 1);
     assert_eq!(pts.len(), direct, "{pts:?}");
     assert!(pts.iter().all(|p| p[1] == 21.5));
@@ -179,7 +232,10 @@ async fn backfill_reports_a_bad_query_clearly() {
     let _prom = Proc {
         child: Command::new(prom_bin)
             .arg(format!("--config.file={}", cfg.display()))
-            .arg(format!("--storage.tsdb.path={}", dir.path().join("tsdb").display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("tsdb").display()
+            ))
             .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -190,11 +246,28 @@ async fn backfill_reports_a_bad_query_clearly() {
     let http = http();
     let prom = format!("http://127.0.0.1:{prom_port}");
     wait_for("prometheus ready", Duration::from_secs(30), || async {
-        http.get(format!("{prom}/-/ready")).send().await.ok()?.status().is_success().then_some(())
+        http.get(format!("{prom}/-/ready"))
+            .send()
+            .await
+            .ok()?
+            .status()
+            .is_success()
+            .then_some(())
     })
     .await;
     let out = common::aiops()
-        .args(["backfill", "--url", &prom, "--query", "sum(", "--start", "2026-01-01T00:00:00Z", "--end", "2026-01-01T01:00:00Z", "--quiet"])
+        .args([
+            "backfill",
+            "--url",
+            &prom,
+            "--query",
+            "sum(",
+            "--start",
+            "2026-01-01T00:00:00Z",
+            "--end",
+            "2026-01-01T01:00:00Z",
+            "--quiet",
+        ])
         .arg("--data-dir")
         .arg(dir.path().join("d"))
         .output()

@@ -354,19 +354,26 @@ impl Archive {
         start_ms: i64,
         end_ms: i64,
     ) -> Result<Vec<(i64, f64)>, IngestError> {
+        // One consistent view of parts and head: compaction moves a segment from the head to
+        // the parts under both write locks, so holding both read locks sees it exactly once.
+        let (parts, head): (Vec<PartInfo>, Vec<SampleBatch>) = {
+            let parts = self.shared.parts.read().unwrap_or_else(|p| p.into_inner());
+            let head = self.shared.head.read().unwrap_or_else(|p| p.into_inner());
+            (
+                parts
+                    .iter()
+                    .filter(|p| p.max_ts >= start_ms && p.min_ts <= end_ms)
+                    .cloned()
+                    .collect(),
+                head.values()
+                    .flat_map(|seg| seg.batches.iter().cloned())
+                    .collect(),
+            )
+        };
         let mut out = Vec::new();
-        let parts: Vec<PartInfo> = self
-            .shared
-            .parts
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-            .filter(|p| p.max_ts >= start_ms && p.min_ts <= end_ms)
-            .cloned()
-            .collect();
         for p in &parts {
             if let Err(reason) = part::read_series(p, id.0, start_ms, end_ms, &mut out) {
-                // Retention may have removed it since the list was taken.
+                // Retention may have removed it since the view was taken.
                 if p.path.exists() {
                     return Err(IngestError::ArchiveCorrupt {
                         path: p.path.clone(),
@@ -375,13 +382,8 @@ impl Archive {
                 }
             }
         }
-        {
-            let head = self.shared.head.read().unwrap_or_else(|p| p.into_inner());
-            for seg in head.values() {
-                for b in &seg.batches {
-                    part::collect(&b.samples, id.0, start_ms, end_ms, &mut out);
-                }
-            }
+        for b in &head {
+            part::collect(&b.samples, id.0, start_ms, end_ms, &mut out);
         }
         out.sort_by_key(|s| s.0);
         out.dedup_by_key(|s| s.0);

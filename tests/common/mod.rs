@@ -23,7 +23,10 @@ impl Proc {
 
     /// Sends SIGTERM and waits up to `timeout` for a clean exit; returns whether it exited 0.
     pub fn terminate(&mut self, timeout: Duration) -> bool {
-        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
             if let Ok(Some(status)) = self.child.try_wait() {
@@ -89,7 +92,10 @@ where
         if let Some(v) = f().await {
             return v;
         }
-        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -119,7 +125,8 @@ pub async fn get_json(http: &reqwest::Client, url: &str) -> Option<serde_json::V
 
 /// The `prometheus` binary, or a failure telling how to get it.
 pub fn prometheus_binary() -> String {
-    let path = std::env::var("AIOPS_PROMETHEUS_BIN").unwrap_or_else(|_| "/usr/bin/prometheus".into());
+    let path =
+        std::env::var("AIOPS_PROMETHEUS_BIN").unwrap_or_else(|_| "/usr/bin/prometheus".into());
     assert!(
         Path::new(&path).exists(),
         "Prometheus is needed for this test: run scripts/test.sh (installs Debian's prometheus) or set AIOPS_PROMETHEUS_BIN"

@@ -1,0 +1,323 @@
+//! End to end against the `aiops` process: crash safety under load, bad bodies, graceful
+//! shutdown, and the demo.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use aiops_ingest::remote_write::{
+    RemoteWriteClient, TimeSeries, WriteRequest, encode_write_request,
+};
+use common::*;
+
+const SERIES_PER_WRITER: usize = 20;
+const SAMPLES_PER_REQUEST: usize = 10;
+
+fn request(writer: usize, round: usize, t0: i64) -> WriteRequest {
+    let w = writer.to_string();
+    WriteRequest {
+        timeseries: (0..SERIES_PER_WRITER)
+            .map(|s| {
+                let s = s.to_string();
+                TimeSeries::from_parts(
+                    [
+                        ("__name__", "crash_test"),
+                        ("writer", w.as_str()),
+                        ("s", s.as_str()),
+                    ],
+                    (0..SAMPLES_PER_REQUEST).map(|k| {
+                        let ts = t0 + ((round * SAMPLES_PER_REQUEST + k) as i64) * 1000;
+                        (ts, (round * SAMPLES_PER_REQUEST + k) as f64)
+                    }),
+                )
+            })
+            .collect(),
+        metadata: vec![],
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_under_load_loses_no_acknowledged_sample() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    // Small, short segments so that rotation and compaction run during the load.
+    let cfg = dir.path().join("aiops.toml");
+    std::fs::write(
+        &cfg,
+        "[archive]\nsegment_max_bytes = 1048576\nsegment_max_secs = 1\n",
+    )
+    .expect("config");
+    let port = free_port();
+    let mut server = start_serve(port, &data, Some(&cfg));
+    let base = format!("http://127.0.0.1:{port}");
+    let http = http();
+    wait_ready(&http, &base).await;
+
+    let t0 = jiff::Timestamp::now().as_millisecond() - 3_600_000;
+    // Acknowledged rounds per writer.
+    let acked: Arc<Mutex<BTreeMap<usize, Vec<usize>>>> = Arc::default();
+    let writers = 4;
+    let mut tasks = Vec::new();
+    for w in 0..writers {
+        let (acked, url) = (acked.clone(), format!("{base}/api/v1/write"));
+        tasks.push(tokio::spawn(async move {
+            let client = RemoteWriteClient::new(url).with_max_attempts(1);
+            for round in 0.. {
+                match client.send(&request(w, round, t0)).await {
+                    Ok(()) => acked
+                        .lock()
+                        .expect("lock")
+                        .entry(w)
+                        .or_default()
+                        .push(round),
+                    Err(_) => return,
+                }
+            }
+        }));
+    }
+    wait_for(
+        "150 acknowledged requests",
+        Duration::from_secs(60),
+        || async {
+            let n: usize = acked.lock().expect("lock").values().map(Vec::len).sum();
+            (n >= 150).then_some(())
+        },
+    )
+    .await;
+    // While the writers are still sending.
+    server.kill9();
+    for t in tasks {
+        let _ = t.await;
+    }
+    let acked = acked.lock().expect("lock").clone();
+    let total: usize = acked.values().map(Vec::len).sum();
+    assert!(total >= 150);
+
+    let _server = start_serve(port, &data, Some(&cfg));
+    wait_ready(&http, &base).await;
+    let listed = get_json(&http, &format!("{base}/api/v1/series?match[]=crash_test"))
+        .await
+        .expect("series");
+    let mut ids = BTreeMap::new();
+    for s in listed["series"].as_array().expect("array") {
+        let w: usize = s["labels"]["writer"]
+            .as_str()
+            .expect("w")
+            .parse()
+            .expect("num");
+        let k: usize = s["labels"]["s"].as_str().expect("s").parse().expect("num");
+        ids.insert((w, k), s["id"].as_str().expect("id").to_owned());
+    }
+    let mut checked = 0;
+    for (w, rounds) in &acked {
+        for k in 0..SERIES_PER_WRITER {
+            let id = ids
+                .get(&(*w, k))
+                .unwrap_or_else(|| panic!("series writer={w} s={k} lost"));
+            let v = get_json(
+                &http,
+                &format!(
+                    "{base}/api/v1/series/{id}/samples?start={}&end={}",
+                    t0 / 1000,
+                    t0 / 1000 + 86_400
+                ),
+            )
+            .await
+            .expect("samples");
+            let have: std::collections::HashSet<i64> = v["samples"]
+                .as_array()
+                .expect("array")
+                .iter()
+                .map(|p| p[0].as_i64().expect("ts"))
+                .collect();
+            for &round in rounds {
+                for j in 0..SAMPLES_PER_REQUEST {
+                    let ts = t0 + ((round * SAMPLES_PER_REQUEST + j) as i64) * 1000;
+                    assert!(
+                        have.contains(&ts),
+                        "acknowledged sample writer={w} s={k} ts={ts} lost"
+                    );
+                    checked += 1;
+                }
+            }
+        }
+    }
+    assert_eq!(checked, total * SERIES_PER_WRITER * SAMPLES_PER_REQUEST);
+    eprintln!("checked {checked} acknowledged samples after kill -9");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_bodies_get_clear_4xx_and_the_server_keeps_serving() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let _server = start_serve(port, &dir.path().join("data"), None);
+    let base = format!("http://127.0.0.1:{port}");
+    let http = http();
+    wait_ready(&http, &base).await;
+    let url = format!("{base}/api/v1/write");
+    let good = encode_write_request(&request(0, 0, 1_000_000));
+    let post = |body: Vec<u8>, encoding: &'static str| {
+        http.post(&url)
+            .header("content-encoding", encoding)
+            .header("content-type", "application/x-protobuf")
+            .header("x-prometheus-remote-write-version", "0.1.0")
+            .body(body)
+            .send()
+    };
+    let mut gzip = Vec::new();
+    {
+        use std::io::Write;
+        let mut w = snap::write::FrameEncoder::new(&mut gzip);
+        w.write_all(b"not really gzip").expect("in memory");
+    }
+    let cases: Vec<(&str, Vec<u8>, &str, u16, &str)> = vec![
+        (
+            "malformed",
+            b"\x00\x01garbage".to_vec(),
+            "snappy",
+            400,
+            "bad_payload",
+        ),
+        (
+            "truncated",
+            good[..good.len() - 7].to_vec(),
+            "snappy",
+            400,
+            "bad_payload",
+        ),
+        (
+            "wrongly compressed (framed snappy)",
+            gzip.clone(),
+            "snappy",
+            400,
+            "bad_payload",
+        ),
+        (
+            "wrong content-encoding",
+            good.clone(),
+            "gzip",
+            415,
+            "unsupported_media_type",
+        ),
+        (
+            "oversized",
+            vec![7u8; 17 << 20],
+            "snappy",
+            413,
+            "payload_too_large",
+        ),
+    ];
+    for (name, body, enc, status, code) in cases {
+        let resp = post(body, enc).await.expect("server answers");
+        assert_eq!(resp.status().as_u16(), status, "{name}");
+        let json: serde_json::Value = resp.json().await.expect("JSON error body");
+        assert_eq!(json["error"]["code"], code, "{name}: {json}");
+        assert!(
+            json["error"]["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty()),
+            "{name}"
+        );
+        // Still serving after each.
+        assert!(
+            http.get(format!("{base}/healthz"))
+                .send()
+                .await
+                .expect("alive")
+                .status()
+                .is_success()
+        );
+    }
+    let resp = post(good, "snappy").await.expect("answers");
+    assert_eq!(resp.status().as_u16(), 204);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_flushes_and_exits_cleanly() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let port = free_port();
+    let mut server = start_serve(port, &data, None);
+    let base = format!("http://127.0.0.1:{port}");
+    let http = http();
+    wait_ready(&http, &base).await;
+    let client = RemoteWriteClient::new(format!("{base}/api/v1/write"));
+    let t0 = jiff::Timestamp::now().as_millisecond() - 60_000;
+    for round in 0..5 {
+        client.send(&request(9, round, t0)).await.expect("accepted");
+    }
+    assert!(
+        server.terminate(Duration::from_secs(20)),
+        "aiops did not exit cleanly on SIGTERM"
+    );
+    let _server = start_serve(port, &data, None);
+    wait_ready(&http, &base).await;
+    let v = get_json(
+        &http,
+        &format!("{base}/api/v1/series?match[]=crash_test{{writer=\"9\"}}"),
+    )
+    .await
+    .expect("series");
+    assert_eq!(v["total"], SERIES_PER_WRITER);
+    let id = v["series"][0]["id"].as_str().expect("id");
+    let s = get_json(
+        &http,
+        &format!("{base}/api/v1/series/{id}/samples?start={}", t0 / 1000),
+    )
+    .await
+    .expect("samples");
+    assert_eq!(
+        s["samples"].as_array().expect("array").len(),
+        5 * SAMPLES_PER_REQUEST
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_shows_series_within_seconds_and_stops_by_itself() {
+    let port = free_port();
+    let mut demo = Proc {
+        child: common::aiops()
+            .args([
+                "demo",
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--duration-secs",
+                "8",
+                "--history-hours",
+                "1",
+            ])
+            .args(["--fault", "payment:latency", "--fault-after-secs", "0"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("demo starts"),
+        name: "demo",
+    };
+    let http = http();
+    let base = format!("http://127.0.0.1:{port}");
+    let v = wait_for("demo series in the API", Duration::from_secs(30), || async {
+        let v = get_json(&http, &format!("{base}/api/v1/series?match[]=http_request_duration_seconds{{service=\"frontend\"}}")).await?;
+        (v["total"] == 3).then_some(v)
+    })
+    .await;
+    let id = v["series"][0]["id"].as_str().expect("id");
+    let s = get_json(&http, &format!("{base}/api/v1/series/{id}/samples"))
+        .await
+        .expect("samples");
+    // An hour of history at 15 s.
+    assert!(s["samples"].as_array().expect("array").len() >= 200);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(status) = demo.child.try_wait().expect("wait") {
+            assert!(status.success());
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "demo did not stop after --duration-secs"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
