@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use aiops_ingest::archive::{Archive, ArchiveConfig};
-use aiops_ingest::prometheus_api::{self, PromClient};
+use aiops_ingest::prometheus_api::{self, PromClient, PullRange};
 use aiops_ingest::transport::TransportConfig;
 use aiops_ingest::{Auth, IngestMetrics, PrometheusSourceConfig};
 use aiops_models::SeriesCatalog;
@@ -83,12 +83,15 @@ pub async fn run(args: BackfillArgs) -> anyhow::Result<()> {
         )
         .expect("static template is valid"),
     );
+    let range = PullRange {
+        start_s: start,
+        end_s: end,
+        step_s: args.step,
+    };
     let res = prometheus_api::backfill(
         &client,
         &args.queries,
-        start,
-        end,
-        args.step,
+        range,
         &sender,
         &catalog,
         |done, total| {

@@ -99,10 +99,11 @@ pub async fn list_series(
 
 /// Parses a time parameter: RFC 3339 or Unix seconds (fractions allowed), like Prometheus.
 fn parse_time(name: &str, v: &str) -> Result<i64, ApiError> {
-    if let Ok(secs) = v.parse::<f64>() {
-        if secs.is_finite() && secs.abs() < 1e13 {
-            return Ok((secs * 1000.0).round() as i64);
-        }
+    if let Ok(secs) = v.parse::<f64>()
+        && secs.is_finite()
+        && secs.abs() < 1e13
+    {
+        return Ok((secs * 1000.0).round() as i64);
     }
     v.parse::<jiff::Timestamp>()
         .map(|t| t.as_millisecond())

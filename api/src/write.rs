@@ -49,12 +49,12 @@ fn check_headers(headers: &HeaderMap) -> Result<(), ApiError> {
             "Content-Type {ctype:?} is not supported; expected application/x-protobuf"
         )));
     }
-    if let Some(proto) = parts.find_map(|p| p.strip_prefix("proto=")) {
-        if proto != "prometheus.WriteRequest" {
-            return Err(unsupported(format!(
-                "protobuf message {proto:?} is not supported; this receiver speaks remote_write 1.0 (prometheus.WriteRequest)"
-            )));
-        }
+    if let Some(proto) = parts.find_map(|p| p.strip_prefix("proto="))
+        && proto != "prometheus.WriteRequest"
+    {
+        return Err(unsupported(format!(
+            "protobuf message {proto:?} is not supported; this receiver speaks remote_write 1.0 (prometheus.WriteRequest)"
+        )));
     }
     let version = get(remote_write::VERSION_HEADER);
     // 1.0 senders send 0.1.0; some senders omit the header, which we accept. 2.x is refused

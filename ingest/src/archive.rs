@@ -467,10 +467,8 @@ fn apply_to_catalog(catalog: &SeriesCatalog, stale: &mut IdHashMap<i64>, b: &Sam
     }
     if !stale.is_empty() {
         for (&id, &ts) in b.series_ids().iter().zip(b.timestamps()) {
-            if let Some(&s) = stale.get(&SeriesId(id)) {
-                if ts > s {
-                    stale.remove(&SeriesId(id));
-                }
+            if stale.get(&SeriesId(id)).is_some_and(|&s| ts > s) {
+                stale.remove(&SeriesId(id));
             }
         }
     }
@@ -761,7 +759,7 @@ fn compact(shared: &Shared, seq: u64) -> Result<(), IngestError> {
         f.sync_data().map_err(IngestError::io("fsync", &path))?;
     }
     // 2. The part, through a synced temporary file.
-    let part = if batches.iter().any(|b| b.len() > 0) {
+    let part = if batches.iter().any(|b| !b.is_empty()) {
         let path = part_path(dir, seq);
         let info = part::write_part(seq, &path, &batches).map_err(|reason| {
             IngestError::ArchiveCorrupt {

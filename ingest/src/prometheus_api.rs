@@ -266,7 +266,7 @@ pub fn to_batch(series: Vec<RangeSeries>, catalog: &SeriesCatalog) -> SampleBatc
     let mut b = SampleBatchBuilder::with_capacity(n);
     for s in series {
         let metric = s.metric.get("__name__").cloned().unwrap_or_default();
-        let meta = SeriesMeta::new(Source::Prometheus, metric, s.metric.into_iter());
+        let meta = SeriesMeta::new(Source::Prometheus, metric, s.metric);
         let id = meta.id;
         if !catalog.contains(id) {
             b.push_series(Arc::new(meta));
@@ -293,6 +293,17 @@ pub fn chunks(start_s: i64, end_s: i64, step_s: u64) -> Vec<(i64, i64)> {
     out
 }
 
+/// A time range to pull, Unix seconds, both ends included, at a resolution.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PullRange {
+    /// First evaluation time.
+    pub start_s: i64,
+    /// Last evaluation time.
+    pub end_s: i64,
+    /// Resolution.
+    pub step_s: u64,
+}
+
 /// Totals of a pull.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct PullSummary {
@@ -309,13 +320,16 @@ pub struct PullSummary {
 pub async fn backfill(
     client: &PromClient,
     queries: &[String],
-    start_s: i64,
-    end_s: i64,
-    step_s: u64,
+    range: PullRange,
     sink: &BatchSender,
     catalog: &SeriesCatalog,
     mut on_chunk: impl FnMut(usize, usize),
 ) -> Result<PullSummary, IngestError> {
+    let PullRange {
+        start_s,
+        end_s,
+        step_s,
+    } = range;
     let windows = chunks(start_s, end_s, step_s);
     let total = windows.len() * queries.len();
     let mut summary = PullSummary::default();
@@ -407,12 +421,15 @@ pub async fn run_live(
             if *cursor > end {
                 continue;
             }
+            let range = PullRange {
+                start_s: *cursor,
+                end_s: end,
+                step_s: cfg.step_secs,
+            };
             let pull = backfill(
                 &client,
                 std::slice::from_ref(q),
-                *cursor,
-                end,
-                cfg.step_secs,
+                range,
                 &sink,
                 &catalog,
                 |_, _| {},
@@ -459,7 +476,8 @@ mod tests {
             assert_eq!(w[1].0, w[0].1 + 15);
         }
         for (s, e) in c {
-            assert!((e - s) / 15 + 1 <= MAX_POINTS_PER_REQUEST);
+            let points = (e - s) / 15 + 1;
+            assert!(points <= MAX_POINTS_PER_REQUEST, "{points} points");
         }
         assert_eq!(chunks(10, 10, 15), vec![(10, 10)]);
         assert!(chunks(20, 10, 15).is_empty());

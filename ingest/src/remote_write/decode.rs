@@ -159,10 +159,8 @@ fn decode_protobuf(
                 parse_series(buf, start, end, labels, samples)?;
                 match check_series(buf, labels, samples, catalog) {
                     Ok(SeriesCheck { id, new_meta }) => {
-                        if let Some(meta) = new_meta {
-                            if seen_new.insert(id) {
-                                builder.push_series(meta);
-                            }
+                        if let Some(meta) = new_meta.filter(|_| seen_new.insert(id)) {
+                            builder.push_series(meta);
                         }
                         for &(ts, v) in samples.iter() {
                             if is_stale_nan(v) {
@@ -176,7 +174,7 @@ fn decode_protobuf(
                         }
                     }
                     Err(problem) => {
-                        let inv = invalid.get_or_insert_with(|| InvalidSeries {
+                        let inv = invalid.get_or_insert(InvalidSeries {
                             first: problem.message,
                             series: 0,
                             samples: 0,

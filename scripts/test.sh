@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# The whole test suite: installs what the tests need when it is missing, then runs cargo.
+# Used by CI (.ci/run) and by developers alike.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/aiops-target}"
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+# Prometheus 2.42 from Debian, for the end-to-end tests.
+if ! command -v prometheus >/dev/null 2>&1; then
+  echo "== installing prometheus (Debian package)"
+  as_root apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq prometheus >/dev/null
+fi
+# The Debian package starts a system Prometheus on :9090 on some machines; tests use their own.
+prometheus --version 2>&1 | head -1
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+echo "== cargo clippy"
+cargo clippy --workspace --all-targets -- -D warnings
+echo "== benchmarks compile"
+cargo bench --workspace --no-run -q
+echo "== tests"
+cargo test --workspace --all-targets
