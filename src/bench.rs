@@ -5,9 +5,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use aiops_ingest::remote_write::{
-    RemoteWriteClient, TimeSeries, WriteRequest, decode_write_request, encode_write_request,
-};
+use aiops_ingest::remote_write::{RemoteWriteClient, decode_write_request, encode_write_request};
+use aiops_ingest::simulate::synthetic_request;
 use aiops_models::SeriesCatalog;
 use axum::routing::post;
 use bytes::Bytes;
@@ -22,34 +21,6 @@ use crate::config::Config;
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     match args.what {
         BenchWhat::RemoteWrite(a) => remote_write(a).await,
-    }
-}
-
-/// `series` series with 6 labels each and `samples` samples, timestamps from `t0_ms`.
-pub fn request(series: usize, samples: usize, t0_ms: i64) -> WriteRequest {
-    let timeseries = (0..series)
-        .map(|i| {
-            let (svc, inst, code) = (
-                format!("svc-{}", i % 50),
-                format!("10.0.{}.{}:8080", i / 250, i % 250),
-                format!("{}", 200 + (i % 5)),
-            );
-            TimeSeries::from_parts(
-                [
-                    ("__name__", "http_requests_total"),
-                    ("job", "api"),
-                    ("service", svc.as_str()),
-                    ("instance", inst.as_str()),
-                    ("code", code.as_str()),
-                    ("namespace", "prod"),
-                ],
-                (0..samples).map(|k| (t0_ms + k as i64 * 15_000, (i * 1000 + k) as f64)),
-            )
-        })
-        .collect();
-    WriteRequest {
-        timeseries,
-        metadata: vec![],
     }
 }
 

@@ -20,7 +20,13 @@ pub enum CatalogInsert {
 /// allocate; the lock is never held across an `.await`.
 #[derive(Debug, Default)]
 pub struct SeriesCatalog {
-    inner: RwLock<IdHashMap<Arc<SeriesMeta>>>,
+    inner: RwLock<IdHashMap<Entry>>,
+}
+
+#[derive(Debug)]
+struct Entry {
+    check: u64,
+    meta: Arc<SeriesMeta>,
 }
 
 impl SeriesCatalog {
@@ -46,20 +52,35 @@ impl SeriesCatalog {
 
     /// The meta of `id`.
     pub fn get(&self, id: SeriesId) -> Option<Arc<SeriesMeta>> {
-        self.read().get(&id).cloned()
+        self.read().get(&id).map(|e| e.meta.clone())
+    }
+
+    /// The second hash of the series holding `id` (see
+    /// [`SeriesHasher::finish_check`](crate::SeriesHasher::finish_check)), without touching its
+    /// meta: the receiver's hot path.
+    #[inline]
+    pub fn check_of(&self, id: SeriesId) -> Option<u64> {
+        self.read().get(&id).map(|e| e.check)
     }
 
     /// Adds a series, detecting collisions.
     pub fn insert(&self, meta: Arc<SeriesMeta>) -> CatalogInsert {
+        let check = meta.check();
         let mut map = self.inner.write().unwrap_or_else(|p| p.into_inner());
         match map.get(&meta.id) {
-            Some(existing) if **existing == *meta => CatalogInsert::Known,
-            Some(existing) => CatalogInsert::Collision(existing.clone()),
+            Some(existing) if *existing.meta == *meta => CatalogInsert::Known,
+            Some(existing) => CatalogInsert::Collision(existing.meta.clone()),
             None => {
-                map.insert(meta.id, meta);
+                map.insert(meta.id, Entry { check, meta });
                 CatalogInsert::New
             }
         }
+    }
+
+    /// A read view for many look-ups under one lock acquisition (the receiver decodes a whole
+    /// request with one). Writers wait while it lives: keep it short and never across `.await`.
+    pub fn view(&self) -> CatalogView<'_> {
+        CatalogView { map: self.read() }
     }
 
     /// All series matching `selector`, sorted by metric name then labels, at most `limit`.
@@ -67,8 +88,8 @@ impl SeriesCatalog {
         let mut out: Vec<Arc<SeriesMeta>> = self
             .read()
             .values()
-            .filter(|m| selector.matches(m))
-            .cloned()
+            .filter(|e| selector.matches(&e.meta))
+            .map(|e| e.meta.clone())
             .collect();
         out.sort_by(|a, b| (&a.metric, &a.labels).cmp(&(&b.metric, &b.labels)));
         out.truncate(limit);
@@ -77,13 +98,32 @@ impl SeriesCatalog {
 
     /// Every series, in no particular order.
     pub fn snapshot(&self) -> Vec<Arc<SeriesMeta>> {
-        self.read().values().cloned().collect()
+        self.read().values().map(|e| e.meta.clone()).collect()
     }
 
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, IdHashMap<Arc<SeriesMeta>>> {
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, IdHashMap<Entry>> {
         // A poisoned lock only means a panic elsewhere while holding it; the map itself is
         // always consistent (inserts are single operations).
         self.inner.read().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// See [`SeriesCatalog::view`].
+#[derive(Debug)]
+pub struct CatalogView<'a> {
+    map: std::sync::RwLockReadGuard<'a, IdHashMap<Entry>>,
+}
+
+impl CatalogView<'_> {
+    /// As [`SeriesCatalog::check_of`].
+    #[inline]
+    pub fn check_of(&self, id: SeriesId) -> Option<u64> {
+        self.map.get(&id).map(|e| e.check)
+    }
+
+    /// As [`SeriesCatalog::get`].
+    pub fn get(&self, id: SeriesId) -> Option<Arc<SeriesMeta>> {
+        self.map.get(&id).map(|e| e.meta.clone())
     }
 }
 

@@ -21,7 +21,7 @@ mod selector;
 mod series;
 
 pub use batch::{SampleBatch, SampleBatchBuilder, StaleMarker, sample_schema};
-pub use catalog::{CatalogInsert, SeriesCatalog};
+pub use catalog::{CatalogInsert, CatalogView, SeriesCatalog};
 pub use error::ModelError;
 pub use selector::{MatchOp, Matcher, Selector};
 pub use series::{

@@ -15,7 +15,9 @@
 //! about n²/2⁶⁵ (1 in 37 million for one million series). The [`SeriesCatalog`](crate::SeriesCatalog)
 //! detects them: the first series keeps the id, samples of the second are rejected and counted
 //! as `collision`s by the receiver (a 400 naming both label sets), and an error is logged, so a
-//! collision is loud and never silently merges two series.
+//! collision is loud and never silently merges two series. To tell "same series" from
+//! "collision" without comparing labels on the hot path, the catalog keeps a second hash of the
+//! same bytes (seeded differently) next to each id.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -23,7 +25,7 @@ use std::hash::{BuildHasherDefault, Hasher};
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
-use xxhash_rust::xxh3::Xxh3;
+use xxhash_rust::xxh3::{xxh3_64, xxh3_64_with_seed};
 
 use crate::ModelError;
 
@@ -108,43 +110,57 @@ impl fmt::Display for Source {
     }
 }
 
-/// Streaming computation of a [`SeriesId`] from borrowed label bytes: no allocation, so the
-/// decoder can identify a series before deciding whether it needs to copy its labels.
-#[derive(Clone)]
+/// Computation of a [`SeriesId`] from borrowed label bytes, so that the decoder can identify a
+/// series before deciding whether it needs to copy its labels. The bytes are gathered in a
+/// reusable buffer and hashed in one call (many tiny streaming updates cost far more).
+#[derive(Debug, Clone, Default)]
 pub struct SeriesHasher {
-    state: Xxh3,
-}
-
-impl fmt::Debug for SeriesHasher {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SeriesHasher").finish_non_exhaustive()
-    }
+    buf: Vec<u8>,
 }
 
 impl SeriesHasher {
     /// Starts the hash of a series of `source`.
     pub fn new(source: Source) -> Self {
-        let mut state = Xxh3::new();
-        state.update(source.as_str().as_bytes());
-        state.update(&[0xff]);
-        Self { state }
+        let mut h = Self {
+            buf: Vec::with_capacity(256),
+        };
+        h.reset(source);
+        h
+    }
+
+    /// Starts over for another series, keeping the buffer.
+    #[inline]
+    pub fn reset(&mut self, source: Source) {
+        self.buf.clear();
+        self.buf.extend_from_slice(source.as_str().as_bytes());
+        self.buf.push(0xff);
     }
 
     /// Adds one label. Labels must be added sorted by name, `__name__` included.
     #[inline]
     pub fn label(&mut self, name: &[u8], value: &[u8]) {
-        self.state.update(name);
-        self.state.update(&[0xfe]);
-        self.state.update(value);
-        self.state.update(&[0xff]);
+        self.buf.extend_from_slice(name);
+        self.buf.push(0xfe);
+        self.buf.extend_from_slice(value);
+        self.buf.push(0xff);
     }
 
     /// The id.
     #[inline]
     pub fn finish(&self) -> SeriesId {
-        SeriesId(self.state.digest())
+        SeriesId(xxh3_64(&self.buf))
+    }
+
+    /// A second, independent 64-bit hash of the same bytes. The catalog keeps it next to the
+    /// id: a known id with the same check is the same series (a false match needs both 64-bit
+    /// hashes to collide), so known series are recognised without comparing their labels.
+    #[inline]
+    pub fn finish_check(&self) -> u64 {
+        xxh3_64_with_seed(&self.buf, CHECK_SEED)
     }
 }
+
+const CHECK_SEED: u64 = 0x9e37_79b9_7f4a_7c15;
 
 /// What a series stands for: its source, metric name and the rest of its labels.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -189,6 +205,19 @@ impl SeriesMeta {
         metric: &str,
         sorted_labels: &[(String, String)],
     ) -> SeriesId {
+        Self::hasher_for(source, metric, sorted_labels).finish()
+    }
+
+    /// The second hash kept by the catalog (see [`SeriesHasher::finish_check`]).
+    pub fn check(&self) -> u64 {
+        Self::hasher_for(self.source, &self.metric, &self.labels).finish_check()
+    }
+
+    fn hasher_for(
+        source: Source,
+        metric: &str,
+        sorted_labels: &[(String, String)],
+    ) -> SeriesHasher {
         let mut h = SeriesHasher::new(source);
         let mut name_done = metric.is_empty();
         for (n, v) in sorted_labels {
@@ -201,7 +230,7 @@ impl SeriesMeta {
         if !name_done {
             h.label(METRIC_NAME_LABEL.as_bytes(), metric.as_bytes());
         }
-        h.finish()
+        h
     }
 
     /// The value of a label; `__name__` gives the metric name.

@@ -17,8 +17,8 @@ use std::hash::BuildHasherDefault;
 use std::sync::Arc;
 
 use aiops_models::{
-    METRIC_NAME_LABEL, SampleBatch, SampleBatchBuilder, SeriesCatalog, SeriesHasher, SeriesId,
-    SeriesMeta, Source, StaleMarker, is_stale_nan,
+    CatalogView, METRIC_NAME_LABEL, SampleBatch, SampleBatchBuilder, SeriesCatalog, SeriesHasher,
+    SeriesId, SeriesMeta, Source, StaleMarker, is_stale_nan,
 };
 use thiserror::Error;
 
@@ -81,6 +81,7 @@ thread_local! {
 #[derive(Default)]
 struct Scratch {
     raw: Vec<u8>,
+    hasher: SeriesHasher,
     labels: Vec<(usize, usize, usize, usize)>,
     samples: Vec<(i64, f64)>,
 }
@@ -120,11 +121,12 @@ pub fn decode_write_request(
         let mut scratch = scratch.borrow_mut();
         let Scratch {
             raw,
+            hasher,
             labels,
             samples,
         } = &mut *scratch;
         decompress(body, max_decoded_bytes, raw)?;
-        let out = decode_protobuf(raw, catalog, labels, samples);
+        let out = decode_protobuf(raw, catalog, hasher, labels, samples);
         // Do not keep a huge buffer alive on this thread after an outsized request.
         if raw.capacity() > 16 << 20 {
             *raw = Vec::new();
@@ -136,6 +138,7 @@ pub fn decode_write_request(
 fn decode_protobuf(
     buf: &[u8],
     catalog: &SeriesCatalog,
+    hasher: &mut SeriesHasher,
     labels: &mut Vec<(usize, usize, usize, usize)>,
     samples: &mut Vec<(i64, f64)>,
 ) -> Result<Decoded, DecodeError> {
@@ -147,6 +150,7 @@ fn decode_protobuf(
     let mut invalid: Option<InvalidSeries> = None;
     let mut series = 0;
     let mut metadata = 0;
+    let view = catalog.view();
     let mut r = Reader::new(buf, 0);
     while !r.done() {
         let (field, wire) = r.key()?;
@@ -157,7 +161,7 @@ fn decode_protobuf(
                 labels.clear();
                 samples.clear();
                 parse_series(buf, start, end, labels, samples)?;
-                match check_series(buf, labels, samples, catalog) {
+                match check_series(buf, labels, samples, &view, hasher) {
                     Ok(SeriesCheck { id, new_meta }) => {
                         if let Some(meta) = new_meta.filter(|_| seen_new.insert(id)) {
                             builder.push_series(meta);
@@ -268,13 +272,29 @@ fn check_series(
     buf: &[u8],
     labels: &[(usize, usize, usize, usize)],
     samples: &[(i64, f64)],
-    catalog: &SeriesCatalog,
+    catalog: &CatalogView<'_>,
+    hasher: &mut SeriesHasher,
 ) -> Result<SeriesCheck, Problem> {
     let bad = |reason: String| Problem {
         message: format!("series {}: {reason}", describe(buf, labels)),
         collision: false,
     };
-    let mut hasher = SeriesHasher::new(Source::Prometheus);
+    hasher.reset(Source::Prometheus);
+    for &(ns, ne, vs, ve) in labels {
+        hasher.label(&buf[ns..ne], &buf[vs..ve]);
+    }
+    let (id, check) = (hasher.finish(), hasher.finish_check());
+    if let Some(w) = samples.windows(2).find(|w| w[1].0 < w[0].0) {
+        return Err(bad(format!(
+            "samples out of timestamp order ({} after {})",
+            w[1].0, w[0].0
+        )));
+    }
+    let known = catalog.check_of(id);
+    if known == Some(check) {
+        // The very bytes of a series validated before: nothing more to check.
+        return Ok(SeriesCheck { id, new_meta: None });
+    }
     let mut prev: Option<&[u8]> = None;
     let mut metric: Option<&[u8]> = None;
     for &(ns, ne, vs, ve) in labels {
@@ -309,22 +329,11 @@ fn check_series(
                 lossy(name)
             )));
         }
-        hasher.label(name, value);
     }
     let Some(metric) = metric else {
         return Err(bad("missing __name__ label".into()));
     };
-    if let Some(w) = samples.windows(2).find(|w| w[1].0 < w[0].0) {
-        return Err(bad(format!(
-            "samples out of timestamp order ({} after {})",
-            w[1].0, w[0].0
-        )));
-    }
-    let id = hasher.finish();
-    match catalog.get(id) {
-        Some(known) if same_series(buf, labels, metric, &known) => {
-            Ok(SeriesCheck { id, new_meta: None })
-        }
+    match known.and_then(|_| catalog.get(id)) {
         Some(known) => Err(Problem {
             message: format!(
                 "series {} collides with known series {} (id {id}); its samples were not stored",
@@ -355,26 +364,6 @@ fn check_series(
             })
         }
     }
-}
-
-/// True when the wire labels are exactly those of `known` (guards against id collisions).
-fn same_series(
-    buf: &[u8],
-    labels: &[(usize, usize, usize, usize)],
-    metric: &[u8],
-    known: &SeriesMeta,
-) -> bool {
-    if known.metric.as_bytes() != metric || known.labels.len() + 1 != labels.len() {
-        return false;
-    }
-    let mut it = known.labels.iter();
-    labels.iter().all(|&(ns, ne, vs, ve)| {
-        let name = &buf[ns..ne];
-        if name == METRIC_NAME_LABEL.as_bytes() {
-            return true;
-        }
-        matches!(it.next(), Some((n, v)) if n.as_bytes() == name && v.as_bytes() == &buf[vs..ve])
-    })
 }
 
 fn valid_label_name(name: &[u8]) -> bool {
