@@ -74,7 +74,7 @@ async fn remote_write(a: RemoteWriteBenchArgs) -> anyhow::Result<()> {
     let bodies: Arc<Vec<Bytes>> = Arc::new(
         (0..16)
             .map(|k| {
-                let req = request(
+                let req = synthetic_request(
                     a.series,
                     a.samples_per_series,
                     t0 + k as i64 * a.samples_per_series as i64 * 15_000,

@@ -141,6 +141,67 @@ remote_write:
         "Prometheus reported failed remote_write samples"
     );
 
+    // Live polling: a second aiops pulls from the same Prometheus; a second source that points
+    // nowhere is reported, and the rest keeps running.
+    let closed = free_port();
+    let poll_cfg = dir.path().join("poll.toml");
+    std::fs::write(
+        &poll_cfg,
+        format!(
+            r#"[[sources.prometheus]]
+name = "e2e"
+url = "{prom}"
+selectors = ["e2e_events_total"]
+step_secs = 1
+poll_interval_secs = 1
+lookback_secs = 30
+
+[[sources.prometheus]]
+name = "down"
+url = "http://127.0.0.1:{closed}"
+selectors = ["up"]
+poll_interval_secs = 1
+max_retries = 0
+"#
+        ),
+    )
+    .expect("write poll.toml");
+    let poll_port = free_port();
+    let _poller = start_serve(poll_port, &dir.path().join("polled"), Some(&poll_cfg));
+    let poll_base = format!("http://127.0.0.1:{poll_port}");
+    wait_ready(&http, &poll_base).await;
+    let polled = wait_for("the polled series", Duration::from_secs(30), || async {
+        let v = get_json(
+            &http,
+            &format!("{poll_base}/api/v1/series?match[]=e2e_events_total"),
+        )
+        .await?;
+        (v["total"] == 1).then(|| v["series"][0].clone())
+    })
+    .await;
+    assert_eq!(polled["labels"]["kind"], "x");
+    assert!(
+        polled["labels"].get("replica").is_none(),
+        "the query API has no external labels"
+    );
+    let ready = wait_for(
+        "the failing source in /readyz",
+        Duration::from_secs(30),
+        || async {
+            let v = get_json(&http, &format!("{poll_base}/readyz")).await?;
+            (v["sources"]["down"]["healthy"] == false).then_some(v)
+        },
+    )
+    .await;
+    assert_eq!(ready["status"], "degraded");
+    assert_eq!(ready["sources"]["e2e"]["healthy"], true);
+    assert!(
+        ready["sources"]["down"]["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains(&closed.to_string())),
+        "{ready}"
+    );
+
     // Backfill the same series from Prometheus' query_range into a second archive.
     let end = jiff::Timestamp::now();
     let start = end - jiff::SignedDuration::from_secs(120);

@@ -502,6 +502,106 @@ mod tests {
         );
     }
 
+    /// A local stand-in for an upstream behind a proxy: fails twice with 503, then checks the
+    /// credentials and headers and answers a matrix.
+    #[tokio::test]
+    async fn retries_5xx_then_sends_auth_and_headers() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let calls = Arc::new(AtomicUsize::new(0));
+        let seen = calls.clone();
+        let app = axum::Router::new().route(
+            "/prefix/api/v1/query_range",
+            axum::routing::post(move |headers: axum::http::HeaderMap, body: String| {
+                let seen = seen.clone();
+                async move {
+                    if seen.fetch_add(1, Ordering::SeqCst) < 2 {
+                        return (StatusCode::SERVICE_UNAVAILABLE, [("retry-after", "0")], String::new());
+                    }
+                    let ok = headers.get("authorization").and_then(|v| v.to_str().ok()) == Some("Bearer s3cret")
+                        && headers.get("x-scope-orgid").and_then(|v| v.to_str().ok()) == Some("tenant-1")
+                        && body.contains("query=up")
+                        && body.contains("step=15");
+                    if !ok {
+                        return (StatusCode::UNAUTHORIZED, [("retry-after", "0")], "unauthorized".into());
+                    }
+                    let matrix = r#"{"status":"success","data":{"resultType":"matrix","result":[{"metric":{"__name__":"up","job":"a"},"values":[[1,"1"],[16,"0"]]}]}}"#;
+                    (StatusCode::OK, [("retry-after", "0")], matrix.to_owned())
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let dir = tempfile::tempdir().expect("tempdir");
+        let token = dir.path().join("token");
+        std::fs::write(&token, "s3cret\n").expect("write token");
+        let mut cfg =
+            PrometheusSourceConfig::new("t", format!("http://{addr}/prefix/"), vec!["up".into()]);
+        cfg.auth.bearer_token_file = Some(token);
+        cfg.headers
+            .insert("X-Scope-OrgID".into(), "tenant-1".into());
+        let client = PromClient::new(&cfg, IngestMetrics::unregistered()).expect("client");
+        let got = client
+            .query_range("up", 1, 16, 15)
+            .await
+            .expect("succeeds after retries");
+        assert_eq!(calls.load(Ordering::SeqCst), 3);
+        assert_eq!(got[0].values.len(), 2);
+
+        // A non-retryable answer fails at once, with the server's words.
+        cfg.auth.bearer_token_file = None;
+        cfg.auth.bearer_token = Some("wrong".into());
+        let client = PromClient::new(&cfg, IngestMetrics::unregistered()).expect("client");
+        let err = client
+            .query_range("up", 1, 16, 15)
+            .await
+            .expect_err("unauthorized");
+        assert!(
+            matches!(
+                &err,
+                IngestError::Upstream {
+                    retryable: false,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert!(
+            err.to_string().contains("401") && err.to_string().contains("unauthorized"),
+            "{err}"
+        );
+        assert_eq!(calls.load(Ordering::SeqCst), 4);
+    }
+
+    #[tokio::test]
+    async fn unreachable_upstream_fails_after_retries() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("port")
+            .port();
+        let mut cfg =
+            PrometheusSourceConfig::new("t", format!("http://127.0.0.1:{port}"), vec!["up".into()]);
+        cfg.max_retries = 1;
+        let client = PromClient::new(&cfg, IngestMetrics::unregistered()).expect("client");
+        let err = client
+            .query_range("up", 1, 16, 15)
+            .await
+            .expect_err("nothing listens");
+        assert!(
+            matches!(
+                &err,
+                IngestError::Upstream {
+                    retryable: true,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert!(err.to_string().contains("after 2 attempts"), "{err}");
+    }
+
     #[test]
     fn error_message_uses_the_api_envelope() {
         let m = error_message(
