@@ -4,7 +4,6 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use axum::routing::get;
@@ -67,21 +66,7 @@ remote_write:
         ),
     )
     .expect("write prometheus.yml");
-    let prom_log = std::fs::File::create(dir.path().join("prometheus.log")).expect("log");
-    let _prom = Proc {
-        child: Command::new(prom_bin)
-            .arg(format!("--config.file={}", prom_cfg.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.path().join("tsdb").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"))
-            .stdout(Stdio::null())
-            .stderr(prom_log)
-            .spawn()
-            .expect("prometheus starts"),
-        name: "prometheus",
-    };
+    let _prom = start_prometheus(&prom_bin, &prom_cfg, dir.path(), prom_port);
     let prom = format!("http://127.0.0.1:{prom_port}");
 
     // The scraped series arrive with their labels (target labels and external labels added).
@@ -290,20 +275,7 @@ async fn backfill_reports_a_bad_query_clearly() {
     let prom_port = free_port();
     let cfg = dir.path().join("prometheus.yml");
     std::fs::write(&cfg, "global:\n  scrape_interval: 15s\n").expect("write");
-    let _prom = Proc {
-        child: Command::new(prom_bin)
-            .arg(format!("--config.file={}", cfg.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.path().join("tsdb").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("prometheus starts"),
-        name: "prometheus",
-    };
+    let _prom = start_prometheus(&prom_bin, &cfg, dir.path(), prom_port);
     let http = http();
     let prom = format!("http://127.0.0.1:{prom_port}");
     wait_for("prometheus ready", Duration::from_secs(30), || async {

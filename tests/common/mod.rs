@@ -123,6 +123,25 @@ pub async fn get_json(http: &reqwest::Client, url: &str) -> Option<serde_json::V
     r.json().await.ok()
 }
 
+/// Starts Prometheus with `config` on `port`, its TSDB and log in `dir`.
+pub fn start_prometheus(bin: &str, config: &Path, dir: &Path, port: u16) -> Proc {
+    let log = std::fs::File::create(dir.join("prometheus.log")).expect("log file");
+    Proc {
+        child: Command::new(bin)
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.join("tsdb").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("prometheus starts"),
+        name: "prometheus",
+    }
+}
+
 /// The `prometheus` binary, or a failure telling how to get it.
 pub fn prometheus_binary() -> String {
     let path =
