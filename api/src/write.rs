@@ -85,6 +85,38 @@ fn too_large(limit: usize, what: &str) -> ApiError {
     )
 }
 
+/// Bytes of an oversized body read and discarded before answering 413, so that a sender still
+/// writing its body sees the answer instead of a reset connection.
+const DRAIN_CAP_BYTES: usize = 256 << 20;
+
+/// Reads the body up to `limit` bytes; a longer body is drained (up to [`DRAIN_CAP_BYTES`]) and
+/// answered 413.
+async fn read_body(body: Body, limit: usize) -> Result<bytes::Bytes, ApiError> {
+    use http_body_util::BodyExt as _;
+    let mut body = body;
+    let hint = usize::try_from(http_body::Body::size_hint(&body).lower()).unwrap_or(usize::MAX);
+    let mut buf = bytes::BytesMut::with_capacity(hint.min(limit));
+    let mut seen = 0usize;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| {
+            ApiError::bad_request("bad_body", format!("reading the body failed: {e}"))
+        })?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        seen += data.len();
+        if seen <= limit {
+            buf.extend_from_slice(&data);
+        } else if seen > DRAIN_CAP_BYTES {
+            break;
+        }
+    }
+    if seen > limit {
+        return Err(too_large(limit, "request body"));
+    }
+    Ok(buf.freeze())
+}
+
 /// The handler.
 #[tracing::instrument(skip_all, fields(bytes))]
 pub async fn remote_write(
@@ -94,23 +126,7 @@ pub async fn remote_write(
 ) -> Result<StatusCode, ApiError> {
     check_headers(&headers)?;
     let limit = state.config.max_body_bytes;
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|n| n > limit) {
-        return Err(too_large(limit, "request body"));
-    }
-    let body = axum::body::to_bytes(body, limit).await.map_err(|e| {
-        let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&e);
-        while let Some(c) = cause {
-            if c.is::<http_body_util::LengthLimitError>() {
-                return too_large(limit, "request body");
-            }
-            cause = c.source();
-        }
-        ApiError::bad_request("bad_body", format!("reading the body failed: {e}"))
-    })?;
+    let body = read_body(body, limit).await?;
     tracing::Span::current().record("bytes", body.len());
 
     let max_decoded = state.config.max_decoded_bytes;
