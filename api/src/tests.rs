@@ -365,3 +365,36 @@ async fn health_readiness_and_metrics() {
     );
     assert!(text.ends_with("# EOF\n"));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn stale_markers_mark_the_series_instead_of_becoming_values() {
+    let h = harness();
+    let stale = f64::from_bits(aiops_models::STALE_NAN_BITS);
+    let req = WriteRequest {
+        timeseries: vec![TimeSeries::from_parts(
+            [("__name__", "up"), ("job", "gone")],
+            [(1_000, 1.0), (2_000, stale)],
+        )],
+        metadata: vec![],
+    };
+    assert_eq!(
+        call(&h, write_req(encode_write_request(&req))).await.0,
+        StatusCode::NO_CONTENT
+    );
+    let (_, body) = get(&h, "/api/v1/series?match[]=up").await;
+    assert_eq!(body["series"][0]["stale_at_ms"], 2000);
+    let id = body["series"][0]["id"].as_str().expect("id").to_owned();
+    let (_, body) = get(&h, &format!("/api/v1/series/{id}/samples?start=0&end=10")).await;
+    assert_eq!(body["samples"], serde_json::json!([[1000, 1.0]]));
+    // A newer sample revives the series.
+    let req = WriteRequest {
+        timeseries: vec![TimeSeries::from_parts(
+            [("__name__", "up"), ("job", "gone")],
+            [(3_000, 1.0)],
+        )],
+        metadata: vec![],
+    };
+    call(&h, write_req(encode_write_request(&req))).await;
+    let (_, body) = get(&h, "/api/v1/series?match[]=up").await;
+    assert!(body["series"][0]["stale_at_ms"].is_null());
+}
