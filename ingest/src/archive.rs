@@ -346,8 +346,8 @@ impl Archive {
         &self.shared.catalog
     }
 
-    /// Samples of `id` with `start_ms <= t <= end_ms`, ascending by time, duplicates (from
-    /// retried writes) removed. Blocking: call from `spawn_blocking` in async code.
+    /// Samples of `id` with `start_ms <= t <= end_ms`, ascending by time, one per timestamp
+    /// (the newest write wins). Blocking: call from `spawn_blocking` in async code.
     pub fn read_series(
         &self,
         id: SeriesId,
@@ -385,9 +385,18 @@ impl Archive {
         for b in &head {
             part::collect(&b.samples, id.0, start_ms, end_ms, &mut out);
         }
+        // `out` is in write order (parts by sequence, then the head); a stable sort keeps it
+        // among equal timestamps, and the newest write of a timestamp wins (a retried request
+        // repeats a value; a re-polled bucket may carry a late-corrected one).
         out.sort_by_key(|s| s.0);
-        out.dedup_by_key(|s| s.0);
-        Ok(out)
+        let mut deduped: Vec<(i64, f64)> = Vec::with_capacity(out.len());
+        for s in out {
+            match deduped.last_mut() {
+                Some(last) if last.0 == s.0 => *last = s,
+                _ => deduped.push(s),
+            }
+        }
+        Ok(deduped)
     }
 
     /// When `id` was marked stale, if its newest news is a stale marker.

@@ -18,6 +18,7 @@
 pub mod archive;
 mod config;
 mod error;
+pub mod http;
 mod metrics;
 pub mod prometheus_api;
 pub mod remote_write;
@@ -26,15 +27,5 @@ pub mod transport;
 
 pub use config::{Auth, PrometheusSourceConfig};
 pub use error::IngestError;
+pub use http::http_client;
 pub use metrics::IngestMetrics;
-
-/// A `reqwest` client builder with the process' TLS crypto provider (ring) installed.
-/// Every HTTP client of aiops starts here.
-pub fn http_client() -> reqwest::ClientBuilder {
-    static INSTALL: std::sync::Once = std::sync::Once::new();
-    INSTALL.call_once(|| {
-        // Fails only when another provider was installed first, which is just as good.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-    });
-    reqwest::Client::builder()
-}

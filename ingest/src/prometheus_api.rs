@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use crate::http;
 use crate::transport::BatchSender;
 use crate::{Auth, IngestError, IngestMetrics, PrometheusSourceConfig};
 
@@ -147,46 +148,23 @@ impl PromClient {
         end_s: i64,
         step_s: u64,
     ) -> Result<Vec<RangeSeries>, IngestError> {
-        let mut attempt = 0u32;
-        loop {
-            let (err, retry_after) = match self.request(query, start_s, end_s, step_s)?.send().await
-            {
-                Ok(resp) => {
-                    let status = resp.status();
-                    let retry_after = resp
-                        .headers()
-                        .get(reqwest::header::RETRY_AFTER)
-                        .and_then(|v| v.to_str().ok())
-                        .and_then(|v| v.trim().parse::<u64>().ok())
-                        .map(Duration::from_secs);
-                    let body = resp.bytes().await.unwrap_or_default();
-                    if status.is_success() {
-                        return self.parse(query, &body);
-                    }
-                    let msg = error_message(status, &body);
-                    let retryable =
-                        status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error();
-                    if !retryable {
-                        self.metrics.pull_request(METRIC_SOURCE, "error");
-                        return Err(self.upstream_err(query, msg, false));
-                    }
-                    (msg, retry_after)
-                }
-                Err(e) => (format!("request failed: {}", error_chain(&e)), None),
-            };
-            if attempt >= self.max_retries {
-                self.metrics.pull_request(METRIC_SOURCE, "error");
-                return Err(self.upstream_err(
-                    query,
-                    format!("{err} (after {} attempts)", attempt + 1),
-                    true,
-                ));
+        let build = || {
+            std::future::ready(
+                self.request(query, start_s, end_s, step_s)
+                    .map_err(|e| http::Failure::local(e.to_string())),
+            )
+        };
+        match http::send_with_retry(build, self.max_retries, &self.metrics, METRIC_SOURCE, query)
+            .await
+        {
+            Ok(answer) => self.parse(query, &answer.body),
+            Err(f) => {
+                let detail = match f.status {
+                    Some(status) => error_message(status, &f.body),
+                    None => f.message.clone(),
+                };
+                Err(self.upstream_err(query, f.describe(&detail), f.retryable))
             }
-            self.metrics.pull_request(METRIC_SOURCE, "retry");
-            let backoff = retry_after.unwrap_or_else(|| backoff(attempt));
-            warn!(url = %self.base, query, attempt, error = %err, backoff_ms = backoff.as_millis() as u64, "Prometheus query failed; retrying.");
-            tokio::time::sleep(backoff).await;
-            attempt += 1;
         }
     }
 
@@ -219,20 +197,8 @@ impl PromClient {
                 false,
             ));
         }
-        self.metrics.pull_request(METRIC_SOURCE, "ok");
         Ok(data.result)
     }
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut src = e.source();
-    while let Some(inner) = src {
-        s.push_str(": ");
-        s.push_str(&inner.to_string());
-        src = inner.source();
-    }
-    s
 }
 
 fn error_message(status: StatusCode, body: &[u8]) -> String {
@@ -252,12 +218,6 @@ fn error_message(status: StatusCode, body: &[u8]) -> String {
             format!("HTTP {status}: {}", text.trim())
         }
     }
-}
-
-/// Exponential backoff with full jitter: up to 250 ms × 2^attempt, capped at 30 s.
-fn backoff(attempt: u32) -> Duration {
-    let cap_ms = (250u64 << attempt.min(7)).min(30_000);
-    Duration::from_millis(rand::random_range(cap_ms / 2..=cap_ms))
 }
 
 /// Turns range-query series into a batch, marking series the catalog has not seen as new.

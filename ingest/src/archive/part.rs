@@ -4,6 +4,7 @@
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use aiops_models::{SampleBatch, sample_schema};
 use arrow::array::{Array, Float64Array, RecordBatch, TimestampMillisecondArray, UInt64Array};
@@ -50,6 +51,12 @@ pub fn write_part(seq: u64, path: &Path, batches: &[SampleBatch]) -> Result<Part
             },
             SortColumn {
                 values: all.column(1).clone(),
+                options: None,
+            },
+            // Arrival order breaks ties, so a rewritten (series, timestamp) keeps its order
+            // and reads can let the newest write win.
+            SortColumn {
+                values: Arc::new(UInt64Array::from_iter_values(0..all.num_rows() as u64)),
                 options: None,
             },
         ],

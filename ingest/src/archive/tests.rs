@@ -185,3 +185,33 @@ async fn retention_removes_old_and_excess_parts() {
             .is_none()
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn newest_write_of_a_timestamp_wins_in_head_and_parts() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let meta = Arc::new(SeriesMeta::new(Source::AppInsights, "late", []));
+    let write = |v: f64| {
+        let mut b = SampleBatchBuilder::with_capacity(1);
+        b.push_series(meta.clone());
+        b.push(meta.id, 60_000, v);
+        b.finish()
+    };
+    let archive = write_all(cfg(dir.path()), vec![write(1.0), write(2.0), write(3.0)]).await;
+    assert_eq!(
+        archive.read_series(meta.id, 0, i64::MAX).expect("reads"),
+        vec![(60_000, 3.0)]
+    );
+    // The same after the segment became a Parquet part.
+    let head: Vec<SampleBatch> = archive
+        .shared
+        .head
+        .read()
+        .expect("lock")
+        .values()
+        .flat_map(|s| s.batches.clone())
+        .collect();
+    let info = part::write_part(99, &dir.path().join("x.parquet"), &head).expect("writes");
+    let mut out = Vec::new();
+    part::read_series(&info, meta.id.0, 0, i64::MAX, &mut out).expect("reads");
+    assert_eq!(out.last(), Some(&(60_000, 3.0)));
+}
