@@ -6,8 +6,9 @@ use std::time::Duration;
 
 use aiops_api::{ApiMetrics, AppState, router};
 use aiops_ingest::IngestMetrics;
+use aiops_ingest::SourceStates;
 use aiops_ingest::archive::Archive;
-use aiops_ingest::prometheus_api::{PromClient, SourceStates, run_live};
+use aiops_ingest::prometheus_api::{PromClient, run_live};
 use aiops_models::SeriesCatalog;
 use anyhow::Context;
 use prometheus_client::registry::Registry;

@@ -24,8 +24,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aiops_ingest::IngestMetrics;
+use aiops_ingest::SourceStates;
 use aiops_ingest::archive::Archive;
-use aiops_ingest::prometheus_api::SourceStates;
 use aiops_ingest::transport::BatchSender;
 use aiops_models::SeriesCatalog;
 use axum::Router;

@@ -1,8 +1,8 @@
 use std::sync::Arc;
 
 use aiops_ingest::IngestMetrics;
+use aiops_ingest::SourceStates;
 use aiops_ingest::archive::{Archive, ArchiveConfig};
-use aiops_ingest::prometheus_api::SourceStates;
 use aiops_ingest::remote_write::{MetricMetadata, TimeSeries, WriteRequest, encode_write_request};
 use aiops_ingest::transport::TransportConfig;
 use aiops_models::SeriesCatalog;

@@ -31,6 +31,15 @@ pub enum IngestError {
         /// True when the failure may pass (network, 5xx); false for bad queries and auth.
         retryable: bool,
     },
+    /// A request to Application Insights failed for good (after retries, or not retryable).
+    #[error("appinsights app {app}: {what}: {reason}")]
+    AppInsights {
+        app: String,
+        what: String,
+        reason: String,
+        /// True when the failure may pass (network, 429, 5xx); false for bad requests and auth.
+        retryable: bool,
+    },
     /// The pipeline could not take the batch (shutting down, or the archive failed).
     #[error("pipeline: {0}")]
     Pipeline(String),

@@ -15,6 +15,7 @@
 //!
 //! See `ingest/README.md` for the write path in one diagram.
 
+pub mod appinsights;
 pub mod archive;
 mod config;
 mod error;
@@ -23,9 +24,14 @@ mod metrics;
 pub mod prometheus_api;
 pub mod remote_write;
 pub mod simulate;
+mod sources;
 pub mod transport;
 
-pub use config::{Auth, PrometheusSourceConfig};
+pub use config::{
+    AppInsightsAuth, AppInsightsMetric, AppInsightsSourceConfig, Auth, KqlQuery,
+    PrometheusSourceConfig, parse_iso_duration,
+};
 pub use error::IngestError;
 pub use http::http_client;
 pub use metrics::IngestMetrics;
+pub use sources::{PullSummary, SourceState, SourceStates};

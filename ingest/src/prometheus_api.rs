@@ -7,18 +7,18 @@
 //! is reported in logs, `/readyz` and metrics, and polling goes on.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use aiops_models::{SampleBatch, SampleBatchBuilder, SeriesCatalog, SeriesMeta, Source};
 use reqwest::StatusCode;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::http;
 use crate::transport::BatchSender;
-use crate::{Auth, IngestError, IngestMetrics, PrometheusSourceConfig};
+use crate::{Auth, IngestError, IngestMetrics, PrometheusSourceConfig, PullSummary, SourceStates};
 
 /// Points per series per request; Prometheus refuses more than 11,000.
 pub const MAX_POINTS_PER_REQUEST: i64 = 10_000;
@@ -264,17 +264,6 @@ pub struct PullRange {
     pub step_s: u64,
 }
 
-/// Totals of a pull.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
-pub struct PullSummary {
-    /// Distinct series seen.
-    pub series: usize,
-    /// Samples made durable.
-    pub samples: u64,
-    /// Requests made.
-    pub requests: usize,
-}
-
 /// Pulls `queries` over `start_s..=end_s` and sends each chunk through `sink`, waiting until it is
 /// durable. `on_chunk(done, total)` reports progress.
 pub async fn backfill(
@@ -316,40 +305,6 @@ pub async fn backfill(
     Ok(summary)
 }
 
-/// What `/readyz` shows of a source.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct SourceState {
-    /// Source kind (`prometheus`).
-    pub kind: &'static str,
-    /// False while the most recent poll failed.
-    pub healthy: bool,
-    /// The most recent failure.
-    pub last_error: Option<String>,
-    /// Unix ms of the most recent successful poll.
-    pub last_success_ms: Option<i64>,
-    /// Samples pulled since start.
-    pub samples: u64,
-}
-
-/// The states of all pulling sources, by name; shared with the API.
-#[derive(Debug, Clone, Default)]
-pub struct SourceStates(Arc<RwLock<BTreeMap<String, SourceState>>>);
-
-impl SourceStates {
-    /// A copy of every state.
-    pub fn snapshot(&self) -> BTreeMap<String, SourceState> {
-        self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
-    }
-
-    fn update(&self, name: &str, f: impl FnOnce(&mut SourceState)) {
-        let mut map = self.0.write().unwrap_or_else(|p| p.into_inner());
-        f(map.entry(name.to_owned()).or_insert_with(|| SourceState {
-            kind: "prometheus",
-            ..SourceState::default()
-        }));
-    }
-}
-
 /// Polls `cfg`'s selectors every `poll_interval_secs` until `cancel`, pulling from where the last
 /// successful poll ended. A failed poll is reported and retried at the next tick from the same
 /// point, so a short outage leaves no gap.
@@ -366,7 +321,7 @@ pub async fn run_live(
     let align = |t: i64| t - t.rem_euclid(step);
     let mut cursors: Vec<i64> =
         vec![align(now_s() - cfg.lookback_secs as i64); cfg.selectors.len()];
-    states.update(&cfg.name, |s| s.healthy = true);
+    states.update("prometheus", &cfg.name, |s| s.healthy = true);
     let mut tick = tokio::time::interval(Duration::from_secs(cfg.poll_interval_secs));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     info!(source = %cfg.name, url = %cfg.url, selectors = cfg.selectors.len(), "Polling Prometheus.");
@@ -402,19 +357,11 @@ pub async fn run_live(
             match res {
                 Ok(sum) => {
                     *cursor = end + step;
-                    states.update(&cfg.name, |s| {
-                        s.healthy = true;
-                        s.last_error = None;
-                        s.last_success_ms = Some(jiff::Timestamp::now().as_millisecond());
-                        s.samples += sum.samples;
-                    });
+                    states.ok("prometheus", &cfg.name, sum.samples);
                 }
                 Err(e) => {
                     warn!(source = %cfg.name, error = %e, "Poll failed; will retry from the same point.");
-                    states.update(&cfg.name, |s| {
-                        s.healthy = false;
-                        s.last_error = Some(e.to_string());
-                    });
+                    states.failed("prometheus", &cfg.name, e.to_string());
                 }
             }
         }
