@@ -54,8 +54,11 @@ pub fn metrics_response(
         ts(value.get("start")).ok_or("\"value.start\" is missing or not a timestamp")?;
     let mut out = Vec::new();
     let mut dims = Vec::new();
+    // The root's start/end is the whole span, not a bucket.
+    let mut root = value.clone();
+    root.remove("end");
     walk(
-        value,
+        &root,
         metric_id,
         interval_ms,
         &name,
