@@ -3,10 +3,14 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use aiops_ingest::appinsights::{self, AppInsightsClient};
 use aiops_ingest::archive::{Archive, ArchiveConfig};
 use aiops_ingest::prometheus_api::{self, PromClient, PullRange};
-use aiops_ingest::transport::TransportConfig;
-use aiops_ingest::{Auth, IngestMetrics, PrometheusSourceConfig};
+use aiops_ingest::transport::{BatchSender, TransportConfig};
+use aiops_ingest::{
+    AppInsightsAuth, AppInsightsMetric, AppInsightsSourceConfig, Auth, IngestMetrics, KqlQuery,
+    PrometheusSourceConfig, PullSummary,
+};
 use aiops_models::SeriesCatalog;
 use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -57,32 +61,10 @@ pub async fn run(args: BackfillArgs) -> anyhow::Result<()> {
         bail!("invalid arguments:\n  - {}", problems.join("\n  - "));
     }
 
-    let metrics = IngestMetrics::unregistered();
-    let catalog = Arc::new(SeriesCatalog::new());
-    let acfg = ArchiveConfig {
-        data_dir: args.data_dir.clone(),
-        ..ArchiveConfig::default()
-    };
-    let (_archive, stage) = {
-        let (c, m) = (catalog.clone(), metrics.clone());
-        tokio::task::spawn_blocking(move || Archive::open(acfg, c, m)).await??
-    };
-    let (sender, receiver) = TransportConfig::default().build();
-    let stage = stage.spawn(receiver);
-    let client = PromClient::new(&src, metrics)?;
-
+    let sink = open_sink(&args.data_dir).await?;
+    let client = PromClient::new(&src, sink.metrics.clone())?;
     let started = Instant::now();
-    let bar = if args.quiet {
-        ProgressBar::hidden()
-    } else {
-        ProgressBar::new(0)
-    };
-    bar.set_style(
-        ProgressStyle::with_template(
-            "{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} requests, eta {eta}",
-        )
-        .expect("static template is valid"),
-    );
+    let bar = progress(args.quiet);
     let range = PullRange {
         start_s: start,
         end_s: end,
@@ -92,8 +74,8 @@ pub async fn run(args: BackfillArgs) -> anyhow::Result<()> {
         &client,
         &args.queries,
         range,
-        &sender,
-        &catalog,
+        &sink.sender,
+        &sink.catalog,
         |done, total| {
             bar.set_length(total as u64);
             bar.set_position(done as u64);
@@ -101,18 +83,5 @@ pub async fn run(args: BackfillArgs) -> anyhow::Result<()> {
     )
     .await;
     bar.finish_and_clear();
-    drop(sender);
-    tokio::task::spawn_blocking(move || stage.join())
-        .await?
-        .ok();
-    let summary = res?;
-    println!(
-        "backfilled {} series, {} samples in {:.1} s ({} requests) into {}",
-        summary.series,
-        summary.samples,
-        started.elapsed().as_secs_f64(),
-        summary.requests,
-        args.data_dir.display()
-    );
-    Ok(())
+    finish(sink, res, started, &args.data_dir).await
 }

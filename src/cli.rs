@@ -74,14 +74,14 @@ pub struct DemoArgs {
 
 #[derive(Debug, Args)]
 pub struct BackfillArgs {
-    /// Source kind; `prometheus` (App Insights comes later).
+    /// Source kind: `prometheus` or `appinsights`.
     #[arg(long, default_value = "prometheus")]
     pub source: String,
-    /// Base URL of the Prometheus-compatible API.
+    /// Base URL of the API (Prometheus-compatible, or App Insights, e.g. https://api.applicationinsights.io).
     #[arg(long)]
     pub url: String,
-    /// PromQL selector or expression. Repeatable.
-    #[arg(long = "query", required = true)]
+    /// Prometheus: PromQL selector or expression. Repeatable.
+    #[arg(long = "query")]
     pub queries: Vec<String>,
     /// Start of the range, RFC 3339.
     #[arg(long)]
@@ -89,27 +89,88 @@ pub struct BackfillArgs {
     /// End of the range, RFC 3339.
     #[arg(long)]
     pub end: String,
-    /// Resolution, seconds.
+    /// Prometheus: resolution, seconds.
     #[arg(long, default_value_t = 60)]
     pub step: u64,
     /// Archive directory.
     #[arg(long, default_value = "./data")]
     pub data_dir: PathBuf,
-    /// Extra header NAME=VALUE (e.g. X-Scope-OrgID=tenant). Repeatable.
+    /// Prometheus: extra header NAME=VALUE (e.g. X-Scope-OrgID=tenant). Repeatable.
     #[arg(long = "header")]
     pub headers: Vec<String>,
-    /// File holding a bearer token.
+    /// Prometheus: file holding a bearer token.
     #[arg(long)]
     pub bearer_token_file: Option<PathBuf>,
-    /// Basic-auth user (password from AIOPS_BASIC_AUTH_PASSWORD or --password-file).
+    /// Prometheus: basic-auth user (password from AIOPS_BASIC_AUTH_PASSWORD or --password-file).
     #[arg(long)]
     pub username: Option<String>,
-    /// File holding the basic-auth password.
+    /// Prometheus: file holding the basic-auth password.
     #[arg(long)]
     pub password_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub appinsights: AppInsightsBackfillArgs,
     /// Hide the progress bar.
     #[arg(long)]
     pub quiet: bool,
+}
+
+/// Flags of `aiops backfill --source appinsights`.
+#[derive(Debug, Args)]
+pub struct AppInsightsBackfillArgs {
+    /// App Insights application id.
+    #[arg(long)]
+    pub app_id: Option<String>,
+    /// Log Analytics workspace id (KQL only).
+    #[arg(long)]
+    pub workspace_id: Option<String>,
+    /// Value of the `app` label (default: the app or workspace id).
+    #[arg(long)]
+    pub app: Option<String>,
+    /// API key (prefer AIOPS_APPINSIGHTS_API_KEY or --api-key-file: flags show in `ps`).
+    #[arg(long, env = "AIOPS_APPINSIGHTS_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+    /// File holding the API key.
+    #[arg(long)]
+    pub api_key_file: Option<PathBuf>,
+    /// Entra ID tenant.
+    #[arg(long)]
+    pub tenant_id: Option<String>,
+    /// Entra ID client (app registration) id.
+    #[arg(long)]
+    pub client_id: Option<String>,
+    /// Entra ID client secret (prefer AIOPS_APPINSIGHTS_CLIENT_SECRET or --client-secret-file).
+    #[arg(long, env = "AIOPS_APPINSIGHTS_CLIENT_SECRET", hide_env_values = true)]
+    pub client_secret: Option<String>,
+    /// File holding the client secret.
+    #[arg(long)]
+    pub client_secret_file: Option<PathBuf>,
+    /// Token endpoint (default: login.microsoftonline.com for the tenant).
+    #[arg(long)]
+    pub token_url: Option<String>,
+    /// Token scope.
+    #[arg(long)]
+    pub scope: Option<String>,
+    /// Metric id, e.g. requests/count. Repeatable.
+    #[arg(long = "metric")]
+    pub metrics: Vec<String>,
+    /// Bucket size, ISO 8601.
+    #[arg(long, default_value = "PT1M")]
+    pub interval: String,
+    /// Dimension to segment by. Repeatable (nested in order).
+    #[arg(long = "segment")]
+    pub segments: Vec<String>,
+    /// Aggregation (min, max, avg, sum, count, unique). Repeatable.
+    #[arg(long = "aggregation")]
+    pub aggregations: Vec<String>,
+    /// KQL query, instead of --metric. Repeatable.
+    #[arg(long = "kql")]
+    pub kql: Vec<String>,
+    /// KQL: the time column.
+    #[arg(long, default_value = "timestamp")]
+    pub time_column: String,
+    /// KQL: a value column (default: every numeric column). Repeatable.
+    #[arg(long = "value-column")]
+    pub value_columns: Vec<String>,
 }
 
 #[derive(Debug, Args)]

@@ -4,9 +4,9 @@
 use std::path::{Path, PathBuf};
 
 use aiops_api::ApiConfig;
-use aiops_ingest::PrometheusSourceConfig;
 use aiops_ingest::archive::ArchiveConfig;
 use aiops_ingest::transport::TransportConfig;
+use aiops_ingest::{AppInsightsSourceConfig, PrometheusSourceConfig};
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
@@ -31,6 +31,8 @@ pub struct Config {
 pub struct Sources {
     /// Prometheus-compatible HTTP APIs polled with `query_range`.
     pub prometheus: Vec<PrometheusSourceConfig>,
+    /// Azure Application Insights resources (metrics API and KQL).
+    pub appinsights: Vec<AppInsightsSourceConfig>,
 }
 
 /// Configuration problems, all of them.
@@ -107,6 +109,8 @@ mod tests {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("aiops.example.toml");
         let cfg = Config::load(Some(&path)).expect("the shipped example is valid");
         assert_eq!(cfg.sources.prometheus.len(), 1);
+        assert_eq!(cfg.sources.appinsights.len(), 1);
+        assert_eq!(cfg.sources.appinsights[0].metrics.len(), 2);
         assert_eq!(
             cfg.sources.prometheus[0]
                 .headers

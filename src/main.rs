@@ -33,11 +33,12 @@ async fn run(cli: cli::Cli) -> anyhow::Result<()> {
         cli::Command::CheckConfig(args) => {
             let cfg = config::Config::load(Some(&args.file))?;
             println!(
-                "{}: ok (listen {}, data_dir {}, {} prometheus source(s))",
+                "{}: ok (listen {}, data_dir {}, {} prometheus source(s), {} appinsights source(s))",
                 args.file.display(),
                 cfg.server.listen,
                 cfg.archive.data_dir.display(),
-                cfg.sources.prometheus.len()
+                cfg.sources.prometheus.len(),
+                cfg.sources.appinsights.len()
             );
             Ok(())
         }

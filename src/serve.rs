@@ -7,6 +7,7 @@ use std::time::Duration;
 use aiops_api::{ApiMetrics, AppState, router};
 use aiops_ingest::IngestMetrics;
 use aiops_ingest::SourceStates;
+use aiops_ingest::appinsights::{self, AppInsightsClient};
 use aiops_ingest::archive::Archive;
 use aiops_ingest::prometheus_api::{PromClient, run_live};
 use aiops_models::SeriesCatalog;
@@ -45,6 +46,18 @@ pub async fn serve(
     for src in cfg.sources.prometheus.clone() {
         let client = PromClient::new(&src, ingest_metrics.clone())?;
         sources.spawn(run_live(
+            src,
+            client,
+            sender.clone(),
+            catalog.clone(),
+            states.clone(),
+            cancel.child_token(),
+        ));
+    }
+
+    for src in cfg.sources.appinsights.clone() {
+        let client = AppInsightsClient::new(&src, ingest_metrics.clone())?;
+        sources.spawn(appinsights::run_live(
             src,
             client,
             sender.clone(),

@@ -500,11 +500,11 @@ pub async fn run_live(
             );
             client.metrics.received(KIND, fresh.len() as u64);
             let batch = to_batch(&fresh, &catalog);
-            if !batch.is_empty() {
-                if let Err(e) = sink.send_durable(batch).await {
-                    failures.push(format!("pipeline: {e}"));
-                    continue;
-                }
+            if !batch.is_empty()
+                && let Err(e) = sink.send_durable(batch).await
+            {
+                failures.push(format!("pipeline: {e}"));
+                continue;
             }
             dedupe.record(&fresh);
             samples += fresh.len() as u64;
