@@ -25,18 +25,167 @@ fn parse_time(flag: &str, v: &str) -> anyhow::Result<i64> {
 
 /// Runs the backfill.
 pub async fn run(args: BackfillArgs) -> anyhow::Result<()> {
-    if args.source != "prometheus" {
-        bail!(
-            "--source {:?} is not supported yet; use prometheus",
-            args.source
-        );
-    }
     let (start, end) = (
         parse_time("--start", &args.start)?,
         parse_time("--end", &args.end)?,
     );
     if start > end {
         bail!("--start is after --end");
+    }
+    match args.source.as_str() {
+        "prometheus" => prometheus(args, start, end).await,
+        "appinsights" => appinsights(args, start, end).await,
+        other => bail!("--source {other:?} is not supported; use prometheus or appinsights"),
+    }
+}
+
+/// The archive and the stage that fills it, for the length of one backfill.
+struct Sink {
+    catalog: Arc<SeriesCatalog>,
+    sender: BatchSender,
+    stage: std::thread::JoinHandle<()>,
+    metrics: IngestMetrics,
+}
+
+async fn open_sink(data_dir: &std::path::Path) -> anyhow::Result<Sink> {
+    let metrics = IngestMetrics::unregistered();
+    let catalog = Arc::new(SeriesCatalog::new());
+    let acfg = ArchiveConfig {
+        data_dir: data_dir.to_owned(),
+        ..ArchiveConfig::default()
+    };
+    let (_archive, stage) = {
+        let (c, m) = (catalog.clone(), metrics.clone());
+        tokio::task::spawn_blocking(move || Archive::open(acfg, c, m)).await??
+    };
+    let (sender, receiver) = TransportConfig::default().build();
+    let stage = stage.spawn(receiver);
+    Ok(Sink {
+        catalog,
+        sender,
+        stage,
+        metrics,
+    })
+}
+
+fn progress(quiet: bool) -> ProgressBar {
+    let bar = if quiet {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new(0)
+    };
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} requests, eta {eta}",
+        )
+        .expect("static template is valid"),
+    );
+    bar
+}
+
+/// Closes the sink (the archive flushes) and prints the summary.
+async fn finish(
+    sink: Sink,
+    res: Result<PullSummary, aiops_ingest::IngestError>,
+    started: Instant,
+    data_dir: &std::path::Path,
+) -> anyhow::Result<()> {
+    drop(sink.sender);
+    let stage = sink.stage;
+    tokio::task::spawn_blocking(move || stage.join())
+        .await?
+        .ok();
+    let summary = res?;
+    println!(
+        "backfilled {} series, {} samples in {:.1} s ({} requests) into {}",
+        summary.series,
+        summary.samples,
+        started.elapsed().as_secs_f64(),
+        summary.requests,
+        data_dir.display()
+    );
+    Ok(())
+}
+
+async fn appinsights(args: BackfillArgs, start_s: i64, end_s: i64) -> anyhow::Result<()> {
+    let a = &args.appinsights;
+    if a.metrics.is_empty() && a.kql.is_empty() {
+        bail!("--source appinsights needs --metric METRIC_ID or --kql QUERY");
+    }
+    let cfg = AppInsightsSourceConfig {
+        name: "backfill".into(),
+        url: args.url.clone(),
+        app_id: a.app_id.clone(),
+        workspace_id: a.workspace_id.clone(),
+        app: a.app.clone(),
+        metrics: a
+            .metrics
+            .iter()
+            .map(|id| AppInsightsMetric {
+                id: id.clone(),
+                interval: a.interval.clone(),
+                aggregation: a.aggregations.clone(),
+                segment: a.segments.clone(),
+                top: None,
+                filter: None,
+            })
+            .collect(),
+        kql: a
+            .kql
+            .iter()
+            .map(|q| KqlQuery {
+                query: q.clone(),
+                time_column: a.time_column.clone(),
+                value_columns: a.value_columns.clone(),
+                interval: a.interval.clone(),
+            })
+            .collect(),
+        auth: AppInsightsAuth {
+            api_key: a.api_key.clone(),
+            api_key_file: a.api_key_file.clone(),
+            tenant_id: a.tenant_id.clone(),
+            client_id: a.client_id.clone(),
+            client_secret: a.client_secret.clone(),
+            client_secret_file: a.client_secret_file.clone(),
+            token_url: a.token_url.clone(),
+            scope: a.scope.clone(),
+            ..AppInsightsAuth::default()
+        },
+        poll_interval_secs: 60,
+        overlap_secs: 0,
+        lookback_secs: 0,
+        timeout_secs: 60,
+        max_retries: 5,
+    };
+    let mut problems = Vec::new();
+    cfg.validate("backfill", &mut problems);
+    if !problems.is_empty() {
+        bail!("invalid arguments:\n  - {}", problems.join("\n  - "));
+    }
+    let sink = open_sink(&args.data_dir).await?;
+    let client = AppInsightsClient::new(&cfg, sink.metrics.clone())?;
+    let started = Instant::now();
+    let bar = progress(args.quiet);
+    let res = appinsights::backfill(
+        &client,
+        &appinsights::items(&cfg),
+        start_s * 1000,
+        end_s * 1000,
+        &sink.sender,
+        &sink.catalog,
+        |done, total| {
+            bar.set_length(total as u64);
+            bar.set_position(done as u64);
+        },
+    )
+    .await;
+    bar.finish_and_clear();
+    finish(sink, res, started, &args.data_dir).await
+}
+
+async fn prometheus(args: BackfillArgs, start: i64, end: i64) -> anyhow::Result<()> {
+    if args.queries.is_empty() {
+        bail!("--source prometheus needs at least one --query SELECTOR");
     }
     let mut src = PrometheusSourceConfig::new("backfill", args.url.clone(), args.queries.clone());
     src.step_secs = args.step;

@@ -21,7 +21,7 @@ pub enum Command {
     /// Run the pipeline on one machine with a built-in microservice workload, no external service.
     Demo(DemoArgs),
     /// Pull a time range from a source into the archive.
-    Backfill(BackfillArgs),
+    Backfill(Box<BackfillArgs>),
     /// Load and validate a configuration file, reporting every problem.
     CheckConfig(CheckConfigArgs),
     /// Measure throughput (prints JSON).

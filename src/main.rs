@@ -29,7 +29,7 @@ async fn run(cli: cli::Cli) -> anyhow::Result<()> {
             serve::serve(cfg, shutdown_on_signal(), None).await
         }
         cli::Command::Demo(args) => demo::run(args, shutdown_on_signal()).await,
-        cli::Command::Backfill(args) => backfill::run(args).await,
+        cli::Command::Backfill(args) => backfill::run(*args).await,
         cli::Command::CheckConfig(args) => {
             let cfg = config::Config::load(Some(&args.file))?;
             println!(
