@@ -140,6 +140,9 @@ impl EntraToken {
                         self.token_url,
                         f.describe(&detail)
                     );
+                    // The words are in the message now; the status was the token endpoint's.
+                    f.status = None;
+                    f.body = Default::default();
                     f
                 })?;
         let t: TokenResponse = serde_json::from_slice(&answer.body).map_err(|e| {
