@@ -22,6 +22,15 @@ pub struct Profile {
     pub fn_: f64,
 }
 
+/// Inclusive row ranges of a file's windows.
+pub type Windows = [(usize, usize)];
+
+/// A file's scores with its windows, as the sweep takes them.
+pub type Scored<'a> = (&'a [f64], &'a Windows);
+
+/// A `timestamp,value` file: timestamps as written, as Unix ms, and values.
+pub type SeriesColumns = (Vec<String>, Vec<i64>, Vec<f64>);
+
 /// The three NAB profiles, in report order.
 pub const PROFILE_NAMES: [&str; 3] = ["standard", "reward_low_FP_rate", "reward_low_FN_rate"];
 
@@ -117,7 +126,7 @@ fn csv_files(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), DetectError> {
 }
 
 /// Reads one `timestamp,value` CSV.
-pub fn read_series_csv(path: &Path) -> Result<(Vec<String>, Vec<i64>, Vec<f64>), DetectError> {
+pub fn read_series_csv(path: &Path) -> Result<SeriesColumns, DetectError> {
     let text = std::fs::read_to_string(path).map_err(io(path))?;
     let mut lines = text.lines();
     let header = lines.next().ok_or_else(|| bad(path, "empty file"))?;
@@ -330,7 +339,7 @@ pub fn score_file(
 
 /// §2.6: the threshold with the best corpus score (ties: the highest), over "no detections"
 /// (reported as 1.1) and every distinct score value. `files` pairs scores with windows.
-pub fn best_threshold(files: &[(&[f64], &[(usize, usize)])], p: &Profile) -> (f64, f64) {
+pub fn best_threshold(files: &[Scored<'_>], p: &Profile) -> (f64, f64) {
     struct Row {
         s: f64,
         file: usize,
@@ -346,12 +355,7 @@ pub fn best_threshold(files: &[(&[f64], &[(usize, usize)])], p: &Profile) -> (f6
         let prob = probation(n);
         let (w, inside) = row_weights(n, windows, p);
         window_base.push(nwin);
-        for (k, &(_, r)) in windows.iter().enumerate() {
-            let _ = k;
-            if r >= prob {
-                total -= p.fn_;
-            }
-        }
+        total -= p.fn_ * windows.iter().filter(|&&(_, r)| r >= prob).count() as f64;
         nwin += windows.len();
         for i in prob..n {
             rows.push(Row {
@@ -436,7 +440,7 @@ pub fn score_corpus(
     profile: &Profile,
     threshold: Option<f64>,
 ) -> ProfileResult {
-    let pairs: Vec<(&[f64], &[(usize, usize)])> = corpus
+    let pairs: Vec<Scored<'_>> = corpus
         .files
         .iter()
         .zip(scores)

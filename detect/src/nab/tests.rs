@@ -137,7 +137,7 @@ fn sweep_equals_brute_force() {
         fp: 0.11,
         fn_: 1.0,
     };
-    let pairs: Vec<(&[f64], &[(usize, usize)])> = files
+    let pairs: Vec<Scored<'_>> = files
         .iter()
         .map(|s| (s.as_slice(), windows.as_slice()))
         .collect();
