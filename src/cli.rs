@@ -26,6 +26,45 @@ pub enum Command {
     CheckConfig(CheckConfigArgs),
     /// Measure throughput (prints JSON).
     Bench(BenchArgs),
+    /// Evaluate against labelled data (prints JSON).
+    Eval(EvalArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    #[command(subcommand)]
+    pub what: EvalWhat,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EvalWhat {
+    /// The Numenta Anomaly Benchmark: run our detector over DIR/data (or score existing results)
+    /// and score it with NAB's method for the three profiles.
+    Nab(NabArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct NabArgs {
+    /// The corpus: DIR/data/**.csv, DIR/labels/combined_windows.json, DIR/config/profiles.json.
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Score existing results in this detector folder (DIR/<category>/<detector>_<file>.csv)
+    /// instead of running ours.
+    #[arg(long)]
+    pub results: Option<PathBuf>,
+    /// Detector name (default: aiops, or the results folder's name).
+    #[arg(long)]
+    pub detector: Option<String>,
+    /// Where our results files go (default ./nab-results).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Score a profile at a fixed threshold, PROFILE=VALUE (default: the best threshold). Repeatable.
+    #[arg(long)]
+    pub threshold: Vec<String>,
+    /// Detector parameters (TOML, the keys of DetectorConfig) instead of the defaults; one set
+    /// for every file.
+    #[arg(long)]
+    pub detector_config: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

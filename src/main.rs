@@ -6,6 +6,7 @@ mod bench;
 mod cli;
 mod config;
 mod demo;
+mod eval;
 mod serve;
 
 use clap::Parser;
@@ -43,6 +44,7 @@ async fn run(cli: cli::Cli) -> anyhow::Result<()> {
             Ok(())
         }
         cli::Command::Bench(args) => bench::run(args).await,
+        cli::Command::Eval(args) => eval::run(args),
     }
 }
 

@@ -1,5 +1,6 @@
 //! Anomaly scoring (and, later, forecasting) for aiops.
 //!
+//! * [`Detector`] — per-series online anomaly scoring.
 //! * [`nab`] — the Numenta Anomaly Benchmark corpus and a faithful re-implementation of its
 //!   scorer, used by `aiops eval nab`.
 //!
@@ -7,5 +8,7 @@
 
 mod error;
 pub mod nab;
+mod score;
 
 pub use error::DetectError;
+pub use score::{Detector, DetectorConfig, Scored};

@@ -517,3 +517,75 @@ pub fn results_path(dir: &Path, detector: &str, file: &str) -> PathBuf {
 
 #[cfg(test)]
 mod tests;
+
+/// Runs the production [`Detector`](crate::Detector) over every file, a fresh one per file,
+/// with NAB's allowance: the probation length is the detector's learning period.
+pub fn run_detector(corpus: &Corpus, cfg: &crate::DetectorConfig) -> Vec<Vec<f64>> {
+    corpus
+        .files
+        .iter()
+        .map(|f| {
+            let mut d = crate::Detector::new(crate::DetectorConfig {
+                learning_samples: f.probation() as u32,
+                ..*cfg
+            });
+            f.times_ms
+                .iter()
+                .zip(&f.values)
+                .map(|(&t, &v)| d.update(t, v).score)
+                .collect()
+        })
+        .collect()
+}
+
+/// Scores of one detector under every profile.
+#[derive(Debug, Clone, Serialize)]
+pub struct NabReport {
+    /// Detector name.
+    pub detector: String,
+    /// Files scored.
+    pub files: usize,
+    /// Windows over those files (the normalisation base).
+    pub windows: usize,
+    /// Normalised standard score.
+    pub standard: f64,
+    /// Normalised low-FP score.
+    #[serde(rename = "reward_low_FP_rate")]
+    pub reward_low_fp_rate: f64,
+    /// Normalised low-FN score.
+    #[serde(rename = "reward_low_FN_rate")]
+    pub reward_low_fn_rate: f64,
+    /// Details per profile: threshold, raw score, counts, per-file raw scores.
+    pub profiles: BTreeMap<String, ProfileResult>,
+}
+
+/// Scores `scores` under every profile of the corpus, at the best threshold of each (or at
+/// `thresholds[profile]` when given).
+pub fn report(
+    corpus: &Corpus,
+    detector: &str,
+    scores: &[Vec<f64>],
+    thresholds: &BTreeMap<String, f64>,
+) -> NabReport {
+    let mut profiles = BTreeMap::new();
+    for (name, p) in &corpus.profiles {
+        profiles.insert(
+            name.clone(),
+            score_corpus(corpus, scores, p, thresholds.get(name).copied()),
+        );
+    }
+    let get = |n: &str| {
+        profiles
+            .get(n)
+            .map_or(f64::NAN, |r: &ProfileResult| r.score)
+    };
+    NabReport {
+        detector: detector.to_owned(),
+        files: corpus.files.len(),
+        windows: corpus.window_count(),
+        standard: get("standard"),
+        reward_low_fp_rate: get("reward_low_FP_rate"),
+        reward_low_fn_rate: get("reward_low_FN_rate"),
+        profiles,
+    }
+}

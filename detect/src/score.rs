@@ -1,0 +1,356 @@
+//! Online anomaly scoring of one series: strictly online, O(1) per sample, a few hundred bytes
+//! of state.
+//!
+//! 1. **Raw surprise.** The value is compared with a prediction (a fast exponentially weighted
+//!    level) in units of a robust scale (the exponentially weighted mean absolute residual), and
+//!    with the range seen so far: a value well outside it is surprising however noisy the
+//!    series.
+//! 2. **Calibration.** A short moving average of the raw surprise is compared with the long-run
+//!    distribution of that average on the same series (exponentially weighted mean and
+//!    variance), and its Gaussian tail probability is log-scaled to [0, 1] — the "anomaly
+//!    likelihood" idea of Numenta's detector. A score means the same on every series, so one
+//!    threshold serves all.
+//! 3. **Sparsity.** After a score crosses the alert level, scores are held at 0 for a rest
+//!    period: a change is reported once, early.
+//!
+//! Gaps, NaN and infinities are skipped (they score 0 and leave the state alone).
+
+use serde::{Deserialize, Serialize};
+
+/// Parameters, one set for every series.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DetectorConfig {
+    /// Samples used only to learn before the first score.
+    pub learning_samples: u32,
+    /// After an alert, samples during which scores are held at 0 (0: learning_samples / 5, at
+    /// most 150).
+    pub rest_samples: u32,
+    /// Score that counts as an alert for the rest period.
+    pub alert_score: f64,
+    /// Smoothing of the predicted level.
+    pub level_alpha: f64,
+    /// Smoothing of the residual scale.
+    pub scale_alpha: f64,
+    /// Samples in the short moving average of raw surprise.
+    pub short_window: u32,
+    /// Smoothing of the long-run distribution of that average.
+    pub long_alpha: f64,
+    /// A value this share of the seen range outside it is fully surprising.
+    pub range_margin: f64,
+    /// Such a value scores 1 at once, without waiting for the calibrated average.
+    pub spatial_alerts: bool,
+}
+
+impl Default for DetectorConfig {
+    fn default() -> Self {
+        Self {
+            learning_samples: 300,
+            rest_samples: 0,
+            alert_score: 0.5,
+            level_alpha: 0.8,
+            scale_alpha: 0.005,
+            short_window: 12,
+            long_alpha: 0.002,
+            range_margin: 0.05,
+            spatial_alerts: true,
+        }
+    }
+}
+
+/// The outcome of one sample.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize)]
+pub struct Scored {
+    /// Calibrated anomaly score in [0, 1].
+    pub score: f64,
+    /// Uncalibrated surprise in [0, 1].
+    pub raw: f64,
+    /// The value expected.
+    pub expected: f64,
+    /// Lower edge of the expected band.
+    pub lower: f64,
+    /// Upper edge of the expected band.
+    pub upper: f64,
+}
+
+const SHORT_MAX: usize = 16;
+/// Time-of-day bins of the seasonal profile (15 minutes each).
+const DAY_BINS: usize = 96;
+const DAY_MS: i64 = 86_400_000;
+
+/// The state of one series.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Detector {
+    cfg: DetectorConfig,
+    seen: u64,
+    level: f64,
+    scale: f64,
+    min: f64,
+    max: f64,
+    short: [f32; SHORT_MAX],
+    #[serde(with = "serde_bins")]
+    day: [f32; DAY_BINS],
+    #[serde(with = "serde_counts")]
+    day_n: [u8; DAY_BINS],
+    day_scale: f64,
+    short_sum: f64,
+    long_mean: f64,
+    long_var: f64,
+    rest_left: u32,
+}
+
+fn tail_probability(z: f64) -> f64 {
+    // Q(z) = erfc(z / sqrt 2) / 2, Abramowitz–Stegun 7.1.26 for erfc.
+    let x = z / std::f64::consts::SQRT_2;
+    let t = 1.0 / (1.0 + 0.3275911 * x.abs());
+    let poly = t
+        * (0.254829592
+            + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429))));
+    let erfc = poly * (-x * x).exp();
+    let erfc = if x >= 0.0 { erfc } else { 2.0 - erfc };
+    0.5 * erfc
+}
+
+impl Detector {
+    /// A fresh detector.
+    pub fn new(cfg: DetectorConfig) -> Self {
+        Self {
+            cfg,
+            seen: 0,
+            level: 0.0,
+            scale: 0.0,
+            min: f64::INFINITY,
+            max: f64::NEG_INFINITY,
+            short: [0.0; SHORT_MAX],
+            day: [0.0; DAY_BINS],
+            day_n: [0; DAY_BINS],
+            day_scale: 0.0,
+            short_sum: 0.0,
+            long_mean: 0.0,
+            long_var: 0.0,
+            rest_left: 0,
+        }
+    }
+
+    fn rest_samples(&self) -> u32 {
+        if self.cfg.rest_samples > 0 {
+            self.cfg.rest_samples
+        } else {
+            (self.cfg.learning_samples / 5).clamp(1, 150)
+        }
+    }
+
+    /// Scores `value` observed at `ts_ms` (Unix ms) and learns from it.
+    pub fn update(&mut self, ts_ms: i64, value: f64) -> Scored {
+        if !value.is_finite() {
+            return Scored {
+                expected: self.level,
+                lower: self.level - 3.0 * self.scale,
+                upper: self.level + 3.0 * self.scale,
+                ..Scored::default()
+            };
+        }
+        let cfg = self.cfg;
+        if self.seen == 0 {
+            self.level = value;
+            self.min = value;
+            self.max = value;
+        }
+        // The prediction that has been more accurate lately: the recent level, or the same time
+        // of day (once that bin has been seen twice).
+        let bin = ((ts_ms.rem_euclid(DAY_MS)) * DAY_BINS as i64 / DAY_MS) as usize;
+        let seasonal = self.day_n[bin] >= 2 && self.seen > 300 && self.day_scale < self.scale;
+        let (expected, scale) = if seasonal {
+            (f64::from(self.day[bin]), self.day_scale)
+        } else {
+            (self.level, self.scale)
+        };
+        let band = 3.0 * 1.2533 * scale;
+
+        // 1. Raw surprise.
+        let resid = value - expected;
+        let range = (self.max - self.min).max(f64::EPSILON);
+        let spread = scale.max(range * 1e-3).max(f64::EPSILON);
+        let z = resid.abs() / (1.2533 * spread);
+        let mut raw = 1.0 - (-0.5 * (z / 3.0).powi(2)).exp();
+        let mut spatial = false;
+        if self.seen > 0 {
+            let outside = (value - self.max).max(self.min - value);
+            if outside > cfg.range_margin * range {
+                raw = 1.0;
+                spatial = true;
+            } else if outside > 0.0 {
+                raw = raw.max(outside / (cfg.range_margin * range));
+            }
+        }
+
+        // 2. Calibration: short average against its long-run distribution.
+        let w = (cfg.short_window as usize).clamp(1, SHORT_MAX);
+        let slot = (self.seen as usize) % w;
+        self.short_sum += raw - f64::from(self.short[slot]);
+        self.short[slot] = raw as f32;
+        let n = (self.seen as usize + 1).min(w) as f64;
+        let avg = (self.short_sum / n).max(0.0);
+        let std = self.long_var.sqrt().max(1e-4);
+        let mut score = 0.0;
+        if self.seen >= u64::from(cfg.learning_samples) {
+            let z = (avg - self.long_mean) / std;
+            let likelihood = 1.0 - tail_probability(z.max(0.0));
+            score = ((1.000_000_000_1 - likelihood).ln() / -23.025_850_929_940_46).clamp(0.0, 1.0);
+            if spatial && cfg.spatial_alerts {
+                // Far outside everything seen: no calibration needed.
+                score = 1.0;
+            }
+        }
+        let a = if self.seen < u64::from(cfg.learning_samples) {
+            1.0 / (self.seen as f64 + 1.0)
+        } else {
+            cfg.long_alpha
+        };
+        let d = avg - self.long_mean;
+        self.long_mean += a * d;
+        self.long_var = (1.0 - a) * (self.long_var + a * d * d);
+
+        // 3. Sparsity.
+        if self.rest_left > 0 {
+            self.rest_left -= 1;
+            score = 0.0;
+        } else if score >= cfg.alert_score {
+            self.rest_left = self.rest_samples();
+        }
+
+        // Learn.
+        let sa = if self.seen < 30 {
+            1.0 / (self.seen as f64 + 1.0)
+        } else {
+            cfg.scale_alpha
+        };
+        let level_resid = value - self.level;
+        self.scale += sa * (level_resid.abs() - self.scale);
+        self.level += cfg.level_alpha * level_resid;
+        if self.day_n[bin] > 0 {
+            let day_resid = value - f64::from(self.day[bin]);
+            self.day_scale += sa * (day_resid.abs() - self.day_scale);
+            self.day[bin] += (0.3 * day_resid) as f32;
+        } else {
+            self.day[bin] = value as f32;
+            if self.seen < 30 {
+                self.day_scale = self.scale;
+            }
+        }
+        self.day_n[bin] = self.day_n[bin].saturating_add(1);
+        self.min = self.min.min(value);
+        self.max = self.max.max(value);
+        self.seen += 1;
+        Scored {
+            score,
+            raw,
+            expected,
+            lower: expected - band,
+            upper: expected + band,
+        }
+    }
+}
+
+/// Serde for fixed arrays longer than 32 (serde implements up to 32).
+mod serde_bins {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &[f32; super::DAY_BINS], s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(v.iter())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<[f32; super::DAY_BINS], D::Error> {
+        let v = Vec::<f32>::deserialize(d)?;
+        v.try_into()
+            .map_err(|_| serde::de::Error::custom("expected 96 bins"))
+    }
+}
+
+mod serde_counts {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &[u8; super::DAY_BINS], s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(v.iter())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<[u8; super::DAY_BINS], D::Error> {
+        let v = Vec::<u8>::deserialize(d)?;
+        v.try_into()
+            .map_err(|_| serde::de::Error::custom("expected 96 counts"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn noise(i: usize) -> f64 {
+        (((i * 7919) % 101) as f64 / 101.0 - 0.5) * 2.0
+    }
+
+    #[test]
+    fn a_spike_after_learning_scores_high_and_noise_does_not() {
+        let mut d = Detector::new(DetectorConfig::default());
+        let mut max_quiet: f64 = 0.0;
+        for i in 0..1000 {
+            let s = d.update(i as i64 * 300_000, 100.0 + noise(i));
+            if i > 400 {
+                max_quiet = max_quiet.max(s.score);
+            }
+        }
+        let spike = d.update(1000 * 300_000, 160.0);
+        assert!(spike.score > 0.5, "{spike:?}");
+        assert!(max_quiet < 0.5, "{max_quiet}");
+    }
+
+    #[test]
+    fn alerts_are_followed_by_rest() {
+        let mut d = Detector::new(DetectorConfig::default());
+        for i in 0..500 {
+            d.update(i as i64 * 300_000, 10.0 + noise(i));
+        }
+        // Far outside the range seen: an alert at once, then rest.
+        let first = d.update(500 * 300_000, 100.0);
+        assert_eq!(first.score, 1.0);
+        let second = d.update(501 * 300_000, 150.0);
+        assert_eq!(second.score, 0.0);
+    }
+
+    #[test]
+    fn nothing_scores_during_learning() {
+        let mut d = Detector::new(DetectorConfig::default());
+        for i in 0..300 {
+            assert_eq!(
+                d.update(i * 60_000, if i % 50 == 0 { 1e6 } else { 1.0 })
+                    .score,
+                0.0
+            );
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn scores_are_finite_and_in_unit_interval(values in prop::collection::vec(prop_oneof![
+            any::<f64>(), -1e12f64..1e12, Just(f64::NAN), Just(0.0)], 1..400)) {
+            let mut d = Detector::new(DetectorConfig { learning_samples: 10, ..DetectorConfig::default() });
+            for (i, v) in values.into_iter().enumerate() {
+                let s = d.update(i as i64 * 60_000, v);
+                prop_assert!(s.score.is_finite() && (0.0..=1.0).contains(&s.score), "{s:?}");
+                prop_assert!(s.raw.is_finite() || !v.is_finite(), "{s:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn state_is_small() {
+        assert!(
+            std::mem::size_of::<Detector>() <= 256,
+            "{}",
+            std::mem::size_of::<Detector>()
+        );
+    }
+}

@@ -1,0 +1,84 @@
+//! `aiops eval`: evaluations that print JSON.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use aiops_detect::DetectorConfig;
+use aiops_detect::nab::{self, Corpus};
+use anyhow::Context;
+
+use crate::cli::{EvalArgs, EvalWhat, NabArgs};
+
+/// Runs the selected evaluation.
+pub fn run(args: EvalArgs) -> anyhow::Result<()> {
+    match args.what {
+        EvalWhat::Nab(a) => nab_eval(a),
+    }
+}
+
+fn nab_eval(a: NabArgs) -> anyhow::Result<()> {
+    let corpus = Corpus::load(&a.data)
+        .with_context(|| format!("loading the NAB corpus at {}", a.data.display()))?;
+    let started = Instant::now();
+    let (detector, scores) = match &a.results {
+        Some(dir) => {
+            let detector = a.detector.clone().unwrap_or_else(|| {
+                dir.file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_else(|| "results".into())
+            });
+            let mut scores = Vec::new();
+            for f in &corpus.files {
+                let path = nab::results_path(dir, &detector, &f.name);
+                let s = nab::read_results_csv(&path)?;
+                anyhow::ensure!(
+                    s.len() == f.len(),
+                    "{}: {} rows, but the data file has {}",
+                    path.display(),
+                    s.len(),
+                    f.len()
+                );
+                scores.push(s);
+            }
+            (detector, scores)
+        }
+        None => {
+            let detector = a.detector.clone().unwrap_or_else(|| "aiops".into());
+            let cfg: DetectorConfig = match &a.detector_config {
+                Some(p) => toml::from_str(
+                    &std::fs::read_to_string(p)
+                        .with_context(|| format!("reading {}", p.display()))?,
+                )
+                .with_context(|| format!("{}: not a detector configuration", p.display()))?,
+                None => DetectorConfig::default(),
+            };
+            let scores = nab::run_detector(&corpus, &cfg);
+            let out = a
+                .out
+                .clone()
+                .unwrap_or_else(|| PathBuf::from("nab-results"))
+                .join(&detector);
+            for (f, s) in corpus.files.iter().zip(&scores) {
+                nab::write_results_csv(&nab::results_path(&out, &detector, &f.name), f, s)?;
+            }
+            (detector, scores)
+        }
+    };
+    let rows: usize = corpus.files.iter().map(|f| f.len()).sum();
+    let secs = started.elapsed().as_secs_f64();
+    let thresholds: BTreeMap<String, f64> = a
+        .threshold
+        .iter()
+        .map(|t| {
+            let (p, v) = t.split_once('=').context("--threshold PROFILE=VALUE")?;
+            Ok((p.to_owned(), v.parse::<f64>().context("--threshold value")?))
+        })
+        .collect::<anyhow::Result<_>>()?;
+    let report = nab::report(&corpus, &detector, &scores, &thresholds);
+    let mut json = serde_json::to_value(&report)?;
+    json["rows"] = rows.into();
+    json["seconds"] = secs.into();
+    println!("{}", serde_json::to_string_pretty(&json)?);
+    Ok(())
+}
