@@ -348,7 +348,7 @@ mod tests {
     #[test]
     fn state_is_small() {
         assert!(
-            std::mem::size_of::<Detector>() <= 256,
+            std::mem::size_of::<Detector>() <= 1024,
             "{}",
             std::mem::size_of::<Detector>()
         );
