@@ -1,0 +1,143 @@
+//! `aiops eval nab` as a user runs it: on a corpus of the NAB layout, scoring existing results
+//! and running our detector.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+fn nab() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/nab")
+}
+
+/// A corpus of the three files that have reference results, in the NAB layout.
+fn small_corpus(dir: &Path) {
+    for f in [
+        "realKnownCause/nyc_taxi.csv",
+        "realAWSCloudwatch/iio_us-east-1_i-a2eb1cd9_NetworkIn.csv",
+        "artificialWithAnomaly/art_daily_jumpsup.csv",
+    ] {
+        let to = dir.join("data").join(f);
+        std::fs::create_dir_all(to.parent().expect("parent")).expect("mkdir");
+        std::fs::copy(nab().join("data").join(f), &to).expect("copy");
+    }
+    for f in ["labels/combined_windows.json", "config/profiles.json"] {
+        let to = dir.join(f);
+        std::fs::create_dir_all(to.parent().expect("parent")).expect("mkdir");
+        std::fs::copy(nab().join(f), &to).expect("copy");
+    }
+}
+
+fn run(args: &[&str]) -> serde_json::Value {
+    let out = common::aiops().args(args).output().expect("runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("JSON on stdout")
+}
+
+#[test]
+fn scores_reference_results_at_official_thresholds() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    small_corpus(dir.path());
+    let results = nab().join("reference/results/ARTime");
+    let v = run(&[
+        "eval",
+        "nab",
+        "--data",
+        dir.path().to_str().expect("utf8"),
+        "--results",
+        results.to_str().expect("utf8"),
+        "--threshold",
+        "standard=0.317486",
+        "--threshold",
+        "reward_low_FP_rate=0.317585",
+        "--threshold",
+        "reward_low_FN_rate=0.317486",
+    ]);
+    assert_eq!(v["detector"], "ARTime");
+    assert_eq!(v["windows"], 5 + 2 + 1);
+    let files = &v["profiles"]["standard"]["files"];
+    assert!(
+        (files["realKnownCause/nyc_taxi.csv"]
+            .as_f64()
+            .expect("score")
+            - 3.775210013719179)
+            .abs()
+            < 1e-9
+    );
+    assert!(
+        (files["realAWSCloudwatch/iio_us-east-1_i-a2eb1cd9_NetworkIn.csv"]
+            .as_f64()
+            .expect("score")
+            + 2.33)
+            .abs()
+            < 1e-9
+    );
+    assert!(
+        (files["artificialWithAnomaly/art_daily_jumpsup.csv"]
+            .as_f64()
+            .expect("score")
+            - 0.8589086704377245)
+            .abs()
+            < 1e-9
+    );
+    let low_fp = &v["profiles"]["reward_low_FP_rate"]["files"];
+    assert!(
+        (low_fp["realKnownCause/nyc_taxi.csv"]
+            .as_f64()
+            .expect("score")
+            - 3.445210013719179)
+            .abs()
+            < 1e-9
+    );
+    for key in ["standard", "reward_low_FP_rate", "reward_low_FN_rate"] {
+        assert!(v[key].is_number(), "{key}");
+    }
+}
+
+#[test]
+fn runs_our_detector_and_writes_nab_results() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    small_corpus(dir.path());
+    let out = dir.path().join("out");
+    let v = run(&[
+        "eval",
+        "nab",
+        "--data",
+        dir.path().to_str().expect("utf8"),
+        "--out",
+        out.to_str().expect("utf8"),
+    ]);
+    assert_eq!(v["detector"], "aiops");
+    let s = v["standard"].as_f64().expect("score");
+    assert!((-100.0..=100.0).contains(&s), "{s}");
+    let written = out.join("aiops/realKnownCause/aiops_nyc_taxi.csv");
+    let rows = std::fs::read_to_string(&written)
+        .expect("results file")
+        .lines()
+        .count();
+    assert_eq!(rows, 10_321, "header + one row per data row");
+    // The written results score the same when read back.
+    let again = run(&[
+        "eval",
+        "nab",
+        "--data",
+        dir.path().to_str().expect("utf8"),
+        "--results",
+        out.join("aiops").to_str().expect("utf8"),
+    ]);
+    assert_eq!(again["standard"], v["standard"]);
+}
+
+#[test]
+fn a_corpus_that_is_not_there_is_a_clear_error() {
+    let out = common::aiops()
+        .args(["eval", "nab", "--data", "/nonexistent/nab"])
+        .output()
+        .expect("runs");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("/nonexistent/nab"), "{err}");
+}
