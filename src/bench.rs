@@ -14,13 +14,14 @@ use serde_json::json;
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
-use crate::cli::{BenchArgs, BenchWhat, RemoteWriteBenchArgs};
+use crate::cli::{BenchArgs, BenchWhat, DetectBenchArgs, RemoteWriteBenchArgs};
 use crate::config::Config;
 
 /// Runs the selected benchmark.
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     match args.what {
         BenchWhat::RemoteWrite(a) => remote_write(a).await,
+        BenchWhat::Detect(a) => detect(a),
     }
 }
 
@@ -150,6 +151,53 @@ async fn remote_write(a: RemoteWriteBenchArgs) -> anyhow::Result<()> {
         "aiops_end_to_end": {"samples_per_sec": ours.samples_per_sec.round(), "requests": ours.requests, "failures": ours.failures},
         "baseline_null_receiver": {"samples_per_sec": baseline.samples_per_sec.round(), "requests": baseline.requests, "failures": baseline.failures},
         "ratio_to_baseline": (ours.samples_per_sec / baseline.samples_per_sec.max(1.0) * 1000.0).round() / 1000.0,
+    });
+    println!("{}", serde_json::to_string_pretty(&out)?);
+    Ok(())
+}
+
+fn detect(a: DetectBenchArgs) -> anyhow::Result<()> {
+    use aiops_detect::{Detector, DetectorConfig};
+    let value = |series: usize, round: usize| -> f64 {
+        let x = (round as f64 * 0.05 + series as f64).sin() * 10.0 + 50.0;
+        x + ((series * 7919 + round * 104_729) % 1000) as f64 / 1000.0
+    };
+    let points = (a.series * a.rounds) as f64;
+
+    // Baseline: an EWMA and nothing else, the cheapest useful per-series state.
+    let mut ewma = vec![0.0f64; a.series];
+    let started = Instant::now();
+    let mut sink = 0.0;
+    for r in 0..a.rounds {
+        for (i, m) in ewma.iter_mut().enumerate() {
+            let v = value(i, r);
+            sink += (v - *m).abs();
+            *m += 0.1 * (v - *m);
+        }
+    }
+    let baseline = points / started.elapsed().as_secs_f64();
+
+    let mut detectors: Vec<Detector> = (0..a.series)
+        .map(|_| Detector::new(DetectorConfig::default()))
+        .collect();
+    let started = Instant::now();
+    for r in 0..a.rounds {
+        let t = r as i64 * 60_000;
+        for (i, d) in detectors.iter_mut().enumerate() {
+            sink += d.update(t, value(i, r)).score;
+        }
+    }
+    let ours = points / started.elapsed().as_secs_f64();
+    let out = json!({
+        "benchmark": "detect",
+        "series": a.series,
+        "points": points,
+        "threads": 1,
+        "aiops_points_per_sec_one_core": ours.round(),
+        "baseline_ewma_points_per_sec_one_core": baseline.round(),
+        "ratio_to_baseline": (ours / baseline * 1000.0).round() / 1000.0,
+        "state_bytes_per_series": std::mem::size_of::<Detector>(),
+        "checksum": sink.is_finite(),
     });
     println!("{}", serde_json::to_string_pretty(&out)?);
     Ok(())

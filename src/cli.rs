@@ -229,6 +229,19 @@ pub enum BenchWhat {
     /// End-to-end remote_write throughput over loopback into `serve` with the durable archive,
     /// next to a receiver that only reads bodies (the HTTP ceiling), in the same run.
     RemoteWrite(RemoteWriteBenchArgs),
+    /// Online scoring throughput with many series interleaved, and state bytes per series, next
+    /// to a one-line EWMA over the same stream.
+    Detect(DetectBenchArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DetectBenchArgs {
+    /// Series, updated round-robin.
+    #[arg(long, default_value_t = 100_000)]
+    pub series: usize,
+    /// Samples per series.
+    #[arg(long, default_value_t = 100)]
+    pub rounds: usize,
 }
 
 #[derive(Debug, Args)]
