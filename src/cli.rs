@@ -95,8 +95,12 @@ pub struct DemoArgs {
     #[arg(long, default_value_t = 3)]
     pub history_hours: u64,
     /// Inject a fault, SERVICE:KIND (kinds: cpu_hog, memory_leak, latency, errors). Repeatable.
+    /// Default: payment:latency.
     #[arg(long)]
     pub fault: Vec<String>,
+    /// Inject no fault.
+    #[arg(long, conflicts_with = "fault")]
+    pub no_fault: bool,
     /// Seconds after start when faults begin.
     #[arg(long, default_value_t = 120)]
     pub fault_after_secs: u64,

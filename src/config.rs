@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use aiops_api::ApiConfig;
+use aiops_detect::DetectConfig;
 use aiops_ingest::archive::ArchiveConfig;
 use aiops_ingest::transport::TransportConfig;
 use aiops_ingest::{AppInsightsSourceConfig, PrometheusSourceConfig};
@@ -23,6 +24,8 @@ pub struct Config {
     pub transport: TransportConfig,
     /// Pulling sources.
     pub sources: Sources,
+    /// Anomaly detection.
+    pub detect: DetectConfig,
 }
 
 /// Pulling sources by kind.
@@ -67,6 +70,7 @@ impl Config {
         self.server.validate("server", &mut problems);
         self.archive.validate("archive", &mut problems);
         self.transport.validate("transport", &mut problems);
+        self.detect.validate("detect", &mut problems);
         let mut names = std::collections::HashSet::new();
         for (i, s) in self.sources.prometheus.iter().enumerate() {
             s.validate(&format!("sources.prometheus[{i}]"), &mut problems);

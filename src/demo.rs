@@ -23,7 +23,13 @@ const HISTORY_CHUNK: usize = 40;
 
 fn parse_faults(sim: &Simulator, args: &DemoArgs, start_ms: i64) -> anyhow::Result<Vec<Fault>> {
     let mut out = Vec::new();
-    for f in &args.fault {
+    let default = [String::from("payment:latency")];
+    let faults: &[String] = match (args.no_fault, args.fault.is_empty()) {
+        (true, _) => &[],
+        (false, true) => &default,
+        (false, false) => &args.fault,
+    };
+    for f in faults {
         let Some((service, kind)) = f.split_once(':') else {
             bail!("--fault {f:?}: expected SERVICE:KIND, e.g. payment:latency");
         };
@@ -76,12 +82,21 @@ pub async fn run(args: DemoArgs, cancel: CancellationToken) -> anyhow::Result<()
         "  series:   curl -s '{base}/api/v1/series?match[]=http_requests_total' | head -c 600"
     );
     println!("  samples:  curl -s '{base}/api/v1/series/<id>/samples'");
+    println!("  anomalies: curl -s {base}/api/v1/anomalies");
     println!("  health:   curl -s {base}/readyz ; metrics: curl -s {base}/metrics");
     println!("  point a Prometheus at it: remote_write: [{{url: {base}/api/v1/write}}]");
     println!("Press Ctrl-C to stop.");
 
+    for f in sim_faults(&args) {
+        println!(
+            "  fault:    {f} from +{}s for {}s",
+            args.fault_after_secs, args.fault_secs
+        );
+    }
     let client = RemoteWriteClient::new(format!("{base}/api/v1/write"));
     let generator = generate(&mut sim, &client, &args, now_ms, cancel.clone());
+    let summary = summarize(base.clone(), now_ms, cancel.clone());
+    tokio::pin!(summary);
     let deadline = async {
         match args.duration_secs {
             Some(s) => tokio::time::sleep(Duration::from_secs(s)).await,
@@ -96,11 +111,73 @@ pub async fn run(args: DemoArgs, cancel: CancellationToken) -> anyhow::Result<()
         }
         _ = deadline => info!("Demo duration reached."),
         _ = cancel.cancelled() => {}
+        _ = &mut summary => {}
     }
+    print_summary(&base, now_ms).await;
     cancel.cancel();
     server.await??;
     drop(tmp);
     Ok(())
+}
+
+fn sim_faults(args: &DemoArgs) -> Vec<String> {
+    if args.no_fault {
+        Vec::new()
+    } else if args.fault.is_empty() {
+        vec!["payment:latency".into()]
+    } else {
+        args.fault.clone()
+    }
+}
+
+/// Prints what detection found so far, every 30 seconds.
+async fn summarize(base: String, since_ms: i64, cancel: CancellationToken) {
+    let mut tick = tokio::time::interval(Duration::from_secs(30));
+    tick.tick().await;
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tick.tick() => print_summary(&base, since_ms).await,
+        }
+    }
+}
+
+/// One line per service with anomalies since `since_ms` (the live part of the demo).
+async fn print_summary(base: &str, since_ms: i64) {
+    let Ok(http) = aiops_ingest::http_client()
+        .timeout(Duration::from_secs(5))
+        .build()
+    else {
+        return;
+    };
+    let url = format!("{base}/api/v1/anomalies?since={}", since_ms / 1000);
+    let Ok(resp) = http.get(url).send().await else {
+        return;
+    };
+    let Ok(v) = resp.json::<serde_json::Value>().await else {
+        return;
+    };
+    let events = v["anomalies"].as_array().cloned().unwrap_or_default();
+    if events.is_empty() {
+        println!("anomalies since start: none");
+        return;
+    }
+    let mut by_service: std::collections::BTreeMap<String, std::collections::BTreeSet<String>> =
+        Default::default();
+    for e in &events {
+        let svc = e["service"].as_str().unwrap_or("-").to_owned();
+        by_service
+            .entry(svc)
+            .or_default()
+            .insert(e["metric"].as_str().unwrap_or("?").to_owned());
+    }
+    println!("anomalies since start: {} event(s)", events.len());
+    for (svc, metrics) in by_service {
+        println!(
+            "  {svc:<10} {}",
+            metrics.into_iter().collect::<Vec<_>>().join(", ")
+        );
+    }
 }
 
 async fn generate(

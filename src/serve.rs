@@ -39,7 +39,25 @@ pub async fn serve(
         tokio::task::spawn_blocking(move || Archive::open(acfg, catalog, metrics)).await??
     };
     let (sender, receiver) = cfg.transport.build();
-    let stage = stage.spawn(receiver);
+    // Detection scores every batch once it is durable; its state survives restarts.
+    let checkpoint = cfg.archive.data_dir.join("detect").join("checkpoint.json");
+    let detect_state = {
+        let path = checkpoint.clone();
+        Arc::new(std::sync::RwLock::new(
+            tokio::task::spawn_blocking(move || aiops_detect::stage::load_checkpoint(&path))
+                .await?,
+        ))
+    };
+    let (detect_tx, detect_rx) = std::sync::mpsc::sync_channel(cfg.transport.capacity);
+    let detector = {
+        let (dcfg, catalog, state) = (cfg.detect.clone(), catalog.clone(), detect_state.clone());
+        std::thread::Builder::new()
+            .name("aiops-detect".into())
+            .spawn(move || {
+                aiops_detect::stage::run(dcfg, detect_rx, catalog, state, Some(checkpoint))
+            })?
+    };
+    let stage = stage.with_downstream(detect_tx).spawn(receiver);
 
     let states = SourceStates::default();
     let mut sources = JoinSet::new();
@@ -76,6 +94,8 @@ pub async fn serve(
         registry: Arc::new(registry),
         ingest_metrics,
         api_metrics,
+        detect: detect_state,
+        max_score_gauges: cfg.detect.max_score_gauges,
     };
     let listener = tokio::net::TcpListener::bind(cfg.server.listen)
         .await
@@ -107,14 +127,18 @@ pub async fn serve(
     }
     while sources.join_next().await.is_some() {}
     // Every sender is gone once the server and sources are: the archive drains and stops.
-    let joined = tokio::task::spawn_blocking(move || stage.join());
+    let joined = tokio::task::spawn_blocking(move || {
+        let _ = stage.join();
+        // The archive held the detector's input: it drains, checkpoints and stops now.
+        let _ = detector.join();
+    });
     match tokio::time::timeout(
         Duration::from_secs(cfg.server.shutdown_grace_secs.max(5)),
         joined,
     )
     .await
     {
-        Ok(_) => info!("Archive flushed; bye."),
+        Ok(_) => info!("Archive flushed and detector state checkpointed; bye."),
         Err(_) => warn!(
             "Archive stage still busy after the grace period; exiting (acknowledged data is already durable)."
         ),

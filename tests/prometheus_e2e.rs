@@ -27,14 +27,32 @@ async fn prometheus_remote_write_lands_and_backfill_reads_it_back() {
         .await
         .expect("bind");
     let target_addr = target.local_addr().expect("addr");
+    // The temperature jumps when `spike` is set, late in the test.
+    let spike = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let spiked = spike.clone();
     tokio::spawn(async move {
-        let app = axum::Router::new().route("/metrics", get(|| async { EXPOSITION }));
+        let app = axum::Router::new().route(
+            "/metrics",
+            get(move || {
+                let spiked = spiked.load(std::sync::atomic::Ordering::SeqCst);
+                async move {
+                    if spiked {
+                        EXPOSITION.replace("21.5", "95")
+                    } else {
+                        EXPOSITION.to_owned()
+                    }
+                }
+            }),
+        );
         axum::serve(target, app).await
     });
 
     // aiops.
     let aiops_port = free_port();
-    let _aiops = start_serve(aiops_port, &dir.path().join("live"), None);
+    // Detection learns from a handful of samples here, so that the test is short.
+    let live_cfg = dir.path().join("live.toml");
+    std::fs::write(&live_cfg, "[detect.detector]\nlearning_samples = 5\n").expect("config");
+    let _aiops = start_serve(aiops_port, &dir.path().join("live"), Some(&live_cfg));
     let base = format!("http://127.0.0.1:{aiops_port}");
     wait_ready(&http, &base).await;
 
@@ -266,6 +284,34 @@ max_retries = 0
     assert!(direct >= 1);
     assert_eq!(pts.len(), direct, "{pts:?}");
     assert!(pts.iter().all(|p| p[1] == 21.5));
+
+    // Anomalies flow from Prometheus through the pipeline into the API: once the detector has
+    // learned from a few scrapes, the temperature jumps.
+    let samples_url = format!("{base}/api/v1/series/{id}/samples?start=0");
+    wait_for("ten scrapes", Duration::from_secs(30), || async {
+        let v = get_json(&http, &samples_url).await?;
+        (v["samples"].as_array()?.len() >= 10).then_some(())
+    })
+    .await;
+    spike.store(true, std::sync::atomic::Ordering::SeqCst);
+    let url = format!("{base}/api/v1/anomalies?since=0");
+    let events = wait_for(
+        "the temperature anomaly",
+        Duration::from_secs(30),
+        || async {
+            let v = get_json(&http, &url).await?;
+            let a: Vec<serde_json::Value> = v["anomalies"]
+                .as_array()?
+                .iter()
+                .filter(|e| e["metric"] == "e2e_temperature_celsius")
+                .cloned()
+                .collect();
+            (!a.is_empty()).then_some(a)
+        },
+    )
+    .await;
+    assert_eq!(events[0]["observed"], 95.0);
+    assert_eq!(events[0]["service"], "e2e");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -284,12 +284,14 @@ async fn demo_shows_series_within_seconds_and_stops_by_itself() {
                 "--listen",
                 &format!("127.0.0.1:{port}"),
                 "--duration-secs",
-                "8",
+                "20",
                 "--history-hours",
+                "2",
+                "--interval-secs",
                 "1",
             ])
             .args(["--fault", "payment:latency", "--fault-after-secs", "0"])
-            .stdout(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
             .expect("demo starts"),
@@ -303,11 +305,27 @@ async fn demo_shows_series_within_seconds_and_stops_by_itself() {
     })
     .await;
     let id = v["series"][0]["id"].as_str().expect("id");
-    let s = get_json(&http, &format!("{base}/api/v1/series/{id}/samples"))
-        .await
-        .expect("samples");
-    // An hour of history at 15 s.
-    assert!(s["samples"].as_array().expect("array").len() >= 200);
+    let since = jiff::Timestamp::now().as_second() - 3 * 3600;
+    // Two hours of history at 15 s arrive within seconds.
+    let url = format!("{base}/api/v1/series/{id}/samples?start={since}");
+    wait_for("two hours of history", Duration::from_secs(30), || async {
+        let s = get_json(&http, &url).await?;
+        (s["samples"].as_array()?.len() >= 470).then_some(())
+    })
+    .await;
+    // The latency fault in payment is found.
+    let found = wait_for("an anomaly in payment", Duration::from_secs(20), || async {
+        let v = get_json(&http, &format!("{base}/api/v1/anomalies?service=payment")).await?;
+        let a = v["anomalies"].as_array()?.clone();
+        (!a.is_empty()).then_some(a)
+    })
+    .await;
+    assert!(
+        found
+            .iter()
+            .any(|e| e["metric"] == "http_request_duration_seconds"),
+        "{found:?}"
+    );
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     loop {
         if let Some(status) = demo.child.try_wait().expect("wait") {
@@ -320,4 +338,80 @@ async fn demo_shows_series_within_seconds_and_stops_by_itself() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn anomalies_reach_the_api_and_survive_a_restart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let cfg = dir.path().join("aiops.toml");
+    std::fs::write(
+        &cfg,
+        "[detect]\ncheckpoint_secs = 1\n[detect.detector]\nlearning_samples = 50\n",
+    )
+    .expect("config");
+    let port = free_port();
+    let mut server = start_serve(port, &data, Some(&cfg));
+    let base = format!("http://127.0.0.1:{port}");
+    let http = http();
+    wait_ready(&http, &base).await;
+    let client = RemoteWriteClient::new(format!("{base}/api/v1/write"));
+    let t0 = jiff::Timestamp::now().as_millisecond() - 3_600_000;
+    let send = |k: i64, v: f64| {
+        let req = WriteRequest {
+            timeseries: vec![TimeSeries::from_parts(
+                [
+                    ("__name__", "checkout_latency_seconds"),
+                    ("service", "payment"),
+                ],
+                [(t0 + k * 10_000, v)],
+            )],
+            metadata: vec![],
+        };
+        let client = client.clone();
+        async move { client.send(&req).await.expect("accepted") }
+    };
+    for k in 0..100 {
+        send(k, 0.2 + 0.01 * ((k * 7) % 5) as f64).await;
+    }
+    send(100, 3.0).await;
+    let url = format!(
+        "{base}/api/v1/anomalies?since={}&service=payment",
+        t0 / 1000
+    );
+    let events = wait_for("the anomaly event", Duration::from_secs(20), || async {
+        let v = get_json(&http, &url).await?;
+        let a = v["anomalies"].as_array()?.clone();
+        (!a.is_empty()).then_some(a)
+    })
+    .await;
+    assert_eq!(events[0]["metric"], "checkout_latency_seconds");
+    assert_eq!(events[0]["start_ms"], t0 + 100 * 10_000);
+    assert_eq!(events[0]["observed"], 3.0);
+    let metrics = http
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        metrics.contains("aiops_anomaly_score{series=\""),
+        "{metrics}"
+    );
+
+    assert!(server.terminate(Duration::from_secs(20)));
+    let _server = start_serve(port, &data, Some(&cfg));
+    wait_ready(&http, &base).await;
+    let v = get_json(&http, &url).await.expect("anomalies");
+    assert_eq!(
+        v["anomalies"].as_array().map(Vec::len),
+        Some(1),
+        "events survive the restart"
+    );
+    // The detector state survived too: the next ordinary sample is not an anomaly of a cold start.
+    send(101, 0.21).await;
+    let log = std::fs::read_to_string(data.with_extension("log")).expect("log");
+    assert!(log.contains("Restored detector state"), "{log}");
 }

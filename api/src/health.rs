@@ -42,8 +42,10 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
 /// `GET /metrics`: OpenMetrics text, which Prometheus scrapes natively.
 pub async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
     let mut body = String::with_capacity(16 << 10);
-    prometheus_client::encoding::text::encode(&mut body, &state.registry)
+    prometheus_client::encoding::text::encode_registry(&mut body, &state.registry)
         .map_err(ApiError::internal)?;
+    anomaly_gauges(&state, &mut body);
+    prometheus_client::encoding::text::encode_eof(&mut body).map_err(ApiError::internal)?;
     Ok((
         [(
             header::CONTENT_TYPE,
@@ -52,4 +54,36 @@ pub async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError
         body,
     )
         .into_response())
+}
+
+/// `aiops_anomaly_score{series, metric, service}` for the series with the highest latest scores,
+/// at most `max_score_gauges` of them, so cardinality stays bounded.
+fn anomaly_gauges(state: &AppState, out: &mut String) {
+    use std::fmt::Write as _;
+    let top = state
+        .detect
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .top_scores(state.max_score_gauges);
+    out.push_str("# HELP aiops_anomaly_score Latest anomaly score of the series scoring highest right now.\n");
+    out.push_str("# TYPE aiops_anomaly_score gauge\n");
+    let esc = |s: &str| {
+        s.replace('\\', "\\\\")
+            .replace('"', "\\\"")
+            .replace('\n', "\\n")
+    };
+    for (id, score) in top {
+        let meta = state.catalog.get(id);
+        let metric = meta.as_ref().map(|m| m.metric.clone()).unwrap_or_default();
+        let service = meta
+            .as_deref()
+            .and_then(aiops_models::service_of)
+            .unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "aiops_anomaly_score{{series=\"{id}\",metric=\"{}\",service=\"{}\"}} {score}",
+            esc(&metric),
+            esc(&service)
+        );
+    }
 }

@@ -5,6 +5,7 @@
 //! | `POST /api/v1/write` | Prometheus remote_write 1.0 receiver |
 //! | `GET /api/v1/series` | the series catalog, filtered by `match[]` selectors |
 //! | `GET /api/v1/series/{id}/samples` | one series over `start`..`end` from the archive |
+//! | `GET /api/v1/anomalies` | anomaly events, filtered by time, service and score |
 //! | `GET /healthz` | the process is alive |
 //! | `GET /readyz` | the archive accepts writes; source health |
 //! | `GET /metrics` | our own metrics (OpenMetrics text) |
@@ -58,6 +59,10 @@ pub struct AppState {
     pub ingest_metrics: IngestMetrics,
     /// API counters.
     pub api_metrics: ApiMetrics,
+    /// Detection state (anomaly events, latest scores).
+    pub detect: Arc<std::sync::RwLock<aiops_detect::DetectState>>,
+    /// How many series `/metrics` exports as `aiops_anomaly_score`.
+    pub max_score_gauges: usize,
 }
 
 /// The router with every route and middleware.
@@ -66,6 +71,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/write", post(write::remote_write))
         .route("/api/v1/series", get(query::list_series))
         .route("/api/v1/series/{id}/samples", get(query::series_samples))
+        .route("/api/v1/anomalies", get(query::anomalies))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))

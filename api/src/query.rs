@@ -178,3 +178,56 @@ pub async fn series_samples(
         "samples": points,
     })))
 }
+
+/// `GET /api/v1/anomalies?since=&until=&service=&min_score=`: anomaly events overlapping the
+/// range (default: the last 24 hours), newest first.
+pub async fn anomalies(
+    State(state): State<AppState>,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let (mut since, mut until, mut service, mut min_score) = (None, None, None, 0.0);
+    for (k, v) in params(raw) {
+        match k.as_str() {
+            "since" => since = Some(parse_time("since", &v)?),
+            "until" => until = Some(parse_time("until", &v)?),
+            "service" => service = Some(v),
+            "min_score" => {
+                min_score = v
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|s| (0.0..=1.0).contains(s))
+                    .ok_or_else(|| {
+                        ApiError::bad_request(
+                            "bad_parameter",
+                            format!("min_score={v:?}: expected a number between 0 and 1"),
+                        )
+                    })?;
+            }
+            other => {
+                return Err(ApiError::bad_request(
+                    "bad_parameter",
+                    format!(
+                        "unknown parameter {other:?}; expected since, until, service or min_score"
+                    ),
+                ));
+            }
+        }
+    }
+    let until = until.unwrap_or_else(|| jiff::Timestamp::now().as_millisecond());
+    let since = since.unwrap_or(until - 86_400_000);
+    if since > until {
+        return Err(ApiError::bad_request(
+            "bad_parameter",
+            "since is after until",
+        ));
+    }
+    let mut events = state
+        .detect
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .query(since, until, service.as_deref(), min_score);
+    events.sort_by(|a, b| b.start_ms.cmp(&a.start_ms));
+    Ok(Json(
+        serde_json::json!({"since_ms": since, "until_ms": until, "anomalies": events}),
+    ))
+}

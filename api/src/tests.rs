@@ -45,6 +45,8 @@ fn harness_with(config: ApiConfig) -> Harness {
         registry: Arc::new(registry),
         ingest_metrics,
         api_metrics,
+        detect: Default::default(),
+        max_score_gauges: 10,
     };
     Harness {
         router: router(state),

@@ -9,6 +9,8 @@
 mod error;
 pub mod nab;
 mod score;
+pub mod stage;
 
 pub use error::DetectError;
 pub use score::{Detector, DetectorConfig, Scored};
+pub use stage::{DetectConfig, DetectState};

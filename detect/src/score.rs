@@ -38,8 +38,10 @@ pub struct DetectorConfig {
     pub long_alpha: f64,
     /// A value this share of the seen range outside it is fully surprising.
     pub range_margin: f64,
-    /// Such a value scores 1 at once, without waiting for the calibrated average.
+    /// Such a value scores 1 at once, without waiting for the calibrated average ...
     pub spatial_alerts: bool,
+    /// ... when it is also at least this many robust deviations from the prediction.
+    pub spatial_min_z: f64,
 }
 
 impl Default for DetectorConfig {
@@ -54,6 +56,7 @@ impl Default for DetectorConfig {
             long_alpha: 0.002,
             range_margin: 0.05,
             spatial_alerts: true,
+            spatial_min_z: 3.0,
         }
     }
 }
@@ -178,7 +181,9 @@ impl Detector {
             let outside = (value - self.max).max(self.min - value);
             if outside > cfg.range_margin * range {
                 raw = 1.0;
-                spatial = true;
+                // Far outside the range *and* far from the prediction: a trend that sets new
+                // highs step by step is not an anomaly.
+                spatial = z >= cfg.spatial_min_z;
             } else if outside > 0.0 {
                 raw = raw.max(outside / (cfg.range_margin * range));
             }

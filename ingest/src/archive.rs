@@ -163,6 +163,7 @@ pub struct ArchiveStatus {
 #[derive(Debug)]
 pub struct ArchiveStage {
     shared: Arc<Shared>,
+    downstream: Option<mpsc::SyncSender<SampleBatch>>,
     file: File,
     seq: u64,
     seg_bytes: u64,
@@ -332,6 +333,7 @@ impl Archive {
             },
             ArchiveStage {
                 shared,
+                downstream: None,
                 file,
                 seq,
                 seg_bytes: 0,
@@ -522,6 +524,14 @@ impl Shared {
 }
 
 impl ArchiveStage {
+    /// Hands every batch, once durable and acknowledged, to `next` (e.g. detection). The
+    /// channel is bounded: a slow consumer slows the archive and so, through the transport,
+    /// the senders — nothing is dropped.
+    pub fn with_downstream(mut self, next: mpsc::SyncSender<SampleBatch>) -> Self {
+        self.downstream = Some(next);
+        self
+    }
+
     /// Runs the stage on its own thread until `input` closes (every sender dropped and the
     /// queue drained), then syncs and returns. Must be called inside a tokio runtime.
     pub fn spawn(self, input: BatchReceiver) -> JoinHandle<()> {
@@ -636,17 +646,35 @@ impl ArchiveStage {
                     }
                 }
                 shared.metrics.series.set(shared.catalog.len() as i64);
-                let mut head = shared.head.write().unwrap_or_else(|p| p.into_inner());
-                let seg = head.entry(self.seq).or_default();
-                for env in group.drain(..) {
-                    shared
-                        .metrics
-                        .samples_archived
-                        .inc_by(env.batch.len() as u64);
-                    shared.metrics.batches_archived.inc();
-                    seg.batches.push(env.batch);
-                    if let Some(ack) = env.ack {
-                        ack.send(Ok(()));
+                let mut forward = Vec::new();
+                {
+                    let mut head = shared.head.write().unwrap_or_else(|p| p.into_inner());
+                    let seg = head.entry(self.seq).or_default();
+                    for env in group.drain(..) {
+                        shared
+                            .metrics
+                            .samples_archived
+                            .inc_by(env.batch.len() as u64);
+                        shared.metrics.batches_archived.inc();
+                        if self.downstream.is_some() && !env.batch.is_empty() {
+                            // Columns are shared, not copied.
+                            forward.push(env.batch.clone());
+                        }
+                        seg.batches.push(env.batch);
+                        if let Some(ack) = env.ack {
+                            ack.send(Ok(()));
+                        }
+                    }
+                }
+                if let Some(next) = &self.downstream {
+                    for b in forward {
+                        if next.send(b).is_err() {
+                            error!(
+                                "The stage after the archive stopped; batches are no longer forwarded."
+                            );
+                            self.downstream = None;
+                            break;
+                        }
                     }
                 }
                 if !shared.healthy.swap(true, Ordering::Relaxed) {

@@ -14,12 +14,14 @@
 //! `models` depends on nothing else in the workspace: `ingest`, `detect`, `rca` and `api` share
 //! types through it, never through each other.
 
+mod anomaly;
 mod batch;
 mod catalog;
 mod error;
 mod selector;
 mod series;
 
+pub use anomaly::{AnomalyEvent, service_of};
 pub use batch::{SampleBatch, SampleBatchBuilder, StaleMarker, sample_schema};
 pub use catalog::{CatalogInsert, CatalogView, SeriesCatalog};
 pub use error::ModelError;

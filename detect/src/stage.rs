@@ -1,0 +1,406 @@
+//! The detection stage: one [`Detector`] per series, fed from sample batches, turning alerts
+//! into [`AnomalyEvent`]s.
+//!
+//! Synchronous and single-threaded: the binary runs it on its own thread behind the archive
+//! (batches arrive only once durable) and shares [`DetectState`] snapshots with the API.
+
+use std::collections::{BTreeMap, HashMap};
+
+use aiops_models::{AnomalyEvent, SampleBatch, SeriesCatalog, SeriesId, service_of};
+use serde::{Deserialize, Serialize};
+
+use crate::{Detector, DetectorConfig};
+
+/// Options of the detection stage.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DetectConfig {
+    /// Scoring parameters shared by every series.
+    pub detector: DetectorConfig,
+    /// A score at least this high raises (or extends) an anomaly event.
+    pub event_score: f64,
+    /// An event closes after this long without another alert.
+    pub event_quiet_secs: u64,
+    /// Events kept in memory for the API (oldest dropped first).
+    pub max_events: usize,
+    /// Series exported as `aiops_anomaly_score` gauges (the highest scores win).
+    pub max_score_gauges: usize,
+    /// How often the detector state is checkpointed, seconds.
+    pub checkpoint_secs: u64,
+}
+
+impl Default for DetectConfig {
+    fn default() -> Self {
+        Self {
+            detector: DetectorConfig::default(),
+            event_score: 0.5,
+            event_quiet_secs: 900,
+            max_events: 10_000,
+            max_score_gauges: 1_000,
+            checkpoint_secs: 300,
+        }
+    }
+}
+
+impl DetectConfig {
+    /// Problems with the values, each naming its key.
+    pub fn validate(&self, prefix: &str, problems: &mut Vec<String>) {
+        if !(0.0..=1.0).contains(&self.event_score) {
+            problems.push(format!(
+                "{prefix}.event_score = {}: must be between 0 and 1",
+                self.event_score
+            ));
+        }
+        if self.max_events == 0 {
+            problems.push(format!("{prefix}.max_events: must be at least 1"));
+        }
+        if self.checkpoint_secs == 0 {
+            problems.push(format!("{prefix}.checkpoint_secs: must be at least 1"));
+        }
+        if self.detector.short_window == 0 || self.detector.short_window > 16 {
+            problems.push(format!(
+                "{prefix}.detector.short_window = {}: must be between 1 and 16",
+                self.detector.short_window
+            ));
+        }
+    }
+}
+
+/// Per-series state: the detector, the latest score and the open event.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SeriesState {
+    /// The detector.
+    pub detector: Detector,
+    /// Latest score.
+    pub score: f64,
+    /// Time of the latest sample, Unix ms.
+    pub last_ms: i64,
+    /// Index into the event list of the open event, by event id.
+    pub open_event: Option<String>,
+}
+
+/// Everything the stage knows.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct DetectState {
+    /// Per series.
+    pub series: HashMap<SeriesId, SeriesState>,
+    /// Recent events, oldest first.
+    pub events: Vec<AnomalyEvent>,
+    /// Samples scored since start.
+    #[serde(skip)]
+    pub scored: u64,
+}
+
+impl DetectState {
+    /// Scores every sample of `batch` in order, opening, extending and closing events.
+    pub fn process(&mut self, cfg: &DetectConfig, batch: &SampleBatch, catalog: &SeriesCatalog) {
+        let (ids, ts, vs) = (batch.series_ids(), batch.timestamps(), batch.values());
+        for i in 0..batch.len() {
+            let id = SeriesId(ids[i]);
+            let st = self.series.entry(id).or_insert_with(|| SeriesState {
+                detector: Detector::new(cfg.detector),
+                score: 0.0,
+                last_ms: i64::MIN,
+                open_event: None,
+            });
+            if ts[i] <= st.last_ms {
+                // Duplicates from retried writes, or late samples: already scored.
+                continue;
+            }
+            st.last_ms = ts[i];
+            let s = st.detector.update(ts[i], vs[i]);
+            st.score = s.score;
+            self.scored += 1;
+            let quiet_ms = cfg.event_quiet_secs as i64 * 1000;
+            // Close an event that has been quiet long enough.
+            if let Some(eid) = st.open_event.clone() {
+                if let Some(ev) = self.events.iter_mut().rev().find(|e| e.id == eid) {
+                    if ts[i] - ev.last_ms > quiet_ms && s.score < cfg.event_score {
+                        ev.end_ms = Some(ev.last_ms);
+                        st.open_event = None;
+                    }
+                } else {
+                    st.open_event = None;
+                }
+            }
+            if s.score < cfg.event_score {
+                continue;
+            }
+            match st.open_event.clone() {
+                Some(eid) => {
+                    if let Some(ev) = self.events.iter_mut().rev().find(|e| e.id == eid) {
+                        ev.last_ms = ts[i];
+                        if s.score > ev.score {
+                            ev.score = s.score;
+                            ev.peak_ms = ts[i];
+                            ev.observed = vs[i];
+                            ev.expected = s.expected;
+                            ev.lower = s.lower;
+                            ev.upper = s.upper;
+                        }
+                    }
+                }
+                None => {
+                    let meta = catalog.get(id);
+                    let ev = AnomalyEvent {
+                        id: format!("{id}-{}", ts[i]),
+                        series_id: id,
+                        metric: meta.as_ref().map(|m| m.metric.clone()).unwrap_or_default(),
+                        service: meta.as_deref().and_then(service_of),
+                        labels: meta.map(|m| m.labels.clone()).unwrap_or_default(),
+                        start_ms: ts[i],
+                        peak_ms: ts[i],
+                        last_ms: ts[i],
+                        end_ms: None,
+                        score: s.score,
+                        observed: vs[i],
+                        expected: s.expected,
+                        lower: s.lower,
+                        upper: s.upper,
+                    };
+                    st.open_event = Some(ev.id.clone());
+                    self.events.push(ev);
+                    if self.events.len() > cfg.max_events {
+                        let drop = self.events.len() - cfg.max_events;
+                        self.events.drain(..drop);
+                    }
+                }
+            }
+        }
+    }
+
+    /// The `limit` series with the highest latest scores above 0.
+    pub fn top_scores(&self, limit: usize) -> Vec<(SeriesId, f64)> {
+        let mut v: Vec<(SeriesId, f64)> = self
+            .series
+            .iter()
+            .filter(|(_, s)| s.score > 0.0)
+            .map(|(id, s)| (*id, s.score))
+            .collect();
+        v.sort_by(|a, b| b.1.total_cmp(&a.1));
+        v.truncate(limit);
+        v
+    }
+
+    /// Events overlapping `since..=until` with at least `min_score`, for `service` if given.
+    pub fn query(
+        &self,
+        since: i64,
+        until: i64,
+        service: Option<&str>,
+        min_score: f64,
+    ) -> Vec<AnomalyEvent> {
+        self.events
+            .iter()
+            .filter(|e| e.start_ms <= until && e.end_ms.unwrap_or(i64::MAX) >= since)
+            .filter(|e| e.score >= min_score)
+            .filter(|e| service.is_none_or(|s| e.service.as_deref() == Some(s)))
+            .cloned()
+            .collect()
+    }
+
+    /// Counts of events by service, for summaries.
+    pub fn by_service(&self) -> BTreeMap<String, usize> {
+        let mut m = BTreeMap::new();
+        for e in &self.events {
+            *m.entry(e.service.clone().unwrap_or_else(|| "-".into()))
+                .or_insert(0) += 1;
+        }
+        m
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aiops_models::{SampleBatchBuilder, SeriesMeta, Source};
+    use std::sync::Arc;
+
+    #[test]
+    fn a_level_shift_opens_one_event_that_closes_when_quiet() {
+        let catalog = SeriesCatalog::new();
+        let meta = Arc::new(SeriesMeta::new(
+            Source::Prometheus,
+            "latency",
+            [("service".into(), "payment".into())],
+        ));
+        catalog.insert(meta.clone());
+        let cfg = DetectConfig {
+            event_quiet_secs: 600,
+            ..DetectConfig::default()
+        };
+        let mut st = DetectState::default();
+        let mut b = SampleBatchBuilder::with_capacity(3000);
+        for i in 0..3000i64 {
+            let noise = ((i * 7919) % 101) as f64 / 101.0;
+            let v = if (2000..2010).contains(&i) {
+                500.0
+            } else {
+                10.0 + noise
+            };
+            b.push(meta.id, i * 60_000, v);
+        }
+        st.process(&cfg, &b.finish(), &catalog);
+        assert_eq!(st.events.len(), 1, "{:?}", st.events);
+        let e = &st.events[0];
+        assert_eq!(e.service.as_deref(), Some("payment"));
+        assert_eq!(e.start_ms, 2000 * 60_000);
+        assert!(e.end_ms.is_some());
+        assert_eq!(st.query(0, i64::MAX, Some("payment"), 0.5).len(), 1);
+        assert!(st.query(0, i64::MAX, Some("cart"), 0.0).is_empty());
+    }
+
+    #[test]
+    fn duplicate_samples_are_not_scored_twice() {
+        let catalog = SeriesCatalog::new();
+        let mut st = DetectState::default();
+        let mut b = SampleBatchBuilder::with_capacity(2);
+        b.push(SeriesId(1), 1000, 1.0);
+        b.push(SeriesId(1), 1000, 1.0);
+        st.process(&DetectConfig::default(), &b.finish(), &catalog);
+        assert_eq!(st.scored, 1);
+    }
+}
+
+/// Runs the stage until `input` closes: scores each batch under the write lock of `state`,
+/// checkpoints every `checkpoint_secs` and at the end. Blocking: give it its own thread.
+pub fn run(
+    cfg: DetectConfig,
+    input: std::sync::mpsc::Receiver<SampleBatch>,
+    catalog: std::sync::Arc<SeriesCatalog>,
+    state: std::sync::Arc<std::sync::RwLock<DetectState>>,
+    checkpoint: Option<std::path::PathBuf>,
+) {
+    use std::time::{Duration, Instant};
+    let every = Duration::from_secs(cfg.checkpoint_secs);
+    let mut last = Instant::now();
+    loop {
+        match input.recv_timeout(Duration::from_secs(1)) {
+            Ok(batch) => state
+                .write()
+                .unwrap_or_else(|p| p.into_inner())
+                .process(&cfg, &batch, &catalog),
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+        }
+        if last.elapsed() >= every {
+            last = Instant::now();
+            if let Some(path) = &checkpoint {
+                save_checkpoint(&state.read().unwrap_or_else(|p| p.into_inner()), path);
+            }
+        }
+    }
+    if let Some(path) = &checkpoint {
+        save_checkpoint(&state.read().unwrap_or_else(|p| p.into_inner()), path);
+    }
+    tracing::info!("Detection stage stopped.");
+}
+
+const CHECKPOINT_VERSION: u32 = 1;
+
+#[derive(Serialize)]
+struct CheckpointOut<'a> {
+    version: u32,
+    state: &'a DetectState,
+}
+
+#[derive(Deserialize)]
+struct CheckpointIn {
+    version: u32,
+    state: DetectState,
+}
+
+/// Writes the state to `path` through a synced temporary file.
+pub fn save_checkpoint(state: &DetectState, path: &std::path::Path) {
+    let res = (|| -> std::io::Result<()> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let tmp = path.with_extension("tmp");
+        let f = std::fs::File::create(&tmp)?;
+        let mut w = std::io::BufWriter::new(f);
+        serde_json::to_writer(
+            &mut w,
+            &CheckpointOut {
+                version: CHECKPOINT_VERSION,
+                state,
+            },
+        )
+        .map_err(std::io::Error::other)?;
+        let f = w.into_inner().map_err(|e| e.into_error())?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    match res {
+        Ok(()) => {
+            tracing::debug!(path = %path.display(), series = state.series.len(), "Checkpointed detector state.")
+        }
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "Could not checkpoint detector state.")
+        }
+    }
+}
+
+/// Reads a checkpoint; a missing one is a cold start, a corrupt or incompatible one is
+/// reported and skipped (never fatal).
+pub fn load_checkpoint(path: &std::path::Path) -> DetectState {
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return DetectState::default(),
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "Cannot read the detector checkpoint; starting cold.");
+            return DetectState::default();
+        }
+    };
+    match serde_json::from_slice::<CheckpointIn>(&bytes) {
+        Ok(c) if c.version == CHECKPOINT_VERSION => {
+            tracing::info!(path = %path.display(), series = c.state.series.len(), events = c.state.events.len(), "Restored detector state.");
+            c.state
+        }
+        Ok(c) => {
+            tracing::warn!(path = %path.display(), version = c.version, "Detector checkpoint has an incompatible version; starting cold.");
+            DetectState::default()
+        }
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "Detector checkpoint is corrupt; starting cold.");
+            DetectState::default()
+        }
+    }
+}
+
+#[cfg(test)]
+mod checkpoint_tests {
+    use super::*;
+    use aiops_models::SampleBatchBuilder;
+
+    #[test]
+    fn checkpoints_round_trip_and_corrupt_ones_are_skipped() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("detect/checkpoint.json");
+        let mut st = DetectState::default();
+        let mut b = SampleBatchBuilder::with_capacity(500);
+        for i in 0..500 {
+            b.push(SeriesId(7), i * 1000, (i % 10) as f64);
+        }
+        st.process(&DetectConfig::default(), &b.finish(), &SeriesCatalog::new());
+        save_checkpoint(&st, &path);
+        let back = load_checkpoint(&path);
+        assert_eq!(
+            back.series[&SeriesId(7)].detector,
+            st.series[&SeriesId(7)].detector
+        );
+        std::fs::write(&path, b"{not json").expect("write");
+        assert!(load_checkpoint(&path).series.is_empty());
+        std::fs::write(
+            &path,
+            br#"{"version": 99, "state": {"series": {}, "events": []}}"#,
+        )
+        .expect("write");
+        assert!(load_checkpoint(&path).series.is_empty());
+        assert!(
+            load_checkpoint(&dir.path().join("missing.json"))
+                .series
+                .is_empty()
+        );
+    }
+}
