@@ -226,7 +226,7 @@ pub async fn anomalies(
         .read()
         .unwrap_or_else(|p| p.into_inner())
         .query(since, until, service.as_deref(), min_score);
-    events.sort_by(|a, b| b.start_ms.cmp(&a.start_ms));
+    events.sort_by_key(|e| std::cmp::Reverse(e.start_ms));
     Ok(Json(
         serde_json::json!({"since_ms": since, "until_ms": until, "anomalies": events}),
     ))
