@@ -75,8 +75,37 @@ pub struct SeriesState {
     pub score: f64,
     /// Time of the latest sample, Unix ms.
     pub last_ms: i64,
-    /// Index into the event list of the open event, by event id.
+    /// The id of the open event.
     pub open_event: Option<String>,
+    /// For counters: the previous raw sample, to score the per-second rate instead.
+    #[serde(default)]
+    pub counter_prev: Option<(i64, f64)>,
+    /// True when the series is a Prometheus counter (scored as a rate).
+    #[serde(default)]
+    pub is_counter: bool,
+}
+
+/// Prometheus naming conventions for cumulative series: counters end in `_total`, and the
+/// `_count`, `_sum` and `_bucket` series of histograms and summaries are cumulative too.
+pub fn is_counter(metric: &str) -> bool {
+    ["_total", "_count", "_sum", "_bucket"]
+        .iter()
+        .any(|s| metric.ends_with(s))
+}
+
+/// The per-second rate between two samples of a counter, treating a decrease as a reset
+/// (the counter restarted from 0), as PromQL's `rate` does.
+pub fn counter_rate(prev: (i64, f64), now: (i64, f64)) -> Option<f64> {
+    let dt = (now.0 - prev.0) as f64 / 1000.0;
+    if dt <= 0.0 {
+        return None;
+    }
+    let delta = if now.1 >= prev.1 {
+        now.1 - prev.1
+    } else {
+        now.1
+    };
+    Some(delta / dt)
 }
 
 /// Everything the stage knows.
@@ -102,13 +131,24 @@ impl DetectState {
                 score: 0.0,
                 last_ms: i64::MIN,
                 open_event: None,
+                counter_prev: None,
+                is_counter: catalog.get(id).is_some_and(|m| is_counter(&m.metric)),
             });
             if ts[i] <= st.last_ms {
                 // Duplicates from retried writes, or late samples: already scored.
                 continue;
             }
             st.last_ms = ts[i];
-            let s = st.detector.update(ts[i], vs[i]);
+            let value = if st.is_counter {
+                let prev = st.counter_prev.replace((ts[i], vs[i]));
+                match prev.and_then(|p| counter_rate(p, (ts[i], vs[i]))) {
+                    Some(rate) => rate,
+                    None => continue,
+                }
+            } else {
+                vs[i]
+            };
+            let s = st.detector.update(ts[i], value);
             st.score = s.score;
             self.scored += 1;
             let quiet_ms = cfg.event_quiet_secs as i64 * 1000;
@@ -133,7 +173,7 @@ impl DetectState {
                         if s.score > ev.score {
                             ev.score = s.score;
                             ev.peak_ms = ts[i];
-                            ev.observed = vs[i];
+                            ev.observed = value;
                             ev.expected = s.expected;
                             ev.lower = s.lower;
                             ev.upper = s.upper;
@@ -153,7 +193,7 @@ impl DetectState {
                         last_ms: ts[i],
                         end_ms: None,
                         score: s.score,
-                        observed: vs[i],
+                        observed: value,
                         expected: s.expected,
                         lower: s.lower,
                         upper: s.upper,
@@ -248,6 +288,39 @@ mod tests {
         assert!(e.end_ms.is_some());
         assert_eq!(st.query(0, i64::MAX, Some("payment"), 0.5).len(), 1);
         assert!(st.query(0, i64::MAX, Some("cart"), 0.0).is_empty());
+    }
+
+    #[test]
+    fn counters_are_scored_as_rates_with_resets() {
+        assert!(is_counter("http_requests_total") && is_counter("latency_seconds_bucket"));
+        assert!(!is_counter("up") && !is_counter("total_memory_bytes"));
+        assert_eq!(counter_rate((0, 10.0), (10_000, 30.0)), Some(2.0));
+        assert_eq!(counter_rate((0, 100.0), (10_000, 5.0)), Some(0.5));
+        assert_eq!(counter_rate((0, 1.0), (0, 2.0)), None);
+
+        // A counter growing steadily for a long time raises nothing; its rate tripling does.
+        let catalog = SeriesCatalog::new();
+        let meta = Arc::new(SeriesMeta::new(
+            Source::Prometheus,
+            "requests_total",
+            [("service".into(), "api".into())],
+        ));
+        catalog.insert(meta.clone());
+        let mut st = DetectState::default();
+        let mut b = SampleBatchBuilder::with_capacity(3000);
+        let mut v = 0.0;
+        for i in 0..3000i64 {
+            v += if i < 2500 {
+                10.0 + ((i * 7919) % 7) as f64
+            } else {
+                40.0
+            };
+            b.push(meta.id, i * 15_000, v);
+        }
+        st.process(&DetectConfig::default(), &b.finish(), &catalog);
+        assert_eq!(st.events.len(), 1, "{:?}", st.events);
+        assert_eq!(st.events[0].start_ms, 2500 * 15_000);
+        assert!((st.events[0].observed - 40.0 / 15.0).abs() < 1e-9);
     }
 
     #[test]
