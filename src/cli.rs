@@ -88,8 +88,8 @@ pub struct DemoArgs {
     /// Archive directory (default: a fresh temporary directory, removed at exit).
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
-    /// Seconds between samples of the live workload.
-    #[arg(long, default_value_t = 5)]
+    /// Seconds between samples of the live workload (as a Prometheus scrape interval).
+    #[arg(long, default_value_t = 15)]
     pub interval_secs: u64,
     /// Hours of history sent first (at 15 s resolution), so there is something to look at.
     #[arg(long, default_value_t = 3)]
