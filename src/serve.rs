@@ -51,10 +51,18 @@ pub async fn serve(
     let (detect_tx, detect_rx) = std::sync::mpsc::sync_channel(cfg.transport.capacity);
     let detector = {
         let (dcfg, catalog, state) = (cfg.detect.clone(), catalog.clone(), detect_state.clone());
+        // Series without checkpointed state start from what the archive holds of them.
+        let reader = archive.clone();
+        let history = Box::new(move |id, from, to| {
+            reader.read_series(id, from, to).unwrap_or_else(|e| {
+                warn!(series = %id, error = %e, "Cannot read history to warm a detector; it starts cold.");
+                Vec::new()
+            })
+        });
         std::thread::Builder::new()
             .name("aiops-detect".into())
             .spawn(move || {
-                aiops_detect::stage::run(dcfg, detect_rx, catalog, state, Some(checkpoint))
+                aiops_detect::stage::run(dcfg, detect_rx, catalog, state, Some(checkpoint), history)
             })?
     };
     let stage = stage.with_downstream(detect_tx).spawn(receiver);

@@ -415,3 +415,58 @@ async fn anomalies_reach_the_api_and_survive_a_restart() {
     let log = std::fs::read_to_string(data.with_extension("log")).expect("log");
     assert!(log.contains("Restored detector state"), "{log}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_checkpoint_detectors_warm_from_the_archive() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let cfg = dir.path().join("aiops.toml");
+    // No checkpoint will be written before the kill.
+    std::fs::write(
+        &cfg,
+        "[detect]\ncheckpoint_secs = 3600\n[detect.detector]\nlearning_samples = 50\n",
+    )
+    .expect("config");
+    let port = free_port();
+    let mut server = start_serve(port, &data, Some(&cfg));
+    let base = format!("http://127.0.0.1:{port}");
+    let http = http();
+    wait_ready(&http, &base).await;
+    let client = RemoteWriteClient::new(format!("{base}/api/v1/write"));
+    let t0 = jiff::Timestamp::now().as_millisecond() - 3_600_000;
+    let req = |from: i64, n: i64, spike: bool| WriteRequest {
+        timeseries: vec![TimeSeries::from_parts(
+            [("__name__", "queue_depth"), ("service", "orders")],
+            (from..from + n).map(|k| {
+                (
+                    t0 + k * 10_000,
+                    if spike {
+                        400.0
+                    } else {
+                        20.0 + ((k * 7) % 5) as f64
+                    },
+                )
+            }),
+        )],
+        metadata: vec![],
+    };
+    client.send(&req(0, 100, false)).await.expect("accepted");
+    server.kill9();
+    assert!(!data.join("detect/checkpoint.json").exists());
+
+    let _server = start_serve(port, &data, Some(&cfg));
+    wait_ready(&http, &base).await;
+    client.send(&req(100, 1, true)).await.expect("accepted");
+    let url = format!("{base}/api/v1/anomalies?since={}&service=orders", t0 / 1000);
+    let events = wait_for(
+        "an anomaly from the warmed detector",
+        Duration::from_secs(20),
+        || async {
+            let v = get_json(&http, &url).await?;
+            let a = v["anomalies"].as_array()?.clone();
+            (!a.is_empty()).then_some(a)
+        },
+    )
+    .await;
+    assert_eq!(events[0]["start_ms"], t0 + 100 * 10_000);
+}

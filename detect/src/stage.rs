@@ -11,6 +11,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::{Detector, DetectorConfig};
 
+/// Reads a series' samples in `from_ms..=to_ms` (the archive, in the pipeline).
+pub type History = dyn Fn(SeriesId, i64, i64) -> Vec<(i64, f64)> + Send;
+
 /// Options of the detection stage.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -27,6 +30,9 @@ pub struct DetectConfig {
     pub max_score_gauges: usize,
     /// How often the detector state is checkpointed, seconds.
     pub checkpoint_secs: u64,
+    /// A series first seen (no checkpointed state) is warmed with this much of its history
+    /// from the archive, seconds (0: start cold).
+    pub warm_start_secs: u64,
 }
 
 impl Default for DetectConfig {
@@ -38,6 +44,7 @@ impl Default for DetectConfig {
             max_events: 10_000,
             max_score_gauges: 1_000,
             checkpoint_secs: 300,
+            warm_start_secs: 7 * 86_400,
         }
     }
 }
@@ -123,17 +130,56 @@ pub struct DetectState {
 impl DetectState {
     /// Scores every sample of `batch` in order, opening, extending and closing events.
     pub fn process(&mut self, cfg: &DetectConfig, batch: &SampleBatch, catalog: &SeriesCatalog) {
+        self.process_with_history(cfg, batch, catalog, &|_, _, _| Vec::new());
+    }
+
+    /// As [`DetectState::process`]; a series seen for the first time is first warmed with
+    /// `history(id, from_ms, to_ms)` (e.g. read from the archive: earlier runs, backfills), so
+    /// that it does not start cold. Warming raises no events.
+    pub fn process_with_history(
+        &mut self,
+        cfg: &DetectConfig,
+        batch: &SampleBatch,
+        catalog: &SeriesCatalog,
+        history: &dyn Fn(SeriesId, i64, i64) -> Vec<(i64, f64)>,
+    ) {
         let (ids, ts, vs) = (batch.series_ids(), batch.timestamps(), batch.values());
         for i in 0..batch.len() {
             let id = SeriesId(ids[i]);
-            let st = self.series.entry(id).or_insert_with(|| SeriesState {
-                detector: Detector::new(cfg.detector),
-                score: 0.0,
-                last_ms: i64::MIN,
-                open_event: None,
-                counter_prev: None,
-                is_counter: catalog.get(id).is_some_and(|m| is_counter(&m.metric)),
-            });
+            if let std::collections::hash_map::Entry::Vacant(slot) = self.series.entry(id) {
+                let mut st = SeriesState {
+                    detector: Detector::new(cfg.detector),
+                    score: 0.0,
+                    last_ms: i64::MIN,
+                    open_event: None,
+                    counter_prev: None,
+                    is_counter: catalog.get(id).is_some_and(|m| is_counter(&m.metric)),
+                };
+                if cfg.warm_start_secs > 0 {
+                    let from = ts[i] - cfg.warm_start_secs as i64 * 1000;
+                    for (t, v) in history(id, from, ts[i] - 1) {
+                        if t <= st.last_ms {
+                            continue;
+                        }
+                        st.last_ms = t;
+                        let value = if st.is_counter {
+                            match st
+                                .counter_prev
+                                .replace((t, v))
+                                .and_then(|p| counter_rate(p, (t, v)))
+                            {
+                                Some(r) => r,
+                                None => continue,
+                            }
+                        } else {
+                            v
+                        };
+                        st.detector.update(t, value);
+                    }
+                }
+                slot.insert(st);
+            }
+            let st = self.series.get_mut(&id).expect("inserted above");
             if ts[i] <= st.last_ms {
                 // Duplicates from retried writes, or late samples: already scored.
                 continue;
@@ -324,6 +370,35 @@ mod tests {
     }
 
     #[test]
+    fn a_new_series_is_warmed_from_history() {
+        let catalog = SeriesCatalog::new();
+        let cfg = DetectConfig {
+            detector: DetectorConfig {
+                learning_samples: 100,
+                ..DetectorConfig::default()
+            },
+            ..DetectConfig::default()
+        };
+        let history = |_: SeriesId, from: i64, to: i64| -> Vec<(i64, f64)> {
+            (0..500i64)
+                .map(|k| (k * 60_000, 10.0 + ((k * 7919) % 5) as f64 * 0.1))
+                .filter(|p| p.0 >= from && p.0 <= to)
+                .collect()
+        };
+        // Cold: the spike right after start falls in the learning period.
+        let mut b = SampleBatchBuilder::with_capacity(1);
+        b.push(SeriesId(3), 500 * 60_000, 90.0);
+        let batch = b.finish();
+        let mut cold = DetectState::default();
+        cold.process(&cfg, &batch, &catalog);
+        assert!(cold.events.is_empty());
+        // Warm: 500 samples of history, so the spike is an anomaly at once.
+        let mut warm = DetectState::default();
+        warm.process_with_history(&cfg, &batch, &catalog, &history);
+        assert_eq!(warm.events.len(), 1);
+    }
+
+    #[test]
     fn duplicate_samples_are_not_scored_twice() {
         let catalog = SeriesCatalog::new();
         let mut st = DetectState::default();
@@ -343,6 +418,7 @@ pub fn run(
     catalog: std::sync::Arc<SeriesCatalog>,
     state: std::sync::Arc<std::sync::RwLock<DetectState>>,
     checkpoint: Option<std::path::PathBuf>,
+    history: Box<History>,
 ) {
     use std::time::{Duration, Instant};
     let every = Duration::from_secs(cfg.checkpoint_secs);
@@ -352,7 +428,7 @@ pub fn run(
             Ok(batch) => state
                 .write()
                 .unwrap_or_else(|p| p.into_inner())
-                .process(&cfg, &batch, &catalog),
+                .process_with_history(&cfg, &batch, &catalog, &*history),
             Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
             Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
         }
