@@ -280,47 +280,50 @@ async fn backfill_with_entra_id_and_kql_lands_in_the_archive() {
     let end = (jiff::Timestamp::now().as_second() / 60) * 60 - 3600;
     let start = end - 2 * 86_400; // two days: two requests of 1440 buckets
     let ts = |s: i64| jiff::Timestamp::from_second(s).expect("valid").to_string();
-    let out = aiops()
-        .args([
-            "backfill",
-            "--source",
-            "appinsights",
-            "--url",
-            &d.url(),
-            "--app-id",
-            double::APP_ID,
-            "--app",
-            "shop",
-        ])
-        .args([
-            "--tenant-id",
-            double::TENANT,
-            "--client-id",
-            double::CLIENT_ID,
-            "--token-url",
-            &d.token_url(),
-        ])
-        .arg("--client-secret-file")
-        .arg(&secret)
-        .args([
-            "--metric",
-            "requests/count",
-            "--segment",
-            "cloud/roleName",
-            "--interval",
-            "PT1M",
-        ])
-        .args([
-            "--start",
-            &ts(start),
-            "--end",
-            &ts(end),
-            "--quiet",
-            "--data-dir",
-        ])
-        .arg(&data)
-        .output()
-        .expect("backfill runs");
+    let backfill = |what: &[&str]| {
+        aiops()
+            .args([
+                "backfill",
+                "--source",
+                "appinsights",
+                "--url",
+                &d.url(),
+                "--app-id",
+                double::APP_ID,
+                "--app",
+                "shop",
+            ])
+            .args([
+                "--tenant-id",
+                double::TENANT,
+                "--client-id",
+                double::CLIENT_ID,
+                "--token-url",
+                &d.token_url(),
+            ])
+            .arg("--client-secret-file")
+            .arg(&secret)
+            .args(what)
+            .args([
+                "--start",
+                &ts(start),
+                "--end",
+                &ts(end),
+                "--quiet",
+                "--data-dir",
+            ])
+            .arg(&data)
+            .output()
+            .expect("backfill runs")
+    };
+    let out = backfill(&[
+        "--metric",
+        "requests/count",
+        "--segment",
+        "cloud/roleName",
+        "--interval",
+        "PT1M",
+    ]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -333,41 +336,7 @@ async fn backfill_with_entra_id_and_kql_lands_in_the_archive() {
     assert_eq!(d.state.token_requests.load(Ordering::SeqCst), 1);
 
     // KQL into the same archive: the same series, the same values.
-    let out = aiops()
-        .args([
-            "backfill",
-            "--source",
-            "appinsights",
-            "--url",
-            &d.url(),
-            "--app-id",
-            double::APP_ID,
-            "--app",
-            "shop",
-        ])
-        .args([
-            "--tenant-id",
-            double::TENANT,
-            "--client-id",
-            double::CLIENT_ID,
-            "--token-url",
-            &d.token_url(),
-        ])
-        .arg("--client-secret-file")
-        .arg(&secret)
-        .args([
-            "--kql",
-            KQL,
-            "--start",
-            &ts(start),
-            "--end",
-            &ts(end),
-            "--quiet",
-            "--data-dir",
-        ])
-        .arg(&data)
-        .output()
-        .expect("backfill runs");
+    let out = backfill(&["--kql", KQL]);
     assert!(
         out.status.success(),
         "{}",

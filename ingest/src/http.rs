@@ -24,6 +24,21 @@ pub fn http_client() -> reqwest::ClientBuilder {
     reqwest::Client::builder()
 }
 
+/// The HTTP client of a pulling source: our user agent and a per-request timeout.
+pub fn source_client(
+    source: &str,
+    timeout_secs: u64,
+) -> Result<reqwest::Client, crate::IngestError> {
+    http_client()
+        .timeout(std::time::Duration::from_secs(timeout_secs))
+        .user_agent(concat!("aiops/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| crate::IngestError::SourceConfig {
+            name: source.to_owned(),
+            reason: format!("HTTP client: {e}"),
+        })
+}
+
 /// A successful answer.
 #[derive(Debug)]
 pub struct Answer {

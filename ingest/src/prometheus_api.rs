@@ -67,14 +67,7 @@ struct MatrixData {
 impl PromClient {
     /// A client for `cfg`.
     pub fn new(cfg: &PrometheusSourceConfig, metrics: IngestMetrics) -> Result<Self, IngestError> {
-        let http = crate::http_client()
-            .timeout(Duration::from_secs(cfg.timeout_secs))
-            .user_agent(concat!("aiops/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| IngestError::SourceConfig {
-                name: cfg.name.clone(),
-                reason: format!("HTTP client: {e}"),
-            })?;
+        let http = http::source_client(&cfg.name, cfg.timeout_secs)?;
         Ok(Self {
             http,
             base: cfg.url.trim_end_matches('/').to_owned(),
