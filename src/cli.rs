@@ -28,6 +28,45 @@ pub enum Command {
     Bench(BenchArgs),
     /// Evaluate against labelled data (prints JSON).
     Eval(EvalArgs),
+    /// The model registry: list, show, register, promote, roll back.
+    Models(ModelsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ModelsArgs {
+    /// Archive directory (the registry is DIR/models/registry.json).
+    #[arg(long, default_value = "./data", global = true)]
+    pub data_dir: PathBuf,
+    #[command(subcommand)]
+    pub what: ModelsWhat,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ModelsWhat {
+    /// Every version, newest first, with its scores; active ones marked.
+    List,
+    /// One version in full (JSON).
+    Show { version: u64 },
+    /// Register detector parameters (TOML, the keys of DetectorConfig) as a new version,
+    /// evaluated on a NAB-layout corpus when --eval-nab is given.
+    Register {
+        /// The parameters.
+        #[arg(long)]
+        params: PathBuf,
+        /// Evaluate on this corpus and record the scores.
+        #[arg(long)]
+        eval_nab: Option<PathBuf>,
+        /// A note.
+        #[arg(long)]
+        note: Option<String>,
+    },
+    /// Make a version the active one of its kind (used by `serve` from its next start).
+    Promote { version: u64 },
+    /// Make the previously active version of a kind active again.
+    Rollback {
+        #[arg(long, default_value = "detector")]
+        kind: String,
+    },
 }
 
 #[derive(Debug, Args)]

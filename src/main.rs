@@ -7,6 +7,7 @@ mod cli;
 mod config;
 mod demo;
 mod eval;
+mod models;
 mod serve;
 
 use clap::Parser;
@@ -45,6 +46,7 @@ async fn run(cli: cli::Cli) -> anyhow::Result<()> {
         }
         cli::Command::Bench(args) => bench::run(args).await,
         cli::Command::Eval(args) => eval::run(args),
+        cli::Command::Models(args) => models::run(args),
     }
 }
 

@@ -24,10 +24,18 @@ use crate::config::Config;
 /// requests (up to `shutdown_grace_secs`), sources stop, the archive writes what is queued,
 /// syncs and closes. `bound` receives the listening address once the server accepts.
 pub async fn serve(
-    cfg: Config,
+    mut cfg: Config,
     cancel: CancellationToken,
     bound: Option<oneshot::Sender<SocketAddr>>,
 ) -> anyhow::Result<()> {
+    // A promoted model overrides the configured detector parameters.
+    if let Some((version, params)) = crate::models::active_detector(&cfg.archive.data_dir)? {
+        info!(
+            version,
+            "Using the detector parameters of the active registered model."
+        );
+        cfg.detect.detector = params;
+    }
     let mut registry = Registry::default();
     let ingest_metrics = IngestMetrics::register(&mut registry);
     let api_metrics = ApiMetrics::register(&mut registry);

@@ -141,3 +141,97 @@ fn a_corpus_that_is_not_there_is_a_clear_error() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("/nonexistent/nab"), "{err}");
 }
+
+#[test]
+fn models_register_promote_rollback_and_serve_uses_the_active_one() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    small_corpus(dir.path());
+    let data = dir.path().join("archive");
+    let params = dir.path().join("p.toml");
+    std::fs::write(&params, "short_window = 8\n").expect("write");
+    let d = data.to_str().expect("utf8");
+    let out = common::aiops()
+        .args([
+            "models",
+            "--data-dir",
+            d,
+            "register",
+            "--params",
+            params.to_str().expect("utf8"),
+        ])
+        .args([
+            "--eval-nab",
+            dir.path().to_str().expect("utf8"),
+            "--note",
+            "first",
+        ])
+        .output()
+        .expect("runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::write(&params, "short_window = 12\n").expect("write");
+    let out = common::aiops()
+        .args([
+            "models",
+            "--data-dir",
+            d,
+            "register",
+            "--params",
+            params.to_str().expect("utf8"),
+        ])
+        .output()
+        .expect("runs");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("version 2"));
+    for v in ["1", "2"] {
+        assert!(
+            common::aiops()
+                .args(["models", "--data-dir", d, "promote", v])
+                .status()
+                .expect("runs")
+                .success()
+        );
+    }
+    let list = common::aiops()
+        .args(["models", "--data-dir", d, "list"])
+        .output()
+        .expect("runs");
+    let list = String::from_utf8_lossy(&list.stdout).to_string();
+    assert!(
+        list.lines().next().is_some_and(|l| l.starts_with("*   2")),
+        "{list}"
+    );
+    assert!(list.contains("nab_standard="), "{list}");
+    let rb = common::aiops()
+        .args(["models", "--data-dir", d, "rollback"])
+        .output()
+        .expect("runs");
+    assert!(String::from_utf8_lossy(&rb.stdout).contains("version 1 is the active detector again"));
+    let show = common::aiops()
+        .args(["models", "--data-dir", d, "show", "1"])
+        .output()
+        .expect("runs");
+    let v: serde_json::Value = serde_json::from_slice(&show.stdout).expect("json");
+    assert_eq!(v["params"]["short_window"], 8);
+    let missing = common::aiops()
+        .args(["models", "--data-dir", d, "show", "9"])
+        .output()
+        .expect("runs");
+    assert!(!missing.status.success());
+
+    // serve starts with the active version's parameters.
+    let port = common::free_port();
+    let _server = common::start_serve(port, &data, None);
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(common::wait_ready(
+        &common::http(),
+        &format!("http://127.0.0.1:{port}"),
+    ));
+    let log = std::fs::read_to_string(data.with_extension("log")).expect("log");
+    assert!(
+        log.contains("active registered model") && log.contains("version=1"),
+        "{log}"
+    );
+}

@@ -8,6 +8,7 @@
 //! * [`SampleBatch`] — the Arrow record batch of samples in long format
 //!   (`series_id`, `timestamp`, `value`) that flows from ingest through the transport to the
 //!   archive and, later, to detection;
+//! * [`registry`] — the versioned model registry;
 //! * [`Selector`] — Prometheus-style label matchers (`up{job="api",code=~"5.."}`) for catalog
 //!   queries.
 //!
@@ -18,6 +19,7 @@ mod anomaly;
 mod batch;
 mod catalog;
 mod error;
+pub mod registry;
 mod selector;
 mod series;
 
