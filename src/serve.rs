@@ -10,6 +10,7 @@ use aiops_ingest::SourceStates;
 use aiops_ingest::appinsights::{self, AppInsightsClient};
 use aiops_ingest::archive::Archive;
 use aiops_ingest::prometheus_api::{PromClient, run_live};
+use aiops_ingest::transport::EventBus;
 use aiops_models::SeriesCatalog;
 use anyhow::Context;
 use prometheus_client::registry::Registry;
@@ -51,12 +52,26 @@ pub async fn serve(
     let checkpoint = cfg.archive.data_dir.join("detect").join("checkpoint.json");
     let detect_state = {
         let path = checkpoint.clone();
+        let max_events = cfg.detect.max_events;
         Arc::new(std::sync::RwLock::new(
-            tokio::task::spawn_blocking(move || aiops_detect::stage::load_checkpoint(&path))
-                .await?,
+            tokio::task::spawn_blocking(move || {
+                let mut st = aiops_detect::stage::load_checkpoint(&path);
+                // The event log is the record of events: it also holds those a crash kept out
+                // of the last checkpoint.
+                let logged = aiops_detect::stage::load_events(
+                    &path.with_file_name("events.jsonl"),
+                    max_events,
+                );
+                if !logged.is_empty() {
+                    st.events = logged;
+                }
+                st
+            })
+            .await?,
         ))
     };
     let (detect_tx, detect_rx) = std::sync::mpsc::sync_channel(cfg.transport.capacity);
+    let events = EventBus::new(cfg.detect.max_events.min(65_536));
     let detector = {
         let (dcfg, catalog, state) = (cfg.detect.clone(), catalog.clone(), detect_state.clone());
         // Series without checkpointed state start from what the archive holds of them.
@@ -67,10 +82,22 @@ pub async fn serve(
                 Vec::new()
             })
         });
+        let publish = {
+            let bus = events.clone();
+            Box::new(move |ev: &aiops_models::AnomalyEvent| bus.publish(ev))
+        };
         std::thread::Builder::new()
             .name("aiops-detect".into())
             .spawn(move || {
-                aiops_detect::stage::run(dcfg, detect_rx, catalog, state, Some(checkpoint), history)
+                aiops_detect::stage::run(
+                    dcfg,
+                    detect_rx,
+                    catalog,
+                    state,
+                    Some(checkpoint),
+                    history,
+                    publish,
+                )
             })?
     };
     let stage = stage.with_downstream(detect_tx).spawn(receiver);

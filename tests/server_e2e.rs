@@ -388,6 +388,8 @@ async fn anomalies_reach_the_api_and_survive_a_restart() {
     assert_eq!(events[0]["metric"], "checkout_latency_seconds");
     assert_eq!(events[0]["start_ms"], t0 + 100 * 10_000);
     assert_eq!(events[0]["observed"], 3.0);
+    let log = std::fs::read_to_string(data.join("detect/events.jsonl")).expect("event log");
+    assert!(log.contains(events[0]["id"].as_str().expect("id")), "{log}");
     let metrics = http
         .get(format!("{base}/metrics"))
         .send()
@@ -469,4 +471,10 @@ async fn without_a_checkpoint_detectors_warm_from_the_archive() {
     )
     .await;
     assert_eq!(events[0]["start_ms"], t0 + 100 * 10_000);
+    // Killed again before any checkpoint: the event comes back from the event log.
+    drop(_server);
+    let _server = start_serve(port, &data, Some(&cfg));
+    wait_ready(&http, &base).await;
+    let v = get_json(&http, &url).await.expect("anomalies");
+    assert_eq!(v["anomalies"].as_array().map(Vec::len), Some(1), "{v}");
 }

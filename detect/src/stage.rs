@@ -125,6 +125,9 @@ pub struct DetectState {
     /// Samples scored since start.
     #[serde(skip)]
     pub scored: u64,
+    /// Ids of events opened, extended or closed since the last [`DetectState::take_changed`].
+    #[serde(skip)]
+    changed: Vec<String>,
 }
 
 impl DetectState {
@@ -203,6 +206,7 @@ impl DetectState {
                 if let Some(ev) = self.events.iter_mut().rev().find(|e| e.id == eid) {
                     if ts[i] - ev.last_ms > quiet_ms && s.score < cfg.event_score {
                         ev.end_ms = Some(ev.last_ms);
+                        self.changed.push(eid.clone());
                         st.open_event = None;
                     }
                 } else {
@@ -216,6 +220,7 @@ impl DetectState {
                 Some(eid) => {
                     if let Some(ev) = self.events.iter_mut().rev().find(|e| e.id == eid) {
                         ev.last_ms = ts[i];
+                        self.changed.push(eid.clone());
                         if s.score > ev.score {
                             ev.score = s.score;
                             ev.peak_ms = ts[i];
@@ -245,6 +250,7 @@ impl DetectState {
                         upper: s.upper,
                     };
                     st.open_event = Some(ev.id.clone());
+                    self.changed.push(ev.id.clone());
                     self.events.push(ev);
                     if self.events.len() > cfg.max_events {
                         let drop = self.events.len() - cfg.max_events;
@@ -253,6 +259,18 @@ impl DetectState {
                 }
             }
         }
+    }
+
+    /// The current state of every event that changed since the last call, once each.
+    pub fn take_changed(&mut self) -> Vec<AnomalyEvent> {
+        let mut ids = std::mem::take(&mut self.changed);
+        ids.sort();
+        ids.dedup();
+        self.events
+            .iter()
+            .filter(|e| ids.binary_search(&e.id).is_ok())
+            .cloned()
+            .collect()
     }
 
     /// The `limit` series with the highest latest scores above 0.
@@ -412,6 +430,7 @@ mod tests {
 
 /// Runs the stage until `input` closes: scores each batch under the write lock of `state`,
 /// checkpoints every `checkpoint_secs` and at the end. Blocking: give it its own thread.
+#[allow(clippy::too_many_arguments)]
 pub fn run(
     cfg: DetectConfig,
     input: std::sync::mpsc::Receiver<SampleBatch>,
@@ -419,16 +438,45 @@ pub fn run(
     state: std::sync::Arc<std::sync::RwLock<DetectState>>,
     checkpoint: Option<std::path::PathBuf>,
     history: Box<History>,
+    publish: Box<dyn Fn(&AnomalyEvent) + Send>,
 ) {
+    use std::io::Write as _;
     use std::time::{Duration, Instant};
+    // Every change of an event is appended to the event log next to the checkpoint (the last
+    // line of an id is its current state) and published.
+    let mut log = checkpoint.as_ref().and_then(|p| {
+        let path = p.with_file_name("events.jsonl");
+        if let Some(dir) = path.parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(|e| tracing::warn!(path = %path.display(), error = %e, "Cannot open the anomaly event log."))
+            .ok()
+    });
     let every = Duration::from_secs(cfg.checkpoint_secs);
     let mut last = Instant::now();
     loop {
         match input.recv_timeout(Duration::from_secs(1)) {
-            Ok(batch) => state
-                .write()
-                .unwrap_or_else(|p| p.into_inner())
-                .process_with_history(&cfg, &batch, &catalog, &*history),
+            Ok(batch) => {
+                let changed = {
+                    let mut st = state.write().unwrap_or_else(|p| p.into_inner());
+                    st.process_with_history(&cfg, &batch, &catalog, &*history);
+                    st.take_changed()
+                };
+                for ev in &changed {
+                    if let Some(f) = log.as_mut() {
+                        let mut line = serde_json::to_vec(ev).expect("an event always serialises");
+                        line.push(b'\n');
+                        if let Err(e) = f.write_all(&line) {
+                            tracing::warn!(error = %e, "Cannot append to the anomaly event log.");
+                        }
+                    }
+                    publish(ev);
+                }
+            }
             Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
             Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
         }
@@ -551,5 +599,44 @@ mod checkpoint_tests {
                 .series
                 .is_empty()
         );
+    }
+}
+
+/// Rebuilds the event list from the event log written by [`run`] (the last line of an id wins),
+/// keeping the newest `max_events`. A torn last line after a crash is skipped.
+pub fn load_events(path: &std::path::Path, max_events: usize) -> Vec<AnomalyEvent> {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return Vec::new();
+    };
+    let mut by_id: std::collections::HashMap<String, AnomalyEvent> =
+        std::collections::HashMap::new();
+    for line in text.lines() {
+        if let Ok(ev) = serde_json::from_str::<AnomalyEvent>(line) {
+            by_id.insert(ev.id.clone(), ev);
+        }
+    }
+    let mut events: Vec<AnomalyEvent> = by_id.into_values().collect();
+    events.sort_by_key(|e| (e.start_ms, e.id.clone()));
+    let drop = events.len().saturating_sub(max_events);
+    events.drain(..drop);
+    events
+}
+
+/// Rewrites the event log with just `events` (one line each), through a synced temporary
+/// file: called at start so the log does not grow without bound.
+pub fn compact_events(path: &std::path::Path, events: &[AnomalyEvent]) {
+    let res = (|| -> std::io::Result<()> {
+        let tmp = path.with_extension("jsonl.tmp");
+        let mut out = Vec::new();
+        for e in events {
+            serde_json::to_writer(&mut out, e).map_err(std::io::Error::other)?;
+            out.push(b'\n');
+        }
+        std::fs::write(&tmp, out)?;
+        std::fs::File::open(&tmp)?.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if let Err(e) = res {
+        tracing::warn!(path = %path.display(), error = %e, "Cannot compact the anomaly event log.");
     }
 }

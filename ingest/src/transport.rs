@@ -216,3 +216,59 @@ mod tests {
         assert!(waiter.wait().await.is_err());
     }
 }
+
+/// Anomaly events on their way to the stages after detection (incidents; a Kafka topic later).
+/// A broadcast: every subscriber sees every event published after it subscribed; one that
+/// falls more than `capacity` behind is told how many it missed.
+#[derive(Debug, Clone)]
+pub struct EventBus {
+    tx: tokio::sync::broadcast::Sender<aiops_models::AnomalyEvent>,
+}
+
+impl EventBus {
+    /// A bus keeping up to `capacity` events for slow subscribers.
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            tx: tokio::sync::broadcast::channel(capacity.max(1)).0,
+        }
+    }
+
+    /// Publishes an event (new, extended or closed); without subscribers it goes nowhere.
+    pub fn publish(&self, ev: &aiops_models::AnomalyEvent) {
+        let _ = self.tx.send(ev.clone());
+    }
+
+    /// A new subscriber.
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<aiops_models::AnomalyEvent> {
+        self.tx.subscribe()
+    }
+}
+
+#[cfg(test)]
+mod bus_tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn subscribers_receive_published_events() {
+        let bus = EventBus::new(8);
+        let mut rx = bus.subscribe();
+        let ev = aiops_models::AnomalyEvent {
+            id: "a-1".into(),
+            series_id: aiops_models::SeriesId(1),
+            metric: "m".into(),
+            service: None,
+            labels: vec![],
+            start_ms: 1,
+            peak_ms: 1,
+            last_ms: 1,
+            end_ms: None,
+            score: 0.9,
+            observed: 2.0,
+            expected: 1.0,
+            lower: 0.5,
+            upper: 1.5,
+        };
+        bus.publish(&ev);
+        assert_eq!(rx.recv().await.expect("event"), ev);
+    }
+}
