@@ -83,6 +83,14 @@ fn progress(quiet: bool) -> ProgressBar {
     bar
 }
 
+/// The progress callback of a pull: `(requests done, requests in all)`.
+fn advance(bar: &ProgressBar) -> impl FnMut(usize, usize) + '_ {
+    |done, total| {
+        bar.set_length(total as u64);
+        bar.set_position(done as u64);
+    }
+}
+
 /// Closes the sink (the archive flushes) and prints the summary.
 async fn finish(
     sink: Sink,
@@ -173,10 +181,7 @@ async fn appinsights(args: BackfillArgs, start_s: i64, end_s: i64) -> anyhow::Re
         end_s * 1000,
         &sink.sender,
         &sink.catalog,
-        |done, total| {
-            bar.set_length(total as u64);
-            bar.set_position(done as u64);
-        },
+        advance(&bar),
     )
     .await;
     bar.finish_and_clear();
@@ -225,10 +230,7 @@ async fn prometheus(args: BackfillArgs, start: i64, end: i64) -> anyhow::Result<
         range,
         &sink.sender,
         &sink.catalog,
-        |done, total| {
-            bar.set_length(total as u64);
-            bar.set_position(done as u64);
-        },
+        advance(&bar),
     )
     .await;
     bar.finish_and_clear();

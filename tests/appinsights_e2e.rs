@@ -232,14 +232,7 @@ id = "requests/count"
 
     // Overlapping polls do not send a value twice: what was received is what is stored.
     tokio::time::sleep(Duration::from_millis(2500)).await;
-    let metrics = http
-        .get(format!("{base}/metrics"))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = get_text(&http, &format!("{base}/metrics")).await;
     let received: f64 = metrics
         .lines()
         .find(|l| l.starts_with("aiops_ingest_samples_received_total{source=\"appinsights\"}"))

@@ -126,14 +126,7 @@ remote_write:
     assert_eq!(counter["series"][0]["labels"]["kind"], "x");
 
     // Prometheus saw no failed sends (metadata-only requests included).
-    let prom_metrics = http
-        .get(format!("{prom}/metrics"))
-        .send()
-        .await
-        .expect("prometheus metrics")
-        .text()
-        .await
-        .expect("text");
+    let prom_metrics = get_text(&http, &format!("{prom}/metrics")).await;
     let failed: f64 = prom_metrics
         .lines()
         .filter(|l| l.starts_with("prometheus_remote_storage_samples_failed_total"))

@@ -343,18 +343,19 @@ async fn demo_shows_series_within_seconds_and_stops_by_itself() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn anomalies_reach_the_api_and_survive_a_restart() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let data = dir.path().join("data");
-    let cfg = dir.path().join("aiops.toml");
-    std::fs::write(
-        &cfg,
+    let Served {
+        server,
+        port,
+        base,
+        data,
+        config: cfg,
+        http,
+    } = serve_with_config(
+        dir.path(),
         "[detect]\ncheckpoint_secs = 1\n[detect.detector]\nlearning_samples = 50\n",
     )
-    .expect("config");
-    let port = free_port();
-    let mut server = start_serve(port, &data, Some(&cfg));
-    let base = format!("http://127.0.0.1:{port}");
-    let http = http();
-    wait_ready(&http, &base).await;
+    .await;
+    let mut server = server;
     let client = RemoteWriteClient::new(format!("{base}/api/v1/write"));
     let t0 = jiff::Timestamp::now().as_millisecond() - 3_600_000;
     let send = |k: i64, v: f64| {
@@ -390,14 +391,7 @@ async fn anomalies_reach_the_api_and_survive_a_restart() {
     assert_eq!(events[0]["observed"], 3.0);
     let log = std::fs::read_to_string(data.join("detect/events.jsonl")).expect("event log");
     assert!(log.contains(events[0]["id"].as_str().expect("id")), "{log}");
-    let metrics = http
-        .get(format!("{base}/metrics"))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = get_text(&http, &format!("{base}/metrics")).await;
     assert!(
         metrics.contains("aiops_anomaly_score{series=\""),
         "{metrics}"
@@ -421,19 +415,20 @@ async fn anomalies_reach_the_api_and_survive_a_restart() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_a_checkpoint_detectors_warm_from_the_archive() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let data = dir.path().join("data");
-    let cfg = dir.path().join("aiops.toml");
     // No checkpoint will be written before the kill.
-    std::fs::write(
-        &cfg,
+    let Served {
+        server,
+        port,
+        base,
+        data,
+        config: cfg,
+        http,
+    } = serve_with_config(
+        dir.path(),
         "[detect]\ncheckpoint_secs = 3600\n[detect.detector]\nlearning_samples = 50\n",
     )
-    .expect("config");
-    let port = free_port();
-    let mut server = start_serve(port, &data, Some(&cfg));
-    let base = format!("http://127.0.0.1:{port}");
-    let http = http();
-    wait_ready(&http, &base).await;
+    .await;
+    let mut server = server;
     let client = RemoteWriteClient::new(format!("{base}/api/v1/write"));
     let t0 = jiff::Timestamp::now().as_millisecond() - 3_600_000;
     let req = |from: i64, n: i64, spike: bool| WriteRequest {

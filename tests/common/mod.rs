@@ -116,6 +116,48 @@ pub fn http() -> reqwest::Client {
     aiops_ingest::http_client().build().expect("client builds")
 }
 
+/// GET a text document (e.g. `/metrics`).
+pub async fn get_text(http: &reqwest::Client, url: &str) -> String {
+    http.get(url)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"))
+        .text()
+        .await
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"))
+}
+
+/// A running `aiops serve` with its own data directory and configuration.
+pub struct Served {
+    pub server: Proc,
+    pub port: u16,
+    pub base: String,
+    pub data: std::path::PathBuf,
+    pub config: std::path::PathBuf,
+    pub http: reqwest::Client,
+}
+
+/// Writes `config_toml` next to a fresh data directory under `dir`, starts `aiops serve` on
+/// them and waits until it is ready.
+pub async fn serve_with_config(dir: &Path, config_toml: &str) -> Served {
+    let data = dir.join("data");
+    let config = dir.join("aiops.toml");
+    std::fs::write(&config, config_toml).expect("write config");
+    let port = free_port();
+    let server = start_serve(port, &data, Some(&config));
+    let base = format!("http://127.0.0.1:{port}");
+    let http = http();
+    wait_ready(&http, &base).await;
+    Served {
+        server,
+        port,
+        base,
+        data,
+        config,
+        http,
+    }
+}
+
 /// GET a JSON document.
 pub async fn get_json(http: &reqwest::Client, url: &str) -> Option<serde_json::Value> {
     let r = http.get(url).send().await.ok()?;
