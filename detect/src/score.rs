@@ -5,6 +5,8 @@
 //!    level) in units of a robust scale (the exponentially weighted mean absolute residual), and
 //!    with the range seen so far: a value well outside it is surprising however noisy the
 //!    series.
+//!    A surprise that recurs at the same time of day (a nightly job) is discounted: each
+//!    15-minute bin remembers the largest surprise of earlier days, fading by half a day.
 //! 2. **Calibration.** A short moving average of the raw surprise is compared with the long-run
 //!    distribution of that average on the same series (exponentially weighted mean and
 //!    variance), and its Gaussian tail probability is log-scaled to [0, 1] — the "anomaly
@@ -42,6 +44,13 @@ pub struct DetectorConfig {
     pub spatial_alerts: bool,
     /// ... when it is also at least this many robust deviations from the prediction.
     pub spatial_min_z: f64,
+    /// How much a surprise that recurs at the same time of day (within a bin either side) is
+    /// discounted: 0 never, 1 fully. A nightly backup spike is routine, not an anomaly.
+    pub recurrence_discount: f64,
+    /// Each day, the remembered surprise of a time-of-day bin fades by this factor.
+    pub recurrence_decay: f64,
+    /// Only surprises at least this large are remembered.
+    pub recurrence_min: f64,
 }
 
 impl Default for DetectorConfig {
@@ -57,6 +66,9 @@ impl Default for DetectorConfig {
             range_margin: 0.05,
             spatial_alerts: true,
             spatial_min_z: 3.0,
+            recurrence_discount: 0.5,
+            recurrence_decay: 0.5,
+            recurrence_min: 0.8,
         }
     }
 }
@@ -95,6 +107,14 @@ pub struct Detector {
     day: [f32; DAY_BINS],
     #[serde(with = "serde_counts")]
     day_n: [u8; DAY_BINS],
+    /// The largest raw surprise seen in each time-of-day bin, fading daily (255 = 1.0).
+    #[serde(with = "serde_counts")]
+    day_peak: [u8; DAY_BINS],
+    last_bin: u8,
+    /// The largest surprise in the current bin so far today.
+    cur_peak: u8,
+    /// The previous bin's remembered surprise from before today.
+    prev_peak: u8,
     day_scale: f64,
     short_sum: f64,
     long_mean: f64,
@@ -127,6 +147,10 @@ impl Detector {
             short: [0.0; SHORT_MAX],
             day: [0.0; DAY_BINS],
             day_n: [0; DAY_BINS],
+            day_peak: [0; DAY_BINS],
+            last_bin: u8::MAX,
+            cur_peak: 0,
+            prev_peak: 0,
             day_scale: 0.0,
             short_sum: 0.0,
             long_mean: 0.0,
@@ -187,6 +211,32 @@ impl Detector {
             } else if outside > 0.0 {
                 raw = raw.max(outside / (cfg.range_margin * range));
             }
+        }
+
+        // A surprise like one seen at this time of day on earlier days is routine (a nightly
+        // job). Today's surprises are kept aside until the bin ends, so that an anomaly does not
+        // excuse itself.
+        if bin as u8 != self.last_bin {
+            if let Some(old) = self.day_peak.get_mut(usize::from(self.last_bin)) {
+                self.prev_peak = *old;
+                *old = ((f64::from(*old) * cfg.recurrence_decay) as u8).max(self.cur_peak);
+            }
+            self.prev_peak = if (usize::from(self.last_bin) + 1) % DAY_BINS == bin {
+                self.prev_peak
+            } else {
+                0
+            };
+            self.last_bin = bin as u8;
+            self.cur_peak = 0;
+        }
+        let recur = self
+            .prev_peak
+            .max(self.day_peak[bin])
+            .max(self.day_peak[(bin + 1) % DAY_BINS]);
+        let felt = raw;
+        raw *= 1.0 - cfg.recurrence_discount * f64::from(recur) / 255.0;
+        if self.seen >= u64::from(cfg.learning_samples) && felt >= cfg.recurrence_min {
+            self.cur_peak = self.cur_peak.max((felt * 255.0) as u8);
         }
 
         // 2. Calibration: short average against its long-run distribution.
@@ -323,6 +373,37 @@ mod tests {
         assert_eq!(first.score, 1.0);
         let second = d.update(501 * 300_000, 150.0);
         assert_eq!(second.score, 0.0);
+    }
+
+    #[test]
+    fn a_spike_at_the_same_time_every_day_becomes_routine() {
+        const STEP: i64 = 300_000; // 5 minutes: 288 samples a day
+        let run = |new_time_on_last_day: bool| {
+            let mut d = Detector::new(DetectorConfig::default());
+            let mut last = Scored::default();
+            for i in 0..288 * 8 {
+                let day = i / 288;
+                let spike_at = if day == 7 && new_time_on_last_day {
+                    200
+                } else {
+                    40
+                };
+                let v = if day >= 2 && i % 288 == spike_at {
+                    12.0
+                } else {
+                    1.0 + 0.1 * noise(i)
+                };
+                let s = d.update(i as i64 * STEP, v);
+                if day == 7 && i % 288 == spike_at {
+                    last = s;
+                }
+            }
+            last
+        };
+        let routine = run(false);
+        let novel = run(true);
+        assert!(routine.raw <= 0.5 * novel.raw, "{routine:?} vs {novel:?}");
+        assert!(routine.score < novel.score, "{routine:?} vs {novel:?}");
     }
 
     #[test]
