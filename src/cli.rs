@@ -80,6 +80,32 @@ pub enum EvalWhat {
     /// The Numenta Anomaly Benchmark: run our detector over DIR/data (or score existing results)
     /// and score it with NAB's method for the three profiles.
     Nab(NabArgs),
+    /// Detection on labelled fault cases (rca.md §5): the univariate ensemble, the multivariate
+    /// per-service scorer and both together; precision, recall and F1 over cases.
+    Cases(CasesArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CasesArgs {
+    /// Case folders (any depth) holding data.csv, inject_time.txt and labels.json.
+    #[arg(long)]
+    pub data: PathBuf,
+    /// A row is flagged when its score is at least this (default: the alert score, 0.5).
+    #[arg(long, default_value_t = 0.5)]
+    pub threshold: f64,
+    /// Univariate detector parameters (TOML, the keys of DetectorConfig).
+    #[arg(long)]
+    pub detector_config: Option<PathBuf>,
+    /// Multivariate parameters (TOML, the keys of MultiConfig).
+    #[arg(long)]
+    pub multi_config: Option<PathBuf>,
+    /// A row counts only when this many rows in a row (it included) score at or above the
+    /// threshold: a change that holds, not a blip.
+    #[arg(long, default_value_t = 1)]
+    pub sustain_rows: usize,
+    /// Include every case's outcome.
+    #[arg(long)]
+    pub per_case: bool,
 }
 
 #[derive(Debug, Args)]

@@ -235,3 +235,66 @@ fn models_register_promote_rollback_and_serve_uses_the_active_one() {
         "{log}"
     );
 }
+
+/// `aiops eval cases` on a copy of some labelled fault cases (both datasets' layouts): every
+/// method reports counts that add up, per dataset and per fault, and the multivariate scorer
+/// finds the Sock Shop CPU hogs.
+#[test]
+fn evaluates_detection_on_fault_cases() {
+    let cases = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/rca/cases");
+    let dir = tempfile::tempdir().expect("tempdir");
+    for c in [
+        "sock-shop-rcd/carts_cpu/1",
+        "sock-shop-rcd/user_mem/2",
+        "petshop/high_traffic_test_issue0",
+    ] {
+        let to = dir.path().join(c);
+        std::fs::create_dir_all(&to).expect("mkdir");
+        for f in std::fs::read_dir(cases.join(c)).expect("case folder") {
+            let f = f.expect("entry").path();
+            std::fs::copy(&f, to.join(f.file_name().expect("name"))).expect("copy");
+        }
+    }
+    let v = run(&[
+        "eval",
+        "cases",
+        "--data",
+        dir.path().to_str().expect("utf8"),
+        "--per-case",
+    ]);
+    assert_eq!(v["cases"], 3);
+    for method in ["univariate", "multivariate", "combined"] {
+        let all = &v[method]["all"];
+        assert_eq!(all["cases"], 3, "{method}");
+        let (tp, fn_) = (
+            all["tp"].as_u64().expect("tp"),
+            all["fn"].as_u64().expect("fn"),
+        );
+        assert_eq!(tp + fn_, 3, "{method}");
+        assert!(
+            v[method]["faults"]["sock-shop-rcd/cpu"]["cases"] == 1,
+            "{method}"
+        );
+        assert!(v[method]["datasets"]["petshop"]["cases"] == 1, "{method}");
+    }
+    let carts = &v["multivariate"]["per_case"]["sock-shop-rcd/carts_cpu/1"];
+    assert_eq!(carts["abnormal_flagged"], true, "{carts}");
+    assert!(carts["delay_s"].as_i64().expect("delay") >= 0);
+}
+
+#[test]
+fn a_folder_without_cases_is_a_clear_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = common::aiops()
+        .args([
+            "eval",
+            "cases",
+            "--data",
+            dir.path().to_str().expect("utf8"),
+        ])
+        .output()
+        .expect("runs");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no case folder"), "{err}");
+}

@@ -1,12 +1,16 @@
 //! Anomaly scoring (and, later, forecasting) for aiops.
 //!
 //! * [`Detector`] — per-series online anomaly scoring.
+//! * [`multi`] — multivariate scoring of a service's metrics as one vector (PCA).
+//! * [`cases`] — labelled fault cases (RCAEval layout) and the detection protocol of rca.md §5.
 //! * [`nab`] — the Numenta Anomaly Benchmark corpus and a faithful re-implementation of its
 //!   scorer, used by `aiops eval nab`.
 //!
 //! Pure compute, synchronous, no runtime: the pipeline calls it from its stages.
 
+pub mod cases;
 mod error;
+pub mod multi;
 pub mod nab;
 mod score;
 pub mod stage;

@@ -93,6 +93,20 @@ const SHORT_MAX: usize = 16;
 const DAY_BINS: usize = 96;
 const DAY_MS: i64 = 86_400_000;
 
+impl Scored {
+    /// How far `value` is from the expected value, in units of the band's half-width / 3 (a
+    /// robust standard deviation): the series' own surprise, signed, with its level, trend and
+    /// time-of-day pattern taken out. 0 when the band is empty.
+    pub fn deviation(&self, value: f64) -> f64 {
+        let unit = (self.upper - self.expected) / 3.0;
+        if unit > 0.0 && value.is_finite() {
+            (value - self.expected) / unit
+        } else {
+            0.0
+        }
+    }
+}
+
 /// The state of one series.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Detector {
@@ -122,7 +136,7 @@ pub struct Detector {
     rest_left: u32,
 }
 
-fn tail_probability(z: f64) -> f64 {
+pub(crate) fn tail_probability(z: f64) -> f64 {
     // Q(z) = erfc(z / sqrt 2) / 2, Abramowitz–Stegun 7.1.26 for erfc.
     let x = z / std::f64::consts::SQRT_2;
     let t = 1.0 / (1.0 + 0.3275911 * x.abs());
