@@ -46,6 +46,10 @@ pub struct MultiConfig {
     /// The calibration's spread of ln(statistic) is at least this: a few calibration rows
     /// that happen to agree must not make every later row look extreme.
     pub min_log_spread: f64,
+    /// Also alert on T² (an extreme along normal directions, e.g. load beyond anything seen).
+    /// Off by default: the univariate detectors see those, and with little history T² flags
+    /// every new part of a daily cycle.
+    pub score_t2: bool,
 }
 
 impl Default for MultiConfig {
@@ -59,6 +63,7 @@ impl Default for MultiConfig {
             alert_score: 0.5,
             max_z: 10.0,
             min_log_spread: 0.5,
+            score_t2: false,
         }
     }
 }
@@ -216,7 +221,7 @@ impl Fitted {
     pub fn score(&self, row: &[f64], cfg: &MultiConfig) -> MultiScored {
         let (spe, t2, top) = self.statistics(row, cfg);
         let mut score = tail_score((spe + 1e-9).ln(), self.spe_log, cfg.min_log_spread);
-        if !self.components.is_empty() {
+        if cfg.score_t2 && !self.components.is_empty() {
             score = score.max(tail_score(
                 (t2 + 1e-9).ln(),
                 self.t2_log,
@@ -251,6 +256,7 @@ fn mean_std(v: &[f64]) -> (f64, f64) {
 pub struct ServiceModel {
     cfg: MultiConfig,
     dims: usize,
+    #[serde(with = "nan_as_null")]
     recent: VecDeque<Vec<f64>>,
     since_fit: usize,
     fitted: Option<Fitted>,
@@ -338,6 +344,52 @@ impl ServiceModel {
         let mut r = row.to_vec();
         r.resize(self.dims, f64::NAN);
         self.recent.push_back(r);
+    }
+}
+
+/// JSON has no NaN: missing values are written as `null` and read back as NaN.
+pub(crate) mod nan_as_null {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    fn out(v: &f64) -> Option<f64> {
+        v.is_finite().then_some(*v)
+    }
+
+    pub fn serialize<S: Serializer, C>(rows: &C, s: S) -> Result<S::Ok, S::Error>
+    where
+        for<'a> &'a C: IntoIterator<Item = &'a Vec<f64>>,
+    {
+        s.collect_seq(
+            rows.into_iter()
+                .map(|r| r.iter().map(out).collect::<Vec<_>>()),
+        )
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>, C>(d: D) -> Result<C, D::Error>
+    where
+        C: FromIterator<Vec<f64>>,
+    {
+        let rows = Vec::<Vec<Option<f64>>>::deserialize(d)?;
+        Ok(rows
+            .into_iter()
+            .map(|r| r.into_iter().map(|v| v.unwrap_or(f64::NAN)).collect())
+            .collect())
+    }
+
+    /// The same for `(time, value)` pairs.
+    pub mod pairs {
+        use super::*;
+
+        pub fn serialize<S: Serializer>(v: &[(i64, f64)], s: S) -> Result<S::Ok, S::Error> {
+            s.collect_seq(v.iter().map(|(t, x)| (*t, out(x))))
+        }
+
+        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<(i64, f64)>, D::Error> {
+            let v = Vec::<(i64, Option<f64>)>::deserialize(d)?;
+            Ok(v.into_iter()
+                .map(|(t, x)| (t, x.unwrap_or(f64::NAN)))
+                .collect())
+        }
     }
 }
 

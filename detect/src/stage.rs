@@ -9,7 +9,8 @@ use std::collections::{BTreeMap, HashMap};
 use aiops_models::{AnomalyEvent, SampleBatch, SeriesCatalog, SeriesId, service_of};
 use serde::{Deserialize, Serialize};
 
-use crate::{Detector, DetectorConfig};
+use crate::multi::{MultiConfig, MultiScored, ServiceModel};
+use crate::{Detector, DetectorConfig, Scored};
 
 /// Reads a series' samples in `from_ms..=to_ms` (the archive, in the pipeline).
 pub type History = dyn Fn(SeriesId, i64, i64) -> Vec<(i64, f64)> + Send;
@@ -33,7 +34,44 @@ pub struct DetectConfig {
     /// A series first seen (no checkpointed state) is warmed with this much of its history
     /// from the archive, seconds (0: start cold).
     pub warm_start_secs: u64,
+    /// Multivariate scoring of each service's metrics as one vector.
+    pub services: ServicesConfig,
 }
+
+/// Options of the per-service multivariate scoring.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServicesConfig {
+    /// Score services as a whole at all.
+    pub enabled: bool,
+    /// One vector per service per step: the latest value of each of its series, seconds.
+    pub step_secs: u64,
+    /// A series silent for this many steps counts as missing in the vector.
+    pub stale_steps: u32,
+    /// At most this many series per service (the first seen); later ones are scored alone.
+    pub max_metrics: usize,
+    /// A service event opens only after this many steps in a row score at or above
+    /// `event_score`: a change that holds, not a blip.
+    pub sustain_steps: u32,
+    /// Model parameters.
+    pub model: MultiConfig,
+}
+
+impl Default for ServicesConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            step_secs: 60,
+            stale_steps: 5,
+            max_metrics: 64,
+            sustain_steps: 3,
+            model: MultiConfig::default(),
+        }
+    }
+}
+
+/// The metric name of service-level events.
+pub const SERVICE_ANOMALY_METRIC: &str = "aiops_service_anomaly";
 
 impl Default for DetectConfig {
     fn default() -> Self {
@@ -45,6 +83,7 @@ impl Default for DetectConfig {
             max_score_gauges: 1_000,
             checkpoint_secs: 300,
             warm_start_secs: 7 * 86_400,
+            services: ServicesConfig::default(),
         }
     }
 }
@@ -63,6 +102,28 @@ impl DetectConfig {
         }
         if self.checkpoint_secs == 0 {
             problems.push(format!("{prefix}.checkpoint_secs: must be at least 1"));
+        }
+        if self.services.step_secs == 0 {
+            problems.push(format!("{prefix}.services.step_secs: must be at least 1"));
+        }
+        if self.services.max_metrics == 0 || self.services.max_metrics > 1024 {
+            problems.push(format!(
+                "{prefix}.services.max_metrics = {}: must be between 1 and 1024",
+                self.services.max_metrics
+            ));
+        }
+        let m = &self.services.model;
+        if m.min_fit_rows < 6 || m.window_rows < m.min_fit_rows {
+            problems.push(format!(
+                "{prefix}.services.model: need 6 <= min_fit_rows ({}) <= window_rows ({})",
+                m.min_fit_rows, m.window_rows
+            ));
+        }
+        if !(0.0..=1.0).contains(&m.variance_kept) {
+            problems.push(format!(
+                "{prefix}.services.model.variance_kept = {}: must be between 0 and 1",
+                m.variance_kept
+            ));
         }
         if self.detector.short_window == 0 || self.detector.short_window > 16 {
             problems.push(format!(
@@ -90,6 +151,32 @@ pub struct SeriesState {
     /// True when the series is a Prometheus counter (scored as a rate).
     #[serde(default)]
     pub is_counter: bool,
+    /// Its service, once looked up in the catalog.
+    #[serde(skip)]
+    pub service: Option<Option<String>>,
+}
+
+/// Per-service state: which series make up the vector, their latest values, the model.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ServiceState {
+    /// The series of the vector, in order.
+    pub members: Vec<SeriesId>,
+    /// Their metric names (for events).
+    pub metrics: Vec<String>,
+    /// Latest (scored) value of each member and its time, Unix ms.
+    #[serde(with = "crate::multi::nan_as_null::pairs")]
+    pub latest: Vec<(i64, f64)>,
+    /// The step the latest values belong to.
+    pub step: i64,
+    /// The model.
+    pub model: ServiceModel,
+    /// Latest score.
+    pub score: f64,
+    /// The id of the open event.
+    pub open_event: Option<String>,
+    /// Steps in a row at or above the event score.
+    #[serde(default)]
+    pub run: u32,
 }
 
 /// Prometheus naming conventions for cumulative series: counters end in `_total`, and the
@@ -120,6 +207,9 @@ pub fn counter_rate(prev: (i64, f64), now: (i64, f64)) -> Option<f64> {
 pub struct DetectState {
     /// Per series.
     pub series: HashMap<SeriesId, SeriesState>,
+    /// Per service (multivariate).
+    #[serde(default)]
+    pub services: HashMap<String, ServiceState>,
     /// Recent events, oldest first.
     pub events: Vec<AnomalyEvent>,
     /// Samples scored since start.
@@ -157,6 +247,7 @@ impl DetectState {
                     open_event: None,
                     counter_prev: None,
                     is_counter: catalog.get(id).is_some_and(|m| is_counter(&m.metric)),
+                    service: None,
                 };
                 if cfg.warm_start_secs > 0 {
                     let from = ts[i] - cfg.warm_start_secs as i64 * 1000;
@@ -200,64 +291,216 @@ impl DetectState {
             let s = st.detector.update(ts[i], value);
             st.score = s.score;
             self.scored += 1;
-            let quiet_ms = cfg.event_quiet_secs as i64 * 1000;
-            // Close an event that has been quiet long enough.
-            if let Some(eid) = st.open_event.clone() {
+            let service = st
+                .service
+                .get_or_insert_with(|| catalog.get(id).as_deref().and_then(service_of))
+                .clone();
+            let open = st.open_event.take();
+            let meta = catalog.get(id);
+            let opened = self.track_event(cfg, open, ts[i], &s, value, || AnomalyEvent {
+                id: format!("{id}-{}", ts[i]),
+                series_id: id,
+                metric: meta.as_ref().map(|m| m.metric.clone()).unwrap_or_default(),
+                service: service.clone(),
+                labels: meta.as_ref().map(|m| m.labels.clone()).unwrap_or_default(),
+                start_ms: ts[i],
+                peak_ms: ts[i],
+                last_ms: ts[i],
+                end_ms: None,
+                score: s.score,
+                observed: value,
+                expected: s.expected,
+                lower: s.lower,
+                upper: s.upper,
+            });
+            if let Some(st) = self.series.get_mut(&id) {
+                st.open_event = opened;
+            }
+            if cfg.services.enabled {
+                if let Some(service) = service {
+                    let metric = meta.as_ref().map(|m| m.metric.as_str()).unwrap_or_default();
+                    self.feed_service(cfg, &service, id, metric, ts[i], value);
+                }
+            }
+        }
+    }
+
+    /// Opens, extends or closes the event of one series or service after a score; returns the
+    /// id of the event left open.
+    fn track_event(
+        &mut self,
+        cfg: &DetectConfig,
+        open: Option<String>,
+        ts: i64,
+        s: &Scored,
+        value: f64,
+        new_event: impl FnOnce() -> AnomalyEvent,
+    ) -> Option<String> {
+        let quiet_ms = cfg.event_quiet_secs as i64 * 1000;
+        let mut open = open;
+        // Close an event that has been quiet long enough.
+        if let Some(eid) = open.clone() {
+            match self.events.iter_mut().rev().find(|e| e.id == eid) {
+                Some(ev) if ts - ev.last_ms > quiet_ms && s.score < cfg.event_score => {
+                    ev.end_ms = Some(ev.last_ms);
+                    self.changed.push(eid);
+                    open = None;
+                }
+                Some(_) => {}
+                None => open = None,
+            }
+        }
+        if s.score < cfg.event_score {
+            return open;
+        }
+        match open {
+            Some(eid) => {
                 if let Some(ev) = self.events.iter_mut().rev().find(|e| e.id == eid) {
-                    if ts[i] - ev.last_ms > quiet_ms && s.score < cfg.event_score {
-                        ev.end_ms = Some(ev.last_ms);
-                        self.changed.push(eid.clone());
-                        st.open_event = None;
-                    }
-                } else {
-                    st.open_event = None;
-                }
-            }
-            if s.score < cfg.event_score {
-                continue;
-            }
-            match st.open_event.clone() {
-                Some(eid) => {
-                    if let Some(ev) = self.events.iter_mut().rev().find(|e| e.id == eid) {
-                        ev.last_ms = ts[i];
-                        self.changed.push(eid.clone());
-                        if s.score > ev.score {
-                            ev.score = s.score;
-                            ev.peak_ms = ts[i];
-                            ev.observed = value;
-                            ev.expected = s.expected;
-                            ev.lower = s.lower;
-                            ev.upper = s.upper;
-                        }
+                    ev.last_ms = ts;
+                    if s.score > ev.score {
+                        ev.score = s.score;
+                        ev.peak_ms = ts;
+                        ev.observed = value;
+                        ev.expected = s.expected;
+                        ev.lower = s.lower;
+                        ev.upper = s.upper;
                     }
                 }
-                None => {
-                    let meta = catalog.get(id);
-                    let ev = AnomalyEvent {
-                        id: format!("{id}-{}", ts[i]),
-                        series_id: id,
-                        metric: meta.as_ref().map(|m| m.metric.clone()).unwrap_or_default(),
-                        service: meta.as_deref().and_then(service_of),
-                        labels: meta.map(|m| m.labels.clone()).unwrap_or_default(),
-                        start_ms: ts[i],
-                        peak_ms: ts[i],
-                        last_ms: ts[i],
-                        end_ms: None,
-                        score: s.score,
-                        observed: value,
-                        expected: s.expected,
-                        lower: s.lower,
-                        upper: s.upper,
-                    };
-                    st.open_event = Some(ev.id.clone());
-                    self.changed.push(ev.id.clone());
-                    self.events.push(ev);
-                    if self.events.len() > cfg.max_events {
-                        let drop = self.events.len() - cfg.max_events;
-                        self.events.drain(..drop);
-                    }
-                }
+                self.changed.push(eid.clone());
+                Some(eid)
             }
+            None => {
+                let ev = new_event();
+                let eid = ev.id.clone();
+                self.changed.push(eid.clone());
+                self.events.push(ev);
+                if self.events.len() > cfg.max_events {
+                    let drop = self.events.len() - cfg.max_events;
+                    self.events.drain(..drop);
+                }
+                Some(eid)
+            }
+        }
+    }
+
+    /// Records a series' scored value in its service's vector; when the step moves on, scores
+    /// the finished step's vector as a whole.
+    fn feed_service(
+        &mut self,
+        cfg: &DetectConfig,
+        service: &str,
+        id: SeriesId,
+        metric: &str,
+        ts: i64,
+        value: f64,
+    ) {
+        let sc = &cfg.services;
+        let step_ms = sc.step_secs as i64 * 1000;
+        let step = ts.div_euclid(step_ms);
+        let st = self
+            .services
+            .entry(service.to_owned())
+            .or_insert_with(|| ServiceState {
+                members: Vec::new(),
+                metrics: Vec::new(),
+                latest: Vec::new(),
+                step,
+                model: ServiceModel::new(sc.model, 0),
+                score: 0.0,
+                open_event: None,
+                run: 0,
+            });
+        let slot = match st.members.iter().position(|m| *m == id) {
+            Some(j) => j,
+            None if st.members.len() < sc.max_metrics => {
+                // A new member changes the vector: the model starts over.
+                st.members.push(id);
+                st.metrics.push(metric.to_owned());
+                st.latest.push((i64::MIN, f64::NAN));
+                st.model = ServiceModel::new(sc.model, st.members.len());
+                st.members.len() - 1
+            }
+            None => return,
+        };
+        let mut finished = None;
+        if step > st.step && st.members.len() >= 2 {
+            let stale_ms = i64::from(sc.stale_steps) * step_ms;
+            let end = (st.step + 1) * step_ms;
+            let row: Vec<f64> = st
+                .latest
+                .iter()
+                .map(|&(t, v)| if end - t <= stale_ms { v } else { f64::NAN })
+                .collect();
+            let scored = st.model.update(&row);
+            st.score = scored.score;
+            finished = Some((st.step * step_ms, scored, st.open_event.take()));
+            st.step = step;
+        }
+        st.step = st.step.max(step);
+        st.latest[slot] = (ts, value);
+        if let Some((at, scored, open)) = finished {
+            self.service_scored(cfg, service, at, scored, open);
+        }
+    }
+
+    fn service_scored(
+        &mut self,
+        cfg: &DetectConfig,
+        service: &str,
+        at: i64,
+        m: MultiScored,
+        open: Option<String>,
+    ) {
+        let Some(st) = self.services.get_mut(service) else {
+            return;
+        };
+        st.run = if m.score >= cfg.event_score {
+            st.run + 1
+        } else {
+            0
+        };
+        let sustained = st.run >= cfg.services.sustain_steps.max(1);
+        let top = m
+            .top_metric
+            .and_then(|j| st.metrics.get(j))
+            .cloned()
+            .unwrap_or_default();
+        let labels = vec![
+            ("service".to_owned(), service.to_owned()),
+            ("top_metric".to_owned(), top),
+        ];
+        let meta = aiops_models::SeriesMeta::new(
+            aiops_models::Source::Prometheus,
+            SERVICE_ANOMALY_METRIC,
+            [("service".to_owned(), service.to_owned())],
+        );
+        // Observed: the squared prediction error per metric; expected: 0 (on the model), band:
+        // about one standard deviation per metric.
+        let s = Scored {
+            score: if sustained { m.score } else { 0.0 },
+            raw: m.score,
+            expected: 0.0,
+            lower: 0.0,
+            upper: 1.0,
+        };
+        let opened = self.track_event(cfg, open, at, &s, m.spe, || AnomalyEvent {
+            id: format!("{}-{at}", meta.id),
+            series_id: meta.id,
+            metric: SERVICE_ANOMALY_METRIC.to_owned(),
+            service: Some(service.to_owned()),
+            labels,
+            start_ms: at,
+            peak_ms: at,
+            last_ms: at,
+            end_ms: None,
+            score: m.score,
+            observed: m.spe,
+            expected: 0.0,
+            lower: 0.0,
+            upper: 1.0,
+        });
+        if let Some(st) = self.services.get_mut(service) {
+            st.open_event = opened;
         }
     }
 
@@ -352,6 +595,72 @@ mod tests {
         assert!(e.end_ms.is_some());
         assert_eq!(st.query(0, i64::MAX, Some("payment"), 0.5).len(), 1);
         assert!(st.query(0, i64::MAX, Some("cart"), 0.0).is_empty());
+    }
+
+    #[test]
+    fn a_broken_correlation_opens_a_service_event_naming_the_metric() {
+        let catalog = SeriesCatalog::new();
+        let metas: Vec<Arc<SeriesMeta>> = ["load", "cpu", "disk"]
+            .iter()
+            .map(|m| {
+                let meta = Arc::new(SeriesMeta::new(
+                    Source::Prometheus,
+                    *m,
+                    [("service".into(), "checkout".into())],
+                ));
+                catalog.insert(meta.clone());
+                meta
+            })
+            .collect();
+        let mut st = DetectState::default();
+        let mut b = SampleBatchBuilder::with_capacity(3000);
+        for i in 0..1000i64 {
+            let noise = |k: i64| (((i * 7919 + k * 104_729) % 1009) as f64 / 1009.0 - 0.5) * 0.2;
+            let load = 100.0 + 20.0 * (i as f64 / 15.0).sin() + 10.0 * noise(0);
+            // From step 900, CPU no longer follows load (both stay inside their ranges).
+            let cpu = if i >= 900 {
+                60.0 - 0.5 * (load - 100.0)
+            } else {
+                0.5 * load
+            } + 5.0 * noise(1);
+            for (meta, v) in metas.iter().zip([load, cpu, 3.0 + noise(2)]) {
+                b.push(meta.id, i * 60_000 + 1_000, v);
+            }
+        }
+        st.process(&DetectConfig::default(), &b.finish(), &catalog);
+        let service_events: Vec<&AnomalyEvent> = st
+            .events
+            .iter()
+            .filter(|e| e.metric == SERVICE_ANOMALY_METRIC)
+            .collect();
+        assert!(!service_events.is_empty(), "{:?}", st.events);
+        let first = service_events[0];
+        assert!(first.start_ms >= 900 * 60_000, "{first:?}");
+        assert_eq!(first.service.as_deref(), Some("checkout"));
+        assert!(
+            first
+                .labels
+                .iter()
+                .any(|(k, v)| k == "top_metric" && (v == "cpu" || v == "load")),
+            "{first:?}"
+        );
+        assert!(st.services["checkout"].model.fitted().is_some());
+
+        // The service models survive a checkpoint, missing values (NaN) included.
+        st.services.get_mut("checkout").expect("service").latest[0].1 = f64::NAN;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("state.json");
+        save_checkpoint(&st, &path);
+        let back = load_checkpoint(&path);
+        let (a, b) = (&st.services["checkout"], &back.services["checkout"]);
+        assert_eq!(a.members, b.members);
+        assert!(b.latest[0].1.is_nan());
+        let row = [110.0, 40.0, 3.0];
+        let (sa, sb) = (a.model.score_only(&row), b.model.score_only(&row));
+        assert!(
+            sa.score > 0.0 && (sa.score - sb.score).abs() < 1e-9,
+            "{sa:?} {sb:?}"
+        );
     }
 
     #[test]
