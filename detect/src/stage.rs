@@ -316,11 +316,11 @@ impl DetectState {
             if let Some(st) = self.series.get_mut(&id) {
                 st.open_event = opened;
             }
-            if cfg.services.enabled {
-                if let Some(service) = service {
-                    let metric = meta.as_ref().map(|m| m.metric.as_str()).unwrap_or_default();
-                    self.feed_service(cfg, &service, id, metric, ts[i], value);
-                }
+            if cfg.services.enabled
+                && let Some(service) = service
+            {
+                let metric = meta.as_ref().map(|m| m.metric.as_str()).unwrap_or_default();
+                self.feed_service(cfg, &service, id, metric, ts[i], value);
             }
         }
     }
