@@ -30,6 +30,25 @@ pub enum Command {
     Eval(EvalArgs),
     /// The model registry: list, show, register, promote, roll back.
     Models(ModelsArgs),
+    /// Fit per-series seasonal profiles and score calibration from the archive (polars) and
+    /// register them as a new `profiles` version.
+    Train(TrainArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    /// Archive directory (reads DIR/parts/*.parquet and DIR/catalog.jsonl; safe while serve runs).
+    #[arg(long, default_value = "./data")]
+    pub data_dir: PathBuf,
+    /// Days of data before the newest sample to train on.
+    #[arg(long, default_value_t = 14.0)]
+    pub days: f64,
+    /// Make the new version the active one at once (serve loads it at start).
+    #[arg(long)]
+    pub promote: bool,
+    /// A note kept with the version.
+    #[arg(long)]
+    pub note: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -9,6 +9,7 @@ mod demo;
 mod eval;
 mod models;
 mod serve;
+mod train;
 
 use clap::Parser;
 use tokio_util::sync::CancellationToken;
@@ -47,6 +48,7 @@ async fn run(cli: cli::Cli) -> anyhow::Result<()> {
         cli::Command::Bench(args) => bench::run(args).await,
         cli::Command::Eval(args) => eval::run(args),
         cli::Command::Models(args) => models::run(args),
+        cli::Command::Train(args) => train::run(args),
     }
 }
 

@@ -50,6 +50,22 @@ pub async fn serve(
     let (sender, receiver) = cfg.transport.build();
     // Detection scores every batch once it is durable; its state survives restarts.
     let checkpoint = cfg.archive.data_dir.join("detect").join("checkpoint.json");
+    // Trained profiles (`aiops train`): series the checkpoint does not know start from them.
+    let profiles = match crate::train::active_profiles(&cfg.archive.data_dir) {
+        Ok(Some((version, p))) => {
+            info!(
+                version,
+                series = p.len(),
+                "Using the trained profiles of the active model."
+            );
+            p
+        }
+        Ok(None) => Default::default(),
+        Err(e) => {
+            warn!(error = %e, "Cannot load the active trained profiles; series start from history.");
+            Default::default()
+        }
+    };
     let detect_state = {
         let path = checkpoint.clone();
         let max_events = cfg.detect.max_events;
@@ -65,6 +81,7 @@ pub async fn serve(
                 if !logged.is_empty() {
                     st.events = logged;
                 }
+                st.profiles = profiles;
                 st
             })
             .await?,

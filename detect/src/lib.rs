@@ -3,6 +3,7 @@
 //! * [`Detector`] — per-series online anomaly scoring.
 //! * [`multi`] — multivariate scoring of a service's metrics as one vector (PCA).
 //! * [`cases`] — labelled fault cases (RCAEval layout) and the detection protocol of rca.md §5.
+//! * [`train`] — seasonal profiles and calibration fitted from the archive (polars).
 //! * [`nab`] — the Numenta Anomaly Benchmark corpus and a faithful re-implementation of its
 //!   scorer, used by `aiops eval nab`.
 //!
@@ -14,6 +15,7 @@ pub mod multi;
 pub mod nab;
 mod score;
 pub mod stage;
+pub mod train;
 
 pub use error::DetectError;
 pub use score::{Detector, DetectorConfig, Scored};

@@ -90,7 +90,7 @@ pub struct Scored {
 
 const SHORT_MAX: usize = 16;
 /// Time-of-day bins of the seasonal profile (15 minutes each).
-const DAY_BINS: usize = 96;
+pub(crate) const DAY_BINS: usize = 96;
 const DAY_MS: i64 = 86_400_000;
 
 impl Scored {
@@ -173,6 +173,36 @@ impl Detector {
         }
     }
 
+    /// A detector that starts from a fitted profile (see `train`): a level, a scale, the range
+    /// seen and the median of each 15-minute time-of-day bin (NaN: no data). It still learns
+    /// its calibration from the samples it is given, but knows the daily shape from the start.
+    pub fn seeded(
+        cfg: DetectorConfig,
+        level: f64,
+        scale: f64,
+        range: (f64, f64),
+        day: &[f32],
+    ) -> Self {
+        let mut d = Self::new(cfg);
+        if level.is_finite() {
+            d.level = level;
+        }
+        if scale.is_finite() {
+            d.scale = scale;
+            d.day_scale = scale;
+        }
+        if range.0.is_finite() && range.1.is_finite() && range.0 <= range.1 {
+            (d.min, d.max) = range;
+        }
+        for (b, &m) in day.iter().enumerate().take(DAY_BINS) {
+            if m.is_finite() {
+                d.day[b] = m;
+                d.day_n[b] = 2;
+            }
+        }
+        d
+    }
+
     fn rest_samples(&self) -> u32 {
         if self.cfg.rest_samples > 0 {
             self.cfg.rest_samples
@@ -192,7 +222,7 @@ impl Detector {
             };
         }
         let cfg = self.cfg;
-        if self.seen == 0 {
+        if self.seen == 0 && !self.min.is_finite() {
             self.level = value;
             self.min = value;
             self.max = value;

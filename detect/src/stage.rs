@@ -215,6 +215,9 @@ pub struct DetectState {
     /// Samples scored since start.
     #[serde(skip)]
     pub scored: u64,
+    /// Trained detectors (`aiops train`) for series not yet seen, taken on first sight.
+    #[serde(skip)]
+    pub profiles: HashMap<u64, Detector>,
     /// Ids of events opened, extended or closed since the last [`DetectState::take_changed`].
     #[serde(skip)]
     changed: Vec<String>,
@@ -240,8 +243,10 @@ impl DetectState {
         for i in 0..batch.len() {
             let id = SeriesId(ids[i]);
             if let std::collections::hash_map::Entry::Vacant(slot) = self.series.entry(id) {
+                let trained = self.profiles.remove(&id.0);
+                let warm = cfg.warm_start_secs > 0 && trained.is_none();
                 let mut st = SeriesState {
-                    detector: Detector::new(cfg.detector),
+                    detector: trained.unwrap_or_else(|| Detector::new(cfg.detector)),
                     score: 0.0,
                     last_ms: i64::MIN,
                     open_event: None,
@@ -249,7 +254,8 @@ impl DetectState {
                     is_counter: catalog.get(id).is_some_and(|m| is_counter(&m.metric)),
                     service: None,
                 };
-                if cfg.warm_start_secs > 0 {
+                // A trained detector has seen its history already.
+                if warm {
                     let from = ts[i] - cfg.warm_start_secs as i64 * 1000;
                     for (t, v) in history(id, from, ts[i] - 1) {
                         if t <= st.last_ms {

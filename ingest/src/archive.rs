@@ -438,6 +438,26 @@ impl Archive {
     }
 }
 
+/// The series the archive in `dir` has compacted, read without opening (or locking) it: for
+/// offline jobs such as `aiops train` that may run beside a serving process.
+pub fn read_catalog(dir: &Path) -> Result<SeriesCatalog, IngestError> {
+    let catalog = SeriesCatalog::new();
+    load_catalog(
+        &dir.join("catalog.jsonl"),
+        &catalog,
+        &mut IdHashMap::default(),
+    )?;
+    Ok(catalog)
+}
+
+/// The Parquet parts of the archive in `dir`, oldest first.
+pub fn part_files(dir: &Path) -> Result<Vec<PathBuf>, IngestError> {
+    Ok(list_seqs(&dir.join("parts"), "parquet")?
+        .into_iter()
+        .map(|seq| part_path(dir, seq))
+        .collect())
+}
+
 fn load_catalog(
     path: &Path,
     catalog: &SeriesCatalog,

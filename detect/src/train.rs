@@ -1,0 +1,355 @@
+//! Training from the archive (`aiops train`): per-series seasonal profiles and score
+//! calibration, so that a series starts scoring well the moment it is (re)seen instead of after
+//! days of learning.
+//!
+//! 1. **Profiles (polars).** The archive's Parquet parts are scanned lazily over the training
+//!    range; counters become per-second rates (resets as in PromQL); each series gets robust
+//!    statistics (median level, range, mean absolute step) and a time-of-day profile: the median
+//!    of every 15-minute bin, so past anomalies do not bend it.
+//! 2. **Calibration (the production detector).** A [`Detector`] seeded with the profile replays
+//!    the series' training rows; what it ends with — the long-run distribution of its surprise,
+//!    its scales — is the calibration. It is the same code that scores live data.
+//!
+//! The result is a table (one row per series, Parquet) that the registry versions and
+//! `serve` loads: a series first seen starts from its row ([`SeriesProfile::detector`]).
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+
+use polars::prelude::*;
+
+use crate::score::DAY_BINS;
+use crate::{DetectError, Detector, DetectorConfig};
+
+const DAY_MS: i64 = 86_400_000;
+
+/// What one series learned from history.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SeriesProfile {
+    /// The series.
+    pub series_id: u64,
+    /// Samples (or counter rates) it was fitted on.
+    pub samples: u64,
+    /// Median value.
+    pub level: f64,
+    /// Mean absolute step between consecutive values.
+    pub scale: f64,
+    /// Smallest and largest value.
+    pub min: f64,
+    /// Largest value.
+    pub max: f64,
+    /// Median of each 15-minute time-of-day bin (NaN where the bin had no data).
+    pub day: Vec<f32>,
+    /// Calibration: the detector state after replaying the training rows.
+    pub state: Detector,
+}
+
+impl SeriesProfile {
+    /// A detector for this series, ready to score.
+    pub fn detector(&self) -> Detector {
+        self.state.clone()
+    }
+}
+
+/// Reads the training rows: `(series_id, timestamp ms, value)` sorted by series and time, with
+/// counters (ids in `counters`) turned into per-second rates.
+fn training_frame(
+    parts: &[PathBuf],
+    counters: &HashSet<u64>,
+    from_ms: i64,
+    to_ms: i64,
+) -> PolarsResult<LazyFrame> {
+    let paths: Vec<PlRefPath> = parts
+        .iter()
+        .map(|p| PlRefPath::new(p.to_string_lossy().as_ref()))
+        .collect();
+    let scan =
+        LazyFrame::scan_parquet_files(paths.into_iter().collect(), ScanArgsParquet::default())?;
+    let counter_ids = DataFrame::new(
+        counters.len(),
+        vec![Column::new(
+            "series_id".into(),
+            counters.iter().copied().collect::<Vec<u64>>(),
+        )],
+    )?
+    .lazy()
+    .with_column(lit(true).alias("is_counter"));
+    let by_series = [col("series_id")];
+    let prev_v = col("value").shift(lit(1)).over(by_series.clone())?;
+    let prev_t = col("ts").shift(lit(1)).over(by_series)?;
+    let rate = when(col("value").gt_eq(prev_v.clone()))
+        .then(col("value") - prev_v)
+        .otherwise(col("value"))
+        / ((col("ts") - prev_t).cast(DataType::Float64) / lit(1000.0));
+    Ok(scan
+        .select([
+            col("series_id"),
+            col("timestamp").cast(DataType::Int64).alias("ts"),
+            col("value"),
+        ])
+        .filter(
+            col("ts")
+                .gt_eq(lit(from_ms))
+                .and(col("ts").lt_eq(lit(to_ms))),
+        )
+        .filter(col("value").is_finite())
+        // A timestamp written twice: the newest write wins, as in archive reads.
+        .unique_stable(Some(cols(["series_id", "ts"])), UniqueKeepStrategy::Last)
+        .sort(["series_id", "ts"], SortMultipleOptions::default())
+        .join(
+            counter_ids,
+            [col("series_id")],
+            [col("series_id")],
+            JoinArgs::new(JoinType::Left),
+        )
+        .with_column(
+            when(col("is_counter").fill_null(lit(false)))
+                .then(rate)
+                .otherwise(col("value"))
+                .alias("value"),
+        )
+        .filter(col("value").is_not_null().and(col("value").is_finite()))
+        .select([
+            col("series_id"),
+            col("ts"),
+            col("value"),
+            ((col("ts") % lit(DAY_MS)) * lit(DAY_BINS as i64))
+                .floor_div(lit(DAY_MS))
+                .alias("bin"),
+        ]))
+}
+
+/// The first and last sample time in `parts`, Unix ms (`None` when they hold no rows).
+pub fn time_range(parts: &[PathBuf]) -> Result<Option<(i64, i64)>, DetectError> {
+    let err = |e: PolarsError| DetectError::BadInput {
+        path: parts.first().cloned().unwrap_or_default(),
+        reason: format!("reading the archive with polars: {e}"),
+    };
+    let paths: Vec<PlRefPath> = parts
+        .iter()
+        .map(|p| PlRefPath::new(p.to_string_lossy().as_ref()))
+        .collect();
+    let df = LazyFrame::scan_parquet_files(paths.into_iter().collect(), ScanArgsParquet::default())
+        .map_err(err)?
+        .select([
+            col("timestamp").cast(DataType::Int64).min().alias("from"),
+            col("timestamp").cast(DataType::Int64).max().alias("to"),
+        ])
+        .collect()
+        .map_err(err)?;
+    let get = |name: &str| -> Result<Option<i64>, DetectError> {
+        Ok(df.column(name).and_then(|c| c.i64()).map_err(err)?.get(0))
+    };
+    Ok(get("from")?.zip(get("to")?))
+}
+
+/// Fits every series found in `parts` over `from_ms..=to_ms`.
+pub fn fit_profiles(
+    parts: &[PathBuf],
+    counters: &HashSet<u64>,
+    from_ms: i64,
+    to_ms: i64,
+    cfg: &DetectorConfig,
+) -> Result<Vec<SeriesProfile>, DetectError> {
+    let err = |e: PolarsError| DetectError::BadInput {
+        path: parts.first().cloned().unwrap_or_default(),
+        reason: format!("reading the archive with polars: {e}"),
+    };
+    let rows = training_frame(parts, counters, from_ms, to_ms)
+        .map_err(err)?
+        .collect()
+        .map_err(err)?;
+    let stats = rows
+        .clone()
+        .lazy()
+        .group_by([col("series_id")])
+        .agg([
+            len().alias("samples"),
+            col("value").median().alias("level"),
+            col("value").min().alias("min"),
+            col("value").max().alias("max"),
+            col("value")
+                .diff(lit(1), Default::default())
+                .abs()
+                .mean()
+                .alias("scale"),
+        ])
+        .sort(["series_id"], SortMultipleOptions::default())
+        .collect()
+        .map_err(err)?;
+    let bins = rows
+        .clone()
+        .lazy()
+        .group_by([col("series_id"), col("bin")])
+        .agg([col("value").median().alias("median")])
+        .collect()
+        .map_err(err)?;
+
+    // Profiles by series.
+    let mut day: HashMap<u64, Vec<f32>> = HashMap::new();
+    {
+        let ids = bins
+            .column("series_id")
+            .and_then(|c| c.u64())
+            .map_err(err)?;
+        let bin = bins.column("bin").and_then(|c| c.i64()).map_err(err)?;
+        let med = bins.column("median").and_then(|c| c.f64()).map_err(err)?;
+        for ((id, b), m) in ids.iter().zip(bin.iter()).zip(med.iter()) {
+            if let (Some(id), Some(b), Some(m)) = (id, b, m) {
+                let v = day.entry(id).or_insert_with(|| vec![f32::NAN; DAY_BINS]);
+                if let Some(slot) = v.get_mut(b as usize) {
+                    *slot = m as f32;
+                }
+            }
+        }
+    }
+    let mut out = Vec::with_capacity(stats.height());
+    let get = |name: &str| -> Result<Vec<f64>, DetectError> {
+        let c = stats
+            .column(name)
+            .and_then(|c| c.cast(&DataType::Float64))
+            .map_err(err)?;
+        let c = c.f64().map_err(err)?;
+        Ok(c.iter().map(|v| v.unwrap_or(f64::NAN)).collect())
+    };
+    let ids: Vec<u64> = stats
+        .column("series_id")
+        .and_then(|c| c.u64())
+        .map_err(err)?
+        .iter()
+        .map(|v| v.unwrap_or_default())
+        .collect();
+    let (samples, level, min, max, scale) = (
+        get("samples")?,
+        get("level")?,
+        get("min")?,
+        get("max")?,
+        get("scale")?,
+    );
+
+    // Calibration: the production detector, seeded, replays each series' rows.
+    let row_ids = rows
+        .column("series_id")
+        .and_then(|c| c.u64())
+        .map_err(err)?;
+    let row_ts = rows.column("ts").and_then(|c| c.i64()).map_err(err)?;
+    let row_v = rows.column("value").and_then(|c| c.f64()).map_err(err)?;
+    let mut replay: HashMap<u64, Vec<(i64, f64)>> = HashMap::new();
+    for ((id, t), v) in row_ids.iter().zip(row_ts.iter()).zip(row_v.iter()) {
+        if let (Some(id), Some(t), Some(v)) = (id, t, v) {
+            replay.entry(id).or_default().push((t, v));
+        }
+    }
+    for (i, &id) in ids.iter().enumerate() {
+        let day = day.remove(&id).unwrap_or_else(|| vec![f32::NAN; DAY_BINS]);
+        let mut state = Detector::seeded(*cfg, level[i], scale[i].max(0.0), (min[i], max[i]), &day);
+        for &(t, v) in replay.get(&id).map(Vec::as_slice).unwrap_or_default() {
+            state.update(t, v);
+        }
+        out.push(SeriesProfile {
+            series_id: id,
+            samples: samples[i] as u64,
+            level: level[i],
+            scale: scale[i],
+            min: min[i],
+            max: max[i],
+            day,
+            state,
+        });
+    }
+    Ok(out)
+}
+
+/// Writes profiles as one Parquet table: the statistics in columns, the calibrated detector
+/// state as JSON (it is what `serve` loads).
+pub fn write_profiles(path: &Path, profiles: &[SeriesProfile]) -> Result<(), DetectError> {
+    let err = |e: PolarsError| DetectError::BadInput {
+        path: path.to_owned(),
+        reason: format!("writing profiles: {e}"),
+    };
+    let states: Vec<String> = profiles
+        .iter()
+        .map(|p| serde_json::to_string(&p.state).expect("a detector always serialises"))
+        .collect();
+    let n = profiles.len();
+    let mut columns = vec![
+        Column::new(
+            "series_id".into(),
+            profiles.iter().map(|p| p.series_id).collect::<Vec<_>>(),
+        ),
+        Column::new(
+            "samples".into(),
+            profiles.iter().map(|p| p.samples).collect::<Vec<_>>(),
+        ),
+        Column::new(
+            "level".into(),
+            profiles.iter().map(|p| p.level).collect::<Vec<_>>(),
+        ),
+        Column::new(
+            "scale".into(),
+            profiles.iter().map(|p| p.scale).collect::<Vec<_>>(),
+        ),
+        Column::new(
+            "min".into(),
+            profiles.iter().map(|p| p.min).collect::<Vec<_>>(),
+        ),
+        Column::new(
+            "max".into(),
+            profiles.iter().map(|p| p.max).collect::<Vec<_>>(),
+        ),
+    ];
+    for b in 0..DAY_BINS {
+        columns.push(Column::new(
+            format!("bin_{b:02}").into(),
+            profiles.iter().map(|p| p.day[b]).collect::<Vec<f32>>(),
+        ));
+    }
+    columns.push(Column::new("state".into(), states));
+    let mut df = DataFrame::new(n, columns).map_err(err)?;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|source| DetectError::Io {
+            path: dir.to_owned(),
+            source,
+        })?;
+    }
+    let tmp = path.with_extension("tmp");
+    let file = std::fs::File::create(&tmp).map_err(|source| DetectError::Io {
+        path: tmp.clone(),
+        source,
+    })?;
+    ParquetWriter::new(file).finish(&mut df).map_err(err)?;
+    std::fs::rename(&tmp, path).map_err(|source| DetectError::Io {
+        path: path.to_owned(),
+        source,
+    })?;
+    Ok(())
+}
+
+/// Reads the calibrated detectors of a profiles table, by series.
+pub fn read_profiles(path: &Path) -> Result<HashMap<u64, Detector>, DetectError> {
+    let err = |e: PolarsError| DetectError::BadInput {
+        path: path.to_owned(),
+        reason: format!("reading profiles: {e}"),
+    };
+    let file = std::fs::File::open(path).map_err(|source| DetectError::Io {
+        path: path.to_owned(),
+        source,
+    })?;
+    let df = ParquetReader::new(file)
+        .with_columns(Some(vec!["series_id".into(), "state".into()]))
+        .finish()
+        .map_err(err)?;
+    let ids = df.column("series_id").and_then(|c| c.u64()).map_err(err)?;
+    let states = df.column("state").and_then(|c| c.str()).map_err(err)?;
+    let mut out = HashMap::with_capacity(df.height());
+    for (id, s) in ids.iter().zip(states.iter()) {
+        if let (Some(id), Some(s)) = (id, s) {
+            let d: Detector = serde_json::from_str(s).map_err(|e| DetectError::BadInput {
+                path: path.to_owned(),
+                reason: format!("series {id:016x}: {e}"),
+            })?;
+            out.insert(id, d);
+        }
+    }
+    Ok(out)
+}
