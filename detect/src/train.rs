@@ -95,13 +95,14 @@ fn training_frame(
         .filter(col("value").is_finite())
         // A timestamp written twice: the newest write wins, as in archive reads.
         .unique_stable(Some(cols(["series_id", "ts"])), UniqueKeepStrategy::Last)
-        .sort(["series_id", "ts"], SortMultipleOptions::default())
         .join(
             counter_ids,
             [col("series_id")],
             [col("series_id")],
             JoinArgs::new(JoinType::Left),
         )
+        // After the join (which need not keep row order): rates look at the previous row.
+        .sort(["series_id", "ts"], SortMultipleOptions::default())
         .with_column(
             when(col("is_counter").fill_null(lit(false)))
                 .then(rate)
@@ -352,4 +353,95 @@ pub fn read_profiles(path: &Path) -> Result<HashMap<u64, Detector>, DetectError>
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Writes a part with the archive's schema (series_id u64, timestamp ms UTC, value f64).
+    fn write_part(path: &Path, rows: &[(u64, i64, f64)]) {
+        let mut df = DataFrame::new(
+            rows.len(),
+            vec![
+                Column::new(
+                    "series_id".into(),
+                    rows.iter().map(|r| r.0).collect::<Vec<_>>(),
+                ),
+                Column::new(
+                    "timestamp".into(),
+                    rows.iter().map(|r| r.1).collect::<Vec<_>>(),
+                )
+                .cast(&DataType::Datetime(
+                    TimeUnit::Milliseconds,
+                    Some(TimeZone::UTC),
+                ))
+                .expect("cast"),
+                Column::new("value".into(), rows.iter().map(|r| r.2).collect::<Vec<_>>()),
+            ],
+        )
+        .expect("frame");
+        let f = std::fs::File::create(path).expect("create");
+        ParquetWriter::new(f).finish(&mut df).expect("write");
+    }
+
+    #[test]
+    fn fits_profiles_rates_and_newest_writes_from_parts() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        const STEP: i64 = 900_000; // one sample per 15-minute bin
+        let days = 4;
+        let mut gauge = Vec::new();
+        let mut counter = Vec::new();
+        for i in 0..days * 96 {
+            let bin = i % 96;
+            // Gauge: the bin number, except one wild value that the median ignores.
+            let v = if i == 100 { 1e6 } else { bin as f64 };
+            gauge.push((1, i * STEP, v));
+            // Counter: +90 per step (0.1/s), reset to 0 once.
+            let c = if i >= 200 {
+                (i - 200) as f64 * 90.0
+            } else {
+                i as f64 * 90.0
+            };
+            counter.push((2, i * STEP, c));
+        }
+        write_part(&dir.path().join("a.parquet"), &gauge[..200]);
+        // The second part rewrites one gauge timestamp: the newest write wins.
+        let mut rest = gauge[200..].to_vec();
+        rest.push((1, 5 * STEP, -7.0));
+        rest.extend(&counter);
+        write_part(&dir.path().join("b.parquet"), &rest);
+        let parts = vec![dir.path().join("a.parquet"), dir.path().join("b.parquet")];
+
+        assert_eq!(
+            time_range(&parts).expect("range"),
+            Some((0, (days * 96 - 1) * STEP))
+        );
+        let profiles = fit_profiles(
+            &parts,
+            &HashSet::from([2]),
+            0,
+            i64::MAX,
+            &DetectorConfig::default(),
+        )
+        .expect("fit");
+        assert_eq!(profiles.len(), 2);
+        let g = profiles.iter().find(|p| p.series_id == 1).expect("gauge");
+        assert_eq!(g.samples, (days * 96) as u64);
+        assert_eq!(g.day[10], 10.0);
+        assert_eq!(g.day[4], 4.0, "the wild value does not move the median");
+        assert_eq!(g.min, -7.0, "the rewritten value is the one kept");
+        let c = profiles.iter().find(|p| p.series_id == 2).expect("counter");
+        // Rates: 0.1/s everywhere, the reset included (counted from 0, as PromQL does).
+        assert!((c.level - 0.1).abs() < 1e-9, "{c:?}");
+        assert!(c.max <= 0.1 + 1e-9, "{c:?}");
+
+        // The table round-trips and yields scoring detectors.
+        let path = dir.path().join("models/profiles.parquet");
+        write_profiles(&path, &profiles).expect("write");
+        let back = read_profiles(&path).expect("read");
+        let mut d = back.get(&1).expect("gauge detector").clone();
+        assert_eq!(d, g.state);
+        assert!(d.update(days * 96 * STEP + 3 * STEP, 1e9).score > 0.5);
+    }
 }
