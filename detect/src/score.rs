@@ -5,6 +5,8 @@
 //!    level) in units of a robust scale (the exponentially weighted mean absolute residual), and
 //!    with the range seen so far: a value well outside it is surprising however noisy the
 //!    series.
+//!    While the recent level predicts best, a large deviation from the time-of-day profile
+//!    (in log space for non-negative series) still counts, at a coarser scale.
 //!    A surprise that recurs at the same time of day (a nightly job) is discounted: each
 //!    15-minute bin remembers the largest surprise of earlier days, fading by half a day.
 //! 2. **Calibration.** A short moving average of the raw surprise is compared with the long-run
@@ -51,6 +53,16 @@ pub struct DetectorConfig {
     pub recurrence_decay: f64,
     /// Only surprises at least this large are remembered.
     pub recurrence_min: f64,
+    /// While the recent level is the better predictor, the time-of-day profile is still asked:
+    /// its surprise, weighted by this (0: never), counts too. For series that are never
+    /// negative it is measured in log space (a night that falls to a tenth of its usual level
+    /// is as surprising as a day that does), which is what makes a holiday or a storm visible
+    /// in traffic whose recent level follows the fall smoothly.
+    pub seasonal_weight: f64,
+    /// Deviations from the profile (in its robust scale, log space for non-negative series)
+    /// this large give about 40 % surprise: the profile is a coarse predictor, so only large
+    /// deviations count.
+    pub seasonal_z: f64,
 }
 
 impl Default for DetectorConfig {
@@ -69,6 +81,8 @@ impl Default for DetectorConfig {
             recurrence_discount: 0.5,
             recurrence_decay: 0.5,
             recurrence_min: 0.8,
+            seasonal_weight: 0.5,
+            seasonal_z: 6.0,
         }
     }
 }
@@ -130,6 +144,8 @@ pub struct Detector {
     /// The previous bin's remembered surprise from before today.
     prev_peak: u8,
     day_scale: f64,
+    #[serde(default)]
+    day_log_scale: f64,
     short_sum: f64,
     long_mean: f64,
     long_var: f64,
@@ -166,6 +182,7 @@ impl Detector {
             cur_peak: 0,
             prev_peak: 0,
             day_scale: 0.0,
+            day_log_scale: 0.0,
             short_sum: 0.0,
             long_mean: 0.0,
             long_var: 0.0,
@@ -244,6 +261,19 @@ impl Detector {
         let spread = scale.max(range * 1e-3).max(f64::EPSILON);
         let z = resid.abs() / (1.2533 * spread);
         let mut raw = 1.0 - (-0.5 * (z / 3.0).powi(2)).exp();
+        if cfg.seasonal_weight > 0.0 && !seasonal && self.day_n[bin] >= 2 && self.seen > 300 {
+            // Also ask the time-of-day profile: a smooth fall at noon is no surprise to the
+            // recent level, but it is to the same time on other days.
+            let zs = if self.min >= 0.0 {
+                ((value.max(0.0)).ln_1p() - f64::from(self.day[bin]).max(0.0).ln_1p()).abs()
+                    / (1.2533 * self.day_log_scale.max(1e-3))
+            } else {
+                (value - f64::from(self.day[bin])).abs()
+                    / (1.2533 * self.day_scale.max(range * 1e-3).max(f64::EPSILON))
+            };
+            let rs = 1.0 - (-0.5 * (zs / cfg.seasonal_z).powi(2)).exp();
+            raw = raw.max(cfg.seasonal_weight * rs);
+        }
         let mut spatial = false;
         if self.seen > 0 {
             let outside = (value - self.max).max(self.min - value);
@@ -330,6 +360,8 @@ impl Detector {
         if self.day_n[bin] > 0 {
             let day_resid = value - f64::from(self.day[bin]);
             self.day_scale += sa * (day_resid.abs() - self.day_scale);
+            let log_resid = value.max(0.0).ln_1p() - f64::from(self.day[bin]).max(0.0).ln_1p();
+            self.day_log_scale += sa * (log_resid.abs() - self.day_log_scale);
             self.day[bin] += (0.3 * day_resid) as f32;
         } else {
             self.day[bin] = value as f32;
