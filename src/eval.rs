@@ -113,14 +113,7 @@ fn nab_eval(a: NabArgs) -> anyhow::Result<()> {
         }
         None => {
             let detector = a.detector.clone().unwrap_or_else(|| "aiops".into());
-            let cfg: DetectorConfig = match &a.detector_config {
-                Some(p) => toml::from_str(
-                    &std::fs::read_to_string(p)
-                        .with_context(|| format!("reading {}", p.display()))?,
-                )
-                .with_context(|| format!("{}: not a detector configuration", p.display()))?,
-                None => DetectorConfig::default(),
-            };
+            let cfg: DetectorConfig = params(a.detector_config.as_ref())?;
             let scores = nab::run_detector(&corpus, &cfg);
             let out = a
                 .out

@@ -98,8 +98,7 @@ pub struct Fitted {
 fn tail_score(log_stat: f64, (mean, std): (f64, f64), min_spread: f64) -> f64 {
     let z = ((log_stat - mean) / std.max(min_spread)).max(0.0);
     // Same log scaling as the univariate detector: tail probability 1e-5 scores 0.5.
-    let tail = crate::score::tail_probability(z).max(1e-300);
-    (tail.ln() / -23.025_850_929_940_46).clamp(0.0, 1.0)
+    crate::score::log_score(crate::score::tail_probability(z))
 }
 
 impl Fitted {

@@ -152,6 +152,11 @@ pub struct Detector {
     rest_left: u32,
 }
 
+/// A tail probability as a score in [0, 1], log-scaled: 1e-5 scores 0.5, 1e-10 scores 1.
+pub(crate) fn log_score(tail: f64) -> f64 {
+    (tail.max(1e-300).ln() / -23.025_850_929_940_46).clamp(0.0, 1.0)
+}
+
 pub(crate) fn tail_probability(z: f64) -> f64 {
     // Q(z) = erfc(z / sqrt 2) / 2, Abramowitz–Stegun 7.1.26 for erfc.
     let x = z / std::f64::consts::SQRT_2;
@@ -325,7 +330,7 @@ impl Detector {
         if self.seen >= u64::from(cfg.learning_samples) {
             let z = (avg - self.long_mean) / std;
             let likelihood = 1.0 - tail_probability(z.max(0.0));
-            score = ((1.000_000_000_1 - likelihood).ln() / -23.025_850_929_940_46).clamp(0.0, 1.0);
+            score = log_score(1.000_000_000_1 - likelihood);
             if spatial && cfg.spatial_alerts {
                 // Far outside everything seen: no calibration needed.
                 score = 1.0;

@@ -51,6 +51,34 @@ impl SeriesProfile {
     }
 }
 
+/// A lazy scan over the archive's parts.
+fn scan_parts(parts: &[PathBuf]) -> PolarsResult<LazyFrame> {
+    let paths: Vec<PlRefPath> = parts
+        .iter()
+        .map(|p| PlRefPath::new(p.to_string_lossy().as_ref()))
+        .collect();
+    LazyFrame::scan_parquet_files(paths.into_iter().collect(), ScanArgsParquet::default())
+}
+
+/// A polars failure as our error, naming the file and what was being done.
+fn polars_error<'a>(
+    path: &'a Path,
+    doing: &'static str,
+) -> impl Fn(PolarsError) -> DetectError + Copy + 'a {
+    move |e| DetectError::BadInput {
+        path: path.to_owned(),
+        reason: format!("{doing}: {e}"),
+    }
+}
+
+/// One column of the profiles table.
+fn column<T>(name: &str, profiles: &[SeriesProfile], f: impl Fn(&SeriesProfile) -> T) -> Column
+where
+    Series: NamedFrom<Vec<T>, [T]>,
+{
+    Column::new(name.into(), profiles.iter().map(f).collect::<Vec<T>>())
+}
+
 /// Reads the training rows: `(series_id, timestamp ms, value)` sorted by series and time, with
 /// counters (ids in `counters`) turned into per-second rates.
 fn training_frame(
@@ -59,12 +87,7 @@ fn training_frame(
     from_ms: i64,
     to_ms: i64,
 ) -> PolarsResult<LazyFrame> {
-    let paths: Vec<PlRefPath> = parts
-        .iter()
-        .map(|p| PlRefPath::new(p.to_string_lossy().as_ref()))
-        .collect();
-    let scan =
-        LazyFrame::scan_parquet_files(paths.into_iter().collect(), ScanArgsParquet::default())?;
+    let scan = scan_parts(parts)?;
     let counter_ids = DataFrame::new(
         counters.len(),
         vec![Column::new(
@@ -122,15 +145,9 @@ fn training_frame(
 
 /// The first and last sample time in `parts`, Unix ms (`None` when they hold no rows).
 pub fn time_range(parts: &[PathBuf]) -> Result<Option<(i64, i64)>, DetectError> {
-    let err = |e: PolarsError| DetectError::BadInput {
-        path: parts.first().cloned().unwrap_or_default(),
-        reason: format!("reading the archive with polars: {e}"),
-    };
-    let paths: Vec<PlRefPath> = parts
-        .iter()
-        .map(|p| PlRefPath::new(p.to_string_lossy().as_ref()))
-        .collect();
-    let df = LazyFrame::scan_parquet_files(paths.into_iter().collect(), ScanArgsParquet::default())
+    let first = parts.first().cloned().unwrap_or_default();
+    let err = polars_error(&first, "reading the archive with polars");
+    let df = scan_parts(parts)
         .map_err(err)?
         .select([
             col("timestamp").cast(DataType::Int64).min().alias("from"),
@@ -152,10 +169,8 @@ pub fn fit_profiles(
     to_ms: i64,
     cfg: &DetectorConfig,
 ) -> Result<Vec<SeriesProfile>, DetectError> {
-    let err = |e: PolarsError| DetectError::BadInput {
-        path: parts.first().cloned().unwrap_or_default(),
-        reason: format!("reading the archive with polars: {e}"),
-    };
+    let first = parts.first().cloned().unwrap_or_default();
+    let err = polars_error(&first, "reading the archive with polars");
     let rows = training_frame(parts, counters, from_ms, to_ms)
         .map_err(err)?
         .collect()
@@ -264,46 +279,22 @@ pub fn fit_profiles(
 /// Writes profiles as one Parquet table: the statistics in columns, the calibrated detector
 /// state as JSON (it is what `serve` loads).
 pub fn write_profiles(path: &Path, profiles: &[SeriesProfile]) -> Result<(), DetectError> {
-    let err = |e: PolarsError| DetectError::BadInput {
-        path: path.to_owned(),
-        reason: format!("writing profiles: {e}"),
-    };
+    let err = polars_error(path, "writing profiles");
     let states: Vec<String> = profiles
         .iter()
         .map(|p| serde_json::to_string(&p.state).expect("a detector always serialises"))
         .collect();
     let n = profiles.len();
     let mut columns = vec![
-        Column::new(
-            "series_id".into(),
-            profiles.iter().map(|p| p.series_id).collect::<Vec<_>>(),
-        ),
-        Column::new(
-            "samples".into(),
-            profiles.iter().map(|p| p.samples).collect::<Vec<_>>(),
-        ),
-        Column::new(
-            "level".into(),
-            profiles.iter().map(|p| p.level).collect::<Vec<_>>(),
-        ),
-        Column::new(
-            "scale".into(),
-            profiles.iter().map(|p| p.scale).collect::<Vec<_>>(),
-        ),
-        Column::new(
-            "min".into(),
-            profiles.iter().map(|p| p.min).collect::<Vec<_>>(),
-        ),
-        Column::new(
-            "max".into(),
-            profiles.iter().map(|p| p.max).collect::<Vec<_>>(),
-        ),
+        column("series_id", profiles, |p| p.series_id),
+        column("samples", profiles, |p| p.samples),
+        column("level", profiles, |p| p.level),
+        column("scale", profiles, |p| p.scale),
+        column("min", profiles, |p| p.min),
+        column("max", profiles, |p| p.max),
     ];
     for b in 0..DAY_BINS {
-        columns.push(Column::new(
-            format!("bin_{b:02}").into(),
-            profiles.iter().map(|p| p.day[b]).collect::<Vec<f32>>(),
-        ));
+        columns.push(column(&format!("bin_{b:02}"), profiles, |p| p.day[b]));
     }
     columns.push(Column::new("state".into(), states));
     let mut df = DataFrame::new(n, columns).map_err(err)?;
@@ -328,10 +319,7 @@ pub fn write_profiles(path: &Path, profiles: &[SeriesProfile]) -> Result<(), Det
 
 /// Reads the calibrated detectors of a profiles table, by series.
 pub fn read_profiles(path: &Path) -> Result<HashMap<u64, Detector>, DetectError> {
-    let err = |e: PolarsError| DetectError::BadInput {
-        path: path.to_owned(),
-        reason: format!("reading profiles: {e}"),
-    };
+    let err = polars_error(path, "reading profiles");
     let file = std::fs::File::open(path).map_err(|source| DetectError::Io {
         path: path.to_owned(),
         source,
