@@ -131,9 +131,8 @@ fn runs_our_detector_and_writes_nab_results() {
     assert_eq!(again["standard"], v["standard"]);
 }
 
-/// A floor under our score on the whole shared corpus, so that a change that loses accuracy
-/// fails here rather than in a later evaluation. (The number itself is reported by the command,
-/// not asserted: the floor is below it.)
+/// The target (NAB standard ≥ 70) as a floor under our score on the whole shared corpus,
+/// so that a change that loses accuracy fails here rather than in a later evaluation.
 #[test]
 fn our_detector_keeps_its_nab_score_on_the_shared_corpus() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -146,7 +145,7 @@ fn our_detector_keeps_its_nab_score_on_the_shared_corpus() {
         dir.path().to_str().expect("utf8"),
     ]);
     let s = v["standard"].as_f64().expect("score");
-    assert!(s >= 67.0, "NAB standard fell to {s}");
+    assert!(s >= 70.0, "NAB standard fell to {s}");
     assert!(v["windows"].as_u64().expect("windows") > 0);
 }
 

@@ -6,7 +6,9 @@
 //!    with the range seen so far: a value well outside it is surprising however noisy the
 //!    series.
 //!    While the recent level predicts best, a large deviation from the time-of-day profile
-//!    (in log space for non-negative series) still counts, at a coarser scale.
+//!    (in log space for non-negative series) still counts, at a coarser scale — adjusted for
+//!    the day of the week once that predicts better (84 two-hour bins of the week, one byte
+//!    each, used after two weeks): a Wednesday that looks like a Sunday is a holiday.
 //!    A surprise that recurs at the same time of day (a nightly job) is discounted: each
 //!    15-minute bin remembers the largest surprise of earlier days, fading by half a day.
 //! 2. **Calibration.** A short moving average of the raw surprise is compared with the long-run
@@ -63,6 +65,16 @@ pub struct DetectorConfig {
     /// this large give about 40 % surprise: the profile is a coarse predictor, so only large
     /// deviations count.
     pub seasonal_z: f64,
+    /// How far the weekly adjustment of a two-hour bin moves toward a new week's value (the
+    /// step is shared among the samples that fall in the bin).
+    pub week_alpha: f64,
+    /// Like `seasonal_z`, for the deviation from the profile adjusted for the day of the week
+    /// (used once that predicts better than the plain profile): a sharper predictor, so a
+    /// smaller deviation counts.
+    pub weekly_z: f64,
+    /// A weekly adjustment learns from residuals clipped to this many of its robust scales: one
+    /// holiday does not rewrite the week.
+    pub week_clip: f64,
 }
 
 impl Default for DetectorConfig {
@@ -83,6 +95,9 @@ impl Default for DetectorConfig {
             recurrence_min: 0.8,
             seasonal_weight: 0.5,
             seasonal_z: 6.0,
+            week_alpha: 0.5,
+            weekly_z: 4.0,
+            week_clip: 2.0,
         }
     }
 }
@@ -106,6 +121,17 @@ const SHORT_MAX: usize = 16;
 /// Time-of-day bins of the seasonal profile (15 minutes each).
 pub(crate) const DAY_BINS: usize = 96;
 const DAY_MS: i64 = 86_400_000;
+/// Two-hour bins of the week (84) for the weekly adjustment of the time-of-day profile.
+const WEEK_BINS: usize = 84;
+const WEEK_MS: i64 = 7 * DAY_MS;
+/// Weekly adjustments are stored in 1/64ths of a natural log (±2: a factor of 7.4).
+const WEEK_UNIT: f64 = 64.0;
+/// A week bin not seen yet.
+const WEEK_UNSEEN: i8 = i8::MIN;
+
+fn unseen_week() -> [i8; WEEK_BINS] {
+    [WEEK_UNSEEN; WEEK_BINS]
+}
 
 impl Scored {
     /// How far `value` is from the expected value, in units of the band's half-width / 3 (a
@@ -131,12 +157,12 @@ pub struct Detector {
     min: f64,
     max: f64,
     short: [f32; SHORT_MAX],
-    #[serde(with = "serde_bins")]
+    #[serde(with = "serde_array")]
     day: [f32; DAY_BINS],
-    #[serde(with = "serde_counts")]
+    #[serde(with = "serde_array")]
     day_n: [u8; DAY_BINS],
     /// The largest raw surprise seen in each time-of-day bin, fading daily (255 = 1.0).
-    #[serde(with = "serde_counts")]
+    #[serde(with = "serde_array")]
     day_peak: [u8; DAY_BINS],
     last_bin: u8,
     /// The largest surprise in the current bin so far today.
@@ -146,6 +172,16 @@ pub struct Detector {
     day_scale: f64,
     #[serde(default)]
     day_log_scale: f64,
+    /// How each two-hour bin of the week differs from the time-of-day profile (log space, in
+    /// 1/64ths): Sunday mornings are not Tuesday mornings.
+    #[serde(with = "serde_array", default = "unseen_week")]
+    week: [i8; WEEK_BINS],
+    /// The robust log scale of residuals after the weekly adjustment.
+    #[serde(default)]
+    week_log_scale: f64,
+    /// When the first sample arrived (Unix ms): the weekly adjustment is used after two weeks.
+    #[serde(default)]
+    first_ms: i64,
     short_sum: f64,
     long_mean: f64,
     long_var: f64,
@@ -188,6 +224,9 @@ impl Detector {
             prev_peak: 0,
             day_scale: 0.0,
             day_log_scale: 0.0,
+            week: unseen_week(),
+            week_log_scale: 0.0,
+            first_ms: 0,
             short_sum: 0.0,
             long_mean: 0.0,
             long_var: 0.0,
@@ -244,6 +283,10 @@ impl Detector {
             };
         }
         let cfg = self.cfg;
+        if self.seen == 0 || self.first_ms == 0 {
+            // (0 also after restoring a checkpoint from before the weekly adjustment.)
+            self.first_ms = ts_ms;
+        }
         if self.seen == 0 && !self.min.is_finite() {
             self.level = value;
             self.min = value;
@@ -266,17 +309,33 @@ impl Detector {
         let spread = scale.max(range * 1e-3).max(f64::EPSILON);
         let z = resid.abs() / (1.2533 * spread);
         let mut raw = 1.0 - (-0.5 * (z / 3.0).powi(2)).exp();
+        let wbin = (ts_ms.rem_euclid(WEEK_MS) * WEEK_BINS as i64 / WEEK_MS) as usize;
+        let week_adj = f64::from(self.week[wbin]) / WEEK_UNIT;
+        let weekly = self.week[wbin] != WEEK_UNSEEN
+            && ts_ms - self.first_ms >= 2 * WEEK_MS
+            && self.week_log_scale < self.day_log_scale;
+        let log_resid = value.max(0.0).ln_1p() - f64::from(self.day[bin]).max(0.0).ln_1p();
         if cfg.seasonal_weight > 0.0 && !seasonal && self.day_n[bin] >= 2 && self.seen > 300 {
-            // Also ask the time-of-day profile: a smooth fall at noon is no surprise to the
-            // recent level, but it is to the same time on other days.
+            // Also ask the time-of-day profile (adjusted for the day of the week once that
+            // predicts better): a smooth fall at noon is no surprise to the recent level, but it
+            // is to the same time on other days.
             let zs = if self.min >= 0.0 {
-                ((value.max(0.0)).ln_1p() - f64::from(self.day[bin]).max(0.0).ln_1p()).abs()
-                    / (1.2533 * self.day_log_scale.max(1e-3))
+                let (resid, scale) = if weekly {
+                    (log_resid - week_adj, self.week_log_scale)
+                } else {
+                    (log_resid, self.day_log_scale)
+                };
+                resid.abs() / (1.2533 * scale.max(1e-3))
             } else {
                 (value - f64::from(self.day[bin])).abs()
                     / (1.2533 * self.day_scale.max(range * 1e-3).max(f64::EPSILON))
             };
-            let rs = 1.0 - (-0.5 * (zs / cfg.seasonal_z).powi(2)).exp();
+            let sz = if weekly && self.min >= 0.0 {
+                cfg.weekly_z
+            } else {
+                cfg.seasonal_z
+            };
+            let rs = 1.0 - (-0.5 * (zs / sz).powi(2)).exp();
             raw = raw.max(cfg.seasonal_weight * rs);
         }
         let mut spatial = false;
@@ -365,8 +424,25 @@ impl Detector {
         if self.day_n[bin] > 0 {
             let day_resid = value - f64::from(self.day[bin]);
             self.day_scale += sa * (day_resid.abs() - self.day_scale);
-            let log_resid = value.max(0.0).ln_1p() - f64::from(self.day[bin]).max(0.0).ln_1p();
             self.day_log_scale += sa * (log_resid.abs() - self.day_log_scale);
+            let w = &mut self.week[wbin];
+            if *w == WEEK_UNSEEN {
+                *w = (log_resid * WEEK_UNIT).round().clamp(-127.0, 127.0) as i8;
+            } else {
+                self.week_log_scale += sa * ((log_resid - week_adj).abs() - self.week_log_scale);
+                // Huber-clipped: one holiday does not rewrite the week.
+                let lim = cfg.week_clip * self.week_log_scale.max(1e-3);
+                let per_bin = (self.seen as f64 * (WEEK_MS / WEEK_BINS as i64) as f64
+                    / (ts_ms - self.first_ms).max(1) as f64)
+                    .max(1.0);
+                let next =
+                    week_adj + cfg.week_alpha / per_bin * (log_resid - week_adj).clamp(-lim, lim);
+                // Dithered rounding (deterministic, from the timestamp): small steps add up
+                // on average instead of vanishing in the 1/64 grid.
+                let dither = ((ts_ms as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 40) as f64
+                    / (1u64 << 24) as f64;
+                *w = (next * WEEK_UNIT + dither).floor().clamp(-127.0, 127.0) as i8;
+            }
             self.day[bin] += (0.3 * day_resid) as f32;
         } else {
             self.day[bin] = value as f32;
@@ -389,33 +465,23 @@ impl Detector {
 }
 
 /// Serde for fixed arrays longer than 32 (serde implements up to 32).
-mod serde_bins {
-    use serde::{Deserialize, Deserializer, Serializer};
+mod serde_array {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-    pub fn serialize<S: Serializer>(v: &[f32; super::DAY_BINS], s: S) -> Result<S::Ok, S::Error> {
+    pub fn serialize<S: Serializer, T: Serialize, const N: usize>(
+        v: &[T; N],
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
         s.collect_seq(v.iter())
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(
+    pub fn deserialize<'de, D: Deserializer<'de>, T: Deserialize<'de>, const N: usize>(
         d: D,
-    ) -> Result<[f32; super::DAY_BINS], D::Error> {
-        let v = Vec::<f32>::deserialize(d)?;
+    ) -> Result<[T; N], D::Error> {
+        let v = Vec::<T>::deserialize(d)?;
+        let len = v.len();
         v.try_into()
-            .map_err(|_| serde::de::Error::custom("expected 96 bins"))
-    }
-}
-
-mod serde_counts {
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(v: &[u8; super::DAY_BINS], s: S) -> Result<S::Ok, S::Error> {
-        s.collect_seq(v.iter())
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<[u8; super::DAY_BINS], D::Error> {
-        let v = Vec::<u8>::deserialize(d)?;
-        v.try_into()
-            .map_err(|_| serde::de::Error::custom("expected 96 counts"))
+            .map_err(|_| serde::de::Error::custom(format!("expected {N} values, got {len}")))
     }
 }
 
@@ -510,6 +576,41 @@ mod tests {
                 prop_assert!(s.raw.is_finite() || !v.is_finite(), "{s:?}");
             }
         }
+    }
+
+    /// Traffic with a daily shape whose weekends run at 40 %: a Wednesday that looks like a
+    /// Sunday (a holiday) is an anomaly, the weekends themselves are not.
+    #[test]
+    fn a_weekday_like_a_weekend_is_found_and_weekends_are_routine() {
+        const STEP: i64 = 1_800_000; // 30 minutes: 48 samples a day
+        let traffic = |i: i64, holiday: bool| {
+            let t = i * STEP;
+            let hour = (t % DAY_MS) as f64 / 3_600_000.0;
+            // 1970-01-01 was a Thursday: days 2 and 3 of each week are the weekend.
+            let weekend = holiday || matches!((t / DAY_MS) % 7, 2 | 3);
+            let daily = 1000.0 + 800.0 * (std::f64::consts::PI * (hour - 4.0) / 24.0).sin().powi(2);
+            daily * if weekend { 0.4 } else { 1.0 } * (1.0 + 0.02 * noise(i as usize))
+        };
+        let mut d = Detector::new(DetectorConfig::default());
+        let weeks = 6 * 7 * 48;
+        let mut weekend_max: f64 = 0.0;
+        for i in 0..weeks {
+            let s = d.update(i * STEP, traffic(i, false));
+            if i > 4 * 7 * 48 {
+                weekend_max = weekend_max.max(s.score);
+            }
+        }
+        // The next Wednesday (day 6 of the week) is a holiday.
+        let mut holiday_max: f64 = 0.0;
+        for i in weeks..weeks + 7 * 48 {
+            let holiday = (i * STEP / DAY_MS) % 7 == 6;
+            let s = d.update(i * STEP, traffic(i, holiday));
+            if holiday {
+                holiday_max = holiday_max.max(s.score);
+            }
+        }
+        assert!(weekend_max < 0.5, "{weekend_max}");
+        assert!(holiday_max >= 0.5, "{holiday_max}");
     }
 
     #[test]
