@@ -102,6 +102,28 @@ pub enum EvalWhat {
     /// Detection on labelled fault cases (rca.md §5): the univariate ensemble, the multivariate
     /// per-service scorer and both together; precision, recall and F1 over cases.
     Cases(CasesArgs),
+    /// Rolling-origin forecast evaluation on `timestamp,value` CSVs: MASE, sMAPE and quantile
+    /// coverage for our forecaster next to seasonal naive.
+    Forecast(ForecastArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ForecastArgs {
+    /// A `timestamp,value` CSV, or a folder whose CSVs (any depth) are each evaluated.
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Samples ahead forecast from every origin (default: one hour at the series' resolution).
+    #[arg(long)]
+    pub horizon: Option<u32>,
+    /// Share of each series learnt before the first origin.
+    #[arg(long, default_value_t = 0.2)]
+    pub warmup_share: f64,
+    /// Samples between origins.
+    #[arg(long, default_value_t = 1)]
+    pub stride: usize,
+    /// Forecaster parameters (TOML, the keys of ForecastConfig).
+    #[arg(long)]
+    pub forecast_config: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -1,6 +1,8 @@
-//! Anomaly scoring (and, later, forecasting) for aiops.
+//! Anomaly scoring and load forecasting for aiops.
 //!
 //! * [`Detector`] — per-series online anomaly scoring.
+//! * [`backtest`] — rolling-origin evaluation of the forecaster against seasonal naive.
+//! * [`forecast`] — per-series online load forecasting with quantiles (predictive scaling).
 //! * [`multi`] — multivariate scoring of a service's metrics as one vector (PCA).
 //! * [`cases`] — labelled fault cases (RCAEval layout) and the detection protocol of rca.md §5.
 //! * [`train`] — seasonal profiles and calibration fitted from the archive (polars).
@@ -9,8 +11,10 @@
 //!
 //! Pure compute, synchronous, no runtime: the pipeline calls it from its stages.
 
+pub mod backtest;
 pub mod cases;
 mod error;
+pub mod forecast;
 pub mod multi;
 pub mod nab;
 mod score;

@@ -1,0 +1,615 @@
+//! Online load forecasting for one series: point forecast and quantiles for the next samples,
+//! updated on every sample in O(candidates) time.
+//!
+//! * **Candidates.** Holt–Winters-style exponential smoothing (a level plus a seasonal offset
+//!   per time bin) with no season, a daily season and a weekly season, each at three level
+//!   smoothings: nine small models that all learn from every sample. The seasons are indexed by
+//!   *time* (bins of the day / week at the series' own resolution), so irregular sampling and
+//!   gaps do not shift them.
+//! * **Automatic season.** Each candidate's absolute error at a middle horizon (the forecast it
+//!   made that many samples ago against what arrived) is tracked; the forecast comes from the
+//!   candidate with the lowest recent error. A series without a weekly pattern ends up daily or
+//!   flat on its own; a candidate becomes eligible once it has seen a whole period.
+//! * **Log space.** Series that are never negative during the first samples (loads, rates) are
+//!   modelled as `ln(1 + v)`: the seasonal shape is a factor, and forecasts stay positive.
+//!   (A negative value later is taken as 0 by that model.)
+//! * **Quantiles.** The errors of the forecasts actually served are kept, per horizon, for
+//!   horizons 1, 2, 4, 8, … up to the longest one configured; quantiles at a horizon are the
+//!   empirical quantiles of those errors (interpolated between tracked horizons) added to the
+//!   point forecast — calibrated on the series itself, with no distributional assumption. Until
+//!   enough errors are known, a Gaussian band from the one-step error is used.
+
+use std::collections::VecDeque;
+
+use serde::{Deserialize, Serialize};
+
+const DAY_MS: i64 = 86_400_000;
+const WEEK_MS: i64 = 7 * DAY_MS;
+/// Level smoothings tried for every season.
+const ALPHAS: [f64; 3] = [0.05, 0.2, 0.6];
+/// Intervals looked at to find the series' resolution before the models start.
+const WARM_INTERVALS: usize = 16;
+
+/// Forecasting parameters.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ForecastConfig {
+    /// The longest horizon asked for, in samples.
+    pub max_horizon: u32,
+    /// How far a seasonal bin moves toward a new observation (per visit).
+    pub season_gamma: f64,
+    /// Smoothing of the candidates' error (per sample).
+    pub error_alpha: f64,
+    /// Errors kept per tracked horizon for the quantiles.
+    pub residuals: u32,
+    /// At most this many bins per day (finer series share bins).
+    pub max_day_bins: u32,
+    /// At most this many bins per week.
+    pub max_week_bins: u32,
+}
+
+impl Default for ForecastConfig {
+    fn default() -> Self {
+        Self {
+            max_horizon: 64,
+            season_gamma: 0.25,
+            error_alpha: 0.02,
+            residuals: 256,
+            max_day_bins: 288,
+            max_week_bins: 2016,
+        }
+    }
+}
+
+/// Which seasonal pattern a candidate models.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Season {
+    /// Level only.
+    None,
+    /// Time of day.
+    Daily,
+    /// Time of week.
+    Weekly,
+}
+
+impl Season {
+    fn period_ms(self) -> i64 {
+        match self {
+            Season::None => 0,
+            Season::Daily => DAY_MS,
+            Season::Weekly => WEEK_MS,
+        }
+    }
+}
+
+/// A forecast of one future sample.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Forecast {
+    /// Samples ahead.
+    pub horizon: u32,
+    /// When that sample is expected (Unix ms).
+    pub target_ms: i64,
+    /// The model's forecast.
+    pub point: f64,
+    /// Median.
+    pub p50: f64,
+    /// 90th percentile.
+    pub p90: f64,
+    /// 99th percentile.
+    pub p99: f64,
+}
+
+/// One exponential-smoothing model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Candidate {
+    season: Season,
+    alpha: f64,
+    level: f64,
+    /// Seasonal offsets per bin (NaN: not seen yet).
+    #[serde(with = "nan_as_null")]
+    bins: Vec<f32>,
+    /// Mean absolute error at the selection horizon (once `measured` > 0).
+    error: f64,
+    /// Errors measured so far.
+    measured: u32,
+    /// Forecasts made for the selection horizon: (index of the sample they are for, value).
+    pending: VecDeque<(u64, f64)>,
+}
+
+impl Candidate {
+    fn new(season: Season, alpha: f64, bins: usize, level: f64) -> Self {
+        Self {
+            season,
+            alpha,
+            level,
+            bins: vec![f32::NAN; if season == Season::None { 0 } else { bins }],
+            error: 0.0,
+            measured: 0,
+            pending: VecDeque::new(),
+        }
+    }
+
+    fn bin(&self, ts_ms: i64) -> Option<usize> {
+        if self.bins.is_empty() {
+            return None;
+        }
+        let p = self.season.period_ms();
+        Some((ts_ms.rem_euclid(p) as i128 * self.bins.len() as i128 / p as i128) as usize)
+    }
+
+    fn offset(&self, ts_ms: i64) -> f64 {
+        match self.bin(ts_ms).map(|b| self.bins[b]) {
+            Some(s) if s.is_finite() => f64::from(s),
+            _ => 0.0,
+        }
+    }
+
+    fn predict(&self, ts_ms: i64) -> f64 {
+        self.level + self.offset(ts_ms)
+    }
+
+    fn learn(&mut self, ts_ms: i64, y: f64, gamma: f64) {
+        match self.bin(ts_ms) {
+            None => self.level += self.alpha * (y - self.level),
+            Some(b) => {
+                let s = self.bins[b];
+                if s.is_finite() {
+                    let s = f64::from(s);
+                    self.level += self.alpha * (y - self.level - s);
+                    self.bins[b] = (s + gamma * (y - self.level - s)) as f32;
+                } else {
+                    // First visit of this bin: its offset from the current level.
+                    self.bins[b] = (y - self.level) as f32;
+                }
+            }
+        }
+    }
+}
+
+/// The forecasts served at one tracked horizon, waiting for their sample, and the errors of
+/// those that arrived.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Tracked {
+    horizon: u32,
+    pending: VecDeque<(u64, f64)>,
+    errors: VecDeque<f32>,
+}
+
+/// The forecasting state of one series.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Forecaster {
+    cfg: ForecastConfig,
+    seen: u64,
+    first_ms: i64,
+    last_ms: i64,
+    /// The first intervals, until the resolution is known.
+    intervals: Vec<i64>,
+    /// Typical interval between samples (0: not known yet).
+    step_ms: i64,
+    /// Model `ln(1 + v)` instead of `v`.
+    log: bool,
+    /// Last value (model space).
+    last: f64,
+    /// Mean absolute one-step change (model space), for the fallback band.
+    change: f64,
+    candidates: Vec<Candidate>,
+    tracked: Vec<Tracked>,
+}
+
+impl Forecaster {
+    /// A fresh forecaster.
+    pub fn new(cfg: ForecastConfig) -> Self {
+        Self {
+            cfg,
+            seen: 0,
+            first_ms: 0,
+            last_ms: 0,
+            intervals: Vec::new(),
+            step_ms: 0,
+            log: true,
+            last: 0.0,
+            change: 0.0,
+            candidates: Vec::new(),
+            tracked: Vec::new(),
+        }
+    }
+
+    /// Samples learnt from.
+    pub fn seen(&self) -> u64 {
+        self.seen
+    }
+
+    /// The series' typical interval between samples, once known.
+    pub fn step_ms(&self) -> Option<i64> {
+        (self.step_ms > 0).then_some(self.step_ms)
+    }
+
+    /// When the last sample arrived (Unix ms), if any.
+    pub fn last_ms(&self) -> Option<i64> {
+        (self.seen > 0).then_some(self.last_ms)
+    }
+
+    /// The season of the candidate currently forecasting.
+    pub fn season(&self) -> Option<Season> {
+        self.best().map(|c| c.season)
+    }
+
+    fn to_model(&self, v: f64) -> f64 {
+        if self.log { v.max(0.0).ln_1p() } else { v }
+    }
+
+    fn from_model(&self, m: f64) -> f64 {
+        if self.log { m.exp_m1() } else { m }
+    }
+
+    /// The horizon whose errors choose the candidate.
+    fn select_horizon(&self) -> u32 {
+        (self.cfg.max_horizon / 2).max(1)
+    }
+
+    fn best(&self) -> Option<&Candidate> {
+        self.candidates
+            .iter()
+            .filter(|c| c.measured >= 10 && c.error.is_finite())
+            .min_by(|a, b| a.error.total_cmp(&b.error))
+            .or_else(|| self.candidates.iter().find(|c| c.season == Season::None))
+    }
+
+    /// Learns from `value` observed at `ts_ms` (Unix ms). NaN and infinities are skipped, and
+    /// so are samples not after the previous one.
+    pub fn update(&mut self, ts_ms: i64, value: f64) {
+        if !value.is_finite() || (self.seen > 0 && ts_ms <= self.last_ms) {
+            return;
+        }
+        if self.seen == 0 {
+            self.first_ms = ts_ms;
+            self.log = value >= 0.0;
+        } else if self.step_ms == 0 {
+            self.intervals.push(ts_ms - self.last_ms);
+            self.log &= value >= 0.0;
+        }
+        let y = self.to_model(value);
+        if self.seen > 0 {
+            let a = (1.0 / self.seen as f64).max(self.cfg.error_alpha);
+            self.change += a * ((y - self.last).abs() - self.change);
+        }
+        if self.step_ms == 0 && self.intervals.len() >= WARM_INTERVALS {
+            self.start(y);
+        }
+        let n = self.seen;
+        let gamma = self.cfg.season_gamma;
+        let ea = self.cfg.error_alpha;
+        for c in &mut self.candidates {
+            while let Some(&(due, f)) = c.pending.front() {
+                if due > n {
+                    break;
+                }
+                c.pending.pop_front();
+                if due == n {
+                    let e = (y - f).abs();
+                    let a = (1.0 / (f64::from(c.measured) + 1.0)).max(ea);
+                    c.error += a * (e - c.error);
+                    c.measured += 1;
+                }
+            }
+            c.learn(ts_ms, y, gamma);
+        }
+        for t in &mut self.tracked {
+            while let Some(&(due, f)) = t.pending.front() {
+                if due > n {
+                    break;
+                }
+                t.pending.pop_front();
+                if due == n {
+                    if t.errors.len() >= self.cfg.residuals as usize {
+                        t.errors.pop_front();
+                    }
+                    t.errors.push_back((y - f) as f32);
+                }
+            }
+        }
+        self.seen += 1;
+        self.last_ms = ts_ms;
+        self.last = y;
+        self.plan();
+    }
+
+    /// The resolution is known: allocate the candidates.
+    fn start(&mut self, y: f64) {
+        let mut iv = std::mem::take(&mut self.intervals);
+        iv.sort_unstable();
+        self.step_ms = iv[iv.len() / 2].max(1);
+        let bins = |period: i64, max: u32| {
+            ((period as f64 / self.step_ms as f64).round() as usize).clamp(1, max as usize)
+        };
+        let day = bins(DAY_MS, self.cfg.max_day_bins);
+        let week = bins(WEEK_MS, self.cfg.max_week_bins);
+        for season in [Season::None, Season::Daily, Season::Weekly] {
+            for alpha in ALPHAS {
+                let b = if season == Season::Weekly { week } else { day };
+                self.candidates.push(Candidate::new(season, alpha, b, y));
+            }
+        }
+        let mut h = 1;
+        while h < self.cfg.max_horizon {
+            self.tracked.push(Tracked::new(h));
+            h *= 2;
+        }
+        self.tracked.push(Tracked::new(self.cfg.max_horizon.max(1)));
+    }
+
+    /// After learning: every candidate forecasts the selection horizon, and the served forecast
+    /// is recorded at every tracked horizon.
+    fn plan(&mut self) {
+        if self.candidates.is_empty() {
+            return;
+        }
+        let n = self.seen - 1;
+        let hs = self.select_horizon();
+        let target = self.last_ms + i64::from(hs) * self.step_ms;
+        let elapsed = self.last_ms - self.first_ms;
+        for c in &mut self.candidates {
+            // A season is only judged once a whole period has been seen.
+            if elapsed >= c.season.period_ms() {
+                c.pending.push_back((n + u64::from(hs), c.predict(target)));
+            }
+        }
+        let served: Vec<(u32, f64)> = self
+            .tracked
+            .iter()
+            .map(|t| (t.horizon, self.model_point(t.horizon)))
+            .collect();
+        for (t, (h, f)) in self.tracked.iter_mut().zip(served) {
+            t.pending.push_back((n + u64::from(h), f));
+        }
+    }
+
+    fn target_ms(&self, horizon: u32) -> i64 {
+        self.last_ms + i64::from(horizon) * self.step_ms.max(1)
+    }
+
+    /// The best candidate's forecast in model space.
+    fn model_point(&self, horizon: u32) -> f64 {
+        match self.best() {
+            Some(c) => c.predict(self.target_ms(horizon)),
+            None => self.last,
+        }
+    }
+
+    /// The `q` quantile of the served forecasts' errors at `horizon` (model space), interpolated
+    /// between tracked horizons; a Gaussian band from the one-step change until 20 errors are
+    /// known.
+    fn error_quantile(&self, horizon: u32, q: f64) -> f64 {
+        let at = |t: &Tracked| {
+            if t.errors.len() < 20 {
+                return None;
+            }
+            let mut e: Vec<f32> = t.errors.iter().copied().collect();
+            e.sort_unstable_by(f32::total_cmp);
+            let pos = q * (e.len() - 1) as f64;
+            let (lo, hi) = (pos.floor() as usize, pos.ceil() as usize);
+            let w = pos - lo as f64;
+            Some(f64::from(e[lo]) * (1.0 - w) + f64::from(e[hi]) * w)
+        };
+        let lo = self.tracked.iter().rev().find(|t| t.horizon <= horizon);
+        let hi = self.tracked.iter().find(|t| t.horizon >= horizon);
+        let gaussian = || {
+            let z = inverse_normal(q);
+            z * 1.2533 * self.change * f64::from(horizon).sqrt()
+        };
+        match (lo, hi) {
+            (Some(l), Some(h)) if l.horizon == h.horizon => at(l).unwrap_or_else(gaussian),
+            (Some(l), Some(h)) => match (at(l), at(h)) {
+                (Some(a), Some(b)) => {
+                    let (x0, x1) = (f64::from(l.horizon).ln(), f64::from(h.horizon).ln());
+                    let w = (f64::from(horizon).ln() - x0) / (x1 - x0);
+                    a + w * (b - a)
+                }
+                _ => gaussian(),
+            },
+            (Some(l), None) => at(l).unwrap_or_else(gaussian),
+            (None, Some(h)) => at(h).unwrap_or_else(gaussian),
+            (None, None) => gaussian(),
+        }
+    }
+
+    /// The forecast `horizon` samples ahead (1 = the next one), or None before the first sample.
+    pub fn forecast(&self, horizon: u32) -> Option<Forecast> {
+        if self.seen == 0 {
+            return None;
+        }
+        let horizon = horizon.max(1);
+        let m = self.model_point(horizon);
+        let q = |p: f64| self.from_model(m + self.error_quantile(horizon, p));
+        let (p50, p90, p99) = (q(0.5), q(0.9), q(0.99));
+        Some(Forecast {
+            horizon,
+            target_ms: self.target_ms(horizon),
+            point: self.from_model(m),
+            p50,
+            p90: p90.max(p50),
+            p99: p99.max(p90).max(p50),
+        })
+    }
+
+    /// The forecast for the sample expected at or after `target_ms`, or None before the
+    /// resolution is known.
+    pub fn forecast_at(&self, target_ms: i64) -> Option<Forecast> {
+        let step = self.step_ms()?;
+        let ahead = (target_ms - self.last_ms).max(1);
+        let horizon = ((ahead + step - 1) / step).clamp(1, i64::from(u32::MAX)) as u32;
+        self.forecast(horizon)
+    }
+}
+
+impl Tracked {
+    fn new(horizon: u32) -> Self {
+        Self {
+            horizon,
+            pending: VecDeque::new(),
+            errors: VecDeque::new(),
+        }
+    }
+}
+
+/// The standard normal quantile (Acklam's rational approximation, relative error < 1.2e-9).
+pub(crate) fn inverse_normal(p: f64) -> f64 {
+    let p = p.clamp(1e-12, 1.0 - 1e-12);
+    const A: [f64; 6] = [
+        -3.969_683_028_665_376e1,
+        2.209_460_984_245_205e2,
+        -2.759_285_104_469_687e2,
+        1.383_577_518_672_69e2,
+        -3.066_479_806_614_716e1,
+        2.506_628_277_459_239,
+    ];
+    const B: [f64; 5] = [
+        -5.447_609_879_822_406e1,
+        1.615_858_368_580_409e2,
+        -1.556_989_798_598_866e2,
+        6.680_131_188_771_972e1,
+        -1.328_068_155_288_572e1,
+    ];
+    const C: [f64; 6] = [
+        -7.784_894_002_430_293e-3,
+        -3.223_964_580_411_365e-1,
+        -2.400_758_277_161_838,
+        -2.549_732_539_343_734,
+        4.374_664_141_464_968,
+        2.938_163_982_698_783,
+    ];
+    const D: [f64; 4] = [
+        7.784_695_709_041_462e-3,
+        3.224_671_290_700_398e-1,
+        2.445_134_137_142_996,
+        3.754_408_661_907_416,
+    ];
+    let tail = |q: f64| {
+        (((((C[0] * q + C[1]) * q + C[2]) * q + C[3]) * q + C[4]) * q + C[5])
+            / ((((D[0] * q + D[1]) * q + D[2]) * q + D[3]) * q + 1.0)
+    };
+    if p < 0.02425 {
+        tail((-2.0 * p.ln()).sqrt())
+    } else if p > 1.0 - 0.02425 {
+        -tail((-2.0 * (1.0 - p).ln()).sqrt())
+    } else {
+        let q = p - 0.5;
+        let r = q * q;
+        (((((A[0] * r + A[1]) * r + A[2]) * r + A[3]) * r + A[4]) * r + A[5]) * q
+            / (((((B[0] * r + B[1]) * r + B[2]) * r + B[3]) * r + B[4]) * r + 1.0)
+    }
+}
+
+/// Seasonal offsets with NaN (not seen) as JSON `null`.
+mod nan_as_null {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &[f32], s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(v.iter().map(|x| x.is_finite().then_some(*x)))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<f32>, D::Error> {
+        let v = Vec::<Option<f32>>::deserialize(d)?;
+        Ok(v.into_iter().map(|x| x.unwrap_or(f32::NAN)).collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const STEP: i64 = 1_800_000; // 30 minutes
+
+    /// Requests per second with a daily shape and quiet weekends.
+    fn load(i: i64) -> f64 {
+        let t = i * STEP;
+        let hour = (t % DAY_MS) as f64 / 3_600_000.0;
+        let weekend = matches!((t / DAY_MS) % 7, 2 | 3);
+        let daily = 100.0 + 80.0 * (std::f64::consts::PI * (hour - 4.0) / 24.0).sin().powi(2);
+        let noise = (((i * 7919) % 101) as f64 / 101.0 - 0.5) * 4.0;
+        daily * if weekend { 0.4 } else { 1.0 } + noise
+    }
+
+    #[test]
+    fn learns_a_weekly_pattern_and_forecasts_it() {
+        let mut f = Forecaster::new(ForecastConfig {
+            max_horizon: 8,
+            ..ForecastConfig::default()
+        });
+        let n = 5 * 7 * 48;
+        for i in 0..n {
+            f.update(i * STEP, load(i));
+        }
+        assert_eq!(f.season(), Some(Season::Weekly));
+        assert_eq!(f.step_ms(), Some(STEP));
+        for h in 1..=8 {
+            let fc = f.forecast(h).expect("forecast");
+            let actual = load(n - 1 + i64::from(h));
+            assert!(
+                (fc.point - actual).abs() < 10.0,
+                "h={h}: {fc:?} vs {actual}"
+            );
+            assert!(fc.p50 <= fc.p90 && fc.p90 <= fc.p99, "{fc:?}");
+            assert_eq!(fc.target_ms, (n - 1 + i64::from(h)) * STEP);
+        }
+    }
+
+    #[test]
+    fn quantiles_cover_what_they_promise() {
+        let mut f = Forecaster::new(ForecastConfig {
+            max_horizon: 4,
+            ..ForecastConfig::default()
+        });
+        let (mut below90, mut total) = (0, 0);
+        let n = 6 * 7 * 48;
+        let mut pending: VecDeque<(i64, f64)> = VecDeque::new();
+        for i in 0..n {
+            while pending.front().is_some_and(|&(due, _)| due == i) {
+                let (_, p90) = pending.pop_front().expect("front");
+                if i > 4 * 7 * 48 {
+                    total += 1;
+                    below90 += i32::from(load(i) <= p90);
+                }
+            }
+            f.update(i * STEP, load(i));
+            pending.push_back((i + 4, f.forecast(4).expect("forecast").p90));
+        }
+        let coverage = f64::from(below90) / f64::from(total);
+        assert!((0.8..=0.97).contains(&coverage), "{coverage}");
+    }
+
+    #[test]
+    fn survives_a_checkpoint_round_trip() {
+        let mut f = Forecaster::new(ForecastConfig::default());
+        for i in 0..300 {
+            f.update(i * STEP, load(i));
+        }
+        let json = serde_json::to_string(&f).expect("serialise");
+        let back: Forecaster = serde_json::from_str(&json).expect("deserialise");
+        assert_eq!(
+            back.forecast(3).map(|x| x.point),
+            f.forecast(3).map(|x| x.point)
+        );
+    }
+
+    #[test]
+    fn skips_bad_values_and_negative_series_stay_linear() {
+        let mut f = Forecaster::new(ForecastConfig::default());
+        assert!(f.forecast(1).is_none());
+        for i in 0..100 {
+            f.update(i * 60_000, -5.0 + (i % 3) as f64);
+            f.update(i * 60_000 + 1, f64::NAN);
+        }
+        let fc = f.forecast(2).expect("forecast");
+        assert!(fc.point < 0.0 && fc.point.is_finite(), "{fc:?}");
+        assert_eq!(f.step_ms(), Some(60_000));
+    }
+
+    #[test]
+    fn inverse_normal_is_accurate() {
+        assert!((inverse_normal(0.5)).abs() < 1e-9);
+        assert!((inverse_normal(0.975) - 1.959_963_985).abs() < 1e-6);
+        assert!((inverse_normal(0.01) + 2.326_347_874).abs() < 1e-6);
+    }
+}
