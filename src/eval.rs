@@ -94,7 +94,8 @@ fn forecast_eval(a: ForecastArgs) -> anyhow::Result<()> {
     } else {
         // Means over the files (each file weighs the same).
         let n = per_file.len() as f64;
-        let mean = |f: &dyn Fn(&backtest::Backtest) -> f64| per_file.values().map(f).sum::<f64>() / n;
+        let mean =
+            |f: &dyn Fn(&backtest::Backtest) -> f64| per_file.values().map(f).sum::<f64>() / n;
         serde_json::json!({
             "ours": {
                 "mase": mean(&|b| b.ours.mase),

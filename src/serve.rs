@@ -156,6 +156,7 @@ pub async fn serve(
         api_metrics,
         detect: detect_state,
         max_score_gauges: cfg.detect.max_score_gauges,
+        scaling: Arc::new(cfg.detect.scaling.clone()),
     };
     let listener = tokio::net::TcpListener::bind(cfg.server.listen)
         .await

@@ -22,6 +22,9 @@ pub struct ApiConfig {
     pub max_series_per_query: usize,
     /// Most samples one `GET /api/v1/series/{id}/samples` answer holds.
     pub max_samples_per_query: usize,
+    /// When set, the external metrics API and `/api/v1/scaling` require
+    /// `Authorization: Bearer <token>` (e.g. from `AIOPS__SERVER__SCALING_TOKEN`).
+    pub scaling_token: Option<String>,
 }
 
 impl Default for ApiConfig {
@@ -34,6 +37,7 @@ impl Default for ApiConfig {
             shutdown_grace_secs: 30,
             max_series_per_query: 10_000,
             max_samples_per_query: 1_000_000,
+            scaling_token: None,
         }
     }
 }

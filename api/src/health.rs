@@ -45,6 +45,7 @@ pub async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError
     prometheus_client::encoding::text::encode_registry(&mut body, &state.registry)
         .map_err(ApiError::internal)?;
     anomaly_gauges(&state, &mut body);
+    scaling_gauges(&state, &mut body);
     prometheus_client::encoding::text::encode_eof(&mut body).map_err(ApiError::internal)?;
     Ok((
         [(
@@ -85,5 +86,64 @@ fn anomaly_gauges(state: &AppState, out: &mut String) {
             esc(&metric),
             esc(&service)
         );
+    }
+}
+
+/// Per scaling target (bounded by the config): the served value, the current load, the
+/// forecast, and whether the value is held because the load stopped arriving (1) or refused
+/// because it stopped longer than the hold time (2).
+fn scaling_gauges(state: &AppState, out: &mut String) {
+    use std::fmt::Write as _;
+    if state.scaling.targets.is_empty() {
+        return;
+    }
+    let now = jiff::Timestamp::now().as_millisecond();
+    let mut rows = Vec::new();
+    {
+        let mut st = state.detect.write().unwrap_or_else(|p| p.into_inner());
+        for t in &state.scaling.targets {
+            rows.push((
+                t.name.clone(),
+                st.scaling.value(&state.scaling, &t.name, None, now),
+            ));
+        }
+    }
+    for (name, help) in [
+        (
+            "aiops_scaling_value",
+            "Value served to the HPA for a scaling target (load units).",
+        ),
+        ("aiops_scaling_current", "Latest load of a scaling target."),
+        (
+            "aiops_scaling_forecast",
+            "Forecast load at now + lead time (served quantile).",
+        ),
+        (
+            "aiops_scaling_desired_replicas",
+            "Replicas the served value asks for.",
+        ),
+        (
+            "aiops_scaling_stale",
+            "1: the load stopped arriving and the last good value is held; 2: held too long, refused.",
+        ),
+    ] {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+        for (target, v) in &rows {
+            let value = match (name, v) {
+                ("aiops_scaling_stale", Ok(v)) => Some(f64::from(u8::from(v.stale))),
+                (
+                    "aiops_scaling_stale",
+                    Err(aiops_detect::scaling::ScalingError::Expired { .. }),
+                ) => Some(2.0),
+                ("aiops_scaling_value", Ok(v)) => Some(v.value),
+                ("aiops_scaling_current", Ok(v)) => Some(v.current),
+                ("aiops_scaling_forecast", Ok(v)) => v.forecast,
+                ("aiops_scaling_desired_replicas", Ok(v)) => Some(v.desired_replicas as f64),
+                _ => None,
+            };
+            if let Some(x) = value {
+                let _ = writeln!(out, "{name}{{target=\"{target}\"}} {x}");
+            }
+        }
     }
 }

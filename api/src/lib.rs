@@ -6,6 +6,8 @@
 //! | `GET /api/v1/series` | the series catalog, filtered by `match[]` selectors |
 //! | `GET /api/v1/series/{id}/samples` | one series over `start`..`end` from the archive |
 //! | `GET /api/v1/anomalies` | anomaly events, filtered by time, service and score |
+//! | `GET /api/v1/scaling`, `/api/v1/scaling/{name}` | predictive scaling values (KEDA `metrics-api`) |
+//! | `GET /apis/external.metrics.k8s.io/v1beta1/…` | the Kubernetes external metrics API (HPA) |
 //! | `GET /healthz` | the process is alive |
 //! | `GET /readyz` | the archive accepts writes; source health |
 //! | `GET /metrics` | our own metrics (OpenMetrics text) |
@@ -16,6 +18,7 @@
 
 mod config;
 pub mod error;
+pub mod external;
 mod health;
 mod metrics;
 mod query;
@@ -63,11 +66,31 @@ pub struct AppState {
     pub detect: Arc<std::sync::RwLock<aiops_detect::DetectState>>,
     /// How many series `/metrics` exports as `aiops_anomaly_score`.
     pub max_score_gauges: usize,
+    /// Predictive scaling targets (served by the external metrics API).
+    pub scaling: Arc<aiops_detect::scaling::ScalingConfig>,
 }
 
 /// The router with every route and middleware.
 pub fn router(state: AppState) -> Router {
+    let scaling = Router::new()
+        .route("/apis", get(external::api_group_list))
+        .route("/apis/external.metrics.k8s.io", get(external::api_group))
+        .route(
+            "/apis/external.metrics.k8s.io/v1beta1",
+            get(external::resource_list),
+        )
+        .route(
+            "/apis/external.metrics.k8s.io/v1beta1/namespaces/{namespace}/{metric}",
+            get(external::metric_value),
+        )
+        .route("/api/v1/scaling", get(external::list_scaling))
+        .route("/api/v1/scaling/{name}", get(external::get_scaling))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            external::require_token,
+        ));
     Router::new()
+        .merge(scaling)
         .route("/api/v1/write", post(write::remote_write))
         .route("/api/v1/series", get(query::list_series))
         .route("/api/v1/series/{id}/samples", get(query::series_samples))

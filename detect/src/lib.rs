@@ -5,6 +5,7 @@
 //! * [`forecast`] — per-series online load forecasting with quantiles (predictive scaling).
 //! * [`multi`] — multivariate scoring of a service's metrics as one vector (PCA).
 //! * [`cases`] — labelled fault cases (RCAEval layout) and the detection protocol of rca.md §5.
+//! * [`scaling`] — predictive scaling targets: a workload's load, forecast and served to the HPA.
 //! * [`train`] — seasonal profiles and calibration fitted from the archive (polars).
 //! * [`nab`] — the Numenta Anomaly Benchmark corpus and a faithful re-implementation of its
 //!   scorer, used by `aiops eval nab`.
@@ -17,6 +18,7 @@ mod error;
 pub mod forecast;
 pub mod multi;
 pub mod nab;
+pub mod scaling;
 mod score;
 pub mod stage;
 pub mod train;

@@ -10,6 +10,7 @@ use aiops_models::{AnomalyEvent, SampleBatch, SeriesCatalog, SeriesId, service_o
 use serde::{Deserialize, Serialize};
 
 use crate::multi::{MultiConfig, MultiScored, ServiceModel};
+use crate::scaling::{ScalingConfig, ScalingState};
 use crate::{Detector, DetectorConfig, Scored};
 
 /// Reads a series' samples in `from_ms..=to_ms` (the archive, in the pipeline).
@@ -36,6 +37,8 @@ pub struct DetectConfig {
     pub warm_start_secs: u64,
     /// Multivariate scoring of each service's metrics as one vector.
     pub services: ServicesConfig,
+    /// Predictive scaling targets (load forecasts served to the HPA).
+    pub scaling: ScalingConfig,
 }
 
 /// Options of the per-service multivariate scoring.
@@ -84,6 +87,7 @@ impl Default for DetectConfig {
             checkpoint_secs: 300,
             warm_start_secs: 7 * 86_400,
             services: ServicesConfig::default(),
+            scaling: ScalingConfig::default(),
         }
     }
 }
@@ -125,6 +129,8 @@ impl DetectConfig {
                 m.variance_kept
             ));
         }
+        self.scaling
+            .validate(&format!("{prefix}.scaling"), problems);
         if self.detector.short_window == 0 || self.detector.short_window > 16 {
             problems.push(format!(
                 "{prefix}.detector.short_window = {}: must be between 1 and 16",
@@ -212,6 +218,9 @@ pub struct DetectState {
     pub services: HashMap<String, ServiceState>,
     /// Recent events, oldest first.
     pub events: Vec<AnomalyEvent>,
+    /// Predictive scaling targets.
+    #[serde(default)]
+    pub scaling: ScalingState,
     /// Samples scored since start.
     #[serde(skip)]
     pub scored: u64,
@@ -296,6 +305,8 @@ impl DetectState {
             };
             let s = st.detector.update(ts[i], value);
             st.score = s.score;
+            self.scaling
+                .observe(&cfg.scaling, catalog, id, ts[i], value);
             self.scored += 1;
             let service = st
                 .service

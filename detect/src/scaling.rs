@@ -1,0 +1,563 @@
+//! Predictive scaling targets: the load of a workload (the sum of the series a selector
+//! matches, one sample per step), forecast with a [`Forecaster`], served to the HPA as the load
+//! expected when a pod started now would be ready.
+//!
+//! The served value is `max(forecast quantile at now + lead, current load)` — never below what
+//! is needed now. Until the forecaster has `min_history_steps` samples it serves the current
+//! load (`reactive`). When the load stops arriving (`stale_secs`), the last good value is held
+//! for `hold_secs` (`held`, logged and flagged); after that the value is refused (the HPA then
+//! keeps the current replica count) — it never drops to zero because a source went quiet.
+
+use std::collections::HashMap;
+
+use aiops_models::{Selector, SeriesCatalog, SeriesId};
+use serde::{Deserialize, Serialize};
+
+use crate::forecast::{ForecastConfig, Forecaster};
+
+/// Options of predictive scaling.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ScalingConfig {
+    /// Seconds per load sample: the members' latest values are summed once per step.
+    pub step_secs: u64,
+    /// A member whose latest sample is older than this does not count; a target with no fresh
+    /// member is stale.
+    pub stale_secs: u64,
+    /// How long a stale target keeps serving its last good value.
+    pub hold_secs: u64,
+    /// Load samples learnt before the forecast is served (until then: the current load).
+    pub min_history_steps: u32,
+    /// Forecaster parameters.
+    pub forecast: ForecastConfig,
+    /// The targets.
+    pub targets: Vec<ScalingTarget>,
+}
+
+impl Default for ScalingConfig {
+    fn default() -> Self {
+        Self {
+            step_secs: 30,
+            stale_secs: 120,
+            hold_secs: 600,
+            min_history_steps: 2 * 2880,
+            forecast: ForecastConfig::default(),
+            targets: Vec::new(),
+        }
+    }
+}
+
+/// One workload scaled ahead of its load.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScalingTarget {
+    /// The external metric's name (lower case letters, digits, `-`, `_`, `.`).
+    pub name: String,
+    /// Served only to HPAs in this namespace (any namespace when absent).
+    #[serde(default)]
+    pub namespace: Option<String>,
+    /// Series whose values add up to the load, e.g. `http_requests_total{service="checkout"}`
+    /// (counters count as per-second rates).
+    pub selector: String,
+    /// Labels of the metric, matched against the HPA's `labelSelector`.
+    #[serde(default)]
+    pub labels: std::collections::BTreeMap<String, String>,
+    /// Load one pod serves (the HPA's `averageValue`); used for `desired_replicas`.
+    pub capacity_per_pod: f64,
+    /// Pod start-up time: the forecast is for now + this.
+    pub lead_secs: u64,
+    /// Forecast quantile served: 0.5, 0.9 or 0.99.
+    #[serde(default = "default_quantile")]
+    pub quantile: f64,
+}
+
+fn default_quantile() -> f64 {
+    0.9
+}
+
+impl ScalingConfig {
+    /// Problems with the values, each naming its key.
+    pub fn validate(&self, prefix: &str, problems: &mut Vec<String>) {
+        if self.step_secs == 0 {
+            problems.push(format!("{prefix}.step_secs: must be at least 1"));
+        }
+        if self.hold_secs == 0 || self.stale_secs == 0 {
+            problems.push(format!(
+                "{prefix}.stale_secs and hold_secs: must be at least 1"
+            ));
+        }
+        let mut names = std::collections::HashSet::new();
+        for (i, t) in self.targets.iter().enumerate() {
+            let key = format!("{prefix}.targets[{i}]");
+            let name_ok = !t.name.is_empty()
+                && t.name.chars().all(|c| {
+                    c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '_' | '.')
+                });
+            if !name_ok {
+                problems.push(format!(
+                    "{key}.name = {:?}: use lower-case letters, digits, '-', '_' and '.'",
+                    t.name
+                ));
+            }
+            if !names.insert(t.name.as_str()) {
+                problems.push(format!("{key}.name = {:?}: used twice", t.name));
+            }
+            if let Err(e) = t.selector.parse::<Selector>() {
+                problems.push(format!("{key}.selector = {:?}: {e}", t.selector));
+            }
+            if !(t.capacity_per_pod > 0.0 && t.capacity_per_pod.is_finite()) {
+                problems.push(format!(
+                    "{key}.capacity_per_pod = {}: must be positive",
+                    t.capacity_per_pod
+                ));
+            }
+            if ![0.5, 0.9, 0.99].contains(&t.quantile) {
+                problems.push(format!(
+                    "{key}.quantile = {}: must be 0.5, 0.9 or 0.99",
+                    t.quantile
+                ));
+            }
+        }
+    }
+}
+
+/// How a served value was obtained.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// The forecast at now + lead (or the current load, when higher).
+    Predictive,
+    /// The current load: the forecaster is still learning.
+    Reactive,
+    /// The load stopped arriving: the last good value, held.
+    Held,
+}
+
+/// The value served for a target.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ScalingValue {
+    /// The target's name.
+    pub name: String,
+    /// The value for the HPA (load units).
+    pub value: f64,
+    /// `ceil(value / capacity_per_pod)`, at least 1.
+    pub desired_replicas: u64,
+    /// The latest load.
+    pub current: f64,
+    /// The forecast at now + lead (the served quantile), when there is one.
+    pub forecast: Option<f64>,
+    /// The median forecast at now + lead.
+    pub forecast_p50: Option<f64>,
+    /// How the value was obtained.
+    pub mode: Mode,
+    /// The load stopped arriving (the value is held).
+    pub stale: bool,
+    /// When the load was last seen (Unix ms).
+    pub updated_ms: i64,
+    /// When the served value is for (Unix ms): now + lead.
+    pub for_ms: i64,
+}
+
+/// Why a target has no value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ScalingError {
+    /// No such target (in that namespace).
+    Unknown(String),
+    /// No load has arrived yet.
+    NoData(String),
+    /// The load stopped arriving longer than `hold_secs` ago.
+    Expired {
+        /// The target.
+        name: String,
+        /// Seconds since the last load sample.
+        age_secs: i64,
+    },
+}
+
+impl std::fmt::Display for ScalingError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ScalingError::Unknown(n) => write!(f, "no scaling target {n}"),
+            ScalingError::NoData(n) => write!(f, "no load has arrived for {n} yet"),
+            ScalingError::Expired { name, age_secs } => write!(
+                f,
+                "the load of {name} stopped arriving {age_secs}s ago (longer than the hold time); not guessing"
+            ),
+        }
+    }
+}
+
+/// The state of one target.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TargetState {
+    /// Latest (time, value) of each member series.
+    #[serde(with = "members_as_pairs")]
+    pub latest: HashMap<SeriesId, (i64, f64)>,
+    /// The step being filled (index of `step_secs` since the epoch).
+    pub step: i64,
+    /// The load forecaster.
+    pub forecaster: Forecaster,
+    /// The latest load (sum of fresh members) and when.
+    pub current: Option<(i64, f64)>,
+    /// The last value served from fresh data, and when its data arrived.
+    pub last_good: Option<(i64, f64)>,
+    /// A stale state was logged (logged once per episode).
+    #[serde(skip)]
+    warned: bool,
+}
+
+/// JSON maps need string keys: members are stored as pairs.
+mod members_as_pairs {
+    use std::collections::HashMap;
+
+    use aiops_models::SeriesId;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(
+        m: &HashMap<SeriesId, (i64, f64)>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        s.collect_seq(m.iter().map(|(k, v)| (k.0, v.0, v.1)))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<HashMap<SeriesId, (i64, f64)>, D::Error> {
+        let v = Vec::<(u64, i64, f64)>::deserialize(d)?;
+        Ok(v.into_iter()
+            .map(|(k, t, x)| (SeriesId(k), (t, x)))
+            .collect())
+    }
+}
+
+/// Every target's state.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ScalingState {
+    /// By target name.
+    pub targets: HashMap<String, TargetState>,
+    /// Which targets each series feeds (computed once per series; not persisted).
+    #[serde(skip)]
+    members: HashMap<SeriesId, Vec<usize>>,
+    /// Compiled selectors, in config order (not persisted).
+    #[serde(skip)]
+    selectors: Vec<Option<Selector>>,
+}
+
+impl ScalingState {
+    fn targets_of(
+        &mut self,
+        cfg: &ScalingConfig,
+        id: SeriesId,
+        catalog: &SeriesCatalog,
+    ) -> Vec<usize> {
+        if self.selectors.len() != cfg.targets.len() {
+            self.selectors = cfg
+                .targets
+                .iter()
+                .map(|t| t.selector.parse().ok())
+                .collect();
+            self.members.clear();
+        }
+        if let Some(t) = self.members.get(&id) {
+            return t.clone();
+        }
+        let Some(meta) = catalog.get(id) else {
+            return Vec::new();
+        };
+        let t: Vec<usize> = self
+            .selectors
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.as_ref().is_some_and(|s| s.matches(&meta)))
+            .map(|(i, _)| i)
+            .collect();
+        self.members.insert(id, t.clone());
+        t
+    }
+
+    /// Takes one sample (already a rate for counters) of series `id`.
+    pub fn observe(
+        &mut self,
+        cfg: &ScalingConfig,
+        catalog: &SeriesCatalog,
+        id: SeriesId,
+        ts_ms: i64,
+        value: f64,
+    ) {
+        if cfg.targets.is_empty() || !value.is_finite() {
+            return;
+        }
+        let step_ms = cfg.step_secs.max(1) as i64 * 1000;
+        let stale_ms = cfg.stale_secs as i64 * 1000;
+        for i in self.targets_of(cfg, id, catalog) {
+            let t = &cfg.targets[i];
+            let st = self
+                .targets
+                .entry(t.name.clone())
+                .or_insert_with(|| TargetState {
+                    latest: HashMap::new(),
+                    step: ts_ms.div_euclid(step_ms),
+                    forecaster: Forecaster::new(cfg.forecast),
+                    current: None,
+                    last_good: None,
+                    warned: false,
+                });
+            let step = ts_ms.div_euclid(step_ms);
+            if step > st.step {
+                // The step ended: its load is the sum of the fresh members' latest values.
+                let end = (st.step + 1) * step_ms;
+                let fresh: Vec<f64> = st
+                    .latest
+                    .values()
+                    .filter(|&&(t, _)| end - t <= stale_ms)
+                    .map(|&(_, v)| v)
+                    .collect();
+                if !fresh.is_empty() {
+                    let load: f64 = fresh.iter().sum();
+                    st.forecaster.update(end, load);
+                    st.current = Some((end, load));
+                }
+                st.step = step;
+            }
+            st.latest.insert(id, (ts_ms, value));
+        }
+    }
+
+    /// The value served for target `name` at `now_ms` (as seen from `namespace`, when given).
+    pub fn value(
+        &mut self,
+        cfg: &ScalingConfig,
+        name: &str,
+        namespace: Option<&str>,
+        now_ms: i64,
+    ) -> Result<ScalingValue, ScalingError> {
+        let target = cfg
+            .targets
+            .iter()
+            .find(|t| {
+                t.name == name
+                    && match (&t.namespace, namespace) {
+                        (Some(want), Some(ns)) => want == ns,
+                        _ => true,
+                    }
+            })
+            .ok_or_else(|| ScalingError::Unknown(name.to_owned()))?;
+        let st = self
+            .targets
+            .get_mut(name)
+            .ok_or_else(|| ScalingError::NoData(name.to_owned()))?;
+        let (seen_ms, current) = st
+            .current
+            .ok_or_else(|| ScalingError::NoData(name.to_owned()))?;
+        let for_ms = now_ms + target.lead_secs as i64 * 1000;
+        let replicas = |v: f64| ((v / target.capacity_per_pod).ceil().max(1.0)) as u64;
+        let age_ms = now_ms - seen_ms;
+        // The step's load lands at its end: data up to two steps old is fresh.
+        let stale_after = cfg.stale_secs as i64 * 1000 + 2 * cfg.step_secs as i64 * 1000;
+        if age_ms > stale_after {
+            let (good_ms, good) = st.last_good.unwrap_or((seen_ms, current));
+            if !st.warned {
+                st.warned = true;
+                tracing::warn!(
+                    scaling_target = name,
+                    age_secs = age_ms / 1000,
+                    held = good,
+                    hold_secs = cfg.hold_secs,
+                    "The load of a scaling target stopped arriving; serving its last good value."
+                );
+            }
+            if now_ms - good_ms > stale_after + cfg.hold_secs as i64 * 1000 {
+                return Err(ScalingError::Expired {
+                    name: name.to_owned(),
+                    age_secs: age_ms / 1000,
+                });
+            }
+            return Ok(ScalingValue {
+                name: name.to_owned(),
+                value: good,
+                desired_replicas: replicas(good),
+                current,
+                forecast: None,
+                forecast_p50: None,
+                mode: Mode::Held,
+                stale: true,
+                updated_ms: seen_ms,
+                for_ms,
+            });
+        }
+        if st.warned {
+            st.warned = false;
+            tracing::info!(
+                scaling_target = name,
+                "The load of a scaling target arrives again."
+            );
+        }
+        let warmed = st.forecaster.seen() >= u64::from(cfg.min_history_steps);
+        let fc = st.forecaster.forecast_at(for_ms);
+        let (value, forecast, p50, mode) = match fc {
+            Some(f) if warmed => {
+                let q = if target.quantile >= 0.99 {
+                    f.p99
+                } else if target.quantile >= 0.9 {
+                    f.p90
+                } else {
+                    f.p50
+                };
+                (q.max(current), Some(q), Some(f.p50), Mode::Predictive)
+            }
+            _ => (current, None, fc.map(|f| f.p50), Mode::Reactive),
+        };
+        st.last_good = Some((seen_ms, value));
+        Ok(ScalingValue {
+            name: name.to_owned(),
+            value,
+            desired_replicas: replicas(value),
+            current,
+            forecast,
+            forecast_p50: p50,
+            mode,
+            stale: false,
+            updated_ms: seen_ms,
+            for_ms,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use aiops_models::{SeriesCatalog, SeriesMeta, Source};
+
+    use super::*;
+
+    fn setup() -> (ScalingConfig, SeriesCatalog, Vec<SeriesId>) {
+        let cfg = ScalingConfig {
+            step_secs: 60,
+            stale_secs: 120,
+            hold_secs: 300,
+            min_history_steps: 3 * 1440,
+            targets: vec![ScalingTarget {
+                name: "checkout_rps".into(),
+                namespace: Some("shop".into()),
+                selector: r#"rps{service="checkout"}"#.into(),
+                labels: Default::default(),
+                capacity_per_pod: 10.0,
+                lead_secs: 600,
+                quantile: 0.9,
+            }],
+            ..ScalingConfig::default()
+        };
+        let catalog = SeriesCatalog::new();
+        let ids = ["a", "b"]
+            .iter()
+            .map(|pod| {
+                let meta = Arc::new(SeriesMeta::new(
+                    Source::Prometheus,
+                    "rps",
+                    [
+                        ("service".into(), "checkout".into()),
+                        ("pod".into(), (*pod).into()),
+                    ],
+                ));
+                catalog.insert(meta.clone());
+                meta.id
+            })
+            .collect();
+        (cfg, catalog, ids)
+    }
+
+    /// Per-pod load with a daily peak at noon.
+    fn load(t: i64) -> f64 {
+        let hour = (t % 86_400_000) as f64 / 3_600_000.0;
+        20.0 + 15.0 * (std::f64::consts::PI * hour / 24.0).sin().powi(4)
+    }
+
+    #[test]
+    fn serves_the_load_ahead_then_holds_then_refuses_and_never_zero() {
+        let (cfg, catalog, ids) = setup();
+        let mut s = ScalingState::default();
+        assert_eq!(
+            s.value(&cfg, "checkout_rps", Some("shop"), 0),
+            Err(ScalingError::NoData("checkout_rps".into()))
+        );
+        // Four days, then stop at 10:00 on the fifth, while the load is rising.
+        let end = 4 * 86_400_000 + 10 * 3_600_000;
+        let mut t = 0;
+        while t <= end {
+            for id in &ids {
+                s.observe(&cfg, &catalog, *id, t, load(t));
+            }
+            t += 60_000;
+        }
+        let v = s
+            .value(&cfg, "checkout_rps", Some("shop"), end)
+            .expect("value");
+        assert_eq!(v.mode, Mode::Predictive);
+        // Two pods; ten minutes ahead the load is higher than now, and served at least now's.
+        assert!(v.value >= v.current, "{v:?}");
+        assert!(v.value > 2.0 * load(end - 60_000), "{v:?}");
+        assert!(
+            (v.value - 2.0 * load(end + 600_000)).abs() < 3.0,
+            "{v:?} vs {}",
+            2.0 * load(end + 600_000)
+        );
+        assert_eq!(v.desired_replicas, (v.value / 10.0).ceil() as u64);
+        // Other namespaces do not see it; unknown names are unknown.
+        assert!(matches!(
+            s.value(&cfg, "checkout_rps", Some("other"), end),
+            Err(ScalingError::Unknown(_))
+        ));
+        // Quiet for five minutes: held at the last good value, flagged.
+        let held = s
+            .value(&cfg, "checkout_rps", Some("shop"), end + 300_000)
+            .expect("held");
+        assert_eq!(held.mode, Mode::Held);
+        assert!(held.stale && held.value == v.value, "{held:?}");
+        // Quiet for longer than the hold: refused, not zero.
+        assert!(matches!(
+            s.value(&cfg, "checkout_rps", Some("shop"), end + 900_000),
+            Err(ScalingError::Expired { .. })
+        ));
+    }
+
+    #[test]
+    fn reactive_until_warm_and_round_trips_a_checkpoint() {
+        let (cfg, catalog, ids) = setup();
+        let mut s = ScalingState::default();
+        for i in 0..30 {
+            s.observe(&cfg, &catalog, ids[0], i * 60_000, 5.0);
+        }
+        let v = s
+            .value(&cfg, "checkout_rps", None, 29 * 60_000)
+            .expect("value");
+        assert_eq!(
+            (v.mode, v.value, v.desired_replicas),
+            (Mode::Reactive, 5.0, 1)
+        );
+        let json = serde_json::to_string(&s).expect("serialise");
+        let mut back: ScalingState = serde_json::from_str(&json).expect("deserialise");
+        assert_eq!(back.value(&cfg, "checkout_rps", None, 29 * 60_000), Ok(v));
+    }
+
+    #[test]
+    fn validation_names_every_problem() {
+        let (mut cfg, _, _) = setup();
+        cfg.targets.push(ScalingTarget {
+            name: "Bad Name".into(),
+            namespace: None,
+            selector: "rps{".into(),
+            labels: Default::default(),
+            capacity_per_pod: 0.0,
+            lead_secs: 60,
+            quantile: 0.7,
+        });
+        let mut p = Vec::new();
+        cfg.validate("detect.scaling", &mut p);
+        assert_eq!(p.len(), 4, "{p:?}");
+        assert!(
+            p.iter().all(|m| m.starts_with("detect.scaling.targets[1]")),
+            "{p:?}"
+        );
+    }
+}
