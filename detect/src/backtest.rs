@@ -160,7 +160,10 @@ pub fn run(times: &[i64], values: &[f64], cfg: ForecastConfig, opts: BacktestOpt
         f.update(times[i], values[i]);
         ours_secs += t0.elapsed().as_secs_f64();
         let last = i + h as usize;
-        if i + 1 < opts.warmup.max(1) || (i + 1 - opts.warmup.max(1)) % stride != 0 || last >= n {
+        if i + 1 < opts.warmup.max(1)
+            || !(i + 1 - opts.warmup.max(1)).is_multiple_of(stride)
+            || last >= n
+        {
             continue;
         }
         // Both methods are scored on the same origins: those where seasonal naive has history.

@@ -239,7 +239,7 @@ impl Forecaster {
         if self.log { v.max(0.0).ln_1p() } else { v }
     }
 
-    fn from_model(&self, m: f64) -> f64 {
+    fn to_value(&self, m: f64) -> f64 {
         if self.log { m.exp_m1() } else { m }
     }
 
@@ -421,12 +421,12 @@ impl Forecaster {
         }
         let horizon = horizon.max(1);
         let m = self.model_point(horizon);
-        let q = |p: f64| self.from_model(m + self.error_quantile(horizon, p));
+        let q = |p: f64| self.to_value(m + self.error_quantile(horizon, p));
         let (p50, p90, p99) = (q(0.5), q(0.9), q(0.99));
         Some(Forecast {
             horizon,
             target_ms: self.target_ms(horizon),
-            point: self.from_model(m),
+            point: self.to_value(m),
             p50,
             p90: p90.max(p50),
             p99: p99.max(p90).max(p50),
