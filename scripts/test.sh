@@ -19,6 +19,14 @@ if ! command -v prometheus >/dev/null 2>&1; then
 fi
 # The Debian package starts a system Prometheus on :9090 on some machines; tests use their own.
 prometheus --version 2>&1 | head -1
+# kubectl, for `kubectl get --raw` against our external metrics API.
+if ! command -v kubectl >/dev/null 2>&1; then
+  echo "== installing kubectl (Debian package)"
+  as_root apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq kubectl >/dev/null 2>&1 ||
+    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq kubernetes-client >/dev/null
+fi
+kubectl version --client 2>&1 | head -1
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check

@@ -249,6 +249,9 @@ impl DetectState {
         history: &dyn Fn(SeriesId, i64, i64) -> Vec<(i64, f64)>,
     ) {
         let (ids, ts, vs) = (batch.series_ids(), batch.timestamps(), batch.values());
+        // A batch holds series one after another; scaling sums series per step, so it takes
+        // the batch's samples in time order.
+        let mut scaling_samples = Vec::new();
         for i in 0..batch.len() {
             let id = SeriesId(ids[i]);
             if let std::collections::hash_map::Entry::Vacant(slot) = self.series.entry(id) {
@@ -305,8 +308,9 @@ impl DetectState {
             };
             let s = st.detector.update(ts[i], value);
             st.score = s.score;
-            self.scaling
-                .observe(&cfg.scaling, catalog, id, ts[i], value);
+            if !cfg.scaling.targets.is_empty() {
+                scaling_samples.push((ts[i], id, value));
+            }
             self.scored += 1;
             let service = st
                 .service
@@ -339,6 +343,10 @@ impl DetectState {
                 let metric = meta.as_ref().map(|m| m.metric.as_str()).unwrap_or_default();
                 self.feed_service(cfg, &service, id, metric, ts[i], value);
             }
+        }
+        scaling_samples.sort_by_key(|&(t, _, _)| t);
+        for (t, id, v) in scaling_samples {
+            self.scaling.observe(&cfg.scaling, catalog, id, t, v);
         }
     }
 

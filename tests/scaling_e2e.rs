@@ -1,0 +1,104 @@
+//! Predictive scaling end to end: load arrives by remote_write, `aiops serve` serves it through
+//! the external metrics API, and the real `kubectl` reads it (`kubectl get --raw`).
+
+mod common;
+
+use std::time::Duration;
+
+use aiops_ingest::remote_write::{RemoteWriteClient, TimeSeries, WriteRequest};
+use common::*;
+
+const CONFIG: &str = r#"
+[detect.scaling]
+step_secs = 1
+stale_secs = 5
+hold_secs = 3600
+
+[[detect.scaling.targets]]
+name = "checkout_rps"
+selector = 'rps{service="checkout"}'
+labels = { service = "checkout" }
+capacity_per_pod = 10
+lead_secs = 60
+"#;
+
+fn kubectl() -> Option<String> {
+    let found = std::process::Command::new("kubectl")
+        .arg("version")
+        .arg("--client")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    found.then(|| "kubectl".to_owned())
+}
+
+fn kubectl_raw(bin: &str, base: &str, path: &str) -> (bool, String) {
+    let out = std::process::Command::new(bin)
+        .args(["get", "--raw", path, "--server", base])
+        .env("KUBECONFIG", "/dev/null")
+        .output()
+        .expect("kubectl runs");
+    let text = if out.status.success() {
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    } else {
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    (out.status.success(), text)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_reads_the_forecast_metric_served_from_remote_written_load() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let served = serve_with_config(dir.path(), CONFIG).await;
+    let base = served.base.clone();
+
+    // Two pods, 6.5 requests per second each, for the last two minutes.
+    let now = jiff::Timestamp::now().as_millisecond();
+    let series = |pod: &str| {
+        TimeSeries::from_parts(
+            [("__name__", "rps"), ("service", "checkout"), ("pod", pod)],
+            (0..120).map(|k| (now - (119 - k) * 1000, 6.5)),
+        )
+    };
+    let client = RemoteWriteClient::new(format!("{base}/api/v1/write"));
+    client
+        .send(&WriteRequest {
+            timeseries: vec![series("a"), series("b")],
+            metadata: vec![],
+        })
+        .await
+        .expect("accepted");
+
+    let url = format!("{base}/apis/external.metrics.k8s.io/v1beta1/namespaces/shop/checkout_rps");
+    let v = wait_for("the scaling value", Duration::from_secs(30), || {
+        let http = served.http.clone();
+        let url = url.clone();
+        async move { get_json(&http, &url).await }
+    })
+    .await;
+    assert_eq!(v["kind"], "ExternalMetricValueList");
+    // Still learning: the current load of both pods, 13 requests per second.
+    assert_eq!(v["items"][0]["value"], "13");
+
+    let Some(bin) = kubectl() else {
+        panic!("kubectl is not installed (scripts/test.sh installs it)");
+    };
+    let (ok, text) = kubectl_raw(&bin, &base, "/apis/external.metrics.k8s.io/v1beta1");
+    assert!(ok, "{text}");
+    let list: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+    assert_eq!(list["resources"][0]["name"], "checkout_rps");
+    let (ok, text) = kubectl_raw(
+        &bin,
+        &base,
+        "/apis/external.metrics.k8s.io/v1beta1/namespaces/shop/checkout_rps?labelSelector=service%3Dcheckout",
+    );
+    assert!(ok, "{text}");
+    let value: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+    assert_eq!(value["items"][0]["metricLabels"]["service"], "checkout");
+    // An unknown metric is a Kubernetes NotFound, which kubectl reports as such.
+    let (ok, text) = kubectl_raw(
+        &bin,
+        &base,
+        "/apis/external.metrics.k8s.io/v1beta1/namespaces/shop/nope",
+    );
+    assert!(!ok && text.contains("NotFound"), "{text}");
+}
