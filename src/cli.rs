@@ -105,6 +105,38 @@ pub enum EvalWhat {
     /// Rolling-origin forecast evaluation on `timestamp,value` CSVs: MASE, sMAPE and quantile
     /// coverage for our forecaster next to seasonal naive.
     Forecast(ForecastArgs),
+    /// Replays real traffic through a model of the Kubernetes HPA, driven by the current load
+    /// (reactive) and by our served forecast (predictive): under-provisioned and paid
+    /// pod-minutes.
+    Autoscale(AutoscaleArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct AutoscaleArgs {
+    /// A `timestamp,value` CSV: the load.
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Load one pod serves.
+    #[arg(long)]
+    pub capacity_per_pod: f64,
+    /// Seconds from scheduling a pod to it serving.
+    #[arg(long)]
+    pub startup_secs: u64,
+    /// Forecast lead, seconds (default: the start-up time).
+    #[arg(long)]
+    pub lead_secs: Option<u64>,
+    /// Served forecast quantile: 0.5, 0.9 or 0.99.
+    #[arg(long, default_value_t = 0.9)]
+    pub quantile: f64,
+    /// Share of the series the forecaster learns before the replay is scored.
+    #[arg(long, default_value_t = 0.2)]
+    pub warmup_share: f64,
+    /// Smallest replica count.
+    #[arg(long, default_value_t = 1)]
+    pub min_replicas: u64,
+    /// Largest replica count.
+    #[arg(long, default_value_t = 10_000)]
+    pub max_replicas: u64,
 }
 
 #[derive(Debug, Args)]

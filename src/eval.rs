@@ -8,7 +8,7 @@ use aiops_detect::DetectorConfig;
 use aiops_detect::nab::{self, Corpus};
 use anyhow::Context;
 
-use crate::cli::{CasesArgs, EvalArgs, EvalWhat, ForecastArgs, NabArgs};
+use crate::cli::{AutoscaleArgs, CasesArgs, EvalArgs, EvalWhat, ForecastArgs, NabArgs};
 
 /// Runs the selected evaluation.
 pub fn run(args: EvalArgs) -> anyhow::Result<()> {
@@ -16,6 +16,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
         EvalWhat::Nab(a) => nab_eval(a),
         EvalWhat::Cases(a) => cases_eval(a),
         EvalWhat::Forecast(a) => forecast_eval(a),
+        EvalWhat::Autoscale(a) => autoscale_eval(a),
     }
 }
 
@@ -41,6 +42,73 @@ fn csv_files(path: &std::path::Path) -> anyhow::Result<Vec<PathBuf>> {
     Ok(out)
 }
 
+/// A `timestamp,value` CSV in time order. Real exports repeat and reorder timestamps: the last
+/// row of a timestamp wins (as in the pipeline, where a sample for an existing time replaces
+/// it). Also returns how many rows were dropped that way.
+fn read_ordered(path: &std::path::Path) -> anyhow::Result<(Vec<i64>, Vec<f64>, usize)> {
+    let (_, times, values) = nab::read_series_csv(path)?;
+    let mut rows: Vec<(i64, f64)> = times.into_iter().zip(values).collect();
+    let read = rows.len();
+    rows.sort_by_key(|r| r.0);
+    let mut dedup: Vec<(i64, f64)> = Vec::with_capacity(read);
+    for r in rows {
+        match dedup.last_mut() {
+            Some(last) if last.0 == r.0 => *last = r,
+            _ => dedup.push(r),
+        }
+    }
+    let repeated = read - dedup.len();
+    let (times, values) = dedup.into_iter().unzip();
+    Ok((times, values, repeated))
+}
+
+fn autoscale_eval(a: AutoscaleArgs) -> anyhow::Result<()> {
+    use aiops_detect::autoscale::{ReplayOptions, replay};
+    anyhow::ensure!(
+        a.capacity_per_pod > 0.0 && a.capacity_per_pod.is_finite(),
+        "--capacity-per-pod must be positive"
+    );
+    anyhow::ensure!(
+        [0.5, 0.9, 0.99].contains(&a.quantile),
+        "--quantile must be 0.5, 0.9 or 0.99"
+    );
+    anyhow::ensure!(
+        (0.0..1.0).contains(&a.warmup_share),
+        "--warmup-share must be in [0, 1)"
+    );
+    anyhow::ensure!(
+        a.min_replicas <= a.max_replicas,
+        "--min-replicas exceeds --max-replicas"
+    );
+    let (times, values, repeated_rows) = read_ordered(&a.data)?;
+    anyhow::ensure!(times.len() >= 3, "{}: too few rows", a.data.display());
+    let opts = ReplayOptions {
+        capacity_per_pod: a.capacity_per_pod,
+        startup_secs: a.startup_secs,
+        lead_secs: a.lead_secs.unwrap_or(a.startup_secs),
+        quantile: a.quantile,
+        sync_secs: 15,
+        tolerance: 0.1,
+        stabilisation_secs: 300,
+        min_replicas: a.min_replicas,
+        max_replicas: a.max_replicas,
+        warmup: (times.len() as f64 * a.warmup_share) as usize,
+    };
+    let started = Instant::now();
+    let r = replay(&times, &values, Default::default(), opts);
+    let mut out = serde_json::to_value(&r)?;
+    out["rows"] = times.len().into();
+    out["repeated_rows"] = repeated_rows.into();
+    out["capacity_per_pod"] = a.capacity_per_pod.into();
+    out["startup_secs"] = a.startup_secs.into();
+    out["lead_secs"] = opts.lead_secs.into();
+    out["quantile"] = a.quantile.into();
+    out["hpa"] = serde_json::json!({"sync_secs": 15, "tolerance": 0.1, "scale_down_stabilisation_secs": 300});
+    out["seconds"] = started.elapsed().as_secs_f64().into();
+    println!("{}", serde_json::to_string_pretty(&out)?);
+    Ok(())
+}
+
 fn forecast_eval(a: ForecastArgs) -> anyhow::Result<()> {
     use aiops_detect::backtest::{self, BacktestOptions};
     anyhow::ensure!(
@@ -52,21 +120,7 @@ fn forecast_eval(a: ForecastArgs) -> anyhow::Result<()> {
     let files = csv_files(&a.data)?;
     let mut per_file = BTreeMap::new();
     for path in &files {
-        let (_, times, values) = nab::read_series_csv(path)?;
-        // Real exports repeat and reorder timestamps: order by time, the last row of a
-        // timestamp wins (as in the pipeline, where a sample for an existing time replaces it).
-        let mut rows: Vec<(i64, f64)> = times.into_iter().zip(values).collect();
-        let read = rows.len();
-        rows.sort_by_key(|r| r.0);
-        let mut dedup: Vec<(i64, f64)> = Vec::with_capacity(read);
-        for r in rows {
-            match dedup.last_mut() {
-                Some(last) if last.0 == r.0 => *last = r,
-                _ => dedup.push(r),
-            }
-        }
-        let repeated_rows = read - dedup.len();
-        let (times, values): (Vec<i64>, Vec<f64>) = dedup.into_iter().unzip();
+        let (times, values, repeated_rows) = read_ordered(path)?;
         let horizon = a.horizon.unwrap_or_else(|| {
             let mut iv: Vec<i64> = times.windows(2).map(|w| w[1] - w[0]).collect();
             iv.sort_unstable();

@@ -316,3 +316,63 @@ fn a_folder_without_cases_is_a_clear_error() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("no case folder"), "{err}");
 }
+
+#[test]
+fn eval_forecast_beats_seasonal_naive_on_nyc_taxi_and_covers_its_p90() {
+    let csv = nab().join("data/realKnownCause/nyc_taxi.csv");
+    let v = run(&[
+        "eval",
+        "forecast",
+        "--data",
+        csv.to_str().expect("utf8"),
+        "--stride",
+        "4",
+    ]);
+    let ours = v["ours"]["mase"].as_f64().expect("mase");
+    let naive = v["seasonal_naive"]["mase"].as_f64().expect("mase");
+    assert!(ours < naive, "{v}");
+    let cov = v["ours"]["coverage_p90"].as_f64().expect("coverage");
+    assert!((0.8..=0.97).contains(&cov), "{v}");
+    assert!(v["ours"]["smape"].as_f64().is_some() && v["origins"].as_u64() > Some(1000));
+    assert_eq!(v["horizon"], 2);
+}
+
+#[test]
+fn eval_autoscale_prints_both_policies() {
+    let csv = nab().join("data/realTraffic/speed_t4013.csv");
+    let v = run(&[
+        "eval",
+        "autoscale",
+        "--data",
+        csv.to_str().expect("utf8"),
+        "--capacity-per-pod",
+        "5",
+        "--startup-secs",
+        "300",
+    ]);
+    for policy in ["reactive", "predictive"] {
+        let p = &v[policy];
+        assert!(
+            p["under_pod_minutes"].as_f64().expect("under") >= 0.0,
+            "{v}"
+        );
+        assert!(p["pod_minutes"].as_f64().expect("pods") > 0.0, "{v}");
+    }
+    assert!(v["under_reduction"].as_f64().is_some() && v["minutes"].as_f64() > Some(0.0));
+    // Bad options are clear errors.
+    let out = common::aiops()
+        .args([
+            "eval",
+            "autoscale",
+            "--data",
+            csv.to_str().expect("utf8"),
+            "--capacity-per-pod",
+            "0",
+            "--startup-secs",
+            "60",
+        ])
+        .output()
+        .expect("runs");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--capacity-per-pod"));
+}

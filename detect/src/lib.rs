@@ -1,6 +1,7 @@
 //! Anomaly scoring and load forecasting for aiops.
 //!
 //! * [`Detector`] — per-series online anomaly scoring.
+//! * [`autoscale`] — replay of real traffic through a model of the HPA, reactive vs predictive.
 //! * [`backtest`] — rolling-origin evaluation of the forecaster against seasonal naive.
 //! * [`forecast`] — per-series online load forecasting with quantiles (predictive scaling).
 //! * [`multi`] — multivariate scoring of a service's metrics as one vector (PCA).
@@ -12,6 +13,7 @@
 //!
 //! Pure compute, synchronous, no runtime: the pipeline calls it from its stages.
 
+pub mod autoscale;
 pub mod backtest;
 pub mod cases;
 mod error;
