@@ -172,13 +172,7 @@ pub fn replay(times: &[i64], values: &[f64], cfg: ForecastConfig, o: ReplayOptio
         let lead_ms = ((t + o.lead_secs as f64) * 1000.0) as i64;
         let served = match f.forecast_at(lead_ms) {
             Some(fc) => {
-                let q = if o.quantile >= 0.99 {
-                    fc.p99
-                } else if o.quantile >= 0.9 {
-                    fc.p90
-                } else {
-                    fc.p50
-                };
+                let q = fc.quantile(o.quantile);
                 q.max(load)
             }
             None => load,

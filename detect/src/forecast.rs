@@ -100,6 +100,19 @@ pub struct Forecast {
     pub p99: f64,
 }
 
+impl Forecast {
+    /// The served quantile: p99 for `q` ≥ 0.99, p90 for ≥ 0.9, else the median.
+    pub fn quantile(&self, q: f64) -> f64 {
+        if q >= 0.99 {
+            self.p99
+        } else if q >= 0.9 {
+            self.p90
+        } else {
+            self.p50
+        }
+    }
+}
+
 /// One exponential-smoothing model.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct Candidate {

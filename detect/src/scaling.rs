@@ -396,13 +396,7 @@ impl ScalingState {
         let fc = st.forecaster.forecast_at(for_ms);
         let (value, forecast, p50, mode) = match fc {
             Some(f) if warmed => {
-                let q = if target.quantile >= 0.99 {
-                    f.p99
-                } else if target.quantile >= 0.9 {
-                    f.p90
-                } else {
-                    f.p50
-                };
+                let q = f.quantile(target.quantile);
                 (q.max(current), Some(q), Some(f.p50), Mode::Predictive)
             }
             _ => (current, None, fc.map(|f| f.p50), Mode::Reactive),
