@@ -37,6 +37,14 @@ fn run(args: &[&str]) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).expect("JSON on stdout")
 }
 
+/// Runs `aiops` expecting failure; asserts stderr names `needle`.
+fn fails_with(args: &[&str], needle: &str) {
+    let out = common::aiops().args(args).output().expect("runs");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(needle), "{err}");
+}
+
 #[test]
 fn scores_reference_results_at_official_thresholds() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -151,13 +159,10 @@ fn our_detector_keeps_its_nab_score_on_the_shared_corpus() {
 
 #[test]
 fn a_corpus_that_is_not_there_is_a_clear_error() {
-    let out = common::aiops()
-        .args(["eval", "nab", "--data", "/nonexistent/nab"])
-        .output()
-        .expect("runs");
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("/nonexistent/nab"), "{err}");
+    fails_with(
+        &["eval", "nab", "--data", "/nonexistent/nab"],
+        "/nonexistent/nab",
+    );
 }
 
 #[test]
@@ -303,18 +308,15 @@ fn evaluates_detection_on_fault_cases() {
 #[test]
 fn a_folder_without_cases_is_a_clear_error() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let out = common::aiops()
-        .args([
+    fails_with(
+        &[
             "eval",
             "cases",
             "--data",
             dir.path().to_str().expect("utf8"),
-        ])
-        .output()
-        .expect("runs");
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("no case folder"), "{err}");
+        ],
+        "no case folder",
+    );
 }
 
 #[test]
@@ -360,8 +362,8 @@ fn eval_autoscale_prints_both_policies() {
     }
     assert!(v["under_reduction"].as_f64().is_some() && v["minutes"].as_f64() > Some(0.0));
     // Bad options are clear errors.
-    let out = common::aiops()
-        .args([
+    fails_with(
+        &[
             "eval",
             "autoscale",
             "--data",
@@ -370,9 +372,7 @@ fn eval_autoscale_prints_both_policies() {
             "0",
             "--startup-secs",
             "60",
-        ])
-        .output()
-        .expect("runs");
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("--capacity-per-pod"));
+        ],
+        "--capacity-per-pod",
+    );
 }

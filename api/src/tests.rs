@@ -100,6 +100,15 @@ async fn get(h: &Harness, uri: &str) -> (StatusCode, serde_json::Value) {
     call(h, Request::get(uri).body(Body::empty()).expect("valid")).await
 }
 
+async fn get_text(h: &Harness, uri: &str) -> String {
+    let req = Request::get(uri).body(Body::empty()).expect("valid");
+    let resp = h.router.clone().oneshot(req).await.expect("infallible");
+    let body = axum::body::to_bytes(resp.into_body(), usize::MAX)
+        .await
+        .expect("body");
+    String::from_utf8(body.to_vec()).expect("utf8")
+}
+
 fn sample_request() -> WriteRequest {
     WriteRequest {
         timeseries: vec![
@@ -348,19 +357,7 @@ async fn health_readiness_and_metrics() {
     assert_eq!(body["status"], "ready");
     call(&h, write_req(encode_write_request(&sample_request()))).await;
     call(&h, write_req(b"junk".to_vec())).await;
-    let resp = h
-        .router
-        .clone()
-        .oneshot(Request::get("/metrics").body(Body::empty()).expect("valid"))
-        .await
-        .expect("infallible");
-    let text = String::from_utf8(
-        axum::body::to_bytes(resp.into_body(), usize::MAX)
-            .await
-            .expect("body")
-            .to_vec(),
-    )
-    .expect("utf8");
+    let text = get_text(&h, "/metrics").await;
     assert!(
         text.contains("aiops_ingest_samples_received_total{source=\"remote_write\"} 3"),
         "{text}"
@@ -539,16 +536,7 @@ async fn external_metrics_discovery_and_values_read_as_kubernetes_types() {
     assert_eq!(v["desired_replicas"], 2);
     let (s, _) = get(&h, "/api/v1/scaling/nope").await;
     assert_eq!(s, StatusCode::NOT_FOUND);
-    let resp = h
-        .router
-        .clone()
-        .oneshot(Request::get("/metrics").body(Body::empty()).expect("valid"))
-        .await
-        .expect("infallible");
-    let body = axum::body::to_bytes(resp.into_body(), usize::MAX)
-        .await
-        .expect("body");
-    let text = String::from_utf8_lossy(&body);
+    let text = get_text(&h, "/metrics").await;
     assert!(
         text.contains("aiops_scaling_value{target=\"checkout_rps\"} 12.5"),
         "{text}"

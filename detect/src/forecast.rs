@@ -261,12 +261,17 @@ impl Forecaster {
         (self.cfg.max_horizon / 2).max(1)
     }
 
+    /// The candidate with the lowest recent error (a level-only one until errors are known).
+    fn best_index(&self) -> Option<usize> {
+        let c = &self.candidates;
+        (0..c.len())
+            .filter(|&i| c[i].measured >= 10 && c[i].error.is_finite())
+            .min_by(|&a, &b| c[a].error.total_cmp(&c[b].error))
+            .or_else(|| c.iter().position(|c| c.season == Season::None))
+    }
+
     fn best(&self) -> Option<&Candidate> {
-        self.candidates
-            .iter()
-            .filter(|c| c.measured >= 10 && c.error.is_finite())
-            .min_by(|a, b| a.error.total_cmp(&b.error))
-            .or_else(|| self.candidates.iter().find(|c| c.season == Season::None))
+        self.best_index().map(|i| &self.candidates[i])
     }
 
     /// Learns from `value` observed at `ts_ms` (Unix ms). NaN and infinities are skipped, and
@@ -294,32 +299,19 @@ impl Forecaster {
         let gamma = self.cfg.season_gamma;
         let ea = self.cfg.error_alpha;
         for c in &mut self.candidates {
-            while let Some(&(due, f)) = c.pending.front() {
-                if due > n {
-                    break;
-                }
-                c.pending.pop_front();
-                if due == n {
-                    let e = (y - f).abs();
-                    let a = (1.0 / (f64::from(c.measured) + 1.0)).max(ea);
-                    c.error += a * (e - c.error);
-                    c.measured += 1;
-                }
+            if let Some(f) = take_due(&mut c.pending, n) {
+                let a = (1.0 / (f64::from(c.measured) + 1.0)).max(ea);
+                c.error += a * ((y - f).abs() - c.error);
+                c.measured += 1;
             }
             c.learn(ts_ms, y, gamma);
         }
         for t in &mut self.tracked {
-            while let Some(&(due, f)) = t.pending.front() {
-                if due > n {
-                    break;
+            if let Some(f) = take_due(&mut t.pending, n) {
+                if t.errors.len() >= self.cfg.residuals as usize {
+                    t.errors.pop_front();
                 }
-                t.pending.pop_front();
-                if due == n {
-                    if t.errors.len() >= self.cfg.residuals as usize {
-                        t.errors.pop_front();
-                    }
-                    t.errors.push_back((y - f) as f32);
-                }
+                t.errors.push_back((y - f) as f32);
             }
         }
         self.seen += 1;
@@ -368,13 +360,12 @@ impl Forecaster {
                 c.pending.push_back((n + u64::from(hs), c.predict(target)));
             }
         }
-        let served: Vec<(u32, f64)> = self
-            .tracked
-            .iter()
-            .map(|t| (t.horizon, self.model_point(t.horizon)))
-            .collect();
-        for (t, (h, f)) in self.tracked.iter_mut().zip(served) {
-            t.pending.push_back((n + u64::from(h), f));
+        let (last, last_ms, step_ms) = (self.last, self.last_ms, self.step_ms.max(1));
+        let best = self.best_index();
+        for t in &mut self.tracked {
+            let target = last_ms + i64::from(t.horizon) * step_ms;
+            let f = best.map_or(last, |b| self.candidates[b].predict(target));
+            t.pending.push_back((n + u64::from(t.horizon), f));
         }
     }
 
@@ -390,41 +381,42 @@ impl Forecaster {
         }
     }
 
-    /// The `q` quantile of the served forecasts' errors at `horizon` (model space), interpolated
-    /// between tracked horizons; a Gaussian band from the one-step change until 20 errors are
-    /// known.
-    fn error_quantile(&self, horizon: u32, q: f64) -> f64 {
-        let at = |t: &Tracked| {
-            if t.errors.len() < 20 {
-                return None;
-            }
-            let mut e: Vec<f32> = t.errors.iter().copied().collect();
-            e.sort_unstable_by(f32::total_cmp);
+    /// The quantiles `qs` of the served forecasts' errors at `horizon` (model space),
+    /// interpolated (in log horizon) between the tracked horizons around it; a Gaussian band from
+    /// the one-step change while fewer than 20 errors are known there.
+    fn error_quantiles<const N: usize>(&self, horizon: u32, qs: [f64; N]) -> [f64; N] {
+        let sorted = |t: &Tracked| {
+            (t.errors.len() >= 20).then(|| {
+                let mut e: Vec<f32> = t.errors.iter().copied().collect();
+                e.sort_unstable_by(f32::total_cmp);
+                (f64::from(t.horizon), e)
+            })
+        };
+        let quantile = |e: &[f32], q: f64| {
             let pos = q * (e.len() - 1) as f64;
             let (lo, hi) = (pos.floor() as usize, pos.ceil() as usize);
             let w = pos - lo as f64;
-            Some(f64::from(e[lo]) * (1.0 - w) + f64::from(e[hi]) * w)
+            f64::from(e[lo]) * (1.0 - w) + f64::from(e[hi]) * w
         };
-        let lo = self.tracked.iter().rev().find(|t| t.horizon <= horizon);
-        let hi = self.tracked.iter().find(|t| t.horizon >= horizon);
-        let gaussian = || {
-            let z = inverse_normal(q);
-            z * 1.2533 * self.change * f64::from(horizon).sqrt()
+        let below = self.tracked.iter().rev().find(|t| t.horizon <= horizon);
+        let above = self.tracked.iter().find(|t| t.horizon >= horizon);
+        let ends = match (below, above) {
+            (Some(l), Some(h)) if l.horizon != h.horizon => sorted(l).zip(sorted(h)),
+            (Some(t), _) | (None, Some(t)) => sorted(t).map(|e| (e.clone(), e)),
+            (None, None) => None,
         };
-        match (lo, hi) {
-            (Some(l), Some(h)) if l.horizon == h.horizon => at(l).unwrap_or_else(gaussian),
-            (Some(l), Some(h)) => match (at(l), at(h)) {
-                (Some(a), Some(b)) => {
-                    let (x0, x1) = (f64::from(l.horizon).ln(), f64::from(h.horizon).ln());
-                    let w = (f64::from(horizon).ln() - x0) / (x1 - x0);
+        qs.map(|q| match &ends {
+            Some(((h0, e0), (h1, e1))) => {
+                let (a, b) = (quantile(e0, q), quantile(e1, q));
+                if h1 > h0 {
+                    let w = (f64::from(horizon).ln() - h0.ln()) / (h1.ln() - h0.ln());
                     a + w * (b - a)
+                } else {
+                    a
                 }
-                _ => gaussian(),
-            },
-            (Some(l), None) => at(l).unwrap_or_else(gaussian),
-            (None, Some(h)) => at(h).unwrap_or_else(gaussian),
-            (None, None) => gaussian(),
-        }
+            }
+            None => inverse_normal(q) * 1.2533 * self.change * f64::from(horizon).sqrt(),
+        })
     }
 
     /// The forecast `horizon` samples ahead (1 = the next one), or None before the first sample.
@@ -434,8 +426,9 @@ impl Forecaster {
         }
         let horizon = horizon.max(1);
         let m = self.model_point(horizon);
-        let q = |p: f64| self.to_value(m + self.error_quantile(horizon, p));
-        let (p50, p90, p99) = (q(0.5), q(0.9), q(0.99));
+        let [p50, p90, p99] = self
+            .error_quantiles(horizon, [0.5, 0.9, 0.99])
+            .map(|e| self.to_value(m + e));
         Some(Forecast {
             horizon,
             target_ms: self.target_ms(horizon),
@@ -454,6 +447,21 @@ impl Forecaster {
         let horizon = ((ahead + step - 1) / step).clamp(1, i64::from(u32::MAX)) as u32;
         self.forecast(horizon)
     }
+}
+
+/// Pops the forecasts due at or before sample `n`; the one due exactly at `n`, if any.
+fn take_due(pending: &mut VecDeque<(u64, f64)>, n: u64) -> Option<f64> {
+    let mut due_now = None;
+    while let Some(&(due, f)) = pending.front() {
+        if due > n {
+            break;
+        }
+        pending.pop_front();
+        if due == n {
+            due_now = Some(f);
+        }
+    }
+    due_now
 }
 
 impl Tracked {
