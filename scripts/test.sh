@@ -27,6 +27,12 @@ if ! command -v kubectl >/dev/null 2>&1; then
     DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq kubernetes-client >/dev/null
 fi
 kubectl version --client 2>&1 | head -1
+# openssl makes the TLS test's self-signed certificate.
+if ! command -v openssl >/dev/null 2>&1; then
+  echo "== installing openssl (Debian package)"
+  as_root apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq openssl >/dev/null
+fi
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check

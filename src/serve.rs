@@ -166,8 +166,30 @@ pub async fn serve(
     if let Some(tx) = bound {
         let _ = tx.send(addr);
     }
-    let server = axum::serve(listener, router(state))
-        .with_graceful_shutdown(cancel.clone().cancelled_owned());
+    let app = router(state);
+    // HTTPS beside HTTP, same routes (the Kubernetes aggregator needs TLS).
+    let tls_server = match (
+        &cfg.server.tls_listen,
+        &cfg.server.tls_cert_file,
+        &cfg.server.tls_key_file,
+    ) {
+        (Some(at), Some(cert), Some(key)) => {
+            let tls = aiops_api::tls::load(cert, key)?;
+            let l = tokio::net::TcpListener::bind(at)
+                .await
+                .with_context(|| format!("binding {at}"))?;
+            info!(addr = %l.local_addr()?, "aiops is serving HTTPS.");
+            Some(tokio::spawn(aiops_api::tls::serve(
+                l,
+                app.clone(),
+                tls,
+                cancel.clone(),
+            )))
+        }
+        _ => None,
+    };
+    let server =
+        axum::serve(listener, app).with_graceful_shutdown(cancel.clone().cancelled_owned());
     let mut server = tokio::spawn(server.into_future());
     tokio::select! {
         res = &mut server => {
@@ -184,6 +206,12 @@ pub async fn serve(
                     server.abort();
                 }
             }
+        }
+    }
+    if let Some(tls) = tls_server {
+        let grace = Duration::from_secs(cfg.server.shutdown_grace_secs);
+        if tokio::time::timeout(grace, tls).await.is_err() {
+            warn!("HTTPS requests did not finish in time; closing them.");
         }
     }
     while sources.join_next().await.is_some() {}

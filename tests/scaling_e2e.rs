@@ -102,3 +102,86 @@ async fn kubectl_reads_the_forecast_metric_served_from_remote_written_load() {
     );
     assert!(!ok && text.contains("NotFound"), "{text}");
 }
+
+/// A self-signed certificate for 127.0.0.1 made by the real `openssl`.
+fn self_signed(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let (cert, key) = (dir.join("tls.crt"), dir.join("tls.key"));
+    let out = std::process::Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+        ])
+        .args(["-subj", "/CN=aiops-metrics-api.aiops.svc"])
+        .args(["-addext", "subjectAltName=IP:127.0.0.1"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("openssl runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (cert, key)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_reads_the_metric_over_tls_with_a_bearer_token() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (cert, key) = self_signed(dir.path());
+    let tls_port = free_port();
+    let config = format!(
+        "[server]\nscaling_token = \"s3cret\"\ntls_listen = \"127.0.0.1:{tls_port}\"\n\
+         tls_cert_file = {cert:?}\ntls_key_file = {key:?}\n{CONFIG}"
+    );
+    let served = serve_with_config(dir.path(), &config).await;
+    let https = format!("https://127.0.0.1:{tls_port}");
+    let Some(bin) = kubectl() else {
+        panic!("kubectl is not installed (scripts/test.sh installs it)");
+    };
+    let raw = |token: &str| {
+        std::process::Command::new(&bin)
+            .args(["get", "--raw", "/apis/external.metrics.k8s.io/v1beta1"])
+            .args([
+                "--server",
+                &https,
+                "--insecure-skip-tls-verify",
+                "--token",
+                token,
+            ])
+            .env("KUBECONFIG", "/dev/null")
+            .output()
+            .expect("kubectl runs")
+    };
+    let ok = raw("s3cret");
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let list: serde_json::Value = serde_json::from_slice(&ok.stdout).expect("JSON");
+    assert_eq!(list["kind"], "APIResourceList");
+    let denied = raw("wrong");
+    assert!(!denied.status.success());
+    assert!(
+        String::from_utf8_lossy(&denied.stderr).contains("a valid bearer token is required"),
+        "{}",
+        String::from_utf8_lossy(&denied.stderr)
+    );
+    // Plain HTTP still serves, with the same token rule on these routes.
+    let plain = served
+        .http
+        .get(format!(
+            "{}/apis/external.metrics.k8s.io/v1beta1",
+            served.base
+        ))
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(plain.status().as_u16(), 401);
+    // A client that does not speak TLS does not stop the HTTPS server.
+    let _ = std::net::TcpStream::connect(("127.0.0.1", tls_port))
+        .and_then(|mut s| std::io::Write::write_all(&mut s, b"GET / HTTP/1.1\r\n\r\n"));
+    assert!(raw("s3cret").status.success());
+}

@@ -25,6 +25,13 @@ pub struct ApiConfig {
     /// When set, the external metrics API and `/api/v1/scaling` require
     /// `Authorization: Bearer <token>` (e.g. from `AIOPS__SERVER__SCALING_TOKEN`).
     pub scaling_token: Option<String>,
+    /// Also serve the API over HTTPS on this address (the Kubernetes aggregator reaches the
+    /// external metrics API only over TLS). Needs `tls_cert_file` and `tls_key_file`.
+    pub tls_listen: Option<SocketAddr>,
+    /// PEM certificate chain for `tls_listen`.
+    pub tls_cert_file: Option<std::path::PathBuf>,
+    /// PEM private key for `tls_listen`.
+    pub tls_key_file: Option<std::path::PathBuf>,
 }
 
 impl Default for ApiConfig {
@@ -38,6 +45,9 @@ impl Default for ApiConfig {
             max_series_per_query: 10_000,
             max_samples_per_query: 1_000_000,
             scaling_token: None,
+            tls_listen: None,
+            tls_cert_file: None,
+            tls_key_file: None,
         }
     }
 }
@@ -71,6 +81,13 @@ impl ApiConfig {
         }
         if self.max_series_per_query == 0 {
             problems.push(format!("{prefix}.max_series_per_query: must be at least 1"));
+        }
+        if self.tls_listen.is_some()
+            && (self.tls_cert_file.is_none() || self.tls_key_file.is_none())
+        {
+            problems.push(format!(
+                "{prefix}.tls_listen: needs {prefix}.tls_cert_file and {prefix}.tls_key_file"
+            ));
         }
         if self.max_samples_per_query == 0 {
             problems.push(format!(

@@ -22,6 +22,7 @@ pub mod external;
 mod health;
 mod metrics;
 mod query;
+pub mod tls;
 mod write;
 
 use std::sync::Arc;
