@@ -69,7 +69,8 @@ pub async fn run(args: DemoArgs, cancel: CancellationToken) -> anyhow::Result<()
             (Some(t), p)
         }
     };
-    let cfg = Config::default().with_overrides(Some(args.listen), Some(data_dir));
+    let mut cfg = Config::default().with_overrides(Some(args.listen), Some(data_dir));
+    cfg.detect.scaling = demo_scaling();
     let (bound_tx, bound_rx) = oneshot::channel();
     let server = tokio::spawn(crate::serve::serve(cfg, cancel.clone(), Some(bound_tx)));
     let addr = match bound_rx.await {
@@ -85,6 +86,10 @@ pub async fn run(args: DemoArgs, cancel: CancellationToken) -> anyhow::Result<()
     println!("  anomalies: curl -s {base}/api/v1/anomalies");
     println!("  health:   curl -s {base}/readyz ; metrics: curl -s {base}/metrics");
     println!("  point a Prometheus at it: remote_write: [{{url: {base}/api/v1/write}}]");
+    println!(
+        "  scaling:  kubectl get --raw '/apis/external.metrics.k8s.io/v1beta1/namespaces/demo/{DEMO_TARGET}' --server {base}"
+    );
+    println!("            curl -s {base}/api/v1/scaling/{DEMO_TARGET}");
     println!("Press Ctrl-C to stop.");
 
     for f in sim_faults(&args) {
@@ -114,6 +119,7 @@ pub async fn run(args: DemoArgs, cancel: CancellationToken) -> anyhow::Result<()
         _ = &mut summary => {}
     }
     print_summary(&base, now_ms).await;
+    print_scaling(&base, &mut Default::default()).await;
     cancel.cancel();
     server.await??;
     drop(tmp);
@@ -130,16 +136,96 @@ fn sim_faults(args: &DemoArgs) -> Vec<String> {
     }
 }
 
-/// Prints what detection found so far, every 30 seconds.
+/// The demo's predictive scaling target: the frontend's request rate.
+const DEMO_TARGET: &str = "frontend_rps";
+
+/// The frontend scaled ahead of its load: 10 requests per second per pod, pods ready after two
+/// minutes; forecasts are served after an hour of history (the demo sends three).
+fn demo_scaling() -> aiops_detect::scaling::ScalingConfig {
+    use aiops_detect::scaling::{ScalingConfig, ScalingTarget};
+    ScalingConfig {
+        step_secs: 15,
+        min_history_steps: 240,
+        targets: vec![ScalingTarget {
+            name: DEMO_TARGET.into(),
+            namespace: None,
+            selector: r#"http_requests_total{service="frontend"}"#.into(),
+            labels: [("service".to_owned(), "frontend".to_owned())].into(),
+            capacity_per_pod: 10.0,
+            lead_secs: 120,
+            quantile: 0.9,
+        }],
+        ..ScalingConfig::default()
+    }
+}
+
+/// Prints what detection found so far, and the scaling target's forecast next to the load it
+/// forecast, every 30 seconds.
 async fn summarize(base: String, since_ms: i64, cancel: CancellationToken) {
     let mut tick = tokio::time::interval(Duration::from_secs(30));
     tick.tick().await;
+    // Forecasts made, by the time they are for.
+    let mut made: std::collections::VecDeque<(i64, f64)> = Default::default();
     loop {
         tokio::select! {
             _ = cancel.cancelled() => return,
-            _ = tick.tick() => print_summary(&base, since_ms).await,
+            _ = tick.tick() => {
+                print_summary(&base, since_ms).await;
+                print_scaling(&base, &mut made).await;
+            }
         }
     }
+}
+
+/// One line: the load now, the forecast served for now + lead, and how the forecast made for
+/// about now turned out.
+async fn print_scaling(base: &str, made: &mut std::collections::VecDeque<(i64, f64)>) {
+    let Ok(http) = aiops_ingest::http_client()
+        .timeout(Duration::from_secs(5))
+        .build()
+    else {
+        return;
+    };
+    let url = format!("{base}/api/v1/scaling/{DEMO_TARGET}");
+    let Ok(v) = async {
+        http.get(url)
+            .send()
+            .await?
+            .json::<serde_json::Value>()
+            .await
+    }
+    .await
+    else {
+        return;
+    };
+    let (Some(current), Some(value)) = (v["current"].as_f64(), v["value"].as_f64()) else {
+        println!(
+            "scaling {DEMO_TARGET}: {}",
+            v["error"]["message"].as_str().unwrap_or("no value yet")
+        );
+        return;
+    };
+    let now = v["updated_ms"].as_i64().unwrap_or_default();
+    let mut earlier = None;
+    while made.front().is_some_and(|&(at, _)| at <= now) {
+        earlier = made.pop_front();
+    }
+    let forecast = v["forecast"].as_f64();
+    if let (Some(f), Some(at)) = (forecast, v["for_ms"].as_i64()) {
+        made.push_back((at, f));
+    }
+    let mode = v["mode"].as_str().unwrap_or("?");
+    let replicas = v["desired_replicas"].as_u64().unwrap_or_default();
+    let mut line = format!(
+        "scaling {DEMO_TARGET}: load now {current:.1} rps; serving {value:.1} ({mode}) -> {replicas} pod(s)"
+    );
+    if let Some(f) = forecast {
+        line += &format!("; forecast p90 for +120 s {f:.1}");
+    }
+    if let Some((_, f)) = earlier {
+        line += &format!("; forecast made for now was {f:.1}");
+    }
+    println!("{line}");
 }
 
 /// One line per service with anomalies since `since_ms` (the live part of the demo).

@@ -313,6 +313,31 @@ async fn demo_shows_series_within_seconds_and_stops_by_itself() {
         (s["samples"].as_array()?.len() >= 470).then_some(())
     })
     .await;
+    // The frontend's load is forecast and served to the HPA (two hours of history: predictive).
+    let served = wait_for(
+        "a predictive scaling value",
+        Duration::from_secs(30),
+        || async {
+            let v = get_json(&http, &format!("{base}/api/v1/scaling/frontend_rps")).await?;
+            (v["mode"] == "predictive").then_some(v)
+        },
+    )
+    .await;
+    assert!(
+        served["value"].as_f64() >= served["current"].as_f64(),
+        "{served}"
+    );
+    assert!(
+        served["forecast"].as_f64().is_some_and(|f| f > 0.0),
+        "{served}"
+    );
+    let v = get_json(
+        &http,
+        &format!("{base}/apis/external.metrics.k8s.io/v1beta1/namespaces/demo/frontend_rps"),
+    )
+    .await
+    .expect("external metric");
+    assert_eq!(v["items"][0]["metricName"], "frontend_rps");
     // The latency fault in payment is found.
     let found = wait_for("an anomaly in payment", Duration::from_secs(20), || async {
         let v = get_json(&http, &format!("{base}/api/v1/anomalies?service=payment")).await?;
