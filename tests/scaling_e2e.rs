@@ -185,3 +185,56 @@ async fn kubectl_reads_the_metric_over_tls_with_a_bearer_token() {
         .and_then(|mut s| std::io::Write::write_all(&mut s, b"GET / HTTP/1.1\r\n\r\n"));
     assert!(raw("s3cret").status.success());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_crash_without_checkpoint_the_target_warms_from_the_archive() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // No checkpoint before the kill; forecasts served after 60 steps of history.
+    let config = format!(
+        "[detect]\ncheckpoint_secs = 3600\n{}",
+        CONFIG.replace(
+            "hold_secs = 3600",
+            "hold_secs = 3600\nmin_history_steps = 60"
+        )
+    );
+    let mut served = serve_with_config(dir.path(), &config).await;
+    let now = jiff::Timestamp::now().as_millisecond();
+    let write = |from: i64, to: i64| WriteRequest {
+        timeseries: ["a", "b"]
+            .iter()
+            .map(|pod| {
+                TimeSeries::from_parts(
+                    [("__name__", "rps"), ("service", "checkout"), ("pod", pod)],
+                    (from..=to).map(|k| (now + k * 1000, 6.5)),
+                )
+            })
+            .collect(),
+        metadata: vec![],
+    };
+    let client = RemoteWriteClient::new(format!("{}/api/v1/write", served.base));
+    // Acknowledged means durable in the archive.
+    client.send(&write(-180, -1)).await.expect("accepted");
+    served.server.kill9();
+
+    let server = start_serve(served.port, &served.data, Some(&served.config));
+    served.server = server;
+    wait_ready(&served.http, &served.base).await;
+    client.send(&write(0, 1)).await.expect("accepted");
+    let url = format!("{}/api/v1/scaling/checkout_rps", served.base);
+    let v = wait_for(
+        "a scaling value after the restart",
+        Duration::from_secs(30),
+        || {
+            let http = served.http.clone();
+            let url = url.clone();
+            async move { get_json(&http, &url).await }
+        },
+    )
+    .await;
+    // Cold, it would be reactive for 60 steps; warmed from the archive it forecasts at once.
+    assert_eq!(v["mode"], "predictive", "{v}");
+    assert!(
+        (v["current"].as_f64().expect("current") - 13.0).abs() < 1e-9,
+        "{v}"
+    );
+}

@@ -28,6 +28,9 @@ pub struct ScalingConfig {
     pub hold_secs: u64,
     /// Load samples learnt before the forecast is served (until then: the current load).
     pub min_history_steps: u32,
+    /// A target first seen (not in the checkpoint) is warmed with this much of its members'
+    /// history from the archive, seconds (0: start cold). Two weeks let the weekly season in.
+    pub warm_start_secs: u64,
     /// Forecaster parameters.
     pub forecast: ForecastConfig,
     /// The targets.
@@ -41,6 +44,7 @@ impl Default for ScalingConfig {
             stale_secs: 120,
             hold_secs: 600,
             min_history_steps: 2 * 2880,
+            warm_start_secs: 14 * 86_400,
             forecast: ForecastConfig::default(),
             targets: Vec::new(),
         }
@@ -206,6 +210,45 @@ pub struct TargetState {
     warned: bool,
 }
 
+fn step_ms(cfg: &ScalingConfig) -> i64 {
+    cfg.step_secs.max(1) as i64 * 1000
+}
+
+impl TargetState {
+    fn new(cfg: &ScalingConfig, ts_ms: i64) -> Self {
+        Self {
+            latest: HashMap::new(),
+            step: ts_ms.div_euclid(step_ms(cfg)),
+            forecaster: Forecaster::new(cfg.forecast),
+            current: None,
+            last_good: None,
+            warned: false,
+        }
+    }
+
+    /// One member's sample; when it starts a new step, the finished step's load (the sum of
+    /// the fresh members' latest values) goes to the forecaster.
+    fn add(&mut self, cfg: &ScalingConfig, id: SeriesId, ts_ms: i64, value: f64) {
+        let step_ms = step_ms(cfg);
+        let step = ts_ms.div_euclid(step_ms);
+        if step > self.step {
+            let end = (self.step + 1) * step_ms;
+            let stale_ms = cfg.stale_secs as i64 * 1000;
+            let (load, fresh) = self
+                .latest
+                .values()
+                .filter(|&&(t, _)| end - t <= stale_ms)
+                .fold((0.0, 0usize), |(sum, n), &(_, v)| (sum + v, n + 1));
+            if fresh > 0 {
+                self.forecaster.update(end, load);
+                self.current = Some((end, load));
+            }
+            self.step = step;
+        }
+        self.latest.insert(id, (ts_ms, value));
+    }
+}
+
 /// JSON maps need string keys: members are stored as pairs.
 mod members_as_pairs {
     use std::collections::HashMap;
@@ -275,7 +318,9 @@ impl ScalingState {
         t
     }
 
-    /// Takes one sample (already a rate for counters) of series `id`.
+    /// Takes one sample (already a rate for counters) of series `id`. A target seen for the
+    /// first time is first warmed with `warm_start_secs` of its members' history (e.g. from the
+    /// archive), replayed through the same step sums, so its forecasts need not wait days.
     pub fn observe(
         &mut self,
         cfg: &ScalingConfig,
@@ -283,43 +328,49 @@ impl ScalingState {
         id: SeriesId,
         ts_ms: i64,
         value: f64,
+        history: &dyn Fn(SeriesId, i64, i64) -> Vec<(i64, f64)>,
     ) {
         if cfg.targets.is_empty() || !value.is_finite() {
             return;
         }
-        let step_ms = cfg.step_secs.max(1) as i64 * 1000;
-        let stale_ms = cfg.stale_secs as i64 * 1000;
         for i in self.targets_of(cfg, id, catalog) {
             let t = &cfg.targets[i];
-            let st = self
-                .targets
-                .entry(t.name.clone())
-                .or_insert_with(|| TargetState {
-                    latest: HashMap::new(),
-                    step: ts_ms.div_euclid(step_ms),
-                    forecaster: Forecaster::new(cfg.forecast),
-                    current: None,
-                    last_good: None,
-                    warned: false,
-                });
-            let step = ts_ms.div_euclid(step_ms);
-            if step > st.step {
-                // The step ended: its load is the sum of the fresh members' latest values.
-                let end = (st.step + 1) * step_ms;
-                let fresh: Vec<f64> = st
-                    .latest
-                    .values()
-                    .filter(|&&(t, _)| end - t <= stale_ms)
-                    .map(|&(_, v)| v)
-                    .collect();
-                if !fresh.is_empty() {
-                    let load: f64 = fresh.iter().sum();
-                    st.forecaster.update(end, load);
-                    st.current = Some((end, load));
+            if !self.targets.contains_key(&t.name) {
+                let mut st = TargetState::new(cfg, ts_ms);
+                if cfg.warm_start_secs > 0
+                    && let Some(selector) = &self.selectors[i]
+                {
+                    let from = ts_ms - cfg.warm_start_secs as i64 * 1000;
+                    let mut past = Vec::new();
+                    for m in catalog.select(selector, usize::MAX) {
+                        let samples = history(m.id, from, ts_ms - 1);
+                        if crate::stage::is_counter(&m.metric) {
+                            past.extend(samples.windows(2).filter_map(|w| {
+                                crate::stage::counter_rate(w[0], w[1]).map(|r| (w[1].0, m.id, r))
+                            }));
+                        } else {
+                            past.extend(samples.into_iter().map(|(t, v)| (t, m.id, v)));
+                        }
+                    }
+                    past.sort_by_key(|&(t, _, _)| t);
+                    st.step = past
+                        .first()
+                        .map_or(st.step, |p| p.0.div_euclid(step_ms(cfg)));
+                    for (t, member, v) in past {
+                        st.add(cfg, member, t, v);
+                    }
+                    if st.forecaster.seen() > 0 {
+                        tracing::info!(
+                            scaling_target = %t.name,
+                            steps = st.forecaster.seen(),
+                            "Warmed a scaling target's forecaster from history."
+                        );
+                    }
                 }
-                st.step = step;
+                self.targets.insert(t.name.clone(), st);
             }
-            st.latest.insert(id, (ts_ms, value));
+            let st = self.targets.get_mut(&t.name).expect("inserted above");
+            st.add(cfg, id, ts_ms, value);
         }
     }
 
@@ -461,6 +512,10 @@ mod tests {
         (cfg, catalog, ids)
     }
 
+    fn no_history(_: SeriesId, _: i64, _: i64) -> Vec<(i64, f64)> {
+        Vec::new()
+    }
+
     /// Per-pod load with a daily peak at noon.
     fn load(t: i64) -> f64 {
         let hour = (t % 86_400_000) as f64 / 3_600_000.0;
@@ -480,7 +535,7 @@ mod tests {
         let mut t = 0;
         while t <= end {
             for id in &ids {
-                s.observe(&cfg, &catalog, *id, t, load(t));
+                s.observe(&cfg, &catalog, *id, t, load(t), &no_history);
             }
             t += 60_000;
         }
@@ -520,7 +575,7 @@ mod tests {
         let (cfg, catalog, ids) = setup();
         let mut s = ScalingState::default();
         for i in 0..30 {
-            s.observe(&cfg, &catalog, ids[0], i * 60_000, 5.0);
+            s.observe(&cfg, &catalog, ids[0], i * 60_000, 5.0, &no_history);
         }
         let v = s
             .value(&cfg, "checkout_rps", None, 29 * 60_000)
@@ -532,6 +587,41 @@ mod tests {
         let json = serde_json::to_string(&s).expect("serialise");
         let mut back: ScalingState = serde_json::from_str(&json).expect("deserialise");
         assert_eq!(back.value(&cfg, "checkout_rps", None, 29 * 60_000), Ok(v));
+    }
+
+    #[test]
+    fn a_new_target_is_warmed_from_its_members_history_and_forecasts_at_once() {
+        let (cfg, catalog, ids) = setup();
+        let end = 4 * 86_400_000 + 10 * 3_600_000;
+        let history = |_: SeriesId, from: i64, to: i64| -> Vec<(i64, f64)> {
+            (from.max(0) / 60_000..=to / 60_000)
+                .map(|m| (m * 60_000, load(m * 60_000)))
+                .collect()
+        };
+        let mut s = ScalingState::default();
+        s.observe(&cfg, &catalog, ids[0], end, load(end), &history);
+        s.observe(&cfg, &catalog, ids[1], end, load(end), &history);
+        let st = &s.targets["checkout_rps"];
+        // Four days of one-minute steps, learnt before the first live sample.
+        assert!(
+            st.forecaster.seen() >= 4 * 1440 - 2,
+            "{}",
+            st.forecaster.seen()
+        );
+        s.observe(
+            &cfg,
+            &catalog,
+            ids[0],
+            end + 60_000,
+            load(end + 60_000),
+            &history,
+        );
+        let v = s
+            .value(&cfg, "checkout_rps", Some("shop"), end + 60_000)
+            .expect("value");
+        assert_eq!(v.mode, Mode::Predictive);
+        // Both pods' history counted.
+        assert!((v.current - 2.0 * load(end)).abs() < 1.0, "{v:?}");
     }
 
     #[test]

@@ -346,7 +346,8 @@ impl DetectState {
         }
         scaling_samples.sort_by_key(|&(t, _, _)| t);
         for (t, id, v) in scaling_samples {
-            self.scaling.observe(&cfg.scaling, catalog, id, t, v);
+            self.scaling
+                .observe(&cfg.scaling, catalog, id, t, v, history);
         }
     }
 
