@@ -215,11 +215,17 @@ fn step_ms(cfg: &ScalingConfig) -> i64 {
 }
 
 impl TargetState {
-    fn new(cfg: &ScalingConfig, ts_ms: i64) -> Self {
+    fn new(cfg: &ScalingConfig, lead_secs: u64, ts_ms: i64) -> Self {
+        // The forecaster's quantiles are calibrated up to the lead (in steps), at least.
+        let lead_steps = (lead_secs * 1000).div_ceil(step_ms(cfg) as u64) as u32;
+        let forecast = ForecastConfig {
+            max_horizon: cfg.forecast.max_horizon.max(lead_steps),
+            ..cfg.forecast
+        };
         Self {
             latest: HashMap::new(),
             step: ts_ms.div_euclid(step_ms(cfg)),
-            forecaster: Forecaster::new(cfg.forecast),
+            forecaster: Forecaster::new(forecast),
             current: None,
             last_good: None,
             warned: false,
@@ -336,7 +342,7 @@ impl ScalingState {
         for i in self.targets_of(cfg, id, catalog) {
             let t = &cfg.targets[i];
             if !self.targets.contains_key(&t.name) {
-                let mut st = TargetState::new(cfg, ts_ms);
+                let mut st = TargetState::new(cfg, t.lead_secs, ts_ms);
                 if cfg.warm_start_secs > 0
                     && let Some(selector) = &self.selectors[i]
                 {
