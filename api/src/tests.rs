@@ -440,9 +440,14 @@ fn scaling_harness(token: Option<&str>) -> Harness {
     let mut detect = aiops_detect::DetectState::default();
     let now = jiff::Timestamp::now().as_millisecond();
     for i in (0..120).rev() {
-        detect
-            .scaling
-            .observe(&scaling, &catalog, meta.id, now - i * 60_000, 12.5);
+        detect.scaling.observe(
+            &scaling,
+            &catalog,
+            meta.id,
+            now - i * 60_000,
+            12.5,
+            &|_, _, _| Vec::new(),
+        );
     }
     harness_full(
         ApiConfig {
