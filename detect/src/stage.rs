@@ -799,16 +799,22 @@ pub fn run(
                 let changed = {
                     let mut st = state.write().unwrap_or_else(|p| p.into_inner());
                     st.process_with_history(&cfg, &batch, &catalog, &*history);
-                    st.take_changed()
-                };
-                for ev in &changed {
+                    let changed = st.take_changed();
+                    // Logged before the lock is released: an event the API has shown is in the
+                    // log, so a crash right after cannot take it back.
                     if let Some(f) = log.as_mut() {
-                        let mut line = serde_json::to_vec(ev).expect("an event always serialises");
-                        line.push(b'\n');
-                        if let Err(e) = f.write_all(&line) {
-                            tracing::warn!(error = %e, "Cannot append to the anomaly event log.");
+                        for ev in &changed {
+                            let mut line =
+                                serde_json::to_vec(ev).expect("an event always serialises");
+                            line.push(b'\n');
+                            if let Err(e) = f.write_all(&line) {
+                                tracing::warn!(error = %e, "Cannot append to the anomaly event log.");
+                            }
                         }
                     }
+                    changed
+                };
+                for ev in &changed {
                     publish(ev);
                 }
             }
