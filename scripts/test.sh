@@ -18,7 +18,7 @@ if ! command -v prometheus >/dev/null 2>&1; then
   DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq prometheus >/dev/null
 fi
 # The Debian package starts a system Prometheus on :9090 on some machines; tests use their own.
-prometheus --version 2>&1 | head -1
+prometheus --version 2>&1 | sed -n 1p
 # kubectl, for `kubectl get --raw` against our external metrics API.
 if ! command -v kubectl >/dev/null 2>&1; then
   echo "== installing kubectl (Debian package)"
@@ -26,7 +26,7 @@ if ! command -v kubectl >/dev/null 2>&1; then
   DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq kubectl >/dev/null 2>&1 ||
     DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq kubernetes-client >/dev/null
 fi
-kubectl version --client 2>&1 | head -1
+kubectl version --client 2>&1 | sed -n 1p
 # openssl makes the TLS test's self-signed certificate.
 if ! command -v openssl >/dev/null 2>&1; then
   echo "== installing openssl (Debian package)"
