@@ -109,6 +109,26 @@ pub enum EvalWhat {
     /// (reactive) and by our served forecast (predictive): under-provisioned and paid
     /// pod-minutes.
     Autoscale(AutoscaleArgs),
+    /// Root-cause ranking on labelled fault cases (rca.md §5): AC@1, AC@3, Avg@5 at service and
+    /// metric level, per data set and fault, next to a seeded random ranker.
+    Rca(RcaArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RcaArgs {
+    /// Case folders (any depth) with data.csv, inject_time.txt and labels.json; each top-level
+    /// folder is a data set (DIR itself when it holds cases directly).
+    #[arg(long)]
+    pub cases: PathBuf,
+    /// Shift the given anomaly time by this many seconds (e.g. 60: detected a minute late).
+    #[arg(long, default_value_t = 0, allow_hyphen_values = true)]
+    pub offset_secs: i64,
+    /// Rank moves either way, not only upward ones.
+    #[arg(long)]
+    pub both_directions: bool,
+    /// Seed of the random baseline.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
 }
 
 #[derive(Debug, Args)]

@@ -8,7 +8,7 @@ use aiops_detect::DetectorConfig;
 use aiops_detect::nab::{self, Corpus};
 use anyhow::Context;
 
-use crate::cli::{AutoscaleArgs, CasesArgs, EvalArgs, EvalWhat, ForecastArgs, NabArgs};
+use crate::cli::{AutoscaleArgs, CasesArgs, EvalArgs, EvalWhat, ForecastArgs, NabArgs, RcaArgs};
 
 /// Runs the selected evaluation.
 pub fn run(args: EvalArgs) -> anyhow::Result<()> {
@@ -17,6 +17,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
         EvalWhat::Cases(a) => cases_eval(a),
         EvalWhat::Forecast(a) => forecast_eval(a),
         EvalWhat::Autoscale(a) => autoscale_eval(a),
+        EvalWhat::Rca(a) => rca_eval(a),
     }
 }
 
@@ -40,6 +41,125 @@ fn csv_files(path: &std::path::Path) -> anyhow::Result<Vec<PathBuf>> {
     out.sort();
     anyhow::ensure!(!out.is_empty(), "no CSV files under {}", path.display());
     Ok(out)
+}
+
+/// Per data set (and overall): service- and metric-level accuracy, the random floor, by fault.
+#[derive(Default)]
+struct RcaGroup {
+    service: aiops_rca::eval::Tally,
+    metric: aiops_rca::eval::Tally,
+    random: aiops_rca::eval::Tally,
+    by_fault: BTreeMap<String, (aiops_rca::eval::Tally, aiops_rca::eval::Tally)>,
+    secs: f64,
+}
+
+impl RcaGroup {
+    fn json(&self) -> serde_json::Value {
+        let metric = |t: &aiops_rca::eval::Tally| {
+            // Only cases that label a root-cause metric count at metric level.
+            if t.accuracy().cases == 0 {
+                serde_json::Value::Null
+            } else {
+                serde_json::json!(t.accuracy())
+            }
+        };
+        let cases = self.service.accuracy().cases;
+        serde_json::json!({
+            "cases": cases,
+            "service": self.service.accuracy(),
+            "metric": metric(&self.metric),
+            "random": {"service": self.random.accuracy()},
+            "by_fault": self.by_fault.iter().map(|(f, (s, m))| {
+                (f.clone(), serde_json::json!({"cases": s.accuracy().cases, "service": s.accuracy(), "metric": metric(m)}))
+            }).collect::<BTreeMap<_, _>>(),
+            "secs_per_case": self.secs / cases.max(1) as f64,
+        })
+    }
+
+    fn merge(&mut self, o: &RcaGroup) {
+        self.service.merge(&o.service);
+        self.metric.merge(&o.metric);
+        self.random.merge(&o.random);
+        for (f, (s, m)) in &o.by_fault {
+            let e = self.by_fault.entry(f.clone()).or_default();
+            e.0.merge(s);
+            e.1.merge(m);
+        }
+        self.secs += o.secs;
+    }
+}
+
+fn rca_eval(a: RcaArgs) -> anyhow::Result<()> {
+    use aiops_detect::cases;
+    use aiops_rca::eval::SplitMix;
+    use aiops_rca::{RankConfig, rank_metrics, rank_services};
+    let all = cases::load_cases(&a.cases)
+        .with_context(|| format!("loading cases under {}", a.cases.display()))?;
+    let cfg = RankConfig {
+        up_only: !a.both_directions,
+        ..RankConfig::default()
+    };
+    // RCAEval counts a service's database as the service (`carts-db` is `carts`).
+    let canonical = |s: &str| s.strip_suffix("-db").unwrap_or(s).to_owned();
+    let dir_name = a.cases.file_name().map_or_else(
+        || a.cases.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    );
+    let mut groups: BTreeMap<String, RcaGroup> = BTreeMap::new();
+    let mut rng = SplitMix::new(a.seed);
+    for case in &all {
+        let dataset = match case.name.split_once('/') {
+            Some((top, _)) => top.to_owned(),
+            None => dir_name.clone(),
+        };
+        let started = Instant::now();
+        let metrics = rank_metrics(
+            &case.columns,
+            &case.times_s,
+            &case.values,
+            case.labels.inject_time + a.offset_secs,
+            &cfg,
+        );
+        let services = rank_services(&metrics, &canonical);
+        let secs = started.elapsed().as_secs_f64();
+        let truth = canonical(&case.labels.root_cause_service);
+        let service_rank = services
+            .iter()
+            .position(|s| s.service == truth)
+            .map(|i| i + 1);
+        let g = groups.entry(dataset).or_default();
+        g.secs += secs;
+        g.service.add(service_rank);
+        let candidates: std::collections::BTreeSet<String> = case
+            .columns
+            .iter()
+            .map(|c| canonical(cases::service_of(c)))
+            .collect();
+        g.random.add(Some(rng.random_rank(candidates.len())));
+        let fault = g.by_fault.entry(case.labels.fault.clone()).or_default();
+        fault.0.add(service_rank);
+        if let Some(want) = &case.labels.root_cause_metric {
+            let metric_rank = metrics
+                .iter()
+                .position(|m| &m.metric == want)
+                .map(|i| i + 1);
+            g.metric.add(metric_rank);
+            fault.1.add(metric_rank);
+        }
+    }
+    let mut overall = RcaGroup::default();
+    for g in groups.values() {
+        overall.merge(g);
+    }
+    let out = serde_json::json!({
+        "offset_secs": a.offset_secs,
+        "up_only": cfg.up_only,
+        "seed": a.seed,
+        "datasets": groups.iter().map(|(k, g)| (k.clone(), g.json())).collect::<BTreeMap<_, _>>(),
+        "overall": overall.json(),
+    });
+    println!("{}", serde_json::to_string_pretty(&out)?);
+    Ok(())
 }
 
 /// A `timestamp,value` CSV in time order. Real exports repeat and reorder timestamps: the last

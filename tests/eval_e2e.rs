@@ -376,3 +376,33 @@ fn eval_autoscale_prints_both_policies() {
         "--capacity-per-pod",
     );
 }
+
+#[test]
+fn eval_rca_ranks_sock_shop_causes_on_time_and_a_minute_late() {
+    let cases = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/rca/cases");
+    let cases = cases.to_str().expect("utf8");
+    let on_time = run(&["eval", "rca", "--cases", cases]);
+    let late = run(&["eval", "rca", "--cases", cases, "--offset-secs", "60"]);
+    for (v, floor) in [(&on_time, 0.97), (&late, 0.95)] {
+        let sock = &v["datasets"]["sock-shop-rcd"];
+        assert_eq!(sock["cases"], 50);
+        let avg5 = sock["service"]["avg5"].as_f64().expect("avg5");
+        assert!(avg5 >= floor, "sock-shop service Avg@5 {avg5} < {floor}");
+        // Far above the random floor, which is itself sane (13 services, Avg@5 about 3/13).
+        let random = sock["random"]["service"]["avg5"].as_f64().expect("random");
+        assert!(
+            (0.1..0.5).contains(&random) && avg5 > random + 0.4,
+            "{sock}"
+        );
+        assert!(sock["metric"]["ac3"].as_f64().is_some());
+        assert!(sock["by_fault"]["cpu"]["service"]["ac1"].as_f64().is_some());
+        assert!(sock["secs_per_case"].as_f64().expect("secs") >= 0.0);
+        // PetShop labels no metric: metric level is null there, not zero.
+        assert!(v["datasets"]["petshop"]["metric"].is_null(), "{v}");
+        assert_eq!(v["overall"]["cases"], 118);
+    }
+    fails_with(
+        &["eval", "rca", "--cases", "/nonexistent/cases"],
+        "/nonexistent/cases",
+    );
+}

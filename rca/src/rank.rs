@@ -1,0 +1,370 @@
+//! Robust change ranking (BARO's RobustScorer, rca.md §4.1, with a unit-free rule for a zero
+//! spread): every metric is scored by how far it moved after the anomaly time, in units of its
+//! own spread before it; services are ranked by their best metric.
+
+use serde::Serialize;
+
+/// Ranking options.
+#[derive(Debug, Clone, Copy)]
+pub struct RankConfig {
+    /// At most this many samples on each side of the anomaly time are used.
+    pub max_side: usize,
+    /// Count only upward moves (BARO's reference code); false: moves either way.
+    pub up_only: bool,
+    /// A move counts as started once it is this many spreads from the baseline (onset time).
+    pub onset_spreads: f64,
+}
+
+impl Default for RankConfig {
+    fn default() -> Self {
+        Self {
+            max_side: 300,
+            up_only: true,
+            onset_spreads: 3.0,
+        }
+    }
+}
+
+/// Which way a metric moved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    /// Above its baseline.
+    Up,
+    /// Below its baseline.
+    Down,
+}
+
+/// One ranked metric.
+#[derive(Debug, Clone, Serialize)]
+pub struct MetricCandidate {
+    /// 1 = most likely.
+    pub rank: usize,
+    /// The service (the column name before its first `_`).
+    pub service: String,
+    /// The full column / series name.
+    pub metric: String,
+    /// Largest move after the anomaly time, in spreads of the normal window.
+    pub score: f64,
+    /// Which way it moved.
+    pub direction: Direction,
+    /// When the move first passed `onset_spreads` (Unix seconds), or the peak time.
+    pub onset_s: i64,
+    /// The value at the peak of the move.
+    pub peak: f64,
+    /// When the peak was (Unix seconds).
+    pub peak_s: i64,
+    /// Median of the normal window.
+    pub baseline: f64,
+    /// The spread used (IQR, or the unit-free fallback).
+    pub spread: f64,
+}
+
+impl MetricCandidate {
+    /// One sentence a responder can check.
+    pub fn explanation(&self) -> String {
+        format!(
+            "{} went {} from a baseline of {} to {} at {} ({:.1} spreads; first past the threshold at {}).",
+            self.metric,
+            match self.direction {
+                Direction::Up => "up",
+                Direction::Down => "down",
+            },
+            short(self.baseline),
+            short(self.peak),
+            self.peak_s,
+            self.score,
+            self.onset_s
+        )
+    }
+}
+
+fn short(v: f64) -> String {
+    if v.abs() >= 100.0 || v == 0.0 {
+        format!("{v:.0}")
+    } else {
+        format!("{v:.3}")
+    }
+}
+
+/// The service of a column `<service>_<metric>`: everything before the first `_`.
+pub fn service_of(column: &str) -> &str {
+    column.split_once('_').map_or(column, |(s, _)| s)
+}
+
+/// Metrics whose bad direction is down (availability, success ratios, apdex).
+fn falls_when_bad(name: &str) -> bool {
+    let n = name.to_ascii_lowercase();
+    ["availability", "success", "apdex", "uptime"]
+        .iter()
+        .any(|k| n.contains(k))
+}
+
+/// Linear-interpolated quantile of sorted values (numpy's default).
+fn quantile(sorted: &[f64], q: f64) -> f64 {
+    let pos = q * (sorted.len() - 1) as f64;
+    let (lo, hi) = (pos.floor() as usize, pos.ceil() as usize);
+    sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - lo as f64)
+}
+
+/// The spread of the normal window, never 0 and never in the metric's units alone: the IQR;
+/// when that is 0 (a mostly flat series), the largest of 1.4826 × MAD, the standard deviation
+/// and 1 % of |median| — so a few kilobytes on a flat gigabyte are not a change — or, for a
+/// series flat at 0, its smallest step (its resolution), at most 1.
+fn spread(normal_sorted: &[f64], median: f64, all: &[f64]) -> f64 {
+    let iqr = quantile(normal_sorted, 0.75) - quantile(normal_sorted, 0.25);
+    if iqr > 0.0 {
+        return iqr;
+    }
+    let mut dev: Vec<f64> = normal_sorted.iter().map(|v| (v - median).abs()).collect();
+    dev.sort_unstable_by(f64::total_cmp);
+    let mad = 1.4826 * quantile(&dev, 0.5);
+    let n = normal_sorted.len() as f64;
+    let mean = normal_sorted.iter().sum::<f64>() / n;
+    let std = (normal_sorted
+        .iter()
+        .map(|v| (v - mean).powi(2))
+        .sum::<f64>()
+        / n)
+        .sqrt();
+    let floor = mad.max(std).max(0.01 * median.abs());
+    if floor > 0.0 {
+        return floor;
+    }
+    all.windows(2)
+        .map(|w| (w[1] - w[0]).abs())
+        .filter(|d| *d > 0.0)
+        .fold(1.0, f64::min)
+}
+
+/// Ranks every column of a metric table by its move after `anomaly_s`. `values[c][row]` is
+/// column `c` at `times_s[row]`; NaN is a missing value (each window uses the values it has).
+/// Columns constant before or after the anomaly time, or with no value on one side, are left
+/// out. Availability-like metrics count their falls.
+pub fn rank_metrics(
+    columns: &[String],
+    times_s: &[i64],
+    values: &[Vec<f64>],
+    anomaly_s: i64,
+    cfg: &RankConfig,
+) -> Vec<MetricCandidate> {
+    let split = times_s.partition_point(|&t| t < anomaly_s);
+    let from = split.saturating_sub(cfg.max_side);
+    let to = (split + cfg.max_side).min(times_s.len());
+    if split == 0 || split >= times_s.len() {
+        return Vec::new();
+    }
+    let mut out = Vec::new();
+    for (c, name) in columns.iter().enumerate() {
+        // Missing values are missing, not zero: each window is judged on what it observed (a
+        // series absent from the normal window has no baseline and is left out).
+        let observed = |r: std::ops::Range<usize>| -> Vec<(usize, f64)> {
+            r.filter_map(|i| values[c][i].is_finite().then_some((i, values[c][i])))
+                .collect()
+        };
+        let (normal, abnormal) = (observed(from..split), observed(split..to));
+        let constant = |w: &[(usize, f64)]| w.len() >= 3 && w.iter().all(|&(_, v)| v == w[0].1);
+        if normal.is_empty() || abnormal.is_empty() || constant(&normal) || constant(&abnormal) {
+            continue;
+        }
+        let mut sorted: Vec<f64> = normal.iter().map(|&(_, v)| v).collect();
+        sorted.sort_unstable_by(f64::total_cmp);
+        let median = quantile(&sorted, 0.5);
+        let all: Vec<f64> = normal.iter().chain(&abnormal).map(|&(_, v)| v).collect();
+        let spread = spread(&sorted, median, &all);
+        // Availability and success rates are bad when they fall.
+        let sign = if falls_when_bad(name) { -1.0 } else { 1.0 };
+        let mut best = (f64::NEG_INFINITY, 0usize);
+        for (k, &(_, v)) in abnormal.iter().enumerate() {
+            let d = sign * (v - median) / spread;
+            let d = if cfg.up_only { d } else { d.abs() };
+            if d > best.0 {
+                best = (d, k);
+            }
+        }
+        let (peak_row, peak) = abnormal[best.1];
+        let direction = if peak >= median {
+            Direction::Up
+        } else {
+            Direction::Down
+        };
+        let onset_row = abnormal
+            .iter()
+            .find(|&&(_, v)| ((v - median) / spread).abs() >= cfg.onset_spreads)
+            .map_or(peak_row, |&(i, _)| i);
+        out.push(MetricCandidate {
+            rank: 0,
+            service: service_of(name).to_owned(),
+            metric: name.clone(),
+            score: best.0,
+            direction,
+            onset_s: times_s[onset_row],
+            peak,
+            peak_s: times_s[peak_row],
+            baseline: median,
+            spread,
+        });
+    }
+    // Highest score first; ties by earlier onset, then name (deterministic).
+    out.sort_by(|a, b| {
+        b.score
+            .total_cmp(&a.score)
+            .then(a.onset_s.cmp(&b.onset_s))
+            .then(a.metric.cmp(&b.metric))
+    });
+    for (i, m) in out.iter_mut().enumerate() {
+        m.rank = i + 1;
+    }
+    out
+}
+
+/// One ranked service: its best metric's candidate.
+#[derive(Debug, Clone, Serialize)]
+pub struct ServiceCandidate {
+    /// 1 = most likely.
+    pub rank: usize,
+    /// The service.
+    pub service: String,
+    /// Share of the top five services' scores (a first, uncalibrated confidence).
+    pub confidence: f64,
+    /// The metric that put it here.
+    pub evidence: MetricCandidate,
+    /// One sentence a responder can check.
+    pub explanation: String,
+}
+
+/// Services in order of their first appearance in the metric ranking; `canonical` maps a
+/// service name to the entity counted (e.g. `carts-db` → `carts`).
+pub fn rank_services(
+    metrics: &[MetricCandidate],
+    canonical: &dyn Fn(&str) -> String,
+) -> Vec<ServiceCandidate> {
+    let mut out: Vec<ServiceCandidate> = Vec::new();
+    for m in metrics {
+        let service = canonical(&m.service);
+        if out.iter().any(|s| s.service == service) {
+            continue;
+        }
+        out.push(ServiceCandidate {
+            rank: out.len() + 1,
+            explanation: format!("{service} changed first and most: {}", m.explanation()),
+            service,
+            confidence: 0.0,
+            evidence: m.clone(),
+        });
+    }
+    let top: f64 = out.iter().take(5).map(|s| s.evidence.score.max(0.0)).sum();
+    for s in &mut out {
+        s.confidence = if top > 0.0 {
+            (s.evidence.score.max(0.0) / top).min(1.0)
+        } else {
+            0.0
+        };
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table() -> (Vec<String>, Vec<i64>, Vec<Vec<f64>>) {
+        let times: Vec<i64> = (0..200).collect();
+        let noise = |i: usize, k: usize| (((i * 7919 + k * 104_729) % 101) as f64 / 101.0) - 0.5;
+        let cols = [
+            "carts_cpu",
+            "carts-db_cpu",
+            "orders_cpu",
+            "orders_lat_90",
+            "user_mem",
+        ];
+        let mut values = Vec::new();
+        for (k, c) in cols.iter().enumerate() {
+            values.push(
+                (0..200)
+                    .map(|i| match *c {
+                        // The fault: orders' CPU doubles at t = 100.
+                        "orders_cpu" => 10.0 + noise(i, k) + if i >= 100 { 10.0 } else { 0.0 },
+                        // Its symptom, smaller.
+                        "orders_lat_90" => {
+                            0.2 + 0.01 * noise(i, k) + if i >= 105 { 0.03 } else { 0.0 }
+                        }
+                        // Flat but for one blip, then a tiny step in bytes: must not win
+                        // through a zero spread.
+                        "user_mem" => {
+                            1.0e9
+                                + if i >= 100 || i == 10 { 4096.0 } else { 0.0 }
+                                + if i == 150 { 4096.0 } else { 0.0 }
+                        }
+                        _ => 5.0 + noise(i, k),
+                    })
+                    .collect(),
+            );
+        }
+        (
+            cols.iter().map(|c| (*c).to_owned()).collect(),
+            times,
+            values,
+        )
+    }
+
+    #[test]
+    fn the_changed_service_ranks_first_with_evidence() {
+        let (cols, times, values) = table();
+        let m = rank_metrics(&cols, &times, &values, 100, &RankConfig::default());
+        assert_eq!(m[0].metric, "orders_cpu");
+        assert_eq!(m[0].direction, Direction::Up);
+        assert_eq!(m[0].onset_s, 100);
+        assert!((m[0].baseline - 10.0).abs() < 0.5, "{:?}", m[0]);
+        // A step of 4 KB on a flat 1 GB series is 0.0004 % — not a cause.
+        let mem = m.iter().find(|c| c.metric == "user_mem").expect("ranked");
+        assert!(mem.score < 1.0, "{mem:?}");
+        let s = rank_services(&m, &|s| s.trim_end_matches("-db").to_owned());
+        assert_eq!(s[0].service, "orders");
+        assert!(
+            s[0].confidence > 0.5 && s[0].confidence <= 1.0,
+            "{:?}",
+            s[0]
+        );
+        assert!(
+            s[0].explanation.contains("orders_cpu went up"),
+            "{}",
+            s[0].explanation
+        );
+        assert!(s.iter().filter(|x| x.service == "carts").count() == 1);
+    }
+
+    #[test]
+    fn a_late_anomaly_time_still_finds_the_cause() {
+        let (cols, times, values) = table();
+        let m = rank_metrics(&cols, &times, &values, 160, &RankConfig::default());
+        // 60 s late: 60 abnormal points leak into the normal window; the median barely moves.
+        assert_eq!(m[0].service, "orders", "{m:?}");
+    }
+
+    #[test]
+    fn missing_values_and_degenerate_windows() {
+        let cols = vec!["a_x".to_owned(), "b_y".to_owned()];
+        let times: Vec<i64> = (0..10).collect();
+        let values = vec![
+            vec![
+                f64::NAN,
+                1.0,
+                f64::NAN,
+                2.0,
+                1.0,
+                5.0,
+                f64::NAN,
+                6.0,
+                5.0,
+                7.0,
+            ],
+            vec![3.0; 10],
+        ];
+        let m = rank_metrics(&cols, &times, &values, 5, &RankConfig::default());
+        assert_eq!(m.len(), 1, "constant columns are left out: {m:?}");
+        assert!(m[0].score.is_finite());
+        assert!(rank_metrics(&cols, &times, &values, 0, &RankConfig::default()).is_empty());
+        assert!(rank_metrics(&cols, &times, &values, 99, &RankConfig::default()).is_empty());
+    }
+}
