@@ -126,6 +126,13 @@ pub struct RcaArgs {
     /// Rank moves either way, not only upward ones.
     #[arg(long)]
     pub both_directions: bool,
+    /// Ignore the given time: our detector finds it (the first alert sustained for
+    /// `--sustain-rows` rows after its learning rows, the univariate ensemble at score 0.5).
+    #[arg(long, conflicts_with = "offset_secs")]
+    pub detect: bool,
+    /// With `--detect`: rows in a row an alert must hold.
+    #[arg(long, default_value_t = 3)]
+    pub sustain_rows: usize,
     /// Seed of the random baseline.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,

@@ -89,6 +89,26 @@ impl RcaGroup {
     }
 }
 
+/// The anomaly time our detector gives a case, knowing nothing of the injection: the first
+/// row after its learning rows where the univariate ensemble's alert (score ≥ 0.5) has held
+/// `sustain` rows; the last row's time when nothing is found.
+fn detected_time(case: &aiops_detect::cases::Case, sustain: usize) -> i64 {
+    use aiops_detect::cases;
+    let scores = cases::sustained(
+        &cases::univariate_scores(case, &DetectorConfig::default()),
+        sustain,
+    );
+    let from = cases::learning_rows(case.len());
+    scores
+        .iter()
+        .enumerate()
+        .skip(from)
+        .find(|(_, s)| **s >= 0.5)
+        .map_or(case.times_s[case.len() - 1], |(i, _)| {
+            case.times_s[i + 1 - sustain.max(1)]
+        })
+}
+
 fn rca_eval(a: RcaArgs) -> anyhow::Result<()> {
     use aiops_detect::cases;
     use aiops_rca::eval::SplitMix;
@@ -113,13 +133,12 @@ fn rca_eval(a: RcaArgs) -> anyhow::Result<()> {
             None => dir_name.clone(),
         };
         let started = Instant::now();
-        let metrics = rank_metrics(
-            &case.columns,
-            &case.times_s,
-            &case.values,
-            case.labels.inject_time + a.offset_secs,
-            &cfg,
-        );
+        let anomaly_s = if a.detect {
+            detected_time(case, a.sustain_rows)
+        } else {
+            case.labels.inject_time + a.offset_secs
+        };
+        let metrics = rank_metrics(&case.columns, &case.times_s, &case.values, anomaly_s, &cfg);
         let services = rank_services(&metrics, &canonical);
         let secs = started.elapsed().as_secs_f64();
         let truth = canonical(&case.labels.root_cause_service);
@@ -153,6 +172,7 @@ fn rca_eval(a: RcaArgs) -> anyhow::Result<()> {
     }
     let out = serde_json::json!({
         "offset_secs": a.offset_secs,
+        "detect": a.detect,
         "up_only": cfg.up_only,
         "seed": a.seed,
         "datasets": groups.iter().map(|(k, g)| (k.clone(), g.json())).collect::<BTreeMap<_, _>>(),
