@@ -401,6 +401,16 @@ fn eval_rca_ranks_sock_shop_causes_on_time_and_a_minute_late() {
         assert!(v["datasets"]["petshop"]["metric"].is_null(), "{v}");
         assert_eq!(v["overall"]["cases"], 118);
     }
+    // No time given: our detector finds it.
+    let detected = run(&["eval", "rca", "--cases", cases, "--detect"]);
+    let avg5 = detected["datasets"]["sock-shop-rcd"]["service"]["avg5"]
+        .as_f64()
+        .expect("avg5");
+    assert!(
+        avg5 >= 0.90,
+        "sock-shop service Avg@5 with --detect {avg5} < 0.90"
+    );
+    assert_eq!(detected["detect"], true);
     fails_with(
         &["eval", "rca", "--cases", "/nonexistent/cases"],
         "/nonexistent/cases",
