@@ -136,6 +136,9 @@ pub struct RcaArgs {
     /// Seed of the random baseline.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Ignore the cases' `graph.csv` (rank without the call graph).
+    #[arg(long)]
+    pub no_graph: bool,
 }
 
 #[derive(Debug, Args)]

@@ -127,6 +127,7 @@ fn rca_eval(a: RcaArgs) -> anyhow::Result<()> {
     );
     let mut groups: BTreeMap<String, RcaGroup> = BTreeMap::new();
     let mut rng = SplitMix::new(a.seed);
+    let mut g_with_graph = std::collections::BTreeSet::new();
     for case in &all {
         let dataset = match case.name.split_once('/') {
             Some((top, _)) => top.to_owned(),
@@ -139,7 +140,14 @@ fn rca_eval(a: RcaArgs) -> anyhow::Result<()> {
             case.labels.inject_time + a.offset_secs
         };
         let metrics = rank_metrics(&case.columns, &case.times_s, &case.values, anomaly_s, &cfg);
-        let services = rank_services(&metrics, &canonical);
+        let mut services = rank_services(&metrics, &canonical);
+        if let Some(text) = case.graph_csv.as_ref().filter(|_| !a.no_graph) {
+            let graph = aiops_rca::CallGraph::parse_csv(text)
+                .map_err(|e| anyhow::anyhow!("{}/graph.csv: {e}", case.name))?;
+            let symptom = graph.main_entry();
+            services = graph.rerank(&services, symptom.as_deref());
+            g_with_graph.insert(dataset.clone());
+        }
         let secs = started.elapsed().as_secs_f64();
         let truth = canonical(&case.labels.root_cause_service);
         let service_rank = services
@@ -175,7 +183,11 @@ fn rca_eval(a: RcaArgs) -> anyhow::Result<()> {
         "detect": a.detect,
         "up_only": cfg.up_only,
         "seed": a.seed,
-        "datasets": groups.iter().map(|(k, g)| (k.clone(), g.json())).collect::<BTreeMap<_, _>>(),
+        "datasets": groups.iter().map(|(k, g)| {
+            let mut j = g.json();
+            j["graph"] = serde_json::json!(g_with_graph.contains(k));
+            (k.clone(), j)
+        }).collect::<BTreeMap<_, _>>(),
         "overall": overall.json(),
     });
     println!("{}", serde_json::to_string_pretty(&out)?);

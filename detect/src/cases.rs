@@ -27,6 +27,8 @@ pub struct Case {
     pub times_s: Vec<i64>,
     /// Values per column (NaN where the cell is empty).
     pub values: Vec<Vec<f64>>,
+    /// `graph.csv` text (a `caller,callee` header, one call edge per line), where known.
+    pub graph_csv: Option<String>,
 }
 
 /// `labels.json`.
@@ -124,12 +126,19 @@ impl Case {
                 col.push(v);
             }
         }
+        let graph_path = folder.join("graph.csv");
+        let graph_csv = match std::fs::read_to_string(&graph_path) {
+            Ok(text) => Some(text),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(io(&graph_path)(e)),
+        };
         Ok(Self {
             name,
             labels,
             columns,
             times_s,
             values,
+            graph_csv,
         })
     }
 }

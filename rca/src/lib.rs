@@ -10,8 +10,10 @@
 //! Incidents, the triage API and PagerDuty/Alertmanager are still to come (issue 6).
 
 pub mod eval;
+pub mod graph;
 pub mod rank;
 
+pub use graph::{CallGraph, Edge};
 pub use rank::{
     Direction, MetricCandidate, RankConfig, ServiceCandidate, rank_metrics, rank_services,
 };
