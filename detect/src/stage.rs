@@ -185,28 +185,7 @@ pub struct ServiceState {
     pub run: u32,
 }
 
-/// Prometheus naming conventions for cumulative series: counters end in `_total`, and the
-/// `_count`, `_sum` and `_bucket` series of histograms and summaries are cumulative too.
-pub fn is_counter(metric: &str) -> bool {
-    ["_total", "_count", "_sum", "_bucket"]
-        .iter()
-        .any(|s| metric.ends_with(s))
-}
-
-/// The per-second rate between two samples of a counter, treating a decrease as a reset
-/// (the counter restarted from 0), as PromQL's `rate` does.
-pub fn counter_rate(prev: (i64, f64), now: (i64, f64)) -> Option<f64> {
-    let dt = (now.0 - prev.0) as f64 / 1000.0;
-    if dt <= 0.0 {
-        return None;
-    }
-    let delta = if now.1 >= prev.1 {
-        now.1 - prev.1
-    } else {
-        now.1
-    };
-    Some(delta / dt)
-}
+pub use aiops_models::{counter_rate, is_counter};
 
 /// Everything the stage knows.
 #[derive(Debug, Default, Serialize, Deserialize)]

@@ -9,6 +9,7 @@
 //!   (`series_id`, `timestamp`, `value`) that flows from ingest through the transport to the
 //!   archive and, later, to detection;
 //! * [`registry`] — the versioned model registry;
+//! * [`incident`] — incidents, their symptom, timeline and ranked root-cause candidates;
 //! * [`Selector`] — Prometheus-style label matchers (`up{job="api",code=~"5.."}`) for catalog
 //!   queries.
 //!
@@ -19,6 +20,7 @@ mod anomaly;
 mod batch;
 mod catalog;
 mod error;
+pub mod incident;
 pub mod registry;
 mod selector;
 mod series;
@@ -30,5 +32,5 @@ pub use error::ModelError;
 pub use selector::{MatchOp, Matcher, Selector};
 pub use series::{
     IdHashMap, IdHasher, METRIC_NAME_LABEL, STALE_NAN_BITS, SeriesHasher, SeriesId, SeriesMeta,
-    Source, is_stale_nan,
+    Source, counter_rate, is_counter, is_stale_nan,
 };

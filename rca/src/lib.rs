@@ -4,16 +4,29 @@
 //!
 //! * [`rank`] — robust change ranking (BARO's RobustScorer with a unit-free rule for a zero
 //!   spread), pure and synchronous.
+//! * [`graph`] — the call topology (config, `graph.csv`, mesh labels) and the walk that moves
+//!   blame from callers to the callees that changed.
+//! * [`analyse`] — series around a detection time → aligned table → ranked [`Candidate`]s with
+//!   calibrated confidences.
+//! * [`incident`] — the incident book: policy (symptom series, correlated services), merging,
+//!   resolving, feedback, persistence.
+//! * [`pagerduty`] — Events API v2 messages, webhook v3 signatures and payloads.
 //! * [`eval`] — AC@k / Avg@k over labelled cases and a seeded random ranker.
 //!
-//! Sits after detection in the pipeline: `aiops eval rca` runs it over labelled fault cases.
-//! Incidents, the triage API and PagerDuty/Alertmanager are still to come (issue 6).
+//! Sits after detection in the pipeline: anomaly events and alerts open incidents, which the
+//! server's incident task ranks with [`analyse`]; `aiops eval rca` runs the ranking over
+//! labelled fault cases.
+//!
+//! [`Candidate`]: aiops_models::incident::Candidate
 
+pub mod analyse;
 pub mod eval;
+pub mod incident;
+pub mod pagerduty;
 pub mod graph;
 pub mod rank;
 
 pub use graph::{CallGraph, Edge};
 pub use rank::{
-    Direction, MetricCandidate, RankConfig, ServiceCandidate, rank_metrics, rank_services,
+    Direction, MetricCandidate, RankConfig, ServiceCandidate, rank_metrics, rank_metrics_of, rank_services,
 };

@@ -148,6 +148,20 @@ pub fn rank_metrics(
     anomaly_s: i64,
     cfg: &RankConfig,
 ) -> Vec<MetricCandidate> {
+    let services: Vec<String> = columns.iter().map(|c| service_of(c).to_owned()).collect();
+    rank_metrics_of(columns, &services, times_s, values, anomaly_s, cfg)
+}
+
+/// [`rank_metrics`] with each column's service given (`services[c]` for `columns[c]`), for
+/// tables whose names do not start with their service.
+pub fn rank_metrics_of(
+    columns: &[String],
+    services: &[String],
+    times_s: &[i64],
+    values: &[Vec<f64>],
+    anomaly_s: i64,
+    cfg: &RankConfig,
+) -> Vec<MetricCandidate> {
     let split = times_s.partition_point(|&t| t < anomaly_s);
     let from = split.saturating_sub(cfg.max_side);
     let to = (split + cfg.max_side).min(times_s.len());
@@ -194,7 +208,7 @@ pub fn rank_metrics(
             .map_or(peak_row, |&(i, _)| i);
         out.push(MetricCandidate {
             rank: 0,
-            service: service_of(name).to_owned(),
+            service: services[c].clone(),
             metric: name.clone(),
             score: best.0,
             direction,
