@@ -26,6 +26,8 @@ pub struct Config {
     pub sources: Sources,
     /// Anomaly detection.
     pub detect: DetectConfig,
+    /// Incidents: when they open, how they are ranked, PagerDuty.
+    pub incidents: aiops_rca::incident::IncidentConfig,
 }
 
 /// Pulling sources by kind.
@@ -71,6 +73,7 @@ impl Config {
         self.archive.validate("archive", &mut problems);
         self.transport.validate("transport", &mut problems);
         self.detect.validate("detect", &mut problems);
+        self.incidents.validate("incidents", &mut problems);
         let mut names = std::collections::HashSet::new();
         for (i, s) in self.sources.prometheus.iter().enumerate() {
             s.validate(&format!("sources.prometheus[{i}]"), &mut problems);

@@ -89,6 +89,8 @@ pub async fn serve(
     };
     let (detect_tx, detect_rx) = std::sync::mpsc::sync_channel(cfg.transport.capacity);
     let events = EventBus::new(cfg.detect.max_events.min(65_536));
+    // Subscribed before detection starts, so the incident task sees every event.
+    let incident_events = events.subscribe();
     let detector = {
         let (dcfg, catalog, state) = (cfg.detect.clone(), catalog.clone(), detect_state.clone());
         // Series without checkpointed state start from what the archive holds of them.
@@ -145,6 +147,46 @@ pub async fn serve(
         ));
     }
 
+    let incidents = Arc::new(
+        aiops_api::incidents::IncidentService::open(
+            cfg.incidents.clone(),
+            &cfg.archive.data_dir.join("incidents"),
+            &mut registry,
+        )
+        .context("opening the incident book")?,
+    );
+    // Events a crash kept from the incident book (it is saved after the event log): replayed;
+    // the book ignores what it already holds.
+    {
+        let open: Vec<aiops_models::AnomalyEvent> = detect_state
+            .read()
+            .map(|st| {
+                st.events
+                    .iter()
+                    .filter(|e| e.end_ms.is_none())
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default();
+        for ev in &open {
+            incidents.on_anomaly(ev);
+        }
+    }
+    let incident_task = tokio::spawn(aiops_api::incidents::run(
+        incidents.clone(),
+        incident_events,
+        catalog.clone(),
+        archive.clone(),
+        cancel.child_token(),
+    ));
+    let pagerduty_sender = tokio::spawn(aiops_api::pagerduty::run_sender(
+        incidents.outbox.clone(),
+        cfg.incidents.pagerduty.clone(),
+        aiops_ingest::http_client()
+            .build()
+            .context("building the PagerDuty HTTP client")?,
+        cancel.child_token(),
+    ));
     let state = AppState {
         config: Arc::new(cfg.server.clone()),
         catalog,
@@ -157,6 +199,7 @@ pub async fn serve(
         detect: detect_state,
         max_score_gauges: cfg.detect.max_score_gauges,
         scaling: Arc::new(cfg.detect.scaling.clone()),
+        incidents,
     };
     let listener = tokio::net::TcpListener::bind(cfg.server.listen)
         .await
@@ -215,6 +258,9 @@ pub async fn serve(
         }
     }
     while sources.join_next().await.is_some() {}
+    // The incident book is saved on every change and the outbox is on disk: both just stop.
+    let _ = incident_task.await;
+    let _ = pagerduty_sender.await;
     // Every sender is gone once the server and sources are: the archive drains and stops.
     let joined = tokio::task::spawn_blocking(move || {
         let _ = stage.join();

@@ -25,6 +25,9 @@ pub struct ApiConfig {
     /// When set, the external metrics API and `/api/v1/scaling` require
     /// `Authorization: Bearer <token>` (e.g. from `AIOPS__SERVER__SCALING_TOKEN`).
     pub scaling_token: Option<String>,
+    /// When set, the write routes of the triage API (`POST /api/v1/incidents`, feedback) and the
+    /// Alertmanager webhook require `Authorization: Bearer <token>` (`AIOPS__SERVER__API_TOKEN`).
+    pub api_token: Option<String>,
     /// Also serve the API over HTTPS on this address (the Kubernetes aggregator reaches the
     /// external metrics API only over TLS). Needs `tls_cert_file` and `tls_key_file`.
     pub tls_listen: Option<SocketAddr>,
@@ -45,6 +48,7 @@ impl Default for ApiConfig {
             max_series_per_query: 10_000,
             max_samples_per_query: 1_000_000,
             scaling_token: None,
+            api_token: None,
             tls_listen: None,
             tls_cert_file: None,
             tls_key_file: None,

@@ -8,6 +8,12 @@
 //! | `GET /api/v1/anomalies` | anomaly events, filtered by time, service and score |
 //! | `GET /api/v1/scaling`, `/api/v1/scaling/{name}` | predictive scaling values (KEDA `metrics-api`) |
 //! | `GET /apis/external.metrics.k8s.io/v1beta1/…` | the Kubernetes external metrics API (HPA) |
+//! | `GET /api/v1/incidents`, `/api/v1/incidents/{id}` | incidents with ranked root-cause candidates |
+//! | `POST /api/v1/incidents` | analyse a symptom and window on demand (token) |
+//! | `POST /api/v1/incidents/{id}/feedback` | the responder names the true root cause (token) |
+//! | `POST /api/v1/alertmanager` | Alertmanager webhook, payload version 4 (token) |
+//! | `POST /api/v1/pagerduty/webhook` | PagerDuty webhooks v3 (HMAC-SHA256 signature) |
+//! | `GET /api/v1/openapi.json` | the OpenAPI document of these routes |
 //! | `GET /healthz` | the process is alive |
 //! | `GET /readyz` | the archive accepts writes; source health |
 //! | `GET /metrics` | our own metrics (OpenMetrics text) |
@@ -20,7 +26,10 @@ mod config;
 pub mod error;
 pub mod external;
 mod health;
+pub mod incidents;
 mod metrics;
+mod openapi;
+pub mod pagerduty;
 mod query;
 pub mod tls;
 mod write;
@@ -69,6 +78,8 @@ pub struct AppState {
     pub max_score_gauges: usize,
     /// Predictive scaling targets (served by the external metrics API).
     pub scaling: Arc<aiops_detect::scaling::ScalingConfig>,
+    /// Incidents, their ranking and integrations.
+    pub incidents: Arc<incidents::IncidentService>,
 }
 
 /// The router with every route and middleware.
@@ -90,8 +101,24 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             external::require_token,
         ));
+    let writes = Router::new()
+        .route("/api/v1/incidents", post(incidents::create))
+        .route("/api/v1/incidents/{id}/feedback", post(incidents::feedback))
+        .route("/api/v1/alertmanager", post(incidents::alertmanager))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            incidents::require_write_token,
+        ));
     Router::new()
         .merge(scaling)
+        .merge(writes)
+        .route("/api/v1/incidents", get(incidents::list))
+        .route("/api/v1/incidents/{id}", get(incidents::get))
+        .route(
+            "/api/v1/pagerduty/webhook",
+            post(incidents::pagerduty_webhook),
+        )
+        .route("/api/v1/openapi.json", get(incidents::openapi))
         .route("/api/v1/write", post(write::remote_write))
         .route("/api/v1/series", get(query::list_series))
         .route("/api/v1/series/{id}/samples", get(query::series_samples))

@@ -98,7 +98,7 @@ pub async fn list_series(
 }
 
 /// Parses a time parameter: RFC 3339 or Unix seconds (fractions allowed), like Prometheus.
-fn parse_time(name: &str, v: &str) -> Result<i64, ApiError> {
+pub(crate) fn parse_time(name: &str, v: &str) -> Result<i64, ApiError> {
     if let Ok(secs) = v.parse::<f64>()
         && secs.is_finite()
         && secs.abs() < 1e13

@@ -275,7 +275,10 @@ mod tests {
         assert_eq!(a.candidates[0].path, ["frontend", "carts"]);
         assert_eq!(a.candidates[0].method, "robust_scorer+topology");
         let sum: f64 = a.candidates.iter().map(|c| c.confidence).sum();
-        assert!(sum <= 1.0 + 1e-9 && a.candidates[0].confidence > 0.0, "{sum}");
+        assert!(
+            sum <= 1.0 + 1e-9 && a.candidates[0].confidence > 0.0,
+            "{sum}"
+        );
         assert_eq!(a.data_quality.series, 4);
         // Nothing read: no candidates, and it says so.
         let none = analyse(
@@ -292,7 +295,10 @@ mod tests {
             &CallGraph::default(),
         );
         assert!(none.candidates.is_empty());
-        assert_eq!((none.data_quality.without_data, none.data_quality.truncated), (2, 2));
+        assert_eq!(
+            (none.data_quality.without_data, none.data_quality.truncated),
+            (2, 2)
+        );
     }
 
     #[test]

@@ -340,7 +340,8 @@ impl IncidentBook {
             return vec![Change::Updated(inc.id.clone())];
         }
         // Otherwise remember it, and open when the policy says so.
-        self.pending.retain(|p| p.id != ev.id && p.start_ms + window_ms >= ev.start_ms);
+        self.pending
+            .retain(|p| p.id != ev.id && p.start_ms + window_ms >= ev.start_ms);
         self.pending.push(ev.clone());
         let services: BTreeSet<String> = self
             .pending
@@ -374,7 +375,11 @@ impl IncidentBook {
                 services.iter().cloned().collect::<Vec<_>>().join(", ")
             )
         };
-        let detected = pending.iter().map(|p| p.start_ms).min().unwrap_or(ev.start_ms);
+        let detected = pending
+            .iter()
+            .map(|p| p.start_ms)
+            .min()
+            .unwrap_or(ev.start_ms);
         let inc = self.new_incident(
             IncidentSource::Detector,
             title,
@@ -407,14 +412,19 @@ impl IncidentBook {
         let a = &input.alert;
         let service = alert_service(&a.labels);
         let known = self.incidents.iter().rposition(|i| {
-            i.status == IncidentStatus::Open && i.alerts.iter().any(|x| x.fingerprint == a.fingerprint)
+            i.status == IncidentStatus::Open
+                && i.alerts.iter().any(|x| x.fingerprint == a.fingerprint)
         });
         if a.status == "resolved" {
             let Some(i) = known else {
                 return Vec::new();
             };
             let inc = &mut self.incidents[i];
-            if let Some(x) = inc.alerts.iter_mut().find(|x| x.fingerprint == a.fingerprint) {
+            if let Some(x) = inc
+                .alerts
+                .iter_mut()
+                .find(|x| x.fingerprint == a.fingerprint)
+            {
                 x.status = "resolved".into();
                 x.ends_ms = a.ends_ms.or(Some(now_ms));
             }
@@ -426,22 +436,38 @@ impl IncidentBook {
             if inc.alerts.iter().all(|x| x.status == "resolved") && inc.open_anomalies.is_empty() {
                 inc.status = IncidentStatus::Resolved;
                 inc.resolved_ms = Some(now_ms);
-                inc.note(now_ms, "resolved", "All alerts resolved and no anomaly is open.");
+                inc.note(
+                    now_ms,
+                    "resolved",
+                    "All alerts resolved and no anomaly is open.",
+                );
                 return vec![Change::Resolved(id)];
             }
             return vec![Change::Updated(id)];
         }
         let window_ms = cfg.window_secs as i64 * 1000;
-        let target = known.or_else(|| self.matching_open(service.as_deref(), a.starts_ms, window_ms, graph));
+        let target =
+            known.or_else(|| self.matching_open(service.as_deref(), a.starts_ms, window_ms, graph));
         let text = format!(
             "Alert {} firing{}{}.",
             a.name,
-            service.as_deref().map(|s| format!(" on {s}")).unwrap_or_default(),
-            input.summary.as_deref().map(|s| format!(": {s}")).unwrap_or_default()
+            service
+                .as_deref()
+                .map(|s| format!(" on {s}"))
+                .unwrap_or_default(),
+            input
+                .summary
+                .as_deref()
+                .map(|s| format!(": {s}"))
+                .unwrap_or_default()
         );
         if let Some(i) = target {
             let inc = &mut self.incidents[i];
-            if let Some(x) = inc.alerts.iter_mut().find(|x| x.fingerprint == a.fingerprint) {
+            if let Some(x) = inc
+                .alerts
+                .iter_mut()
+                .find(|x| x.fingerprint == a.fingerprint)
+            {
                 x.status = "firing".into();
                 return vec![Change::Updated(inc.id.clone())];
             }
@@ -459,7 +485,10 @@ impl IncidentBook {
             format!(
                 "{}{}",
                 a.name,
-                service.as_deref().map(|s| format!(" on {s}")).unwrap_or_default()
+                service
+                    .as_deref()
+                    .map(|s| format!(" on {s}"))
+                    .unwrap_or_default()
             )
         });
         let inc = self.new_incident(
@@ -504,18 +533,15 @@ impl IncidentBook {
             if inc.status != IncidentStatus::Open || inc.source == IncidentSource::Pagerduty {
                 continue;
             }
-            let cleared = inc.open_anomalies.is_empty()
-                && inc.alerts.iter().all(|a| a.status == "resolved");
+            let cleared =
+                inc.open_anomalies.is_empty() && inc.alerts.iter().all(|a| a.status == "resolved");
             if cleared && data_now_ms >= inc.last_activity_ms + quiet_ms {
                 inc.status = IncidentStatus::Resolved;
                 inc.resolved_ms = Some(now_ms);
                 inc.note(
                     now_ms,
                     "resolved",
-                    format!(
-                        "Anomalies cleared; quiet for {} s.",
-                        cfg.resolve_quiet_secs
-                    ),
+                    format!("Anomalies cleared; quiet for {} s.", cfg.resolve_quiet_secs),
                 );
                 out.push(Change::Resolved(inc.id.clone()));
             }
@@ -556,7 +582,10 @@ impl IncidentBook {
             format!(
                 "Responder named {} as the root cause ({}).",
                 fb.service,
-                rank.map_or_else(|| "not among our candidates".to_owned(), |r| format!("our rank {r}"))
+                rank.map_or_else(
+                    || "not among our candidates".to_owned(),
+                    |r| format!("our rank {r}")
+                )
             ),
         );
         inc.feedback = Some(fb.clone());
@@ -663,10 +692,15 @@ mod tests {
         let g = CallGraph::default();
         let mut b = IncidentBook::default();
         // One service alone: pending, no incident (min_services 2).
-        assert!(b.on_anomaly(&cfg, &g, &ev("a", "carts", 0, None), false, 1).is_empty());
+        assert!(
+            b.on_anomaly(&cfg, &g, &ev("a", "carts", 0, None), false, 1)
+                .is_empty()
+        );
         // A second service within the window: one incident with both.
         let c = b.on_anomaly(&cfg, &g, &ev("b", "frontend", 20_000, None), false, 2);
-        let Change::Opened(id) = &c[0] else { panic!("{c:?}") };
+        let Change::Opened(id) = &c[0] else {
+            panic!("{c:?}")
+        };
         let inc = b.get(id).expect("opened");
         assert_eq!(inc.anomalies, ["a", "b"]);
         assert_eq!(inc.symptom.detected_ms, 0);
@@ -693,7 +727,12 @@ mod tests {
         b.save(&path).expect("saved");
         let back = IncidentBook::load(&path).expect("loaded");
         assert_eq!(back.incidents, b.incidents);
-        assert!(IncidentBook::load(&dir.path().join("none.json")).expect("empty").incidents.is_empty());
+        assert!(
+            IncidentBook::load(&dir.path().join("none.json"))
+                .expect("empty")
+                .incidents
+                .is_empty()
+        );
     }
 
     #[test]
@@ -710,8 +749,14 @@ mod tests {
         let c = b.on_anomaly(&cfg, &g, &ev("a", "frontend", 0, None), true, 1);
         assert!(matches!(c[0], Change::Opened(_)));
         // carts is called by frontend: merged; billing is not connected: kept out.
-        assert!(matches!(b.on_anomaly(&cfg, &g, &ev("b", "carts", 1000, None), false, 2)[0], Change::Updated(_)));
-        assert!(b.on_anomaly(&cfg, &g, &ev("c", "billing", 1000, None), false, 3).is_empty());
+        assert!(matches!(
+            b.on_anomaly(&cfg, &g, &ev("b", "carts", 1000, None), false, 2)[0],
+            Change::Updated(_)
+        ));
+        assert!(
+            b.on_anomaly(&cfg, &g, &ev("c", "billing", 1000, None), false, 3)
+                .is_empty()
+        );
         assert_eq!(b.incidents.len(), 1);
     }
 
@@ -739,15 +784,34 @@ mod tests {
         b.on_alert(&cfg, &g, &alert("f2", "firing"), 2);
         b.on_alert(&cfg, &g, &alert("f1", "firing"), 3);
         assert_eq!(b.get(&id).expect("open").alerts.len(), 2);
-        assert_eq!(b.on_alert(&cfg, &g, &alert("f1", "resolved"), 4), [Change::Updated(id.clone())]);
-        assert_eq!(b.on_alert(&cfg, &g, &alert("f2", "resolved"), 5), [Change::Resolved(id.clone())]);
+        assert_eq!(
+            b.on_alert(&cfg, &g, &alert("f1", "resolved"), 4),
+            [Change::Updated(id.clone())]
+        );
+        assert_eq!(
+            b.on_alert(&cfg, &g, &alert("f2", "resolved"), 5),
+            [Change::Resolved(id.clone())]
+        );
         // Feedback: unknown incident, empty service, then counted once.
-        assert!(matches!(b.feedback("nope", "x".into(), None, None, 6), Err(BookError::NotFound(_))));
-        assert!(matches!(b.feedback(&id, " ".into(), None, None, 6), Err(BookError::Invalid(_))));
-        b.feedback(&id, "api".into(), None, None, 7).expect("recorded");
-        b.feedback(&id, "db".into(), None, None, 8).expect("replaced");
+        assert!(matches!(
+            b.feedback("nope", "x".into(), None, None, 6),
+            Err(BookError::NotFound(_))
+        ));
+        assert!(matches!(
+            b.feedback(&id, " ".into(), None, None, 6),
+            Err(BookError::Invalid(_))
+        ));
+        b.feedback(&id, "api".into(), None, None, 7)
+            .expect("recorded");
+        b.feedback(&id, "db".into(), None, None, 8)
+            .expect("replaced");
         assert_eq!(b.feedback.total, 1);
-        assert_eq!(b.get(&id).and_then(|i| i.feedback.as_ref()).map(|f| f.service.as_str()), Some("db"));
+        assert_eq!(
+            b.get(&id)
+                .and_then(|i| i.feedback.as_ref())
+                .map(|f| f.service.as_str()),
+            Some("db")
+        );
         assert!(b.first_delivery("w1") && !b.first_delivery("w1"));
     }
 }

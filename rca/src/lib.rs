@@ -21,12 +21,13 @@
 
 pub mod analyse;
 pub mod eval;
+pub mod graph;
 pub mod incident;
 pub mod pagerduty;
-pub mod graph;
 pub mod rank;
 
 pub use graph::{CallGraph, Edge};
 pub use rank::{
-    Direction, MetricCandidate, RankConfig, ServiceCandidate, rank_metrics, rank_metrics_of, rank_services,
+    Direction, MetricCandidate, RankConfig, ServiceCandidate, rank_metrics, rank_metrics_of,
+    rank_services,
 };

@@ -84,10 +84,15 @@ impl PagerdutyConfig {
             ));
         }
         if self.webhook_secrets.iter().any(String::is_empty) {
-            problems.push(format!("{prefix}.webhook_secrets: a secret must not be empty"));
+            problems.push(format!(
+                "{prefix}.webhook_secrets: a secret must not be empty"
+            ));
         }
         if !(1..=20).contains(&self.top) {
-            problems.push(format!("{prefix}.top = {}: must be between 1 and 20", self.top));
+            problems.push(format!(
+                "{prefix}.top = {}: must be between 1 and 20",
+                self.top
+            ));
         }
         if !(1..=3600).contains(&self.max_backoff_secs) {
             problems.push(format!(
@@ -341,11 +346,21 @@ mod tests {
         assert_eq!(t["payload"]["source"], "frontend");
         assert_eq!(t["payload"]["component"], "carts");
         assert_eq!(t["payload"]["timestamp"], "2024-05-01T12:00:00Z");
-        assert_eq!(t["payload"]["custom_details"]["candidates"][0]["service"], "carts");
-        assert!(t["links"][0]["href"].as_str().is_some_and(|h| h.ends_with("/api/v1/incidents/inc-1")));
+        assert_eq!(
+            t["payload"]["custom_details"]["candidates"][0]["service"],
+            "carts"
+        );
+        assert!(
+            t["links"][0]["href"]
+                .as_str()
+                .is_some_and(|h| h.ends_with("/api/v1/incidents/inc-1"))
+        );
         inc.status = IncidentStatus::Resolved;
         let r = event_for(&cfg, &inc).expect("resolve");
-        assert_eq!((r["event_action"].as_str(), r.get("payload")), (Some("resolve"), None));
+        assert_eq!(
+            (r["event_action"].as_str(), r.get("payload")),
+            (Some("resolve"), None)
+        );
         assert!(event_for(&PagerdutyConfig::default(), &inc).is_none());
         assert!(note_text(&cfg, &incident()).contains("1. carts"));
     }
@@ -358,7 +373,10 @@ mod tests {
         assert!(signature_ok(&secrets, body, &good));
         assert!(signature_ok(&secrets, body, &format!("v1=00ff, {good}")));
         assert!(!signature_ok(&secrets, body, &sign("other", body)));
-        assert!(!signature_ok(&secrets, b"{}", &good), "over the exact bytes");
+        assert!(
+            !signature_ok(&secrets, b"{}", &good),
+            "over the exact bytes"
+        );
         assert!(!signature_ok(&secrets, body, ""));
         assert!(!signature_ok(&secrets, body, "v1=zz"));
         assert!(!signature_ok(&[], body, &good));
@@ -376,7 +394,10 @@ mod tests {
         .validate("incidents.pagerduty", &mut p);
         let text = p.join("\n");
         for key in ["routing_key", "severity", "from_email"] {
-            assert!(text.contains(&format!("incidents.pagerduty.{key}")), "{text}");
+            assert!(
+                text.contains(&format!("incidents.pagerduty.{key}")),
+                "{text}"
+            );
         }
     }
 }

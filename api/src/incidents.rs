@@ -1,0 +1,976 @@
+//! Incidents in the server: the incident task (anomaly events → the book → ranking →
+//! PagerDuty), and the routes around it — the triage API, the Alertmanager and PagerDuty
+//! webhooks, the OpenAPI document.
+//!
+//! ```text
+//! anomaly events ─┐                           ┌→ rank (archive, topology) → candidates
+//! Alertmanager ───┼→ IncidentBook (persisted) ┤
+//! PagerDuty hook ─┤                           └→ outbox → PagerDuty (trigger/resolve, notes)
+//! POST incidents ─┘
+//! ```
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use aiops_ingest::archive::Archive;
+use aiops_models::incident::{
+    AlertRef, Incident, IncidentSource, IncidentStatus, PagerdutyRef, Symptom,
+};
+use aiops_models::{AnomalyEvent, Selector, SeriesCatalog};
+use aiops_rca::CallGraph;
+use aiops_rca::analyse::{AnalysisRequest, analyse};
+use aiops_rca::incident::{AlertInput, BookError, Change, IncidentBook, IncidentConfig};
+use aiops_rca::pagerduty::{self as pd, WebhookEnvelope, WebhookIncident};
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+use crate::pagerduty::{Outbox, OutboxItem};
+use crate::{ApiError, AppState};
+
+/// Incident counters for `/metrics`.
+#[derive(Debug, Clone, Default)]
+pub struct IncidentMetrics {
+    /// Incidents open now.
+    pub open: Gauge,
+    /// Incidents opened, by source.
+    pub opened: Family<Vec<(String, String)>, Counter>,
+    /// Responder feedback, by where the named cause stood (`top1`, `top3`, `top5`, `missed`).
+    pub feedback: Family<Vec<(String, String)>, Counter>,
+    /// Share of feedback whose cause we ranked first (the triage accuracy a responder sees).
+    pub accuracy_top1: Gauge<f64, std::sync::atomic::AtomicU64>,
+    /// … among the first three.
+    pub accuracy_top3: Gauge<f64, std::sync::atomic::AtomicU64>,
+}
+
+impl IncidentMetrics {
+    fn register(registry: &mut Registry) -> Self {
+        let m = Self::default();
+        registry.register("aiops_incidents_open", "Incidents open now", m.open.clone());
+        registry.register(
+            "aiops_incidents_opened",
+            "Incidents opened, by source",
+            m.opened.clone(),
+        );
+        registry.register(
+            "aiops_rca_feedback",
+            "Responder feedback, by where the named root cause stood in our ranking",
+            m.feedback.clone(),
+        );
+        registry.register(
+            "aiops_rca_feedback_accuracy_top1",
+            "Share of feedback whose root cause we ranked first",
+            m.accuracy_top1.clone(),
+        );
+        registry.register(
+            "aiops_rca_feedback_accuracy_top3",
+            "Share of feedback whose root cause we ranked in the first three",
+            m.accuracy_top3.clone(),
+        );
+        m
+    }
+}
+
+/// Everything the incident routes and task share.
+#[derive(Debug)]
+pub struct IncidentService {
+    /// Policy and integrations.
+    pub cfg: IncidentConfig,
+    book: Mutex<IncidentBook>,
+    path: PathBuf,
+    graph: RwLock<CallGraph>,
+    symptoms: Vec<Selector>,
+    /// Messages to PagerDuty.
+    pub outbox: Arc<Outbox>,
+    wake: Notify,
+    metrics: IncidentMetrics,
+}
+
+fn now_ms() -> i64 {
+    jiff::Timestamp::now().as_millisecond()
+}
+
+impl IncidentService {
+    /// Loads the book from `dir/incidents.json` and opens the outbox in `dir/outbox`.
+    pub fn open(
+        cfg: IncidentConfig,
+        dir: &std::path::Path,
+        registry: &mut Registry,
+    ) -> std::io::Result<Self> {
+        std::fs::create_dir_all(dir)?;
+        let path = dir.join("incidents.json");
+        let book = IncidentBook::load(&path)?;
+        let symptoms = cfg.symptoms.iter().filter_map(|s| s.parse().ok()).collect();
+        let metrics = IncidentMetrics::register(registry);
+        let svc = Self {
+            graph: RwLock::new(cfg.graph()),
+            cfg,
+            outbox: Arc::new(Outbox::open(&dir.join("outbox"))?),
+            book: Mutex::new(book),
+            path,
+            symptoms,
+            wake: Notify::new(),
+            metrics,
+        };
+        svc.update_gauges(&svc.lock());
+        Ok(svc)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, IncidentBook> {
+        self.book.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A copy of the book (for reads).
+    pub fn snapshot(&self) -> IncidentBook {
+        self.lock().clone()
+    }
+
+    fn update_gauges(&self, book: &IncidentBook) {
+        let open = book
+            .incidents
+            .iter()
+            .filter(|i| i.status == IncidentStatus::Open)
+            .count();
+        self.metrics.open.set(open as i64);
+        let f = book.feedback;
+        if f.total > 0 {
+            self.metrics
+                .accuracy_top1
+                .set(f.top1 as f64 / f.total as f64);
+            self.metrics
+                .accuracy_top3
+                .set(f.top3 as f64 / f.total as f64);
+        }
+    }
+
+    /// Applies `f` to the book, persists it (before anyone is told), and handles the changes:
+    /// new and updated incidents are (re-)ranked, resolved ones resolve their PagerDuty alert.
+    fn apply<T>(
+        &self,
+        f: impl FnOnce(&mut IncidentBook, &CallGraph) -> (T, Vec<Change>),
+    ) -> Result<T, ApiError> {
+        let graph = self.graph.read().unwrap_or_else(|p| p.into_inner()).clone();
+        let mut book = self.lock();
+        let (out, changes) = f(&mut book, &graph);
+        book.save(&self.path).map_err(|e| {
+            error!(path = %self.path.display(), error = %e, "Cannot persist the incident book.");
+            ApiError::unavailable("not_durable", format!("cannot persist incidents: {e}"))
+        })?;
+        for c in &changes {
+            match c {
+                Change::Opened(id) => {
+                    if let Some(inc) = book.get(id) {
+                        info!(incident = %id, source = ?inc.source, title = %inc.title, "Incident opened.");
+                        self.metrics
+                            .opened
+                            .get_or_create(&vec![(
+                                "source".into(),
+                                format!("{:?}", inc.source).to_lowercase(),
+                            )])
+                            .inc();
+                    }
+                }
+                Change::Resolved(id) => {
+                    info!(incident = %id, "Incident resolved.");
+                    if let Some(inc) = book.get(id) {
+                        self.page(inc);
+                    }
+                }
+                Change::Updated(_) => {}
+            }
+        }
+        self.update_gauges(&book);
+        drop(book);
+        if changes.iter().any(|c| !matches!(c, Change::Resolved(_))) {
+            self.wake.notify_one();
+        }
+        Ok(out)
+    }
+
+    /// Queues the PagerDuty event for an incident's state (ours only: detector and alert
+    /// incidents; not on-demand analyses, not PagerDuty's own).
+    fn page(&self, inc: &Incident) {
+        if !matches!(
+            inc.source,
+            IncidentSource::Detector | IncidentSource::Alertmanager
+        ) {
+            return;
+        }
+        if let Some(body) = pd::event_for(&self.cfg.pagerduty, inc)
+            && let Err(e) = self.outbox.push(&OutboxItem::Event { body })
+        {
+            error!(incident = %inc.id, error = %e, "Cannot queue a PagerDuty event.");
+        }
+    }
+
+    /// An anomaly event from detection.
+    pub fn on_anomaly(&self, ev: &AnomalyEvent) {
+        if self.cfg.learn_topology {
+            let mut g = self.graph.write().unwrap_or_else(|p| p.into_inner());
+            g.learn_from_labels(&ev.labels);
+        }
+        let is_symptom = self.symptoms.iter().any(|s| {
+            let meta = aiops_models::SeriesMeta::new(
+                aiops_models::Source::Prometheus,
+                ev.metric.clone(),
+                ev.labels.iter().cloned(),
+            );
+            s.matches(&meta)
+        });
+        let now = now_ms();
+        if let Err(e) = self.apply(|b, g| ((), b.on_anomaly(&self.cfg, g, ev, is_symptom, now))) {
+            warn!(event = %ev.id, error = %e.message, "An anomaly event did not reach the incident book.");
+        }
+    }
+}
+
+/// The incident task: feeds anomaly events to the book, resolves what cleared, re-ranks open
+/// incidents every `rerank_secs` (and new ones at once), pages. Also learns the topology from
+/// the catalog's mesh series. Ends on `cancel`.
+pub async fn run(
+    svc: Arc<IncidentService>,
+    mut anomalies: tokio::sync::broadcast::Receiver<AnomalyEvent>,
+    catalog: Arc<SeriesCatalog>,
+    archive: Archive,
+    cancel: CancellationToken,
+) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            ev = anomalies.recv() => match ev {
+                Ok(ev) => svc.on_anomaly(&ev),
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                    warn!(missed = n, "The incident task fell behind the anomaly events; some were not considered.");
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+            },
+            _ = tick.tick() => {
+                let now = now_ms();
+                let _ = svc.apply(|b, _| ((), b.tick(&svc.cfg, now, now)));
+                rank_due(&svc, &catalog, &archive, false).await;
+            }
+            _ = svc.wake.notified() => rank_due(&svc, &catalog, &archive, true).await,
+            _ = cancel.cancelled() => return,
+        }
+    }
+}
+
+/// Re-ranks open incidents that were never ranked or whose ranking is older than
+/// `rerank_secs` (`fresh_only`: only never-ranked ones).
+async fn rank_due(
+    svc: &Arc<IncidentService>,
+    catalog: &Arc<SeriesCatalog>,
+    archive: &Archive,
+    fresh_only: bool,
+) {
+    let now = now_ms();
+    let every = svc.cfg.rerank_secs as i64 * 1000;
+    let due: Vec<String> = svc
+        .lock()
+        .incidents
+        .iter()
+        .filter(|i| i.status == IncidentStatus::Open)
+        .filter(|i| match i.ranked_ms {
+            None => true,
+            Some(t) => !fresh_only && now - t >= every,
+        })
+        .map(|i| i.id.clone())
+        .collect();
+    for id in due {
+        let (svc2, catalog, archive) = (svc.clone(), catalog.clone(), archive.clone());
+        let res =
+            tokio::task::spawn_blocking(move || rank_incident(&svc2, &catalog, &archive, &id))
+                .await;
+        if let Err(e) = res {
+            error!(error = %e, "Ranking an incident failed.");
+        }
+    }
+}
+
+/// Ranks one incident from the archive and stores the candidates; pages when the first
+/// ranking is done or the top candidate changed; posts the note PagerDuty incidents wait for.
+fn rank_incident(svc: &IncidentService, catalog: &SeriesCatalog, archive: &Archive, id: &str) {
+    let Some(inc) = svc.lock().get(id).cloned() else {
+        return;
+    };
+    if svc.cfg.learn_topology {
+        let mut g = svc.graph.write().unwrap_or_else(|p| p.into_inner());
+        for m in catalog.snapshot() {
+            g.learn_from_labels(&m.labels);
+        }
+    }
+    let graph = svc.graph.read().unwrap_or_else(|p| p.into_inner()).clone();
+    let now = now_ms();
+    let detected = inc.symptom.detected_ms;
+    let start = detected - svc.cfg.lookback_secs as i64 * 1000;
+    let end = now.max(inc.last_activity_ms).max(detected + 1000);
+    let mut series = catalog.snapshot();
+    series.sort_by_key(|m| m.id.0);
+    let read = |sid, from, to| {
+        archive.read_series(sid, from, to).unwrap_or_else(|e| {
+            warn!(series = %sid, error = %e, "Cannot read a series for root-cause ranking.");
+            Vec::new()
+        })
+    };
+    let analysis = analyse(
+        &AnalysisRequest {
+            series: &series,
+            detected_ms: detected,
+            start_ms: start,
+            end_ms: end,
+            symptom_service: inc.symptom.service.as_deref(),
+            max_series: svc.cfg.max_series,
+            top: svc.cfg.max_candidates,
+        },
+        &read,
+        &graph,
+    );
+    let _ = svc.apply(|b, _| {
+        let Some(inc) = b.get_mut(id) else {
+            return ((), Vec::new());
+        };
+        let first = inc.ranked_ms.is_none();
+        let old_top = inc.candidates.first().map(|c| c.service.clone());
+        inc.candidates = analysis.candidates;
+        inc.data_quality = analysis.data_quality;
+        inc.window_start_ms = start;
+        inc.window_end_ms = end;
+        inc.ranked_ms = Some(now);
+        let new_top = inc.candidates.first().map(|c| c.service.clone());
+        if first || old_top != new_top {
+            let text = match inc.candidates.first() {
+                Some(c) => format!(
+                    "Ranked: {} first ({}, confidence {:.0} %).",
+                    c.service,
+                    c.metric,
+                    c.confidence * 100.0
+                ),
+                None => "Ranked: no metric moved around the detection time.".to_owned(),
+            };
+            inc.note(now, "ranked", text);
+            if inc.status == IncidentStatus::Open {
+                svc.page(inc);
+            }
+        }
+        // A PagerDuty incident waits for our candidates as a note, once.
+        if let Some(pref) = &inc.pagerduty
+            && svc.cfg.pagerduty.api_token.is_some()
+            && !inc.timeline.iter().any(|t| t.kind == "pagerduty_note")
+            && (inc.source == IncidentSource::Pagerduty || !inc.candidates.is_empty())
+        {
+            let item = OutboxItem::Note {
+                incident_id: pref.incident_id.clone(),
+                content: pd::note_text(&svc.cfg.pagerduty, inc),
+            };
+            match svc.outbox.push(&item) {
+                Ok(()) => inc.note(
+                    now,
+                    "pagerduty_note",
+                    format!(
+                        "Candidates queued as a note on PagerDuty incident {}.",
+                        pref.incident_id
+                    ),
+                ),
+                Err(e) => error!(incident = %id, error = %e, "Cannot queue a PagerDuty note."),
+            }
+        }
+        ((), Vec::new())
+    });
+}
+
+// ---- routes ---------------------------------------------------------------------------------
+
+/// Requires `Authorization: Bearer <server.api_token>` when one is configured (write routes).
+pub async fn require_write_token(
+    State(state): State<AppState>,
+    req: Request,
+    next: Next,
+) -> Response {
+    if let Some(want) = &state.config.api_token {
+        let got = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        if !got.is_some_and(|g| crate::external::constant_time_eq(g.as_bytes(), want.as_bytes())) {
+            return ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "this route needs `Authorization: Bearer <token>` (server.api_token)",
+            )
+            .into_response();
+        }
+    }
+    next.run(req).await
+}
+
+fn parse_json<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request("bad_json", format!("request body: {e}")))
+}
+
+fn summary(i: &Incident) -> Value {
+    json!({
+        "id": i.id,
+        "title": i.title,
+        "status": i.status,
+        "source": i.source,
+        "opened_ms": i.opened_ms,
+        "resolved_ms": i.resolved_ms,
+        "symptom": i.symptom,
+        "services": i.services,
+        "top_candidate": i.candidates.first(),
+        "pagerduty": i.pagerduty,
+    })
+}
+
+/// `GET /api/v1/incidents?status=open|resolved&limit=N`: newest first.
+pub async fn list(
+    State(state): State<AppState>,
+    axum::extract::RawQuery(q): axum::extract::RawQuery,
+) -> Result<Json<Value>, ApiError> {
+    let mut status = None;
+    let mut limit = 100usize;
+    for (k, v) in form_urlencoded::parse(q.unwrap_or_default().as_bytes()) {
+        match &*k {
+            "status" => {
+                status = Some(match &*v {
+                    "open" => IncidentStatus::Open,
+                    "resolved" => IncidentStatus::Resolved,
+                    other => {
+                        return Err(ApiError::bad_request(
+                            "bad_parameter",
+                            format!("status={other:?}: expected open or resolved"),
+                        ));
+                    }
+                })
+            }
+            "limit" => {
+                limit = v
+                    .parse()
+                    .ok()
+                    .filter(|n| (1..=10_000).contains(n))
+                    .ok_or_else(|| {
+                        ApiError::bad_request(
+                            "bad_parameter",
+                            format!("limit={v:?}: expected 1..=10000"),
+                        )
+                    })?
+            }
+            other => {
+                return Err(ApiError::bad_request(
+                    "bad_parameter",
+                    format!("unknown parameter {other:?} (status, limit)"),
+                ));
+            }
+        }
+    }
+    let book = state.incidents.snapshot();
+    let items: Vec<Value> = book
+        .incidents
+        .iter()
+        .rev()
+        .filter(|i| status.is_none_or(|s| i.status == s))
+        .take(limit)
+        .map(summary)
+        .collect();
+    Ok(Json(json!({"incidents": items, "feedback": book.feedback})))
+}
+
+/// `GET /api/v1/incidents/{id}`: the whole incident (candidates, timeline).
+pub async fn get(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Incident>, ApiError> {
+    state
+        .incidents
+        .snapshot()
+        .get(&id)
+        .cloned()
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found(format!("no incident {id}")))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AnalyseRequest {
+    /// The symptom's service.
+    service: Option<String>,
+    /// The symptom's series (a selector).
+    series: Option<String>,
+    /// Detection time (RFC 3339 or Unix seconds).
+    detected_at: Value,
+    /// Start of the normal window (default: detected_at − lookback).
+    start: Option<Value>,
+    /// End of the window (default: now).
+    end: Option<Value>,
+    /// Title.
+    title: Option<String>,
+}
+
+fn time_field(name: &str, v: &Value) -> Result<i64, ApiError> {
+    match v {
+        Value::Number(n) => crate::query::parse_time(name, &n.to_string()),
+        Value::String(s) => crate::query::parse_time(name, s),
+        _ => Err(ApiError::bad_request(
+            "bad_parameter",
+            format!("{name}: expected RFC 3339 text or Unix seconds"),
+        )),
+    }
+}
+
+/// `POST /api/v1/incidents`: analyse a given symptom and window now. 201 with the incident.
+pub async fn create(State(state): State<AppState>, body: Bytes) -> Result<Response, ApiError> {
+    let req: AnalyseRequest = parse_json(&body)?;
+    let detected = time_field("detected_at", &req.detected_at)?;
+    let svc = state.incidents.clone();
+    let start = match &req.start {
+        Some(v) => time_field("start", v)?,
+        None => detected - svc.cfg.lookback_secs as i64 * 1000,
+    };
+    let end = match &req.end {
+        Some(v) => time_field("end", v)?,
+        None => now_ms().max(detected + 1000),
+    };
+    if !(start < detected && detected < end) {
+        return Err(ApiError::bad_request(
+            "bad_window",
+            "need start < detected_at < end (a normal window before the detection time and an abnormal one after)",
+        ));
+    }
+    if let Some(s) = &req.series {
+        s.parse::<Selector>()
+            .map_err(|e| ApiError::bad_request("bad_selector", format!("series={s:?}: {e}")))?;
+    }
+    let title = req.title.clone().unwrap_or_else(|| {
+        format!(
+            "Analysis of {} at {}",
+            req.service
+                .as_deref()
+                .or(req.series.as_deref())
+                .unwrap_or("the system"),
+            jiff::Timestamp::from_millisecond(detected)
+                .map(|t| t.to_string())
+                .unwrap_or_default()
+        )
+    });
+    let symptom = Symptom {
+        service: req.service.clone(),
+        metric: None,
+        series: req.series.clone(),
+        detected_ms: detected,
+    };
+    let id = svc.apply(|b, _| {
+        let id = b.open_external(&svc.cfg, IncidentSource::Api, title, symptom, now_ms());
+        (id, Vec::new())
+    })?;
+    // Rank now, over the asked window, and answer with the result.
+    let (svc2, catalog, archive, id2) = (
+        svc.clone(),
+        state.catalog.clone(),
+        state.archive.clone(),
+        id.clone(),
+    );
+    tokio::task::spawn_blocking(move || {
+        rank_window(&svc2, &catalog, &archive, &id2, start, end);
+    })
+    .await
+    .map_err(ApiError::internal)?;
+    let inc = svc
+        .snapshot()
+        .get(&id)
+        .cloned()
+        .ok_or_else(|| ApiError::internal("incident vanished"))?;
+    let mut resp = (StatusCode::CREATED, Json(inc)).into_response();
+    if let Ok(v) = format!("/api/v1/incidents/{id}").parse() {
+        resp.headers_mut().insert(header::LOCATION, v);
+    }
+    Ok(resp)
+}
+
+/// An on-demand analysis over an explicit window; the incident resolves at once (nothing keeps
+/// it open), so it is a record, not a page.
+fn rank_window(
+    svc: &IncidentService,
+    catalog: &SeriesCatalog,
+    archive: &Archive,
+    id: &str,
+    start: i64,
+    end: i64,
+) {
+    let Some(inc) = svc.lock().get(id).cloned() else {
+        return;
+    };
+    let graph = svc.graph.read().unwrap_or_else(|p| p.into_inner()).clone();
+    let mut series = catalog.snapshot();
+    series.sort_by_key(|m| m.id.0);
+    if let Some(sel) = inc
+        .symptom
+        .series
+        .as_deref()
+        .and_then(|s| s.parse::<Selector>().ok())
+    {
+        // The symptom series' service is the symptom service, when not given.
+        if inc.symptom.service.is_none()
+            && let Some(m) = series.iter().find(|m| sel.matches(m))
+            && let Some(s) = aiops_models::service_of(m)
+        {
+            let _ = svc.apply(|b, _| {
+                if let Some(i) = b.get_mut(id) {
+                    i.symptom.service = Some(s);
+                }
+                ((), Vec::new())
+            });
+        }
+    }
+    let symptom_service = svc.lock().get(id).and_then(|i| i.symptom.service.clone());
+    let read = |sid, from, to| archive.read_series(sid, from, to).unwrap_or_default();
+    let analysis = analyse(
+        &AnalysisRequest {
+            series: &series,
+            detected_ms: inc.symptom.detected_ms,
+            start_ms: start,
+            end_ms: end,
+            symptom_service: symptom_service.as_deref(),
+            max_series: svc.cfg.max_series,
+            top: svc.cfg.max_candidates,
+        },
+        &read,
+        &graph,
+    );
+    let now = now_ms();
+    let _ = svc.apply(|b, _| {
+        if let Some(i) = b.get_mut(id) {
+            i.candidates = analysis.candidates;
+            i.data_quality = analysis.data_quality;
+            i.window_start_ms = start;
+            i.window_end_ms = end;
+            i.ranked_ms = Some(now);
+            let text = match i.candidates.first() {
+                Some(c) => format!("Ranked: {} first ({}).", c.service, c.metric),
+                None => "Ranked: no metric moved around the detection time.".to_owned(),
+            };
+            i.note(now, "ranked", text);
+            i.status = IncidentStatus::Resolved;
+            i.resolved_ms = Some(now);
+        }
+        ((), Vec::new())
+    });
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FeedbackRequest {
+    service: String,
+    metric: Option<String>,
+    comment: Option<String>,
+}
+
+/// `POST /api/v1/incidents/{id}/feedback`: the responder names the true root cause.
+pub async fn feedback(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let req: FeedbackRequest = parse_json(&body)?;
+    let svc = &state.incidents;
+    let fb = svc.apply(|b, _| {
+        (
+            b.feedback(&id, req.service, req.metric, req.comment, now_ms()),
+            Vec::new(),
+        )
+    })?;
+    let fb = fb.map_err(|e| match e {
+        BookError::NotFound(_) => ApiError::not_found(e.to_string()),
+        BookError::Invalid(m) => ApiError::bad_request("bad_feedback", m),
+    })?;
+    let outcome = match fb.rank {
+        Some(1) => "top1",
+        Some(2..=3) => "top3",
+        Some(4..=5) => "top5",
+        _ => "missed",
+    };
+    svc.metrics
+        .feedback
+        .get_or_create(&vec![("outcome".into(), outcome.into())])
+        .inc();
+    let tally = svc.snapshot().feedback;
+    Ok(Json(json!({"feedback": fb, "accuracy": tally})))
+}
+
+// ---- Alertmanager ---------------------------------------------------------------------------
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct AmPayload {
+    version: String,
+    #[serde(default)]
+    alerts: Vec<AmAlert>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct AmAlert {
+    status: String,
+    #[serde(default)]
+    labels: std::collections::BTreeMap<String, String>,
+    #[serde(default)]
+    annotations: std::collections::BTreeMap<String, String>,
+    starts_at: String,
+    #[serde(default)]
+    ends_at: Option<String>,
+    fingerprint: String,
+}
+
+fn am_time(s: &str) -> Option<i64> {
+    let t: jiff::Timestamp = s.parse().ok()?;
+    // Alertmanager's zero time (0001-01-01) means "not ended".
+    (t.as_second() > 0).then(|| t.as_millisecond())
+}
+
+/// `POST /api/v1/alertmanager`: Alertmanager's webhook (payload version 4). Firing alerts open
+/// or enrich incidents; resolved ones resolve them. 200 once the book is durable.
+pub async fn alertmanager(
+    State(state): State<AppState>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let p: AmPayload = parse_json(&body)?;
+    if p.version != "4" {
+        return Err(ApiError::bad_request(
+            "unsupported_version",
+            format!(
+                "webhook payload version {:?}: only \"4\" is understood",
+                p.version
+            ),
+        ));
+    }
+    let mut inputs = Vec::new();
+    for (i, a) in p.alerts.iter().enumerate() {
+        if a.status != "firing" && a.status != "resolved" {
+            return Err(ApiError::bad_request(
+                "bad_alert",
+                format!(
+                    "alerts[{i}].status = {:?}: expected firing or resolved",
+                    a.status
+                ),
+            ));
+        }
+        let starts_ms = am_time(&a.starts_at).ok_or_else(|| {
+            ApiError::bad_request(
+                "bad_alert",
+                format!(
+                    "alerts[{i}].startsAt = {:?}: not an RFC 3339 time",
+                    a.starts_at
+                ),
+            )
+        })?;
+        inputs.push(AlertInput {
+            alert: AlertRef {
+                fingerprint: a.fingerprint.clone(),
+                name: a
+                    .labels
+                    .get("alertname")
+                    .cloned()
+                    .unwrap_or_else(|| "alert".into()),
+                status: a.status.clone(),
+                labels: a
+                    .labels
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+                starts_ms,
+                ends_ms: a
+                    .ends_at
+                    .as_deref()
+                    .and_then(am_time)
+                    .filter(|_| a.status == "resolved"),
+            },
+            summary: a.annotations.get("summary").cloned(),
+        });
+    }
+    let svc = &state.incidents;
+    let now = now_ms();
+    let changes = svc.apply(|b, g| {
+        let mut all = Vec::new();
+        for input in &inputs {
+            all.extend(b.on_alert(&svc.cfg, g, input, now));
+        }
+        (all.clone(), all)
+    })?;
+    let ids: Vec<String> = changes
+        .iter()
+        .map(|c| match c {
+            Change::Opened(i) | Change::Updated(i) | Change::Resolved(i) => i.clone(),
+        })
+        .collect();
+    Ok(Json(
+        json!({"status": "ok", "alerts": inputs.len(), "incidents": ids}),
+    ))
+}
+
+// ---- PagerDuty webhooks v3 ------------------------------------------------------------------
+
+/// `POST /api/v1/pagerduty/webhook`: verifies `X-PagerDuty-Signature` over the raw body (401
+/// when missing or wrong), drops repeated deliveries (by `X-Webhook-Id`, else the event id),
+/// and on `incident.triggered` ranks causes for the incident's service and time and posts them
+/// back as a note. Answers 202 at once; the work happens in the incident task.
+pub async fn pagerduty_webhook(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let svc = &state.incidents;
+    let secrets = &svc.cfg.pagerduty.webhook_secrets;
+    if secrets.is_empty() {
+        return Err(ApiError::not_found(
+            "the PagerDuty webhook is off: set incidents.pagerduty.webhook_secrets",
+        ));
+    }
+    let sig = headers
+        .get("x-pagerduty-signature")
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "missing X-PagerDuty-Signature",
+            )
+        })?;
+    if !pd::signature_ok(secrets, &body, sig) {
+        warn!("A PagerDuty webhook carried no valid signature; refused.");
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "X-PagerDuty-Signature does not match the body under any configured secret",
+        ));
+    }
+    let env: WebhookEnvelope = parse_json(&body)?;
+    let delivery = headers
+        .get("x-webhook-id")
+        .and_then(|v| v.to_str().ok())
+        .map_or_else(|| env.event.id.clone(), str::to_owned);
+    let ev = env.event;
+    let accepted =
+        |status: &str| (StatusCode::ACCEPTED, Json(json!({"status": status}))).into_response();
+    let incident: Option<WebhookIncident> =
+        if ev.event_type.starts_with("incident.") && ev.event_type != "incident.annotated" {
+            Some(serde_json::from_value(ev.data.clone()).map_err(|e| {
+                ApiError::bad_request("bad_event", format!("event.data is not an incident: {e}"))
+            })?)
+        } else {
+            None
+        };
+    let now = now_ms();
+    let cfg = svc.cfg.clone();
+    let handled = svc.apply(|b, _| {
+        if !b.first_delivery(&delivery) {
+            return ("duplicate", Vec::new());
+        }
+        let Some(pdi) = incident else {
+            return ("ignored", Vec::new());
+        };
+        let pref = PagerdutyRef {
+            incident_id: pdi.id.clone(),
+            html_url: pdi.html_url.clone(),
+        };
+        let ours = pdi
+            .incident_key
+            .as_deref()
+            .and_then(|k| b.get(k).map(|i| i.id.clone()));
+        let linked = ours.or_else(|| {
+            b.incidents
+                .iter()
+                .rev()
+                .find(|i| {
+                    i.pagerduty
+                        .as_ref()
+                        .is_some_and(|p| p.incident_id == pdi.id)
+                })
+                .map(|i| i.id.clone())
+        });
+        match ev.event_type.as_str() {
+            "incident.triggered" => {
+                if let Some(id) = linked {
+                    let inc = b.get_mut(&id).expect("found above");
+                    inc.pagerduty = Some(pref);
+                    inc.note(
+                        now,
+                        "pagerduty",
+                        format!("PagerDuty incident {} triggered.", pdi.id),
+                    );
+                    // Our own incident: its candidates go back as a note at the next ranking.
+                    inc.ranked_ms = None;
+                    ("linked", vec![Change::Updated(id)])
+                } else {
+                    let detected = pdi
+                        .created_at
+                        .as_deref()
+                        .and_then(|t| t.parse::<jiff::Timestamp>().ok())
+                        .map_or(now, |t| t.as_millisecond());
+                    let service = pdi
+                        .service
+                        .as_ref()
+                        .map(|s| s.summary.clone())
+                        .filter(|s| !s.is_empty());
+                    let title = pdi
+                        .title
+                        .clone()
+                        .unwrap_or_else(|| format!("PagerDuty incident {}", pdi.id));
+                    let id = b.open_external(
+                        &cfg,
+                        IncidentSource::Pagerduty,
+                        title,
+                        Symptom {
+                            service,
+                            metric: None,
+                            series: None,
+                            detected_ms: detected,
+                        },
+                        now,
+                    );
+                    let inc = b.get_mut(&id).expect("just opened");
+                    inc.pagerduty = Some(pref);
+                    ("opened", vec![Change::Opened(id)])
+                }
+            }
+            "incident.resolved" => match linked {
+                Some(id) => {
+                    let inc = b.get_mut(&id).expect("found above");
+                    inc.note(
+                        now,
+                        "pagerduty",
+                        format!("PagerDuty incident {} resolved.", pdi.id),
+                    );
+                    if inc.source == IncidentSource::Pagerduty && inc.status == IncidentStatus::Open
+                    {
+                        inc.status = IncidentStatus::Resolved;
+                        inc.resolved_ms = Some(now);
+                    }
+                    ("resolved", Vec::new())
+                }
+                None => ("ignored", Vec::new()),
+            },
+            _ => ("ignored", Vec::new()),
+        }
+    })?;
+    Ok(accepted(handled))
+}
+
+/// `GET /api/v1/openapi.json`.
+pub async fn openapi() -> Json<Value> {
+    Json(crate::openapi::document())
+}
