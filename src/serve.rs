@@ -80,6 +80,7 @@ pub async fn serve(
                 );
                 if !logged.is_empty() {
                     st.events = logged;
+                    st.reattach_open_events();
                 }
                 st.profiles = profiles;
                 st

@@ -236,11 +236,19 @@ impl DetectState {
             if let std::collections::hash_map::Entry::Vacant(slot) = self.series.entry(id) {
                 let trained = self.profiles.remove(&id.0);
                 let warm = cfg.warm_start_secs > 0 && trained.is_none();
+                // An event left open by a crash before the last checkpoint is still this
+                // series' open event: it extends or closes like any other.
+                let open_event = self
+                    .events
+                    .iter()
+                    .rev()
+                    .find(|e| e.series_id == id && e.end_ms.is_none())
+                    .map(|e| e.id.clone());
                 let mut st = SeriesState {
                     detector: trained.unwrap_or_else(|| Detector::new(cfg.detector)),
                     score: 0.0,
                     last_ms: i64::MIN,
-                    open_event: None,
+                    open_event,
                     counter_prev: None,
                     is_counter: catalog.get(id).is_some_and(|m| is_counter(&m.metric)),
                     service: None,
@@ -506,6 +514,19 @@ impl DetectState {
         });
         if let Some(st) = self.services.get_mut(service) {
             st.open_event = opened;
+        }
+    }
+
+    /// After the event log replaced the checkpoint's events: a series whose checkpoint knew
+    /// no open event takes the open event the log has for it (a crash between the log and
+    /// the checkpoint), so it closes when the series is quiet again.
+    pub fn reattach_open_events(&mut self) {
+        for ev in self.events.iter().filter(|e| e.end_ms.is_none()) {
+            if let Some(st) = self.series.get_mut(&ev.series_id)
+                && st.open_event.is_none()
+            {
+                st.open_event = Some(ev.id.clone());
+            }
         }
     }
 
@@ -889,6 +910,40 @@ pub fn load_checkpoint(path: &std::path::Path) -> DetectState {
 mod checkpoint_tests {
     use super::*;
     use aiops_models::SampleBatchBuilder;
+
+    #[test]
+    fn an_event_the_checkpoint_missed_still_closes() {
+        // A crash after the event log was written and before the checkpoint: the log has an
+        // open event the (cold or older) series state does not know.
+        let cfg = DetectConfig {
+            event_quiet_secs: 60,
+            ..DetectConfig::default()
+        };
+        let mut st = DetectState::default();
+        st.events.push(AnomalyEvent {
+            id: "7-1000".into(),
+            series_id: SeriesId(7),
+            metric: "m".into(),
+            service: None,
+            labels: vec![],
+            start_ms: 1000,
+            peak_ms: 1000,
+            last_ms: 1000,
+            end_ms: None,
+            score: 1.0,
+            observed: 9.0,
+            expected: 1.0,
+            lower: 0.0,
+            upper: 2.0,
+        });
+        st.reattach_open_events();
+        let mut b = SampleBatchBuilder::with_capacity(10);
+        for i in 1..10 {
+            b.push(SeriesId(7), 1000 + i * 10_000, 1.0);
+        }
+        st.process(&cfg, &b.finish(), &SeriesCatalog::new());
+        assert_eq!(st.events[0].end_ms, Some(1000), "{:?}", st.events[0]);
+    }
 
     #[test]
     fn checkpoints_round_trip_and_corrupt_ones_are_skipped() {

@@ -352,13 +352,25 @@ impl IncidentBook {
             return Vec::new();
         }
         let pending = std::mem::take(&mut self.pending);
-        // The symptom: the matching series, else the strongest anomaly.
+        // The symptom: the matching series; else, with a topology, the strongest anomaly of a
+        // service no other anomalous service calls (the user-facing end); else the strongest.
+        let upstream = |p: &&AnomalyEvent| {
+            let svc = p.service.as_deref().unwrap_or_default();
+            !pending.iter().any(|o| {
+                o.service
+                    .as_deref()
+                    .is_some_and(|os| os != svc && graph.reachable_from(os).contains(svc))
+            })
+        };
+        let strongest = |a: &&AnomalyEvent, b: &&AnomalyEvent| a.score.total_cmp(&b.score);
         let sym = if is_symptom {
             ev.clone()
         } else {
             pending
                 .iter()
-                .max_by(|a, b| a.score.total_cmp(&b.score))
+                .filter(upstream)
+                .max_by(strongest)
+                .or_else(|| pending.iter().max_by(strongest))
                 .expect("pending holds ev")
                 .clone()
         };
@@ -758,6 +770,13 @@ mod tests {
                 .is_empty()
         );
         assert_eq!(b.incidents.len(), 1);
+        // Correlated anomalies: the symptom is the caller, even when the callee scores higher.
+        let mut b = IncidentBook::default();
+        let mut strong = ev("x", "carts", 0, None);
+        strong.score = 0.99;
+        b.on_anomaly(&cfg, &g, &strong, false, 1);
+        b.on_anomaly(&cfg, &g, &ev("y", "frontend", 0, None), false, 2);
+        assert_eq!(b.incidents[0].symptom.service.as_deref(), Some("frontend"));
     }
 
     #[test]

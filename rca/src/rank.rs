@@ -72,11 +72,16 @@ impl MetricCandidate {
             },
             short(self.baseline),
             short(self.peak),
-            self.peak_s,
+            when(self.peak_s),
             self.score,
-            self.onset_s
+            when(self.onset_s)
         )
     }
+}
+
+/// A time for people: RFC 3339 (UTC).
+fn when(unix_s: i64) -> String {
+    jiff::Timestamp::from_second(unix_s).map_or_else(|_| unix_s.to_string(), |t| t.to_string())
 }
 
 fn short(v: f64) -> String {
