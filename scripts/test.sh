@@ -19,6 +19,13 @@ if ! command -v prometheus >/dev/null 2>&1; then
 fi
 # The Debian package starts a system Prometheus on :9090 on some machines; tests use their own.
 prometheus --version 2>&1 | sed -n 1p
+# Alertmanager from Debian, for the real Alertmanager → aiops webhook test.
+if ! command -v prometheus-alertmanager >/dev/null 2>&1; then
+  echo "== installing prometheus-alertmanager (Debian package)"
+  as_root apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq prometheus-alertmanager >/dev/null
+fi
+prometheus-alertmanager --version 2>&1 | sed -n 1p
 # kubectl, for `kubectl get --raw` against our external metrics API.
 if ! command -v kubectl >/dev/null 2>&1; then
   echo "== installing kubectl (Debian package)"
