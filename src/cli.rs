@@ -281,6 +281,12 @@ pub struct DemoArgs {
     /// Seed of the workload's noise.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
+    /// PagerDuty Events API v2 routing key: incidents page (and resolve) through it.
+    #[arg(long, env = "AIOPS_DEMO_PAGERDUTY_ROUTING_KEY")]
+    pub pagerduty_routing_key: Option<String>,
+    /// Events API endpoint (e.g. a test double).
+    #[arg(long, default_value = "https://events.pagerduty.com/v2/enqueue")]
+    pub pagerduty_events_url: String,
 }
 
 #[derive(Debug, Args)]

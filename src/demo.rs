@@ -71,6 +71,23 @@ pub async fn run(args: DemoArgs, cancel: CancellationToken) -> anyhow::Result<()
     };
     let mut cfg = Config::default().with_overrides(Some(args.listen), Some(data_dir));
     cfg.detect.scaling = demo_scaling();
+    // The shop's call graph is known: incidents use it to walk from symptoms to causes.
+    let topology: Vec<aiops_rca::Edge> = sim
+        .services()
+        .iter()
+        .flat_map(|s| {
+            s.calls.iter().map(|&(callee, _)| aiops_rca::Edge {
+                caller: s.name.to_owned(),
+                callee: sim.services()[callee].name.to_owned(),
+            })
+        })
+        .collect();
+    cfg.incidents.topology = topology.clone();
+    cfg.incidents.rerank_secs = 5;
+    cfg.incidents.pagerduty.routing_key = args.pagerduty_routing_key.clone();
+    cfg.incidents.pagerduty.events_url = args.pagerduty_events_url.clone();
+    cfg.validate().map_err(|e| anyhow::anyhow!("{e}"))?;
+    let pagerduty = cfg.incidents.pagerduty.clone();
     let (bound_tx, bound_rx) = oneshot::channel();
     let server = tokio::spawn(crate::serve::serve(cfg, cancel.clone(), Some(bound_tx)));
     let addr = match bound_rx.await {
@@ -99,9 +116,30 @@ pub async fn run(args: DemoArgs, cancel: CancellationToken) -> anyhow::Result<()
         );
     }
     let client = RemoteWriteClient::new(format!("{base}/api/v1/write"));
+    let fault = sim_faults(&args).first().map(|f| FaultWatch {
+        service: f.split_once(':').map_or(f.as_str(), |(s, _)| s).to_owned(),
+        affected: {
+            let service = f.split_once(':').map_or(f.as_str(), |(s, _)| s);
+            let graph = aiops_rca::CallGraph::new(topology.iter().cloned());
+            sim.services()
+                .iter()
+                .map(|s| s.name.to_owned())
+                .filter(|s| graph.reachable_from(s).contains(service))
+                .collect()
+        },
+        start_ms: now_ms + args.fault_after_secs as i64 * 1000,
+        detected_ms: None,
+        ranked_first_ms: None,
+    });
     let generator = generate(&mut sim, &client, &args, now_ms, cancel.clone());
     let summary = summarize(base.clone(), now_ms, cancel.clone());
     tokio::pin!(summary);
+    let watcher = tokio::spawn(watch_incidents(
+        base.clone(),
+        fault,
+        pagerduty,
+        cancel.clone(),
+    ));
     let deadline = async {
         match args.duration_secs {
             Some(s) => tokio::time::sleep(Duration::from_secs(s)).await,
@@ -121,6 +159,9 @@ pub async fn run(args: DemoArgs, cancel: CancellationToken) -> anyhow::Result<()
     print_summary(&base, now_ms).await;
     print_scaling(&base, &mut Default::default()).await;
     cancel.cancel();
+    if let Ok(Some(f)) = watcher.await {
+        print_fault_timing(&f);
+    }
     server.await??;
     drop(tmp);
     Ok(())
@@ -307,5 +348,165 @@ async fn generate(
         let t = jiff::Timestamp::now().as_millisecond().max(last + 1);
         last = t;
         client.send(&sim.request(&[t])).await?;
+    }
+}
+
+/// The injected fault, and when we saw it.
+#[derive(Debug, Clone)]
+struct FaultWatch {
+    service: String,
+    /// The service and everything that calls it (the fault shows there).
+    affected: std::collections::BTreeSet<String>,
+    start_ms: i64,
+    /// Start of the first anomaly event at or after the injection (data time = wall time for
+    /// the live workload).
+    detected_ms: Option<i64>,
+    /// When the faulty service was first seen ranked first in an open incident (wall time).
+    ranked_first_ms: Option<i64>,
+}
+
+fn print_fault_timing(f: &FaultWatch) {
+    let secs = |t: Option<i64>| {
+        t.map_or_else(
+            || "not yet".to_owned(),
+            |t| format!("{:.0} s", (t - f.start_ms).max(0) as f64 / 1000.0),
+        )
+    };
+    println!(
+        "fault in {}: injection -> detection {}; injection -> {} ranked first {}",
+        f.service,
+        secs(f.detected_ms),
+        f.service,
+        secs(f.ranked_first_ms)
+    );
+}
+
+/// Prints each incident as it opens, its ranked candidates whenever the first one changes,
+/// the PagerDuty event it queues, and the fault's timing (injection → detection → the right
+/// service first). Returns the timing at the end.
+async fn watch_incidents(
+    base: String,
+    mut fault: Option<FaultWatch>,
+    pagerduty: aiops_rca::pagerduty::PagerdutyConfig,
+    cancel: CancellationToken,
+) -> Option<FaultWatch> {
+    let Ok(http) = aiops_ingest::http_client()
+        .timeout(Duration::from_secs(5))
+        .build()
+    else {
+        return fault;
+    };
+    let mut shown: std::collections::HashMap<String, (String, String)> = Default::default();
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return fault,
+            _ = tick.tick() => {}
+        }
+        if let Some(f) = fault.as_mut()
+            && f.detected_ms.is_none()
+            && let Ok(v) = async {
+                http.get(format!(
+                    "{base}/api/v1/anomalies?since={}",
+                    f.start_ms / 1000
+                ))
+                .send()
+                .await?
+                .json::<serde_json::Value>()
+                .await
+            }
+            .await
+        {
+            f.detected_ms = v["anomalies"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|e| {
+                    e["service"]
+                        .as_str()
+                        .is_some_and(|s| f.affected.contains(s))
+                })
+                .filter_map(|e| e["start_ms"].as_i64())
+                .filter(|&t| t >= f.start_ms)
+                .min();
+        }
+        let Ok(list) = async {
+            http.get(format!("{base}/api/v1/incidents?limit=20"))
+                .send()
+                .await?
+                .json::<serde_json::Value>()
+                .await
+        }
+        .await
+        else {
+            continue;
+        };
+        for summary in list["incidents"].as_array().into_iter().flatten() {
+            let Some(id) = summary["id"].as_str() else {
+                continue;
+            };
+            let Ok(inc) = async {
+                http.get(format!("{base}/api/v1/incidents/{id}"))
+                    .send()
+                    .await?
+                    .json::<aiops_models::incident::Incident>()
+                    .await
+            }
+            .await
+            else {
+                continue;
+            };
+            let top = inc
+                .candidates
+                .first()
+                .map(|c| c.service.clone())
+                .unwrap_or_default();
+            let status = format!("{:?}", inc.status).to_lowercase();
+            let seen = shown.get(id).cloned();
+            if seen.is_none() {
+                println!("incident {id} opened: {}", inc.title);
+                println!(
+                    "  symptom: {} ({})",
+                    inc.symptom.service.as_deref().unwrap_or("-"),
+                    inc.symptom.series.as_deref().unwrap_or("-")
+                );
+                println!("  details: curl -s {base}/api/v1/incidents/{id}");
+            }
+            if !top.is_empty() && seen.as_ref().is_none_or(|(t, _)| *t != top) {
+                println!("  root-cause candidates of {id}:");
+                for c in inc.candidates.iter().take(5) {
+                    println!(
+                        "    {}. {:<9} {:>5.1} % {}",
+                        c.rank,
+                        c.service,
+                        c.confidence * 100.0,
+                        c.explanation
+                    );
+                }
+                if let Some(body) = aiops_rca::pagerduty::event_for(&pagerduty, &inc) {
+                    println!(
+                        "  PagerDuty: {} queued for {} (dedup_key {}): {}",
+                        body["event_action"].as_str().unwrap_or("?"),
+                        pagerduty.events_url,
+                        id,
+                        body["payload"]["summary"].as_str().unwrap_or_default()
+                    );
+                }
+                let now = jiff::Timestamp::now().as_millisecond();
+                if let Some(f) = fault.as_mut()
+                    && f.ranked_first_ms.is_none()
+                    && top == f.service
+                    && now >= f.start_ms
+                    && inc.status == aiops_models::incident::IncidentStatus::Open
+                {
+                    f.ranked_first_ms = Some(now);
+                    print_fault_timing(f);
+                }
+            }
+            if seen.as_ref().is_some_and(|(_, s)| *s != status) && status == "resolved" {
+                println!("incident {id} resolved.");
+            }
+            shown.insert(id.to_owned(), (top, status));
+        }
     }
 }

@@ -277,6 +277,9 @@ async fn sigterm_drains_flushes_and_exits_cleanly() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn demo_shows_series_within_seconds_and_stops_by_itself() {
     let port = free_port();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let console = dir.path().join("console.txt");
+    let console_file = std::fs::File::create(&console).expect("console file");
     let mut demo = Proc {
         child: common::aiops()
             .args([
@@ -291,7 +294,7 @@ async fn demo_shows_series_within_seconds_and_stops_by_itself() {
                 "1",
             ])
             .args(["--fault", "payment:latency", "--fault-after-secs", "0"])
-            .stdout(std::process::Stdio::null())
+            .stdout(console_file.try_clone().expect("console file"))
             .stderr(std::process::Stdio::null())
             .spawn()
             .expect("demo starts"),
@@ -351,10 +354,35 @@ async fn demo_shows_series_within_seconds_and_stops_by_itself() {
             .any(|e| e["metric"] == "http_request_duration_seconds"),
         "{found:?}"
     );
+    // An incident opens and ranks payment first, with evidence.
+    let inc = wait_for(
+        "payment ranked first in an incident",
+        Duration::from_secs(30),
+        || async {
+            let v = get_json(&http, &format!("{base}/api/v1/incidents?status=open")).await?;
+            v["incidents"]
+                .as_array()?
+                .iter()
+                .find(|i| i["top_candidate"]["service"] == "payment")
+                .cloned()
+        },
+    )
+    .await;
+    assert!(
+        inc["top_candidate"]["explanation"]
+            .as_str()
+            .is_some_and(|e| e.contains("payment")),
+        "{inc}"
+    );
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     loop {
         if let Some(status) = demo.child.try_wait().expect("wait") {
             assert!(status.success());
+            let text = std::fs::read_to_string(&console).expect("console");
+            assert!(text.contains("root-cause candidates of inc-"), "{text}");
+            assert!(text.contains("1. payment"), "{text}");
+            assert!(text.contains("injection -> detection"), "{text}");
+            assert!(text.contains("payment ranked first"), "{text}");
             break;
         }
         assert!(

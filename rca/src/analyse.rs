@@ -186,15 +186,22 @@ pub fn calibrated_confidences(ranked: &[ServiceCandidate]) -> Vec<f64> {
     let margin = first - logs.get(1).copied().unwrap_or(0.0);
     let top = top_confidence(margin);
     let rest: f64 = logs.iter().skip(1).take(4).sum();
-    std::iter::once(top)
-        .chain(logs.iter().enumerate().skip(1).map(|(i, l)| {
+    // The rest share what is left by their log scores, handed out in rank order (a topology
+    // can rank a smaller change higher; confidences still fall with the rank).
+    let mut shares: Vec<f64> = logs
+        .iter()
+        .enumerate()
+        .skip(1)
+        .map(|(i, l)| {
             if i < 5 && rest > 0.0 {
                 (1.0 - top) * l / rest
             } else {
                 0.0
             }
-        }))
-        .collect()
+        })
+        .collect();
+    shares.sort_by(|a, b| b.total_cmp(a));
+    std::iter::once(top).chain(shares).collect()
 }
 
 /// The calibrated probability that the first candidate is right, given its log-score margin.

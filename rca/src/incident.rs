@@ -31,6 +31,9 @@ pub struct IncidentConfig {
     pub window_secs: u64,
     /// Anomaly events below this score are ignored.
     pub min_score: f64,
+    /// Anomalies that started longer ago than this (seconds, wall clock) open no incident:
+    /// backfilled or replayed history is not paged. They still merge into an open incident.
+    pub max_age_secs: u64,
     /// An incident resolves once all its anomalies closed and alerts resolved, and nothing new
     /// came for this long (seconds, by data time).
     pub resolve_quiet_secs: u64,
@@ -62,6 +65,7 @@ impl Default for IncidentConfig {
             min_services: 2,
             window_secs: 300,
             min_score: 0.5,
+            max_age_secs: 900,
             resolve_quiet_secs: 300,
             rerank_secs: 30,
             lookback_secs: 3600,
@@ -97,6 +101,9 @@ impl IncidentConfig {
                 "{prefix}.min_score = {}: must be between 0 and 1",
                 self.min_score
             ));
+        }
+        if self.max_age_secs == 0 {
+            problems.push(format!("{prefix}.max_age_secs: must be at least 1"));
         }
         if !(1..=3600).contains(&self.rerank_secs) {
             problems.push(format!(
@@ -339,7 +346,10 @@ impl IncidentBook {
             attach(inc, ev, now_ms);
             return vec![Change::Updated(inc.id.clone())];
         }
-        // Otherwise remember it, and open when the policy says so.
+        // Otherwise remember it (if it is recent), and open when the policy says so.
+        if now_ms - ev.start_ms > cfg.max_age_secs as i64 * 1000 {
+            return Vec::new();
+        }
         self.pending
             .retain(|p| p.id != ev.id && p.start_ms + window_ms >= ev.start_ms);
         self.pending.push(ev.clone());
@@ -777,6 +787,13 @@ mod tests {
         b.on_anomaly(&cfg, &g, &strong, false, 1);
         b.on_anomaly(&cfg, &g, &ev("y", "frontend", 0, None), false, 2);
         assert_eq!(b.incidents[0].symptom.service.as_deref(), Some("frontend"));
+        // History (an anomaly an hour old when it arrives) is not paged.
+        let mut b = IncidentBook::default();
+        assert!(
+            b.on_anomaly(&cfg, &g, &ev("old", "frontend", 0, None), true, 3_600_000)
+                .is_empty()
+        );
+        assert!(b.incidents.is_empty());
     }
 
     #[test]
