@@ -139,6 +139,10 @@ pub struct RcaArgs {
     /// Ignore the cases' `graph.csv` (rank without the call graph).
     #[arg(long)]
     pub no_graph: bool,
+    /// Also fit the confidence calibration (logistic in the first service's log-score margin)
+    /// over every case and print it beside the one in use.
+    #[arg(long)]
+    pub fit_calibration: bool,
 }
 
 #[derive(Debug, Args)]

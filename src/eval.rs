@@ -51,6 +51,9 @@ struct RcaGroup {
     random: aiops_rca::eval::Tally,
     by_fault: BTreeMap<String, (aiops_rca::eval::Tally, aiops_rca::eval::Tally)>,
     secs: f64,
+    /// (calibration features of the first service, right?) per case.
+    features: Vec<([f64; 2], bool)>,
+    calibration: aiops_rca::eval::Calibration,
 }
 
 impl RcaGroup {
@@ -73,6 +76,7 @@ impl RcaGroup {
                 (f.clone(), serde_json::json!({"cases": s.accuracy().cases, "service": s.accuracy(), "metric": metric(m)}))
             }).collect::<BTreeMap<_, _>>(),
             "secs_per_case": self.secs / cases.max(1) as f64,
+            "calibration": self.calibration.reliability(),
         })
     }
 
@@ -86,6 +90,8 @@ impl RcaGroup {
             e.1.merge(m);
         }
         self.secs += o.secs;
+        self.features.extend_from_slice(&o.features);
+        self.calibration.merge(&o.calibration);
     }
 }
 
@@ -157,6 +163,13 @@ fn rca_eval(a: RcaArgs) -> anyhow::Result<()> {
         let g = groups.entry(dataset).or_default();
         g.secs += secs;
         g.service.add(service_rank);
+        // The calibrated confidence of the first service, as the incident API states it.
+        if let Some(&conf) = aiops_rca::analyse::calibrated_confidences(&services).first() {
+            let right = service_rank == Some(1);
+            g.features
+                .push((aiops_rca::analyse::confidence_features(&services), right));
+            g.calibration.add(conf, right);
+        }
         let candidates: std::collections::BTreeSet<String> = case
             .columns
             .iter()
@@ -178,7 +191,23 @@ fn rca_eval(a: RcaArgs) -> anyhow::Result<()> {
     for g in groups.values() {
         overall.merge(g);
     }
+    let fitted = a.fit_calibration.then(|| {
+        let w = aiops_rca::eval::fit_logistic(&overall.features);
+        let mut all = aiops_rca::eval::Calibration::default();
+        let mut per: BTreeMap<String, aiops_rca::eval::Calibration> = BTreeMap::new();
+        for (name, g) in &groups {
+            for &(x, right) in &g.features {
+                let p = 1.0 / (1.0 + (-(w[0] + w[1] * x[0] + w[2] * x[1])).exp());
+                all.add(p, right);
+                per.entry(name.clone()).or_default().add(p, right);
+            }
+        }
+        serde_json::json!({"weights": w, "overall": all.reliability(),
+            "datasets": per.iter().map(|(k, c)| (k.clone(), c.reliability())).collect::<BTreeMap<_, _>>(),
+            "in_use": aiops_rca::analyse::CALIBRATION})
+    });
     let out = serde_json::json!({
+        "fitted_calibration": fitted,
         "offset_secs": a.offset_secs,
         "detect": a.detect,
         "up_only": cfg.up_only,

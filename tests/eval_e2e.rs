@@ -411,6 +411,29 @@ fn eval_rca_ranks_sock_shop_causes_on_time_and_a_minute_late() {
         "sock-shop service Avg@5 with --detect {avg5} < 0.90"
     );
     assert_eq!(detected["detect"], true);
+    // PetShop has its call graph; without it the ranking is reported too, and both beat random.
+    let pet = &on_time["datasets"]["petshop"];
+    assert_eq!(pet["graph"], true);
+    let no_graph = run(&["eval", "rca", "--cases", cases, "--no-graph"]);
+    assert_eq!(no_graph["datasets"]["petshop"]["graph"], false);
+    for p in [pet, &no_graph["datasets"]["petshop"]] {
+        let ac3 = p["service"]["ac3"].as_f64().expect("ac3");
+        let random = p["random"]["service"]["ac3"].as_f64().expect("random");
+        assert!(ac3 > random, "{p}");
+    }
+    // Confidences are calibrated: the first candidate's mean confidence is near its accuracy.
+    let fit = run(&["eval", "rca", "--cases", cases, "--fit-calibration"]);
+    let overall = &on_time["overall"]["calibration"];
+    let gap = overall["mean_confidence"].as_f64().expect("confidence")
+        - overall["accuracy"].as_f64().expect("accuracy");
+    assert!(gap.abs() < 0.1, "{overall}");
+    assert!(overall["ece"].as_f64().expect("ece") < 0.2, "{overall}");
+    assert_eq!(
+        fit["fitted_calibration"]["weights"]
+            .as_array()
+            .map(Vec::len),
+        Some(3)
+    );
     fails_with(
         &["eval", "rca", "--cases", "/nonexistent/cases"],
         "/nonexistent/cases",

@@ -167,24 +167,37 @@ fn align(samples: &[Vec<(i64, f64)>], start_ms: i64, end_ms: i64) -> (Vec<i64>, 
     (times_s, values)
 }
 
-/// Calibration of the first candidate's confidence: a logistic curve in the log-score margin
-/// between the first and the second service, fitted once by `aiops eval rca --fit-calibration`
-/// over every labelled case in `../shared/data/rca/cases` (both data sets pooled, one global
-/// fit; see the README for the reliability it reaches).
-pub const CALIBRATION: (f64, f64) = (-0.9, 1.6);
+/// Calibration of the first candidate's confidence: a logistic curve in two features — the
+/// log-score margin between the first and the second service, and ln(1 + the number of services
+/// that moved at least 3 spreads) (when everything moved, the first is less sure) — fitted once
+/// by `aiops eval rca --fit-calibration` over every labelled case in `../shared/data/rca/cases`
+/// (both data sets pooled, injection time given; one global fit). The README reports the
+/// reliability it reaches per data set.
+pub const CALIBRATION: [f64; 3] = [7.03, 0.41, -3.04];
+
+/// The features of the calibration: (log-score margin of the first service over the second,
+/// ln(1 + services that moved at least 3 spreads)).
+pub fn confidence_features(ranked: &[ServiceCandidate]) -> [f64; 2] {
+    let log = |i: usize| {
+        ranked.get(i).map_or(0.0, |s: &ServiceCandidate| {
+            s.evidence.score.max(0.0).ln_1p()
+        })
+    };
+    let moved = ranked.iter().filter(|s| s.evidence.score >= 3.0).count();
+    [log(0) - log(1), (moved as f64).ln_1p()]
+}
 
 /// Confidence that each service is the root cause: the first from the calibrated curve, the
 /// rest share what is left in proportion to their log scores.
 pub fn calibrated_confidences(ranked: &[ServiceCandidate]) -> Vec<f64> {
+    if ranked.is_empty() {
+        return Vec::new();
+    }
+    let top = top_confidence(confidence_features(ranked));
     let logs: Vec<f64> = ranked
         .iter()
         .map(|s| s.evidence.score.max(0.0).ln_1p())
         .collect();
-    let Some(&first) = logs.first() else {
-        return Vec::new();
-    };
-    let margin = first - logs.get(1).copied().unwrap_or(0.0);
-    let top = top_confidence(margin);
     let rest: f64 = logs.iter().skip(1).take(4).sum();
     // The rest share what is left by their log scores, handed out in rank order (a topology
     // can rank a smaller change higher; confidences still fall with the rank).
@@ -204,10 +217,10 @@ pub fn calibrated_confidences(ranked: &[ServiceCandidate]) -> Vec<f64> {
     std::iter::once(top).chain(shares).collect()
 }
 
-/// The calibrated probability that the first candidate is right, given its log-score margin.
-pub fn top_confidence(margin: f64) -> f64 {
-    let (a, b) = CALIBRATION;
-    1.0 / (1.0 + (-(a + b * margin)).exp())
+/// The calibrated probability that the first candidate is right, given its features.
+pub fn top_confidence(x: [f64; 2]) -> f64 {
+    let w = CALIBRATION;
+    1.0 / (1.0 + (-(w[0] + w[1] * x[0] + w[2] * x[1])).exp())
 }
 
 #[cfg(test)]
@@ -310,7 +323,11 @@ mod tests {
 
     #[test]
     fn confidence_grows_with_the_margin() {
-        assert!(top_confidence(0.0) < top_confidence(1.0));
-        assert!(top_confidence(5.0) <= 1.0 && top_confidence(-5.0) >= 0.0);
+        assert!(top_confidence([0.0, 1.0]) < top_confidence([1.0, 1.0]));
+        assert!(
+            top_confidence([1.0, 3.0]) < top_confidence([1.0, 1.0]),
+            "many moved: less sure"
+        );
+        assert!(top_confidence([50.0, 0.0]) <= 1.0 && top_confidence([-50.0, 5.0]) >= 0.0);
     }
 }

@@ -55,6 +55,131 @@ impl Tally {
     }
 }
 
+/// How well stated confidences match outcomes: pairs of (confidence of the first candidate,
+/// whether it was right).
+#[derive(Debug, Clone, Default)]
+pub struct Calibration {
+    points: Vec<(f64, bool)>,
+}
+
+/// Reliability of the first candidate's confidence.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct Reliability {
+    /// Mean stated confidence.
+    pub mean_confidence: f64,
+    /// Share that was right (AC@1).
+    pub accuracy: f64,
+    /// Brier score (mean squared error of the confidence; lower is better).
+    pub brier: f64,
+    /// Expected calibration error over ten equal-width bins (lower is better).
+    pub ece: f64,
+    /// Cases.
+    pub cases: usize,
+}
+
+impl Calibration {
+    /// One case: the first candidate's confidence and whether it was the true cause.
+    pub fn add(&mut self, confidence: f64, right: bool) {
+        self.points.push((confidence, right));
+    }
+
+    /// Adds another set.
+    pub fn merge(&mut self, other: &Calibration) {
+        self.points.extend_from_slice(&other.points);
+    }
+
+    /// The measures.
+    pub fn reliability(&self) -> Reliability {
+        let n = self.points.len();
+        if n == 0 {
+            return Reliability::default();
+        }
+        let y = |r: bool| if r { 1.0 } else { 0.0 };
+        let mut bins = [(0usize, 0.0f64, 0.0f64); 10];
+        for &(c, r) in &self.points {
+            let b = &mut bins[((c * 10.0) as usize).min(9)];
+            b.0 += 1;
+            b.1 += c;
+            b.2 += y(r);
+        }
+        Reliability {
+            mean_confidence: self.points.iter().map(|p| p.0).sum::<f64>() / n as f64,
+            accuracy: self.points.iter().map(|p| y(p.1)).sum::<f64>() / n as f64,
+            brier: self
+                .points
+                .iter()
+                .map(|&(c, r)| (c - y(r)).powi(2))
+                .sum::<f64>()
+                / n as f64,
+            ece: bins
+                .iter()
+                .filter(|b| b.0 > 0)
+                .map(|b| (b.1 - b.2).abs() / n as f64)
+                .sum(),
+            cases: n,
+        }
+    }
+}
+
+/// Fits `p = 1 / (1 + exp(-(w0 + w1·x1 + w2·x2)))` to (features, outcome) pairs by Newton's
+/// method (logistic regression with a small ridge so separable data stays finite).
+pub fn fit_logistic(points: &[([f64; 2], bool)]) -> [f64; 3] {
+    let mut w = [0.0f64; 3];
+    for _ in 0..100 {
+        let mut g = [0.0f64; 3];
+        let mut h = [[0.0f64; 3]; 3];
+        for (i, row) in h.iter_mut().enumerate() {
+            row[i] = 1e-3;
+            g[i] = 1e-3 * w[i];
+        }
+        for &(x, r) in points {
+            let f = [1.0, x[0], x[1]];
+            let z: f64 = (0..3).map(|i| w[i] * f[i]).sum();
+            let p = 1.0 / (1.0 + (-z).exp());
+            let e = p - if r { 1.0 } else { 0.0 };
+            for i in 0..3 {
+                g[i] += e * f[i];
+                for j in 0..3 {
+                    h[i][j] += p * (1.0 - p) * f[i] * f[j];
+                }
+            }
+        }
+        let Some(d) = solve3(h, g) else { break };
+        for i in 0..3 {
+            w[i] -= d[i];
+        }
+        if d.iter().map(|v| v.abs()).sum::<f64>() < 1e-10 {
+            break;
+        }
+    }
+    w
+}
+
+/// Solves `a·x = b` for a 3×3 system (Gaussian elimination with partial pivoting).
+fn solve3(mut a: [[f64; 3]; 3], mut b: [f64; 3]) -> Option<[f64; 3]> {
+    for c in 0..3 {
+        let p = (c..3).max_by(|&i, &j| a[i][c].abs().total_cmp(&a[j][c].abs()))?;
+        if a[p][c].abs() < 1e-12 {
+            return None;
+        }
+        a.swap(c, p);
+        b.swap(c, p);
+        for r in c + 1..3 {
+            let k = a[r][c] / a[c][c];
+            let pivot = a[c];
+            for (x, p) in a[r].iter_mut().zip(pivot).skip(c) {
+                *x -= k * p;
+            }
+            b[r] -= k * b[c];
+        }
+    }
+    let mut x = [0.0; 3];
+    for c in (0..3).rev() {
+        x[c] = (b[c] - (c + 1..3).map(|j| a[c][j] * x[j]).sum::<f64>()) / a[c][c];
+    }
+    Some(x)
+}
+
 /// splitmix64: a small seeded generator for the random baseline (reproducible everywhere).
 #[derive(Debug)]
 pub struct SplitMix(u64);
@@ -83,6 +208,29 @@ impl SplitMix {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn calibration_measures_and_the_logistic_fit() {
+        let mut c = Calibration::default();
+        c.add(0.9, true);
+        c.add(0.9, false);
+        let r = c.reliability();
+        assert!((r.mean_confidence - 0.9).abs() < 1e-12 && (r.accuracy - 0.5).abs() < 1e-12);
+        assert!((r.ece - 0.4).abs() < 1e-12 && (r.brier - 0.41).abs() < 1e-12);
+        // Outcomes that follow a known logistic curve give back its parameters.
+        let mut pts = Vec::new();
+        for i in 0..4000 {
+            let x = [(i % 100) as f64 / 20.0, ((i / 100) % 2) as f64];
+            let p = 1.0 / (1.0 + (-(-1.0 + 1.5 * x[0] - 0.8 * x[1])).exp());
+            // Deterministic outcomes with the right frequency per x.
+            pts.push((x, ((i / 200) as f64 + 0.5) / 20.0 < p));
+        }
+        let w = fit_logistic(&pts);
+        assert!(
+            (w[0] + 1.0).abs() < 0.2 && (w[1] - 1.5).abs() < 0.2 && (w[2] + 0.8).abs() < 0.2,
+            "{w:?}"
+        );
+    }
 
     #[test]
     fn accuracy_follows_the_definitions() {
