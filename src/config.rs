@@ -118,6 +118,8 @@ mod tests {
         assert_eq!(cfg.sources.prometheus.len(), 1);
         assert_eq!(cfg.sources.appinsights.len(), 1);
         assert_eq!(cfg.sources.appinsights[0].metrics.len(), 2);
+        assert_eq!(cfg.incidents.topology.len(), 2);
+        assert_eq!(cfg.incidents.symptoms.len(), 1);
         assert_eq!(
             cfg.sources.prometheus[0]
                 .headers
