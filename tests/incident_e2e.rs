@@ -125,6 +125,7 @@ async fn an_incident_ranks_the_cause_pages_through_the_outbox_and_answers_webhoo
             .as_str()
             .is_some_and(|e| e.contains("went up"))
     );
+    assert_eq!(top["evidence"][0]["metric"], top["metric"], "{top}");
     let services: Vec<&str> = inc["services"]
         .as_array()
         .expect("services")

@@ -6,6 +6,21 @@ fn error_response(what: &str) -> Value {
     json!({"description": what, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}})
 }
 
+fn candidate_schema() -> Value {
+    json!({"type": "object", "properties": {
+                    "rank": {"type": "integer"}, "service": {"type": "string"}, "metric": {"type": "string"},
+                    "score": {"type": "number", "description": "Move after detection in spreads of the normal window"},
+                    "confidence": {"type": "number", "description": "Calibrated probability of being the root cause"},
+                    "direction": {"type": "string", "enum": ["up", "down"]},
+                    "onset_ms": {"type": "integer"}, "peak": {"type": "number"}, "peak_ms": {"type": "integer"},
+                    "baseline": {"type": "number"}, "spread": {"type": "number"},
+                    "path": {"type": "array", "items": {"type": "string"}, "description": "Call path from the symptom"},
+                    "method": {"type": "string"}, "explanation": {"type": "string"},
+                    "evidence": {"type": "array", "description": "The service's metrics that moved", "items": {"type": "object", "properties": {
+                        "metric": {"type": "string"}, "score": {"type": "number"}, "direction": {"type": "string"}, "onset_ms": {"type": "integer"},
+                        "baseline": {"type": "number"}, "peak": {"type": "number"}, "peak_ms": {"type": "integer"}}}}}})
+}
+
 /// The document.
 pub fn document() -> Value {
     let id_param = json!({"name": "id", "in": "path", "required": true, "schema": {"type": "string"}, "description": "Incident id (`inc-…`)"});
@@ -111,15 +126,7 @@ pub fn document() -> Value {
                     "start": {"type": ["string", "number"], "description": "Start of the normal window (default: detected_at − incidents.lookback_secs)"},
                     "end": {"type": ["string", "number"], "description": "End of the window (default: now)"},
                     "title": {"type": "string"}}},
-                "Candidate": {"type": "object", "properties": {
-                    "rank": {"type": "integer"}, "service": {"type": "string"}, "metric": {"type": "string"},
-                    "score": {"type": "number", "description": "Move after detection in spreads of the normal window"},
-                    "confidence": {"type": "number", "description": "Calibrated probability of being the root cause"},
-                    "direction": {"type": "string", "enum": ["up", "down"]},
-                    "onset_ms": {"type": "integer"}, "peak": {"type": "number"}, "peak_ms": {"type": "integer"},
-                    "baseline": {"type": "number"}, "spread": {"type": "number"},
-                    "path": {"type": "array", "items": {"type": "string"}, "description": "Call path from the symptom"},
-                    "method": {"type": "string"}, "explanation": {"type": "string"}}},
+                "Candidate": candidate_schema(),
                 "IncidentSummary": {"type": "object", "properties": {
                     "id": {"type": "string"}, "title": {"type": "string"}, "status": {"type": "string", "enum": ["open", "resolved"]},
                     "source": {"type": "string", "enum": ["detector", "alertmanager", "pagerduty", "api"]},

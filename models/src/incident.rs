@@ -82,8 +82,30 @@ pub struct Candidate {
     pub path: Vec<String>,
     /// How it was ranked (`robust_scorer`, `robust_scorer+topology`).
     pub method: String,
+    /// The service's other metrics that moved (strongest first), to check in seconds.
+    #[serde(default)]
+    pub evidence: Vec<Evidence>,
     /// One sentence a responder can check.
     pub explanation: String,
+}
+
+/// One metric's change behind a candidate.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Evidence {
+    /// The series.
+    pub metric: String,
+    /// Its move in spreads of its normal window.
+    pub score: f64,
+    /// `up` or `down`.
+    pub direction: String,
+    /// First past the threshold (Unix ms).
+    pub onset_ms: i64,
+    /// Median of the normal window.
+    pub baseline: f64,
+    /// The value at the peak.
+    pub peak: f64,
+    /// When (Unix ms).
+    pub peak_ms: i64,
 }
 
 /// A firing (or resolved) alert attached to an incident.

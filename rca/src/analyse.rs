@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use aiops_models::incident::{Candidate, DataQuality};
+use aiops_models::incident::{Candidate, DataQuality, Evidence};
 use aiops_models::{SeriesId, SeriesMeta, counter_rate, is_counter};
 
 use crate::{CallGraph, Direction, RankConfig, ServiceCandidate, rank_metrics_of, rank_services};
@@ -110,11 +110,7 @@ pub fn analyse(req: &AnalysisRequest<'_>, read: &Reader<'_>, graph: &CallGraph) 
             metric: s.evidence.metric.clone(),
             score: s.evidence.score,
             confidence,
-            direction: match s.evidence.direction {
-                Direction::Up => "up",
-                Direction::Down => "down",
-            }
-            .to_owned(),
+            direction: direction(s.evidence.direction),
             onset_ms: s.evidence.onset_s * 1000,
             peak: s.evidence.peak,
             peak_ms: s.evidence.peak_s * 1000,
@@ -127,12 +123,34 @@ pub fn analyse(req: &AnalysisRequest<'_>, read: &Reader<'_>, graph: &CallGraph) 
                 .unwrap_or_default(),
             method: method.to_owned(),
             explanation: s.explanation.clone(),
+            evidence: metrics
+                .iter()
+                .filter(|m| m.service == s.service && m.score >= 3.0)
+                .take(5)
+                .map(|m| Evidence {
+                    metric: m.metric.clone(),
+                    score: m.score,
+                    direction: direction(m.direction),
+                    onset_ms: m.onset_s * 1000,
+                    baseline: m.baseline,
+                    peak: m.peak,
+                    peak_ms: m.peak_s * 1000,
+                })
+                .collect(),
         })
         .collect();
     Analysis {
         candidates,
         data_quality,
     }
+}
+
+fn direction(d: Direction) -> String {
+    match d {
+        Direction::Up => "up",
+        Direction::Down => "down",
+    }
+    .to_owned()
 }
 
 /// Puts series on one grid: the step is the median spacing of their samples (at least 1 s);
@@ -294,6 +312,8 @@ mod tests {
         assert!(a.candidates[0].metric.starts_with("cpu_seconds_total"));
         assert_eq!(a.candidates[0].path, ["frontend", "carts"]);
         assert_eq!(a.candidates[0].method, "robust_scorer+topology");
+        assert_eq!(a.candidates[0].evidence[0].metric, a.candidates[0].metric);
+        assert_eq!(a.candidates[0].evidence[0].direction, "up");
         let sum: f64 = a.candidates.iter().map(|c| c.confidence).sum();
         assert!(
             sum <= 1.0 + 1e-9 && a.candidates[0].confidence > 0.0,

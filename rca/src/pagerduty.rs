@@ -320,6 +320,7 @@ mod tests {
                 spread: 0.1,
                 path: vec![],
                 method: "robust_scorer".into(),
+                evidence: vec![],
                 explanation: "carts changed first and most.".into(),
             }],
             ranked_ms: Some(0),
