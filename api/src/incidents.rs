@@ -924,8 +924,7 @@ pub async fn pagerduty_webhook(
                     let service = pdi
                         .service
                         .as_ref()
-                        .map(|s| s.summary.clone())
-                        .filter(|s| !s.is_empty());
+                        .and_then(|s| cfg.pagerduty.our_service(s));
                     let title = pdi
                         .title
                         .clone()

@@ -593,6 +593,7 @@ fn incident_harness() -> Harness {
     let cfg = aiops_rca::incident::IncidentConfig {
         pagerduty: aiops_rca::pagerduty::PagerdutyConfig {
             webhook_secrets: vec!["old-secret".into(), "new-secret".into()],
+            services: [("PSVC".to_owned(), "checkout-svc".to_owned())].into(),
             ..Default::default()
         },
         ..Default::default()
@@ -826,6 +827,8 @@ async fn pagerduty_webhooks_are_verified_and_deduplicated() {
     assert_eq!(list["incidents"].as_array().map(Vec::len), Some(1));
     assert_eq!(list["incidents"][0]["source"], "pagerduty");
     assert_eq!(list["incidents"][0]["pagerduty"]["incident_id"], "Q1AB");
+    // PagerDuty's service id maps to ours.
+    assert_eq!(list["incidents"][0]["symptom"]["service"], "checkout-svc");
     // Off without a secret.
     assert_eq!(
         call(&harness(), hook(Some(sign("new-secret")), "w2"))

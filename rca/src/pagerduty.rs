@@ -32,6 +32,9 @@ pub struct PagerdutyConfig {
     pub public_url: String,
     /// Candidates sent in `custom_details` and notes.
     pub top: usize,
+    /// A PagerDuty service (its id or its name) → our service name, for incidents PagerDuty
+    /// tells us about; unmapped services are taken by name.
+    pub services: std::collections::BTreeMap<String, String>,
     /// Longest wait between retries of a failed delivery (seconds).
     pub max_backoff_secs: u64,
 }
@@ -48,6 +51,7 @@ impl Default for PagerdutyConfig {
             severity: "error".into(),
             public_url: "http://127.0.0.1:9201".into(),
             top: 3,
+            services: Default::default(),
             max_backoff_secs: 300,
         }
     }
@@ -268,6 +272,17 @@ pub struct WebhookIncident {
     /// The PagerDuty service.
     #[serde(default)]
     pub service: Option<ServiceReference>,
+}
+
+impl PagerdutyConfig {
+    /// Our service for a PagerDuty service reference.
+    pub fn our_service(&self, svc: &ServiceReference) -> Option<String> {
+        self.services
+            .get(&svc.id)
+            .or_else(|| self.services.get(&svc.summary))
+            .cloned()
+            .or_else(|| (!svc.summary.is_empty()).then(|| svc.summary.clone()))
+    }
 }
 
 /// A PagerDuty service reference.
