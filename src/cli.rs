@@ -250,6 +250,12 @@ pub struct ServeArgs {
     /// Archive directory, overriding archive.data_dir.
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
+    /// How batches travel: `memory` (one process) or `kafka` (overriding transport.kind).
+    #[arg(long, value_parser = ["memory", "kafka"])]
+    pub bus: Option<String>,
+    /// Kafka bootstrap brokers, HOST:PORT[,…] (overriding transport.kafka.brokers).
+    #[arg(long)]
+    pub kafka_brokers: Option<String>,
 }
 
 #[derive(Debug, Args)]

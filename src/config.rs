@@ -105,6 +105,24 @@ impl Config {
         }
         self
     }
+
+    /// Applies `--bus` and `--kafka-brokers`, then validates again.
+    pub fn with_bus(
+        mut self,
+        bus: Option<&str>,
+        brokers: Option<String>,
+    ) -> Result<Self, ConfigError> {
+        match bus {
+            Some("kafka") => self.transport.kind = aiops_ingest::transport::TransportKind::Kafka,
+            Some("memory") => self.transport.kind = aiops_ingest::transport::TransportKind::Memory,
+            _ => {}
+        }
+        if let Some(b) = brokers {
+            self.transport.kafka.brokers = b;
+        }
+        self.validate()?;
+        Ok(self)
+    }
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@ mod eval;
 mod models;
 mod serve;
 mod train;
+mod worker;
 
 use clap::Parser;
 use tokio_util::sync::CancellationToken;
@@ -27,7 +28,8 @@ async fn run(cli: cli::Cli) -> anyhow::Result<()> {
     match cli.command {
         cli::Command::Serve(args) => {
             let cfg = config::Config::load(args.config.as_deref())?
-                .with_overrides(args.listen, args.data_dir);
+                .with_overrides(args.listen, args.data_dir)
+                .with_bus(args.bus.as_deref(), args.kafka_brokers)?;
             cfg.validate()?;
             serve::serve(cfg, shutdown_on_signal(), None).await
         }

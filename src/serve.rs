@@ -10,7 +10,7 @@ use aiops_ingest::SourceStates;
 use aiops_ingest::appinsights::{self, AppInsightsClient};
 use aiops_ingest::archive::Archive;
 use aiops_ingest::prometheus_api::{PromClient, run_live};
-use aiops_ingest::transport::EventBus;
+use aiops_ingest::transport::{EventBus, TransportKind};
 use aiops_models::SeriesCatalog;
 use anyhow::Context;
 use prometheus_client::registry::Registry;
@@ -37,6 +37,8 @@ pub async fn serve(
         );
         cfg.detect.detector = params;
     }
+    // The Kafka worker stops after the forwarder drained (not with the first signal).
+    let worker_cancel = CancellationToken::new();
     let mut registry = Registry::default();
     let ingest_metrics = IngestMetrics::register(&mut registry);
     let api_metrics = ApiMetrics::register(&mut registry);
@@ -88,11 +90,49 @@ pub async fn serve(
             .await?,
         ))
     };
-    let (detect_tx, detect_rx) = std::sync::mpsc::sync_channel(cfg.transport.capacity);
     let events = EventBus::new(cfg.detect.max_events.min(65_536));
     // Subscribed before detection starts, so the incident task sees every event.
     let incident_events = events.subscribe();
-    let detector = {
+    let publish = {
+        let bus = events.clone();
+        Box::new(move |ev: &aiops_models::AnomalyEvent| bus.publish(ev))
+    };
+    let kafka = cfg.transport.kind == TransportKind::Kafka;
+    // What runs after ingest: the archive stage and the detector (one process), or — on Kafka —
+    // the forwarder to the samples topic and a worker of the detector group that archives
+    // and scores what its partitions bring.
+    let (stage, detector, forwarder) = if kafka {
+        let kcfg = cfg.transport.kafka.clone();
+        kcfg.ensure_topics().await.context("creating the Kafka topics")?;
+        let producer = kcfg.producer()?;
+        let forwarder = tokio::spawn(aiops_ingest::kafka::run_forwarder(
+            kcfg.clone(),
+            producer,
+            catalog.clone(),
+            receiver,
+        ));
+        let (archive_tx, archive_rx) = cfg.transport.build();
+        let stage = stage.spawn(archive_rx);
+        let worker = crate::worker::Worker {
+            cfg: kcfg,
+            detect: cfg.detect.clone(),
+            catalog: catalog.clone(),
+            state: detect_state.clone(),
+            archive: archive_tx,
+            publish,
+            rt: tokio::runtime::Handle::current(),
+        };
+        let token = worker_cancel.clone();
+        let detector = std::thread::Builder::new()
+            .name("aiops-worker".into())
+            .spawn(move || {
+                if let Err(e) = worker.run(token) {
+                    tracing::error!(error = %e, "The detector worker stopped.");
+                }
+            })?;
+        (stage, detector, Some(forwarder))
+    } else {
+        let (detect_tx, detect_rx) = std::sync::mpsc::sync_channel(cfg.transport.capacity);
         let (dcfg, catalog, state) = (cfg.detect.clone(), catalog.clone(), detect_state.clone());
         // Series without checkpointed state start from what the archive holds of them.
         let reader = archive.clone();
@@ -102,11 +142,7 @@ pub async fn serve(
                 Vec::new()
             })
         });
-        let publish = {
-            let bus = events.clone();
-            Box::new(move |ev: &aiops_models::AnomalyEvent| bus.publish(ev))
-        };
-        std::thread::Builder::new()
+        let detector = std::thread::Builder::new()
             .name("aiops-detect".into())
             .spawn(move || {
                 aiops_detect::stage::run(
@@ -118,9 +154,9 @@ pub async fn serve(
                     history,
                     publish,
                 )
-            })?
+            })?;
+        (stage.with_downstream(detect_tx).spawn(receiver), detector, None)
     };
-    let stage = stage.with_downstream(detect_tx).spawn(receiver);
 
     let states = SourceStates::default();
     let mut sources = JoinSet::new();
@@ -136,6 +172,22 @@ pub async fn serve(
         ));
     }
 
+    if kafka && !cfg.transport.kafka.source_topics.is_empty() {
+        let (kcfg, sender, catalog, metrics, token) = (
+            cfg.transport.kafka.clone(),
+            sender.clone(),
+            catalog.clone(),
+            ingest_metrics.clone(),
+            cancel.child_token(),
+        );
+        sources.spawn(async move {
+            if let Err(e) =
+                aiops_ingest::kafka::run_adapter_source(kcfg, sender, catalog, metrics, token).await
+            {
+                tracing::error!(error = %e, "The Kafka source stopped.");
+            }
+        });
+    }
     for src in cfg.sources.appinsights.clone() {
         let client = AppInsightsClient::new(&src, ingest_metrics.clone())?;
         sources.spawn(appinsights::run_live(
@@ -259,6 +311,11 @@ pub async fn serve(
         }
     }
     while sources.join_next().await.is_some() {}
+    if let Some(f) = forwarder {
+        // Every batch the server accepted reaches Kafka (or its sender was told it did not).
+        let _ = f.await;
+        worker_cancel.cancel();
+    }
     // The incident book is saved on every change and the outbox is on disk: both just stop.
     let _ = incident_task.await;
     let _ = pagerduty_sender.await;

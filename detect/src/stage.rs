@@ -517,6 +517,50 @@ impl DetectState {
         }
     }
 
+    /// The state of the series `owns` picks, and their open events (a partition's share, for
+    /// a hand-over between workers).
+    pub fn export_series(
+        &self,
+        owns: impl Fn(SeriesId) -> bool,
+    ) -> (Vec<(SeriesId, SeriesState)>, Vec<AnomalyEvent>) {
+        let series: Vec<(SeriesId, SeriesState)> = self
+            .series
+            .iter()
+            .filter(|(id, _)| owns(**id))
+            .map(|(id, st)| (*id, st.clone()))
+            .collect();
+        let events = self
+            .events
+            .iter()
+            .filter(|e| e.end_ms.is_none() && owns(e.series_id))
+            .cloned()
+            .collect();
+        (series, events)
+    }
+
+    /// Forgets the series `owns` picks (after handing them over).
+    pub fn remove_series(&mut self, owns: impl Fn(SeriesId) -> bool) {
+        self.series.retain(|id, _| !owns(*id));
+    }
+
+    /// Takes over series handed over by another worker; a series already here and further
+    /// along is kept.
+    pub fn import_series(&mut self, series: Vec<(SeriesId, SeriesState)>, events: Vec<AnomalyEvent>) {
+        for (id, st) in series {
+            match self.series.get(&id) {
+                Some(mine) if mine.last_ms >= st.last_ms => {}
+                _ => {
+                    self.series.insert(id, st);
+                }
+            }
+        }
+        for ev in events {
+            if !self.events.iter().any(|e| e.id == ev.id) {
+                self.events.push(ev);
+            }
+        }
+    }
+
     /// After the event log replaced the checkpoint's events: a series whose checkpoint knew
     /// no open event takes the open event the log has for it (a crash between the log and
     /// the checkpoint), so it closes when the series is quiet again.

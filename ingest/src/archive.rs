@@ -21,7 +21,7 @@
 //! part (or both, and then the segment is dropped on open).
 
 mod part;
-mod wal;
+pub(crate) mod wal;
 
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};

@@ -20,6 +20,7 @@ pub mod archive;
 mod config;
 mod error;
 pub mod http;
+pub mod kafka;
 mod metrics;
 pub mod prometheus_api;
 pub mod remote_write;

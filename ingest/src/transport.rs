@@ -20,6 +20,9 @@ pub struct TransportConfig {
     /// sender retries) and pullers wait.
     #[serde(default = "default_capacity")]
     pub capacity: usize,
+    /// With `kind = "kafka"`: brokers, topics, group, security (see [`crate::kafka`]).
+    #[serde(default)]
+    pub kafka: crate::kafka::KafkaConfig,
 }
 
 /// Transport implementations.
@@ -28,6 +31,8 @@ pub struct TransportConfig {
 pub enum TransportKind {
     /// Bounded in-process channel.
     Memory,
+    /// Kafka topics: ingest on any node, detector workers in a consumer group.
+    Kafka,
 }
 
 fn default_kind() -> TransportKind {
@@ -42,6 +47,7 @@ impl Default for TransportConfig {
         Self {
             kind: default_kind(),
             capacity: default_capacity(),
+            kafka: Default::default(),
         }
     }
 }
@@ -55,16 +61,16 @@ impl TransportConfig {
                 self.capacity
             ));
         }
+        if self.kind == TransportKind::Kafka {
+            self.kafka.validate(&format!("{prefix}.kafka"), problems);
+        }
     }
 
-    /// Opens the transport.
+    /// Opens the in-process hop: to the archive (`memory`), or to the Kafka forwarder
+    /// (`kafka`, see [`crate::kafka::run_forwarder`]).
     pub fn build(&self) -> (BatchSender, BatchReceiver) {
-        match self.kind {
-            TransportKind::Memory => {
-                let (tx, rx) = mpsc::channel(self.capacity);
-                (BatchSender { tx }, BatchReceiver { rx })
-            }
-        }
+        let (tx, rx) = mpsc::channel(self.capacity);
+        (BatchSender { tx }, BatchReceiver { rx })
     }
 }
 
@@ -195,6 +201,7 @@ mod tests {
         let (tx, mut rx) = TransportConfig {
             kind: TransportKind::Memory,
             capacity: 1,
+            ..TransportConfig::default()
         }
         .build();
         let (env, waiter) = Envelope::with_ack(SampleBatch::empty());

@@ -34,6 +34,7 @@ async fn write_all(archive_cfg: ArchiveConfig, batches: Vec<SampleBatch>) -> Arc
     let (tx, rx) = TransportConfig {
         kind: TransportKind::Memory,
         capacity: 8,
+        ..TransportConfig::default()
     }
     .build();
     let handle = stage.spawn(rx);

@@ -1,0 +1,369 @@
+//! The detector worker of `aiops serve --bus kafka`: a member of the consumer group on the
+//! samples topic that owns the series of its partitions.
+//!
+//! Per message: decode → archive locally (durable) → detect → anomaly events produced to the
+//! anomalies topic. Every `checkpoint_secs`, and when partitions are revoked, the worker waits
+//! for its outputs, writes each owned partition's detector state to the checkpoints topic and
+//! only then commits the partition's offset — so the committed offset and the newest checkpoint
+//! always describe the same point. A worker that gains a partition restores its newest
+//! checkpoint before reading it and resumes at the committed offset: no series restarts cold,
+//! and what was processed after the last checkpoint is processed again (at least once;
+//! duplicates are dropped by series and timestamp, anomaly events keep their ids).
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use aiops_detect::DetectState;
+use aiops_detect::stage::{DetectConfig, SeriesState};
+use aiops_ingest::kafka::{KafkaConfig, decode_message};
+use aiops_ingest::transport::BatchSender;
+use aiops_models::{AnomalyEvent, SeriesCatalog, SeriesId};
+use rdkafka::ClientContext;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::message::Message;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+/// A partition's share of the detection state, as written to the checkpoints topic.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct PartitionCheckpoint {
+    /// The samples partition.
+    pub partition: i32,
+    /// The next offset to read: everything before it is in this state.
+    pub next_offset: i64,
+    /// Per-series detector state.
+    pub series: Vec<(SeriesId, SeriesState)>,
+    /// Events still open on these series.
+    pub open_events: Vec<AnomalyEvent>,
+}
+
+/// What the worker shares with its rebalance callbacks.
+struct Shared {
+    cfg: KafkaConfig,
+    state: Arc<RwLock<DetectState>>,
+    producer: FutureProducer,
+    rt: tokio::runtime::Handle,
+    /// Owned partitions and the next offset of each (None: nothing read yet).
+    owned: Mutex<BTreeMap<i32, Option<i64>>>,
+    /// Anomaly deliveries not yet confirmed.
+    pending: Mutex<Vec<rdkafka::producer::DeliveryFuture>>,
+    /// An output could not even be queued: nothing is committed any more (a restart or the
+    /// next owner produces it again from the last commit).
+    failed: std::sync::atomic::AtomicBool,
+}
+
+impl Shared {
+    fn owns(&self, partition: i32) -> impl Fn(SeriesId) -> bool + '_ {
+        move |id| self.cfg.partition_of(id) == partition
+    }
+
+    /// Waits for every anomaly delivery. Err: some output is not in Kafka; nothing may be
+    /// committed past it.
+    fn drain_outputs(&self) -> Result<(), String> {
+        let pending = std::mem::take(&mut *self.pending.lock().unwrap_or_else(|p| p.into_inner()));
+        let mut failed = None;
+        for f in pending {
+            match self.rt.block_on(f) {
+                Ok(Ok(_)) => {}
+                Ok(Err((e, _))) => failed = Some(e.to_string()),
+                Err(_) => failed = Some("delivery cancelled".into()),
+            }
+        }
+        if self.failed.load(std::sync::atomic::Ordering::SeqCst) {
+            failed.get_or_insert_with(|| "an anomaly event could not be queued".into());
+        }
+        failed.map_or(Ok(()), Err)
+    }
+
+    /// Writes the checkpoints of `partitions`, then commits their offsets. `release`: also
+    /// forget their series (they are being handed over).
+    fn checkpoint(&self, consumer: &BaseConsumer<WorkerContext>, partitions: &[i32], release: bool) {
+        if let Err(e) = self.drain_outputs() {
+            error!(error = %e, "Anomaly events did not reach Kafka; offsets stay where they were (they will be produced again).");
+            return;
+        }
+        let mut offsets = rdkafka::TopicPartitionList::new();
+        let owned = self.owned.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        for &p in partitions {
+            let Some(Some(next)) = owned.get(&p).copied() else {
+                // Nothing read since we got it: the last checkpoint still holds.
+                if release {
+                    self.state.write().unwrap_or_else(|e| e.into_inner()).remove_series(self.owns(p));
+                }
+                continue;
+            };
+            let (series, open_events) = self
+                .state
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .export_series(self.owns(p));
+            let n = series.len();
+            let cp = PartitionCheckpoint {
+                partition: p,
+                next_offset: next,
+                series,
+                open_events,
+            };
+            let bytes = match serde_json::to_vec(&cp) {
+                Ok(b) => b,
+                Err(e) => {
+                    error!(partition = p, error = %e, "Cannot encode a checkpoint.");
+                    continue;
+                }
+            };
+            let key = format!("p{p}");
+            let sent = self.rt.block_on(self.producer.send(
+                FutureRecord::to(&self.cfg.checkpoints_topic)
+                    .partition(p)
+                    .key(key.as_bytes())
+                    .payload(&bytes),
+                Duration::from_secs(self.cfg.delivery_timeout_secs),
+            ));
+            if let Err((e, _)) = sent {
+                error!(partition = p, error = %e, "A checkpoint did not reach Kafka; its offset is not committed.");
+                continue;
+            }
+            let _ = offsets.add_partition_offset(
+                &self.cfg.samples_topic,
+                p,
+                rdkafka::Offset::Offset(next),
+            );
+            if release {
+                self.state
+                    .write()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove_series(self.owns(p));
+            }
+            info!(partition = p, series = n, next_offset = next, bytes = bytes.len(), released = release, "Checkpointed a partition.");
+        }
+        if offsets.count() > 0
+            && let Err(e) = consumer.commit(&offsets, CommitMode::Sync)
+        {
+            error!(error = %e, "Committing offsets failed; the next owner reads again from the previous commit.");
+        }
+    }
+
+    /// Restores the newest checkpoint of each partition gained.
+    fn restore(&self, partitions: &[i32]) {
+        for &p in partitions {
+            match self.cfg.fetch_checkpoint(p) {
+                Ok(Some(bytes)) => match serde_json::from_slice::<PartitionCheckpoint>(&bytes) {
+                    Ok(cp) => {
+                        let n = cp.series.len();
+                        self.state
+                            .write()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .import_series(cp.series, cp.open_events);
+                        info!(partition = p, series = n, next_offset = cp.next_offset, "Restored a partition's detector state.");
+                    }
+                    Err(e) => error!(partition = p, error = %e, "A checkpoint is unreadable; its series start from history."),
+                },
+                Ok(None) => info!(partition = p, "No checkpoint for a partition yet; its series start fresh."),
+                Err(e) => error!(partition = p, error = %e, "Cannot read a partition's checkpoint; its series start from history."),
+            }
+        }
+    }
+}
+
+/// The consumer context: hands partitions over on rebalance.
+struct WorkerContext {
+    shared: Arc<Shared>,
+}
+
+impl ClientContext for WorkerContext {}
+
+impl ConsumerContext for WorkerContext {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(tpl) = rebalance {
+            let parts: Vec<i32> = tpl
+                .elements()
+                .iter()
+                .filter(|e| e.topic() == self.shared.cfg.samples_topic)
+                .map(|e| e.partition())
+                .collect();
+            info!(partitions = ?parts, "Partitions revoked: checkpointing them.");
+            self.shared.checkpoint(consumer, &parts, true);
+            let mut owned = self.shared.owned.lock().unwrap_or_else(|p| p.into_inner());
+            for p in parts {
+                owned.remove(&p);
+            }
+        }
+    }
+
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(tpl) = rebalance {
+            let parts: Vec<i32> = tpl
+                .elements()
+                .iter()
+                .filter(|e| e.topic() == self.shared.cfg.samples_topic)
+                .map(|e| e.partition())
+                .collect();
+            info!(partitions = ?parts, "Partitions assigned: restoring their state.");
+            self.shared.restore(&parts);
+            let mut owned = self.shared.owned.lock().unwrap_or_else(|p| p.into_inner());
+            for p in parts {
+                owned.entry(p).or_insert(None);
+            }
+        }
+    }
+}
+
+/// Everything the worker needs.
+pub struct Worker {
+    /// Kafka settings.
+    pub cfg: KafkaConfig,
+    /// Detection settings.
+    pub detect: DetectConfig,
+    /// The catalog (filled from the messages).
+    pub catalog: Arc<SeriesCatalog>,
+    /// Detection state (shared with the API).
+    pub state: Arc<RwLock<DetectState>>,
+    /// The local archive's input.
+    pub archive: BatchSender,
+    /// Anomaly events also go here (the incident task).
+    pub publish: Box<dyn Fn(&AnomalyEvent) + Send>,
+    /// The runtime (the worker is a thread of its own).
+    pub rt: tokio::runtime::Handle,
+}
+
+impl Worker {
+    /// Runs until `cancel`, then checkpoints and commits what it owns.
+    pub fn run(self, cancel: CancellationToken) -> anyhow::Result<()> {
+        let producer = self.cfg.producer()?;
+        let shared = Arc::new(Shared {
+            cfg: self.cfg.clone(),
+            state: self.state.clone(),
+            producer: producer.clone(),
+            rt: self.rt.clone(),
+            owned: Mutex::new(BTreeMap::new()),
+            pending: Mutex::new(Vec::new()),
+            failed: Default::default(),
+        });
+        let mut c = self.cfg.client();
+        c.set("group.id", &self.cfg.group_id)
+            .set("enable.auto.commit", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("partition.assignment.strategy", "range");
+        let consumer: BaseConsumer<WorkerContext> = c
+            .create_with_context(WorkerContext {
+                shared: shared.clone(),
+            })
+            .map_err(|e| anyhow::anyhow!("creating the Kafka consumer: {e}"))?;
+        consumer
+            .subscribe(&[self.cfg.samples_topic.as_str()])
+            .map_err(|e| anyhow::anyhow!("subscribing to {}: {e}", self.cfg.samples_topic))?;
+        info!(topic = %self.cfg.samples_topic, group = %self.cfg.group_id, "Detector worker joined its consumer group.");
+        let every = Duration::from_secs(self.cfg.checkpoint_secs);
+        let mut last_checkpoint = Instant::now();
+        while !cancel.is_cancelled() {
+            if let Some(res) = consumer.poll(Duration::from_millis(100)) {
+                match res {
+                    Ok(msg) => {
+                        let (p, off) = (msg.partition(), msg.offset());
+                        match msg.payload().map(decode_message) {
+                            Some(Ok(batch)) => self.handle(&shared, &batch, &producer),
+                            Some(Err(e)) => {
+                                error!(partition = p, offset = off, error = %e, "Skipped an undecodable samples message.");
+                            }
+                            None => {}
+                        }
+                        if let Some(slot) = shared
+                            .owned
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .get_mut(&p)
+                        {
+                            *slot = Some(off + 1);
+                        }
+                    }
+                    Err(e) => warn!(error = %e, "Kafka consumer error; continuing."),
+                }
+            }
+            if last_checkpoint.elapsed() >= every {
+                let parts: Vec<i32> = shared
+                    .owned
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .keys()
+                    .copied()
+                    .collect();
+                shared.checkpoint(&consumer, &parts, false);
+                last_checkpoint = Instant::now();
+            }
+        }
+        let parts: Vec<i32> = shared
+            .owned
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .keys()
+            .copied()
+            .collect();
+        shared.checkpoint(&consumer, &parts, false);
+        consumer.unsubscribe();
+        info!("Detector worker left its group after a final checkpoint.");
+        Ok(())
+    }
+
+    fn handle(
+        &self,
+        shared: &Shared,
+        batch: &aiops_models::SampleBatch,
+        producer: &FutureProducer,
+    ) {
+        for m in &batch.new_series {
+            self.catalog.insert(m.clone());
+        }
+        // Durable locally first (the API reads it); a failing archive is retried, never skipped.
+        loop {
+            match self.rt.block_on(self.archive.send_durable(batch.clone())) {
+                Ok(()) => break,
+                Err(e) => {
+                    warn!(error = %e.0, "The local archive did not take a batch; retrying.");
+                    std::thread::sleep(Duration::from_millis(500));
+                }
+            }
+        }
+        let changed = {
+            let mut st = self.state.write().unwrap_or_else(|e| e.into_inner());
+            st.process(&self.detect, batch, &self.catalog);
+            st.take_changed()
+        };
+        let mut pending = shared.pending.lock().unwrap_or_else(|e| e.into_inner());
+        for ev in changed {
+            (self.publish)(&ev);
+            let Ok(payload) = serde_json::to_vec(&ev) else {
+                continue;
+            };
+            let mut record = FutureRecord::to(&self.cfg.anomalies_topic)
+                .partition(self.cfg.partition_of(ev.series_id))
+                .key(ev.id.as_bytes())
+                .payload(&payload);
+            // A full producer queue is back-pressure: wait for room, never drop.
+            loop {
+                match producer.send_result(record) {
+                    Ok(f) => {
+                        pending.push(f);
+                        break;
+                    }
+                    Err((
+                        rdkafka::error::KafkaError::MessageProduction(
+                            rdkafka::types::RDKafkaErrorCode::QueueFull,
+                        ),
+                        back,
+                    )) => {
+                        record = back;
+                        std::thread::sleep(Duration::from_millis(50));
+                    }
+                    Err((e, _)) => {
+                        error!(event = %ev.id, error = %e, "Cannot queue an anomaly event for Kafka; offsets stop moving until it is produced again.");
+                        shared.failed.store(true, std::sync::atomic::Ordering::SeqCst);
+                        break;
+                    }
+                }
+            }
+        }
+    }
+}
