@@ -41,6 +41,15 @@ if ! command -v openssl >/dev/null 2>&1; then
   DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq openssl >/dev/null
 fi
 
+# tansu, a Kafka-compatible broker, for the scale-out tests (built from crates.io: about 12
+# minutes the first time, in its own target directory).
+if ! command -v tansu >/dev/null 2>&1 && [ ! -x "$HOME/.cargo/bin/tansu" ]; then
+  echo "== installing tansu (cargo install tansu --features dynostore)"
+  CARGO_TARGET_DIR="$HOME/.cache/tansu-target" cargo install tansu --features dynostore --locked
+fi
+export AIOPS_TANSU_BIN="${AIOPS_TANSU_BIN:-$(command -v tansu || echo "$HOME/.cargo/bin/tansu")}"
+"$AIOPS_TANSU_BIN" --version 2>&1 | sed -n 1p
+
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"

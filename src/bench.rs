@@ -14,7 +14,7 @@ use serde_json::json;
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
-use crate::cli::{BenchArgs, BenchWhat, DetectBenchArgs, RemoteWriteBenchArgs};
+use crate::cli::{BenchArgs, BenchWhat, DetectBenchArgs, KafkaBenchArgs, RemoteWriteBenchArgs};
 use crate::config::Config;
 
 /// Runs the selected benchmark.
@@ -22,6 +22,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     match args.what {
         BenchWhat::RemoteWrite(a) => remote_write(a).await,
         BenchWhat::Detect(a) => detect(a),
+        BenchWhat::Kafka(a) => kafka(a).await,
     }
 }
 
@@ -200,5 +201,154 @@ fn detect(a: DetectBenchArgs) -> anyhow::Result<()> {
         "checksum": sink.is_finite(),
     });
     println!("{}", serde_json::to_string_pretty(&out)?);
+    Ok(())
+}
+
+/// Batches of `series` × `samples` samples with their catalog.
+fn bench_batches(
+    series: usize,
+    samples: usize,
+    batches: usize,
+) -> (Arc<SeriesCatalog>, Vec<aiops_models::SampleBatch>) {
+    use aiops_models::{SampleBatchBuilder, SeriesMeta, Source};
+    let catalog = Arc::new(SeriesCatalog::new());
+    let metas: Vec<Arc<SeriesMeta>> = (0..series)
+        .map(|i| {
+            let m = Arc::new(SeriesMeta::new(
+                Source::Prometheus,
+                "http_requests_total",
+                [
+                    ("service".to_owned(), format!("svc-{}", i % 50)),
+                    (
+                        "instance".to_owned(),
+                        format!("10.0.{}.{}:8080", i / 250, i % 250),
+                    ),
+                ],
+            ));
+            catalog.insert(m.clone());
+            m
+        })
+        .collect();
+    let out = (0..batches)
+        .map(|b| {
+            let mut builder = SampleBatchBuilder::with_capacity(series * samples);
+            for m in &metas {
+                for k in 0..samples {
+                    let t = ((b * samples + k) as i64) * 15_000;
+                    builder.push(m.id, t, (b * samples + k) as f64);
+                }
+            }
+            builder.finish()
+        })
+        .collect();
+    (catalog, out)
+}
+
+/// `aiops bench kafka`: the same batches through the in-memory transport and through the
+/// broker (encode → produce, acks=all → consume → decode), samples per second of each.
+async fn kafka(a: KafkaBenchArgs) -> anyhow::Result<()> {
+    use aiops_ingest::kafka::{KafkaConfig, decode_message, produce_batch};
+    use aiops_ingest::transport::{Envelope, TransportConfig};
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::message::Message;
+    let (catalog, batches) = bench_batches(a.series, a.samples_per_series, a.batches);
+    let total: usize = batches.iter().map(|b| b.len()).sum();
+
+    // Baseline: the in-memory transport, sender to receiver.
+    let (tx, mut rx) = TransportConfig::default().build();
+    let started = Instant::now();
+    let counter = tokio::spawn(async move {
+        let mut n = 0usize;
+        while let Some(env) = rx.recv().await {
+            n += env.batch.len();
+        }
+        n
+    });
+    for b in &batches {
+        tx.send(Envelope {
+            batch: b.clone(),
+            ack: None,
+        })
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    }
+    drop(tx);
+    let got = counter.await?;
+    let memory_secs = started.elapsed().as_secs_f64();
+    anyhow::ensure!(got == total, "memory transport delivered {got} of {total}");
+
+    // Kafka: fresh topics, so the consumer reads exactly this run.
+    let run = jiff::Timestamp::now().as_millisecond();
+    let cfg = KafkaConfig {
+        brokers: a.brokers.clone(),
+        samples_topic: format!("aiops-bench-{run}.samples"),
+        checkpoints_topic: format!("aiops-bench-{run}.checkpoints"),
+        anomalies_topic: format!("aiops-bench-{run}.anomalies"),
+        forecasts_topic: format!("aiops-bench-{run}.forecasts"),
+        incidents_topic: format!("aiops-bench-{run}.incidents"),
+        partitions: a.partitions,
+        group_id: format!("aiops-bench-{run}"),
+        ..KafkaConfig::default()
+    };
+    cfg.ensure_topics().await?;
+    let producer = cfg.producer()?;
+    let mut cc = cfg.client();
+    cc.set("group.id", &cfg.group_id)
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .set("fetch.max.bytes", "104857600");
+    let consumer: BaseConsumer = cc.create()?;
+    consumer.subscribe(&[cfg.samples_topic.as_str()])?;
+    let started = Instant::now();
+    let reader = std::thread::spawn(move || -> anyhow::Result<(usize, f64)> {
+        let deadline = Instant::now() + Duration::from_secs(600);
+        let mut n = 0usize;
+        while n < total {
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "consumed {n} of {total} samples in 600 s"
+            );
+            if let Some(m) = consumer.poll(Duration::from_millis(100)) {
+                let m = m?;
+                if let Some(p) = m.payload() {
+                    n += decode_message(p).map_err(|e| anyhow::anyhow!(e))?.len();
+                }
+            }
+        }
+        Ok((n, started.elapsed().as_secs_f64()))
+    });
+    let timeout = Duration::from_secs(cfg.delivery_timeout_secs);
+    let mut inflight = tokio::task::JoinSet::new();
+    for b in batches {
+        let (cfg, producer, catalog) = (cfg.clone(), producer.clone(), catalog.clone());
+        inflight.spawn(async move { produce_batch(&cfg, &producer, &catalog, &b, timeout).await });
+        while inflight.len() >= 16 {
+            if let Some(r) = inflight.join_next().await {
+                r?.map_err(|e| anyhow::anyhow!(e.0))?;
+            }
+        }
+    }
+    while let Some(r) = inflight.join_next().await {
+        r?.map_err(|e| anyhow::anyhow!(e.0))?;
+    }
+    let produce_secs = started.elapsed().as_secs_f64();
+    let (consumed, kafka_secs) = tokio::task::spawn_blocking(move || reader.join())
+        .await?
+        .map_err(|_| anyhow::anyhow!("the consumer thread panicked"))??;
+    let memory = total as f64 / memory_secs;
+    let kafka = consumed as f64 / kafka_secs;
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&json!({
+            "samples": total,
+            "batches": a.batches,
+            "series": a.series,
+            "partitions": a.partitions,
+            "memory": {"samples_per_sec": memory, "secs": memory_secs},
+            "kafka": {"samples_per_sec": kafka, "secs": kafka_secs,
+                      "produce_acked_samples_per_sec": total as f64 / produce_secs},
+            "kafka_over_memory": kafka / memory,
+        }))?
+    );
     Ok(())
 }

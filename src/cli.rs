@@ -420,6 +420,28 @@ pub enum BenchWhat {
     /// Online scoring throughput with many series interleaved, and state bytes per series, next
     /// to a one-line EWMA over the same stream.
     Detect(DetectBenchArgs),
+    /// Samples per second end to end through a Kafka broker (encode, produce with acks=all,
+    /// consume, decode), next to the in-memory transport in the same run.
+    Kafka(KafkaBenchArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct KafkaBenchArgs {
+    /// Bootstrap brokers, HOST:PORT[,…].
+    #[arg(long)]
+    pub brokers: String,
+    /// Series per batch.
+    #[arg(long, default_value_t = 2000)]
+    pub series: usize,
+    /// Samples per series per batch.
+    #[arg(long, default_value_t = 10)]
+    pub samples_per_series: usize,
+    /// Batches sent.
+    #[arg(long, default_value_t = 100)]
+    pub batches: usize,
+    /// Partitions of the (fresh) samples topic.
+    #[arg(long, default_value_t = 12)]
+    pub partitions: i32,
 }
 
 #[derive(Debug, Args)]

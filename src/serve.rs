@@ -103,7 +103,9 @@ pub async fn serve(
     // and scores what its partitions bring.
     let (stage, detector, forwarder) = if kafka {
         let kcfg = cfg.transport.kafka.clone();
-        kcfg.ensure_topics().await.context("creating the Kafka topics")?;
+        kcfg.ensure_topics()
+            .await
+            .context("creating the Kafka topics")?;
         let producer = kcfg.producer()?;
         let forwarder = tokio::spawn(aiops_ingest::kafka::run_forwarder(
             kcfg.clone(),
@@ -155,7 +157,11 @@ pub async fn serve(
                     publish,
                 )
             })?;
-        (stage.with_downstream(detect_tx).spawn(receiver), detector, None)
+        (
+            stage.with_downstream(detect_tx).spawn(receiver),
+            detector,
+            None,
+        )
     };
 
     let states = SourceStates::default();

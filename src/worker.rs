@@ -80,7 +80,12 @@ impl Shared {
 
     /// Writes the checkpoints of `partitions`, then commits their offsets. `release`: also
     /// forget their series (they are being handed over).
-    fn checkpoint(&self, consumer: &BaseConsumer<WorkerContext>, partitions: &[i32], release: bool) {
+    fn checkpoint(
+        &self,
+        consumer: &BaseConsumer<WorkerContext>,
+        partitions: &[i32],
+        release: bool,
+    ) {
         if let Err(e) = self.drain_outputs() {
             error!(error = %e, "Anomaly events did not reach Kafka; offsets stay where they were (they will be produced again).");
             return;
@@ -91,7 +96,10 @@ impl Shared {
             let Some(Some(next)) = owned.get(&p).copied() else {
                 // Nothing read since we got it: the last checkpoint still holds.
                 if release {
-                    self.state.write().unwrap_or_else(|e| e.into_inner()).remove_series(self.owns(p));
+                    self.state
+                        .write()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .remove_series(self.owns(p));
                 }
                 continue;
             };
@@ -115,13 +123,15 @@ impl Shared {
                 }
             };
             let key = format!("p{p}");
-            let sent = self.rt.block_on(self.producer.send(
-                FutureRecord::to(&self.cfg.checkpoints_topic)
-                    .partition(p)
-                    .key(key.as_bytes())
-                    .payload(&bytes),
-                Duration::from_secs(self.cfg.delivery_timeout_secs),
-            ));
+            let sent = self.rt.block_on(
+                self.producer.send(
+                    FutureRecord::to(&self.cfg.checkpoints_topic)
+                        .partition(p)
+                        .key(key.as_bytes())
+                        .payload(&bytes),
+                    Duration::from_secs(self.cfg.delivery_timeout_secs),
+                ),
+            );
             if let Err((e, _)) = sent {
                 error!(partition = p, error = %e, "A checkpoint did not reach Kafka; its offset is not committed.");
                 continue;
@@ -137,7 +147,14 @@ impl Shared {
                     .unwrap_or_else(|e| e.into_inner())
                     .remove_series(self.owns(p));
             }
-            info!(partition = p, series = n, next_offset = next, bytes = bytes.len(), released = release, "Checkpointed a partition.");
+            info!(
+                partition = p,
+                series = n,
+                next_offset = next,
+                bytes = bytes.len(),
+                released = release,
+                "Checkpointed a partition."
+            );
         }
         if offsets.count() > 0
             && let Err(e) = consumer.commit(&offsets, CommitMode::Sync)
@@ -157,12 +174,24 @@ impl Shared {
                             .write()
                             .unwrap_or_else(|e| e.into_inner())
                             .import_series(cp.series, cp.open_events);
-                        info!(partition = p, series = n, next_offset = cp.next_offset, "Restored a partition's detector state.");
+                        info!(
+                            partition = p,
+                            series = n,
+                            next_offset = cp.next_offset,
+                            "Restored a partition's detector state."
+                        );
                     }
-                    Err(e) => error!(partition = p, error = %e, "A checkpoint is unreadable; its series start from history."),
+                    Err(e) => {
+                        error!(partition = p, error = %e, "A checkpoint is unreadable; its series start from history.")
+                    }
                 },
-                Ok(None) => info!(partition = p, "No checkpoint for a partition yet; its series start fresh."),
-                Err(e) => error!(partition = p, error = %e, "Cannot read a partition's checkpoint; its series start from history."),
+                Ok(None) => info!(
+                    partition = p,
+                    "No checkpoint for a partition yet; its series start fresh."
+                ),
+                Err(e) => {
+                    error!(partition = p, error = %e, "Cannot read a partition's checkpoint; its series start from history.")
+                }
             }
         }
     }
@@ -359,7 +388,9 @@ impl Worker {
                     }
                     Err((e, _)) => {
                         error!(event = %ev.id, error = %e, "Cannot queue an anomaly event for Kafka; offsets stop moving until it is produced again.");
-                        shared.failed.store(true, std::sync::atomic::Ordering::SeqCst);
+                        shared
+                            .failed
+                            .store(true, std::sync::atomic::Ordering::SeqCst);
                         break;
                     }
                 }

@@ -545,7 +545,11 @@ impl DetectState {
 
     /// Takes over series handed over by another worker; a series already here and further
     /// along is kept.
-    pub fn import_series(&mut self, series: Vec<(SeriesId, SeriesState)>, events: Vec<AnomalyEvent>) {
+    pub fn import_series(
+        &mut self,
+        series: Vec<(SeriesId, SeriesState)>,
+        events: Vec<AnomalyEvent>,
+    ) {
         for (id, st) in series {
             match self.series.get(&id) {
                 Some(mine) if mine.last_ms >= st.last_ms => {}

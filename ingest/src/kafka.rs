@@ -105,7 +105,9 @@ impl KafkaConfig {
     /// Problems with the values, each naming its key.
     pub fn validate(&self, prefix: &str, problems: &mut Vec<String>) {
         if self.brokers.trim().is_empty() {
-            problems.push(format!("{prefix}.brokers: must name at least one HOST:PORT"));
+            problems.push(format!(
+                "{prefix}.brokers: must name at least one HOST:PORT"
+            ));
         }
         if !(1..=10_000).contains(&self.partitions) {
             problems.push(format!(
@@ -263,7 +265,9 @@ impl KafkaConfig {
         while std::time::Instant::now() < deadline {
             match consumer.poll(Duration::from_millis(200)) {
                 Some(Ok(m)) => return Ok(m.payload().map(<[u8]>::to_vec)),
-                Some(Err(e)) => return Err(KafkaError::Client(format!("reading a checkpoint: {e}"))),
+                Some(Err(e)) => {
+                    return Err(KafkaError::Client(format!("reading a checkpoint: {e}")));
+                }
                 None => {}
             }
         }
@@ -290,8 +294,11 @@ pub fn split_by_partition(
 ) -> Vec<(i32, SampleBatch)> {
     let mut parts: BTreeMap<i32, SampleBatchBuilder> = BTreeMap::new();
     let mut seen: BTreeMap<i32, std::collections::BTreeSet<u64>> = BTreeMap::new();
-    let known: std::collections::HashMap<u64, Arc<SeriesMeta>> =
-        batch.new_series.iter().map(|m| (m.id.0, m.clone())).collect();
+    let known: std::collections::HashMap<u64, Arc<SeriesMeta>> = batch
+        .new_series
+        .iter()
+        .map(|m| (m.id.0, m.clone()))
+        .collect();
     let (ids, ts, vs) = (batch.series_ids(), batch.timestamps(), batch.values());
     for i in 0..batch.len() {
         let id = SeriesId(ids[i]);
@@ -425,7 +432,9 @@ pub fn parse_adapter_json(bytes: &[u8]) -> Result<(SeriesMeta, i64, f64), String
         "NaN" => f64::NAN,
         "+Inf" | "Inf" => f64::INFINITY,
         "-Inf" => f64::NEG_INFINITY,
-        v => v.parse().map_err(|_| format!("value {v:?} is not a number"))?,
+        v => v
+            .parse()
+            .map_err(|_| format!("value {v:?} is not a number"))?,
     };
     let name = s
         .labels
@@ -562,7 +571,11 @@ mod tests {
         let total: usize = parts.iter().map(|(_, p)| p.len()).sum();
         assert_eq!(total, 50);
         for (p, part) in &parts {
-            assert!(part.series_ids().iter().all(|&id| cfg.partition_of(SeriesId(id)) == *p));
+            assert!(
+                part.series_ids()
+                    .iter()
+                    .all(|&id| cfg.partition_of(SeriesId(id)) == *p)
+            );
             // Every series of a part travels with its catalog entry.
             let ids: std::collections::BTreeSet<u64> = part.series_ids().iter().copied().collect();
             assert_eq!(part.new_series.len(), ids.len());

@@ -1,0 +1,245 @@
+//! Scale-out against a real Kafka-compatible broker (tansu): two `aiops serve --bus kafka`
+//! workers share the samples partitions; `kill -9` one, the other takes its partitions over
+//! with their detector state restored from the checkpoints topic, and no sample or anomaly is
+//! lost.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use aiops_ingest::remote_write::{RemoteWriteClient, TimeSeries, WriteRequest};
+use common::*;
+use rdkafka::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+
+const SERIES: usize = 8;
+
+fn tansu_binary() -> String {
+    let candidates = [
+        std::env::var("AIOPS_TANSU_BIN").unwrap_or_default(),
+        format!(
+            "{}/.cargo/bin/tansu",
+            std::env::var("HOME").unwrap_or_default()
+        ),
+        "/usr/local/bin/tansu".into(),
+    ];
+    candidates
+        .into_iter()
+        .find(|p| !p.is_empty() && Path::new(p).exists())
+        .expect("tansu is needed for this test: run scripts/test.sh (cargo install tansu --features dynostore) or set AIOPS_TANSU_BIN")
+}
+
+/// Starts tansu with in-memory storage on `port` and waits until it accepts connections.
+async fn start_tansu(dir: &Path, port: u16) -> Proc {
+    let log = std::fs::File::create(dir.join("tansu.log")).expect("log");
+    let url = format!("tcp://127.0.0.1:{port}");
+    let p = Proc {
+        child: Command::new(tansu_binary())
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+            ])
+            .args(["--storage-engine", "memory://tansu/"])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("tansu starts"),
+        name: "tansu",
+    };
+    wait_for(
+        "tansu to accept connections",
+        Duration::from_secs(30),
+        || async {
+            tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .ok()
+                .map(|_| ())
+        },
+    )
+    .await;
+    p
+}
+
+fn worker_config(port: u16) -> String {
+    format!(
+        r#"
+[transport]
+kind = "kafka"
+[transport.kafka]
+brokers = "127.0.0.1:{port}"
+partitions = 4
+checkpoint_secs = 1
+group_id = "aiops-e2e"
+properties = {{ "session.timeout.ms" = "6000", "heartbeat.interval.ms" = "500" }}
+[detect]
+event_quiet_secs = 60
+[detect.detector]
+learning_samples = 50
+[detect.services]
+enabled = false
+[incidents]
+enabled = false
+"#
+    )
+}
+
+fn step(t0: i64, k: i64, spike: bool) -> WriteRequest {
+    WriteRequest {
+        timeseries: (0..SERIES)
+            .map(|i| {
+                let noise = ((k * 7 + i as i64 * 3) % 5) as f64 * 0.01;
+                let service = format!("svc{i}");
+                TimeSeries::from_parts(
+                    [("__name__", "queue_depth"), ("service", service.as_str())],
+                    [(
+                        t0 + k * 10_000,
+                        1.0 + noise + if spike { 50.0 } else { 0.0 },
+                    )],
+                )
+            })
+            .collect(),
+        metadata: vec![],
+    }
+}
+
+/// Anomaly events on the anomalies topic: series id → start times.
+fn read_anomalies(into: &mut BTreeMap<String, BTreeSet<i64>>, consumer: &BaseConsumer) {
+    while let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
+        if let Some(v) = m
+            .payload()
+            .and_then(|p| serde_json::from_slice::<serde_json::Value>(p).ok())
+        {
+            into.entry(v["series_id"].as_str().unwrap_or_default().to_owned())
+                .or_default()
+                .insert(v["start_ms"].as_i64().unwrap_or_default());
+        }
+    }
+}
+
+fn log_of(data: &Path) -> String {
+    std::fs::read_to_string(data.with_extension("log")).unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_workers_share_partitions_and_one_takes_over_after_kill_9() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let _broker = start_tansu(dir.path(), port).await;
+    let brokers = format!("127.0.0.1:{port}");
+
+    let a_dir = dir.path().join("a");
+    let b_dir = dir.path().join("b");
+    std::fs::create_dir_all(&a_dir).expect("dir");
+    std::fs::create_dir_all(&b_dir).expect("dir");
+    let a = serve_with_config(&a_dir, &worker_config(port)).await;
+    let b = serve_with_config(&b_dir, &worker_config(port)).await;
+    let mut a_server = a.server;
+
+    // Both own partitions (4 partitions, 2 workers).
+    wait_for(
+        "both workers to own partitions",
+        Duration::from_secs(60),
+        || async {
+            let owned = |log: String| {
+                log.lines()
+                    .rfind(|l| l.contains("Partitions assigned"))
+                    .is_some_and(|l| !l.contains("partitions=[]"))
+            };
+            (owned(log_of(&a.data)) && owned(log_of(&b.data))).then_some(())
+        },
+    )
+    .await;
+
+    let to_a = RemoteWriteClient::new(format!("{}/api/v1/write", a.base));
+    let to_b = RemoteWriteClient::new(format!("{}/api/v1/write", b.base));
+    let t0 = jiff::Timestamp::now().as_millisecond() - 2_000_000;
+    for k in 0..100 {
+        to_a.send(&step(t0, k, false)).await.expect("acknowledged");
+    }
+    to_a.send(&step(t0, 100, true)).await.expect("acknowledged");
+
+    let mut reader_cfg = ClientConfig::new();
+    reader_cfg
+        .set("bootstrap.servers", &brokers)
+        .set("group.id", "e2e-reader")
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false");
+    let reader: BaseConsumer = reader_cfg.create().expect("reader");
+    reader.subscribe(&["aiops.anomalies"]).expect("subscribe");
+    let mut seen: BTreeMap<String, BTreeSet<i64>> = BTreeMap::new();
+    let first_spike = t0 + 100 * 10_000;
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while seen.values().filter(|s| s.contains(&first_spike)).count() < SERIES {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "first spike anomalies: {seen:?}"
+        );
+        read_anomalies(&mut seen, &reader);
+    }
+    // Let a checkpoint cover the spike, then kill A without warning.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    a_server.kill9();
+
+    // B takes everything over; A's partitions restart from their checkpoints, not cold: a
+    // second spike after only 30 more samples (fewer than the 50 learning samples) is found
+    // on every series.
+    for k in 101..131 {
+        to_b.send(&step(t0, k, false)).await.expect("acknowledged");
+    }
+    to_b.send(&step(t0, 131, true)).await.expect("acknowledged");
+    let second_spike = t0 + 131 * 10_000;
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    while seen.values().filter(|s| s.contains(&second_spike)).count() < SERIES {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "second spike anomalies after the failover: {seen:?}\nB's log:\n{}",
+            log_of(&b.data)
+        );
+        read_anomalies(&mut seen, &reader);
+    }
+    let log = log_of(&b.data);
+    assert!(
+        log.contains("Restored a partition's detector state"),
+        "{log}"
+    );
+    // Every sample B acknowledged after the kill is in B's archive (B owns every partition now).
+    let v = get_json(
+        &b.http,
+        &format!("{}/api/v1/series?match[]=queue_depth", b.base),
+    )
+    .await
+    .expect("series");
+    let ids: Vec<String> = v["series"]
+        .as_array()
+        .expect("series")
+        .iter()
+        .filter_map(|s| s["id"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(ids.len(), SERIES, "{v}");
+    for id in &ids {
+        let url = format!(
+            "{}/api/v1/series/{id}/samples?start={}&end={}",
+            b.base,
+            (t0 + 101 * 10_000) / 1000,
+            (t0 + 131 * 10_000) / 1000
+        );
+        let n = wait_for(
+            "B's archive to hold every sample",
+            Duration::from_secs(30),
+            || async {
+                let s = get_json(&b.http, &url).await?;
+                let n = s["samples"].as_array()?.len();
+                (n == 31).then_some(n)
+            },
+        )
+        .await;
+        assert_eq!(n, 31);
+    }
+}
