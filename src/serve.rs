@@ -206,14 +206,33 @@ pub async fn serve(
         ));
     }
 
-    let incidents = Arc::new(
-        aiops_api::incidents::IncidentService::open(
-            cfg.incidents.clone(),
-            &cfg.archive.data_dir.join("incidents"),
-            &mut registry,
-        )
-        .context("opening the incident book")?,
-    );
+    let mut incident_service = aiops_api::incidents::IncidentService::open(
+        cfg.incidents.clone(),
+        &cfg.archive.data_dir.join("incidents"),
+        &mut registry,
+    )
+    .context("opening the incident book")?;
+    if kafka {
+        // Incidents also go to their topic, keyed by id (the newest message is the state).
+        let (producer, topic, rt) = (
+            cfg.transport.kafka.producer()?,
+            cfg.transport.kafka.incidents_topic.clone(),
+            tokio::runtime::Handle::current(),
+        );
+        let timeout = Duration::from_secs(cfg.transport.kafka.delivery_timeout_secs);
+        incident_service = incident_service.with_publisher(aiops_api::incidents::Publisher(Box::new(move |inc| {
+            let (producer, topic, inc) = (producer.clone(), topic.clone(), inc.clone());
+            rt.spawn(async move {
+                if let Err(e) =
+                    aiops_ingest::kafka::produce_json(&producer, &topic, &inc.id, &inc, timeout)
+                        .await
+                {
+                    tracing::error!(incident = %inc.id, error = %e, "An incident update did not reach Kafka.");
+                }
+            });
+        })));
+    }
+    let incidents = Arc::new(incident_service);
     // Events a crash kept from the incident book (it is saved after the event log): replayed;
     // the book ignores what it already holds.
     {

@@ -320,6 +320,7 @@ impl Worker {
                     .copied()
                     .collect();
                 shared.checkpoint(&consumer, &parts, false);
+                self.publish_forecasts(&producer);
                 last_checkpoint = Instant::now();
             }
         }
@@ -334,6 +335,35 @@ impl Worker {
         consumer.unsubscribe();
         info!("Detector worker left its group after a final checkpoint.");
         Ok(())
+    }
+
+    /// The served value of every scaling target this worker can compute, to the forecasts
+    /// topic (keyed by target).
+    fn publish_forecasts(&self, producer: &FutureProducer) {
+        let now = jiff::Timestamp::now().as_millisecond();
+        for t in &self.detect.scaling.targets {
+            let v = self
+                .state
+                .write()
+                .unwrap_or_else(|e| e.into_inner())
+                .scaling
+                .value(&self.detect.scaling, &t.name, None, now);
+            let Ok(v) = v else { continue };
+            let Ok(payload) = serde_json::to_vec(&v) else {
+                continue;
+            };
+            let res = self.rt.block_on(
+                producer.send(
+                    FutureRecord::to(&self.cfg.forecasts_topic)
+                        .key(t.name.as_bytes())
+                        .payload(&payload),
+                    Duration::from_secs(self.cfg.delivery_timeout_secs),
+                ),
+            );
+            if let Err((e, _)) = res {
+                warn!(target = %t.name, error = %e, "A forecast did not reach Kafka; the next one follows.");
+            }
+        }
     }
 
     fn handle(

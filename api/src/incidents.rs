@@ -97,6 +97,19 @@ pub struct IncidentService {
     pub outbox: Arc<Outbox>,
     wake: Notify,
     metrics: IncidentMetrics,
+    /// Where changed incidents are also published (the Kafka incidents topic), with the
+    /// `updated_ms` last published per incident.
+    publisher: Option<Publisher>,
+    published: Mutex<std::collections::HashMap<String, i64>>,
+}
+
+/// Publishes an incident that changed.
+pub struct Publisher(pub Box<dyn Fn(&Incident) + Send + Sync>);
+
+impl std::fmt::Debug for Publisher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Publisher")
+    }
 }
 
 fn now_ms() -> i64 {
@@ -124,9 +137,30 @@ impl IncidentService {
             symptoms,
             wake: Notify::new(),
             metrics,
+            publisher: None,
+            published: Mutex::new(Default::default()),
         };
         svc.update_gauges(&svc.lock());
         Ok(svc)
+    }
+
+    /// Also publishes every incident that changes (e.g. to the Kafka incidents topic).
+    pub fn with_publisher(mut self, publisher: Publisher) -> Self {
+        self.publisher = Some(publisher);
+        self
+    }
+
+    fn publish_changed(&self, book: &IncidentBook) {
+        let Some(Publisher(publish)) = &self.publisher else {
+            return;
+        };
+        let mut published = self.published.lock().unwrap_or_else(|p| p.into_inner());
+        for inc in &book.incidents {
+            if published.get(&inc.id).is_none_or(|&t| t < inc.updated_ms) {
+                publish(inc);
+                published.insert(inc.id.clone(), inc.updated_ms);
+            }
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, IncidentBook> {
@@ -193,6 +227,7 @@ impl IncidentService {
             }
         }
         self.update_gauges(&book);
+        self.publish_changed(&book);
         drop(book);
         if changes.iter().any(|c| !matches!(c, Change::Resolved(_))) {
             self.wake.notify_one();
