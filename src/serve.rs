@@ -103,9 +103,11 @@ pub async fn serve(
     // and scores what its partitions bring.
     let (stage, detector, forwarder) = if kafka {
         let kcfg = cfg.transport.kafka.clone();
+        info!(brokers = %kcfg.brokers, "Using the Kafka transport; checking topics.");
         kcfg.ensure_topics()
             .await
             .context("creating the Kafka topics")?;
+        info!(samples = %kcfg.samples_topic, partitions = kcfg.partitions, "Kafka topics ready.");
         let producer = kcfg.producer()?;
         let forwarder = tokio::spawn(aiops_ingest::kafka::run_forwarder(
             kcfg.clone(),

@@ -200,6 +200,10 @@ impl Shared {
 /// The consumer context: hands partitions over on rebalance.
 struct WorkerContext {
     shared: Arc<Shared>,
+    /// The partitions of the last revocation.
+    last_revoked: Mutex<Vec<i32>>,
+    /// Set when a rebalance handed back exactly what was revoked (see [`Worker::run`]).
+    rejoin: std::sync::atomic::AtomicBool,
 }
 
 impl ClientContext for WorkerContext {}
@@ -214,6 +218,9 @@ impl ConsumerContext for WorkerContext {
                 .map(|e| e.partition())
                 .collect();
             info!(partitions = ?parts, "Partitions revoked: checkpointing them.");
+            let mut sorted = parts.clone();
+            sorted.sort_unstable();
+            *self.last_revoked.lock().unwrap_or_else(|p| p.into_inner()) = sorted;
             self.shared.checkpoint(consumer, &parts, true);
             let mut owned = self.shared.owned.lock().unwrap_or_else(|p| p.into_inner());
             for p in parts {
@@ -231,6 +238,13 @@ impl ConsumerContext for WorkerContext {
                 .map(|e| e.partition())
                 .collect();
             info!(partitions = ?parts, "Partitions assigned: restoring their state.");
+            let mut sorted = parts.clone();
+            sorted.sort_unstable();
+            let revoked =
+                std::mem::take(&mut *self.last_revoked.lock().unwrap_or_else(|p| p.into_inner()));
+            if !sorted.is_empty() && sorted == revoked {
+                self.rejoin.store(true, std::sync::atomic::Ordering::SeqCst);
+            }
             self.shared.restore(&parts);
             let mut owned = self.shared.owned.lock().unwrap_or_else(|p| p.into_inner());
             for p in parts {
@@ -279,6 +293,8 @@ impl Worker {
         let consumer: BaseConsumer<WorkerContext> = c
             .create_with_context(WorkerContext {
                 shared: shared.clone(),
+                last_revoked: Mutex::new(Vec::new()),
+                rejoin: Default::default(),
             })
             .map_err(|e| anyhow::anyhow!("creating the Kafka consumer: {e}"))?;
         consumer
@@ -287,6 +303,7 @@ impl Worker {
         info!(topic = %self.cfg.samples_topic, group = %self.cfg.group_id, "Detector worker joined its consumer group.");
         let every = Duration::from_secs(self.cfg.checkpoint_secs);
         let mut last_checkpoint = Instant::now();
+        let mut last_rejoin: Option<Instant> = None;
         while !cancel.is_cancelled() {
             if let Some(res) = consumer.poll(Duration::from_millis(100)) {
                 match res {
@@ -310,6 +327,32 @@ impl Worker {
                     }
                     Err(e) => warn!(error = %e, "Kafka consumer error; continuing."),
                 }
+            }
+            // A rebalance that hands back exactly the partitions it took is what a coordinator
+            // that keeps a departed member's share looks like (tansu 0.6 answers SyncGroup with
+            // the previous generation's assignment): rejoin as a new member, which starts a new
+            // generation, so the partitions of a dead worker are not stranded. At most every 30 s.
+            if consumer
+                .context()
+                .rejoin
+                .swap(false, std::sync::atomic::Ordering::SeqCst)
+                && last_rejoin.is_none_or(|t| t.elapsed() >= Duration::from_secs(30))
+            {
+                warn!(
+                    "A rebalance handed back exactly the partitions it revoked; rejoining the group as a new member."
+                );
+                consumer.unsubscribe();
+                shared
+                    .owned
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .clear();
+                consumer
+                    .subscribe(&[self.cfg.samples_topic.as_str()])
+                    .map_err(|e| {
+                        anyhow::anyhow!("subscribing to {}: {e}", self.cfg.samples_topic)
+                    })?;
+                last_rejoin = Some(Instant::now());
             }
             if last_checkpoint.elapsed() >= every {
                 let parts: Vec<i32> = shared

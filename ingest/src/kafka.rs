@@ -218,11 +218,21 @@ impl KafkaConfig {
             }
         })
         .collect();
-        let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
-        let results = admin
-            .create_topics(topics.iter(), &opts)
-            .await
-            .map_err(|e| KafkaError::Client(format!("creating topics: {e}")))?;
+        let opts = AdminOptions::new()
+            .operation_timeout(Some(Duration::from_secs(30)))
+            .request_timeout(Some(Duration::from_secs(30)));
+        let results = tokio::time::timeout(
+            Duration::from_secs(60),
+            admin.create_topics(topics.iter(), &opts),
+        )
+        .await
+        .map_err(|_| {
+            KafkaError::Client(format!(
+                "creating topics: no answer from {} in 60 s (is the broker reachable?)",
+                self.brokers
+            ))
+        })?
+        .map_err(|e| KafkaError::Client(format!("creating topics: {e}")))?;
         for r in results {
             match r {
                 Ok(t) => info!(topic = %t, partitions = self.partitions, "Created a Kafka topic."),
@@ -585,6 +595,58 @@ mod tests {
             assert_eq!(back.new_series.len(), part.new_series.len());
         }
         assert!(decode_message(b"garbage").is_err());
+    }
+
+    #[tokio::test]
+    async fn batches_reach_the_broker_and_come_back_whole() {
+        // librdkafka's in-process mock cluster: real sockets, real protocol.
+        let mock = rdkafka::mocking::MockCluster::new(1).expect("mock cluster");
+        let cfg = KafkaConfig {
+            brokers: mock.bootstrap_servers(),
+            partitions: 3,
+            ..KafkaConfig::default()
+        };
+        mock.create_topic(&cfg.samples_topic, cfg.partitions, 1)
+            .expect("topic");
+        let catalog = SeriesCatalog::new();
+        let mut b = SampleBatchBuilder::with_capacity(30);
+        for i in 0..10 {
+            let m = Arc::new(SeriesMeta::new(
+                Source::Prometheus,
+                "m",
+                [("i".to_owned(), i.to_string())],
+            ));
+            catalog.insert(m.clone());
+            b.push_series(m.clone());
+            for t in 0..3 {
+                b.push(m.id, t * 1000, (i * 10 + t) as f64);
+            }
+        }
+        let batch = b.finish();
+        let producer = cfg.producer().expect("producer");
+        produce_batch(&cfg, &producer, &catalog, &batch, Duration::from_secs(10))
+            .await
+            .expect("delivered");
+        let mut c = cfg.client();
+        c.set("group.id", "t").set("auto.offset.reset", "earliest");
+        let consumer: BaseConsumer = c.create().expect("consumer");
+        consumer
+            .subscribe(&[&cfg.samples_topic])
+            .expect("subscribe");
+        let mut got = 0;
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while got < 30 && std::time::Instant::now() < deadline {
+            if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
+                let part = decode_message(m.payload().expect("payload")).expect("decodes");
+                assert!(
+                    part.series_ids()
+                        .iter()
+                        .all(|&id| cfg.partition_of(SeriesId(id)) == m.partition())
+                );
+                got += part.len();
+            }
+        }
+        assert_eq!(got, 30);
     }
 
     #[test]
