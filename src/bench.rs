@@ -277,6 +277,26 @@ async fn kafka(a: KafkaBenchArgs) -> anyhow::Result<()> {
     let memory_secs = started.elapsed().as_secs_f64();
     anyhow::ensure!(got == total, "memory transport delivered {got} of {total}");
 
+    // The codec alone (split by partition, encode, decode): what Kafka costs beyond the
+    // broker round trip.
+    let codec_cfg = aiops_ingest::kafka::KafkaConfig {
+        partitions: a.partitions,
+        ..Default::default()
+    };
+    let started = Instant::now();
+    let mut decoded = 0usize;
+    for b in &batches {
+        for (_, part) in aiops_ingest::kafka::split_by_partition(&codec_cfg, b, &catalog) {
+            let bytes =
+                aiops_ingest::kafka::encode_message(&part).map_err(|e| anyhow::anyhow!(e))?;
+            decoded += decode_message(&bytes)
+                .map_err(|e| anyhow::anyhow!(e))?
+                .len();
+        }
+    }
+    let codec_secs = started.elapsed().as_secs_f64();
+    anyhow::ensure!(decoded == total, "codec round trip lost samples");
+
     // Kafka: fresh topics, so the consumer reads exactly this run.
     let run = jiff::Timestamp::now().as_millisecond();
     let cfg = KafkaConfig {
@@ -345,6 +365,7 @@ async fn kafka(a: KafkaBenchArgs) -> anyhow::Result<()> {
             "series": a.series,
             "partitions": a.partitions,
             "memory": {"samples_per_sec": memory, "secs": memory_secs},
+            "codec_only": {"samples_per_sec": total as f64 / codec_secs, "secs": codec_secs},
             "kafka": {"samples_per_sec": kafka, "secs": kafka_secs,
                       "produce_acked_samples_per_sec": total as f64 / produce_secs},
             "kafka_over_memory": kafka / memory,
