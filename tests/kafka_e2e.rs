@@ -68,6 +68,11 @@ async fn start_tansu(dir: &Path, port: u16) -> Proc {
 }
 
 fn worker_config(port: u16, create_topics: bool) -> String {
+    worker_config_with(port, create_topics, "")
+}
+
+/// The worker config with `extra` lines in `[transport.kafka]`.
+fn worker_config_with(port: u16, create_topics: bool, extra: &str) -> String {
     format!(
         r#"
 [transport]
@@ -78,6 +83,7 @@ partitions = 4
 create_topics = {create_topics}
 checkpoint_secs = 1
 group_id = "aiops-e2e"
+{extra}
 properties = {{ "session.timeout.ms" = "6000", "heartbeat.interval.ms" = "500", "max.poll.interval.ms" = "10000" }}
 [detect]
 event_quiet_secs = 60
@@ -272,4 +278,87 @@ async fn two_workers_share_partitions_and_one_takes_over_after_kill_9() {
         .await;
         assert_eq!(n, 31);
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prometheus_kafka_adapter_topics_are_a_source() {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    use rdkafka::client::DefaultClientContext;
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let _broker = start_tansu(dir.path(), port).await;
+    let brokers = format!("127.0.0.1:{port}");
+    let mut cc = ClientConfig::new();
+    cc.set("bootstrap.servers", &brokers);
+    let admin: AdminClient<DefaultClientContext> = cc.create().expect("admin");
+    let _ = admin
+        .create_topics(
+            &[NewTopic::new("prom-metrics", 2, TopicReplication::Fixed(1))],
+            &AdminOptions::new(),
+        )
+        .await
+        .expect("create topic");
+    // What prometheus-kafka-adapter writes: one JSON sample per message, no key; one bad one.
+    let producer: FutureProducer = cc.create().expect("producer");
+    let t0 = jiff::Timestamp::now().as_second() - 600;
+    for k in 0..30 {
+        for svc in ["api", "db"] {
+            let ts = jiff::Timestamp::from_second(t0 + k * 10).expect("ts");
+            let v = serde_json::json!({"timestamp": ts.to_string(), "value": format!("{}", 1.5 + k as f64),
+                "name": "adapter_requests", "labels": {"__name__": "adapter_requests", "service": svc, "env": "prod"}});
+            producer
+                .send(
+                    FutureRecord::<(), _>::to("prom-metrics").payload(&v.to_string()),
+                    Duration::from_secs(10),
+                )
+                .await
+                .expect("produced");
+        }
+        if k == 10 {
+            producer
+                .send(
+                    FutureRecord::<(), _>::to("prom-metrics").payload("{not json"),
+                    Duration::from_secs(10),
+                )
+                .await
+                .expect("produced");
+        }
+    }
+    let config = worker_config_with(port, true, "source_topics = [\"prom-metrics\"]");
+    let w = serve_with_config(dir.path(), &config).await;
+    let v = wait_for(
+        "both adapter series with every sample",
+        Duration::from_secs(60),
+        || async {
+            let v = get_json(
+                &w.http,
+                &format!("{}/api/v1/series?match[]=adapter_requests", w.base),
+            )
+            .await?;
+            let ids: Vec<String> = v["series"]
+                .as_array()?
+                .iter()
+                .filter_map(|s| s["id"].as_str().map(str::to_owned))
+                .collect();
+            if ids.len() != 2 {
+                return None;
+            }
+            for id in &ids {
+                let url = format!("{}/api/v1/series/{id}/samples?start={}", w.base, t0 - 1);
+                let s = get_json(&w.http, &url).await?;
+                if s["samples"].as_array()?.len() != 30 {
+                    return None;
+                }
+            }
+            Some(v)
+        },
+    )
+    .await;
+    assert!(v.to_string().contains("\"env\":\"prod\""), "{v}");
+    let metrics = get_text(&w.http, &format!("{}/metrics", w.base)).await;
+    assert!(
+        metrics.contains("source=\"kafka\"") && metrics.contains("reason=\"decode\""),
+        "the malformed message is counted: {metrics}"
+    );
 }
