@@ -228,15 +228,7 @@ async fn print_scaling(base: &str, made: &mut std::collections::VecDeque<(i64, f
         return;
     };
     let url = format!("{base}/api/v1/scaling/{DEMO_TARGET}");
-    let Ok(v) = async {
-        http.get(url)
-            .send()
-            .await?
-            .json::<serde_json::Value>()
-            .await
-    }
-    .await
-    else {
+    let Ok(v) = get_json(&http, &url).await else {
         return;
     };
     let (Some(current), Some(value)) = (v["current"].as_f64(), v["value"].as_f64()) else {
@@ -278,10 +270,7 @@ async fn print_summary(base: &str, since_ms: i64) {
         return;
     };
     let url = format!("{base}/api/v1/anomalies?since={}", since_ms / 1000);
-    let Ok(resp) = http.get(url).send().await else {
-        return;
-    };
-    let Ok(v) = resp.json::<serde_json::Value>().await else {
+    let Ok(v) = get_json(&http, &url).await else {
         return;
     };
     let events = v["anomalies"].as_array().cloned().unwrap_or_default();
@@ -405,16 +394,10 @@ async fn watch_incidents(
         }
         if let Some(f) = fault.as_mut()
             && f.detected_ms.is_none()
-            && let Ok(v) = async {
-                http.get(format!(
-                    "{base}/api/v1/anomalies?since={}",
-                    f.start_ms / 1000
-                ))
-                .send()
-                .await?
-                .json::<serde_json::Value>()
-                .await
-            }
+            && let Ok(v) = get_json(
+                &http,
+                &format!("{base}/api/v1/anomalies?since={}", f.start_ms / 1000),
+            )
             .await
         {
             f.detected_ms = v["anomalies"]
@@ -430,15 +413,8 @@ async fn watch_incidents(
                 .filter(|&t| t >= f.start_ms)
                 .min();
         }
-        let Ok(list) = async {
-            http.get(format!("{base}/api/v1/incidents?limit=20"))
-                .send()
-                .await?
-                .json::<serde_json::Value>()
-                .await
-        }
-        .await
-        else {
+        let url = format!("{base}/api/v1/incidents?limit=20");
+        let Ok(list) = get_json(&http, &url).await else {
             continue;
         };
         for summary in list["incidents"].as_array().into_iter().flatten() {
@@ -509,4 +485,9 @@ async fn watch_incidents(
             shown.insert(id.to_owned(), (top, status));
         }
     }
+}
+
+/// GET a JSON document from the demo server.
+async fn get_json(http: &reqwest::Client, url: &str) -> reqwest::Result<serde_json::Value> {
+    http.get(url).send().await?.json().await
 }

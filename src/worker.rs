@@ -208,19 +208,26 @@ struct WorkerContext {
 
 impl ClientContext for WorkerContext {}
 
+impl WorkerContext {
+    /// The samples-topic partitions of a rebalance, sorted.
+    fn samples_partitions(&self, tpl: &rdkafka::TopicPartitionList) -> Vec<i32> {
+        let mut parts: Vec<i32> = tpl
+            .elements()
+            .iter()
+            .filter(|e| e.topic() == self.shared.cfg.samples_topic)
+            .map(|e| e.partition())
+            .collect();
+        parts.sort_unstable();
+        parts
+    }
+}
+
 impl ConsumerContext for WorkerContext {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Revoke(tpl) = rebalance {
-            let parts: Vec<i32> = tpl
-                .elements()
-                .iter()
-                .filter(|e| e.topic() == self.shared.cfg.samples_topic)
-                .map(|e| e.partition())
-                .collect();
+            let parts = self.samples_partitions(tpl);
             info!(partitions = ?parts, "Partitions revoked: checkpointing them.");
-            let mut sorted = parts.clone();
-            sorted.sort_unstable();
-            *self.last_revoked.lock().unwrap_or_else(|p| p.into_inner()) = sorted;
+            *self.last_revoked.lock().unwrap_or_else(|p| p.into_inner()) = parts.clone();
             self.shared.checkpoint(consumer, &parts, true);
             let mut owned = self.shared.owned.lock().unwrap_or_else(|p| p.into_inner());
             for p in parts {
@@ -231,18 +238,11 @@ impl ConsumerContext for WorkerContext {
 
     fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Assign(tpl) = rebalance {
-            let parts: Vec<i32> = tpl
-                .elements()
-                .iter()
-                .filter(|e| e.topic() == self.shared.cfg.samples_topic)
-                .map(|e| e.partition())
-                .collect();
+            let parts = self.samples_partitions(tpl);
             info!(partitions = ?parts, "Partitions assigned: restoring their state.");
-            let mut sorted = parts.clone();
-            sorted.sort_unstable();
             let revoked =
                 std::mem::take(&mut *self.last_revoked.lock().unwrap_or_else(|p| p.into_inner()));
-            if !sorted.is_empty() && sorted == revoked {
+            if !parts.is_empty() && parts == revoked {
                 self.rejoin.store(true, std::sync::atomic::Ordering::SeqCst);
             }
             self.shared.restore(&parts);
