@@ -163,7 +163,9 @@ impl KafkaConfig {
     /// A producer: every in-sync replica acknowledges, idempotent (no duplicates or reordering
     /// from its own retries), bounded queue.
     pub fn producer(&self) -> Result<FutureProducer, KafkaError> {
-        let mut c = self.client();
+        let mut c = ClientConfig::new();
+        c.set("bootstrap.servers", &self.brokers)
+            .set("client.id", &self.client_id);
         c.set("acks", "all")
             .set("enable.idempotence", "true")
             .set("compression.type", "zstd")
@@ -176,7 +178,9 @@ impl KafkaConfig {
                 (self.delivery_timeout_secs * 1000).to_string(),
             )
             .set("linger.ms", "5");
-        for (k, v) in &self.properties {
+        // The pass-through properties, but for those only consumers understand (librdkafka
+        // would warn about each on every producer).
+        for (k, v) in self.properties.iter().filter(|(k, _)| !consumer_only(k)) {
             c.set(k, v);
         }
         c.create().map_err(|e| KafkaError::Client(e.to_string()))
@@ -286,6 +290,25 @@ impl KafkaConfig {
             hi - 1
         )))
     }
+}
+
+/// librdkafka properties only consumers take.
+fn consumer_only(key: &str) -> bool {
+    [
+        "session.timeout.ms",
+        "heartbeat.interval.ms",
+        "max.poll.interval.ms",
+        "auto.offset.reset",
+        "partition.assignment.strategy",
+        "group.instance.id",
+        "isolation.level",
+        "fetch.",
+        "queued.",
+        "enable.partition.eof",
+        "check.crcs",
+    ]
+    .iter()
+    .any(|p| key.starts_with(p))
 }
 
 /// A Kafka failure.
