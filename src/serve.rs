@@ -123,7 +123,8 @@ pub async fn serve(
             catalog: catalog.clone(),
             state: detect_state.clone(),
             archive: archive_tx,
-            publish,
+            // Anomalies meet at the incident owner through the anomalies topic, not here.
+            publish: Box::new(|_: &aiops_models::AnomalyEvent| {}),
             rt: tokio::runtime::Handle::current(),
         };
         let token = worker_cancel.clone();
@@ -252,6 +253,18 @@ pub async fn serve(
             incidents.on_anomaly(ev);
         }
     }
+    let incident_feed = kafka.then(|| {
+        let (kcfg, svc, token) = (
+            cfg.transport.kafka.clone(),
+            incidents.clone(),
+            worker_cancel.clone(),
+        );
+        tokio::spawn(async move {
+            if let Err(e) = crate::worker::run_incident_feed(kcfg, svc, token).await {
+                tracing::error!(error = %e, "The incident feed stopped.");
+            }
+        })
+    });
     let incident_task = tokio::spawn(aiops_api::incidents::run(
         incidents.clone(),
         incident_events,
@@ -345,6 +358,9 @@ pub async fn serve(
     }
     // The incident book is saved on every change and the outbox is on disk: both just stop.
     let _ = incident_task.await;
+    if let Some(f) = incident_feed {
+        let _ = f.await;
+    }
     let _ = pagerduty_sender.await;
     // Every sender is gone once the server and sources are: the archive drains and stops.
     let joined = tokio::task::spawn_blocking(move || {

@@ -440,7 +440,7 @@ impl Worker {
                 continue;
             };
             let mut record = FutureRecord::to(&self.cfg.anomalies_topic)
-                .partition(self.cfg.partition_of(ev.series_id))
+                .partition(0)
                 .key(ev.id.as_bytes())
                 .payload(&payload);
             // A full producer queue is back-pressure: wait for room, never drop.
@@ -470,4 +470,201 @@ impl Worker {
             }
         }
     }
+}
+
+/// Knows whether this node owns the anomalies partition (and so the incidents).
+struct FeedContext {
+    owner: std::sync::atomic::AtomicBool,
+    rebuild: std::sync::atomic::AtomicBool,
+}
+
+impl ClientContext for FeedContext {}
+
+impl ConsumerContext for FeedContext {
+    fn post_rebalance(&self, _c: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        use std::sync::atomic::Ordering;
+        match rebalance {
+            Rebalance::Assign(tpl) if tpl.count() > 0 => {
+                self.owner.store(true, Ordering::SeqCst);
+                self.rebuild.store(true, Ordering::SeqCst);
+            }
+            Rebalance::Revoke(_) => self.owner.store(false, Ordering::SeqCst),
+            _ => {}
+        }
+    }
+}
+
+/// The incidents of a Kafka deployment meet at one node: the member of `{group_id}-incidents`
+/// that owns the anomalies topic's only partition. It reads every anomaly event in order,
+/// feeds its incident book, and commits the offset after the book is saved. When it becomes
+/// the owner (at start, or after the previous owner died) it first adopts the incidents the
+/// incidents topic holds.
+pub async fn run_incident_feed(
+    cfg: KafkaConfig,
+    incidents: Arc<aiops_api::incidents::IncidentService>,
+    cancel: CancellationToken,
+) -> anyhow::Result<()> {
+    use std::sync::atomic::Ordering;
+    let mut c = cfg.client();
+    c.set("group.id", format!("{}-incidents", cfg.group_id))
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest");
+    let consumer: BaseConsumer<FeedContext> = c
+        .create_with_context(FeedContext {
+            owner: Default::default(),
+            rebuild: Default::default(),
+        })
+        .map_err(|e| anyhow::anyhow!("creating the incident feed consumer: {e}"))?;
+    consumer.subscribe(&[cfg.anomalies_topic.as_str()])?;
+    let mut last_rejoin: Option<Instant> = None;
+    let mut last_check = Instant::now();
+    // (committed offset, since when it has not moved)
+    let mut progress: Option<(i64, Instant)> = None;
+    while !cancel.is_cancelled() {
+        let msg = tokio::task::block_in_place(|| consumer.poll(Duration::from_millis(200)));
+        if consumer.context().rebuild.swap(false, Ordering::SeqCst) {
+            let cfg2 = cfg.clone();
+            match tokio::task::spawn_blocking(move || read_incidents(&cfg2)).await? {
+                Ok(list) => {
+                    let n = incidents.adopt(list);
+                    info!(
+                        incidents = n,
+                        "This node owns the incidents now; adopted those the incidents topic holds."
+                    );
+                }
+                Err(e) => {
+                    error!(error = %e, "Cannot read the incidents topic; starting from this node's own book.")
+                }
+            }
+        }
+        // Liveness of the owner, checked by the others: when events wait and the group's
+        // committed offset has not moved for 30 s, the owner is gone without the coordinator
+        // noticing (tansu 0.6 keeps a departed member's share): rejoin as a new member.
+        if !consumer.context().owner.load(Ordering::SeqCst)
+            && last_check.elapsed() >= Duration::from_secs(5)
+        {
+            last_check = Instant::now();
+            let stuck =
+                tokio::task::block_in_place(|| owner_stalled(&consumer, &cfg, &mut progress));
+            if stuck && last_rejoin.is_none_or(|t| t.elapsed() >= Duration::from_secs(30)) {
+                warn!(
+                    "Anomaly events wait and nobody consumes them; rejoining the incident group."
+                );
+                consumer.unsubscribe();
+                consumer.subscribe(&[cfg.anomalies_topic.as_str()])?;
+                last_rejoin = Some(Instant::now());
+                progress = None;
+            }
+        }
+        let Some(msg) = msg else { continue };
+        let msg = match msg {
+            Ok(m) => m,
+            Err(e) => {
+                warn!(error = %e, "Incident feed read failed; continuing.");
+                continue;
+            }
+        };
+        match msg.payload().map(serde_json::from_slice::<AnomalyEvent>) {
+            Some(Ok(ev)) => incidents.on_anomaly(&ev),
+            Some(Err(e)) => {
+                warn!(offset = msg.offset(), error = %e, "Skipped an unreadable anomaly event.")
+            }
+            None => {}
+        }
+        let mut tpl = rdkafka::TopicPartitionList::new();
+        let _ = tpl.add_partition_offset(
+            msg.topic(),
+            msg.partition(),
+            rdkafka::Offset::Offset(msg.offset() + 1),
+        );
+        if let Err(e) = consumer.commit(&tpl, CommitMode::Async) {
+            warn!(error = %e, "Committing the incident feed offset failed; events may be applied twice (harmless).");
+        }
+    }
+    Ok(())
+}
+
+/// True when anomaly events have waited unconsumed for 30 s (the group's committed offset
+/// behind the end and not moving).
+fn owner_stalled(
+    consumer: &BaseConsumer<FeedContext>,
+    cfg: &KafkaConfig,
+    progress: &mut Option<(i64, Instant)>,
+) -> bool {
+    let timeout = Duration::from_secs(5);
+    let Ok((_, hi)) = consumer.fetch_watermarks(&cfg.anomalies_topic, 0, timeout) else {
+        return false;
+    };
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    let _ = tpl.add_partition(&cfg.anomalies_topic, 0);
+    let committed = consumer
+        .committed_offsets(tpl, timeout)
+        .ok()
+        .and_then(|t| t.elements().first().map(|e| e.offset()))
+        .and_then(|o| o.to_raw())
+        .filter(|&o| o >= 0)
+        .unwrap_or(0);
+    if committed >= hi {
+        *progress = None;
+        return false;
+    }
+    match progress {
+        Some((at, since)) if *at == committed => since.elapsed() >= Duration::from_secs(30),
+        _ => {
+            *progress = Some((committed, Instant::now()));
+            false
+        }
+    }
+}
+
+/// Every incident on the incidents topic, newest version of each.
+fn read_incidents(cfg: &KafkaConfig) -> anyhow::Result<Vec<aiops_models::incident::Incident>> {
+    let mut c = cfg.client();
+    c.set("group.id", format!("{}-incident-reader", cfg.group_id))
+        .set("enable.auto.commit", "false");
+    let consumer: BaseConsumer = c.create()?;
+    let timeout = Duration::from_secs(10);
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    let mut remaining = BTreeMap::new();
+    for p in 0..cfg.partitions {
+        let (lo, hi) = consumer.fetch_watermarks(&cfg.incidents_topic, p, timeout)?;
+        if hi > lo {
+            tpl.add_partition_offset(&cfg.incidents_topic, p, rdkafka::Offset::Offset(lo))?;
+            remaining.insert(p, hi);
+        }
+    }
+    let mut latest: BTreeMap<String, aiops_models::incident::Incident> = BTreeMap::new();
+    if remaining.is_empty() {
+        return Ok(Vec::new());
+    }
+    consumer.assign(&tpl)?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !remaining.is_empty() {
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "the incidents topic did not arrive in 60 s"
+        );
+        let Some(m) = consumer.poll(Duration::from_millis(200)) else {
+            continue;
+        };
+        let m = m?;
+        if let Some(Ok(inc)) = m
+            .payload()
+            .map(serde_json::from_slice::<aiops_models::incident::Incident>)
+        {
+            match latest.get(&inc.id) {
+                Some(old) if old.updated_ms >= inc.updated_ms => {}
+                _ => {
+                    latest.insert(inc.id.clone(), inc);
+                }
+            }
+        }
+        if remaining
+            .get(&m.partition())
+            .is_some_and(|&hi| m.offset() + 1 >= hi)
+        {
+            remaining.remove(&m.partition());
+        }
+    }
+    Ok(latest.into_values().collect())
 }

@@ -92,7 +92,8 @@ learning_samples = 50
 [detect.services]
 enabled = false
 [incidents]
-enabled = false
+min_services = 2
+max_age_secs = 86400
 "#
     )
 }
@@ -173,7 +174,6 @@ async fn two_workers_share_partitions_and_one_takes_over_after_kill_9() {
     std::fs::create_dir_all(&b_dir).expect("dir");
     let a = serve_with_config(&a_dir, &worker_config(port, !mocked)).await;
     let b = serve_with_config(&b_dir, &worker_config(port, !mocked)).await;
-    let mut a_server = a.server;
 
     // Both own partitions (4 partitions, 2 workers).
     wait_for(
@@ -191,7 +191,6 @@ async fn two_workers_share_partitions_and_one_takes_over_after_kill_9() {
     .await;
 
     let to_a = RemoteWriteClient::new(format!("{}/api/v1/write", a.base));
-    let to_b = RemoteWriteClient::new(format!("{}/api/v1/write", b.base));
     let t0 = jiff::Timestamp::now().as_millisecond() - 2_000_000;
     for k in 0..100 {
         to_a.send(&step(t0, k, false)).await.expect("acknowledged");
@@ -216,9 +215,38 @@ async fn two_workers_share_partitions_and_one_takes_over_after_kill_9() {
         );
         read_anomalies(&mut seen, &reader);
     }
-    // Let a checkpoint cover the spike, then kill A without warning.
+    // Every anomaly meets at one incident owner: one incident, across both nodes, holding the
+    // services of every partition.
+    let incidents = |base: String, http: reqwest::Client| async move {
+        get_json(&http, &format!("{base}/api/v1/incidents"))
+            .await
+            .and_then(|v| v["incidents"].as_array().cloned())
+            .unwrap_or_default()
+    };
+    let (first_incident, owner_is_a) = wait_for(
+        "one incident with every service",
+        Duration::from_secs(60),
+        || async {
+            let on_a = incidents(a.base.clone(), a.http.clone()).await;
+            let on_b = incidents(b.base.clone(), b.http.clone()).await;
+            let all: Vec<_> = on_a.iter().chain(&on_b).collect();
+            (all.len() == 1 && all[0]["services"].as_array().map(Vec::len) == Some(SERIES)).then(
+                || {
+                    (
+                        all[0]["id"].as_str().unwrap_or_default().to_owned(),
+                        !on_a.is_empty(),
+                    )
+                },
+            )
+        },
+    )
+    .await;
+    // Kill the incident owner, so the survivor must take over samples and incidents alike.
+    let (mut victim, b) = if owner_is_a { (a, b) } else { (b, a) };
+    let to_b = RemoteWriteClient::new(format!("{}/api/v1/write", b.base));
+    // Let a checkpoint cover the spike, then kill it without warning.
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    a_server.kill9();
+    victim.server.kill9();
 
     // B takes everything over; A's partitions restart from their checkpoints, not cold: a
     // second anomaly after only 30 more samples (fewer than the 50 learning samples a cold
@@ -245,6 +273,19 @@ async fn two_workers_share_partitions_and_one_takes_over_after_kill_9() {
         log.contains("Restored a partition's detector state"),
         "{log}"
     );
+    // B owns the incidents now (it owned them already, or adopted them from the topic).
+    wait_for(
+        "B to hold the first incident",
+        Duration::from_secs(90),
+        || async {
+            incidents(b.base.clone(), b.http.clone())
+                .await
+                .iter()
+                .any(|i| i["id"] == first_incident.as_str())
+                .then_some(())
+        },
+    )
+    .await;
     // Every sample B acknowledged after the kill is in B's archive (B owns every partition now).
     let v = get_json(
         &b.http,

@@ -251,6 +251,28 @@ impl IncidentService {
         }
     }
 
+    /// Takes over incidents another node kept (read back from the incidents topic when this
+    /// node becomes the incident owner): newer versions replace older ones.
+    pub fn adopt(&self, incidents: Vec<Incident>) -> usize {
+        let n = incidents.len();
+        let res = self.apply(|b, _| {
+            for inc in incidents {
+                match b.incidents.iter_mut().find(|i| i.id == inc.id) {
+                    Some(mine) if mine.updated_ms >= inc.updated_ms => {}
+                    Some(mine) => *mine = inc,
+                    None => b.incidents.push(inc),
+                }
+            }
+            b.incidents.sort_by_key(|i| i.opened_ms);
+            ((), Vec::new())
+        });
+        if let Err(e) = res {
+            warn!(error = %e.message, "Adopted incidents could not be persisted.");
+        }
+        self.wake.notify_one();
+        n
+    }
+
     /// An anomaly event from detection.
     pub fn on_anomaly(&self, ev: &AnomalyEvent) {
         if self.cfg.learn_topology {

@@ -43,7 +43,8 @@ pub struct KafkaConfig {
     pub samples_topic: String,
     /// Detector state per samples partition (the latest message of a partition wins).
     pub checkpoints_topic: String,
-    /// Anomaly events (JSON, keyed by event id).
+    /// Anomaly events (JSON, keyed by event id), one partition: the worker that owns it in
+    /// `{group_id}-incidents` runs the incidents.
     pub anomalies_topic: String,
     /// Forecasts served to the HPA (JSON, keyed by target).
     pub forecasts_topic: String,
@@ -210,9 +211,16 @@ impl KafkaConfig {
         ]
         .into_iter()
         .map(|t| {
+            // Anomaly events are few and must meet in one place (the incident owner): one
+            // partition, in order.
+            let partitions = if t == &self.anomalies_topic {
+                1
+            } else {
+                self.partitions
+            };
             let nt = NewTopic::new(
                 t,
-                self.partitions,
+                partitions,
                 TopicReplication::Fixed(self.replication_factor),
             );
             if t == &self.checkpoints_topic {
