@@ -11,6 +11,12 @@ export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
+# librdkafka (built by the rdkafka crate) needs a C toolchain, pkg-config and OpenSSL headers.
+if ! command -v pkg-config >/dev/null 2>&1 || ! dpkg -s libssl-dev >/dev/null 2>&1; then
+  echo "== installing pkg-config and libssl-dev (Debian packages)"
+  as_root apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq pkg-config libssl-dev >/dev/null
+fi
 # Prometheus 2.42 from Debian, for the end-to-end tests.
 if ! command -v prometheus >/dev/null 2>&1; then
   echo "== installing prometheus (Debian package)"
