@@ -56,6 +56,16 @@ struct Shared {
 }
 
 impl Shared {
+    /// The partitions this worker owns now.
+    fn owned_partitions(&self) -> Vec<i32> {
+        self.owned
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .keys()
+            .copied()
+            .collect()
+    }
+
     fn owns(&self, partition: i32) -> impl Fn(SeriesId) -> bool + '_ {
         move |id| self.cfg.partition_of(id) == partition
     }
@@ -355,26 +365,12 @@ impl Worker {
                 last_rejoin = Some(Instant::now());
             }
             if last_checkpoint.elapsed() >= every {
-                let parts: Vec<i32> = shared
-                    .owned
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .keys()
-                    .copied()
-                    .collect();
-                shared.checkpoint(&consumer, &parts, false);
+                shared.checkpoint(&consumer, &shared.owned_partitions(), false);
                 self.publish_forecasts(&producer);
                 last_checkpoint = Instant::now();
             }
         }
-        let parts: Vec<i32> = shared
-            .owned
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .keys()
-            .copied()
-            .collect();
-        shared.checkpoint(&consumer, &parts, false);
+        shared.checkpoint(&consumer, &shared.owned_partitions(), false);
         consumer.unsubscribe();
         info!("Detector worker left its group after a final checkpoint.");
         Ok(())
