@@ -235,6 +235,17 @@ pub async fn serve(
             });
         })));
     }
+    if kafka {
+        // The incident owner ranks from every partition, not only its own archive.
+        let (kcfg, max_series) = (cfg.transport.kafka.clone(), cfg.incidents.max_series);
+        incident_service = incident_service.with_window_reader(aiops_api::incidents::WindowReader(
+            Box::new(move |start, end| {
+                kcfg.read_window(start, end, max_series)
+                    .map(|(series, samples)| aiops_api::incidents::Window { series, samples })
+                    .map_err(|e| e.to_string())
+            }),
+        ));
+    }
     let incidents = Arc::new(incident_service);
     // Events a crash kept from the incident book (it is saved after the event log): replayed;
     // the book ignores what it already holds.

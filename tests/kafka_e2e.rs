@@ -241,6 +241,22 @@ async fn two_workers_share_partitions_and_one_takes_over_after_kill_9() {
         },
     )
     .await;
+    // The owner ranks from every partition (through the samples topic), not only its own
+    // archive: every service is a candidate.
+    let owner = if owner_is_a { &a } else { &b };
+    wait_for(
+        "candidates from every partition",
+        Duration::from_secs(60),
+        || async {
+            let inc = get_json(
+                &owner.http,
+                &format!("{}/api/v1/incidents/{first_incident}", owner.base),
+            )
+            .await?;
+            (inc["candidates"].as_array()?.len() == SERIES).then_some(())
+        },
+    )
+    .await;
     // Kill the incident owner, so the survivor must take over samples and incidents alike.
     let (mut victim, b) = if owner_is_a { (a, b) } else { (b, a) };
     let to_b = RemoteWriteClient::new(format!("{}/api/v1/write", b.base));

@@ -101,6 +101,26 @@ pub struct IncidentService {
     /// `updated_ms` last published per incident.
     publisher: Option<Publisher>,
     published: Mutex<std::collections::HashMap<String, i64>>,
+    window_reader: Option<WindowReader>,
+}
+
+/// Series around an incident, from somewhere other than this node's archive (on Kafka: every
+/// partition of the samples topic).
+#[derive(Debug, Default)]
+pub struct Window {
+    /// The series seen in the window.
+    pub series: Vec<Arc<aiops_models::SeriesMeta>>,
+    /// Their samples, in time order.
+    pub samples: std::collections::HashMap<aiops_models::SeriesId, Vec<(i64, f64)>>,
+}
+
+/// Reads a [`Window`] for `start_ms..=end_ms`.
+pub struct WindowReader(pub Box<dyn Fn(i64, i64) -> Result<Window, String> + Send + Sync>);
+
+impl std::fmt::Debug for WindowReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("WindowReader")
+    }
 }
 
 /// Publishes an incident that changed.
@@ -139,6 +159,7 @@ impl IncidentService {
             metrics,
             publisher: None,
             published: Mutex::new(Default::default()),
+            window_reader: None,
         };
         svc.update_gauges(&svc.lock());
         Ok(svc)
@@ -148,6 +169,38 @@ impl IncidentService {
     pub fn with_publisher(mut self, publisher: Publisher) -> Self {
         self.publisher = Some(publisher);
         self
+    }
+
+    /// Ranks from windows `reader` gives instead of this node's archive.
+    pub fn with_window_reader(mut self, reader: WindowReader) -> Self {
+        self.window_reader = Some(reader);
+        self
+    }
+
+    /// The series and samples an analysis of `start..=end` reads.
+    fn window(&self, catalog: &SeriesCatalog, archive: &Archive, start: i64, end: i64) -> Window {
+        if let Some(WindowReader(read)) = &self.window_reader {
+            match read(start, end) {
+                Ok(w) => return w,
+                Err(e) => {
+                    warn!(error = %e, "Cannot read the analysis window from the bus; ranking from this node's archive.")
+                }
+            }
+        }
+        let mut series = catalog.snapshot();
+        series.sort_by_key(|m| m.id.0);
+        let samples = series
+            .iter()
+            .take(self.cfg.max_series)
+            .map(|m| {
+                let s = archive.read_series(m.id, start, end).unwrap_or_else(|e| {
+                    warn!(series = %m.id, error = %e, "Cannot read a series for root-cause ranking.");
+                    Vec::new()
+                });
+                (m.id, s)
+            })
+            .collect();
+        Window { series, samples }
     }
 
     fn publish_changed(&self, book: &IncidentBook) {
@@ -375,17 +428,11 @@ fn rank_incident(svc: &IncidentService, catalog: &SeriesCatalog, archive: &Archi
     let detected = inc.symptom.detected_ms;
     let start = detected - svc.cfg.lookback_secs as i64 * 1000;
     let end = now.max(inc.last_activity_ms).max(detected + 1000);
-    let mut series = catalog.snapshot();
-    series.sort_by_key(|m| m.id.0);
-    let read = |sid, from, to| {
-        archive.read_series(sid, from, to).unwrap_or_else(|e| {
-            warn!(series = %sid, error = %e, "Cannot read a series for root-cause ranking.");
-            Vec::new()
-        })
-    };
+    let window = svc.window(catalog, archive, start, end);
+    let read = |sid, _from, _to| window.samples.get(&sid).cloned().unwrap_or_default();
     let analysis = analyse(
         &AnalysisRequest {
-            series: &series,
+            series: &window.series,
             detected_ms: detected,
             start_ms: start,
             end_ms: end,
@@ -673,8 +720,8 @@ fn rank_window(
         return;
     };
     let graph = svc.graph.read().unwrap_or_else(|p| p.into_inner()).clone();
-    let mut series = catalog.snapshot();
-    series.sort_by_key(|m| m.id.0);
+    let window = svc.window(catalog, archive, start, end);
+    let series = &window.series;
     if let Some(sel) = inc
         .symptom
         .series
@@ -695,10 +742,10 @@ fn rank_window(
         }
     }
     let symptom_service = svc.lock().get(id).and_then(|i| i.symptom.service.clone());
-    let read = |sid, from, to| archive.read_series(sid, from, to).unwrap_or_default();
+    let read = |sid, _from, _to| window.samples.get(&sid).cloned().unwrap_or_default();
     let analysis = analyse(
         &AnalysisRequest {
-            series: &series,
+            series,
             detected_ms: inc.symptom.detected_ms,
             start_ms: start,
             end_ms: end,

@@ -300,6 +300,114 @@ impl KafkaConfig {
     }
 }
 
+impl KafkaConfig {
+    /// Every series' samples with times in `start_ms..=end_ms`, read from every partition of
+    /// the samples topic (from the messages written since `start_ms` minus 15 minutes, up to
+    /// the end as it is now): what one node needs to rank causes across the whole deployment.
+    /// At most `max_series` series are kept (by id).
+    #[allow(clippy::type_complexity)]
+    pub fn read_window(
+        &self,
+        start_ms: i64,
+        end_ms: i64,
+        max_series: usize,
+    ) -> Result<
+        (
+            Vec<Arc<SeriesMeta>>,
+            std::collections::HashMap<SeriesId, Vec<(i64, f64)>>,
+        ),
+        KafkaError,
+    > {
+        let err =
+            |e: rdkafka::error::KafkaError| KafkaError::Client(format!("reading a window: {e}"));
+        let mut c = self.client();
+        c.set("enable.auto.commit", "false")
+            .set("group.id", format!("{}-window-reader", self.group_id));
+        let consumer: BaseConsumer = c.create().map_err(err)?;
+        let timeout = Duration::from_secs(10);
+        let mut query = rdkafka::TopicPartitionList::new();
+        let mut ends = BTreeMap::new();
+        for p in 0..self.partitions {
+            let (lo, hi) = consumer
+                .fetch_watermarks(&self.samples_topic, p, timeout)
+                .map_err(err)?;
+            if hi > lo {
+                ends.insert(p, hi);
+                query
+                    .add_partition_offset(
+                        &self.samples_topic,
+                        p,
+                        rdkafka::Offset::Offset(start_ms - 15 * 60 * 1000),
+                    )
+                    .map_err(err)?;
+            }
+        }
+        let mut metas: BTreeMap<u64, Arc<SeriesMeta>> = BTreeMap::new();
+        let mut samples: std::collections::HashMap<SeriesId, Vec<(i64, f64)>> = Default::default();
+        if ends.is_empty() {
+            return Ok((Vec::new(), samples));
+        }
+        let from = consumer.offsets_for_times(query, timeout).map_err(err)?;
+        let mut assign = rdkafka::TopicPartitionList::new();
+        for e in from.elements() {
+            let offset = match e.offset() {
+                rdkafka::Offset::Offset(o) => rdkafka::Offset::Offset(o),
+                // No message that late: nothing to read in this partition.
+                _ => {
+                    ends.remove(&e.partition());
+                    continue;
+                }
+            };
+            assign
+                .add_partition_offset(&self.samples_topic, e.partition(), offset)
+                .map_err(err)?;
+        }
+        if ends.is_empty() {
+            return Ok((Vec::new(), samples));
+        }
+        consumer.assign(&assign).map_err(err)?;
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while !ends.is_empty() {
+            if std::time::Instant::now() >= deadline {
+                return Err(KafkaError::Client(
+                    "reading a window: the samples topic did not arrive in 60 s".into(),
+                ));
+            }
+            let Some(m) = consumer.poll(Duration::from_millis(200)) else {
+                continue;
+            };
+            let m = m.map_err(err)?;
+            if let Some(Ok(batch)) = m.payload().map(decode_message) {
+                for meta in &batch.new_series {
+                    metas.entry(meta.id.0).or_insert_with(|| meta.clone());
+                }
+                let (ids, ts, vs) = (batch.series_ids(), batch.timestamps(), batch.values());
+                for i in 0..batch.len() {
+                    if (start_ms..=end_ms).contains(&ts[i]) {
+                        samples
+                            .entry(SeriesId(ids[i]))
+                            .or_default()
+                            .push((ts[i], vs[i]));
+                    }
+                }
+            }
+            if ends
+                .get(&m.partition())
+                .is_some_and(|&hi| m.offset() + 1 >= hi)
+            {
+                ends.remove(&m.partition());
+            }
+        }
+        let series: Vec<Arc<SeriesMeta>> = metas.into_values().take(max_series).collect();
+        samples.retain(|id, _| series.iter().any(|m| m.id == *id));
+        for s in samples.values_mut() {
+            s.sort_by_key(|&(t, _)| t);
+            s.dedup_by_key(|&mut (t, _)| t);
+        }
+        Ok((series, samples))
+    }
+}
+
 /// librdkafka properties only consumers take.
 fn consumer_only(key: &str) -> bool {
     [
