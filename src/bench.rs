@@ -305,6 +305,7 @@ async fn kafka(a: KafkaBenchArgs) -> anyhow::Result<()> {
         checkpoints_topic: format!("aiops-bench-{run}.checkpoints"),
         anomalies_topic: format!("aiops-bench-{run}.anomalies"),
         forecasts_topic: format!("aiops-bench-{run}.forecasts"),
+        load_topic: format!("aiops-bench-{run}.load"),
         incidents_topic: format!("aiops-bench-{run}.incidents"),
         partitions: a.partitions,
         group_id: format!("aiops-bench-{run}"),

@@ -276,6 +276,19 @@ pub async fn serve(
             }
         })
     });
+    let scaling_feed = (kafka && !cfg.detect.scaling.targets.is_empty()).then(|| {
+        let (kcfg, scfg, state, token) = (
+            cfg.transport.kafka.clone(),
+            cfg.detect.scaling.clone(),
+            detect_state.clone(),
+            worker_cancel.clone(),
+        );
+        tokio::spawn(async move {
+            if let Err(e) = crate::worker::run_scaling_feed(kcfg, scfg, state, token).await {
+                tracing::error!(error = %e, "The load feed stopped; scaling targets are not served from every partition.");
+            }
+        })
+    });
     let incident_task = tokio::spawn(aiops_api::incidents::run(
         incidents.clone(),
         incident_events,
@@ -370,6 +383,9 @@ pub async fn serve(
     // The incident book is saved on every change and the outbox is on disk: both just stop.
     let _ = incident_task.await;
     if let Some(f) = incident_feed {
+        let _ = f.await;
+    }
+    if let Some(f) = scaling_feed {
         let _ = f.await;
     }
     let _ = pagerduty_sender.await;

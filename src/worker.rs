@@ -53,6 +53,10 @@ struct Shared {
     /// An output could not even be queued: nothing is committed any more (a restart or the
     /// next owner produces it again from the last commit).
     failed: std::sync::atomic::AtomicBool,
+    /// Newest sample time read per partition (the load topic's watermarks).
+    read_up_to: Mutex<BTreeMap<i32, i64>>,
+    /// Owned partitions read to their end (nothing waiting in them).
+    at_end: Mutex<std::collections::BTreeSet<i32>>,
 }
 
 impl Shared {
@@ -240,8 +244,16 @@ impl ConsumerContext for WorkerContext {
             *self.last_revoked.lock().unwrap_or_else(|p| p.into_inner()) = parts.clone();
             self.shared.checkpoint(consumer, &parts, true);
             let mut owned = self.shared.owned.lock().unwrap_or_else(|p| p.into_inner());
+            let mut idle = self.shared.at_end.lock().unwrap_or_else(|p| p.into_inner());
+            let mut marks = self
+                .shared
+                .read_up_to
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
             for p in parts {
                 owned.remove(&p);
+                idle.remove(&p);
+                marks.remove(&p);
             }
         }
     }
@@ -286,6 +298,13 @@ impl Worker {
     /// Runs until `cancel`, then checkpoints and commits what it owns.
     pub fn run(self, cancel: CancellationToken) -> anyhow::Result<()> {
         let producer = self.cfg.producer()?;
+        if !self.detect.scaling.targets.is_empty() {
+            // Scaling targets sum members from every partition: shared through the load topic.
+            self.state
+                .write()
+                .unwrap_or_else(|e| e.into_inner())
+                .load_out = Some(Vec::new());
+        }
         let shared = Arc::new(Shared {
             cfg: self.cfg.clone(),
             state: self.state.clone(),
@@ -294,11 +313,14 @@ impl Worker {
             owned: Mutex::new(BTreeMap::new()),
             pending: Mutex::new(Vec::new()),
             failed: Default::default(),
+            read_up_to: Mutex::new(BTreeMap::new()),
+            at_end: Mutex::new(Default::default()),
         });
         let mut c = self.cfg.client();
         c.set("group.id", &self.cfg.group_id)
             .set("enable.auto.commit", "false")
             .set("auto.offset.reset", "earliest")
+            .set("enable.partition.eof", "true")
             .set("partition.assignment.strategy", "range");
         let consumer: BaseConsumer<WorkerContext> = c
             .create_with_context(WorkerContext {
@@ -319,8 +341,13 @@ impl Worker {
                 match res {
                     Ok(msg) => {
                         let (p, off) = (msg.partition(), msg.offset());
+                        shared
+                            .at_end
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .remove(&p);
                         match msg.payload().map(decode_message) {
-                            Some(Ok(batch)) => self.handle(&shared, &batch, &producer),
+                            Some(Ok(batch)) => self.handle(&shared, p, &batch, &producer),
                             Some(Err(e)) => {
                                 error!(partition = p, offset = off, error = %e, "Skipped an undecodable samples message.");
                             }
@@ -334,6 +361,13 @@ impl Worker {
                         {
                             *slot = Some(off + 1);
                         }
+                    }
+                    Err(rdkafka::error::KafkaError::PartitionEOF(p)) => {
+                        shared
+                            .at_end
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .insert(p);
                     }
                     Err(e) => warn!(error = %e, "Kafka consumer error; continuing."),
                 }
@@ -365,6 +399,7 @@ impl Worker {
                 last_rejoin = Some(Instant::now());
             }
             if last_checkpoint.elapsed() >= every {
+                self.load_heartbeats(&shared, &producer);
                 shared.checkpoint(&consumer, &shared.owned_partitions(), false);
                 self.publish_forecasts(&producer);
                 last_checkpoint = Instant::now();
@@ -374,6 +409,60 @@ impl Worker {
         consumer.unsubscribe();
         info!("Detector worker left its group after a final checkpoint.");
         Ok(())
+    }
+
+    /// Tells the load topic how far each owned partition is read, members or not, so the
+    /// nodes summing the load need not wait for partitions without members.
+    fn load_heartbeats(&self, shared: &Shared, producer: &FutureProducer) {
+        if self.detect.scaling.targets.is_empty() {
+            return;
+        }
+        let marks = shared
+            .read_up_to
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let idle = shared
+            .at_end
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        // A partition read to its end that brought nothing is as far as the others (idle);
+        // one with a backlog (just taken over) says nothing until it has read it.
+        let Some(&newest) = marks.values().max() else {
+            return;
+        };
+        for p in shared.owned_partitions() {
+            let watermark_ms = match marks.get(&p) {
+                Some(&m) => m,
+                None if idle.contains(&p) => newest,
+                None => continue,
+            };
+            self.send_load(shared, producer, p, watermark_ms, Vec::new());
+        }
+    }
+
+    fn send_load(
+        &self,
+        shared: &Shared,
+        producer: &FutureProducer,
+        partition: i32,
+        watermark_ms: i64,
+        samples: Vec<aiops_detect::scaling::LoadSample>,
+    ) {
+        let msg = aiops_detect::scaling::LoadMessage {
+            watermark_ms,
+            samples,
+        };
+        let Ok(payload) = serde_json::to_vec(&msg) else {
+            return;
+        };
+        let key = partition.to_string();
+        let record = FutureRecord::to(&self.cfg.load_topic)
+            .partition(partition)
+            .key(key.as_bytes())
+            .payload(&payload);
+        queue(shared, producer, record, "load samples");
     }
 
     /// The served value of every scaling target this worker can compute, to the forecasts
@@ -408,6 +497,7 @@ impl Worker {
     fn handle(
         &self,
         shared: &Shared,
+        partition: i32,
         batch: &aiops_models::SampleBatch,
         producer: &FutureProducer,
     ) {
@@ -424,48 +514,165 @@ impl Worker {
                 }
             }
         }
-        let changed = {
+        let (changed, load) = {
             let mut st = self.state.write().unwrap_or_else(|e| e.into_inner());
             st.process(&self.detect, batch, &self.catalog);
-            st.take_changed()
+            (st.take_changed(), st.load_out.as_mut().map(std::mem::take))
         };
-        let mut pending = shared.pending.lock().unwrap_or_else(|e| e.into_inner());
         for ev in changed {
             (self.publish)(&ev);
             let Ok(payload) = serde_json::to_vec(&ev) else {
                 continue;
             };
-            let mut record = FutureRecord::to(&self.cfg.anomalies_topic)
+            let record = FutureRecord::to(&self.cfg.anomalies_topic)
                 .partition(0)
                 .key(ev.id.as_bytes())
                 .payload(&payload);
-            // A full producer queue is back-pressure: wait for room, never drop.
-            loop {
-                match producer.send_result(record) {
-                    Ok(f) => {
-                        pending.push(f);
-                        break;
-                    }
-                    Err((
-                        rdkafka::error::KafkaError::MessageProduction(
-                            rdkafka::types::RDKafkaErrorCode::QueueFull,
-                        ),
-                        back,
-                    )) => {
-                        record = back;
-                        std::thread::sleep(Duration::from_millis(50));
-                    }
-                    Err((e, _)) => {
-                        error!(event = %ev.id, error = %e, "Cannot queue an anomaly event for Kafka; offsets stop moving until it is produced again.");
-                        shared
-                            .failed
-                            .store(true, std::sync::atomic::Ordering::SeqCst);
-                        break;
-                    }
-                }
+            queue(shared, producer, record, &ev.id);
+        }
+        // Scaling targets' member samples, for every node to sum (its own partition's share).
+        if let Some(load) = load {
+            let newest = batch.timestamps().iter().copied().max();
+            let mark = {
+                let mut marks = shared.read_up_to.lock().unwrap_or_else(|e| e.into_inner());
+                let m = marks.entry(partition).or_insert(i64::MIN);
+                *m = (*m).max(newest.unwrap_or(i64::MIN));
+                *m
+            };
+            if !load.is_empty() {
+                self.send_load(shared, producer, partition, mark, load);
             }
         }
     }
+}
+
+/// Queues an output whose delivery the next commit waits for. A full producer queue is
+/// back-pressure: wait for room, never drop.
+fn queue(
+    shared: &Shared,
+    producer: &FutureProducer,
+    mut record: FutureRecord<'_, [u8], Vec<u8>>,
+    what: &str,
+) {
+    loop {
+        match producer.send_result(record) {
+            Ok(f) => {
+                shared
+                    .pending
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push(f);
+                return;
+            }
+            Err((
+                rdkafka::error::KafkaError::MessageProduction(
+                    rdkafka::types::RDKafkaErrorCode::QueueFull,
+                ),
+                back,
+            )) => {
+                record = back;
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Err((e, _)) => {
+                error!(output = what, error = %e, "Cannot queue an output for Kafka; offsets stop moving until it is produced again.");
+                shared
+                    .failed
+                    .store(true, std::sync::atomic::Ordering::SeqCst);
+                return;
+            }
+        }
+    }
+}
+
+/// Every node's view of the scaling targets: the member samples of every partition, read from
+/// the load topic (all partitions, no group), summed into this node's scaling state. A node
+/// that starts replays the topic from `warm_start_secs` ago, which warms its forecasters.
+pub async fn run_scaling_feed(
+    cfg: KafkaConfig,
+    scaling: aiops_detect::scaling::ScalingConfig,
+    state: Arc<RwLock<DetectState>>,
+    cancel: CancellationToken,
+) -> anyhow::Result<()> {
+    let mut c = cfg.client();
+    c.set("group.id", format!("{}-load-reader", cfg.group_id))
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "true")
+        .set("auto.offset.reset", "earliest");
+    let consumer: BaseConsumer = c
+        .create()
+        .map_err(|e| anyhow::anyhow!("creating the load feed consumer: {e}"))?;
+    let from = jiff::Timestamp::now().as_millisecond()
+        - (scaling.warm_start_secs.min(cfg.load_retention_secs) as i64) * 1000;
+    let mut query = rdkafka::TopicPartitionList::new();
+    for p in 0..cfg.partitions {
+        query.add_partition_offset(&cfg.load_topic, p, rdkafka::Offset::Offset(from))?;
+    }
+    let start =
+        tokio::task::block_in_place(|| consumer.offsets_for_times(query, Duration::from_secs(30)))
+            .map_err(|e| anyhow::anyhow!("finding where to replay {} from: {e}", cfg.load_topic))?;
+    let mut assign = rdkafka::TopicPartitionList::new();
+    for e in start.elements() {
+        let offset = match e.offset() {
+            rdkafka::Offset::Offset(o) => rdkafka::Offset::Offset(o),
+            // Nothing that recent yet: read what comes.
+            _ => rdkafka::Offset::End,
+        };
+        assign.add_partition_offset(&cfg.load_topic, e.partition(), offset)?;
+    }
+    consumer.assign(&assign)?;
+    info!(topic = %cfg.load_topic, "Scaling targets sum the load of every partition (load topic).");
+    let mut applied = 0u64;
+    // Partitions are read in chunks, one after another: samples wait for the slower ones.
+    // A dead worker's partitions are waited for (a hand-over) up to `stale_secs`.
+    let wall = || jiff::Timestamp::now().as_millisecond();
+    let mut merger = aiops_detect::scaling::LoadMerger::new(
+        0..cfg.partitions,
+        scaling.stale_secs as i64 * 1000,
+        wall(),
+    );
+    let apply = |ready: Vec<aiops_detect::scaling::LoadSample>| {
+        if ready.is_empty() {
+            return 0;
+        }
+        let mut st = state.write().unwrap_or_else(|e| e.into_inner());
+        for s in &ready {
+            st.scaling.observe_member(&scaling, s);
+        }
+        ready.len() as u64
+    };
+    while !cancel.is_cancelled() {
+        let msg = tokio::task::block_in_place(|| consumer.poll(Duration::from_millis(200)));
+        let Some(msg) = msg else {
+            // A quiet partition's hold may have run out.
+            if merger.waiting() > 0 {
+                applied += apply(merger.release(wall()));
+            }
+            continue;
+        };
+        let msg = match msg {
+            Ok(m) => m,
+            Err(rdkafka::error::KafkaError::PartitionEOF(p)) => {
+                applied += apply(merger.at_end(p, wall()));
+                continue;
+            }
+            Err(e) => {
+                warn!(error = %e, "Load feed read failed; continuing.");
+                continue;
+            }
+        };
+        match msg
+            .payload()
+            .map(serde_json::from_slice::<aiops_detect::scaling::LoadMessage>)
+        {
+            Some(Ok(m)) => applied += apply(merger.push(msg.partition(), m, wall())),
+            Some(Err(e)) => {
+                warn!(partition = msg.partition(), offset = msg.offset(), error = %e, "Skipped an unreadable load message.")
+            }
+            None => {}
+        }
+    }
+    info!(samples = applied, "Load feed stopped.");
+    Ok(())
 }
 
 /// Knows whether this node owns the anomalies partition (and so the incidents).

@@ -91,6 +91,16 @@ event_quiet_secs = 60
 learning_samples = 50
 [detect.services]
 enabled = false
+[detect.scaling]
+step_secs = 10
+stale_secs = 60
+hold_secs = 7200
+warm_start_secs = 3600
+[[detect.scaling.targets]]
+name = "queue"
+selector = "queue_depth"
+capacity_per_pod = 1.0
+lead_secs = 60
 [incidents]
 min_services = 2
 max_age_secs = 86400
@@ -152,6 +162,7 @@ async fn two_workers_share_partitions_and_one_takes_over_after_kill_9() {
             "aiops.checkpoints",
             "aiops.anomalies",
             "aiops.forecasts",
+            "aiops.load",
             "aiops.incidents",
         ] {
             mock.create_topic(t, 4, 1).expect("topic");
@@ -257,6 +268,24 @@ async fn two_workers_share_partitions_and_one_takes_over_after_kill_9() {
         },
     )
     .await;
+    // Both nodes serve the scaling target's whole load (8 series of ~1.0), not the share of
+    // their own partitions.
+    let scaled = |base: String, http: reqwest::Client| async move {
+        get_json(&http, &format!("{base}/api/v1/scaling/queue"))
+            .await
+            .and_then(|v| v["current"].as_f64())
+    };
+    let whole = |v: Option<f64>| v.is_some_and(|c| (7.9..8.5).contains(&c));
+    wait_for(
+        "both nodes to serve the whole load",
+        Duration::from_secs(60),
+        || async {
+            let on_a = scaled(a.base.clone(), a.http.clone()).await;
+            let on_b = scaled(b.base.clone(), b.http.clone()).await;
+            (whole(on_a) && whole(on_b)).then_some(())
+        },
+    )
+    .await;
     // Kill the incident owner, so the survivor must take over samples and incidents alike.
     let (mut victim, b) = if owner_is_a { (a, b) } else { (b, a) };
     let to_b = RemoteWriteClient::new(format!("{}/api/v1/write", b.base));
@@ -289,6 +318,13 @@ async fn two_workers_share_partitions_and_one_takes_over_after_kill_9() {
         log.contains("Restored a partition's detector state"),
         "{log}"
     );
+    // The survivor still serves the whole load (after the spike step of 8 × ~51 passed).
+    wait_for(
+        "the survivor to serve the whole load",
+        Duration::from_secs(60),
+        || async { whole(scaled(b.base.clone(), b.http.clone()).await).then_some(()) },
+    )
+    .await;
     // B owns the incidents now (it owned them already, or adopted them from the topic).
     wait_for(
         "B to hold the first incident",

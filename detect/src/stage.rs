@@ -209,6 +209,11 @@ pub struct DetectState {
     /// Ids of events opened, extended or closed since the last [`DetectState::take_changed`].
     #[serde(skip)]
     changed: Vec<String>,
+    /// Set by a Kafka detector worker: scaling targets' member samples are collected here
+    /// (to be shared with every node through the load topic) instead of summed locally, where
+    /// only this node's partitions would count.
+    #[serde(skip)]
+    pub load_out: Option<Vec<crate::scaling::LoadSample>>,
 }
 
 impl DetectState {
@@ -333,8 +338,19 @@ impl DetectState {
         }
         scaling_samples.sort_by_key(|&(t, _, _)| t);
         for (t, id, v) in scaling_samples {
-            self.scaling
-                .observe(&cfg.scaling, catalog, id, t, v, history);
+            if let Some(out) = &mut self.load_out {
+                for target in self.scaling.member_of(&cfg.scaling, id, catalog) {
+                    out.push(crate::scaling::LoadSample {
+                        target,
+                        series: id,
+                        ts_ms: t,
+                        value: v,
+                    });
+                }
+            } else {
+                self.scaling
+                    .observe(&cfg.scaling, catalog, id, t, v, history);
+            }
         }
     }
 

@@ -48,6 +48,12 @@ pub struct KafkaConfig {
     pub anomalies_topic: String,
     /// Forecasts served to the HPA (JSON, keyed by target).
     pub forecasts_topic: String,
+    /// Samples of scaling targets' member series (JSON), partitioned like the samples: every
+    /// node reads all of it, so each sums a target's load over every partition.
+    pub load_topic: String,
+    /// How long the load topic keeps samples (seconds); a node that starts replays this much
+    /// to warm its forecasters (at least `detect.scaling.warm_start_secs` is useful).
+    pub load_retention_secs: u64,
     /// Incidents (JSON, keyed by incident id).
     pub incidents_topic: String,
     /// Partitions of the samples and checkpoints topics (fixed once the topics exist: a series'
@@ -86,6 +92,8 @@ impl Default for KafkaConfig {
             checkpoints_topic: "aiops.checkpoints".into(),
             anomalies_topic: "aiops.anomalies".into(),
             forecasts_topic: "aiops.forecasts".into(),
+            load_topic: "aiops.load".into(),
+            load_retention_secs: 15 * 86_400,
             incidents_topic: "aiops.incidents".into(),
             partitions: 12,
             replication_factor: 1,
@@ -124,6 +132,7 @@ impl KafkaConfig {
             ("checkpoints_topic", &self.checkpoints_topic),
             ("anomalies_topic", &self.anomalies_topic),
             ("forecasts_topic", &self.forecasts_topic),
+            ("load_topic", &self.load_topic),
             ("incidents_topic", &self.incidents_topic),
             ("group_id", &self.group_id),
         ] {
@@ -202,11 +211,13 @@ impl KafkaConfig {
             .client()
             .create()
             .map_err(|e| KafkaError::Client(e.to_string()))?;
+        let load_retention_ms = (self.load_retention_secs.saturating_mul(1000)).to_string();
         let topics: Vec<NewTopic<'_>> = [
             &self.samples_topic,
             &self.checkpoints_topic,
             &self.anomalies_topic,
             &self.forecasts_topic,
+            &self.load_topic,
             &self.incidents_topic,
         ]
         .into_iter()
@@ -225,6 +236,8 @@ impl KafkaConfig {
             );
             if t == &self.checkpoints_topic {
                 nt.set("cleanup.policy", "compact")
+            } else if t == &self.load_topic {
+                nt.set("retention.ms", &load_retention_ms)
             } else {
                 nt
             }
