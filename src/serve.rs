@@ -236,6 +236,32 @@ pub async fn serve(
         })));
     }
     if kafka {
+        // Changes arriving over HTTP (alerts, PagerDuty webhooks, feedback) go to the incident
+        // owner through the anomalies topic, in order with the anomaly events.
+        let (producer, topic) = (
+            cfg.transport.kafka.producer()?,
+            cfg.transport.kafka.anomalies_topic.clone(),
+        );
+        let timeout = Duration::from_secs(cfg.transport.kafka.delivery_timeout_secs);
+        let seq = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        incident_service =
+            incident_service.with_forward(aiops_api::incidents::Forward(Box::new(move |cmd| {
+                let (producer, topic) = (producer.clone(), topic.clone());
+                let key = format!(
+                    "{}{}-{}-{}",
+                    crate::worker::COMMAND_KEY_PREFIX,
+                    std::process::id(),
+                    jiff::Timestamp::now().as_millisecond(),
+                    seq.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+                );
+                Box::pin(async move {
+                    aiops_ingest::kafka::produce_json(&producer, &topic, &key, &cmd, timeout)
+                        .await
+                        .map_err(|e| e.to_string())
+                })
+            })));
+    }
+    if kafka {
         // The incident owner ranks from every partition, not only its own archive.
         let (kcfg, max_series) = (cfg.transport.kafka.clone(), cfg.incidents.max_series);
         incident_service = incident_service.with_window_reader(aiops_api::incidents::WindowReader(
@@ -273,6 +299,19 @@ pub async fn serve(
         tokio::spawn(async move {
             if let Err(e) = crate::worker::run_incident_feed(kcfg, svc, token).await {
                 tracing::error!(error = %e, "The incident feed stopped.");
+            }
+        })
+    });
+    // Every node shows every incident: a mirror of the incidents topic.
+    let incident_mirror = kafka.then(|| {
+        let (kcfg, svc, token) = (
+            cfg.transport.kafka.clone(),
+            incidents.clone(),
+            worker_cancel.clone(),
+        );
+        tokio::spawn(async move {
+            if let Err(e) = crate::worker::run_incident_mirror(kcfg, svc, token).await {
+                tracing::error!(error = %e, "The incident mirror stopped; this node shows only its own incidents.");
             }
         })
     });
@@ -386,6 +425,9 @@ pub async fn serve(
         let _ = f.await;
     }
     if let Some(f) = scaling_feed {
+        let _ = f.await;
+    }
+    if let Some(f) = incident_mirror {
         let _ = f.await;
     }
     let _ = pagerduty_sender.await;

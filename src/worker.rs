@@ -697,6 +697,10 @@ impl ConsumerContext for FeedContext {
     }
 }
 
+/// Keys of [`aiops_api::incidents::Command`] messages on the anomalies topic (anomaly events
+/// are keyed by their ids, which never start so).
+pub const COMMAND_KEY_PREFIX: &str = "cmd:";
+
 /// The incidents of a Kafka deployment meet at one node: the member of `{group_id}-incidents`
 /// that owns the anomalies topic's only partition. It reads every anomaly event in order,
 /// feeds its incident book, and commits the offset after the book is saved. When it becomes
@@ -725,14 +729,18 @@ pub async fn run_incident_feed(
     let mut progress: Option<(i64, Instant)> = None;
     while !cancel.is_cancelled() {
         let msg = tokio::task::block_in_place(|| consumer.poll(Duration::from_millis(200)));
+        incidents.set_owner(consumer.context().owner.load(Ordering::SeqCst));
         if consumer.context().rebuild.swap(false, Ordering::SeqCst) {
             let cfg2 = cfg.clone();
             match tokio::task::spawn_blocking(move || read_incidents(&cfg2)).await? {
                 Ok(list) => {
                     let n = incidents.adopt(list);
+                    // The previous owner may have died with pages in its outbox.
+                    let paged = incidents.repage();
                     info!(
                         incidents = n,
-                        "This node owns the incidents now; adopted those the incidents topic holds."
+                        paged,
+                        "This node owns the incidents now; adopted those the incidents topic holds and queued their pages again."
                     );
                 }
                 Err(e) => {
@@ -767,12 +775,32 @@ pub async fn run_incident_feed(
                 continue;
             }
         };
-        match msg.payload().map(serde_json::from_slice::<AnomalyEvent>) {
-            Some(Ok(ev)) => incidents.on_anomaly(&ev),
-            Some(Err(e)) => {
-                warn!(offset = msg.offset(), error = %e, "Skipped an unreadable anomaly event.")
+        let command = msg
+            .key()
+            .is_some_and(|k| k.starts_with(COMMAND_KEY_PREFIX.as_bytes()));
+        if command {
+            match msg
+                .payload()
+                .map(serde_json::from_slice::<aiops_api::incidents::Command>)
+            {
+                Some(Ok(cmd)) => {
+                    if let Err(e) = incidents.execute(cmd) {
+                        warn!(offset = msg.offset(), error = %e.message, "A forwarded incident change was refused.");
+                    }
+                }
+                Some(Err(e)) => {
+                    warn!(offset = msg.offset(), error = %e, "Skipped an unreadable incident change.")
+                }
+                None => {}
             }
-            None => {}
+        } else {
+            match msg.payload().map(serde_json::from_slice::<AnomalyEvent>) {
+                Some(Ok(ev)) => incidents.on_anomaly(&ev),
+                Some(Err(e)) => {
+                    warn!(offset = msg.offset(), error = %e, "Skipped an unreadable anomaly event.")
+                }
+                None => {}
+            }
         }
         let mut tpl = rdkafka::TopicPartitionList::new();
         let _ = tpl.add_partition_offset(
@@ -782,6 +810,41 @@ pub async fn run_incident_feed(
         );
         if let Err(e) = consumer.commit(&tpl, CommitMode::Async) {
             warn!(error = %e, "Committing the incident feed offset failed; events may be applied twice (harmless).");
+        }
+    }
+    Ok(())
+}
+
+/// Every node shows every incident: it follows the incidents topic (all partitions, from the
+/// start, no group) and keeps the newest version of each incident in its book. Only the owner
+/// acts on them.
+pub async fn run_incident_mirror(
+    cfg: KafkaConfig,
+    incidents: Arc<aiops_api::incidents::IncidentService>,
+    cancel: CancellationToken,
+) -> anyhow::Result<()> {
+    let mut c = cfg.client();
+    c.set("group.id", format!("{}-incident-mirror", cfg.group_id))
+        .set("enable.auto.commit", "false");
+    let consumer: BaseConsumer = c.create()?;
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    for p in 0..cfg.partitions {
+        tpl.add_partition_offset(&cfg.incidents_topic, p, rdkafka::Offset::Beginning)?;
+    }
+    consumer.assign(&tpl)?;
+    while !cancel.is_cancelled() {
+        let msg = tokio::task::block_in_place(|| consumer.poll(Duration::from_millis(200)));
+        match msg {
+            Some(Ok(m)) => {
+                if let Some(Ok(inc)) = m
+                    .payload()
+                    .map(serde_json::from_slice::<aiops_models::incident::Incident>)
+                {
+                    incidents.adopt(vec![inc]);
+                }
+            }
+            Some(Err(e)) => warn!(error = %e, "Incident mirror read failed; continuing."),
+            None => {}
         }
     }
     Ok(())

@@ -234,24 +234,82 @@ async fn two_workers_share_partitions_and_one_takes_over_after_kill_9() {
             .and_then(|v| v["incidents"].as_array().cloned())
             .unwrap_or_default()
     };
+    let owns = |base: String, http: reqwest::Client| async move {
+        get_json(&http, &format!("{base}/api/v1/incidents"))
+            .await
+            .and_then(|v| v["owner"].as_bool())
+            .unwrap_or(false)
+    };
+    // Every node shows the same single incident (the owner's, mirrored); exactly one owns it.
     let (first_incident, owner_is_a) = wait_for(
-        "one incident with every service",
+        "one incident with every service, on both nodes",
         Duration::from_secs(60),
         || async {
             let on_a = incidents(a.base.clone(), a.http.clone()).await;
             let on_b = incidents(b.base.clone(), b.http.clone()).await;
-            let all: Vec<_> = on_a.iter().chain(&on_b).collect();
-            (all.len() == 1 && all[0]["services"].as_array().map(Vec::len) == Some(SERIES)).then(
-                || {
-                    (
-                        all[0]["id"].as_str().unwrap_or_default().to_owned(),
-                        !on_a.is_empty(),
-                    )
-                },
-            )
+            let one = |l: &Vec<serde_json::Value>| {
+                (l.len() == 1 && l[0]["services"].as_array().map(Vec::len) == Some(SERIES))
+                    .then(|| l[0]["id"].as_str().unwrap_or_default().to_owned())
+            };
+            let (ia, ib) = (one(&on_a)?, one(&on_b)?);
+            let (oa, ob) = (
+                owns(a.base.clone(), a.http.clone()).await,
+                owns(b.base.clone(), b.http.clone()).await,
+            );
+            (ia == ib && oa != ob).then_some((ia, oa))
         },
     )
     .await;
+    // An Alertmanager alert sent to the node that does not own the incidents reaches the
+    // owner (through the anomalies topic) and shows on both nodes.
+    let other = if owner_is_a { &b } else { &a };
+    let alert = serde_json::json!({
+        "version": "4", "status": "firing", "receiver": "aiops", "groupKey": "{}:{}",
+        "alerts": [{
+            "status": "firing",
+            "labels": {"alertname": "QueueDepthHigh", "service": "svc1"},
+            "annotations": {"summary": "queue depth high on svc1"},
+            "startsAt": jiff::Timestamp::from_millisecond(t0 + 100 * 10_000).expect("time").to_string(),
+            "endsAt": "0001-01-01T00:00:00Z",
+            "fingerprint": "e2e-alert-1"
+        }]
+    });
+    let resp = other
+        .http
+        .post(format!("{}/api/v1/alertmanager", other.base))
+        .json(&alert)
+        .send()
+        .await
+        .expect("alertmanager webhook");
+    assert_eq!(resp.status(), reqwest::StatusCode::ACCEPTED);
+    // A malformed one is refused where it arrives, with the reason.
+    let bad = other
+        .http
+        .post(format!("{}/api/v1/alertmanager", other.base))
+        .json(&serde_json::json!({"version": "4", "alerts": [{"status": "maybe", "startsAt": "x", "fingerprint": "f"}]}))
+        .send()
+        .await
+        .expect("alertmanager webhook");
+    assert_eq!(bad.status(), reqwest::StatusCode::BAD_REQUEST);
+    for node in [&a, &b] {
+        wait_for(
+            "the alert on the incident, on both nodes",
+            Duration::from_secs(30),
+            || async {
+                let inc = get_json(
+                    &node.http,
+                    &format!("{}/api/v1/incidents/{first_incident}", node.base),
+                )
+                .await?;
+                inc["alerts"]
+                    .as_array()?
+                    .iter()
+                    .any(|a| a["fingerprint"] == "e2e-alert-1")
+                    .then_some(())
+            },
+        )
+        .await;
+    }
     // The owner ranks from every partition (through the samples topic), not only its own
     // archive: every service is a candidate.
     let owner = if owner_is_a { &a } else { &b };
@@ -325,15 +383,47 @@ async fn two_workers_share_partitions_and_one_takes_over_after_kill_9() {
         || async { whole(scaled(b.base.clone(), b.http.clone()).await).then_some(()) },
     )
     .await;
-    // B owns the incidents now (it owned them already, or adopted them from the topic).
+    // B owns the incidents now (the owner died; B adopted them from the topic) and acts on
+    // them: the alert's resolution, sent to B, is applied by B's incident feed.
     wait_for(
-        "B to hold the first incident",
+        "B to own the incidents and hold the first one",
         Duration::from_secs(90),
         || async {
-            incidents(b.base.clone(), b.http.clone())
+            let held = incidents(b.base.clone(), b.http.clone())
                 .await
                 .iter()
-                .any(|i| i["id"] == first_incident.as_str())
+                .any(|i| i["id"] == first_incident.as_str());
+            (held && owns(b.base.clone(), b.http.clone()).await).then_some(())
+        },
+    )
+    .await;
+    let mut resolved = alert.clone();
+    resolved["alerts"][0]["status"] = "resolved".into();
+    resolved["alerts"][0]["endsAt"] = jiff::Timestamp::from_millisecond(t0 + 131 * 10_000)
+        .expect("time")
+        .to_string()
+        .into();
+    let resp = b
+        .http
+        .post(format!("{}/api/v1/alertmanager", b.base))
+        .json(&resolved)
+        .send()
+        .await
+        .expect("alertmanager webhook");
+    assert_eq!(resp.status(), reqwest::StatusCode::ACCEPTED);
+    wait_for(
+        "the new owner to apply the resolved alert",
+        Duration::from_secs(30),
+        || async {
+            let inc = get_json(
+                &b.http,
+                &format!("{}/api/v1/incidents/{first_incident}", b.base),
+            )
+            .await?;
+            inc["alerts"]
+                .as_array()?
+                .iter()
+                .any(|a| a["fingerprint"] == "e2e-alert-1" && a["status"] == "resolved")
                 .then_some(())
         },
     )

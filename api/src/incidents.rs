@@ -32,7 +32,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -102,6 +102,58 @@ pub struct IncidentService {
     publisher: Option<Publisher>,
     published: Mutex<std::collections::HashMap<String, i64>>,
     window_reader: Option<WindowReader>,
+    /// On Kafka: whether this node owns the incidents (only the owner ticks, ranks and pages)
+    /// and how changes that arrive here over HTTP reach the owner.
+    role: Option<(std::sync::atomic::AtomicBool, Forward)>,
+}
+
+/// A change to the incidents that arrived over HTTP, as it travels to the incident owner of a
+/// Kafka deployment (through the anomalies topic, in order with the anomaly events).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "command", rename_all = "snake_case")]
+pub enum Command {
+    /// Alertmanager alerts, validated.
+    Alerts {
+        /// The alerts.
+        alerts: Vec<AlertInput>,
+    },
+    /// A PagerDuty webhook event whose signature was verified.
+    Pagerduty {
+        /// Delivery id (repeated deliveries are dropped).
+        delivery: String,
+        /// The event.
+        event: pd::WebhookEvent,
+    },
+    /// A responder's feedback.
+    Feedback {
+        /// Our incident id.
+        id: String,
+        /// The true cause's service.
+        service: String,
+        /// And metric, if known.
+        metric: Option<String>,
+        /// Free text.
+        comment: Option<String>,
+    },
+}
+
+/// Sends a [`Command`] to the incident owner; Ok once it is durable on the way there.
+pub struct Forward(
+    #[allow(clippy::type_complexity)]
+    pub  Box<
+        dyn Fn(
+                Command,
+            )
+                -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send>>
+            + Send
+            + Sync,
+    >,
+);
+
+impl std::fmt::Debug for Forward {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Forward")
+    }
 }
 
 /// Series around an incident, from somewhere other than this node's archive (on Kafka: every
@@ -160,6 +212,7 @@ impl IncidentService {
             publisher: None,
             published: Mutex::new(Default::default()),
             window_reader: None,
+            role: None,
         };
         svc.update_gauges(&svc.lock());
         Ok(svc)
@@ -169,6 +222,34 @@ impl IncidentService {
     pub fn with_publisher(mut self, publisher: Publisher) -> Self {
         self.publisher = Some(publisher);
         self
+    }
+
+    /// One of several nodes: it acts on the incidents (ticks, ranks, pages) only while
+    /// [`IncidentService::set_owner`] says it owns them; changes arriving over HTTP go to the
+    /// owner through `forward`.
+    pub fn with_forward(mut self, forward: Forward) -> Self {
+        self.role = Some((std::sync::atomic::AtomicBool::new(false), forward));
+        self
+    }
+
+    /// Whether this node acts on the incidents (always, on its own).
+    pub fn active(&self) -> bool {
+        self.role
+            .as_ref()
+            .is_none_or(|(owner, _)| owner.load(std::sync::atomic::Ordering::SeqCst))
+    }
+
+    /// This node became (or stopped being) the incident owner.
+    pub fn set_owner(&self, owner: bool) {
+        if let Some((flag, _)) = &self.role {
+            let was = flag.swap(owner, std::sync::atomic::Ordering::SeqCst);
+            if was != owner {
+                info!(owner, "Incident ownership changed.");
+                if owner {
+                    self.wake.notify_one();
+                }
+            }
+        }
     }
 
     /// Ranks from windows `reader` gives instead of this node's archive.
@@ -207,9 +288,13 @@ impl IncidentService {
         let Some(Publisher(publish)) = &self.publisher else {
             return;
         };
+        // Only the owner speaks for the incidents; others publish their on-demand analyses.
+        let active = self.active();
         let mut published = self.published.lock().unwrap_or_else(|p| p.into_inner());
         for inc in &book.incidents {
-            if published.get(&inc.id).is_none_or(|&t| t < inc.updated_ms) {
+            if published.get(&inc.id).is_none_or(|&t| t < inc.updated_ms)
+                && (active || inc.source == IncidentSource::Api)
+            {
                 publish(inc);
                 published.insert(inc.id.clone(), inc.updated_ms);
             }
@@ -291,6 +376,9 @@ impl IncidentService {
     /// Queues the PagerDuty event for an incident's state (ours only: detector and alert
     /// incidents; not on-demand analyses, not PagerDuty's own).
     fn page(&self, inc: &Incident) {
+        if !self.active() {
+            return;
+        }
         if !matches!(
             inc.source,
             IncidentSource::Detector | IncidentSource::Alertmanager
@@ -309,7 +397,11 @@ impl IncidentService {
     pub fn adopt(&self, incidents: Vec<Incident>) -> usize {
         let n = incidents.len();
         let res = self.apply(|b, _| {
+            let mut published = self.published.lock().unwrap_or_else(|p| p.into_inner());
             for inc in incidents {
+                // Already on the topic: not published again from here.
+                let seen = published.entry(inc.id.clone()).or_insert(inc.updated_ms);
+                *seen = (*seen).max(inc.updated_ms);
                 match b.incidents.iter_mut().find(|i| i.id == inc.id) {
                     Some(mine) if mine.updated_ms >= inc.updated_ms => {}
                     Some(mine) => *mine = inc,
@@ -324,6 +416,83 @@ impl IncidentService {
         }
         self.wake.notify_one();
         n
+    }
+
+    /// After taking the incidents over from a node that may have died with PagerDuty messages
+    /// in its outbox: queues each open incident's current page again (and the resolve of those
+    /// resolved in the last hour). PagerDuty de-duplicates by `dedup_key` (the incident id), so
+    /// a message sent twice does no harm; one lost would.
+    pub fn repage(&self) -> usize {
+        let now = now_ms();
+        let book = self.lock();
+        let mut n = 0;
+        for inc in &book.incidents {
+            let due = match inc.status {
+                IncidentStatus::Open => inc.ranked_ms.is_some(),
+                _ => inc.resolved_ms.is_some_and(|t| now - t <= 3_600_000),
+            };
+            if due {
+                self.page(inc);
+                n += 1;
+            }
+        }
+        n
+    }
+
+    /// Applies a change that arrived over HTTP (here, or at another node and forwarded).
+    pub fn execute(&self, cmd: Command) -> Result<Value, ApiError> {
+        match cmd {
+            Command::Alerts { alerts } => {
+                let now = now_ms();
+                let changes = self.apply(|b, g| {
+                    let mut all = Vec::new();
+                    for input in &alerts {
+                        all.extend(b.on_alert(&self.cfg, g, input, now));
+                    }
+                    (all.clone(), all)
+                })?;
+                let ids: Vec<String> = changes
+                    .iter()
+                    .map(|c| match c {
+                        Change::Opened(i) | Change::Updated(i) | Change::Resolved(i) => i.clone(),
+                    })
+                    .collect();
+                Ok(json!({"status": "ok", "alerts": alerts.len(), "incidents": ids}))
+            }
+            Command::Pagerduty { delivery, event } => {
+                let handled = self.on_pagerduty(&delivery, event)?;
+                Ok(json!({"status": handled}))
+            }
+            Command::Feedback {
+                id,
+                service,
+                metric,
+                comment,
+            } => {
+                let fb = self.apply(|b, _| {
+                    (
+                        b.feedback(&id, service, metric, comment, now_ms()),
+                        Vec::new(),
+                    )
+                })?;
+                let fb = fb.map_err(|e| match e {
+                    BookError::NotFound(_) => ApiError::not_found(e.to_string()),
+                    BookError::Invalid(m) => ApiError::bad_request("bad_feedback", m),
+                })?;
+                let outcome = match fb.rank {
+                    Some(1) => "top1",
+                    Some(2..=3) => "top3",
+                    Some(4..=5) => "top5",
+                    _ => "missed",
+                };
+                self.metrics
+                    .feedback
+                    .get_or_create(&vec![("outcome".into(), outcome.into())])
+                    .inc();
+                let tally = self.snapshot().feedback;
+                Ok(json!({"feedback": fb, "accuracy": tally}))
+            }
+        }
     }
 
     /// An anomaly event from detection.
@@ -368,12 +537,14 @@ pub async fn run(
                 }
                 Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
             },
-            _ = tick.tick() => {
+            _ = tick.tick() => if svc.active() {
                 let now = now_ms();
                 let _ = svc.apply(|b, _| ((), b.tick(&svc.cfg, now, now)));
                 rank_due(&svc, &catalog, &archive, false).await;
-            }
-            _ = svc.wake.notified() => rank_due(&svc, &catalog, &archive, true).await,
+            },
+            _ = svc.wake.notified() => if svc.active() {
+                rank_due(&svc, &catalog, &archive, true).await;
+            },
             _ = cancel.cancelled() => return,
         }
     }
@@ -592,7 +763,10 @@ pub async fn list(
         .take(limit)
         .map(summary)
         .collect();
-    Ok(Json(json!({"incidents": items, "feedback": book.feedback})))
+    // `owner`: this node acts on the incidents (on Kafka, one node does; the others mirror).
+    Ok(Json(
+        json!({"incidents": items, "feedback": book.feedback, "owner": state.incidents.active()}),
+    ))
 }
 
 /// `GET /api/v1/incidents/{id}`: the whole incident (candidates, timeline).
@@ -789,31 +963,38 @@ pub async fn feedback(
     State(state): State<AppState>,
     Path(id): Path<String>,
     body: Bytes,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let req: FeedbackRequest = parse_json(&body)?;
-    let svc = &state.incidents;
-    let fb = svc.apply(|b, _| {
-        (
-            b.feedback(&id, req.service, req.metric, req.comment, now_ms()),
-            Vec::new(),
-        )
-    })?;
-    let fb = fb.map_err(|e| match e {
-        BookError::NotFound(_) => ApiError::not_found(e.to_string()),
-        BookError::Invalid(m) => ApiError::bad_request("bad_feedback", m),
-    })?;
-    let outcome = match fb.rank {
-        Some(1) => "top1",
-        Some(2..=3) => "top3",
-        Some(4..=5) => "top5",
-        _ => "missed",
+    if state.incidents.snapshot().get(&id).is_none() {
+        return Err(ApiError::not_found(format!("no incident {id}")));
+    }
+    let cmd = Command::Feedback {
+        id,
+        service: req.service,
+        metric: req.metric,
+        comment: req.comment,
     };
-    svc.metrics
-        .feedback
-        .get_or_create(&vec![("outcome".into(), outcome.into())])
-        .inc();
-    let tally = svc.snapshot().feedback;
-    Ok(Json(json!({"feedback": fb, "accuracy": tally})))
+    submit(&state.incidents, cmd, StatusCode::OK).await
+}
+
+/// Applies `cmd` here, or — on a Kafka deployment — sends it to the incident owner and
+/// answers 202 once it is durable on its way (the change shows in the incidents shortly).
+async fn submit(svc: &IncidentService, cmd: Command, ok: StatusCode) -> Result<Response, ApiError> {
+    if let Some((_, Forward(forward))) = &svc.role {
+        forward(cmd).await.map_err(|e| {
+            ApiError::unavailable(
+                "not_durable",
+                format!("cannot pass the change to the incident owner: {e}"),
+            )
+        })?;
+        return Ok((
+            StatusCode::ACCEPTED,
+            Json(json!({"status": "accepted", "applied_by": "incident owner"})),
+        )
+            .into_response());
+    }
+    let out = svc.execute(cmd)?;
+    Ok((ok, Json(out)).into_response())
 }
 
 // ---- Alertmanager ---------------------------------------------------------------------------
@@ -851,7 +1032,7 @@ fn am_time(s: &str) -> Option<i64> {
 pub async fn alertmanager(
     State(state): State<AppState>,
     body: Bytes,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let p: AmPayload = parse_json(&body)?;
     if p.version != "4" {
         return Err(ApiError::bad_request(
@@ -906,24 +1087,12 @@ pub async fn alertmanager(
             summary: a.annotations.get("summary").cloned(),
         });
     }
-    let svc = &state.incidents;
-    let now = now_ms();
-    let changes = svc.apply(|b, g| {
-        let mut all = Vec::new();
-        for input in &inputs {
-            all.extend(b.on_alert(&svc.cfg, g, input, now));
-        }
-        (all.clone(), all)
-    })?;
-    let ids: Vec<String> = changes
-        .iter()
-        .map(|c| match c {
-            Change::Opened(i) | Change::Updated(i) | Change::Resolved(i) => i.clone(),
-        })
-        .collect();
-    Ok(Json(
-        json!({"status": "ok", "alerts": inputs.len(), "incidents": ids}),
-    ))
+    submit(
+        &state.incidents,
+        Command::Alerts { alerts: inputs },
+        StatusCode::OK,
+    )
+    .await
 }
 
 // ---- PagerDuty webhooks v3 ------------------------------------------------------------------
@@ -968,112 +1137,192 @@ pub async fn pagerduty_webhook(
         .and_then(|v| v.to_str().ok())
         .map_or_else(|| env.event.id.clone(), str::to_owned);
     let ev = env.event;
-    let accepted =
-        |status: &str| (StatusCode::ACCEPTED, Json(json!({"status": status}))).into_response();
-    let incident: Option<WebhookIncident> =
-        if ev.event_type.starts_with("incident.") && ev.event_type != "incident.annotated" {
-            Some(serde_json::from_value(ev.data.clone()).map_err(|e| {
-                ApiError::bad_request("bad_event", format!("event.data is not an incident: {e}"))
-            })?)
-        } else {
-            None
-        };
-    let now = now_ms();
-    let cfg = svc.cfg.clone();
-    let handled = svc.apply(|b, _| {
-        if !b.first_delivery(&delivery) {
-            return ("duplicate", Vec::new());
-        }
-        let Some(pdi) = incident else {
-            return ("ignored", Vec::new());
-        };
-        let pref = PagerdutyRef {
-            incident_id: pdi.id.clone(),
-            html_url: pdi.html_url.clone(),
-        };
-        let ours = pdi
-            .incident_key
-            .as_deref()
-            .and_then(|k| b.get(k).map(|i| i.id.clone()));
-        let linked = ours.or_else(|| {
-            b.incidents
-                .iter()
-                .rev()
-                .find(|i| {
-                    i.pagerduty
-                        .as_ref()
-                        .is_some_and(|p| p.incident_id == pdi.id)
-                })
-                .map(|i| i.id.clone())
-        });
-        match ev.event_type.as_str() {
-            "incident.triggered" => {
-                if let Some(id) = linked {
-                    let inc = b.get_mut(&id).expect("found above");
-                    inc.pagerduty = Some(pref);
-                    inc.note(
-                        now,
-                        "pagerduty",
-                        format!("PagerDuty incident {} triggered.", pdi.id),
-                    );
-                    // Our own incident: its candidates go back as a note at the next ranking.
-                    inc.ranked_ms = None;
-                    ("linked", vec![Change::Updated(id)])
-                } else {
-                    let detected = pdi
-                        .created_at
-                        .as_deref()
-                        .and_then(|t| t.parse::<jiff::Timestamp>().ok())
-                        .map_or(now, |t| t.as_millisecond());
-                    let service = pdi
-                        .service
-                        .as_ref()
-                        .and_then(|s| cfg.pagerduty.our_service(s));
-                    let title = pdi
-                        .title
-                        .clone()
-                        .unwrap_or_else(|| format!("PagerDuty incident {}", pdi.id));
-                    let id = b.open_external(
-                        &cfg,
-                        IncidentSource::Pagerduty,
-                        title,
-                        Symptom {
-                            service,
-                            metric: None,
-                            series: None,
-                            detected_ms: detected,
-                        },
-                        now,
-                    );
-                    let inc = b.get_mut(&id).expect("just opened");
-                    inc.pagerduty = Some(pref);
-                    ("opened", vec![Change::Opened(id)])
-                }
+    if ev.event_type.starts_with("incident.") && ev.event_type != "incident.annotated" {
+        serde_json::from_value::<WebhookIncident>(ev.data.clone()).map_err(|e| {
+            ApiError::bad_request("bad_event", format!("event.data is not an incident: {e}"))
+        })?;
+    }
+    submit(
+        svc,
+        Command::Pagerduty {
+            delivery,
+            event: ev,
+        },
+        StatusCode::ACCEPTED,
+    )
+    .await
+}
+
+impl IncidentService {
+    /// A verified PagerDuty webhook event: links or opens an incident, or resolves one.
+    fn on_pagerduty(&self, delivery: &str, ev: pd::WebhookEvent) -> Result<&'static str, ApiError> {
+        let incident: Option<WebhookIncident> =
+            if ev.event_type.starts_with("incident.") && ev.event_type != "incident.annotated" {
+                serde_json::from_value(ev.data.clone()).ok()
+            } else {
+                None
+            };
+        let now = now_ms();
+        let cfg = self.cfg.clone();
+        self.apply(|b, _| {
+            if !b.first_delivery(delivery) {
+                return ("duplicate", Vec::new());
             }
-            "incident.resolved" => match linked {
-                Some(id) => {
-                    let inc = b.get_mut(&id).expect("found above");
-                    inc.note(
-                        now,
-                        "pagerduty",
-                        format!("PagerDuty incident {} resolved.", pdi.id),
-                    );
-                    if inc.source == IncidentSource::Pagerduty && inc.status == IncidentStatus::Open
-                    {
-                        inc.status = IncidentStatus::Resolved;
-                        inc.resolved_ms = Some(now);
+            let Some(pdi) = incident else {
+                return ("ignored", Vec::new());
+            };
+            let pref = PagerdutyRef {
+                incident_id: pdi.id.clone(),
+                html_url: pdi.html_url.clone(),
+            };
+            let ours = pdi
+                .incident_key
+                .as_deref()
+                .and_then(|k| b.get(k).map(|i| i.id.clone()));
+            let linked = ours.or_else(|| {
+                b.incidents
+                    .iter()
+                    .rev()
+                    .find(|i| {
+                        i.pagerduty
+                            .as_ref()
+                            .is_some_and(|p| p.incident_id == pdi.id)
+                    })
+                    .map(|i| i.id.clone())
+            });
+            match ev.event_type.as_str() {
+                "incident.triggered" => {
+                    if let Some(id) = linked {
+                        let inc = b.get_mut(&id).expect("found above");
+                        inc.pagerduty = Some(pref);
+                        inc.note(
+                            now,
+                            "pagerduty",
+                            format!("PagerDuty incident {} triggered.", pdi.id),
+                        );
+                        // Our own incident: its candidates go back as a note at the next ranking.
+                        inc.ranked_ms = None;
+                        ("linked", vec![Change::Updated(id)])
+                    } else {
+                        let detected = pdi
+                            .created_at
+                            .as_deref()
+                            .and_then(|t| t.parse::<jiff::Timestamp>().ok())
+                            .map_or(now, |t| t.as_millisecond());
+                        let service = pdi
+                            .service
+                            .as_ref()
+                            .and_then(|s| cfg.pagerduty.our_service(s));
+                        let title = pdi
+                            .title
+                            .clone()
+                            .unwrap_or_else(|| format!("PagerDuty incident {}", pdi.id));
+                        let id = b.open_external(
+                            &cfg,
+                            IncidentSource::Pagerduty,
+                            title,
+                            Symptom {
+                                service,
+                                metric: None,
+                                series: None,
+                                detected_ms: detected,
+                            },
+                            now,
+                        );
+                        let inc = b.get_mut(&id).expect("just opened");
+                        inc.pagerduty = Some(pref);
+                        ("opened", vec![Change::Opened(id)])
                     }
-                    ("resolved", Vec::new())
                 }
-                None => ("ignored", Vec::new()),
-            },
-            _ => ("ignored", Vec::new()),
-        }
-    })?;
-    Ok(accepted(handled))
+                "incident.resolved" => match linked {
+                    Some(id) => {
+                        let inc = b.get_mut(&id).expect("found above");
+                        inc.note(
+                            now,
+                            "pagerduty",
+                            format!("PagerDuty incident {} resolved.", pdi.id),
+                        );
+                        if inc.source == IncidentSource::Pagerduty
+                            && inc.status == IncidentStatus::Open
+                        {
+                            inc.status = IncidentStatus::Resolved;
+                            inc.resolved_ms = Some(now);
+                        }
+                        ("resolved", Vec::new())
+                    }
+                    None => ("ignored", Vec::new()),
+                },
+                _ => ("ignored", Vec::new()),
+            }
+        })
+    }
 }
 
 /// `GET /api/v1/openapi.json`.
 pub async fn openapi() -> Json<Value> {
     Json(crate::openapi::document())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aiops_models::incident::AlertRef;
+
+    fn alert(status: &str) -> Command {
+        Command::Alerts {
+            alerts: vec![AlertInput {
+                alert: AlertRef {
+                    fingerprint: "f1".into(),
+                    name: "QueueDepthHigh".into(),
+                    status: status.into(),
+                    labels: vec![("service".into(), "carts".into())],
+                    starts_ms: now_ms() - 60_000,
+                    ends_ms: None,
+                },
+                summary: Some("queue depth high".into()),
+            }],
+        }
+    }
+
+    #[tokio::test]
+    async fn a_node_that_does_not_own_the_incidents_forwards_changes_and_stays_quiet() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let sent = Arc::new(Mutex::new(Vec::new()));
+        let to_owner = sent.clone();
+        let mut cfg = IncidentConfig::default();
+        cfg.pagerduty.routing_key = Some("r".repeat(32));
+        let svc = IncidentService::open(cfg, dir.path(), &mut Registry::default())
+            .expect("opens")
+            .with_forward(Forward(Box::new(move |cmd| {
+                to_owner.lock().expect("lock").push(cmd);
+                Box::pin(async { Ok(()) })
+            })));
+        assert!(!svc.active());
+        // Over HTTP: forwarded (202), not applied here.
+        let resp = submit(&svc, alert("firing"), StatusCode::OK)
+            .await
+            .expect("accepted");
+        assert_eq!(resp.status(), StatusCode::ACCEPTED);
+        assert!(svc.snapshot().incidents.is_empty());
+        let cmd = sent.lock().expect("lock").pop().expect("forwarded");
+        // The command survives the trip through the topic.
+        let cmd: Command =
+            serde_json::from_slice(&serde_json::to_vec(&cmd).expect("encode")).expect("decode");
+        // The owner applies it: an incident opens.
+        svc.set_owner(true);
+        let out = svc.execute(cmd).expect("applied");
+        assert_eq!(out["incidents"].as_array().map(Vec::len), Some(1), "{out}");
+        // A node that is not the owner pages nothing, even for an open ranked incident...
+        svc.set_owner(false);
+        {
+            let mut book = svc.lock();
+            book.incidents[0].ranked_ms = Some(now_ms());
+        }
+        svc.repage();
+        assert!(svc.outbox.pending().expect("outbox").is_empty());
+        // ... the owner that took it over queues its page again (PagerDuty de-duplicates).
+        svc.set_owner(true);
+        assert_eq!(svc.repage(), 1);
+        assert_eq!(svc.outbox.pending().expect("outbox").len(), 1);
+    }
 }

@@ -43,7 +43,8 @@ pub fn document() -> Value {
                     "responses": {
                         "200": {"description": "Incident summaries and the feedback tally", "content": {"application/json": {"schema": {"type": "object", "properties": {
                             "incidents": {"type": "array", "items": {"$ref": "#/components/schemas/IncidentSummary"}},
-                            "feedback": {"$ref": "#/components/schemas/FeedbackTally"}}}}}},
+                            "feedback": {"$ref": "#/components/schemas/FeedbackTally"},
+                            "owner": {"type": "boolean", "description": "This node acts on the incidents (on Kafka one node does; the others mirror them)"}}}}}},
                         "400": error_response("Bad parameter")
                     }
                 },
@@ -77,6 +78,7 @@ pub fn document() -> Value {
                         "service": {"type": "string"}, "metric": {"type": "string"}, "comment": {"type": "string"}}}}}},
                     "responses": {
                         "200": {"description": "Recorded; where we had ranked it, and the running tally"},
+                        "202": {"description": "On Kafka: durable on its way to the incident owner, which records it"},
                         "400": error_response("Malformed body"),
                         "401": error_response("Missing or wrong bearer token"),
                         "404": error_response("No such incident")
@@ -91,6 +93,7 @@ pub fn document() -> Value {
                         "version": {"const": "4"}, "alerts": {"type": "array", "items": {"type": "object", "required": ["status", "startsAt", "fingerprint"]}}}}}}},
                     "responses": {
                         "200": {"description": "Applied and durable; the incidents touched"},
+                        "202": {"description": "On Kafka: durable on its way to the incident owner, which applies it"},
                         "400": error_response("Malformed payload or unsupported version"),
                         "401": error_response("Missing or wrong bearer token"),
                         "503": error_response("Could not persist; Alertmanager retries")

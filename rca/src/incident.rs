@@ -148,7 +148,7 @@ pub enum Change {
 }
 
 /// A firing or resolved alert (from Alertmanager).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AlertInput {
     /// The alert.
     pub alert: AlertRef,

@@ -232,7 +232,7 @@ pub struct WebhookEnvelope {
 }
 
 /// The event of a webhook delivery.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct WebhookEvent {
     /// Event id (unique per event).
     pub id: String,
