@@ -47,6 +47,13 @@ if ! command -v openssl >/dev/null 2>&1; then
   DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq openssl >/dev/null
 fi
 
+# stunnel puts TLS (with client certificates) in front of tansu for the Kafka TLS test.
+if ! command -v stunnel4 >/dev/null 2>&1 && ! command -v stunnel >/dev/null 2>&1; then
+  echo "== installing stunnel4 (Debian package)"
+  as_root apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq stunnel4 >/dev/null
+fi
+
 # tansu, a Kafka-compatible broker, for the scale-out tests (built from crates.io: about 12
 # minutes the first time, in its own target directory).
 if ! command -v tansu >/dev/null 2>&1 && [ ! -x "$HOME/.cargo/bin/tansu" ]; then

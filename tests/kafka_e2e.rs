@@ -35,8 +35,14 @@ fn tansu_binary() -> String {
 
 /// Starts tansu with in-memory storage on `port` and waits until it accepts connections.
 async fn start_tansu(dir: &Path, port: u16) -> Proc {
+    start_tansu_advertising(dir, port, port).await
+}
+
+/// As [`start_tansu`], telling clients to connect to `advertised` (a TLS proxy in front).
+async fn start_tansu_advertising(dir: &Path, port: u16, advertised: u16) -> Proc {
     let log = std::fs::File::create(dir.join("tansu.log")).expect("log");
     let url = format!("tcp://127.0.0.1:{port}");
+    let advertised = format!("tcp://127.0.0.1:{advertised}");
     let p = Proc {
         child: Command::new(tansu_binary())
             .args([
@@ -44,7 +50,7 @@ async fn start_tansu(dir: &Path, port: u16) -> Proc {
                 "--listener-url",
                 &url,
                 "--advertised-listener-url",
-                &url,
+                &advertised,
             ])
             .args(["--storage-engine", "memory://tansu/"])
             .stdout(Stdio::null())
@@ -544,4 +550,201 @@ async fn prometheus_kafka_adapter_topics_are_a_source() {
         metrics.contains("source=\"kafka\"") && metrics.contains("reason=\"decode\""),
         "the malformed message is counted: {metrics}"
     );
+}
+
+/// Runs `openssl` with `args` in `dir`.
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("openssl runs (scripts/test.sh installs it)");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A CA, a server certificate for 127.0.0.1 and a client certificate, all signed by the CA.
+fn make_certificates(dir: &Path) {
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=e2e-ca",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+        ],
+    );
+    for (name, ext) in [
+        ("server", "subjectAltName=IP:127.0.0.1"),
+        ("client", "extendedKeyUsage=clientAuth"),
+    ] {
+        std::fs::write(dir.join(format!("{name}.ext")), ext).expect("ext");
+        openssl(
+            dir,
+            &[
+                "req",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-subj",
+                &format!("/CN={name}"),
+                "-keyout",
+                &format!("{name}.key"),
+                "-out",
+                &format!("{name}.csr"),
+            ],
+        );
+        openssl(
+            dir,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                &format!("{name}.csr"),
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-days",
+                "2",
+                "-extfile",
+                &format!("{name}.ext"),
+                "-out",
+                &format!("{name}.pem"),
+            ],
+        );
+    }
+}
+
+/// The security options pass through to librdkafka: the broker is reachable only over TLS with
+/// a client certificate (stunnel in front of tansu, which cannot terminate TLS from its command
+/// line in 0.6); a worker configured with `security.protocol = "SSL"` and its certificate
+/// ingests and archives, a client without a certificate is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_with_client_certificates_passes_through_to_the_broker() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    make_certificates(d);
+    let (plain, tls) = (free_port(), free_port());
+    let _broker = start_tansu_advertising(d, plain, tls).await;
+    std::fs::write(
+        d.join("stunnel.conf"),
+        format!(
+            "foreground = yes\npid =\n[kafka]\naccept = 127.0.0.1:{tls}\nconnect = 127.0.0.1:{plain}\n\
+             cert = {d}/server.pem\nkey = {d}/server.key\nCAfile = {d}/ca.pem\n\
+             verifyChain = yes\nrequireCert = yes\n",
+            d = d.display()
+        ),
+    )
+    .expect("stunnel config");
+    let stunnel = ["stunnel4", "stunnel"]
+        .into_iter()
+        .find(|b| {
+            Command::new("sh")
+                .args(["-c", &format!("command -v {b}")])
+                .output()
+                .is_ok_and(|o| o.status.success())
+        })
+        .expect("stunnel is needed for this test: run scripts/test.sh (apt-get install stunnel4)");
+    let _proxy = Proc {
+        child: Command::new(stunnel)
+            .arg(d.join("stunnel.conf"))
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(d.join("stunnel.log")).expect("log"))
+            .spawn()
+            .expect("stunnel starts"),
+        name: "stunnel",
+    };
+    wait_for("stunnel to accept", Duration::from_secs(30), || async {
+        tokio::net::TcpStream::connect(("127.0.0.1", tls))
+            .await
+            .ok()
+            .map(|_| ())
+    })
+    .await;
+    let node = d.join("node");
+    std::fs::create_dir_all(&node).expect("dir");
+    let extra = format!(
+        r#"properties = {{ "security.protocol" = "SSL", "ssl.ca.location" = "{d}/ca.pem", "ssl.certificate.location" = "{d}/client.pem", "ssl.key.location" = "{d}/client.key", "session.timeout.ms" = "6000" }}"#,
+        d = d.display()
+    );
+    let cfg = worker_config(tls, true).replace(
+        r#"properties = { "session.timeout.ms" = "6000", "heartbeat.interval.ms" = "500", "max.poll.interval.ms" = "10000" }"#,
+        &extra,
+    );
+    assert!(cfg.contains("ssl.certificate.location"), "{cfg}");
+    let a = serve_with_config(&node, &cfg).await;
+    wait_for(
+        "the worker to own partitions",
+        Duration::from_secs(60),
+        || async {
+            log_of(&a.data)
+                .lines()
+                .rfind(|l| l.contains("Partitions assigned"))
+                .is_some_and(|l| !l.contains("partitions=[]"))
+                .then_some(())
+        },
+    )
+    .await;
+    let to_a = RemoteWriteClient::new(format!("{}/api/v1/write", a.base));
+    let t0 = jiff::Timestamp::now().as_millisecond() - 600_000;
+    for k in 0..20 {
+        to_a.send(&step(t0, k, false))
+            .await
+            .expect("acknowledged over TLS");
+    }
+    // Through the broker (over TLS) and back into the worker's archive.
+    let v = wait_for(
+        "every series in the archive",
+        Duration::from_secs(60),
+        || async {
+            let v = get_json(
+                &a.http,
+                &format!("{}/api/v1/series?match[]=queue_depth", a.base),
+            )
+            .await?;
+            (v["series"].as_array()?.len() == SERIES).then_some(v)
+        },
+    )
+    .await;
+    let id = v["series"][0]["id"].as_str().expect("id").to_owned();
+    let url = format!(
+        "{}/api/v1/series/{id}/samples?start={}&end={}",
+        a.base,
+        t0 as f64 / 1000.0,
+        (t0 + 19 * 10_000) as f64 / 1000.0
+    );
+    wait_for("all 20 samples", Duration::from_secs(30), || async {
+        (get_json(&a.http, &url).await?["samples"].as_array()?.len() == 20).then_some(())
+    })
+    .await;
+    // Without a client certificate the broker is out of reach.
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", format!("127.0.0.1:{tls}"))
+        .set("security.protocol", "SSL")
+        .set("ssl.ca.location", format!("{}/ca.pem", d.display()))
+        .set("message.timeout.ms", "5000");
+    let producer: rdkafka::producer::FutureProducer = c.create().expect("producer");
+    let res = producer
+        .send(
+            rdkafka::producer::FutureRecord::to("aiops.samples")
+                .key("k")
+                .payload("v"),
+            Duration::from_secs(10),
+        )
+        .await;
+    assert!(res.is_err(), "a client without a certificate got through");
 }
