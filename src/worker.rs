@@ -136,6 +136,16 @@ impl Shared {
                     continue;
                 }
             };
+            if bytes.len() > aiops_ingest::kafka::CHECKPOINT_MAX_BYTES {
+                error!(
+                    partition = p,
+                    series = n,
+                    bytes = bytes.len(),
+                    limit = aiops_ingest::kafka::CHECKPOINT_MAX_BYTES,
+                    "A partition's checkpoint is too large for one message; its offset is not committed. Use more partitions (transport.kafka.partitions) for this many series."
+                );
+                continue;
+            }
             let key = format!("p{p}");
             let sent = self.rt.block_on(
                 self.producer.send(

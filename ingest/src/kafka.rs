@@ -33,6 +33,11 @@ use tracing::{error, info, warn};
 
 use crate::transport::{AckError, BatchReceiver, BatchSender};
 
+/// The largest checkpoint message of one samples partition (about 1 KB per series: some 48,000
+/// series per partition). aiops creates the checkpoints topic with a matching
+/// `max.message.bytes`; a topic created by hand needs it too.
+pub const CHECKPOINT_MAX_BYTES: usize = 48 << 20;
+
 /// `[transport.kafka]`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -175,7 +180,12 @@ impl KafkaConfig {
     pub fn producer(&self) -> Result<FutureProducer, KafkaError> {
         let mut c = ClientConfig::new();
         c.set("bootstrap.servers", &self.brokers)
-            .set("client.id", &self.client_id);
+            .set("client.id", &self.client_id)
+            // A partition's checkpoint is one message (about 1 KB per series).
+            .set(
+                "message.max.bytes",
+                (CHECKPOINT_MAX_BYTES + (1 << 20)).to_string(),
+            );
         c.set("acks", "all")
             .set("enable.idempotence", "true")
             .set("compression.type", "zstd")
@@ -212,6 +222,7 @@ impl KafkaConfig {
             .create()
             .map_err(|e| KafkaError::Client(e.to_string()))?;
         let load_retention_ms = (self.load_retention_secs.saturating_mul(1000)).to_string();
+        let checkpoint_bytes = (CHECKPOINT_MAX_BYTES + (1 << 20)).to_string();
         let topics: Vec<NewTopic<'_>> = [
             &self.samples_topic,
             &self.checkpoints_topic,
@@ -236,6 +247,7 @@ impl KafkaConfig {
             );
             if t == &self.checkpoints_topic {
                 nt.set("cleanup.policy", "compact")
+                    .set("max.message.bytes", &checkpoint_bytes)
             } else if t == &self.load_topic {
                 nt.set("retention.ms", &load_retention_ms)
             } else {
@@ -277,7 +289,11 @@ impl KafkaConfig {
     pub fn fetch_checkpoint(&self, partition: i32) -> Result<Option<Vec<u8>>, KafkaError> {
         let mut c = self.client();
         c.set("enable.auto.commit", "false")
-            .set("group.id", format!("{}-checkpoint-reader", self.group_id));
+            .set("group.id", format!("{}-checkpoint-reader", self.group_id))
+            .set(
+                "max.partition.fetch.bytes",
+                (CHECKPOINT_MAX_BYTES + (1 << 20)).to_string(),
+            );
         let consumer: BaseConsumer = c.create().map_err(|e| KafkaError::Client(e.to_string()))?;
         let timeout = Duration::from_secs(10);
         let (lo, hi) = consumer
@@ -799,6 +815,43 @@ mod tests {
             }
         }
         assert_eq!(got, 30);
+    }
+
+    #[tokio::test]
+    async fn a_checkpoint_larger_than_kafkas_default_message_size_goes_and_comes_back() {
+        let mock = rdkafka::mocking::MockCluster::new(1).expect("mock cluster");
+        let cfg = KafkaConfig {
+            brokers: mock.bootstrap_servers(),
+            partitions: 2,
+            ..KafkaConfig::default()
+        };
+        mock.create_topic(&cfg.checkpoints_topic, cfg.partitions, 1)
+            .expect("topic");
+        // 4 MB: four times Kafka's default 1 MB message limit (some 4,000 series' state).
+        let payload: Vec<u8> = (0..4 << 20).map(|i| b'a' + (i % 26) as u8).collect();
+        let producer = cfg.producer().expect("producer");
+        producer
+            .send(
+                FutureRecord::to(&cfg.checkpoints_topic)
+                    .partition(1)
+                    .key("p1")
+                    .payload(&payload),
+                Duration::from_secs(10),
+            )
+            .await
+            .map_err(|(e, _)| e)
+            .expect("delivered");
+        let back = tokio::task::spawn_blocking(move || cfg.fetch_checkpoint(1))
+            .await
+            .expect("join")
+            .expect("read")
+            .expect("a checkpoint");
+        assert!(
+            back == payload,
+            "{} bytes back of {}",
+            back.len(),
+            payload.len()
+        );
     }
 
     #[test]
