@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use aiops_detect::DetectState;
-use aiops_detect::stage::{DetectConfig, SeriesState};
+use aiops_detect::stage::{DetectConfig, Ownership, SeriesState, ServiceState};
 use aiops_ingest::kafka::{KafkaConfig, decode_message};
 use aiops_ingest::transport::BatchSender;
 use aiops_models::{AnomalyEvent, SeriesCatalog, SeriesId};
@@ -36,13 +36,20 @@ pub struct PartitionCheckpoint {
     pub next_offset: i64,
     /// Per-series detector state.
     pub series: Vec<(SeriesId, SeriesState)>,
-    /// Events still open on these series.
+    /// Per-service multivariate state (a service's series share its partition).
+    #[serde(default)]
+    pub services: Vec<(String, ServiceState)>,
+    /// Events still open on these series and services.
     pub open_events: Vec<AnomalyEvent>,
+    /// The catalog entries of these series (the new owner knows them before their next sample).
+    #[serde(default)]
+    pub metas: Vec<aiops_models::SeriesMeta>,
 }
 
 /// What the worker shares with its rebalance callbacks.
 struct Shared {
     cfg: KafkaConfig,
+    catalog: Arc<SeriesCatalog>,
     state: Arc<RwLock<DetectState>>,
     producer: FutureProducer,
     rt: tokio::runtime::Handle,
@@ -70,8 +77,27 @@ impl Shared {
             .collect()
     }
 
-    fn owns(&self, partition: i32) -> impl Fn(SeriesId) -> bool + '_ {
-        move |id| self.cfg.partition_of(id) == partition
+    /// Whether series `id` is in `partition` (by its service, as the forwarder split it).
+    fn series_in(&self, id: SeriesId, partition: i32) -> bool {
+        let p = match self.catalog.get(id) {
+            Some(meta) => self.cfg.partition_of(&meta),
+            None => self.cfg.partition_by(None, id),
+        };
+        p == partition
+    }
+
+    fn service_in(&self, service: &str, partition: i32) -> bool {
+        self.cfg.partition_by(Some(service), SeriesId(0)) == partition
+    }
+
+    /// Runs `f` with what belongs to `partition`.
+    fn with_owned<T>(&self, partition: i32, f: impl FnOnce(&Ownership<'_>) -> T) -> T {
+        let series = |id| self.series_in(id, partition);
+        let service = |s: &str| self.service_in(s, partition);
+        f(&Ownership {
+            series: &series,
+            service: &service,
+        })
     }
 
     /// Waits for every anomaly delivery. Err: some output is not in Kafka; nothing may be
@@ -110,24 +136,33 @@ impl Shared {
             let Some(Some(next)) = owned.get(&p).copied() else {
                 // Nothing read since we got it: the last checkpoint still holds.
                 if release {
-                    self.state
-                        .write()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .remove_series(self.owns(p));
+                    self.with_owned(p, |o| {
+                        self.state
+                            .write()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .remove_partition(o)
+                    });
                 }
                 continue;
             };
-            let (series, open_events) = self
-                .state
-                .read()
-                .unwrap_or_else(|e| e.into_inner())
-                .export_series(self.owns(p));
+            let (series, services, open_events) = self.with_owned(p, |o| {
+                self.state
+                    .read()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .export_partition(o)
+            });
             let n = series.len();
+            let metas = series
+                .iter()
+                .filter_map(|(id, _)| self.catalog.get(*id).map(|m| (*m).clone()))
+                .collect();
             let cp = PartitionCheckpoint {
                 partition: p,
                 next_offset: next,
                 series,
+                services,
                 open_events,
+                metas,
             };
             let bytes = match serde_json::to_vec(&cp) {
                 Ok(b) => b,
@@ -166,10 +201,12 @@ impl Shared {
                 rdkafka::Offset::Offset(next),
             );
             if release {
-                self.state
-                    .write()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .remove_series(self.owns(p));
+                self.with_owned(p, |o| {
+                    self.state
+                        .write()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .remove_partition(o)
+                });
             }
             info!(
                 partition = p,
@@ -193,14 +230,18 @@ impl Shared {
             match self.cfg.fetch_checkpoint(p) {
                 Ok(Some(bytes)) => match serde_json::from_slice::<PartitionCheckpoint>(&bytes) {
                     Ok(cp) => {
-                        let n = cp.series.len();
+                        let (n, s) = (cp.series.len(), cp.services.len());
+                        for m in cp.metas {
+                            self.catalog.insert(Arc::new(m));
+                        }
                         self.state
                             .write()
                             .unwrap_or_else(|e| e.into_inner())
-                            .import_series(cp.series, cp.open_events);
+                            .import_partition(cp.series, cp.services, cp.open_events);
                         info!(
                             partition = p,
                             series = n,
+                            services = s,
                             next_offset = cp.next_offset,
                             "Restored a partition's detector state."
                         );
@@ -317,6 +358,7 @@ impl Worker {
         }
         let shared = Arc::new(Shared {
             cfg: self.cfg.clone(),
+            catalog: self.catalog.clone(),
             state: self.state.clone(),
             producer: producer.clone(),
             rt: self.rt.clone(),
@@ -711,6 +753,9 @@ impl ConsumerContext for FeedContext {
 /// are keyed by their ids, which never start so).
 pub const COMMAND_KEY_PREFIX: &str = "cmd:";
 
+/// Keys of the incident feed's liveness messages on the anomalies topic.
+pub const HEARTBEAT_KEY_PREFIX: &str = "hb:";
+
 /// The incidents of a Kafka deployment meet at one node: the member of `{group_id}-incidents`
 /// that owns the anomalies topic's only partition. It reads every anomaly event in order,
 /// feeds its incident book, and commits the offset after the book is saved. When it becomes
@@ -733,6 +778,11 @@ pub async fn run_incident_feed(
         })
         .map_err(|e| anyhow::anyhow!("creating the incident feed consumer: {e}"))?;
     consumer.subscribe(&[cfg.anomalies_topic.as_str()])?;
+    // Every node says it is alive on the anomalies topic now and then: with nobody owning the
+    // partition, these wait unconsumed and the others notice (below) even when no anomaly
+    // comes.
+    let producer = cfg.producer()?;
+    let mut last_heartbeat: Option<Instant> = None;
     let mut last_rejoin: Option<Instant> = None;
     let mut last_check = Instant::now();
     // (committed offset, since when it has not moved)
@@ -740,6 +790,26 @@ pub async fn run_incident_feed(
     while !cancel.is_cancelled() {
         let msg = tokio::task::block_in_place(|| consumer.poll(Duration::from_millis(200)));
         incidents.set_owner(consumer.context().owner.load(Ordering::SeqCst));
+        if last_heartbeat.is_none_or(|t| t.elapsed() >= Duration::from_secs(10)) {
+            last_heartbeat = Some(Instant::now());
+            let (producer, topic) = (producer.clone(), cfg.anomalies_topic.clone());
+            let key = format!("{HEARTBEAT_KEY_PREFIX}{}", std::process::id());
+            let timeout = Duration::from_secs(cfg.delivery_timeout_secs);
+            tokio::spawn(async move {
+                let at = jiff::Timestamp::now().as_millisecond();
+                if let Err(e) = aiops_ingest::kafka::produce_json(
+                    &producer,
+                    &topic,
+                    &key,
+                    &serde_json::json!({ "at_ms": at }),
+                    timeout,
+                )
+                .await
+                {
+                    warn!(error = %e, "An incident-feed heartbeat did not reach Kafka.");
+                }
+            });
+        }
         if consumer.context().rebuild.swap(false, Ordering::SeqCst) {
             let cfg2 = cfg.clone();
             match tokio::task::spawn_blocking(move || read_incidents(&cfg2)).await? {
@@ -785,10 +855,10 @@ pub async fn run_incident_feed(
                 continue;
             }
         };
-        let command = msg
-            .key()
-            .is_some_and(|k| k.starts_with(COMMAND_KEY_PREFIX.as_bytes()));
-        if command {
+        let key = msg.key().unwrap_or_default();
+        if key.starts_with(HEARTBEAT_KEY_PREFIX.as_bytes()) {
+            // Only there to show the partition is consumed.
+        } else if key.starts_with(COMMAND_KEY_PREFIX.as_bytes()) {
             match msg
                 .payload()
                 .map(serde_json::from_slice::<aiops_api::incidents::Command>)

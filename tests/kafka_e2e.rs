@@ -141,8 +141,10 @@ fn read_anomalies(into: &mut BTreeMap<String, BTreeSet<i64>>, consumer: &BaseCon
         if let Some(v) = m
             .payload()
             .and_then(|p| serde_json::from_slice::<serde_json::Value>(p).ok())
+            && let Some(id) = v["series_id"].as_str()
         {
-            into.entry(v["series_id"].as_str().unwrap_or_default().to_owned())
+            // (Commands and the incident feed's heartbeats share the topic.)
+            into.entry(id.to_owned())
                 .or_default()
                 .insert(v["start_ms"].as_i64().unwrap_or_default());
         }

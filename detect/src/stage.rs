@@ -162,6 +162,38 @@ pub struct SeriesState {
     pub service: Option<Option<String>>,
 }
 
+/// A partition's share of the state: series, services, open events.
+pub type PartitionShare = (
+    Vec<(SeriesId, SeriesState)>,
+    Vec<(String, ServiceState)>,
+    Vec<AnomalyEvent>,
+);
+
+/// Which series and services belong to one partition (see [`DetectState::export_partition`]).
+pub struct Ownership<'a> {
+    /// Series by id.
+    pub series: &'a dyn Fn(SeriesId) -> bool,
+    /// Services by name (their multivariate models).
+    pub service: &'a dyn Fn(&str) -> bool,
+}
+
+impl std::fmt::Debug for Ownership<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Ownership")
+    }
+}
+
+impl Ownership<'_> {
+    /// A service's event goes with its service, a series' with its series.
+    fn event(&self, e: &AnomalyEvent) -> bool {
+        if e.metric == SERVICE_ANOMALY_METRIC {
+            e.service.as_deref().is_some_and(|s| (self.service)(s))
+        } else {
+            (self.series)(e.series_id)
+        }
+    }
+}
+
 /// Per-service state: which series make up the vector, their latest values, the model.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ServiceState {
@@ -533,37 +565,43 @@ impl DetectState {
         }
     }
 
-    /// The state of the series `owns` picks, and their open events (a partition's share, for
-    /// a hand-over between workers).
-    pub fn export_series(
-        &self,
-        owns: impl Fn(SeriesId) -> bool,
-    ) -> (Vec<(SeriesId, SeriesState)>, Vec<AnomalyEvent>) {
-        let series: Vec<(SeriesId, SeriesState)> = self
+    /// A partition's share of the state, for a hand-over between workers: the series `owns`
+    /// picks, the services `owns_service` picks (their multivariate models), and the events
+    /// still open on either.
+    pub fn export_partition(&self, owns: &Ownership<'_>) -> PartitionShare {
+        let series = self
             .series
             .iter()
-            .filter(|(id, _)| owns(**id))
+            .filter(|(id, _)| (owns.series)(**id))
             .map(|(id, st)| (*id, st.clone()))
+            .collect();
+        let services = self
+            .services
+            .iter()
+            .filter(|(name, _)| (owns.service)(name))
+            .map(|(name, st)| (name.clone(), st.clone()))
             .collect();
         let events = self
             .events
             .iter()
-            .filter(|e| e.end_ms.is_none() && owns(e.series_id))
+            .filter(|e| e.end_ms.is_none() && owns.event(e))
             .cloned()
             .collect();
-        (series, events)
+        (series, services, events)
     }
 
-    /// Forgets the series `owns` picks (after handing them over).
-    pub fn remove_series(&mut self, owns: impl Fn(SeriesId) -> bool) {
-        self.series.retain(|id, _| !owns(*id));
+    /// Forgets what `owns` picks (after handing it over).
+    pub fn remove_partition(&mut self, owns: &Ownership<'_>) {
+        self.series.retain(|id, _| !(owns.series)(*id));
+        self.services.retain(|name, _| !(owns.service)(name));
     }
 
-    /// Takes over series handed over by another worker; a series already here and further
-    /// along is kept.
-    pub fn import_series(
+    /// Takes over what another worker handed over; series and services already here and
+    /// further along are kept.
+    pub fn import_partition(
         &mut self,
         series: Vec<(SeriesId, SeriesState)>,
+        services: Vec<(String, ServiceState)>,
         events: Vec<AnomalyEvent>,
     ) {
         for (id, st) in series {
@@ -571,6 +609,14 @@ impl DetectState {
                 Some(mine) if mine.last_ms >= st.last_ms => {}
                 _ => {
                     self.series.insert(id, st);
+                }
+            }
+        }
+        for (name, st) in services {
+            match self.services.get(&name) {
+                Some(mine) if mine.step >= st.step => {}
+                _ => {
+                    self.services.insert(name, st);
                 }
             }
         }
@@ -1007,6 +1053,61 @@ mod checkpoint_tests {
         }
         st.process(&cfg, &b.finish(), &SeriesCatalog::new());
         assert_eq!(st.events[0].end_ms, Some(1000), "{:?}", st.events[0]);
+    }
+
+    #[test]
+    fn a_partition_hands_over_its_series_and_service_models() {
+        use aiops_models::{SeriesMeta, Source};
+        use std::sync::Arc;
+        let cfg = DetectConfig::default();
+        let catalog = SeriesCatalog::new();
+        let mut b = SampleBatchBuilder::with_capacity(2000);
+        let mut ids = Vec::new();
+        for svc in ["carts", "orders"] {
+            for metric in ["latency", "errors"] {
+                let m = Arc::new(SeriesMeta::new(
+                    Source::Prometheus,
+                    metric,
+                    [("service".to_owned(), svc.to_owned())],
+                ));
+                catalog.insert(m.clone());
+                ids.push((svc, m.id));
+            }
+        }
+        for k in 0..200 {
+            for (_, id) in &ids {
+                b.push(*id, k * 60_000, 1.0 + (k % 7) as f64 * 0.1);
+            }
+        }
+        let mut from = DetectState::default();
+        from.process(&cfg, &b.finish(), &catalog);
+        assert_eq!(from.services.len(), 2);
+        // The partition holding "carts" (both its series and its model).
+        let carts: Vec<SeriesId> = ids
+            .iter()
+            .filter(|(s, _)| *s == "carts")
+            .map(|(_, id)| *id)
+            .collect();
+        let series = |id: SeriesId| carts.contains(&id);
+        let service = |s: &str| s == "carts";
+        let owns = Ownership {
+            series: &series,
+            service: &service,
+        };
+        let (series_st, services, events) = from.export_partition(&owns);
+        assert_eq!((series_st.len(), services.len()), (2, 1));
+        // The model arrives fitted, as it was.
+        assert!(services[0].1.model.fitted().is_some());
+        let rows = services[0].1.model.fit_data();
+        let mut to = DetectState::default();
+        to.import_partition(series_st, services, events);
+        assert!(to.services["carts"].model.fitted().is_some());
+        assert_eq!(to.services["carts"].model.fit_data(), rows);
+        from.remove_partition(&owns);
+        assert_eq!(
+            (from.series.len(), from.services.keys().collect::<Vec<_>>()),
+            (2, vec![&"orders".to_owned()])
+        );
     }
 
     #[test]

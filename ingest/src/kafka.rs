@@ -1,8 +1,9 @@
 //! The Kafka transport (rdkafka): how sample batches leave one process and reach the detector
 //! workers of a consumer group, and how existing metric topics become a source.
 //!
-//! * Samples: a batch is split by partition (`series id mod partitions`, so a series always
-//!   lands in the same partition) and each part is one message — the archive's WAL record
+//! * Samples: a batch is split by partition (the XXH3 of a series' service modulo
+//!   `partitions`, or its id's without a service label, so a series always lands in the same
+//!   partition, with the rest of its service) and each part is one message — the archive's WAL record
 //!   format (Arrow IPC, with the catalog entries of every series in it: catalog updates travel
 //!   keyed the same way as their samples) — on `samples_topic`. A source's batch is
 //!   acknowledged only when the broker acknowledged every part (`acks=all`, idempotent
@@ -62,7 +63,7 @@ pub struct KafkaConfig {
     /// Incidents (JSON, keyed by incident id).
     pub incidents_topic: String,
     /// Partitions of the samples and checkpoints topics (fixed once the topics exist: a series'
-    /// partition is its id modulo this number).
+    /// partition is its service's hash, or its id, modulo this number).
     pub partitions: i32,
     /// Replication factor of topics aiops creates.
     pub replication_factor: i32,
@@ -206,9 +207,20 @@ impl KafkaConfig {
         c.create().map_err(|e| KafkaError::Client(e.to_string()))
     }
 
-    /// The partition of a series.
-    pub fn partition_of(&self, id: SeriesId) -> i32 {
-        (id.0 % self.partitions as u64) as i32
+    /// The partition of a series: its service's (all series of a service share a partition,
+    /// so the service's multivariate model lives with them), or — without a service label —
+    /// its own id's.
+    pub fn partition_of(&self, meta: &SeriesMeta) -> i32 {
+        self.partition_by(aiops_models::service_of(meta).as_deref(), meta.id)
+    }
+
+    /// The partition of series `id` of `service` (see [`KafkaConfig::partition_of`]).
+    pub fn partition_by(&self, service: Option<&str>, id: SeriesId) -> i32 {
+        let key = match service {
+            Some(s) => xxhash_rust::xxh3::xxh3_64(s.as_bytes()),
+            None => id.0,
+        };
+        (key % self.partitions as u64) as i32
     }
 
     /// Creates the topics that are missing (samples and checkpoints with `partitions`; outputs
@@ -478,22 +490,29 @@ pub fn split_by_partition(
         .map(|m| (m.id.0, m.clone()))
         .collect();
     let (ids, ts, vs) = (batch.series_ids(), batch.timestamps(), batch.values());
+    let meta_of = |id: SeriesId| known.get(&id.0).cloned().or_else(|| catalog.get(id));
+    let partition_of = |id: SeriesId, meta: Option<&Arc<SeriesMeta>>| match meta {
+        Some(m) => cfg.partition_of(m),
+        None => cfg.partition_by(None, id),
+    };
     for i in 0..batch.len() {
         let id = SeriesId(ids[i]);
-        let p = cfg.partition_of(id);
+        let meta = meta_of(id);
+        let p = partition_of(id, meta.as_ref());
         let b = parts
             .entry(p)
             .or_insert_with(|| SampleBatchBuilder::with_capacity(64));
         if seen.entry(p).or_default().insert(id.0)
-            && let Some(meta) = known.get(&id.0).cloned().or_else(|| catalog.get(id))
+            && let Some(meta) = meta
         {
             b.push_series(meta);
         }
         b.push(id, ts[i], vs[i]);
     }
     for m in &batch.stale {
+        let meta = meta_of(m.series_id);
         parts
-            .entry(cfg.partition_of(m.series_id))
+            .entry(partition_of(m.series_id, meta.as_ref()))
             .or_insert_with(|| SampleBatchBuilder::with_capacity(0))
             .push_stale(*m);
     }
@@ -722,20 +741,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn batches_split_by_series_partition_and_round_trip() {
+    fn batches_split_by_service_partition_and_round_trip() {
         let cfg = KafkaConfig {
             partitions: 4,
             ..KafkaConfig::default()
         };
         let catalog = SeriesCatalog::new();
         let mut b = SampleBatchBuilder::with_capacity(100);
+        // Eight series of three services, two without a service.
         let metas: Vec<Arc<SeriesMeta>> = (0..10)
             .map(|i| {
-                Arc::new(SeriesMeta::new(
-                    Source::Prometheus,
-                    "m",
-                    [("i".to_owned(), i.to_string())],
-                ))
+                let mut labels = vec![("i".to_owned(), i.to_string())];
+                if i < 8 {
+                    labels.push(("service".to_owned(), format!("svc{}", i % 3)));
+                }
+                Arc::new(SeriesMeta::new(Source::Prometheus, "m", labels))
             })
             .collect();
         for m in &metas {
@@ -748,12 +768,16 @@ mod tests {
         let parts = split_by_partition(&cfg, &batch, &catalog);
         let total: usize = parts.iter().map(|(_, p)| p.len()).sum();
         assert_eq!(total, 50);
+        let mut service_partition: BTreeMap<String, i32> = BTreeMap::new();
         for (p, part) in &parts {
-            assert!(
-                part.series_ids()
-                    .iter()
-                    .all(|&id| cfg.partition_of(SeriesId(id)) == *p)
-            );
+            for &id in part.series_ids() {
+                let meta = catalog.get(SeriesId(id)).expect("known");
+                assert_eq!(cfg.partition_of(&meta), *p);
+                // A service's series share one partition.
+                if let Some(s) = aiops_models::service_of(&meta) {
+                    assert_eq!(*service_partition.entry(s).or_insert(*p), *p);
+                }
+            }
             // Every series of a part travels with its catalog entry.
             let ids: std::collections::BTreeSet<u64> = part.series_ids().iter().copied().collect();
             assert_eq!(part.new_series.len(), ids.len());
@@ -809,7 +833,7 @@ mod tests {
                 assert!(
                     part.series_ids()
                         .iter()
-                        .all(|&id| cfg.partition_of(SeriesId(id)) == m.partition())
+                        .all(|&id| cfg.partition_by(None, SeriesId(id)) == m.partition())
                 );
                 got += part.len();
             }
