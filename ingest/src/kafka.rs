@@ -495,10 +495,19 @@ pub fn split_by_partition(
         Some(m) => cfg.partition_of(m),
         None => cfg.partition_by(None, id),
     };
+    // A batch holds a series' samples one after another: look each series up once per run.
+    let mut last: Option<(SeriesId, i32, Option<Arc<SeriesMeta>>)> = None;
     for i in 0..batch.len() {
         let id = SeriesId(ids[i]);
-        let meta = meta_of(id);
-        let p = partition_of(id, meta.as_ref());
+        let (p, meta) = match &last {
+            Some((l, p, m)) if *l == id => (*p, m.clone()),
+            _ => {
+                let meta = meta_of(id);
+                let p = partition_of(id, meta.as_ref());
+                last = Some((id, p, meta.clone()));
+                (p, meta)
+            }
+        };
         let b = parts
             .entry(p)
             .or_insert_with(|| SampleBatchBuilder::with_capacity(64));
