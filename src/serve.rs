@@ -215,14 +215,20 @@ pub async fn serve(
         &mut registry,
     )
     .context("opening the incident book")?;
-    if kafka {
+    // One producer for the incident side: updates, forwarded changes, the feed's heartbeats.
+    let incident_producer = if kafka {
+        Some(cfg.transport.kafka.producer()?)
+    } else {
+        None
+    };
+    if let Some(shared) = &incident_producer {
+        let timeout = Duration::from_secs(cfg.transport.kafka.delivery_timeout_secs);
         // Incidents also go to their topic, keyed by id (the newest message is the state).
         let (producer, topic, rt) = (
-            cfg.transport.kafka.producer()?,
+            shared.clone(),
             cfg.transport.kafka.incidents_topic.clone(),
             tokio::runtime::Handle::current(),
         );
-        let timeout = Duration::from_secs(cfg.transport.kafka.delivery_timeout_secs);
         incident_service = incident_service.with_publisher(aiops_api::incidents::Publisher(Box::new(move |inc| {
             let (producer, topic, inc) = (producer.clone(), topic.clone(), inc.clone());
             rt.spawn(async move {
@@ -234,15 +240,9 @@ pub async fn serve(
                 }
             });
         })));
-    }
-    if kafka {
         // Changes arriving over HTTP (alerts, PagerDuty webhooks, feedback) go to the incident
         // owner through the anomalies topic, in order with the anomaly events.
-        let (producer, topic) = (
-            cfg.transport.kafka.producer()?,
-            cfg.transport.kafka.anomalies_topic.clone(),
-        );
-        let timeout = Duration::from_secs(cfg.transport.kafka.delivery_timeout_secs);
+        let (producer, topic) = (shared.clone(), cfg.transport.kafka.anomalies_topic.clone());
         let seq = Arc::new(std::sync::atomic::AtomicU64::new(0));
         incident_service =
             incident_service.with_forward(aiops_api::incidents::Forward(Box::new(move |cmd| {
@@ -290,43 +290,39 @@ pub async fn serve(
             incidents.on_anomaly(ev);
         }
     }
-    let incident_feed = kafka.then(|| {
-        let (kcfg, svc, token) = (
-            cfg.transport.kafka.clone(),
-            incidents.clone(),
-            worker_cancel.clone(),
-        );
-        tokio::spawn(async move {
-            if let Err(e) = crate::worker::run_incident_feed(kcfg, svc, token).await {
-                tracing::error!(error = %e, "The incident feed stopped.");
-            }
-        })
+    let kcfg = &cfg.transport.kafka;
+    let incident_feed = incident_producer.map(|producer| {
+        spawn_reporting(
+            "The incident feed stopped.",
+            crate::worker::run_incident_feed(
+                kcfg.clone(),
+                producer,
+                incidents.clone(),
+                worker_cancel.clone(),
+            ),
+        )
     });
     // Every node shows every incident: a mirror of the incidents topic.
     let incident_mirror = kafka.then(|| {
-        let (kcfg, svc, token) = (
-            cfg.transport.kafka.clone(),
-            incidents.clone(),
-            worker_cancel.clone(),
-        );
-        tokio::spawn(async move {
-            if let Err(e) = crate::worker::run_incident_mirror(kcfg, svc, token).await {
-                tracing::error!(error = %e, "The incident mirror stopped; this node shows only its own incidents.");
-            }
-        })
+        spawn_reporting(
+            "The incident mirror stopped; this node shows only its own incidents.",
+            crate::worker::run_incident_mirror(
+                kcfg.clone(),
+                incidents.clone(),
+                worker_cancel.clone(),
+            ),
+        )
     });
     let scaling_feed = (kafka && !cfg.detect.scaling.targets.is_empty()).then(|| {
-        let (kcfg, scfg, state, token) = (
-            cfg.transport.kafka.clone(),
-            cfg.detect.scaling.clone(),
-            detect_state.clone(),
-            worker_cancel.clone(),
-        );
-        tokio::spawn(async move {
-            if let Err(e) = crate::worker::run_scaling_feed(kcfg, scfg, state, token).await {
-                tracing::error!(error = %e, "The load feed stopped; scaling targets are not served from every partition.");
-            }
-        })
+        spawn_reporting(
+            "The load feed stopped; scaling targets are not served from every partition.",
+            crate::worker::run_scaling_feed(
+                kcfg.clone(),
+                cfg.detect.scaling.clone(),
+                detect_state.clone(),
+                worker_cancel.clone(),
+            ),
+        )
     });
     let incident_task = tokio::spawn(aiops_api::incidents::run(
         incidents.clone(),
@@ -449,4 +445,16 @@ pub async fn serve(
         ),
     }
     Ok(())
+}
+
+/// Runs a background task of the Kafka deployment; if it fails, logs `what` stops working.
+fn spawn_reporting(
+    what: &'static str,
+    task: impl std::future::Future<Output = anyhow::Result<()>> + Send + 'static,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        if let Err(e) = task.await {
+            tracing::error!(error = %e, "{what}");
+        }
+    })
 }

@@ -77,23 +77,31 @@ impl Shared {
             .collect()
     }
 
-    /// Whether series `id` is in `partition` (by its service, as the forwarder split it).
-    fn series_in(&self, id: SeriesId, partition: i32) -> bool {
-        let p = match self.catalog.get(id) {
-            Some(meta) => self.cfg.partition_of(&meta),
-            None => self.cfg.partition_by(None, id),
-        };
-        p == partition
+    /// The partition of every series in the detection state (by its service, as the
+    /// forwarder split it), looked up once per checkpoint rather than once per partition.
+    fn series_partitions(&self) -> std::collections::HashMap<SeriesId, i32> {
+        let st = self.state.read().unwrap_or_else(|e| e.into_inner());
+        st.series
+            .keys()
+            .map(|&id| {
+                let p = match self.catalog.get(id) {
+                    Some(meta) => self.cfg.partition_of(&meta),
+                    None => self.cfg.partition_by(None, id),
+                };
+                (id, p)
+            })
+            .collect()
     }
 
-    fn service_in(&self, service: &str, partition: i32) -> bool {
-        self.cfg.partition_by(Some(service), SeriesId(0)) == partition
-    }
-
-    /// Runs `f` with what belongs to `partition`.
-    fn with_owned<T>(&self, partition: i32, f: impl FnOnce(&Ownership<'_>) -> T) -> T {
-        let series = |id| self.series_in(id, partition);
-        let service = |s: &str| self.service_in(s, partition);
+    /// Runs `f` with what belongs to `partition` (`of`: [`Shared::series_partitions`]).
+    fn with_owned<T>(
+        &self,
+        partition: i32,
+        of: &std::collections::HashMap<SeriesId, i32>,
+        f: impl FnOnce(&Ownership<'_>) -> T,
+    ) -> T {
+        let series = |id| of.get(&id) == Some(&partition);
+        let service = |s: &str| self.cfg.partition_by(Some(s), SeriesId(0)) == partition;
         f(&Ownership {
             series: &series,
             service: &service,
@@ -132,11 +140,12 @@ impl Shared {
         }
         let mut offsets = rdkafka::TopicPartitionList::new();
         let owned = self.owned.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let of = self.series_partitions();
         for &p in partitions {
             let Some(Some(next)) = owned.get(&p).copied() else {
                 // Nothing read since we got it: the last checkpoint still holds.
                 if release {
-                    self.with_owned(p, |o| {
+                    self.with_owned(p, &of, |o| {
                         self.state
                             .write()
                             .unwrap_or_else(|e| e.into_inner())
@@ -145,7 +154,7 @@ impl Shared {
                 }
                 continue;
             };
-            let (series, services, open_events) = self.with_owned(p, |o| {
+            let (series, services, open_events) = self.with_owned(p, &of, |o| {
                 self.state
                     .read()
                     .unwrap_or_else(|e| e.into_inner())
@@ -201,7 +210,7 @@ impl Shared {
                 rdkafka::Offset::Offset(next),
             );
             if release {
-                self.with_owned(p, |o| {
+                self.with_owned(p, &of, |o| {
                     self.state
                         .write()
                         .unwrap_or_else(|e| e.into_inner())
@@ -763,6 +772,7 @@ pub const HEARTBEAT_KEY_PREFIX: &str = "hb:";
 /// incidents topic holds.
 pub async fn run_incident_feed(
     cfg: KafkaConfig,
+    producer: FutureProducer,
     incidents: Arc<aiops_api::incidents::IncidentService>,
     cancel: CancellationToken,
 ) -> anyhow::Result<()> {
@@ -781,7 +791,6 @@ pub async fn run_incident_feed(
     // Every node says it is alive on the anomalies topic now and then: with nobody owning the
     // partition, these wait unconsumed and the others notice (below) even when no anomaly
     // comes.
-    let producer = cfg.producer()?;
     let mut last_heartbeat: Option<Instant> = None;
     let mut last_rejoin: Option<Instant> = None;
     let mut last_check = Instant::now();

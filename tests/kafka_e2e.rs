@@ -151,6 +151,16 @@ fn read_anomalies(into: &mut BTreeMap<String, BTreeSet<i64>>, consumer: &BaseCon
     }
 }
 
+/// Some(()) when incident `id` on `node` holds an alert that `matches`.
+async fn alert_on(
+    node: &Served,
+    id: &str,
+    matches: impl Fn(&serde_json::Value) -> bool,
+) -> Option<()> {
+    let inc = get_json(&node.http, &format!("{}/api/v1/incidents/{id}", node.base)).await?;
+    inc["alerts"].as_array()?.iter().any(matches).then_some(())
+}
+
 fn log_of(data: &Path) -> String {
     std::fs::read_to_string(data.with_extension("log")).unwrap_or_default()
 }
@@ -303,18 +313,7 @@ async fn two_workers_share_partitions_and_one_takes_over_after_kill_9() {
         wait_for(
             "the alert on the incident, on both nodes",
             Duration::from_secs(30),
-            || async {
-                let inc = get_json(
-                    &node.http,
-                    &format!("{}/api/v1/incidents/{first_incident}", node.base),
-                )
-                .await?;
-                inc["alerts"]
-                    .as_array()?
-                    .iter()
-                    .any(|a| a["fingerprint"] == "e2e-alert-1")
-                    .then_some(())
-            },
+            || alert_on(node, &first_incident, |a| a["fingerprint"] == "e2e-alert-1"),
         )
         .await;
     }
@@ -422,17 +421,10 @@ async fn two_workers_share_partitions_and_one_takes_over_after_kill_9() {
     wait_for(
         "the new owner to apply the resolved alert",
         Duration::from_secs(30),
-        || async {
-            let inc = get_json(
-                &b.http,
-                &format!("{}/api/v1/incidents/{first_incident}", b.base),
-            )
-            .await?;
-            inc["alerts"]
-                .as_array()?
-                .iter()
-                .any(|a| a["fingerprint"] == "e2e-alert-1" && a["status"] == "resolved")
-                .then_some(())
+        || {
+            alert_on(&b, &first_incident, |a| {
+                a["fingerprint"] == "e2e-alert-1" && a["status"] == "resolved"
+            })
         },
     )
     .await;
