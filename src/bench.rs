@@ -15,6 +15,9 @@ use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::{BenchArgs, BenchWhat, DetectBenchArgs, KafkaBenchArgs, RemoteWriteBenchArgs};
+
+mod cardinality;
+mod workload;
 use crate::config::Config;
 
 /// Runs the selected benchmark.
@@ -23,6 +26,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         BenchWhat::RemoteWrite(a) => remote_write(a).await,
         BenchWhat::Detect(a) => detect(a),
         BenchWhat::Kafka(a) => kafka(a).await,
+        BenchWhat::Cardinality(a) => cardinality::run(a).await,
+        BenchWhat::Bodies(a) => bodies(a),
+        BenchWhat::Disk(a) => disk(a),
     }
 }
 
@@ -370,6 +376,67 @@ async fn kafka(a: KafkaBenchArgs) -> anyhow::Result<()> {
             "kafka": {"samples_per_sec": kafka, "secs": kafka_secs,
                       "produce_acked_samples_per_sec": total as f64 / produce_secs},
             "kafka_over_memory": kafka / memory,
+        }))?
+    );
+    Ok(())
+}
+
+/// `aiops bench bodies`: the cardinality workload's remote_write bodies as files, for replaying
+/// the same bytes to several receivers (`scripts/compare_ingest.sh`).
+fn bodies(a: crate::cli::BodiesBenchArgs) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&a.out)?;
+    let k = a.samples_per_series as u64;
+    let rounds = a.rounds as u64;
+    let now = jiff::Timestamp::now().as_millisecond();
+    let t0 = now - (rounds * k + 1) as i64 * workload::STEP_MS;
+    let w = workload::Workload::new(a.series, t0);
+    let mut scratch = Vec::new();
+    let (mut files, mut bytes) = (0usize, 0usize);
+    for r in 0..rounds {
+        for (c, start) in (0..a.series).step_by(a.series_per_request).enumerate() {
+            let body = w.body(
+                start..(start + a.series_per_request).min(a.series),
+                r * k,
+                k,
+                &mut scratch,
+            );
+            bytes += body.len();
+            std::fs::write(a.out.join(format!("{r:04}-{c:06}.bin")), body)?;
+            files += 1;
+        }
+    }
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&json!({
+            "dir": a.out,
+            "files": files,
+            "bytes": bytes,
+            "series": a.series,
+            "samples": a.series as u64 * k * rounds,
+            "samples_per_file": a.series_per_request as u64 * k,
+        }))?
+    );
+    Ok(())
+}
+
+/// `aiops bench disk`: what an archive directory holds on disk, per compacted sample.
+fn disk(a: crate::cli::DiskBenchArgs) -> anyhow::Result<()> {
+    let (parts, rows, part_bytes) = aiops_ingest::archive::part_stats(&a.data_dir)?;
+    let size = |p: std::path::PathBuf| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+    let catalog = size(a.data_dir.join("catalog.jsonl"));
+    let wal: u64 = std::fs::read_dir(a.data_dir.join("wal"))
+        .map(|d| d.flatten().map(|e| size(e.path())).sum())
+        .unwrap_or(0);
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&json!({
+            "parts": parts,
+            "samples_in_parts": rows,
+            "part_bytes": part_bytes,
+            "catalog_bytes": catalog,
+            "wal_bytes": wal,
+            "part_bytes_per_sample": part_bytes as f64 / rows.max(1) as f64,
+            "part_and_catalog_bytes_per_sample": (part_bytes + catalog) as f64 / rows.max(1) as f64,
         }))?
     );
     Ok(())
