@@ -28,6 +28,8 @@ pub struct Config {
     pub detect: DetectConfig,
     /// Incidents: when they open, how they are ranked, PagerDuty.
     pub incidents: aiops_rca::incident::IncidentConfig,
+    /// Limits that keep the node responsive: series cap, load shedding.
+    pub limits: aiops_api::LimitsConfig,
 }
 
 /// Pulling sources by kind.
@@ -74,6 +76,7 @@ impl Config {
         self.transport.validate("transport", &mut problems);
         self.detect.validate("detect", &mut problems);
         self.incidents.validate("incidents", &mut problems);
+        self.limits.validate("limits", &mut problems);
         let mut names = std::collections::HashSet::new();
         for (i, s) in self.sources.prometheus.iter().enumerate() {
             s.validate(&format!("sources.prometheus[{i}]"), &mut problems);

@@ -51,7 +51,7 @@ pub async fn serve(
     };
     let (sender, receiver) = cfg.transport.build();
     // Detection scores every batch once it is durable; its state survives restarts.
-    let checkpoint = cfg.archive.data_dir.join("detect").join("checkpoint.json");
+    let checkpoint = cfg.archive.data_dir.join("detect").join("checkpoint.bin");
     // Trained profiles (`aiops train`): series the checkpoint does not know start from them.
     let profiles = match crate::train::active_profiles(&cfg.archive.data_dir) {
         Ok(Some((version, p))) => {
@@ -71,9 +71,11 @@ pub async fn serve(
     let detect_state = {
         let path = checkpoint.clone();
         let max_events = cfg.detect.max_events;
+        let max_scores = cfg.detect.max_score_gauges;
+        let detector_cfg = cfg.detect.detector;
         Arc::new(std::sync::RwLock::new(
             tokio::task::spawn_blocking(move || {
-                let mut st = aiops_detect::stage::load_checkpoint(&path);
+                let mut st = aiops_detect::checkpoint::load(&path);
                 // The event log is the record of events: it also holds those a crash kept out
                 // of the last checkpoint.
                 let logged = aiops_detect::stage::load_events(
@@ -85,10 +87,18 @@ pub async fn serve(
                     st.reattach_open_events();
                 }
                 st.profiles = profiles;
+                st.set_detector_config(detector_cfg);
+                st.published.set_limits(max_events, max_scores);
+                st.published.reset_events(&st.events);
                 st
             })
             .await?,
         ))
+    };
+    // What the API reads: published snapshots and the scaling targets' own lock.
+    let (published, scaling_state) = {
+        let st = detect_state.read().unwrap_or_else(|p| p.into_inner());
+        (st.published.clone(), st.scaling.clone())
     };
     let events = EventBus::new(cfg.detect.max_events.min(65_536));
     // Subscribed before detection starts, so the incident task sees every event.
@@ -141,12 +151,20 @@ pub async fn serve(
         let (dcfg, catalog, state) = (cfg.detect.clone(), catalog.clone(), detect_state.clone());
         // Series without checkpointed state start from what the archive holds of them.
         let reader = archive.clone();
-        let history = Box::new(move |id, from, to| {
-            reader.read_series(id, from, to).unwrap_or_else(|e| {
-                warn!(series = %id, error = %e, "Cannot read history to warm a detector; it starts cold.");
-                Vec::new()
-            })
-        });
+        let scanner = archive.clone();
+        let history = aiops_detect::stage::HistoryReaders {
+            series: Box::new(move |id, from, to| {
+                reader.read_series(id, from, to).unwrap_or_else(|e| {
+                    warn!(series = %id, error = %e, "Cannot read a scaling target member's history.");
+                    Vec::new()
+                })
+            }),
+            scan: Box::new(move |series, visit| {
+                if let Err(e) = scanner.scan_many(series, i64::MAX, visit) {
+                    warn!(series = series.len(), error = %e, "Cannot read history to warm detectors; they stay cold.");
+                }
+            }),
+        };
         let detector = std::thread::Builder::new()
             .name("aiops-detect".into())
             .spawn(move || {
@@ -348,10 +366,13 @@ pub async fn serve(
         registry: Arc::new(registry),
         ingest_metrics,
         api_metrics,
-        detect: detect_state,
+        detect: published,
+        scaling_state,
         max_score_gauges: cfg.detect.max_score_gauges,
         scaling: Arc::new(cfg.detect.scaling.clone()),
         incidents,
+        limits: Arc::new(cfg.limits.clone()),
+        heavy_reads: Arc::new(tokio::sync::Semaphore::new(cfg.server.max_concurrent_reads)),
     };
     let listener = tokio::net::TcpListener::bind(cfg.server.listen)
         .await

@@ -49,6 +49,8 @@ pub struct PartitionCheckpoint {
 /// What the worker shares with its rebalance callbacks.
 struct Shared {
     cfg: KafkaConfig,
+    /// Detector parameters in use (restored detectors take them).
+    detector: aiops_detect::DetectorConfig,
     catalog: Arc<SeriesCatalog>,
     state: Arc<RwLock<DetectState>>,
     producer: FutureProducer,
@@ -243,10 +245,11 @@ impl Shared {
                         for m in cp.metas {
                             self.catalog.insert(Arc::new(m));
                         }
-                        self.state
-                            .write()
-                            .unwrap_or_else(|e| e.into_inner())
-                            .import_partition(cp.series, cp.services, cp.open_events);
+                        {
+                            let mut st = self.state.write().unwrap_or_else(|e| e.into_inner());
+                            st.import_partition(cp.series, cp.services, cp.open_events);
+                            st.set_detector_config(self.detector);
+                        }
                         info!(
                             partition = p,
                             series = n,
@@ -367,6 +370,7 @@ impl Worker {
         }
         let shared = Arc::new(Shared {
             cfg: self.cfg.clone(),
+            detector: self.detect.detector,
             catalog: self.catalog.clone(),
             state: self.state.clone(),
             producer: producer.clone(),
@@ -531,11 +535,14 @@ impl Worker {
     fn publish_forecasts(&self, producer: &FutureProducer) {
         let now = jiff::Timestamp::now().as_millisecond();
         for t in &self.detect.scaling.targets {
-            let v = self
+            let shared_scaling = self
                 .state
-                .write()
+                .read()
                 .unwrap_or_else(|e| e.into_inner())
                 .scaling
+                .clone();
+            let v = shared_scaling
+                .lock()
                 .value(&self.detect.scaling, &t.name, None, now);
             let Ok(v) = v else { continue };
             let Ok(payload) = serde_json::to_vec(&v) else {
@@ -691,13 +698,19 @@ pub async fn run_scaling_feed(
         scaling.stale_secs as i64 * 1000,
         wall(),
     );
+    // The scaling targets have a lock of their own: the feed never waits for scoring.
+    let targets = state
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .scaling
+        .clone();
     let apply = |ready: Vec<aiops_detect::scaling::LoadSample>| {
         if ready.is_empty() {
             return 0;
         }
-        let mut st = state.write().unwrap_or_else(|e| e.into_inner());
+        let mut st = targets.lock();
         for s in &ready {
-            st.scaling.observe_member(&scaling, s);
+            st.observe_member(&scaling, s);
         }
         ready.len() as u64
     };

@@ -444,11 +444,17 @@ async fn anomalies_reach_the_api_and_survive_a_restart() {
     assert_eq!(events[0]["observed"], 3.0);
     let log = std::fs::read_to_string(data.join("detect/events.jsonl")).expect("event log");
     assert!(log.contains(events[0]["id"].as_str().expect("id")), "{log}");
-    let metrics = get_text(&http, &format!("{base}/metrics")).await;
-    assert!(
-        metrics.contains("aiops_anomaly_score{series=\""),
-        "{metrics}"
-    );
+    // The top scores are published with the event (within 200 ms of an earlier refresh).
+    let metrics_url = format!("{base}/metrics");
+    wait_for(
+        "the anomaly score gauge",
+        Duration::from_secs(5),
+        || async {
+            let m = get_text(&http, &metrics_url).await;
+            m.contains("aiops_anomaly_score{series=\"").then_some(())
+        },
+    )
+    .await;
 
     assert!(server.terminate(Duration::from_secs(20)));
     let _server = start_serve(port, &data, Some(&cfg));
@@ -502,7 +508,7 @@ async fn without_a_checkpoint_detectors_warm_from_the_archive() {
     };
     client.send(&req(0, 100, false)).await.expect("accepted");
     server.kill9();
-    assert!(!data.join("detect/checkpoint.json").exists());
+    assert!(!data.join("detect/checkpoint.bin").exists());
 
     let _server = start_serve(port, &data, Some(&cfg));
     wait_ready(&http, &base).await;

@@ -97,7 +97,7 @@ async fn trains_from_the_archive_and_a_restart_scores_from_the_profiles() {
     // Restart without the checkpoint and without warming from history: only the trained
     // profiles can make the first new sample scorable.
     assert!(served.server.terminate(Duration::from_secs(30)));
-    std::fs::remove_file(served.data.join("detect/checkpoint.json"))
+    std::fs::remove_file(served.data.join("detect/checkpoint.bin"))
         .expect("a checkpoint was written at shutdown");
     let port = free_port();
     let mut server = start_serve(port, &served.data, Some(&served.config));

@@ -22,6 +22,15 @@ pub struct ApiConfig {
     pub max_series_per_query: usize,
     /// Most samples one `GET /api/v1/series/{id}/samples` answer holds.
     pub max_samples_per_query: usize,
+    /// Most `match[]` selectors in one `GET /api/v1/series` (more: `422`).
+    pub max_series_selectors: usize,
+    /// Most catalog entries one `GET /api/v1/series` may visit: series in the catalog ×
+    /// selectors (more: `422`).
+    pub max_series_scanned: usize,
+    /// Archive and catalog reads (series listings, sample reads) running at once; more wait
+    /// for a turn (within the request deadline). They run on the blocking pool, never on the
+    /// threads that answer health checks.
+    pub max_concurrent_reads: usize,
     /// When set, the external metrics API and `/api/v1/scaling` require
     /// `Authorization: Bearer <token>` (e.g. from `AIOPS__SERVER__SCALING_TOKEN`).
     pub scaling_token: Option<String>,
@@ -47,6 +56,9 @@ impl Default for ApiConfig {
             shutdown_grace_secs: 30,
             max_series_per_query: 10_000,
             max_samples_per_query: 1_000_000,
+            max_series_selectors: 16,
+            max_series_scanned: 4_000_000,
+            max_concurrent_reads: 4,
             scaling_token: None,
             api_token: None,
             tls_listen: None,
@@ -93,9 +105,68 @@ impl ApiConfig {
                 "{prefix}.tls_listen: needs {prefix}.tls_cert_file and {prefix}.tls_key_file"
             ));
         }
+        if !(1..=1000).contains(&self.max_series_selectors) {
+            problems.push(format!(
+                "{prefix}.max_series_selectors = {}: must be between 1 and 1000",
+                self.max_series_selectors
+            ));
+        }
+        if self.max_series_scanned == 0 {
+            problems.push(format!("{prefix}.max_series_scanned: must be at least 1"));
+        }
+        if !(1..=1024).contains(&self.max_concurrent_reads) {
+            problems.push(format!(
+                "{prefix}.max_concurrent_reads = {}: must be between 1 and 1024",
+                self.max_concurrent_reads
+            ));
+        }
         if self.max_samples_per_query == 0 {
             problems.push(format!(
                 "{prefix}.max_samples_per_query: must be at least 1"
+            ));
+        }
+    }
+}
+
+/// Limits that keep one node responsive under load (`[limits]`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Most active series (series in the catalog). A write bringing series beyond it stores
+    /// the samples of series already known and answers `429 series_limit` naming this key for
+    /// the rest (Prometheus drops them; it does not retry 429 by default). 0: no limit.
+    pub max_series: usize,
+    /// Writes are answered `503` + `Retry-After` (Prometheus retries) while the ingest queue
+    /// is this many ms behind: archive, detection or compaction cannot keep up.
+    pub max_queue_delay_ms: u64,
+    /// Writes are answered `503` + `Retry-After` while the in-memory head (samples not yet
+    /// compacted to Parquet) holds more than this many bytes: compaction is behind.
+    pub max_head_bytes: u64,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            max_series: 2_000_000,
+            max_queue_delay_ms: 2_000,
+            max_head_bytes: 1 << 30,
+        }
+    }
+}
+
+impl LimitsConfig {
+    /// Problems with the values, each naming its key.
+    pub fn validate(&self, prefix: &str, problems: &mut Vec<String>) {
+        if !(10..=600_000).contains(&self.max_queue_delay_ms) {
+            problems.push(format!(
+                "{prefix}.max_queue_delay_ms = {}: must be between 10 and 600000",
+                self.max_queue_delay_ms
+            ));
+        }
+        if self.max_head_bytes < 16 << 20 {
+            problems.push(format!(
+                "{prefix}.max_head_bytes = {}: must be at least 16777216",
+                self.max_head_bytes
             ));
         }
     }

@@ -28,6 +28,16 @@ impl ApiError {
         Self::new(StatusCode::NOT_FOUND, "not_found", message)
     }
 
+    /// 422: the request is well formed but goes over a configured limit, named by its key
+    /// (e.g. `server.max_series_selectors`) so the operator knows what to raise.
+    pub fn limit(key: &'static str, message: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "limit_exceeded",
+            format!("{} (limit {key})", message.into()),
+        )
+    }
+
     /// 503: try again later.
     pub fn unavailable(code: &'static str, message: impl Into<String>) -> Self {
         Self::new(StatusCode::SERVICE_UNAVAILABLE, code, message)

@@ -268,8 +268,10 @@ fn scaling_value(
     name: &str,
     namespace: Option<&str>,
 ) -> Result<ScalingValue, ScalingError> {
-    let mut st = state.detect.write().unwrap_or_else(|p| p.into_inner());
-    st.scaling.value(&state.scaling, name, namespace, now_ms())
+    state
+        .scaling_state
+        .lock()
+        .value(&state.scaling, name, namespace, now_ms())
 }
 
 /// `GET /apis/external.metrics.k8s.io/v1beta1/namespaces/{ns}/{metric}?labelSelector=…`.

@@ -45,6 +45,7 @@ pub async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError
     prometheus_client::encoding::text::encode_registry(&mut body, &state.registry)
         .map_err(ApiError::internal)?;
     anomaly_gauges(&state, &mut body);
+    detect_counters(&state, &mut body);
     scaling_gauges(&state, &mut body);
     prometheus_client::encoding::text::encode_eof(&mut body).map_err(ApiError::internal)?;
     Ok((
@@ -61,11 +62,7 @@ pub async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError
 /// at most `max_score_gauges` of them, so cardinality stays bounded.
 fn anomaly_gauges(state: &AppState, out: &mut String) {
     use std::fmt::Write as _;
-    let top = state
-        .detect
-        .read()
-        .unwrap_or_else(|p| p.into_inner())
-        .top_scores(state.max_score_gauges);
+    let top = state.detect.top_scores();
     out.push_str("# HELP aiops_anomaly_score Latest anomaly score of the series scoring highest right now.\n");
     out.push_str("# TYPE aiops_anomaly_score gauge\n");
     let esc = |s: &str| {
@@ -73,7 +70,7 @@ fn anomaly_gauges(state: &AppState, out: &mut String) {
             .replace('"', "\\\"")
             .replace('\n', "\\n")
     };
-    for (id, score) in top {
+    for &(id, score) in top.iter().take(state.max_score_gauges) {
         let meta = state.catalog.get(id);
         let metric = meta.as_ref().map(|m| m.metric.clone()).unwrap_or_default();
         let service = meta
@@ -89,6 +86,70 @@ fn anomaly_gauges(state: &AppState, out: &mut String) {
     }
 }
 
+/// The detection side's counters (published atomics: reading them never waits for scoring).
+fn detect_counters(state: &AppState, out: &mut String) {
+    use std::fmt::Write as _;
+    use std::sync::atomic::Ordering::Relaxed;
+    let c = &state.detect.counters;
+    for (name, kind, help, v) in [
+        (
+            "aiops_detect_received_samples",
+            "counter",
+            "Samples that reached detection (scored, or skipped as duplicates or a counter's first sample).",
+            &c.received,
+        ),
+        (
+            "aiops_detect_samples",
+            "counter",
+            "Samples scored by the detectors.",
+            &c.scored,
+        ),
+        (
+            "aiops_detect_series",
+            "gauge",
+            "Series with a detector.",
+            &c.series,
+        ),
+        (
+            "aiops_detect_state_bytes",
+            "gauge",
+            "Bytes of detector state (series and services), estimated.",
+            &c.state_bytes,
+        ),
+        (
+            "aiops_detect_warm_backlog",
+            "gauge",
+            "Series with history waiting to be warmed (scored cold meanwhile).",
+            &c.warm_backlog,
+        ),
+        (
+            "aiops_detect_warmed",
+            "counter",
+            "Series warmed from their history in the background.",
+            &c.warmed,
+        ),
+        (
+            "aiops_detect_warm_skipped",
+            "counter",
+            "Series that started cold because the warm queue was full.",
+            &c.warm_skipped,
+        ),
+        (
+            "aiops_detect_fresh_series",
+            "counter",
+            "Series first seen with no history (new to the archive): started cold at once.",
+            &c.fresh,
+        ),
+    ] {
+        let suffix = if kind == "counter" { "_total" } else { "" };
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name}{suffix} {}",
+            v.load(Relaxed)
+        );
+    }
+}
+
 /// Per scaling target (bounded by the config): the served value, the current load, the
 /// forecast, and whether the value is held because the load stopped arriving (1) or refused
 /// because it stopped longer than the hold time (2).
@@ -100,12 +161,9 @@ fn scaling_gauges(state: &AppState, out: &mut String) {
     let now = jiff::Timestamp::now().as_millisecond();
     let mut rows = Vec::new();
     {
-        let mut st = state.detect.write().unwrap_or_else(|p| p.into_inner());
+        let mut st = state.scaling_state.lock();
         for t in &state.scaling.targets {
-            rows.push((
-                t.name.clone(),
-                st.scaling.value(&state.scaling, &t.name, None, now),
-            ));
+            rows.push((t.name.clone(), st.value(&state.scaling, &t.name, None, now)));
         }
     }
     for (name, help) in [

@@ -90,6 +90,8 @@ pub struct IncidentService {
     /// Policy and integrations.
     pub cfg: IncidentConfig,
     book: Mutex<IncidentBook>,
+    /// The book as last saved, for readers: they never wait for a save or a ranking.
+    view: RwLock<Arc<IncidentBook>>,
     path: PathBuf,
     graph: RwLock<CallGraph>,
     symptoms: Vec<Selector>,
@@ -204,6 +206,7 @@ impl IncidentService {
             graph: RwLock::new(cfg.graph()),
             cfg,
             outbox: Arc::new(Outbox::open(&dir.join("outbox"))?),
+            view: RwLock::new(Arc::new(book.clone())),
             book: Mutex::new(book),
             path,
             symptoms,
@@ -270,16 +273,19 @@ impl IncidentService {
         }
         let mut series = catalog.snapshot();
         series.sort_by_key(|m| m.id.0);
-        let samples = series
+        // Every series of the window in one pass over the archive, not one pass each.
+        let ids: Vec<aiops_models::SeriesId> = series
             .iter()
             .take(self.cfg.max_series)
-            .map(|m| {
-                let s = archive.read_series(m.id, start, end).unwrap_or_else(|e| {
-                    warn!(series = %m.id, error = %e, "Cannot read a series for root-cause ranking.");
-                    Vec::new()
-                });
-                (m.id, s)
-            })
+            .map(|m| m.id)
+            .collect();
+        let mut read = archive.read_many(&ids, start, end).unwrap_or_else(|e| {
+            warn!(error = %e, "Cannot read the analysis window for root-cause ranking.");
+            Default::default()
+        });
+        let samples = ids
+            .iter()
+            .map(|id| (*id, read.remove(id).unwrap_or_default()))
             .collect();
         Window { series, samples }
     }
@@ -305,9 +311,9 @@ impl IncidentService {
         self.book.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// A copy of the book (for reads).
-    pub fn snapshot(&self) -> IncidentBook {
-        self.lock().clone()
+    /// The book as last saved (for reads; never waits for a save or a ranking).
+    pub fn snapshot(&self) -> Arc<IncidentBook> {
+        self.view.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     fn update_gauges(&self, book: &IncidentBook) {
@@ -366,7 +372,9 @@ impl IncidentService {
         }
         self.update_gauges(&book);
         self.publish_changed(&book);
+        let view = Arc::new(book.clone());
         drop(book);
+        *self.view.write().unwrap_or_else(|p| p.into_inner()) = view;
         if changes.iter().any(|c| !matches!(c, Change::Resolved(_))) {
             self.wake.notify_one();
         }
@@ -585,7 +593,7 @@ async fn rank_due(
 /// Ranks one incident from the archive and stores the candidates; pages when the first
 /// ranking is done or the top candidate changed; posts the note PagerDuty incidents wait for.
 fn rank_incident(svc: &IncidentService, catalog: &SeriesCatalog, archive: &Archive, id: &str) {
-    let Some(inc) = svc.lock().get(id).cloned() else {
+    let Some(inc) = svc.snapshot().get(id).cloned() else {
         return;
     };
     if svc.cfg.learn_topology {
@@ -890,7 +898,7 @@ fn rank_window(
     start: i64,
     end: i64,
 ) {
-    let Some(inc) = svc.lock().get(id).cloned() else {
+    let Some(inc) = svc.snapshot().get(id).cloned() else {
         return;
     };
     let graph = svc.graph.read().unwrap_or_else(|p| p.into_inner()).clone();
@@ -915,7 +923,10 @@ fn rank_window(
             });
         }
     }
-    let symptom_service = svc.lock().get(id).and_then(|i| i.symptom.service.clone());
+    let symptom_service = svc
+        .snapshot()
+        .get(id)
+        .and_then(|i| i.symptom.service.clone());
     let read = |sid, _from, _to| window.samples.get(&sid).cloned().unwrap_or_default();
     let analysis = analyse(
         &AnalysisRequest {

@@ -49,7 +49,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use prometheus_client::registry::Registry;
 
-pub use config::ApiConfig;
+pub use config::{ApiConfig, LimitsConfig};
 pub use error::ApiError;
 pub use metrics::ApiMetrics;
 
@@ -72,14 +72,21 @@ pub struct AppState {
     pub ingest_metrics: IngestMetrics,
     /// API counters.
     pub api_metrics: ApiMetrics,
-    /// Detection state (anomaly events, latest scores).
-    pub detect: Arc<std::sync::RwLock<aiops_detect::DetectState>>,
+    /// What detection publishes (anomaly events, top scores, counters). Readers never take
+    /// the detector's own lock, so they never wait for scoring.
+    pub detect: Arc<aiops_detect::published::Published>,
+    /// The scaling targets' state, behind a short lock of its own.
+    pub scaling_state: aiops_detect::published::SharedScaling,
     /// How many series `/metrics` exports as `aiops_anomaly_score`.
     pub max_score_gauges: usize,
     /// Predictive scaling targets (served by the external metrics API).
     pub scaling: Arc<aiops_detect::scaling::ScalingConfig>,
     /// Incidents, their ranking and integrations.
     pub incidents: Arc<incidents::IncidentService>,
+    /// Limits that shed load and cap series.
+    pub limits: Arc<LimitsConfig>,
+    /// Turns for heavy reads (`server.max_concurrent_reads`).
+    pub heavy_reads: Arc<tokio::sync::Semaphore>,
 }
 
 /// The router with every route and middleware.

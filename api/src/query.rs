@@ -1,6 +1,7 @@
 //! Reading the catalog and the archive.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use aiops_models::{Selector, SeriesId, SeriesMeta};
 use axum::Json;
@@ -38,18 +39,31 @@ fn params(raw: Option<String>) -> Vec<(String, String)> {
 
 /// `GET /api/v1/series?match[]=SELECTOR&limit=N`: series matching any of the selectors (all
 /// series without one), sorted by metric and labels.
+///
+/// Bounded: at most `server.max_series_selectors` selectors and `server.max_series_scanned`
+/// series visited (catalog size × selectors), each answered `422` naming the limit; the scan runs
+/// on the blocking pool, one shard of the catalog at a time, and stops at the request deadline.
 pub async fn list_series(
     State(state): State<AppState>,
     RawQuery(raw): RawQuery,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let mut selectors = Vec::new();
     let mut limit = state.config.max_series_per_query;
+    let max_selectors = state.config.max_series_selectors;
     for (k, v) in params(raw) {
         match k.as_str() {
-            "match[]" | "match" => selectors.push(
-                v.parse::<Selector>()
-                    .map_err(|e| ApiError::bad_request("bad_selector", e.to_string()))?,
-            ),
+            "match[]" | "match" => {
+                if selectors.len() == max_selectors {
+                    return Err(ApiError::limit(
+                        "server.max_series_selectors",
+                        format!("more than {max_selectors} match[] selectors in one request"),
+                    ));
+                }
+                selectors.push(
+                    v.parse::<Selector>()
+                        .map_err(|e| ApiError::bad_request("bad_selector", e.to_string()))?,
+                )
+            }
             "limit" => {
                 limit = v
                     .parse::<usize>()
@@ -74,27 +88,65 @@ pub async fn list_series(
     if selectors.is_empty() {
         selectors.push(Selector::default());
     }
-    let mut found: Vec<_> = Vec::new();
-    let mut seen = std::collections::HashSet::new();
-    for sel in &selectors {
-        for m in state.catalog.select(sel, usize::MAX) {
-            if seen.insert(m.id) {
-                found.push(m);
+    let max_scanned = state.config.max_series_scanned;
+    let scanned = state.catalog.len().saturating_mul(selectors.len());
+    if scanned > max_scanned {
+        return Err(ApiError::limit(
+            "server.max_series_scanned",
+            format!(
+                "{} selectors over {} series would scan {scanned} series, more than {max_scanned}; use fewer selectors",
+                selectors.len(),
+                state.catalog.len()
+            ),
+        ));
+    }
+    let _permit = state
+        .heavy_reads
+        .acquire()
+        .await
+        .map_err(ApiError::internal)?;
+    let deadline = std::time::Instant::now()
+        + std::time::Duration::from_secs(state.config.request_timeout_secs);
+    let (catalog, archive) = (state.catalog.clone(), state.archive.clone());
+    tokio::task::spawn_blocking(move || {
+        let mut found: Vec<Arc<SeriesMeta>> = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        let mut visited = 0usize;
+        let mut late = false;
+        for sel in &selectors {
+            catalog.scan(|m| {
+                visited += 1;
+                if visited.is_multiple_of(4096) && std::time::Instant::now() > deadline {
+                    late = true;
+                    return false;
+                }
+                if sel.matches(m) && seen.insert(m.id) {
+                    found.push(m.clone());
+                }
+                true
+            });
+            if late {
+                return Err(ApiError::unavailable(
+                    "timeout",
+                    "listing series did not finish within the request deadline; narrow the selectors",
+                ));
             }
         }
-    }
-    found.sort_by(|a, b| (&a.metric, &a.labels).cmp(&(&b.metric, &b.labels)));
-    let total = found.len();
-    let series: Vec<SeriesView> = found
-        .iter()
-        .take(limit)
-        .map(|m| view(m, state.archive.stale_at(m.id)))
-        .collect();
-    Ok(Json(serde_json::json!({
-        "series": series,
-        "total": total,
-        "truncated": total > limit,
-    })))
+        found.sort_by(|a, b| (&a.metric, &a.labels).cmp(&(&b.metric, &b.labels)));
+        let total = found.len();
+        let series: Vec<SeriesView> = found
+            .iter()
+            .take(limit)
+            .map(|m| view(m, archive.stale_at(m.id)))
+            .collect();
+        Ok(Json(serde_json::json!({
+            "series": series,
+            "total": total,
+            "truncated": total > limit,
+        })))
+    })
+    .await
+    .map_err(ApiError::internal)?
 }
 
 /// Parses a time parameter: RFC 3339 or Unix seconds (fractions allowed), like Prometheus.
@@ -153,6 +205,11 @@ pub async fn series_samples(
             format!("start ({start} ms) is after end ({end} ms)"),
         ));
     }
+    let _permit = state
+        .heavy_reads
+        .acquire()
+        .await
+        .map_err(ApiError::internal)?;
     let archive = state.archive.clone();
     let samples = tokio::task::spawn_blocking(move || archive.read_series(id, start, end))
         .await
@@ -223,8 +280,6 @@ pub async fn anomalies(
     }
     let mut events = state
         .detect
-        .read()
-        .unwrap_or_else(|p| p.into_inner())
         .query(since, until, service.as_deref(), min_score);
     events.sort_by_key(|e| std::cmp::Reverse(e.start_ms));
     Ok(Json(

@@ -30,7 +30,7 @@ fn harness_with(config: ApiConfig) -> Harness {
 fn harness_full(
     config: ApiConfig,
     scaling: aiops_detect::scaling::ScalingConfig,
-    detect: Arc<std::sync::RwLock<aiops_detect::DetectState>>,
+    detect: aiops_detect::DetectState,
     catalog: Arc<SeriesCatalog>,
 ) -> Harness {
     harness_all(config, scaling, detect, catalog, Default::default())
@@ -39,7 +39,7 @@ fn harness_full(
 fn harness_all(
     config: ApiConfig,
     scaling: aiops_detect::scaling::ScalingConfig,
-    detect: Arc<std::sync::RwLock<aiops_detect::DetectState>>,
+    detect: aiops_detect::DetectState,
     catalog: Arc<SeriesCatalog>,
     incident_cfg: aiops_rca::incident::IncidentConfig,
 ) -> Harness {
@@ -76,10 +76,13 @@ fn harness_all(
         registry: Arc::new(registry),
         ingest_metrics,
         api_metrics,
-        detect,
+        detect: detect.published.clone(),
+        scaling_state: detect.scaling.clone(),
         max_score_gauges: 10,
         scaling: Arc::new(scaling),
         incidents,
+        limits: Default::default(),
+        heavy_reads: Arc::new(tokio::sync::Semaphore::new(4)),
     };
     Harness {
         router: router(state),
@@ -456,17 +459,13 @@ fn scaling_harness(token: Option<&str>) -> Harness {
         [("service".into(), "checkout".into())],
     ));
     catalog.insert(meta.clone());
-    let mut detect = aiops_detect::DetectState::default();
+    let detect = aiops_detect::DetectState::default();
     let now = jiff::Timestamp::now().as_millisecond();
     for i in (0..120).rev() {
-        detect.scaling.observe(
-            &scaling,
-            &catalog,
-            meta.id,
-            now - i * 60_000,
-            12.5,
-            &|_, _, _| Vec::new(),
-        );
+        detect
+            .scaling
+            .lock()
+            .observe(&scaling, &catalog, meta.id, now - i * 60_000, 12.5);
     }
     harness_full(
         ApiConfig {
@@ -474,7 +473,7 @@ fn scaling_harness(token: Option<&str>) -> Harness {
             ..ApiConfig::default()
         },
         scaling,
-        Arc::new(std::sync::RwLock::new(detect)),
+        detect,
         catalog,
     )
 }

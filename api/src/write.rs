@@ -117,6 +117,55 @@ async fn read_body(body: Body, limit: usize) -> Result<bytes::Bytes, ApiError> {
     Ok(buf.freeze())
 }
 
+/// Answers 503 (Prometheus retries with backoff) while the node is behind: the ingest queue
+/// is late (archive, detection or compaction cannot keep up) or the in-memory head is over its
+/// bound. Checked before the body is read or decoded, so shedding costs almost nothing.
+fn shed(state: &AppState) -> Result<(), ApiError> {
+    let limits = &state.limits;
+    let delay = state.sender.delay_ms();
+    if delay > limits.max_queue_delay_ms {
+        state.ingest_metrics.rejected(SOURCE, "overload", 0);
+        return Err(ApiError::unavailable(
+            "overloaded",
+            format!(
+                "ingest is {delay} ms behind (limit limits.max_queue_delay_ms = {}); retry later",
+                limits.max_queue_delay_ms
+            ),
+        ));
+    }
+    let head = state.archive.head_bytes();
+    if head > limits.max_head_bytes {
+        state.ingest_metrics.rejected(SOURCE, "overload", 0);
+        return Err(ApiError::unavailable(
+            "overloaded",
+            format!(
+                "compaction is behind: {head} bytes wait in memory (limit limits.max_head_bytes = {}); retry later",
+                limits.max_head_bytes
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Drops the new series a request brings beyond `limits.max_series` (the first ones in the
+/// request are admitted while there is room). Returns the batch and, when series were dropped,
+/// how many and their samples. Concurrent requests may overshoot the limit by their new series.
+fn cap_series(
+    state: &AppState,
+    batch: aiops_models::SampleBatch,
+) -> (aiops_models::SampleBatch, Option<(usize, usize)>) {
+    let max = state.limits.max_series;
+    let new = batch.new_series.len();
+    if max == 0 || new == 0 || state.catalog.len() + new <= max {
+        return (batch, None);
+    }
+    let room = max.saturating_sub(state.catalog.len());
+    let refused: std::collections::HashSet<aiops_models::SeriesId> =
+        batch.new_series.iter().skip(room).map(|m| m.id).collect();
+    let (kept, dropped) = batch.without_series(|id| refused.contains(&id));
+    (kept, Some((refused.len(), dropped)))
+}
+
 /// The handler.
 #[tracing::instrument(skip_all, fields(bytes))]
 pub async fn remote_write(
@@ -125,6 +174,7 @@ pub async fn remote_write(
     body: Body,
 ) -> Result<StatusCode, ApiError> {
     check_headers(&headers)?;
+    shed(&state)?;
     let limit = state.config.max_body_bytes;
     let body = read_body(body, limit).await?;
     tracing::Span::current().record("bytes", body.len());
@@ -153,6 +203,7 @@ pub async fn remote_write(
         }
     };
 
+    let (batch, over_limit) = cap_series(&state, batch);
     let samples = batch.len() as u64;
     if !batch.is_empty() {
         let (env, waiter) = Envelope::with_ack(batch);
@@ -177,6 +228,20 @@ pub async fn remote_write(
             return Err(ApiError::unavailable("archive_unavailable", e.to_string()));
         }
         state.ingest_metrics.received(SOURCE, samples);
+    }
+    if let Some((series, dropped)) = over_limit {
+        state
+            .ingest_metrics
+            .rejected(SOURCE, "series_limit", dropped as u64);
+        return Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "series_limit",
+            format!(
+                "{series} new series (with {dropped} samples) were dropped: the node holds {} series, the limit is {} (limit limits.max_series); {samples} samples of known series were stored",
+                state.catalog.len(),
+                state.limits.max_series
+            ),
+        ));
     }
     if let Some(inv) = invalid {
         state.ingest_metrics.rejected(

@@ -8,6 +8,11 @@
 //! * [`cases`] — labelled fault cases (RCAEval layout) and the detection protocol of rca.md §5.
 //! * [`scaling`] — predictive scaling targets: a workload's load, forecast and served to the HPA.
 //! * [`train`] — seasonal profiles and calibration fitted from the archive (polars).
+//! * [`published`] — what detection publishes for readers (events, top scores, counters,
+//!   scaling), so that the API never waits for scoring.
+//! * [`checkpoint`] — compact, checksummed checkpoints of the detection state, written a slice
+//!   at a time.
+//! * [`warm`] — warming detectors of series with history, in the background, bounded.
 //! * [`nab`] — the Numenta Anomaly Benchmark corpus and a faithful re-implementation of its
 //!   scorer, used by `aiops eval nab`.
 //!
@@ -16,14 +21,17 @@
 pub mod autoscale;
 pub mod backtest;
 pub mod cases;
+pub mod checkpoint;
 mod error;
 pub mod forecast;
 pub mod multi;
 pub mod nab;
+pub mod published;
 pub mod scaling;
 mod score;
 pub mod stage;
 pub mod train;
+pub mod warm;
 
 pub use error::DetectError;
 pub use score::{Detector, DetectorConfig, Scored};

@@ -294,6 +294,16 @@ impl ServiceModel {
     }
 
     /// The recent normal rows as a matrix, for a fit elsewhere.
+    /// Heap bytes held (recent rows and the fit), estimated.
+    pub fn heap_bytes(&self) -> usize {
+        let rows = self.recent.len() * (24 + self.dims * 8);
+        let fit = self.fitted.as_ref().map_or(0, |f| {
+            (f.mean.len() + f.scale.len() + f.variances.len()) * 8
+                + f.components.iter().map(|c| 24 + c.len() * 8).sum::<usize>()
+        });
+        rows + fit
+    }
+
     pub fn fit_data(&self) -> Array2<f64> {
         let mut m = Array2::from_elem((self.recent.len(), self.dims), f64::NAN);
         for (i, r) in self.recent.iter().enumerate() {

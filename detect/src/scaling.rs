@@ -505,9 +505,8 @@ impl ScalingState {
         t
     }
 
-    /// Takes one sample (already a rate for counters) of series `id`. A target seen for the
-    /// first time is first warmed with `warm_start_secs` of its members' history (e.g. from the
-    /// archive), replayed through the same step sums, so its forecasts need not wait days.
+    /// Takes one sample (already a rate for counters) of series `id`. A target not seen yet
+    /// starts cold (see [`ScalingState::warm_new_targets`] to warm it first).
     pub fn observe(
         &mut self,
         cfg: &ScalingConfig,
@@ -515,21 +514,61 @@ impl ScalingState {
         id: SeriesId,
         ts_ms: i64,
         value: f64,
-        history: &dyn Fn(SeriesId, i64, i64) -> Vec<(i64, f64)>,
     ) {
         if cfg.targets.is_empty() || !value.is_finite() {
             return;
         }
         for i in self.targets_of(cfg, id, catalog) {
             let t = &cfg.targets[i];
-            if !self.targets.contains_key(&t.name) {
+            self.targets
+                .entry(t.name.clone())
+                .or_insert_with(|| TargetState::new(cfg, t.lead_secs, ts_ms))
+                .add(cfg, id, ts_ms, value);
+        }
+    }
+
+    /// Targets that `samples` (time, series, value) feed and that `shared` does not hold yet,
+    /// each warmed with `warm_start_secs` of its members' history (e.g. from the archive),
+    /// replayed through the same step sums, so that its forecasts need not wait days. The
+    /// history is read without holding `shared`'s lock; insert the result with
+    /// [`ScalingState::insert_targets`].
+    pub fn warm_new_targets(
+        shared: &crate::published::SharedScaling,
+        cfg: &ScalingConfig,
+        catalog: &SeriesCatalog,
+        samples: &[(i64, SeriesId, f64)],
+        history: &dyn Fn(SeriesId, i64, i64) -> Vec<(i64, f64)>,
+    ) -> Vec<(String, TargetState)> {
+        if cfg.targets.is_empty() {
+            return Vec::new();
+        }
+        let mut missing: Vec<(usize, i64)> = Vec::new();
+        {
+            let mut st = shared.lock();
+            for &(ts, id, v) in samples {
+                if !v.is_finite() {
+                    continue;
+                }
+                for i in st.targets_of(cfg, id, catalog) {
+                    if !st.targets.contains_key(&cfg.targets[i].name)
+                        && !missing.iter().any(|m| m.0 == i)
+                    {
+                        missing.push((i, ts));
+                    }
+                }
+            }
+        }
+        missing
+            .into_iter()
+            .map(|(i, ts_ms)| {
+                let t = &cfg.targets[i];
                 let mut st = TargetState::new(cfg, t.lead_secs, ts_ms);
                 if cfg.warm_start_secs > 0
-                    && let Some(selector) = &self.selectors[i]
+                    && let Ok(selector) = t.selector.parse::<Selector>()
                 {
                     let from = ts_ms - cfg.warm_start_secs as i64 * 1000;
                     let mut past = Vec::new();
-                    for m in catalog.select(selector, usize::MAX) {
+                    for m in catalog.select(&selector, usize::MAX) {
                         let samples = history(m.id, from, ts_ms - 1);
                         if crate::stage::is_counter(&m.metric) {
                             past.extend(samples.windows(2).filter_map(|w| {
@@ -554,10 +593,16 @@ impl ScalingState {
                         );
                     }
                 }
-                self.targets.insert(t.name.clone(), st);
-            }
-            let st = self.targets.get_mut(&t.name).expect("inserted above");
-            st.add(cfg, id, ts_ms, value);
+                (t.name.clone(), st)
+            })
+            .collect()
+    }
+
+    /// Inserts targets warmed by [`ScalingState::warm_new_targets`] (a target that started
+    /// meanwhile is kept).
+    pub fn insert_targets(&mut self, warmed: Vec<(String, TargetState)>) {
+        for (name, st) in warmed {
+            self.targets.entry(name).or_insert(st);
         }
     }
 
@@ -699,10 +744,6 @@ mod tests {
         (cfg, catalog, ids)
     }
 
-    fn no_history(_: SeriesId, _: i64, _: i64) -> Vec<(i64, f64)> {
-        Vec::new()
-    }
-
     /// Per-pod load with a daily peak at noon.
     fn load(t: i64) -> f64 {
         let hour = (t % 86_400_000) as f64 / 3_600_000.0;
@@ -722,7 +763,7 @@ mod tests {
         let mut t = 0;
         while t <= end {
             for id in &ids {
-                s.observe(&cfg, &catalog, *id, t, load(t), &no_history);
+                s.observe(&cfg, &catalog, *id, t, load(t));
             }
             t += 60_000;
         }
@@ -762,7 +803,7 @@ mod tests {
         let (cfg, catalog, ids) = setup();
         let mut s = ScalingState::default();
         for i in 0..30 {
-            s.observe(&cfg, &catalog, ids[0], i * 60_000, 5.0, &no_history);
+            s.observe(&cfg, &catalog, ids[0], i * 60_000, 5.0);
         }
         let v = s
             .value(&cfg, "checkout_rps", None, 29 * 60_000)
@@ -785,9 +826,14 @@ mod tests {
                 .map(|m| (m * 60_000, load(m * 60_000)))
                 .collect()
         };
-        let mut s = ScalingState::default();
-        s.observe(&cfg, &catalog, ids[0], end, load(end), &history);
-        s.observe(&cfg, &catalog, ids[1], end, load(end), &history);
+        let shared = crate::published::SharedScaling::default();
+        let first = [(end, ids[0], load(end)), (end, ids[1], load(end))];
+        let warmed = ScalingState::warm_new_targets(&shared, &cfg, &catalog, &first, &history);
+        assert_eq!(warmed.len(), 1);
+        let mut s = shared.lock();
+        s.insert_targets(warmed);
+        s.observe(&cfg, &catalog, ids[0], end, load(end));
+        s.observe(&cfg, &catalog, ids[1], end, load(end));
         let st = &s.targets["checkout_rps"];
         // Four days of one-minute steps, learnt before the first live sample.
         assert!(
@@ -795,14 +841,7 @@ mod tests {
             "{}",
             st.forecaster.seen()
         );
-        s.observe(
-            &cfg,
-            &catalog,
-            ids[0],
-            end + 60_000,
-            load(end + 60_000),
-            &history,
-        );
+        s.observe(&cfg, &catalog, ids[0], end + 60_000, load(end + 60_000));
         let v = s
             .value(&cfg, "checkout_rps", Some("shop"), end + 60_000)
             .expect("value");
@@ -828,7 +867,7 @@ mod tests {
         let mut one = ScalingState::default();
         for m in 0..30 {
             for (i, id) in ids.iter().enumerate() {
-                one.observe(&cfg, &catalog, *id, m * 60_000, 1.0 + i as f64, &no_history);
+                one.observe(&cfg, &catalog, *id, m * 60_000, 1.0 + i as f64);
             }
         }
         // Two partitions (one member each) read in chunks: partition 0 runs ten minutes ahead.

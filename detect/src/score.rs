@@ -150,7 +150,11 @@ impl Scored {
 /// The state of one series.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Detector {
-    cfg: DetectorConfig,
+    /// Shared by every detector with the same parameters (interned), not copied into each:
+    /// a million series would otherwise carry a million copies. Not checkpointed: a restored
+    /// detector takes the parameters in use ([`Detector::set_config`]).
+    #[serde(skip, default = "default_config")]
+    cfg: &'static DetectorConfig,
     seen: u64,
     level: f64,
     scale: f64,
@@ -205,11 +209,28 @@ pub(crate) fn tail_probability(z: f64) -> f64 {
     0.5 * erfc
 }
 
+/// The one shared copy of `cfg` (parameter sets are few; each is kept for the process).
+fn intern(cfg: DetectorConfig) -> &'static DetectorConfig {
+    static TABLE: std::sync::Mutex<Vec<&'static DetectorConfig>> =
+        std::sync::Mutex::new(Vec::new());
+    let mut table = TABLE.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(c) = table.iter().find(|c| ***c == cfg) {
+        return c;
+    }
+    let c: &'static DetectorConfig = Box::leak(Box::new(cfg));
+    table.push(c);
+    c
+}
+
+fn default_config() -> &'static DetectorConfig {
+    intern(DetectorConfig::default())
+}
+
 impl Detector {
     /// A fresh detector.
     pub fn new(cfg: DetectorConfig) -> Self {
         Self {
-            cfg,
+            cfg: intern(cfg),
             seen: 0,
             level: 0.0,
             scale: 0.0,
@@ -264,6 +285,18 @@ impl Detector {
         d
     }
 
+    /// The parameters it scores with.
+    pub fn config(&self) -> &DetectorConfig {
+        self.cfg
+    }
+
+    /// Scores with `cfg` from now on (a detector restored from a checkpoint).
+    pub fn set_config(&mut self, cfg: DetectorConfig) {
+        if *self.cfg != cfg {
+            self.cfg = intern(cfg);
+        }
+    }
+
     fn rest_samples(&self) -> u32 {
         if self.cfg.rest_samples > 0 {
             self.cfg.rest_samples
@@ -282,7 +315,7 @@ impl Detector {
                 ..Scored::default()
             };
         }
-        let cfg = self.cfg;
+        let cfg = *self.cfg;
         if self.seen == 0 || self.first_ms == 0 {
             // (0 also after restoring a checkpoint from before the weekly adjustment.)
             self.first_ms = ts_ms;

@@ -4,13 +4,20 @@
 //! Synchronous and single-threaded: the binary runs it on its own thread behind the archive
 //! (batches arrive only once durable) and shares [`DetectState`] snapshots with the API.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::sync::Arc;
 
-use aiops_models::{AnomalyEvent, SampleBatch, SeriesCatalog, SeriesId, service_of};
+use aiops_models::{
+    AnomalyEvent, IdHashMap, IdHasher, SampleBatch, SeriesCatalog, SeriesId, service_of,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::multi::{MultiConfig, MultiScored, ServiceModel};
-use crate::scaling::{ScalingConfig, ScalingState};
+use std::sync::atomic::Ordering::Relaxed;
+
+use crate::published::{Published, SharedScaling};
+use crate::scaling::ScalingConfig;
+use crate::warm::{WarmRequest, Warmed};
 use crate::{Detector, DetectorConfig, Scored};
 
 /// Reads a series' samples in `from_ms..=to_ms` (the archive, in the pipeline).
@@ -32,9 +39,17 @@ pub struct DetectConfig {
     pub max_score_gauges: usize,
     /// How often the detector state is checkpointed, seconds.
     pub checkpoint_secs: u64,
-    /// A series first seen (no checkpointed state) is warmed with this much of its history
-    /// from the archive, seconds (0: start cold).
+    /// A series first seen (no checkpointed state) that already has history in the archive is
+    /// warmed with this much of it, seconds (0: start cold). Series new to the archive start
+    /// cold at once; the others are scored cold while a background thread warms them.
     pub warm_start_secs: u64,
+    /// Most series warmed from history per second (bounded background work).
+    pub warm_series_per_sec: u32,
+    /// Series warmed together in one pass over their history.
+    pub warm_batch: usize,
+    /// Most series waiting to be warmed; more start (and stay) cold, counted in
+    /// `aiops_detect_warm_skipped_total`.
+    pub warm_queue_max: usize,
     /// Multivariate scoring of each service's metrics as one vector.
     pub services: ServicesConfig,
     /// Predictive scaling targets (load forecasts served to the HPA).
@@ -86,6 +101,9 @@ impl Default for DetectConfig {
             max_score_gauges: 1_000,
             checkpoint_secs: 300,
             warm_start_secs: 7 * 86_400,
+            warm_series_per_sec: 2_000,
+            warm_batch: 1_000,
+            warm_queue_max: 1_000_000,
             services: ServicesConfig::default(),
             scaling: ScalingConfig::default(),
         }
@@ -106,6 +124,15 @@ impl DetectConfig {
         }
         if self.checkpoint_secs == 0 {
             problems.push(format!("{prefix}.checkpoint_secs: must be at least 1"));
+        }
+        if self.warm_series_per_sec == 0 {
+            problems.push(format!("{prefix}.warm_series_per_sec: must be at least 1"));
+        }
+        if !(1..=100_000).contains(&self.warm_batch) {
+            problems.push(format!(
+                "{prefix}.warm_batch = {}: must be between 1 and 100000",
+                self.warm_batch
+            ));
         }
         if self.services.step_secs == 0 {
             problems.push(format!("{prefix}.services.step_secs: must be at least 1"));
@@ -159,7 +186,10 @@ pub struct SeriesState {
     pub is_counter: bool,
     /// Its service, once looked up in the catalog.
     #[serde(skip)]
-    pub service: Option<Option<String>>,
+    pub service: Option<Option<Arc<str>>>,
+    /// Scored cold while its history is being read (see [`crate::warm`]).
+    #[serde(skip)]
+    pub warming: bool,
 }
 
 /// A partition's share of the state: series, services, open events.
@@ -222,16 +252,17 @@ pub use aiops_models::{counter_rate, is_counter};
 /// Everything the stage knows.
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub struct DetectState {
-    /// Per series.
-    pub series: HashMap<SeriesId, SeriesState>,
+    /// Per series, boxed: the map's spare capacity (up to half its slots) then costs a
+    /// pointer each, not a whole state (a kilobyte).
+    pub series: IdHashMap<Box<SeriesState>>,
     /// Per service (multivariate).
     #[serde(default)]
     pub services: HashMap<String, ServiceState>,
     /// Recent events, oldest first.
     pub events: Vec<AnomalyEvent>,
-    /// Predictive scaling targets.
+    /// Predictive scaling targets (shared with the API, behind a lock of their own).
     #[serde(default)]
-    pub scaling: ScalingState,
+    pub scaling: SharedScaling,
     /// Samples scored since start.
     #[serde(skip)]
     pub scored: u64,
@@ -246,17 +277,38 @@ pub struct DetectState {
     /// only this node's partitions would count.
     #[serde(skip)]
     pub load_out: Option<Vec<crate::scaling::LoadSample>>,
+    /// What readers see (events, top scores, counters); they never take this state's lock.
+    #[serde(skip)]
+    pub published: Arc<Published>,
+    /// Series waiting to be warmed from history, oldest first.
+    #[serde(skip)]
+    warm_queue: VecDeque<WarmRequest>,
+    /// Series handed to the warmer and not back yet.
+    #[serde(skip)]
+    warm_in_flight: usize,
+    /// Service names, shared by their series.
+    #[serde(skip)]
+    service_names: HashSet<Arc<str>>,
+}
+
+/// How a series first seen with history in the archive gets it.
+enum Warm<'a> {
+    /// Read synchronously, before its first sample is scored (tests, offline use).
+    Now(&'a dyn Fn(SeriesId, i64, i64) -> Vec<(i64, f64)>),
+    /// Queued for the background warmer (the pipeline).
+    Queue,
 }
 
 impl DetectState {
     /// Scores every sample of `batch` in order, opening, extending and closing events.
     pub fn process(&mut self, cfg: &DetectConfig, batch: &SampleBatch, catalog: &SeriesCatalog) {
-        self.process_with_history(cfg, batch, catalog, &|_, _, _| Vec::new());
+        let none = |_, _, _| Vec::new();
+        self.process_inner(cfg, batch, catalog, Warm::Now(&none), &none);
     }
 
-    /// As [`DetectState::process`]; a series seen for the first time is first warmed with
-    /// `history(id, from_ms, to_ms)` (e.g. read from the archive: earlier runs, backfills), so
-    /// that it does not start cold. Warming raises no events.
+    /// As [`DetectState::process`]; a series seen for the first time with history in the
+    /// archive is first warmed with `history(id, from_ms, to_ms)` (e.g. read from the archive:
+    /// earlier runs, backfills), so that it does not start cold. Warming raises no events.
     pub fn process_with_history(
         &mut self,
         cfg: &DetectConfig,
@@ -264,56 +316,188 @@ impl DetectState {
         catalog: &SeriesCatalog,
         history: &dyn Fn(SeriesId, i64, i64) -> Vec<(i64, f64)>,
     ) {
+        self.process_inner(cfg, batch, catalog, Warm::Now(history), history);
+    }
+
+    /// As [`DetectState::process_with_history`], but a series with history is scored cold at
+    /// once and queued for the background warmer ([`DetectState::take_warm_requests`],
+    /// [`DetectState::apply_warmed`]): a batch never waits for history. `history` is read only
+    /// when a scaling target is first seen (its members' recent load).
+    pub fn process_queued(
+        &mut self,
+        cfg: &DetectConfig,
+        batch: &SampleBatch,
+        catalog: &SeriesCatalog,
+        history: &dyn Fn(SeriesId, i64, i64) -> Vec<(i64, f64)>,
+    ) {
+        self.process_inner(cfg, batch, catalog, Warm::Queue, history);
+    }
+
+    /// A first-seen series' state; warmed now, queued, or cold.
+    fn first_sight(
+        &mut self,
+        cfg: &DetectConfig,
+        id: SeriesId,
+        ts: i64,
+        fresh: bool,
+        catalog: &SeriesCatalog,
+        warm: &Warm<'_>,
+    ) -> SeriesState {
+        let trained = self.profiles.remove(&id.0);
+        // An event left open by a crash before the last checkpoint is still this series' open
+        // event: it extends or closes like any other.
+        let open_event = self
+            .events
+            .iter()
+            .rev()
+            .find(|e| e.series_id == id && e.end_ms.is_none())
+            .map(|e| e.id.clone());
+        let is_counter = catalog.get(id).is_some_and(|m| is_counter(&m.metric));
+        // A trained detector has seen its history already; a series new to the archive has none.
+        let warm_wanted = cfg.warm_start_secs > 0 && trained.is_none() && !fresh;
+        if fresh {
+            self.published.counters.fresh.fetch_add(1, Relaxed);
+        }
+        let mut st = SeriesState {
+            detector: trained.unwrap_or_else(|| Detector::new(cfg.detector)),
+            score: 0.0,
+            last_ms: i64::MIN,
+            open_event,
+            counter_prev: None,
+            is_counter,
+            service: None,
+            warming: false,
+        };
+        if !warm_wanted {
+            return st;
+        }
+        let from = ts - cfg.warm_start_secs as i64 * 1000;
+        match warm {
+            Warm::Now(history) => {
+                for (t, v) in history(id, from, ts - 1) {
+                    if t <= st.last_ms {
+                        continue;
+                    }
+                    st.last_ms = t;
+                    let value = if st.is_counter {
+                        match st
+                            .counter_prev
+                            .replace((t, v))
+                            .and_then(|p| counter_rate(p, (t, v)))
+                        {
+                            Some(r) => r,
+                            None => continue,
+                        }
+                    } else {
+                        v
+                    };
+                    st.detector.update(t, value);
+                }
+            }
+            Warm::Queue if self.warm_queue.len() < cfg.warm_queue_max => {
+                st.warming = true;
+                self.warm_queue.push_back(WarmRequest {
+                    id,
+                    from_ms: from,
+                    live_from_ms: ts,
+                    is_counter,
+                });
+            }
+            Warm::Queue => {
+                self.published.counters.warm_skipped.fetch_add(1, Relaxed);
+            }
+        }
+        st
+    }
+
+    /// Makes every detector score with `cfg` (after restoring a checkpoint, which does not
+    /// carry parameters: the ones in use now apply).
+    pub fn set_detector_config(&mut self, cfg: crate::DetectorConfig) {
+        for st in self.series.values_mut() {
+            st.detector.set_config(cfg);
+        }
+    }
+
+    /// Up to `max` queued series for the warmer (none while a pass is in flight).
+    pub fn take_warm_requests(&mut self, max: usize) -> Vec<WarmRequest> {
+        if self.warm_in_flight > 0 {
+            return Vec::new();
+        }
+        let n = max.min(self.warm_queue.len());
+        let out: Vec<WarmRequest> = self.warm_queue.drain(..n).collect();
+        self.warm_in_flight = out.len();
+        out
+    }
+
+    /// Series waiting for, or being, warmed.
+    pub fn warm_backlog(&self) -> usize {
+        self.warm_queue.len() + self.warm_in_flight
+    }
+
+    /// Swaps warmed detectors in (each has seen at least what the cold one scored, because
+    /// detection runs behind the archive; otherwise the cold one stays), then raises the events
+    /// of the samples the cold detector had scored, as the warmed one scored them.
+    pub fn apply_warmed(
+        &mut self,
+        cfg: &DetectConfig,
+        catalog: &SeriesCatalog,
+        warmed: Vec<Warmed>,
+    ) {
+        self.warm_in_flight = self.warm_in_flight.saturating_sub(warmed.len());
+        let n = warmed.len() as u64;
+        for w in warmed {
+            let Some(st) = self.series.get_mut(&w.id) else {
+                continue;
+            };
+            if !st.warming {
+                continue;
+            }
+            st.warming = false;
+            if w.last_ms < st.last_ms {
+                continue;
+            }
+            st.detector = w.detector;
+            st.last_ms = w.last_ms;
+            st.counter_prev = w.counter_prev.or(st.counter_prev);
+            if let Some(&(_, _, s)) = w.live.last() {
+                st.score = s.score;
+            }
+            for (t, value, s) in w.live {
+                self.after_score(cfg, catalog, w.id, t, value, &s, false);
+            }
+        }
+        self.published.counters.warmed.fetch_add(n, Relaxed);
+        self.published
+            .counters
+            .warm_backlog
+            .store(self.warm_backlog() as u64, Relaxed);
+    }
+
+    fn process_inner(
+        &mut self,
+        cfg: &DetectConfig,
+        batch: &SampleBatch,
+        catalog: &SeriesCatalog,
+        warm: Warm<'_>,
+        history: &dyn Fn(SeriesId, i64, i64) -> Vec<(i64, f64)>,
+    ) {
         let (ids, ts, vs) = (batch.series_ids(), batch.timestamps(), batch.values());
+        self.published
+            .counters
+            .received
+            .fetch_add(batch.len() as u64, Relaxed);
+        // Series this batch announced were not in the catalog when it was decoded: the archive
+        // holds nothing older of them.
+        let fresh: HashSet<SeriesId, std::hash::BuildHasherDefault<IdHasher>> =
+            batch.new_series.iter().map(|m| m.id).collect();
         // A batch holds series one after another; scaling sums series per step, so it takes
         // the batch's samples in time order.
         let mut scaling_samples = Vec::new();
         for i in 0..batch.len() {
             let id = SeriesId(ids[i]);
-            if let std::collections::hash_map::Entry::Vacant(slot) = self.series.entry(id) {
-                let trained = self.profiles.remove(&id.0);
-                let warm = cfg.warm_start_secs > 0 && trained.is_none();
-                // An event left open by a crash before the last checkpoint is still this
-                // series' open event: it extends or closes like any other.
-                let open_event = self
-                    .events
-                    .iter()
-                    .rev()
-                    .find(|e| e.series_id == id && e.end_ms.is_none())
-                    .map(|e| e.id.clone());
-                let mut st = SeriesState {
-                    detector: trained.unwrap_or_else(|| Detector::new(cfg.detector)),
-                    score: 0.0,
-                    last_ms: i64::MIN,
-                    open_event,
-                    counter_prev: None,
-                    is_counter: catalog.get(id).is_some_and(|m| is_counter(&m.metric)),
-                    service: None,
-                };
-                // A trained detector has seen its history already.
-                if warm {
-                    let from = ts[i] - cfg.warm_start_secs as i64 * 1000;
-                    for (t, v) in history(id, from, ts[i] - 1) {
-                        if t <= st.last_ms {
-                            continue;
-                        }
-                        st.last_ms = t;
-                        let value = if st.is_counter {
-                            match st
-                                .counter_prev
-                                .replace((t, v))
-                                .and_then(|p| counter_rate(p, (t, v)))
-                            {
-                                Some(r) => r,
-                                None => continue,
-                            }
-                        } else {
-                            v
-                        };
-                        st.detector.update(t, value);
-                    }
-                }
-                slot.insert(st);
+            if !self.series.contains_key(&id) {
+                let st = self.first_sight(cfg, id, ts[i], fresh.contains(&id), catalog, &warm);
+                self.series.insert(id, Box::new(st));
             }
             let st = self.series.get_mut(&id).expect("inserted above");
             if ts[i] <= st.last_ms {
@@ -336,42 +520,27 @@ impl DetectState {
                 scaling_samples.push((ts[i], id, value));
             }
             self.scored += 1;
-            let service = st
-                .service
-                .get_or_insert_with(|| catalog.get(id).as_deref().and_then(service_of))
-                .clone();
-            let open = st.open_event.take();
-            let meta = catalog.get(id);
-            let opened = self.track_event(cfg, open, ts[i], &s, value, || AnomalyEvent {
-                id: format!("{id}-{}", ts[i]),
-                series_id: id,
-                metric: meta.as_ref().map(|m| m.metric.clone()).unwrap_or_default(),
-                service: service.clone(),
-                labels: meta.as_ref().map(|m| m.labels.clone()).unwrap_or_default(),
-                start_ms: ts[i],
-                peak_ms: ts[i],
-                last_ms: ts[i],
-                end_ms: None,
-                score: s.score,
-                observed: value,
-                expected: s.expected,
-                lower: s.lower,
-                upper: s.upper,
-            });
-            if let Some(st) = self.series.get_mut(&id) {
-                st.open_event = opened;
-            }
-            if cfg.services.enabled
-                && let Some(service) = service
-            {
-                let metric = meta.as_ref().map(|m| m.metric.as_str()).unwrap_or_default();
-                self.feed_service(cfg, &service, id, metric, ts[i], value);
-            }
+            self.after_score(cfg, catalog, id, ts[i], value, &s, true);
         }
-        scaling_samples.sort_by_key(|&(t, _, _)| t);
-        for (t, id, v) in scaling_samples {
-            if let Some(out) = &mut self.load_out {
-                for target in self.scaling.member_of(&cfg.scaling, id, catalog) {
+        self.scored_samples(cfg, catalog, scaling_samples, history);
+    }
+
+    /// Hands a batch's scored samples to the scaling targets (or, on Kafka, to the load feed).
+    fn scored_samples(
+        &mut self,
+        cfg: &DetectConfig,
+        catalog: &SeriesCatalog,
+        mut samples: Vec<(i64, SeriesId, f64)>,
+        history: &dyn Fn(SeriesId, i64, i64) -> Vec<(i64, f64)>,
+    ) {
+        if samples.is_empty() {
+            return;
+        }
+        samples.sort_by_key(|&(t, _, _)| t);
+        if let Some(out) = &mut self.load_out {
+            let mut sc = self.scaling.lock();
+            for (t, id, v) in samples {
+                for target in sc.member_of(&cfg.scaling, id, catalog) {
                     out.push(crate::scaling::LoadSample {
                         target,
                         series: id,
@@ -379,10 +548,91 @@ impl DetectState {
                         value: v,
                     });
                 }
-            } else {
-                self.scaling
-                    .observe(&cfg.scaling, catalog, id, t, v, history);
             }
+            return;
+        }
+        // A target seen for the first time is warmed from its members' history before the
+        // lock is taken: readers of served values never wait for that read.
+        let warmed = crate::scaling::ScalingState::warm_new_targets(
+            &self.scaling,
+            &cfg.scaling,
+            catalog,
+            &samples,
+            history,
+        );
+        let mut sc = self.scaling.lock();
+        sc.insert_targets(warmed);
+        for (t, id, v) in samples {
+            sc.observe(&cfg.scaling, catalog, id, t, v);
+        }
+    }
+
+    /// What follows a series' score: its event opens, extends or closes, and (with `services`)
+    /// its service's vector takes the value.
+    #[allow(clippy::too_many_arguments)]
+    fn after_score(
+        &mut self,
+        cfg: &DetectConfig,
+        catalog: &SeriesCatalog,
+        id: SeriesId,
+        ts: i64,
+        value: f64,
+        s: &Scored,
+        services: bool,
+    ) {
+        let Some(known) = self.series.get(&id).map(|st| st.service.clone()) else {
+            return;
+        };
+        let service = match known {
+            Some(s) => s,
+            None => {
+                // One shared name per service, not one string per series.
+                let name = catalog.get(id).as_deref().and_then(service_of);
+                let s = name.map(|n| match self.service_names.get(n.as_str()) {
+                    Some(a) => a.clone(),
+                    None => {
+                        let a: Arc<str> = Arc::from(n);
+                        self.service_names.insert(a.clone());
+                        a
+                    }
+                });
+                if let Some(st) = self.series.get_mut(&id) {
+                    st.service = Some(s.clone());
+                }
+                s
+            }
+        };
+        let Some(st) = self.series.get_mut(&id) else {
+            return;
+        };
+        let open = st.open_event.take();
+        let opened = self.track_event(cfg, open, ts, s, value, || {
+            let meta = catalog.get(id);
+            AnomalyEvent {
+                id: format!("{id}-{ts}"),
+                series_id: id,
+                metric: meta.as_ref().map(|m| m.metric.clone()).unwrap_or_default(),
+                service: service.as_deref().map(str::to_owned),
+                labels: meta.as_ref().map(|m| m.labels.clone()).unwrap_or_default(),
+                start_ms: ts,
+                peak_ms: ts,
+                last_ms: ts,
+                end_ms: None,
+                score: s.score,
+                observed: value,
+                expected: s.expected,
+                lower: s.lower,
+                upper: s.upper,
+            }
+        });
+        if let Some(st) = self.series.get_mut(&id) {
+            st.open_event = opened;
+        }
+        if services
+            && cfg.services.enabled
+            && let Some(service) = service
+        {
+            self.feed_service(cfg, &service, id, catalog, ts, value);
         }
     }
 
@@ -451,32 +701,39 @@ impl DetectState {
         cfg: &DetectConfig,
         service: &str,
         id: SeriesId,
-        metric: &str,
+        catalog: &SeriesCatalog,
         ts: i64,
         value: f64,
     ) {
         let sc = &cfg.services;
         let step_ms = sc.step_secs as i64 * 1000;
         let step = ts.div_euclid(step_ms);
-        let st = self
-            .services
-            .entry(service.to_owned())
-            .or_insert_with(|| ServiceState {
-                members: Vec::new(),
-                metrics: Vec::new(),
-                latest: Vec::new(),
-                step,
-                model: ServiceModel::new(sc.model, 0),
-                score: 0.0,
-                open_event: None,
-                run: 0,
-            });
+        if !self.services.contains_key(service) {
+            self.services.insert(
+                service.to_owned(),
+                ServiceState {
+                    members: Vec::new(),
+                    metrics: Vec::new(),
+                    latest: Vec::new(),
+                    step,
+                    model: ServiceModel::new(sc.model, 0),
+                    score: 0.0,
+                    open_event: None,
+                    run: 0,
+                },
+            );
+        }
+        let st = self.services.get_mut(service).expect("inserted above");
         let slot = match st.members.iter().position(|m| *m == id) {
             Some(j) => j,
             None if st.members.len() < sc.max_metrics => {
                 // A new member changes the vector: the model starts over.
+                let metric = catalog
+                    .get(id)
+                    .map(|m| m.metric.clone())
+                    .unwrap_or_default();
                 st.members.push(id);
-                st.metrics.push(metric.to_owned());
+                st.metrics.push(metric);
                 st.latest.push((i64::MIN, f64::NAN));
                 st.model = ServiceModel::new(sc.model, st.members.len());
                 st.members.len() - 1
@@ -573,7 +830,7 @@ impl DetectState {
             .series
             .iter()
             .filter(|(id, _)| (owns.series)(**id))
-            .map(|(id, st)| (*id, st.clone()))
+            .map(|(id, st)| (*id, (**st).clone()))
             .collect();
         let services = self
             .services
@@ -608,7 +865,7 @@ impl DetectState {
             match self.series.get(&id) {
                 Some(mine) if mine.last_ms >= st.last_ms => {}
                 _ => {
-                    self.series.insert(id, st);
+                    self.series.insert(id, Box::new(st));
                 }
             }
         }
@@ -640,16 +897,59 @@ impl DetectState {
         }
     }
 
-    /// The current state of every event that changed since the last call, once each.
+    /// The current state of every event that changed since the last call, once each; also
+    /// publishes them, the counters and (once a second) the top scores for readers.
     pub fn take_changed(&mut self) -> Vec<AnomalyEvent> {
         let mut ids = std::mem::take(&mut self.changed);
         ids.sort();
         ids.dedup();
-        self.events
+        let changed: Vec<AnomalyEvent> = self
+            .events
             .iter()
             .filter(|e| ids.binary_search(&e.id).is_ok())
             .cloned()
-            .collect()
+            .collect();
+        // An event is when the top scores matter most: they are refreshed with it, before it
+        // is visible.
+        self.publish_stats(!changed.is_empty());
+        self.published.upsert_events(&changed);
+        changed
+    }
+
+    /// Counters and, once a second (or now, with `refresh`), the top scores and the state
+    /// size, for readers.
+    pub fn publish_stats(&self, refresh: bool) {
+        let c = &self.published.counters;
+        c.scored.store(self.scored, Relaxed);
+        c.series.store(self.series.len() as u64, Relaxed);
+        c.warm_backlog.store(self.warm_backlog() as u64, Relaxed);
+        if self.published.top_due(refresh) {
+            self.published
+                .set_top(self.top_scores(self.published.max_scores()));
+            c.state_bytes.store(self.state_bytes(), Relaxed);
+        }
+    }
+
+    /// Bytes held by the per-series and per-service state, estimated from the maps' capacity.
+    pub fn state_bytes(&self) -> u64 {
+        let series = self.series.capacity()
+            * (std::mem::size_of::<(SeriesId, Box<SeriesState>)>() + 1)
+            + self.series.len() * std::mem::size_of::<SeriesState>()
+            + self
+                .service_names
+                .iter()
+                .map(|s| s.len() + 16)
+                .sum::<usize>();
+        let services: usize = self
+            .services
+            .values()
+            .map(|s| {
+                std::mem::size_of::<ServiceState>()
+                    + s.members.capacity() * (8 + 16 + 24)
+                    + s.model.heap_bytes()
+            })
+            .sum();
+        (series + services) as u64
     }
 
     /// The `limit` series with the highest latest scores above 0.
@@ -786,8 +1086,8 @@ mod tests {
         st.services.get_mut("checkout").expect("service").latest[0].1 = f64::NAN;
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("state.json");
-        save_checkpoint(&st, &path);
-        let back = load_checkpoint(&path);
+        crate::checkpoint::save(&st, &path);
+        let back = crate::checkpoint::load(&path);
         let (a, b) = (&st.services["checkout"], &back.services["checkout"]);
         assert_eq!(a.members, b.members);
         assert!(b.latest[0].1.is_nan());
@@ -862,6 +1162,72 @@ mod tests {
     }
 
     #[test]
+    fn a_series_with_history_is_warmed_in_the_background_and_its_spike_still_reported() {
+        let catalog = SeriesCatalog::new();
+        let cfg = DetectConfig {
+            detector: DetectorConfig {
+                learning_samples: 100,
+                ..DetectorConfig::default()
+            },
+            ..DetectConfig::default()
+        };
+        let value = |k: i64| 10.0 + ((k * 7919) % 5) as f64 * 0.1;
+        let mut b = SampleBatchBuilder::with_capacity(1);
+        b.push(SeriesId(3), 500 * 60_000, 90.0);
+        let mut st = DetectState::default();
+        let no_history = |_, _, _| Vec::new();
+        st.process_queued(&cfg, &b.finish(), &catalog, &no_history);
+        // Scored cold at once, no event yet; queued for the warmer.
+        assert!(st.events.is_empty());
+        assert_eq!(st.warm_backlog(), 1);
+        let reqs = st.take_warm_requests(10);
+        assert_eq!(reqs.len(), 1);
+        assert!(st.take_warm_requests(10).is_empty(), "one pass at a time");
+        // The archive holds 500 minutes of history and the spike detection already saw.
+        let scan = |wanted: &[(SeriesId, i64)], visit: &mut dyn FnMut(SeriesId, i64, f64)| {
+            for &(id, from) in wanted {
+                for k in 0..=500i64 {
+                    let t = k * 60_000;
+                    if t >= from {
+                        visit(id, t, if k == 500 { 90.0 } else { value(k) });
+                    }
+                }
+            }
+        };
+        let warmed = crate::warm::warm_batch(&cfg.detector, &reqs, scan);
+        st.apply_warmed(&cfg, &catalog, warmed);
+        assert_eq!(st.warm_backlog(), 0);
+        assert_eq!(st.events.len(), 1, "{:?}", st.events);
+        assert_eq!(st.events[0].start_ms, 500 * 60_000);
+        assert!(!st.series[&SeriesId(3)].warming);
+    }
+
+    #[test]
+    fn a_series_new_to_the_archive_starts_cold_without_reading_history() {
+        let catalog = SeriesCatalog::new();
+        let meta = Arc::new(SeriesMeta::new(Source::Prometheus, "up", []));
+        let mut b = SampleBatchBuilder::with_capacity(1);
+        b.push_series(meta.clone());
+        b.push(meta.id, 60_000, 1.0);
+        let mut st = DetectState::default();
+        let read = std::sync::atomic::AtomicUsize::new(0);
+        let history = |_, _, _| {
+            read.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            Vec::new()
+        };
+        st.process_queued(&DetectConfig::default(), &b.finish(), &catalog, &history);
+        st.process_with_history(
+            &DetectConfig::default(),
+            &SampleBatch::empty(),
+            &catalog,
+            &history,
+        );
+        assert_eq!(st.warm_backlog(), 0);
+        assert_eq!(read.load(std::sync::atomic::Ordering::Relaxed), 0);
+        assert_eq!(st.published.counters.fresh.load(Relaxed), 1);
+    }
+
+    #[test]
     fn duplicate_samples_are_not_scored_twice() {
         let catalog = SeriesCatalog::new();
         let mut st = DetectState::default();
@@ -875,20 +1241,43 @@ mod tests {
 
 /// Runs the stage until `input` closes: scores each batch under the write lock of `state`,
 /// checkpoints every `checkpoint_secs` and at the end. Blocking: give it its own thread.
-#[allow(clippy::too_many_arguments)]
+/// Series written per slice of a checkpoint (between two batches).
+const CHECKPOINT_SLICE: usize = 20_000;
+
+/// Where the detection stage reads history: one series over a range (scaling targets first
+/// seen), and many series in one pass (warming detectors, [`crate::warm`]).
+pub struct HistoryReaders {
+    /// One series, `from..=to`.
+    pub series: Box<History>,
+    /// Many series in one pass.
+    pub scan: Box<crate::warm::HistoryScan>,
+}
+
+impl std::fmt::Debug for HistoryReaders {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("HistoryReaders")
+    }
+}
+
+/// The detection stage's thread: scores every batch from `input` in order, appends changed
+/// events to the event log beside `checkpoint` and hands them to `publish`, checkpoints every
+/// `checkpoint_secs`, and runs the warmer (a thread of its own) for series with history.
 pub fn run(
     cfg: DetectConfig,
     input: std::sync::mpsc::Receiver<SampleBatch>,
     catalog: std::sync::Arc<SeriesCatalog>,
     state: std::sync::Arc<std::sync::RwLock<DetectState>>,
     checkpoint: Option<std::path::PathBuf>,
-    history: Box<History>,
+    history: HistoryReaders,
     publish: Box<dyn Fn(&AnomalyEvent) + Send>,
 ) {
     use std::io::Write as _;
+    use std::sync::mpsc;
     use std::time::{Duration, Instant};
-    // Every change of an event is appended to the event log next to the checkpoint (the last
-    // line of an id is its current state) and published.
+    let HistoryReaders {
+        series: history,
+        scan,
+    } = history;
     let mut log = checkpoint.as_ref().and_then(|p| {
         let path = p.with_file_name("events.jsonl");
         if let Some(dir) = path.parent() {
@@ -901,56 +1290,116 @@ pub fn run(
             .map_err(|e| tracing::warn!(path = %path.display(), error = %e, "Cannot open the anomaly event log."))
             .ok()
     });
+    // The warmer: one pass of history per chunk of queued series, at a bounded rate.
+    let (warm_tx, warm_rx) = mpsc::sync_channel::<Vec<WarmRequest>>(1);
+    let (warmed_tx, warmed_rx) = mpsc::channel::<Vec<Warmed>>();
+    let warmer = {
+        let (dcfg, per_sec) = (cfg.detector, cfg.warm_series_per_sec);
+        std::thread::Builder::new()
+            .name("aiops-warm".into())
+            .spawn(move || {
+                let mut limit = crate::warm::RateLimit::new(per_sec);
+                for reqs in warm_rx {
+                    std::thread::sleep(limit.take(reqs.len()));
+                    let out = crate::warm::warm_batch(&dcfg, &reqs, &*scan);
+                    if warmed_tx.send(out).is_err() {
+                        break;
+                    }
+                }
+            })
+            .expect("spawning a thread only fails when the OS is out of resources")
+    };
     let every = Duration::from_secs(cfg.checkpoint_secs);
     let mut last = Instant::now();
+    // A checkpoint in progress: a slice of series is written after each batch, so scoring
+    // pauses for milliseconds, not for the whole state.
+    let mut writing: Option<crate::checkpoint::CheckpointWriter> = None;
     loop {
-        match input.recv_timeout(Duration::from_secs(1)) {
-            Ok(batch) => {
-                let changed = {
-                    let mut st = state.write().unwrap_or_else(|p| p.into_inner());
-                    st.process_with_history(&cfg, &batch, &catalog, &*history);
-                    let changed = st.take_changed();
-                    // Logged before the lock is released: an event the API has shown is in the
-                    // log, so a crash right after cannot take it back.
-                    if let Some(f) = log.as_mut() {
-                        for ev in &changed {
-                            let mut line =
-                                serde_json::to_vec(ev).expect("an event always serialises");
-                            line.push(b'\n');
-                            if let Err(e) = f.write_all(&line) {
-                                tracing::warn!(error = %e, "Cannot append to the anomaly event log.");
-                            }
-                        }
-                    }
-                    changed
-                };
+        // Poll often while series are being warmed, so warmed detectors go in promptly.
+        let busy = state
+            .read()
+            .map(|s| s.warm_backlog() > 0 || s.published.top_pending())
+            .unwrap_or(false);
+        let wait = if busy {
+            Duration::from_millis(50)
+        } else {
+            Duration::from_secs(1)
+        };
+        let received = input.recv_timeout(wait);
+        let changed = {
+            let mut st = state.write().unwrap_or_else(|p| p.into_inner());
+            while let Ok(w) = warmed_rx.try_recv() {
+                st.apply_warmed(&cfg, &catalog, w);
+            }
+            match &received {
+                Ok(batch) => st.process_queued(&cfg, batch, &catalog, &*history),
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            }
+            let reqs = st.take_warm_requests(cfg.warm_batch);
+            if !reqs.is_empty() && warm_tx.send(reqs).is_err() {
+                tracing::warn!("The warmer stopped; series with history start cold.");
+            }
+            let changed = st.take_changed();
+            if let Some(f) = log.as_mut() {
                 for ev in &changed {
-                    publish(ev);
+                    let mut line = serde_json::to_vec(ev).expect("an event always serialises");
+                    line.push(b'\n');
+                    if let Err(e) = f.write_all(&line) {
+                        tracing::warn!(error = %e, "Cannot append to the anomaly event log.");
+                    }
                 }
             }
-            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
-            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+            changed
+        };
+        for ev in &changed {
+            publish(ev);
         }
-        if last.elapsed() >= every {
-            last = Instant::now();
-            if let Some(path) = &checkpoint {
-                save_checkpoint(&state.read().unwrap_or_else(|p| p.into_inner()), path);
+        if let Some(path) = &checkpoint {
+            let st = state.read().unwrap_or_else(|p| p.into_inner());
+            if writing.is_none() && last.elapsed() >= every {
+                last = Instant::now();
+                match crate::checkpoint::CheckpointWriter::start(&st, path) {
+                    Ok(w) => writing = Some(w),
+                    Err(e) => {
+                        tracing::warn!(path = %path.display(), error = %e, "Could not start a detector checkpoint.")
+                    }
+                }
+            }
+            if let Some(w) = writing.as_mut() {
+                match w.step(&st, CHECKPOINT_SLICE) {
+                    Ok(false) => {}
+                    Ok(true) => {
+                        let started = last;
+                        match writing.take().map(|w| w.finish()) {
+                            Some(Ok(n)) => tracing::debug!(
+                                series = n,
+                                secs = started.elapsed().as_secs_f64(),
+                                "Checkpointed detector state."
+                            ),
+                            Some(Err(e)) => {
+                                tracing::warn!(path = %path.display(), error = %e, "Could not checkpoint detector state.")
+                            }
+                            None => {}
+                        }
+                    }
+                    Err(e) => {
+                        writing = None;
+                        tracing::warn!(path = %path.display(), error = %e, "Could not checkpoint detector state.");
+                    }
+                }
             }
         }
     }
+    drop(warm_tx);
+    let _ = warmer.join();
     if let Some(path) = &checkpoint {
-        save_checkpoint(&state.read().unwrap_or_else(|p| p.into_inner()), path);
+        crate::checkpoint::save(&state.read().unwrap_or_else(|p| p.into_inner()), path);
     }
     tracing::info!("Detection stage stopped.");
 }
 
 const CHECKPOINT_VERSION: u32 = 1;
-
-#[derive(Serialize)]
-struct CheckpointOut<'a> {
-    version: u32,
-    state: &'a DetectState,
-}
 
 #[derive(Deserialize)]
 struct CheckpointIn {
@@ -958,40 +1407,8 @@ struct CheckpointIn {
     state: DetectState,
 }
 
-/// Writes the state to `path` through a synced temporary file.
-pub fn save_checkpoint(state: &DetectState, path: &std::path::Path) {
-    let res = (|| -> std::io::Result<()> {
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)?;
-        }
-        let tmp = path.with_extension("tmp");
-        let f = std::fs::File::create(&tmp)?;
-        let mut w = std::io::BufWriter::new(f);
-        serde_json::to_writer(
-            &mut w,
-            &CheckpointOut {
-                version: CHECKPOINT_VERSION,
-                state,
-            },
-        )
-        .map_err(std::io::Error::other)?;
-        let f = w.into_inner().map_err(|e| e.into_error())?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    match res {
-        Ok(()) => {
-            tracing::debug!(path = %path.display(), series = state.series.len(), "Checkpointed detector state.")
-        }
-        Err(e) => {
-            tracing::warn!(path = %path.display(), error = %e, "Could not checkpoint detector state.")
-        }
-    }
-}
-
-/// Reads a checkpoint; a missing one is a cold start, a corrupt or incompatible one is
-/// reported and skipped (never fatal).
-pub fn load_checkpoint(path: &std::path::Path) -> DetectState {
+/// Reads a checkpoint an older version wrote as JSON (see [`crate::checkpoint`] for today's).
+pub fn load_json_checkpoint(path: &std::path::Path) -> DetectState {
     let bytes = match std::fs::read(path) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return DetectState::default(),
@@ -1002,7 +1419,7 @@ pub fn load_checkpoint(path: &std::path::Path) -> DetectState {
     };
     match serde_json::from_slice::<CheckpointIn>(&bytes) {
         Ok(c) if c.version == CHECKPOINT_VERSION => {
-            tracing::info!(path = %path.display(), series = c.state.series.len(), events = c.state.events.len(), "Restored detector state.");
+            tracing::info!(path = %path.display(), series = c.state.series.len(), events = c.state.events.len(), "Restored detector state (JSON checkpoint of an older version).");
             c.state
         }
         Ok(c) => {
@@ -1111,31 +1528,32 @@ mod checkpoint_tests {
     }
 
     #[test]
-    fn checkpoints_round_trip_and_corrupt_ones_are_skipped() {
+    fn older_json_checkpoints_are_read_and_bad_ones_skipped() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("detect/checkpoint.json");
-        let mut st = DetectState::default();
-        let mut b = SampleBatchBuilder::with_capacity(500);
-        for i in 0..500 {
-            b.push(SeriesId(7), i * 1000, (i % 10) as f64);
-        }
-        st.process(&DetectConfig::default(), &b.finish(), &SeriesCatalog::new());
-        save_checkpoint(&st, &path);
-        let back = load_checkpoint(&path);
-        assert_eq!(
-            back.series[&SeriesId(7)].detector,
-            st.series[&SeriesId(7)].detector
+        std::fs::create_dir_all(path.parent().expect("dir")).expect("mkdir");
+        std::fs::write(
+            &path,
+            br#"{"version": 1, "state": {"series": {}, "events": []}}"#,
+        )
+        .expect("write");
+        assert!(load_json_checkpoint(&path).series.is_empty());
+        // The binary loader falls back to the JSON file beside it.
+        assert!(
+            crate::checkpoint::load(&path.with_extension("bin"))
+                .events
+                .is_empty()
         );
         std::fs::write(&path, b"{not json").expect("write");
-        assert!(load_checkpoint(&path).series.is_empty());
+        assert!(load_json_checkpoint(&path).series.is_empty());
         std::fs::write(
             &path,
             br#"{"version": 99, "state": {"series": {}, "events": []}}"#,
         )
         .expect("write");
-        assert!(load_checkpoint(&path).series.is_empty());
+        assert!(load_json_checkpoint(&path).series.is_empty());
         assert!(
-            load_checkpoint(&dir.path().join("missing.json"))
+            load_json_checkpoint(&dir.path().join("missing.json"))
                 .series
                 .is_empty()
         );

@@ -21,6 +21,7 @@
 //! part (or both, and then the segment is dropped on open).
 
 mod part;
+mod read;
 pub(crate) mod wal;
 
 use std::collections::BTreeMap;
@@ -40,6 +41,7 @@ use crate::transport::{AckError, BatchReceiver, Envelope};
 use crate::{IngestError, IngestMetrics};
 
 pub use part::PartInfo;
+use read::{IdBloom, Wanted};
 
 /// Where and how the archive keeps data.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -118,10 +120,23 @@ impl ArchiveConfig {
     }
 }
 
-/// A WAL segment's contents kept in memory until it is compacted, so reads need no disk.
+/// A WAL segment's contents kept in memory until it is compacted, so reads need no disk. Each
+/// batch has a Bloom filter of its series, so a read of one series skips most batches.
 #[derive(Debug, Default)]
 struct HeadSegment {
-    batches: Vec<SampleBatch>,
+    batches: Vec<(SampleBatch, Arc<IdBloom>)>,
+}
+
+impl HeadSegment {
+    fn push(&mut self, batch: SampleBatch) {
+        let bloom = Arc::new(IdBloom::of(&batch));
+        self.batches.push((batch, bloom));
+    }
+}
+
+/// Bytes one head batch holds in memory: its columns and its filter.
+fn batch_bytes(b: &SampleBatch, bloom: &IdBloom) -> u64 {
+    (b.samples.get_array_memory_size() + bloom.bytes()) as u64
 }
 
 #[derive(Debug)]
@@ -133,6 +148,11 @@ struct Shared {
     parts: RwLock<Vec<PartInfo>>,
     stale: RwLock<IdHashMap<i64>>,
     wal_bytes: AtomicU64,
+    /// Bytes of the in-memory head.
+    head_bytes: AtomicU64,
+    /// Set at shutdown: sealed segments not compacted yet stay in the WAL (durable; the next
+    /// start compacts them) instead of delaying the exit.
+    stopping: AtomicBool,
     healthy: AtomicBool,
     last_error: Mutex<Option<String>>,
     _lock: File,
@@ -295,7 +315,11 @@ impl Archive {
                 apply_to_catalog(&catalog, &mut stale, b);
                 replayed += b.len();
             }
-            head.insert(seq, HeadSegment { batches: r.batches });
+            let mut seg = HeadSegment::default();
+            for b in r.batches {
+                seg.push(b);
+            }
+            head.insert(seq, seg);
         }
         let next_seq = wal_seqs
             .iter()
@@ -311,6 +335,7 @@ impl Archive {
             "Opened archive."
         );
         metrics.series.set(catalog.len() as i64);
+        metrics.catalog_bytes.set(catalog.bytes() as i64);
 
         let sealed: Vec<u64> = head.keys().copied().collect();
         let shared = Arc::new(Shared {
@@ -321,11 +346,22 @@ impl Archive {
             parts: RwLock::new(parts),
             stale: RwLock::new(stale),
             wal_bytes: AtomicU64::new(wal_bytes),
+            head_bytes: AtomicU64::new(0),
+            stopping: AtomicBool::new(false),
             healthy: AtomicBool::new(true),
             last_error: Mutex::new(None),
             _lock: lock,
         });
         let (file, seq) = open_segment(&shared, next_seq)?;
+        let replayed_bytes: u64 = shared
+            .head
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .flat_map(|s| s.batches.iter())
+            .map(|(b, bloom)| batch_bytes(b, bloom))
+            .sum();
+        shared.add_head_bytes(replayed_bytes as i64);
         shared.update_size_gauge();
         Ok((
             Archive {
@@ -358,20 +394,7 @@ impl Archive {
     ) -> Result<Vec<(i64, f64)>, IngestError> {
         // One consistent view of parts and head: compaction moves a segment from the head to
         // the parts under both write locks, so holding both read locks sees it exactly once.
-        let (parts, head): (Vec<PartInfo>, Vec<SampleBatch>) = {
-            let parts = self.shared.parts.read().unwrap_or_else(|p| p.into_inner());
-            let head = self.shared.head.read().unwrap_or_else(|p| p.into_inner());
-            (
-                parts
-                    .iter()
-                    .filter(|p| p.max_ts >= start_ms && p.min_ts <= end_ms)
-                    .cloned()
-                    .collect(),
-                head.values()
-                    .flat_map(|seg| seg.batches.iter().cloned())
-                    .collect(),
-            )
-        };
+        let (parts, head) = self.view(start_ms, end_ms, |bloom| bloom.may_hold(id.0));
         let mut out = Vec::new();
         for p in &parts {
             if let Err(reason) = part::read_series(p, id.0, start_ms, end_ms, &mut out) {
@@ -387,18 +410,84 @@ impl Archive {
         for b in &head {
             part::collect(&b.samples, id.0, start_ms, end_ms, &mut out);
         }
-        // `out` is in write order (parts by sequence, then the head); a stable sort keeps it
-        // among equal timestamps, and the newest write of a timestamp wins (a retried request
-        // repeats a value; a re-polled bucket may carry a late-corrected one).
-        out.sort_by_key(|s| s.0);
-        let mut deduped: Vec<(i64, f64)> = Vec::with_capacity(out.len());
-        for s in out {
-            match deduped.last_mut() {
-                Some(last) if last.0 == s.0 => *last = s,
-                _ => deduped.push(s),
+        newest_write_wins(&mut out);
+        Ok(out)
+    }
+
+    /// One consistent view of the parts overlapping `start_ms..=end_ms` and the head batches
+    /// `keep` admits: compaction moves a segment from the head to the parts under both write
+    /// locks, so holding both read locks sees it exactly once. The locks are held only to
+    /// clone the lists (the batches' columns are shared, not copied).
+    fn view(
+        &self,
+        start_ms: i64,
+        end_ms: i64,
+        keep: impl Fn(&IdBloom) -> bool,
+    ) -> (Vec<PartInfo>, Vec<SampleBatch>) {
+        let parts = self.shared.parts.read().unwrap_or_else(|p| p.into_inner());
+        let head = self.shared.head.read().unwrap_or_else(|p| p.into_inner());
+        (
+            parts
+                .iter()
+                .filter(|p| p.max_ts >= start_ms && p.min_ts <= end_ms)
+                .cloned()
+                .collect(),
+            head.values()
+                .flat_map(|seg| seg.batches.iter())
+                .filter(|(_, bloom)| keep(bloom))
+                .map(|(b, _)| b.clone())
+                .collect(),
+        )
+    }
+
+    /// Visits the samples of many series in one pass over the parts and the head: each
+    /// `(id, from_ms)` from its `from_ms` up to `to_ms`. A series' samples come in write order
+    /// (parts by sequence, then the head), which is time order except for late or rewritten
+    /// samples. Blocking: call from a thread of its own or `spawn_blocking`.
+    pub fn scan_many(
+        &self,
+        series: &[(SeriesId, i64)],
+        to_ms: i64,
+        visit: &mut dyn FnMut(SeriesId, i64, f64),
+    ) -> Result<(), IngestError> {
+        let wanted = Wanted::new(series, to_ms);
+        if wanted.is_empty() {
+            return Ok(());
+        }
+        let (parts, head) = self.view(wanted.min_from, to_ms, |bloom| wanted.may_be_in(bloom));
+        for p in &parts {
+            if let Err(reason) = part::scan(p, &wanted, visit)
+                && p.path.exists()
+            {
+                return Err(IngestError::ArchiveCorrupt {
+                    path: p.path.clone(),
+                    reason,
+                });
             }
         }
-        Ok(deduped)
+        for b in &head {
+            wanted.visit(&b.samples, visit);
+        }
+        Ok(())
+    }
+
+    /// The samples of each of `ids` in `start_ms..=end_ms`, as [`Archive::read_series`] gives
+    /// them, read in one pass.
+    pub fn read_many(
+        &self,
+        ids: &[SeriesId],
+        start_ms: i64,
+        end_ms: i64,
+    ) -> Result<IdHashMap<Vec<(i64, f64)>>, IngestError> {
+        let series: Vec<(SeriesId, i64)> = ids.iter().map(|&id| (id, start_ms)).collect();
+        let mut out: IdHashMap<Vec<(i64, f64)>> = IdHashMap::default();
+        self.scan_many(&series, end_ms, &mut |id, t, v| {
+            out.entry(id).or_default().push((t, v));
+        })?;
+        for samples in out.values_mut() {
+            newest_write_wins(samples);
+        }
+        Ok(out)
     }
 
     /// When `id` was marked stale, if its newest news is a stale marker.
@@ -409,6 +498,11 @@ impl Archive {
             .unwrap_or_else(|p| p.into_inner())
             .get(&id)
             .copied()
+    }
+
+    /// Bytes of the in-memory head (samples not yet compacted).
+    pub fn head_bytes(&self) -> u64 {
+        self.shared.head_bytes.load(Ordering::Relaxed)
     }
 
     /// Health and size.
@@ -438,6 +532,21 @@ impl Archive {
     }
 }
 
+/// Sorts samples in write order by time, keeping the newest write of each timestamp (a retried
+/// request repeats a value; a re-polled bucket may carry a late-corrected one). The sort is
+/// stable, so among equal timestamps the write order holds.
+fn newest_write_wins(samples: &mut Vec<(i64, f64)>) {
+    samples.sort_by_key(|s| s.0);
+    samples.dedup_by(|later, earlier| {
+        if later.0 == earlier.0 {
+            *earlier = *later;
+            true
+        } else {
+            false
+        }
+    });
+}
+
 /// The series the archive in `dir` has compacted, read without opening (or locking) it: for
 /// offline jobs such as `aiops train` that may run beside a serving process.
 pub fn read_catalog(dir: &Path) -> Result<SeriesCatalog, IngestError> {
@@ -448,6 +557,21 @@ pub fn read_catalog(dir: &Path) -> Result<SeriesCatalog, IngestError> {
         &mut IdHashMap::default(),
     )?;
     Ok(catalog)
+}
+
+/// Parts, samples in them and their bytes on disk, read from the footers of the archive in
+/// `dir` (for benchmarks and sizing).
+pub fn part_stats(dir: &Path) -> Result<(usize, u64, u64), IngestError> {
+    let (mut parts, mut rows, mut bytes) = (0, 0, 0);
+    for seq in list_seqs(&dir.join("parts"), "parquet")? {
+        let path = part_path(dir, seq);
+        let info = part::open_part(seq, &path)
+            .map_err(|reason| IngestError::ArchiveCorrupt { path, reason })?;
+        parts += 1;
+        rows += info.rows;
+        bytes += info.bytes;
+    }
+    Ok((parts, rows, bytes))
 }
 
 /// The Parquet parts of the archive in `dir`, oldest first.
@@ -533,6 +657,18 @@ impl Shared {
         parts + self.wal_bytes.load(Ordering::Relaxed)
     }
 
+    fn add_head_bytes(&self, delta: i64) {
+        let now = if delta >= 0 {
+            self.head_bytes.fetch_add(delta as u64, Ordering::Relaxed) + delta as u64
+        } else {
+            let d = delta.unsigned_abs();
+            self.head_bytes
+                .fetch_sub(d, Ordering::Relaxed)
+                .saturating_sub(d)
+        };
+        self.metrics.head_bytes.set(now as i64);
+    }
+
     fn update_size_gauge(&self) {
         self.metrics.archive_bytes.set(self.disk_bytes() as i64);
     }
@@ -614,6 +750,7 @@ impl ArchiveStage {
         if let Err(e) = self.file.sync_data() {
             error!(error = %e, "Final WAL sync failed.");
         }
+        self.shared.stopping.store(true, Ordering::Relaxed);
         drop(compact_tx);
         let _ = compactor.join();
         info!("Archive stage stopped.");
@@ -666,11 +803,26 @@ impl ArchiveStage {
                     }
                 }
                 shared.metrics.series.set(shared.catalog.len() as i64);
+                shared
+                    .metrics
+                    .catalog_bytes
+                    .set(shared.catalog.bytes() as i64);
                 let mut forward = Vec::new();
+                // Filters are built before the lock: readers wait only for the pushes.
+                let blooms: Vec<Arc<IdBloom>> = group
+                    .iter()
+                    .map(|env| Arc::new(IdBloom::of(&env.batch)))
+                    .collect();
+                let added: u64 = group
+                    .iter()
+                    .zip(&blooms)
+                    .map(|(env, bloom)| batch_bytes(&env.batch, bloom))
+                    .sum();
+                shared.add_head_bytes(added as i64);
                 {
                     let mut head = shared.head.write().unwrap_or_else(|p| p.into_inner());
                     let seg = head.entry(self.seq).or_default();
-                    for env in group.drain(..) {
+                    for (env, bloom) in group.drain(..).zip(blooms) {
                         shared
                             .metrics
                             .samples_archived
@@ -680,7 +832,7 @@ impl ArchiveStage {
                             // Columns are shared, not copied.
                             forward.push(env.batch.clone());
                         }
-                        seg.batches.push(env.batch);
+                        seg.batches.push((env.batch, bloom));
                         if let Some(ack) = env.ack {
                             ack.send(Ok(()));
                         }
@@ -749,6 +901,10 @@ fn compactor(shared: Arc<Shared>, rx: mpsc::Receiver<u64>) {
     let mut last_retention: Option<Instant> = None;
     loop {
         match rx.recv_timeout(Duration::from_secs(1)) {
+            Ok(_) if shared.stopping.load(Ordering::Relaxed) => {
+                info!("Stopping: sealed WAL segments are compacted at the next start.");
+                break;
+            }
             Ok(seq) => {
                 if let Err(e) = compact(&shared, seq) {
                     // The segment stays in the WAL and the head; the next start retries.
@@ -775,7 +931,7 @@ fn compact(shared: &Shared, seq: u64) -> Result<(), IngestError> {
         .unwrap_or_else(|p| p.into_inner())
         .get(&seq)
     {
-        Some(seg) => seg.batches.clone(),
+        Some(seg) => seg.batches.iter().map(|(b, _)| b.clone()).collect(),
         None => return Ok(()),
     };
     let wal = wal_path(dir, seq);
@@ -830,13 +986,21 @@ fn compact(shared: &Shared, seq: u64) -> Result<(), IngestError> {
         None
     };
     // 3. Swap head for part, then drop the segment.
-    {
+    let freed = {
         let mut parts = shared.parts.write().unwrap_or_else(|p| p.into_inner());
         let mut head = shared.head.write().unwrap_or_else(|p| p.into_inner());
         if let Some(info) = &part {
             parts.push(info.clone());
         }
-        head.remove(&seq);
+        head.remove(&seq)
+    };
+    if let Some(seg) = freed {
+        let bytes: u64 = seg
+            .batches
+            .iter()
+            .map(|(b, bloom)| batch_bytes(b, bloom))
+            .sum();
+        shared.add_head_bytes(-(bytes as i64));
     }
     fs::remove_file(&wal).map_err(IngestError::io("remove", &wal))?;
     sync_dir(&dir.join("wal"))?;

@@ -28,6 +28,10 @@ pub struct IngestMetrics {
     pub archive_parts_expired: Counter,
     /// Series in the catalog.
     pub series: Gauge,
+    /// Bytes of the in-memory head (samples not yet compacted to Parquet).
+    pub head_bytes: Gauge,
+    /// Bytes of the series catalog in memory, estimated.
+    pub catalog_bytes: Gauge,
     /// Stale markers received.
     pub stale_markers: Counter,
     pull_requests: Family<Labels, Counter>,
@@ -80,6 +84,16 @@ impl IngestMetrics {
         );
         r.register("series", "Series in the catalog.", m.series.clone());
         r.register(
+            "head_bytes",
+            "Bytes of the in-memory head: samples not yet compacted to Parquet.",
+            m.head_bytes.clone(),
+        );
+        r.register(
+            "catalog_bytes",
+            "Bytes of the series catalog in memory (estimated).",
+            m.catalog_bytes.clone(),
+        );
+        r.register(
             "stale_markers",
             "Prometheus stale markers received.",
             m.stale_markers.clone(),
@@ -104,6 +118,8 @@ impl IngestMetrics {
             archive_bytes: Gauge::default(),
             archive_parts_expired: Counter::default(),
             series: Gauge::default(),
+            head_bytes: Gauge::default(),
+            catalog_bytes: Gauge::default(),
             stale_markers: Counter::default(),
             pull_requests: Family::default(),
         }

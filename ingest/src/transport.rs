@@ -5,6 +5,10 @@
 //! knows what carries the envelopes: today a bounded in-process channel (`memory`), later a
 //! Kafka topic, without touching sources or stages.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
 use aiops_models::SampleBatch;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
@@ -70,7 +74,18 @@ impl TransportConfig {
     /// (`kafka`, see [`crate::kafka::run_forwarder`]).
     pub fn build(&self) -> (BatchSender, BatchReceiver) {
         let (tx, rx) = mpsc::channel(self.capacity);
-        (BatchSender { tx }, BatchReceiver { rx })
+        let clock = Arc::new(QueueClock {
+            origin: Instant::now(),
+            last_delay_ms: AtomicU64::new(0),
+            last_recv_ms: AtomicU64::new(0),
+        });
+        (
+            BatchSender {
+                tx,
+                clock: clock.clone(),
+            },
+            BatchReceiver { rx, clock },
+        )
     }
 }
 
@@ -139,26 +154,47 @@ pub enum SendError {
     Closed,
 }
 
+/// How long envelopes wait in the queue, for load shedding: the receiver records the wait of
+/// each envelope it takes and when it took it.
+#[derive(Debug)]
+struct QueueClock {
+    origin: Instant,
+    last_delay_ms: AtomicU64,
+    last_recv_ms: AtomicU64,
+}
+
+impl QueueClock {
+    fn now_ms(&self) -> u64 {
+        self.origin.elapsed().as_millis() as u64
+    }
+}
+
 /// The sending half; cheap to clone, one per source task.
 #[derive(Debug, Clone)]
 pub struct BatchSender {
-    tx: mpsc::Sender<Envelope>,
+    tx: mpsc::Sender<(Envelope, Instant)>,
+    clock: Arc<QueueClock>,
 }
 
 impl BatchSender {
     /// Sends without waiting: fails with [`SendError::Full`] under back-pressure.
     pub fn try_send(&self, env: Envelope) -> Result<(), SendError> {
-        self.tx.try_send(env).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(_) => SendError::Full {
-                capacity: self.tx.max_capacity(),
-            },
-            mpsc::error::TrySendError::Closed(_) => SendError::Closed,
-        })
+        self.tx
+            .try_send((env, Instant::now()))
+            .map_err(|e| match e {
+                mpsc::error::TrySendError::Full(_) => SendError::Full {
+                    capacity: self.tx.max_capacity(),
+                },
+                mpsc::error::TrySendError::Closed(_) => SendError::Closed,
+            })
     }
 
     /// Sends, waiting for room.
     pub async fn send(&self, env: Envelope) -> Result<(), SendError> {
-        self.tx.send(env).await.map_err(|_| SendError::Closed)
+        self.tx
+            .send((env, Instant::now()))
+            .await
+            .map_err(|_| SendError::Closed)
     }
 
     /// Sends and waits until the batch is durable.
@@ -172,23 +208,46 @@ impl BatchSender {
     pub fn queued(&self) -> usize {
         self.tx.max_capacity() - self.tx.capacity()
     }
+
+    /// How far behind the stage after the queue is, ms: how long the last envelope it took had
+    /// waited, or — while envelopes wait and it takes none — how long since it took one.
+    pub fn delay_ms(&self) -> u64 {
+        if self.queued() == 0 {
+            return 0;
+        }
+        let c = &self.clock;
+        let since = c
+            .now_ms()
+            .saturating_sub(c.last_recv_ms.load(Ordering::Relaxed));
+        c.last_delay_ms.load(Ordering::Relaxed).max(since)
+    }
 }
 
 /// The receiving half, owned by one stage.
 #[derive(Debug)]
 pub struct BatchReceiver {
-    rx: mpsc::Receiver<Envelope>,
+    rx: mpsc::Receiver<(Envelope, Instant)>,
+    clock: Arc<QueueClock>,
 }
 
 impl BatchReceiver {
     /// The next envelope; `None` once every sender is gone and the queue is drained.
     pub async fn recv(&mut self) -> Option<Envelope> {
-        self.rx.recv().await
+        let got = self.rx.recv().await;
+        got.map(|e| self.took(e))
     }
 
     /// An envelope if one is waiting.
     pub fn try_recv(&mut self) -> Option<Envelope> {
-        self.rx.try_recv().ok()
+        self.rx.try_recv().ok().map(|e| self.took(e))
+    }
+
+    fn took(&self, (env, queued_at): (Envelope, Instant)) -> Envelope {
+        let c = &self.clock;
+        c.last_delay_ms
+            .store(queued_at.elapsed().as_millis() as u64, Ordering::Relaxed);
+        c.last_recv_ms.store(c.now_ms(), Ordering::Relaxed);
+        env
     }
 }
 

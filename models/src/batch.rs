@@ -109,6 +109,38 @@ impl SampleBatch {
     }
 }
 
+impl SampleBatch {
+    /// This batch without the samples, announcements and stale markers of the series `drop`
+    /// picks (e.g. new series over a series limit). Returns the batch and the samples removed.
+    pub fn without_series(&self, drop: impl Fn(SeriesId) -> bool) -> (SampleBatch, usize) {
+        let mut b = SampleBatchBuilder::with_capacity(self.len());
+        let mut removed = 0;
+        for ((&id, &t), &v) in self
+            .series_ids()
+            .iter()
+            .zip(self.timestamps())
+            .zip(self.values())
+        {
+            if drop(SeriesId(id)) {
+                removed += 1;
+            } else {
+                b.push(SeriesId(id), t, v);
+            }
+        }
+        for m in &self.new_series {
+            if !drop(m.id) {
+                b.push_series(m.clone());
+            }
+        }
+        for s in &self.stale {
+            if !drop(s.series_id) {
+                b.push_stale(*s);
+            }
+        }
+        (b.finish(), removed)
+    }
+}
+
 fn column<A: 'static>(batch: &RecordBatch, i: usize) -> &A {
     batch
         .column(i)

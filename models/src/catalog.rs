@@ -1,6 +1,7 @@
 //! The series catalog: id → [`SeriesMeta`], shared by the sources (which fill it) and the API
 //! (which reads it).
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 
 use crate::{IdHashMap, Selector, SeriesId, SeriesMeta};
@@ -16,11 +17,29 @@ pub enum CatalogInsert {
     Collision(Arc<SeriesMeta>),
 }
 
-/// A concurrent map from [`SeriesId`] to [`SeriesMeta`]. Reads take a shared lock and never
-/// allocate; the lock is never held across an `.await`.
-#[derive(Debug, Default)]
+/// Shards of the catalog: a writer locks one shard, a scan locks one shard at a time, so
+/// inserting new series never waits for a long scan and a scan never stalls the receivers.
+const SHARDS: usize = 64;
+
+/// A concurrent map from [`SeriesId`] to [`SeriesMeta`], split into [`SHARDS`] independently
+/// locked shards (by the id's top bits; ids are hashes, so shards fill evenly). Reads take a
+/// shared lock on one shard and never allocate; no lock is held across an `.await` or longer
+/// than one shard's scan.
+#[derive(Debug)]
 pub struct SeriesCatalog {
-    inner: RwLock<IdHashMap<Entry>>,
+    shards: Box<[RwLock<IdHashMap<Entry>>]>,
+    len: AtomicUsize,
+    bytes: AtomicUsize,
+}
+
+impl Default for SeriesCatalog {
+    fn default() -> Self {
+        Self {
+            shards: (0..SHARDS).map(|_| RwLock::default()).collect(),
+            len: AtomicUsize::new(0),
+            bytes: AtomicUsize::new(0),
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -37,7 +56,12 @@ impl SeriesCatalog {
 
     /// Number of series.
     pub fn len(&self) -> usize {
-        self.read().len()
+        self.len.load(Ordering::Relaxed)
+    }
+
+    /// Bytes held by the catalog, estimated (the maps' entries and every meta).
+    pub fn bytes(&self) -> usize {
+        self.bytes.load(Ordering::Relaxed)
     }
 
     /// True when there are no series.
@@ -47,12 +71,12 @@ impl SeriesCatalog {
 
     /// True when `id` is known.
     pub fn contains(&self, id: SeriesId) -> bool {
-        self.read().contains_key(&id)
+        self.shard(id).contains_key(&id)
     }
 
     /// The meta of `id`.
     pub fn get(&self, id: SeriesId) -> Option<Arc<SeriesMeta>> {
-        self.read().get(&id).map(|e| e.meta.clone())
+        self.shard(id).get(&id).map(|e| e.meta.clone())
     }
 
     /// The second hash of the series holding `id` (see
@@ -60,70 +84,108 @@ impl SeriesCatalog {
     /// meta: the receiver's hot path.
     #[inline]
     pub fn check_of(&self, id: SeriesId) -> Option<u64> {
-        self.read().get(&id).map(|e| e.check)
+        self.shard(id).get(&id).map(|e| e.check)
     }
 
     /// Adds a series, detecting collisions.
     pub fn insert(&self, meta: Arc<SeriesMeta>) -> CatalogInsert {
         let check = meta.check();
-        let mut map = self.inner.write().unwrap_or_else(|p| p.into_inner());
+        let mut map = self.shards[shard_of(meta.id)]
+            .write()
+            .unwrap_or_else(|p| p.into_inner());
         match map.get(&meta.id) {
             Some(existing) if *existing.meta == *meta => CatalogInsert::Known,
             Some(existing) => CatalogInsert::Collision(existing.meta.clone()),
             None => {
+                // The entry in the map (with its control byte, at 7/8 load) and the meta.
+                let bytes =
+                    (std::mem::size_of::<(SeriesId, Entry)>() + 1) * 8 / 7 + meta.heap_bytes();
                 map.insert(meta.id, Entry { check, meta });
+                self.len.fetch_add(1, Ordering::Relaxed);
+                self.bytes.fetch_add(bytes, Ordering::Relaxed);
                 CatalogInsert::New
             }
         }
     }
 
-    /// A read view for many look-ups under one lock acquisition (the receiver decodes a whole
-    /// request with one). Writers wait while it lives: keep it short and never across `.await`.
+    /// A read view for many look-ups (the receiver decodes a whole request with one).
     pub fn view(&self) -> CatalogView<'_> {
-        CatalogView { map: self.read() }
+        CatalogView { catalog: self }
     }
 
     /// All series matching `selector`, sorted by metric name then labels, at most `limit`.
     pub fn select(&self, selector: &Selector, limit: usize) -> Vec<Arc<SeriesMeta>> {
-        let mut out: Vec<Arc<SeriesMeta>> = self
-            .read()
-            .values()
-            .filter(|e| selector.matches(&e.meta))
-            .map(|e| e.meta.clone())
-            .collect();
+        let mut out = Vec::new();
+        self.scan(|meta| {
+            if selector.matches(meta) {
+                out.push(meta.clone());
+            }
+            true
+        });
         out.sort_by(|a, b| (&a.metric, &a.labels).cmp(&(&b.metric, &b.labels)));
         out.truncate(limit);
         out
     }
 
-    /// Every series, in no particular order.
-    pub fn snapshot(&self) -> Vec<Arc<SeriesMeta>> {
-        self.read().values().map(|e| e.meta.clone()).collect()
+    /// Calls `visit` with every series, one shard at a time (each shard's read lock held only
+    /// while that shard is visited), until it returns false. Series inserted meanwhile may or
+    /// may not be visited. Returns how many were visited.
+    pub fn scan(&self, mut visit: impl FnMut(&Arc<SeriesMeta>) -> bool) -> usize {
+        let mut n = 0;
+        for shard in self.shards.iter() {
+            let map = shard.read().unwrap_or_else(|p| p.into_inner());
+            for e in map.values() {
+                n += 1;
+                if !visit(&e.meta) {
+                    return n;
+                }
+            }
+        }
+        n
     }
 
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, IdHashMap<Entry>> {
+    /// Every series, in no particular order.
+    pub fn snapshot(&self) -> Vec<Arc<SeriesMeta>> {
+        let mut out = Vec::with_capacity(self.len());
+        self.scan(|m| {
+            out.push(m.clone());
+            true
+        });
+        out
+    }
+
+    fn shard(&self, id: SeriesId) -> std::sync::RwLockReadGuard<'_, IdHashMap<Entry>> {
         // A poisoned lock only means a panic elsewhere while holding it; the map itself is
         // always consistent (inserts are single operations).
-        self.inner.read().unwrap_or_else(|p| p.into_inner())
+        self.shards[shard_of(id)]
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
     }
+}
+
+#[inline]
+fn shard_of(id: SeriesId) -> usize {
+    // The hash map uses the low bits (bucket) and the top seven (tag): the shard takes bits
+    // from the middle so neither loses entropy.
+    (id.0 >> 40) as usize % SHARDS
 }
 
 /// See [`SeriesCatalog::view`].
 #[derive(Debug)]
 pub struct CatalogView<'a> {
-    map: std::sync::RwLockReadGuard<'a, IdHashMap<Entry>>,
+    catalog: &'a SeriesCatalog,
 }
 
 impl CatalogView<'_> {
     /// As [`SeriesCatalog::check_of`].
     #[inline]
     pub fn check_of(&self, id: SeriesId) -> Option<u64> {
-        self.map.get(&id).map(|e| e.check)
+        self.catalog.check_of(id)
     }
 
     /// As [`SeriesCatalog::get`].
     pub fn get(&self, id: SeriesId) -> Option<Arc<SeriesMeta>> {
-        self.map.get(&id).map(|e| e.meta.clone())
+        self.catalog.get(id)
     }
 }
 

@@ -176,6 +176,21 @@ pub struct SeriesMeta {
 }
 
 impl SeriesMeta {
+    /// Bytes this meta holds behind an `Arc` (its header, the struct and every string),
+    /// estimated: what one series costs the catalog.
+    pub fn heap_bytes(&self) -> usize {
+        // Allocations are rounded up to 16 bytes by the allocator.
+        let alloc = |n: usize| if n == 0 { 0 } else { n.div_ceil(16) * 16 };
+        16 + std::mem::size_of::<Self>()
+            + alloc(self.metric.capacity())
+            + alloc(self.labels.capacity() * std::mem::size_of::<(String, String)>())
+            + self
+                .labels
+                .iter()
+                .map(|(n, v)| alloc(n.capacity()) + alloc(v.capacity()))
+                .sum::<usize>()
+    }
+
     /// Builds a meta from a metric name and labels in any order, computing the id.
     /// A `__name__` entry in `labels` is ignored in favour of `metric`.
     pub fn new(

@@ -41,6 +41,17 @@ async fn write_all(archive_cfg: ArchiveConfig, batches: Vec<SampleBatch>) -> Arc
     for b in batches {
         tx.send_durable(b).await.expect("durable");
     }
+    // Sealed segments are compacted while the stage runs (at shutdown they would stay in the
+    // WAL for the next start): wait until only the open segment is left.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while archive.status().wal_segments > 1 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "sealed segments were not compacted in 30 s: {:?}",
+            archive.status()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     drop(tx);
     tokio::task::spawn_blocking(move || handle.join().expect("stage thread"))
         .await
@@ -209,7 +220,7 @@ async fn newest_write_of_a_timestamp_wins_in_head_and_parts() {
         .read()
         .expect("lock")
         .values()
-        .flat_map(|s| s.batches.clone())
+        .flat_map(|s| s.batches.iter().map(|(b, _)| b.clone()))
         .collect();
     let info = part::write_part(99, &dir.path().join("x.parquet"), &head).expect("writes");
     let mut out = Vec::new();

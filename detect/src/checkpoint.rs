@@ -1,0 +1,272 @@
+//! Checkpoints of the detection state: compact, checksummed, and written a slice at a time so
+//! that scoring never stops for long, whatever the number of series.
+//!
+//! ```text
+//! checkpoint.bin = magic "AIOPSCK2" frame*
+//! frame          = len:u32le crc32:u32le postcard(payload)
+//! payloads       = Header, then Series chunks (up to CHUNK series each), then Trailer
+//! ```
+//!
+//! A frame that fails its checksum, a missing trailer or a series count that does not match
+//! makes the whole checkpoint corrupt: it is reported and skipped (series then start from their
+//! history). Series are written a chunk per call to [`CheckpointWriter::step`], between
+//! batches, each as it is at that moment: a restored state is per-series consistent, which is
+//! all scoring needs (every series resumes after its own last sample). A checkpoint written by
+//! an older version in JSON (`checkpoint.json`) is still read.
+//!
+//! Detector parameters are not stored: restored detectors take the ones in use
+//! ([`DetectState::set_detector_config`]).
+
+use std::fs::File;
+use std::io::{BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+
+use aiops_models::{AnomalyEvent, SeriesId};
+use serde::{Deserialize, Serialize};
+
+use crate::scaling::ScalingState;
+use crate::stage::{DetectState, SeriesState, ServiceState};
+
+const MAGIC: &[u8; 8] = b"AIOPSCK2";
+/// Series per frame.
+const CHUNK: usize = 4096;
+/// Largest frame accepted when reading; anything bigger is corruption.
+const MAX_FRAME: usize = 1 << 30;
+
+#[derive(Serialize, Deserialize)]
+struct Header {
+    services: Vec<(String, ServiceState)>,
+    events: Vec<AnomalyEvent>,
+    scaling: ScalingState,
+}
+
+#[derive(Serialize, Deserialize)]
+enum Frame {
+    Header(Box<Header>),
+    Series(Vec<(SeriesId, SeriesState)>),
+    Trailer { series: u64 },
+}
+
+fn write_frame(w: &mut impl Write, frame: &Frame) -> std::io::Result<()> {
+    let payload = postcard::to_stdvec(frame).map_err(std::io::Error::other)?;
+    w.write_all(&(payload.len() as u32).to_le_bytes())?;
+    w.write_all(&crc32fast::hash(&payload).to_le_bytes())?;
+    w.write_all(&payload)
+}
+
+/// A checkpoint being written, a chunk of series at a time (see the module docs).
+#[derive(Debug)]
+pub struct CheckpointWriter {
+    path: PathBuf,
+    tmp: PathBuf,
+    out: BufWriter<File>,
+    ids: Vec<SeriesId>,
+    next: usize,
+    written: u64,
+}
+
+impl CheckpointWriter {
+    /// Starts a checkpoint of `state` to `path`: writes the header (services, events, scaling)
+    /// and notes which series to write.
+    pub fn start(state: &DetectState, path: &Path) -> std::io::Result<Self> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let tmp = path.with_extension("tmp");
+        let mut out = BufWriter::with_capacity(1 << 20, File::create(&tmp)?);
+        out.write_all(MAGIC)?;
+        let header = Header {
+            services: state
+                .services
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            events: state.events.clone(),
+            scaling: state.scaling.lock().clone(),
+        };
+        write_frame(&mut out, &Frame::Header(Box::new(header)))?;
+        Ok(Self {
+            path: path.to_owned(),
+            tmp,
+            out,
+            ids: state.series.keys().copied().collect(),
+            next: 0,
+            written: 0,
+        })
+    }
+
+    /// Writes up to `max_series` more series as they are now; true once all are written.
+    pub fn step(&mut self, state: &DetectState, max_series: usize) -> std::io::Result<bool> {
+        let end = (self.next + max_series).min(self.ids.len());
+        while self.next < end {
+            let stop = (self.next + CHUNK).min(end);
+            let chunk: Vec<(SeriesId, SeriesState)> = self.ids[self.next..stop]
+                .iter()
+                .filter_map(|id| state.series.get(id).map(|s| (*id, (**s).clone())))
+                .collect();
+            self.written += chunk.len() as u64;
+            write_frame(&mut self.out, &Frame::Series(chunk))?;
+            self.next = stop;
+        }
+        Ok(self.next == self.ids.len())
+    }
+
+    /// Seals the checkpoint: trailer, fsync, rename over the previous one, fsync the directory.
+    pub fn finish(mut self) -> std::io::Result<u64> {
+        write_frame(
+            &mut self.out,
+            &Frame::Trailer {
+                series: self.written,
+            },
+        )?;
+        let f = self.out.into_inner().map_err(|e| e.into_error())?;
+        f.sync_all()?;
+        std::fs::rename(&self.tmp, &self.path)?;
+        if let Some(dir) = self.path.parent() {
+            File::open(dir)?.sync_all()?;
+        }
+        Ok(self.written)
+    }
+}
+
+/// Writes a whole checkpoint at once (at shutdown, in tests).
+pub fn save(state: &DetectState, path: &Path) {
+    let res = CheckpointWriter::start(state, path).and_then(|mut w| {
+        w.step(state, usize::MAX)?;
+        w.finish()
+    });
+    match res {
+        Ok(n) => {
+            tracing::debug!(path = %path.display(), series = n, "Checkpointed detector state.")
+        }
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "Could not checkpoint detector state.")
+        }
+    }
+}
+
+fn read(bytes: &[u8]) -> Result<DetectState, String> {
+    if bytes.get(..8) != Some(MAGIC.as_slice()) {
+        return Err("not an aiops checkpoint (bad magic)".into());
+    }
+    let mut pos = 8;
+    let mut st = DetectState::default();
+    let mut header = false;
+    let mut series = 0u64;
+    loop {
+        let Some(h) = bytes.get(pos..pos + 8) else {
+            return Err(format!("truncated at byte {pos} (no trailer)"));
+        };
+        let len = u32::from_le_bytes(h[..4].try_into().expect("4 bytes")) as usize;
+        let crc = u32::from_le_bytes(h[4..].try_into().expect("4 bytes"));
+        let payload = bytes
+            .get(pos + 8..pos + 8 + len)
+            .filter(|_| len <= MAX_FRAME)
+            .ok_or_else(|| format!("truncated frame at byte {pos}"))?;
+        if crc32fast::hash(payload) != crc {
+            return Err(format!("checksum mismatch in the frame at byte {pos}"));
+        }
+        pos += 8 + len;
+        match postcard::from_bytes::<Frame>(payload)
+            .map_err(|e| format!("undecodable frame at byte {}: {e}", pos - 8 - len))?
+        {
+            Frame::Header(h) if !header => {
+                header = true;
+                st.services = h.services.into_iter().collect();
+                st.events = h.events;
+                st.scaling.replace(h.scaling);
+            }
+            Frame::Series(chunk) if header => {
+                series += chunk.len() as u64;
+                st.series
+                    .extend(chunk.into_iter().map(|(id, s)| (id, Box::new(s))));
+            }
+            Frame::Trailer { series: n } if header => {
+                if n != series {
+                    return Err(format!(
+                        "trailer counts {n} series, the frames hold {series}"
+                    ));
+                }
+                return Ok(st);
+            }
+            _ => return Err(format!("frame out of order at byte {}", pos - 8 - len)),
+        }
+    }
+}
+
+/// The checkpoint at `path` (or, if absent, an older JSON one beside it); an empty state when
+/// there is none or it is unreadable (reported).
+pub fn load(path: &Path) -> DetectState {
+    let mut bytes = Vec::new();
+    match File::open(path).and_then(|mut f| f.read_to_end(&mut bytes)) {
+        Ok(_) => match read(&bytes) {
+            Ok(st) => {
+                tracing::info!(path = %path.display(), series = st.series.len(), events = st.events.len(), "Restored detector state.");
+                st
+            }
+            Err(reason) => {
+                tracing::warn!(path = %path.display(), %reason, "Detector checkpoint is corrupt; series start from their history.");
+                DetectState::default()
+            }
+        },
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            crate::stage::load_json_checkpoint(&path.with_extension("json"))
+        }
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "Cannot read the detector checkpoint; series start from their history.");
+            DetectState::default()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stage::DetectConfig;
+    use aiops_models::{SampleBatchBuilder, SeriesCatalog};
+
+    fn state() -> DetectState {
+        let mut st = DetectState::default();
+        let mut b = SampleBatchBuilder::with_capacity(20_000);
+        for i in 0..2000 {
+            for s in 0..10 {
+                b.push(SeriesId(s), i * 1000, ((i + s as i64) % 10) as f64);
+            }
+        }
+        st.process(&DetectConfig::default(), &b.finish(), &SeriesCatalog::new());
+        st
+    }
+
+    #[test]
+    fn round_trips_written_a_slice_at_a_time() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("detect/checkpoint.bin");
+        let st = state();
+        let mut w = CheckpointWriter::start(&st, &path).expect("starts");
+        assert!(!w.step(&st, 3).expect("writes"));
+        assert!(w.step(&st, 100).expect("writes"));
+        assert_eq!(w.finish().expect("seals"), 10);
+        let back = load(&path);
+        assert_eq!(back.series.len(), 10);
+        assert_eq!(
+            back.series[&SeriesId(7)].detector,
+            st.series[&SeriesId(7)].detector
+        );
+        assert_eq!(back.events.len(), st.events.len());
+    }
+
+    #[test]
+    fn a_flipped_byte_or_a_cut_is_reported_not_restored() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("checkpoint.bin");
+        save(&state(), &path);
+        let good = std::fs::read(&path).expect("read");
+        let mut flipped = good.clone();
+        let mid = flipped.len() / 2;
+        flipped[mid] ^= 0x40;
+        assert!(read(&flipped).expect_err("corrupt").contains("checksum"));
+        assert!(read(&good[..good.len() - 3]).is_err());
+        std::fs::write(&path, &flipped).expect("write");
+        assert!(load(&path).series.is_empty());
+    }
+}
