@@ -119,10 +119,19 @@ if [ -z "$only" ] || [ "$only" = aiops ]; then
   pid=$!
   wait_http "http://127.0.0.1:$p/readyz"
   run aiops "http://127.0.0.1:$p/api/v1/write" "$d"
-  # A graceful stop seals and compacts the WAL; what stays on disk is the archive (parts,
-  # catalog, WAL left) — detector checkpoints and incidents are not sample storage.
+  # Like VictoriaMetrics' flush: wait until the WAL is compacted to parts (up to 2 minutes),
+  # then give background merges the same 10 s as the others.
+  for _ in $(seq 1 1200); do
+    segs=$(curl -fsS "http://127.0.0.1:$p/readyz" | python3 -c 'import json,sys; print(json.load(sys.stdin)["archive"]["wal_segments"])')
+    [ "$segs" -le 1 ] && break
+    sleep 0.1
+  done
+  sleep 10
   kill -TERM "$pid"; wait "$pid" || true; pid=""
-  disk=$(( $(du -sb "$d" | cut -f1) - $(du -sb "$d/detect" | cut -f1) - $(du -sb "$d/incidents" 2>/dev/null | cut -f1 || echo 0) ))
+  # The archive: parts, the catalog and the WAL left (detector checkpoints and incidents are
+  # not sample storage).
+  "$aiops" bench disk --data-dir "$d" >"$work/aiops.disk.json"
+  disk=$(python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(d["part_bytes"]+d["catalog_bytes"]+d["wal_bytes"])' "$work/aiops.disk.json")
   results+=("$(measure aiops "$disk")")
 fi
 
@@ -134,7 +143,7 @@ if [ -z "$only" ] || [ "$only" = vm ]; then
   wait_http "http://127.0.0.1:$p/health"
   run victoriametrics "http://127.0.0.1:$p/api/v1/write" "$d"
   curl -fsS "http://127.0.0.1:$p/internal/force_flush" >/dev/null || true
-  sleep 2
+  sleep 10
   kill -TERM "$pid"; wait "$pid" || true; pid=""
   results+=("$(measure victoriametrics "$(du -sb "$d" | cut -f1)")")
 fi
@@ -153,6 +162,7 @@ EOF
   pid=$!
   wait_http "http://127.0.0.1:$p/-/ready"
   run prometheus "http://127.0.0.1:$p/api/v1/write" "$d"
+  sleep 10
   # The head is in memory and its WAL uncompressed: a snapshot writes it as a block, which is
   # what Prometheus keeps on disk in the end.
   snap=$(curl -fsS -XPOST "http://127.0.0.1:$p/api/v1/admin/tsdb/snapshot" |

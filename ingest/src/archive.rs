@@ -20,6 +20,7 @@
 //! part, and only then deletes the segment; a crash at any point leaves either the segment or the
 //! part (or both, and then the segment is dropped on open).
 
+mod merge;
 mod part;
 mod read;
 pub(crate) mod wal;
@@ -64,6 +65,11 @@ pub struct ArchiveConfig {
     pub retention_check_secs: u64,
     /// Largest group commit, in encoded bytes.
     pub group_commit_max_bytes: usize,
+    /// Parts of similar size merged into one at a time (0: never merge). Merged parts compress
+    /// better (longer runs per series) and keep the number of files a read opens small.
+    pub merge_fan_in: usize,
+    /// Merging stops at parts of about this many samples.
+    pub merge_max_rows: u64,
 }
 
 impl Default for ArchiveConfig {
@@ -77,6 +83,8 @@ impl Default for ArchiveConfig {
             retention_max_bytes: 10 << 30,
             retention_check_secs: 60,
             group_commit_max_bytes: 8 << 20,
+            merge_fan_in: 8,
+            merge_max_rows: 200_000_000,
         }
     }
 }
@@ -110,6 +118,12 @@ impl ArchiveConfig {
         }
         if self.retention_check_secs == 0 {
             problems.push(format!("{prefix}.retention_check_secs: must be at least 1"));
+        }
+        if self.merge_fan_in == 1 || self.merge_fan_in > 64 {
+            problems.push(format!(
+                "{prefix}.merge_fan_in = {}: must be 0 (no merging) or between 2 and 64",
+                self.merge_fan_in
+            ));
         }
         if !(64 << 10..=1 << 30).contains(&self.group_commit_max_bytes) {
             problems.push(format!(
@@ -206,6 +220,45 @@ fn part_path(dir: &Path, seq: u64) -> PathBuf {
     dir.join("parts").join(format!("{seq:016}.parquet"))
 }
 
+/// The path of a part holding segments `first..=last` (merged when they differ).
+fn range_path(dir: &Path, first: u64, last: u64) -> PathBuf {
+    if first == last {
+        part_path(dir, last)
+    } else {
+        dir.join("parts")
+            .join(format!("{first:016}-{last:016}.parquet"))
+    }
+}
+
+/// Parts in `dir/parts` as (first segment, last segment, path), by first segment; temporary
+/// files of interrupted compactions or merges are removed.
+fn list_parts(dir: &Path) -> Result<Vec<(u64, u64, PathBuf)>, IngestError> {
+    let parts = dir.join("parts");
+    let mut out = Vec::new();
+    for entry in fs::read_dir(&parts).map_err(IngestError::io("list", &parts))? {
+        let path = entry.map_err(IngestError::io("list", &parts))?.path();
+        match path.extension().and_then(|e| e.to_str()) {
+            Some("parquet") => {
+                let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("");
+                let range = match stem.split_once('-') {
+                    Some((a, b)) => a.parse().ok().zip(b.parse().ok()),
+                    None => stem.parse().ok().map(|s| (s, s)),
+                };
+                if let Some((first, last)) = range {
+                    out.push((first, last, path));
+                }
+            }
+            // A part whose compaction or merge was interrupted; its inputs are still there.
+            Some("tmp") => {
+                let _ = fs::remove_file(&path);
+            }
+            _ => {}
+        }
+    }
+    out.sort_by_key(|p| (p.0, std::cmp::Reverse(p.1)));
+    Ok(out)
+}
+
 /// Sequence numbers of files named `<seq>.<ext>` in `dir`.
 fn list_seqs(dir: &Path, ext: &str) -> Result<Vec<u64>, IngestError> {
     let mut out = Vec::new();
@@ -271,12 +324,24 @@ impl Archive {
         let mut stale: IdHashMap<i64> = IdHashMap::default();
         load_catalog(&dir.join("catalog.jsonl"), &catalog, &mut stale)?;
 
-        let mut parts = Vec::new();
-        let part_seqs = list_seqs(&dir.join("parts"), "parquet")?;
-        for &seq in &part_seqs {
-            let path = part_path(&dir, seq);
-            match part::open_part(seq, &path) {
-                Ok(p) => parts.push(p),
+        let mut parts: Vec<PartInfo> = Vec::new();
+        let listed = list_parts(&dir)?;
+        // Segments that some part holds (WAL segments among them were compacted already).
+        let covered = |seq: u64| listed.iter().any(|(a, b, _)| (*a..=*b).contains(&seq));
+        let mut reach = 0u64;
+        for (first, last, path) in &listed {
+            if *last <= reach && parts.last().is_some_and(|p| p.first_seq <= *first) {
+                // The input of a merge whose output is in place: the crash came before the
+                // inputs were deleted.
+                info!(path = %path.display(), "Removing a part a merged part holds.");
+                fs::remove_file(path).map_err(IngestError::io("remove", path))?;
+                continue;
+            }
+            match part::open_part(*first, *last, path) {
+                Ok(p) => {
+                    reach = reach.max(*last);
+                    parts.push(p);
+                }
                 Err(reason) => {
                     error!(path = %path.display(), %reason, "Skipping unreadable archive part.");
                 }
@@ -289,7 +354,7 @@ impl Archive {
         let mut replayed = 0usize;
         for (i, &seq) in wal_seqs.iter().enumerate() {
             let path = wal_path(&dir, seq);
-            if part_seqs.contains(&seq) {
+            if covered(seq) {
                 // Compacted already; the crash came before the segment was deleted.
                 fs::remove_file(&path).map_err(IngestError::io("remove", &path))?;
                 continue;
@@ -323,7 +388,8 @@ impl Archive {
         }
         let next_seq = wal_seqs
             .iter()
-            .chain(part_seqs.iter())
+            .copied()
+            .chain(listed.iter().map(|p| p.1))
             .max()
             .map_or(1, |s| s + 1);
         info!(
@@ -392,26 +458,48 @@ impl Archive {
         start_ms: i64,
         end_ms: i64,
     ) -> Result<Vec<(i64, f64)>, IngestError> {
-        // One consistent view of parts and head: compaction moves a segment from the head to
-        // the parts under both write locks, so holding both read locks sees it exactly once.
-        let (parts, head) = self.view(start_ms, end_ms, |bloom| bloom.may_hold(id.0));
         let mut out = Vec::new();
-        for p in &parts {
-            if let Err(reason) = part::read_series(p, id.0, start_ms, end_ms, &mut out) {
-                // Retention may have removed it since the view was taken.
-                if p.path.exists() {
-                    return Err(IngestError::ArchiveCorrupt {
-                        path: p.path.clone(),
-                        reason,
-                    });
+        self.with_view(
+            start_ms,
+            end_ms,
+            |bloom| bloom.may_hold(id.0),
+            |parts, head| {
+                out.clear();
+                for p in parts {
+                    part::read_series(p, id.0, start_ms, end_ms, &mut out)
+                        .map_err(|reason| (p.path.clone(), reason))?;
+                }
+                for b in head {
+                    part::collect(&b.samples, id.0, start_ms, end_ms, &mut out);
+                }
+                Ok(())
+            },
+        )?;
+        newest_write_wins(&mut out);
+        Ok(out)
+    }
+
+    /// Runs `read` over a view (see [`Archive::view`]). A part that vanished meanwhile was
+    /// merged into another (or removed by retention): the read starts over on a fresh view, so
+    /// it never misses what the merged part holds. `read` may thus run more than once.
+    fn with_view(
+        &self,
+        start_ms: i64,
+        end_ms: i64,
+        keep: impl Fn(&IdBloom) -> bool,
+        mut read: impl FnMut(&[PartInfo], &[SampleBatch]) -> Result<(), (PathBuf, String)>,
+    ) -> Result<(), IngestError> {
+        let mut attempts = 0;
+        loop {
+            let (parts, head) = self.view(start_ms, end_ms, &keep);
+            match read(&parts, &head) {
+                Ok(()) => return Ok(()),
+                Err((path, _)) if !path.exists() && attempts < 8 => attempts += 1,
+                Err((path, reason)) => {
+                    return Err(IngestError::ArchiveCorrupt { path, reason });
                 }
             }
         }
-        for b in &head {
-            part::collect(&b.samples, id.0, start_ms, end_ms, &mut out);
-        }
-        newest_write_wins(&mut out);
-        Ok(out)
     }
 
     /// One consistent view of the parts overlapping `start_ms..=end_ms` and the head batches
@@ -422,7 +510,7 @@ impl Archive {
         &self,
         start_ms: i64,
         end_ms: i64,
-        keep: impl Fn(&IdBloom) -> bool,
+        keep: &impl Fn(&IdBloom) -> bool,
     ) -> (Vec<PartInfo>, Vec<SampleBatch>) {
         let parts = self.shared.parts.read().unwrap_or_else(|p| p.into_inner());
         let head = self.shared.head.read().unwrap_or_else(|p| p.into_inner());
@@ -443,7 +531,8 @@ impl Archive {
     /// Visits the samples of many series in one pass over the parts and the head: each
     /// `(id, from_ms)` from its `from_ms` up to `to_ms`. A series' samples come in write order
     /// (parts by sequence, then the head), which is time order except for late or rewritten
-    /// samples. Blocking: call from a thread of its own or `spawn_blocking`.
+    /// samples; when a merge replaced a part mid-read, the pass starts over and samples may be
+    /// visited twice. Blocking: call from a thread of its own or `spawn_blocking`.
     pub fn scan_many(
         &self,
         series: &[(SeriesId, i64)],
@@ -454,21 +543,20 @@ impl Archive {
         if wanted.is_empty() {
             return Ok(());
         }
-        let (parts, head) = self.view(wanted.min_from, to_ms, |bloom| wanted.may_be_in(bloom));
-        for p in &parts {
-            if let Err(reason) = part::scan(p, &wanted, visit)
-                && p.path.exists()
-            {
-                return Err(IngestError::ArchiveCorrupt {
-                    path: p.path.clone(),
-                    reason,
-                });
-            }
-        }
-        for b in &head {
-            wanted.visit(&b.samples, visit);
-        }
-        Ok(())
+        self.with_view(
+            wanted.min_from,
+            to_ms,
+            |bloom| wanted.may_be_in(bloom),
+            |parts, head| {
+                for p in parts {
+                    part::scan(p, &wanted, visit).map_err(|reason| (p.path.clone(), reason))?;
+                }
+                for b in head {
+                    wanted.visit(&b.samples, visit);
+                }
+                Ok(())
+            },
+        )
     }
 
     /// The samples of each of `ids` in `start_ms..=end_ms`, as [`Archive::read_series`] gives
@@ -563,9 +651,8 @@ pub fn read_catalog(dir: &Path) -> Result<SeriesCatalog, IngestError> {
 /// `dir` (for benchmarks and sizing).
 pub fn part_stats(dir: &Path) -> Result<(usize, u64, u64), IngestError> {
     let (mut parts, mut rows, mut bytes) = (0, 0, 0);
-    for seq in list_seqs(&dir.join("parts"), "parquet")? {
-        let path = part_path(dir, seq);
-        let info = part::open_part(seq, &path)
+    for (first, last, path) in list_parts(dir)? {
+        let info = part::open_part(first, last, &path)
             .map_err(|reason| IngestError::ArchiveCorrupt { path, reason })?;
         parts += 1;
         rows += info.rows;
@@ -576,10 +663,7 @@ pub fn part_stats(dir: &Path) -> Result<(usize, u64, u64), IngestError> {
 
 /// The Parquet parts of the archive in `dir`, oldest first.
 pub fn part_files(dir: &Path) -> Result<Vec<PathBuf>, IngestError> {
-    Ok(list_seqs(&dir.join("parts"), "parquet")?
-        .into_iter()
-        .map(|seq| part_path(dir, seq))
-        .collect())
+    Ok(list_parts(dir)?.into_iter().map(|p| p.2).collect())
 }
 
 fn load_catalog(
@@ -919,7 +1003,65 @@ fn compactor(shared: Arc<Shared>, rx: mpsc::Receiver<u64>) {
             last_retention = Some(Instant::now());
             enforce_retention(&shared, now_ms());
         }
+        // Merges only while no sealed segment waits: compaction (which bounds the head) first.
+        let idle = shared.head.read().unwrap_or_else(|p| p.into_inner()).len() <= 1;
+        if idle && !shared.stopping.load(Ordering::Relaxed) {
+            merge_step(&shared);
+        }
     }
+}
+
+/// Merges one run of similar parts, if there is one (see [`merge`]).
+fn merge_step(shared: &Shared) {
+    let cfg = &shared.cfg;
+    if cfg.merge_fan_in < 2 {
+        return;
+    }
+    let inputs = {
+        let parts = shared.parts.read().unwrap_or_else(|p| p.into_inner());
+        match merge::plan(&parts, cfg.merge_fan_in, cfg.merge_max_rows) {
+            Some(p) => p,
+            None => return,
+        }
+    };
+    let (first, last) = (inputs[0].first_seq, inputs[inputs.len() - 1].seq);
+    let path = range_path(&cfg.data_dir, first, last);
+    let started = Instant::now();
+    let merged = match merge::merge(&inputs, &path) {
+        Ok(m) => m,
+        Err(reason) => {
+            // The inputs stay; a part removed by retention meanwhile is the usual cause.
+            warn!(first, last, %reason, "Merging parts failed; they stay as they are.");
+            let _ = fs::remove_file(path.with_extension("parquet.tmp"));
+            return;
+        }
+    };
+    {
+        let mut parts = shared.parts.write().unwrap_or_else(|p| p.into_inner());
+        parts.retain(|p| !(first..=last).contains(&p.seq));
+        parts.push(merged.clone());
+        parts.sort_by_key(|p| p.first_seq);
+    }
+    for p in &inputs {
+        if let Err(e) = fs::remove_file(&p.path) {
+            warn!(path = %p.path.display(), error = %e, "Could not remove a merged part's input.");
+        }
+    }
+    if let Err(e) = sync_dir(&cfg.data_dir.join("parts")) {
+        warn!(error = %e, "Could not sync the parts directory after a merge.");
+    }
+    shared.metrics.archive_merges.inc();
+    shared.update_size_gauge();
+    info!(
+        first,
+        last,
+        parts = inputs.len(),
+        samples = merged.rows,
+        bytes_before = inputs.iter().map(|p| p.bytes).sum::<u64>(),
+        bytes = merged.bytes,
+        secs = started.elapsed().as_secs_f64(),
+        "Merged archive parts."
+    );
 }
 
 fn compact(shared: &Shared, seq: u64) -> Result<(), IngestError> {

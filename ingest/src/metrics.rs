@@ -26,6 +26,8 @@ pub struct IngestMetrics {
     pub archive_bytes: Gauge,
     /// Parts deleted by retention.
     pub archive_parts_expired: Counter,
+    /// Merges of parts into larger ones.
+    pub archive_merges: Counter,
     /// Series in the catalog.
     pub series: Gauge,
     /// Bytes of the in-memory head (samples not yet compacted to Parquet).
@@ -82,6 +84,11 @@ impl IngestMetrics {
             "Parquet parts deleted by retention.",
             m.archive_parts_expired.clone(),
         );
+        r.register(
+            "archive_merges",
+            "Merges of archive parts into larger ones.",
+            m.archive_merges.clone(),
+        );
         r.register("series", "Series in the catalog.", m.series.clone());
         r.register(
             "head_bytes",
@@ -117,6 +124,7 @@ impl IngestMetrics {
             archive_commit_seconds: Histogram::new(exponential_buckets(0.0001, 2.0, 16)),
             archive_bytes: Gauge::default(),
             archive_parts_expired: Counter::default(),
+            archive_merges: Counter::default(),
             series: Gauge::default(),
             head_bytes: Gauge::default(),
             catalog_bytes: Gauge::default(),

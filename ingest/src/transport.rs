@@ -276,6 +276,24 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn queue_delay_grows_while_nothing_is_taken_and_resets_when_drained() {
+        let (tx, mut rx) = TransportConfig::default().build();
+        assert_eq!(tx.delay_ms(), 0, "an empty queue is never late");
+        tx.try_send(Envelope {
+            batch: SampleBatch::empty(),
+            ack: None,
+        })
+        .expect("room");
+        let deadline = Instant::now() + std::time::Duration::from_secs(10);
+        while tx.delay_ms() < 20 {
+            assert!(Instant::now() < deadline, "delay stays {}", tx.delay_ms());
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        rx.recv().await.expect("envelope");
+        assert_eq!(tx.delay_ms(), 0);
+    }
+
+    #[tokio::test]
     async fn dropped_ack_is_a_failure() {
         let (env, waiter) = Envelope::with_ack(SampleBatch::empty());
         drop(env);

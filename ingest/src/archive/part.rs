@@ -17,14 +17,16 @@ use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::metadata::KeyValue;
 use parquet::file::properties::WriterProperties;
 
-const MIN_TS: &str = "aiops.min_timestamp_ms";
-const MAX_TS: &str = "aiops.max_timestamp_ms";
-const ROW_GROUP_ROWS: usize = 128 * 1024;
+pub(super) const MIN_TS: &str = "aiops.min_timestamp_ms";
+pub(super) const MAX_TS: &str = "aiops.max_timestamp_ms";
+pub(super) const ROW_GROUP_ROWS: usize = 128 * 1024;
 
 /// What the archive knows of a part without opening it again.
 #[derive(Debug, Clone)]
 pub struct PartInfo {
-    /// The WAL segment sequence number it was compacted from.
+    /// The first WAL segment it holds (its only one unless parts were merged).
+    pub first_seq: u64,
+    /// The last WAL segment it holds.
     pub seq: u64,
     /// Its path.
     pub path: PathBuf,
@@ -44,7 +46,7 @@ pub struct PartInfo {
 /// zstd sees exponents next to exponents); no dictionaries. On the cardinality workload
 /// (counters, integer and full-precision float gauges) this takes a part from 8.5 to 2.5 bytes
 /// per sample and writes it 3.5× faster than Parquet's defaults.
-fn writer_properties() -> parquet::file::properties::WriterPropertiesBuilder {
+pub(super) fn writer_properties() -> parquet::file::properties::WriterPropertiesBuilder {
     use parquet::basic::Encoding;
     use parquet::schema::types::ColumnPath;
     let mut b = WriterProperties::builder()
@@ -108,6 +110,7 @@ pub fn write_part(seq: u64, path: &Path, batches: &[SampleBatch]) -> Result<Part
     let bytes = file.metadata().map(|m| m.len()).unwrap_or(0);
     std::fs::rename(&tmp, path).map_err(|e| format!("rename to {}: {e}", path.display()))?;
     Ok(PartInfo {
+        first_seq: seq,
         seq,
         path: path.to_owned(),
         min_ts,
@@ -117,8 +120,8 @@ pub fn write_part(seq: u64, path: &Path, batches: &[SampleBatch]) -> Result<Part
     })
 }
 
-/// Reads the footer of a part.
-pub fn open_part(seq: u64, path: &Path) -> Result<PartInfo, String> {
+/// Reads the footer of a part holding segments `first_seq..=seq`.
+pub fn open_part(first_seq: u64, seq: u64, path: &Path) -> Result<PartInfo, String> {
     let file = File::open(path).map_err(|e| format!("open {}: {e}", path.display()))?;
     let bytes = file.metadata().map(|m| m.len()).unwrap_or(0);
     let builder = ParquetRecordBatchReaderBuilder::try_new(file)
@@ -137,6 +140,7 @@ pub fn open_part(seq: u64, path: &Path) -> Result<PartInfo, String> {
         .zip(kv(MAX_TS))
         .ok_or_else(|| format!("{} lacks the aiops time range metadata", path.display()))?;
     Ok(PartInfo {
+        first_seq,
         seq,
         path: path.to_owned(),
         min_ts,
@@ -294,7 +298,7 @@ mod tests {
         let path = dir.path().join("1.parquet");
         let info = write_part(1, &path, &[a.finish(), b.finish()]).expect("writes");
         assert_eq!((info.min_ts, info.max_ts, info.rows), (10, 30, 4));
-        let reopened = open_part(1, &path).expect("opens");
+        let reopened = open_part(1, 1, &path).expect("opens");
         assert_eq!((reopened.min_ts, reopened.max_ts), (10, 30));
         let mut out = Vec::new();
         read_series(&reopened, 9, 0, 100, &mut out).expect("reads");
