@@ -77,6 +77,12 @@ impl Config {
         self.detect.validate("detect", &mut problems);
         self.incidents.validate("incidents", &mut problems);
         self.limits.validate("limits", &mut problems);
+        if self.limits.max_head_bytes < 2 * self.archive.segment_max_bytes {
+            problems.push(format!(
+                "limits.max_head_bytes = {}: must be at least twice archive.segment_max_bytes ({}), or the open segment alone would shed every write",
+                self.limits.max_head_bytes, self.archive.segment_max_bytes
+            ));
+        }
         let mut names = std::collections::HashSet::new();
         for (i, s) in self.sources.prometheus.iter().enumerate() {
             s.validate(&format!("sources.prometheus[{i}]"), &mut problems);

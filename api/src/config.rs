@@ -140,8 +140,12 @@ pub struct LimitsConfig {
     /// is this many ms behind: archive, detection or compaction cannot keep up.
     pub max_queue_delay_ms: u64,
     /// Writes are answered `503` + `Retry-After` while the in-memory head (samples not yet
-    /// compacted to Parquet) holds more than this many bytes: compaction is behind.
+    /// compacted to Parquet) holds more than this many bytes: compaction is behind. The head
+    /// always holds the open WAL segment: keep this at least twice `archive.segment_max_bytes`.
     pub max_head_bytes: u64,
+    /// While the node is behind, a write waits up to this many ms for room before it is shed:
+    /// a short overload costs latency, not retries.
+    pub shed_wait_ms: u64,
 }
 
 impl Default for LimitsConfig {
@@ -149,7 +153,8 @@ impl Default for LimitsConfig {
         Self {
             max_series: 2_000_000,
             max_queue_delay_ms: 2_000,
-            max_head_bytes: 1 << 30,
+            max_head_bytes: 256 << 20,
+            shed_wait_ms: 1_000,
         }
     }
 }
@@ -161,6 +166,12 @@ impl LimitsConfig {
             problems.push(format!(
                 "{prefix}.max_queue_delay_ms = {}: must be between 10 and 600000",
                 self.max_queue_delay_ms
+            ));
+        }
+        if self.shed_wait_ms > 60_000 {
+            problems.push(format!(
+                "{prefix}.shed_wait_ms = {}: must be at most 60000",
+                self.shed_wait_ms
             ));
         }
         if self.max_head_bytes < 16 << 20 {

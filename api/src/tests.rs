@@ -937,6 +937,7 @@ async fn writes_are_shed_with_503_and_retry_after_while_compaction_is_behind() {
         ApiConfig::default(),
         crate::LimitsConfig {
             max_head_bytes: 1,
+            shed_wait_ms: 50,
             ..Default::default()
         },
     );

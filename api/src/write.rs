@@ -117,14 +117,30 @@ async fn read_body(body: Body, limit: usize) -> Result<bytes::Bytes, ApiError> {
     Ok(buf.freeze())
 }
 
-/// Answers 503 (Prometheus retries with backoff) while the node is behind: the ingest queue
-/// is late (archive, detection or compaction cannot keep up) or the in-memory head is over its
-/// bound. Checked before the body is read or decoded, so shedding costs almost nothing.
-fn shed(state: &AppState) -> Result<(), ApiError> {
+/// Waits up to `limits.shed_wait_ms` while the node is behind (a short overload becomes a
+/// little latency), then sheds: `503` + `Retry-After` (Prometheus retries with backoff). Checked
+/// before the body is decoded, so shedding costs almost nothing.
+async fn wait_for_room(state: &AppState) -> Result<(), ApiError> {
+    let deadline =
+        tokio::time::Instant::now() + std::time::Duration::from_millis(state.limits.shed_wait_ms);
+    loop {
+        match behind(state) {
+            Ok(()) => return Ok(()),
+            Err(e) if tokio::time::Instant::now() >= deadline => {
+                state.ingest_metrics.rejected(SOURCE, "overload", 0);
+                return Err(e);
+            }
+            Err(_) => tokio::time::sleep(std::time::Duration::from_millis(10)).await,
+        }
+    }
+}
+
+/// Why the node is behind, if it is: the ingest queue is late (archive, detection or
+/// compaction cannot keep up) or the in-memory head is over its bound.
+fn behind(state: &AppState) -> Result<(), ApiError> {
     let limits = &state.limits;
     let delay = state.sender.delay_ms();
     if delay > limits.max_queue_delay_ms {
-        state.ingest_metrics.rejected(SOURCE, "overload", 0);
         return Err(ApiError::unavailable(
             "overloaded",
             format!(
@@ -135,7 +151,6 @@ fn shed(state: &AppState) -> Result<(), ApiError> {
     }
     let head = state.archive.head_bytes();
     if head > limits.max_head_bytes {
-        state.ingest_metrics.rejected(SOURCE, "overload", 0);
         return Err(ApiError::unavailable(
             "overloaded",
             format!(
@@ -174,8 +189,12 @@ pub async fn remote_write(
     body: Body,
 ) -> Result<StatusCode, ApiError> {
     check_headers(&headers)?;
-    shed(&state)?;
     let limit = state.config.max_body_bytes;
+    if let Err(e) = wait_for_room(&state).await {
+        // Read (and drop) the body so the connection stays usable for the sender's retry.
+        let _ = read_body(body, limit).await;
+        return Err(e);
+    }
     let body = read_body(body, limit).await?;
     tracing::Span::current().record("bytes", body.len());
 

@@ -1065,6 +1065,7 @@ fn merge_step(shared: &Shared) {
 }
 
 fn compact(shared: &Shared, seq: u64) -> Result<(), IngestError> {
+    let started = Instant::now();
     let dir = &shared.cfg.data_dir;
     // Batches are immutable once in the head; clone the Arc'd columns, not the data.
     let batches: Vec<SampleBatch> = match shared
@@ -1155,6 +1156,7 @@ fn compact(shared: &Shared, seq: u64) -> Result<(), IngestError> {
         seq,
         samples = part.as_ref().map_or(0, |p| p.rows),
         bytes = part.as_ref().map_or(0, |p| p.bytes),
+        secs = started.elapsed().as_secs_f64(),
         "Compacted WAL segment to Parquet."
     );
     Ok(())

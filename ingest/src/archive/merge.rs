@@ -114,7 +114,7 @@ pub fn merge(inputs: &[PartInfo], path: &Path) -> Result<PartInfo, String> {
         }
         sources.push(input);
     }
-    let props = part::writer_properties()
+    let props = part::writer_properties(part::MERGED_ZSTD_LEVEL)
         .set_key_value_metadata(Some(vec![
             KeyValue::new(MIN_TS.into(), min_ts.to_string()),
             KeyValue::new(MAX_TS.into(), max_ts.to_string()),
