@@ -4,7 +4,7 @@
 //! Synchronous and single-threaded: the binary runs it on its own thread behind the archive
 //! (batches arrive only once durable) and shares [`DetectState`] snapshots with the API.
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
 use aiops_models::{
@@ -375,23 +375,14 @@ impl DetectState {
         match warm {
             Warm::Now(history) => {
                 for (t, v) in history(id, from, ts - 1) {
-                    if t <= st.last_ms {
-                        continue;
-                    }
-                    st.last_ms = t;
-                    let value = if st.is_counter {
-                        match st
-                            .counter_prev
-                            .replace((t, v))
-                            .and_then(|p| counter_rate(p, (t, v)))
-                        {
-                            Some(r) => r,
-                            None => continue,
-                        }
-                    } else {
-                        v
-                    };
-                    st.detector.update(t, value);
+                    crate::warm::learn(
+                        &mut st.detector,
+                        &mut st.last_ms,
+                        &mut st.counter_prev,
+                        is_counter,
+                        t,
+                        v,
+                    );
                 }
             }
             Warm::Queue if self.warm_queue.len() < cfg.warm_queue_max => {
@@ -964,33 +955,6 @@ impl DetectState {
         v.truncate(limit);
         v
     }
-
-    /// Events overlapping `since..=until` with at least `min_score`, for `service` if given.
-    pub fn query(
-        &self,
-        since: i64,
-        until: i64,
-        service: Option<&str>,
-        min_score: f64,
-    ) -> Vec<AnomalyEvent> {
-        self.events
-            .iter()
-            .filter(|e| e.start_ms <= until && e.end_ms.unwrap_or(i64::MAX) >= since)
-            .filter(|e| e.score >= min_score)
-            .filter(|e| service.is_none_or(|s| e.service.as_deref() == Some(s)))
-            .cloned()
-            .collect()
-    }
-
-    /// Counts of events by service, for summaries.
-    pub fn by_service(&self) -> BTreeMap<String, usize> {
-        let mut m = BTreeMap::new();
-        for e in &self.events {
-            *m.entry(e.service.clone().unwrap_or_else(|| "-".into()))
-                .or_insert(0) += 1;
-        }
-        m
-    }
 }
 
 #[cfg(test)]
@@ -1029,8 +993,16 @@ mod tests {
         assert_eq!(e.service.as_deref(), Some("payment"));
         assert_eq!(e.start_ms, 2000 * 60_000);
         assert!(e.end_ms.is_some());
-        assert_eq!(st.query(0, i64::MAX, Some("payment"), 0.5).len(), 1);
-        assert!(st.query(0, i64::MAX, Some("cart"), 0.0).is_empty());
+        st.take_changed();
+        assert_eq!(
+            st.published.query(0, i64::MAX, Some("payment"), 0.5).len(),
+            1
+        );
+        assert!(
+            st.published
+                .query(0, i64::MAX, Some("cart"), 0.0)
+                .is_empty()
+        );
     }
 
     #[test]

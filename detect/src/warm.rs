@@ -111,6 +111,31 @@ pub fn warm_batch(
     states.into_values().map(|(_, w)| w).collect()
 }
 
+/// Feeds one historical sample to a detector: skipped when not after `last_ms`, counters as
+/// per-second rates (a counter's first sample only sets `counter_prev`). Returns the value
+/// scored and its score.
+pub(crate) fn learn(
+    detector: &mut Detector,
+    last_ms: &mut i64,
+    counter_prev: &mut Option<(i64, f64)>,
+    is_counter: bool,
+    t: i64,
+    v: f64,
+) -> Option<(f64, crate::Scored)> {
+    if t <= *last_ms {
+        return None;
+    }
+    *last_ms = t;
+    let value = if is_counter {
+        counter_prev
+            .replace((t, v))
+            .and_then(|p| counter_rate(p, (t, v)))?
+    } else {
+        v
+    };
+    Some((value, detector.update(t, value)))
+}
+
 /// A token bucket: at most `per_sec` series a second, bursts up to one second's worth.
 #[derive(Debug)]
 pub struct RateLimit {

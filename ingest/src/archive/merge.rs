@@ -19,13 +19,11 @@ use std::fs::File;
 use std::path::Path;
 use std::sync::Arc;
 
+use super::part::{self, PartInfo, ROW_GROUP_ROWS};
 use aiops_models::sample_schema;
 use arrow::array::{Float64Array, RecordBatch, TimestampMillisecondArray, UInt64Array};
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
-use parquet::file::metadata::KeyValue;
-
-use super::part::{self, MAX_TS, MIN_TS, PartInfo, ROW_GROUP_ROWS};
 
 /// Rows read per batch from each input.
 const READ_BATCH: usize = 65_536;
@@ -114,16 +112,7 @@ pub fn merge(inputs: &[PartInfo], path: &Path) -> Result<PartInfo, String> {
         }
         sources.push(input);
     }
-    let props = part::writer_properties(part::MERGED_ZSTD_LEVEL)
-        .set_key_value_metadata(Some(vec![
-            KeyValue::new(MIN_TS.into(), min_ts.to_string()),
-            KeyValue::new(MAX_TS.into(), max_ts.to_string()),
-        ]))
-        .build();
-    let tmp = path.with_extension("parquet.tmp");
-    let file = File::create(&tmp).map_err(|e| format!("create {}: {e}", tmp.display()))?;
-    let mut w = ArrowWriter::try_new(file, sample_schema(), Some(props))
-        .map_err(|e| format!("parquet: {e}"))?;
+    let (tmp, mut w) = part::create(path, min_ts, max_ts, part::MERGED_ZSTD_LEVEL)?;
     let (mut ids, mut ts, mut vs) = (
         Vec::with_capacity(ROW_GROUP_ROWS),
         Vec::with_capacity(ROW_GROUP_ROWS),
@@ -173,11 +162,7 @@ pub fn merge(inputs: &[PartInfo], path: &Path) -> Result<PartInfo, String> {
         }
     }
     flush(&mut ids, &mut ts, &mut vs, &mut w)?;
-    let file = w.into_inner().map_err(|e| format!("parquet close: {e}"))?;
-    file.sync_all()
-        .map_err(|e| format!("fsync {}: {e}", tmp.display()))?;
-    let bytes = file.metadata().map(|m| m.len()).unwrap_or(0);
-    std::fs::rename(&tmp, path).map_err(|e| format!("rename to {}: {e}", path.display()))?;
+    let bytes = part::seal(w, &tmp, path)?;
     Ok(PartInfo {
         first_seq,
         seq,

@@ -109,16 +109,7 @@ pub fn write_part(seq: u64, path: &Path, batches: &[SampleBatch]) -> Result<Part
         .iter()
         .fold((i64::MAX, i64::MIN), |(lo, hi), &t| (lo.min(t), hi.max(t)));
     // A fresh part is short-lived (it is merged soon): compressed fast; merges compress harder.
-    let props = writer_properties(FRESH_ZSTD_LEVEL)
-        .set_key_value_metadata(Some(vec![
-            KeyValue::new(MIN_TS.into(), min_ts.to_string()),
-            KeyValue::new(MAX_TS.into(), max_ts.to_string()),
-        ]))
-        .build();
-    let tmp = path.with_extension("parquet.tmp");
-    let file = File::create(&tmp).map_err(|e| format!("create {}: {e}", tmp.display()))?;
-    let mut w =
-        ArrowWriter::try_new(file, schema, Some(props)).map_err(|e| format!("parquet: {e}"))?;
+    let (tmp, mut w) = create(path, min_ts, max_ts, FRESH_ZSTD_LEVEL)?;
     // A row group at a time: the sorted copy never exists whole beside the segment.
     let mut at = 0;
     while at < indices.len() {
@@ -128,11 +119,7 @@ pub fn write_part(seq: u64, path: &Path, batches: &[SampleBatch]) -> Result<Part
         w.write(&chunk).map_err(|e| format!("parquet write: {e}"))?;
         at += n;
     }
-    let file = w.into_inner().map_err(|e| format!("parquet close: {e}"))?;
-    file.sync_all()
-        .map_err(|e| format!("fsync {}: {e}", tmp.display()))?;
-    let bytes = file.metadata().map(|m| m.len()).unwrap_or(0);
-    std::fs::rename(&tmp, path).map_err(|e| format!("rename to {}: {e}", path.display()))?;
+    let bytes = seal(w, &tmp, path)?;
     Ok(PartInfo {
         first_seq: seq,
         seq,
@@ -174,14 +161,12 @@ pub fn open_part(first_seq: u64, seq: u64, path: &Path) -> Result<PartInfo, Stri
     })
 }
 
-/// Samples of `series_id` with `start <= ts <= end` in a part, reading only the row groups whose
-/// statistics can contain it.
-pub fn read_series(
+/// Reads the row groups of a part whose `series_id` range `holds` accepts (a group without
+/// statistics is always read), calling `each` with every batch.
+fn read_groups(
     part: &PartInfo,
-    series_id: u64,
-    start: i64,
-    end: i64,
-    out: &mut Vec<(i64, f64)>,
+    holds: impl Fn(u64, u64) -> bool,
+    mut each: impl FnMut(&RecordBatch),
 ) -> Result<(), String> {
     let file = File::open(&part.path).map_err(|e| format!("open {}: {e}", part.path.display()))?;
     let builder = ParquetRecordBatchReaderBuilder::try_new(file)
@@ -190,73 +175,17 @@ pub fn read_series(
         StatisticsConverter::try_new("series_id", builder.schema(), builder.parquet_schema())
             .map_err(|e| format!("statistics: {e}"))?;
     let groups = builder.metadata().row_groups();
-    let mins = conv
-        .row_group_mins(groups)
-        .map_err(|e| format!("statistics: {e}"))?;
-    let maxs = conv
-        .row_group_maxes(groups)
-        .map_err(|e| format!("statistics: {e}"))?;
-    let (mins, maxs) = (
-        mins.as_any()
+    let stat = |a: Result<arrow::array::ArrayRef, _>| -> Result<UInt64Array, String> {
+        a.map_err(|e: parquet::errors::ParquetError| format!("statistics: {e}"))?
+            .as_any()
             .downcast_ref::<UInt64Array>()
-            .ok_or("series_id statistics type")?,
-        maxs.as_any()
-            .downcast_ref::<UInt64Array>()
-            .ok_or("series_id statistics type")?,
-    );
-    let wanted: Vec<usize> = (0..groups.len())
-        .filter(|&i| {
-            mins.is_null(i)
-                || maxs.is_null(i)
-                || (mins.value(i) <= series_id && series_id <= maxs.value(i))
-        })
-        .collect();
-    if wanted.is_empty() {
-        return Ok(());
-    }
-    let reader = builder
-        .with_row_groups(wanted)
-        .build()
-        .map_err(|e| format!("parquet {}: {e}", part.path.display()))?;
-    for batch in reader {
-        let batch = batch.map_err(|e| format!("parquet {}: {e}", part.path.display()))?;
-        collect(&batch, series_id, start, end, out);
-    }
-    Ok(())
-}
-
-/// Visits the rows of a part that `wanted` asks for, reading only the row groups whose id
-/// range holds a wanted series.
-pub fn scan(
-    part: &PartInfo,
-    wanted: &super::read::Wanted,
-    visit: &mut dyn FnMut(aiops_models::SeriesId, i64, f64),
-) -> Result<(), String> {
-    let file = File::open(&part.path).map_err(|e| format!("open {}: {e}", part.path.display()))?;
-    let builder = ParquetRecordBatchReaderBuilder::try_new(file)
-        .map_err(|e| format!("parquet {}: {e}", part.path.display()))?;
-    let conv =
-        StatisticsConverter::try_new("series_id", builder.schema(), builder.parquet_schema())
-            .map_err(|e| format!("statistics: {e}"))?;
-    let groups = builder.metadata().row_groups();
-    let mins = conv
-        .row_group_mins(groups)
-        .map_err(|e| format!("statistics: {e}"))?;
-    let maxs = conv
-        .row_group_maxes(groups)
-        .map_err(|e| format!("statistics: {e}"))?;
-    let (mins, maxs) = (
-        mins.as_any()
-            .downcast_ref::<UInt64Array>()
-            .ok_or("series_id statistics type")?,
-        maxs.as_any()
-            .downcast_ref::<UInt64Array>()
-            .ok_or("series_id statistics type")?,
-    );
+            .cloned()
+            .ok_or_else(|| "series_id statistics type".to_owned())
+    };
+    let mins = stat(conv.row_group_mins(groups))?;
+    let maxs = stat(conv.row_group_maxes(groups))?;
     let chosen: Vec<usize> = (0..groups.len())
-        .filter(|&i| {
-            mins.is_null(i) || maxs.is_null(i) || wanted.any_in(mins.value(i), maxs.value(i))
-        })
+        .filter(|&i| mins.is_null(i) || maxs.is_null(i) || holds(mins.value(i), maxs.value(i)))
         .collect();
     if chosen.is_empty() {
         return Ok(());
@@ -266,10 +195,70 @@ pub fn scan(
         .build()
         .map_err(|e| format!("parquet {}: {e}", part.path.display()))?;
     for batch in reader {
-        let batch = batch.map_err(|e| format!("parquet {}: {e}", part.path.display()))?;
-        wanted.visit(&batch, visit);
+        each(&batch.map_err(|e| format!("parquet {}: {e}", part.path.display()))?);
     }
     Ok(())
+}
+
+/// Samples of `series_id` with `start <= ts <= end` in a part, reading only the row groups whose
+/// statistics can contain it.
+pub fn read_series(
+    part: &PartInfo,
+    series_id: u64,
+    start: i64,
+    end: i64,
+    out: &mut Vec<(i64, f64)>,
+) -> Result<(), String> {
+    read_groups(
+        part,
+        |lo, hi| lo <= series_id && series_id <= hi,
+        |batch| collect(batch, series_id, start, end, out),
+    )
+}
+
+/// Visits the rows of a part that `wanted` asks for, reading only the row groups whose id
+/// range holds a wanted series.
+pub fn scan(
+    part: &PartInfo,
+    wanted: &super::read::Wanted,
+    visit: &mut dyn FnMut(aiops_models::SeriesId, i64, f64),
+) -> Result<(), String> {
+    read_groups(
+        part,
+        |lo, hi| wanted.any_in(lo, hi),
+        |batch| wanted.visit(batch, visit),
+    )
+}
+
+/// Creates the temporary file of a part going to `path` and its writer: the part's encodings
+/// at `zstd_level`, its time range in the footer.
+pub(super) fn create(
+    path: &Path,
+    min_ts: i64,
+    max_ts: i64,
+    zstd_level: i32,
+) -> Result<(PathBuf, ArrowWriter<File>), String> {
+    let props = writer_properties(zstd_level)
+        .set_key_value_metadata(Some(vec![
+            KeyValue::new(MIN_TS.into(), min_ts.to_string()),
+            KeyValue::new(MAX_TS.into(), max_ts.to_string()),
+        ]))
+        .build();
+    let tmp = path.with_extension("parquet.tmp");
+    let file = File::create(&tmp).map_err(|e| format!("create {}: {e}", tmp.display()))?;
+    let w = ArrowWriter::try_new(file, sample_schema(), Some(props))
+        .map_err(|e| format!("parquet: {e}"))?;
+    Ok((tmp, w))
+}
+
+/// Closes a part written with [`create`]: fsync, then rename into place. Returns its size.
+pub(super) fn seal(w: ArrowWriter<File>, tmp: &Path, path: &Path) -> Result<u64, String> {
+    let file = w.into_inner().map_err(|e| format!("parquet close: {e}"))?;
+    file.sync_all()
+        .map_err(|e| format!("fsync {}: {e}", tmp.display()))?;
+    let bytes = file.metadata().map(|m| m.len()).unwrap_or(0);
+    std::fs::rename(tmp, path).map_err(|e| format!("rename to {}: {e}", path.display()))?;
+    Ok(bytes)
 }
 
 /// Appends the samples of `series_id` in `[start, end]` from a sample-schema batch.
