@@ -288,7 +288,7 @@ mod members_as_pairs {
 pub struct ScalingState {
     /// By target name.
     pub targets: HashMap<String, TargetState>,
-    /// Which targets each series feeds (computed once per series; not persisted).
+    /// Which targets each member series feeds (computed once per series; not persisted).
     #[serde(skip)]
     members: HashMap<SeriesId, Vec<usize>>,
     /// Compiled selectors, in config order (not persisted).
@@ -445,6 +445,17 @@ impl LoadMerger {
 }
 
 impl ScalingState {
+    /// True when series `id` feeds some target (looked up once per member and cached; ask once
+    /// per non-member and remember the answer).
+    pub fn is_member(
+        &mut self,
+        cfg: &ScalingConfig,
+        id: SeriesId,
+        catalog: &SeriesCatalog,
+    ) -> bool {
+        !self.targets_of(cfg, id, catalog).is_empty()
+    }
+
     /// The names of the targets series `id` feeds.
     pub fn member_of(
         &mut self,
@@ -501,7 +512,10 @@ impl ScalingState {
             .filter(|(_, s)| s.as_ref().is_some_and(|s| s.matches(&meta)))
             .map(|(i, _)| i)
             .collect();
-        self.members.insert(id, t.clone());
+        // Only members are remembered: each series' own state remembers that it is not one.
+        if !t.is_empty() {
+            self.members.insert(id, t.clone());
+        }
         t
     }
 

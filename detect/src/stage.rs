@@ -190,6 +190,9 @@ pub struct SeriesState {
     /// Scored cold while its history is being read (see [`crate::warm`]).
     #[serde(skip)]
     pub warming: bool,
+    /// Whether it feeds a scaling target, once looked up (only members' samples go there).
+    #[serde(skip)]
+    pub scaling_member: Option<bool>,
 }
 
 /// A partition's share of the state: series, services, open events.
@@ -367,6 +370,7 @@ impl DetectState {
             is_counter,
             service: None,
             warming: false,
+            scaling_member: None,
         };
         if !warm_wanted {
             return st;
@@ -507,7 +511,11 @@ impl DetectState {
             };
             let s = st.detector.update(ts[i], value);
             st.score = s.score;
-            if !cfg.scaling.targets.is_empty() {
+            if !cfg.scaling.targets.is_empty()
+                && *st
+                    .scaling_member
+                    .get_or_insert_with(|| self.scaling.lock().is_member(&cfg.scaling, id, catalog))
+            {
                 scaling_samples.push((ts[i], id, value));
             }
             self.scored += 1;

@@ -205,6 +205,8 @@ impl SeriesMeta {
             .collect();
         labels.sort_by(|a, b| a.0.cmp(&b.0));
         labels.dedup_by(|a, b| a.0 == b.0);
+        // Kept for the life of the series (a million of them): no spare capacity.
+        labels.shrink_to_fit();
         let id = Self::compute_id(source, &metric, &labels);
         Self {
             id,

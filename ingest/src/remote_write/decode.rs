@@ -348,15 +348,20 @@ fn check_series(
                     .expect("validated above")
                     .to_owned()
             };
+            // Exactly sized: a catalog entry lives as long as its series.
+            let mut kept = Vec::with_capacity(labels.len().saturating_sub(1));
+            kept.extend(
+                labels
+                    .iter()
+                    .filter(|&&(ns, ne, _, _)| &buf[ns..ne] != METRIC_NAME_LABEL.as_bytes())
+                    .map(|&(ns, ne, vs, ve)| (text(ns, ne), text(vs, ve))),
+            );
+            kept.shrink_to_fit();
             let meta = SeriesMeta {
                 id,
                 source: Source::Prometheus,
                 metric: String::from_utf8_lossy(metric).into_owned(),
-                labels: labels
-                    .iter()
-                    .filter(|&&(ns, ne, _, _)| &buf[ns..ne] != METRIC_NAME_LABEL.as_bytes())
-                    .map(|&(ns, ne, vs, ve)| (text(ns, ne), text(vs, ve)))
-                    .collect(),
+                labels: kept,
             };
             Ok(SeriesCheck {
                 id,
