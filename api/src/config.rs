@@ -153,7 +153,7 @@ impl Default for LimitsConfig {
         Self {
             max_series: 2_000_000,
             max_queue_delay_ms: 2_000,
-            max_head_bytes: 256 << 20,
+            max_head_bytes: 128 << 20,
             shed_wait_ms: 1_000,
         }
     }

@@ -200,7 +200,12 @@ impl SampleBatchBuilder {
     }
 
     /// Builds the batch; the vectors become Arrow buffers without copying.
-    pub fn finish(self) -> SampleBatch {
+    pub fn finish(mut self) -> SampleBatch {
+        // Batches live in the archive's head until compacted: no spare capacity (a decoder
+        // reserves for the most samples a body could hold, often twice what it holds).
+        self.ids.shrink_to_fit();
+        self.timestamps.shrink_to_fit();
+        self.values.shrink_to_fit();
         let columns: Vec<Arc<dyn Array>> = vec![
             Arc::new(UInt64Array::from(self.ids)),
             Arc::new(TimestampMillisecondArray::from(self.timestamps).with_timezone("UTC")),
