@@ -4,12 +4,10 @@
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use aiops_models::{SampleBatch, sample_schema};
-use arrow::array::{
-    Array, Float64Array, RecordBatch, TimestampMillisecondArray, UInt32Array, UInt64Array,
-};
-use arrow::compute::{concat_batches, take_record_batch};
+use arrow::array::{Array, Float64Array, RecordBatch, TimestampMillisecondArray, UInt64Array};
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::arrow_reader::statistics::StatisticsConverter;
@@ -75,49 +73,77 @@ pub(super) fn writer_properties(
 /// Writes `batches` as a sorted Parquet file at `path` (through a temporary file, fsynced and
 /// renamed, so a crash never leaves a half part under the final name).
 pub fn write_part(seq: u64, path: &Path, batches: &[SampleBatch]) -> Result<PartInfo, String> {
-    let schema = sample_schema();
-    let all = concat_batches(&schema, batches.iter().map(|b| &b.samples))
-        .map_err(|e| format!("concat: {e}"))?;
-    let (ids, ts, _) = super::read::columns(&all);
-    let (ids, ts) = (ids.values(), ts.values());
-    // Sorted by (series, time). Rows are sorted by series and arrival (one 128-bit key: the id
-    // above the row number), which is time order for almost every series; a series whose
-    // samples arrived out of order is then sorted by time, arrival breaking ties, so a
-    // rewritten (series, timestamp) keeps its order and reads can let the newest write win.
-    let mut keys: Vec<u128> = (0..all.num_rows())
-        .map(|i| (u128::from(ids[i]) << 32) | i as u128)
+    // Rows are gathered straight from the head's batches (no concatenated copy of the segment).
+    let cols: Vec<(&[u64], &[i64], &[f64])> = batches
+        .iter()
+        .map(|b| (b.series_ids(), b.timestamps(), b.values()))
         .collect();
+    let rows: usize = cols.iter().map(|c| c.0.len()).sum();
+    if cols.len() > u32::MAX as usize || cols.iter().any(|c| c.0.len() > u32::MAX as usize) {
+        return Err("segment too large for one part".into());
+    }
+    // Sorted by (series, time). Rows are sorted by series and arrival (one 128-bit key: the id,
+    // then batch and row), which is time order for almost every series; a series whose samples
+    // arrived out of order is then sorted by time, arrival breaking ties, so a rewritten
+    // (series, timestamp) keeps its order and reads can let the newest write win.
+    let mut keys: Vec<u128> = Vec::with_capacity(rows);
+    for (b, (ids, _, _)) in cols.iter().enumerate() {
+        let b = (b as u128) << 32;
+        keys.extend(
+            ids.iter()
+                .enumerate()
+                .map(|(r, &id)| (u128::from(id) << 64) | b | r as u128),
+        );
+    }
     keys.sort_unstable();
-    let mut order: Vec<u32> = keys.iter().map(|k| *k as u32).collect();
-    drop(keys);
+    let at = |k: u128| ((k >> 32) as u32 as usize, k as u32 as usize);
+    let ts_of = |k: u128| {
+        let (b, r) = at(k);
+        cols[b].1[r]
+    };
     let mut start = 0;
-    while start < order.len() {
-        let id = ids[order[start] as usize];
+    while start < keys.len() {
+        let id = (keys[start] >> 64) as u64;
         let mut end = start + 1;
         let mut sorted = true;
-        while end < order.len() && ids[order[end] as usize] == id {
-            sorted &= ts[order[end - 1] as usize] <= ts[order[end] as usize];
+        while end < keys.len() && (keys[end] >> 64) as u64 == id {
+            sorted &= ts_of(keys[end - 1]) <= ts_of(keys[end]);
             end += 1;
         }
         if !sorted {
-            order[start..end].sort_by_key(|&r| (ts[r as usize], r));
+            keys[start..end].sort_by_key(|&k| (ts_of(k), k));
         }
         start = end;
     }
-    let indices = UInt32Array::from(order);
-    let (min_ts, max_ts) = ts
+    let (min_ts, max_ts) = cols
         .iter()
+        .flat_map(|c| c.1.iter())
         .fold((i64::MAX, i64::MIN), |(lo, hi), &t| (lo.min(t), hi.max(t)));
     // A fresh part is short-lived (it is merged soon): compressed fast; merges compress harder.
     let (tmp, mut w) = create(path, min_ts, max_ts, FRESH_ZSTD_LEVEL)?;
     // A row group at a time: the sorted copy never exists whole beside the segment.
-    let mut at = 0;
-    while at < indices.len() {
-        let n = ROW_GROUP_ROWS.min(indices.len() - at);
-        let chunk =
-            take_record_batch(&all, &indices.slice(at, n)).map_err(|e| format!("take: {e}"))?;
-        w.write(&chunk).map_err(|e| format!("parquet write: {e}"))?;
-        at += n;
+    for chunk in keys.chunks(ROW_GROUP_ROWS) {
+        let (mut ids, mut ts, mut vs) = (
+            Vec::with_capacity(chunk.len()),
+            Vec::with_capacity(chunk.len()),
+            Vec::with_capacity(chunk.len()),
+        );
+        for &k in chunk {
+            let (b, r) = at(k);
+            ids.push(cols[b].0[r]);
+            ts.push(cols[b].1[r]);
+            vs.push(cols[b].2[r]);
+        }
+        let batch = RecordBatch::try_new(
+            sample_schema(),
+            vec![
+                Arc::new(UInt64Array::from(ids)),
+                Arc::new(TimestampMillisecondArray::from(ts).with_timezone("UTC")),
+                Arc::new(Float64Array::from(vs)),
+            ],
+        )
+        .map_err(|e| format!("batch: {e}"))?;
+        w.write(&batch).map_err(|e| format!("parquet write: {e}"))?;
     }
     let bytes = seal(w, &tmp, path)?;
     Ok(PartInfo {
@@ -127,7 +153,7 @@ pub fn write_part(seq: u64, path: &Path, batches: &[SampleBatch]) -> Result<Part
         min_ts,
         max_ts,
         bytes,
-        rows: all.num_rows() as u64,
+        rows: rows as u64,
     })
 }
 
@@ -298,6 +324,24 @@ pub fn collect(
 mod tests {
     use super::*;
     use aiops_models::{SampleBatchBuilder, SeriesId};
+
+    #[test]
+    fn a_series_that_arrived_out_of_order_is_written_in_time_order_newest_write_last() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut a = SampleBatchBuilder::with_capacity(4);
+        a.push(SeriesId(7), 30, 3.0);
+        a.push(SeriesId(7), 10, 1.0);
+        a.push(SeriesId(5), 10, 5.0);
+        let mut b = SampleBatchBuilder::with_capacity(4);
+        b.push(SeriesId(7), 20, 2.0);
+        b.push(SeriesId(7), 10, 9.0);
+        let path = dir.path().join("1.parquet");
+        let info = write_part(1, &path, &[a.finish(), b.finish()]).expect("writes");
+        let mut out = Vec::new();
+        read_series(&info, 7, 0, 100, &mut out).expect("reads");
+        // The rewrite of t=10 (9.0, second batch) comes after the first write.
+        assert_eq!(out, vec![(10, 1.0), (10, 9.0), (20, 2.0), (30, 3.0)]);
+    }
 
     #[test]
     fn writes_sorted_part_and_reads_a_series_back() {
