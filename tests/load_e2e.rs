@@ -198,14 +198,7 @@ async fn requests_over_a_limit_get_their_4xx_from_the_real_server() {
         .await
         .expect("answer");
     assert_eq!(r.status().as_u16(), 429);
-    let v: serde_json::Value = r.json().await.expect("json");
-    assert_eq!(v["error"]["code"], "series_limit");
-    assert!(
-        v["error"]["message"]
-            .as_str()
-            .is_some_and(|m| m.contains("limits.max_series")),
-        "{v}"
-    );
+    assert_error(r, "series_limit", "limits.max_series").await;
     let many = (0..5).map(|_| "match[]=up").collect::<Vec<_>>().join("&");
     let r = http
         .get(format!("{base}/api/v1/series?{many}"))
@@ -213,12 +206,17 @@ async fn requests_over_a_limit_get_their_4xx_from_the_real_server() {
         .await
         .expect("answer");
     assert_eq!(r.status().as_u16(), 422);
-    let body: serde_json::Value = r.json().await.expect("json");
-    assert_eq!(body["error"]["code"], "limit_exceeded");
+    assert_error(r, "limit_exceeded", "server.max_series_selectors").await;
+}
+
+/// The answer is our JSON error with `code`, its message naming the limit `key`.
+async fn assert_error(r: reqwest::Response, code: &str, key: &str) {
+    let v: serde_json::Value = r.json().await.expect("json");
+    assert_eq!(v["error"]["code"], code, "{v}");
     assert!(
-        body["error"]["message"]
+        v["error"]["message"]
             .as_str()
-            .is_some_and(|m| m.contains("server.max_series_selectors")),
-        "{body}"
+            .is_some_and(|m| m.contains(key)),
+        "{v}"
     );
 }

@@ -917,7 +917,7 @@ impl DetectState {
 
     /// Counters and, once a second (or now, with `refresh`), the top scores and the state
     /// size, for readers.
-    pub fn publish_stats(&self, refresh: bool) {
+    fn publish_stats(&self, refresh: bool) {
         let c = &self.published.counters;
         c.scored.store(self.scored, Relaxed);
         c.series.store(self.series.len() as u64, Relaxed);
