@@ -51,10 +51,10 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# Enough bodies that a run at up to ~3 M samples/s does not wrap around.
+# Enough bodies that a run at up to ~8 M samples/s does not wrap around.
 per_body=$((2000 * samples))
 if [ "$rounds" = 0 ]; then
-  bodies_needed=$(( (3000000 * secs) / per_body + 1 ))
+  bodies_needed=$(( (8000000 * secs) / per_body + 1 ))
   per_round=$(( (series + 1999) / 2000 ))
   rounds=$(( (bodies_needed + per_round - 1) / per_round ))
 fi

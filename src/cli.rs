@@ -256,6 +256,10 @@ pub struct ServeArgs {
     /// Kafka bootstrap brokers, HOST:PORT[,…] (overriding transport.kafka.brokers).
     #[arg(long)]
     pub kafka_brokers: Option<String>,
+    /// Listen on a non-loopback address with no credentials configured (as
+    /// server.allow_unauthenticated = true): anyone who reaches the port can write.
+    #[arg(long)]
+    pub insecure_listen: bool,
 }
 
 #[derive(Debug, Args)]

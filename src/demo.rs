@@ -84,7 +84,10 @@ pub async fn run(args: DemoArgs, cancel: CancellationToken) -> anyhow::Result<()
         .collect();
     cfg.incidents.topology = topology.clone();
     cfg.incidents.rerank_secs = 5;
-    cfg.incidents.pagerduty.routing_key = args.pagerduty_routing_key.clone();
+    cfg.incidents.pagerduty.routing_key = args
+        .pagerduty_routing_key
+        .clone()
+        .map(aiops_models::Secret::new);
     cfg.incidents.pagerduty.events_url = args.pagerduty_events_url.clone();
     cfg.validate().map_err(|e| anyhow::anyhow!("{e}"))?;
     let pagerduty = cfg.incidents.pagerduty.clone();

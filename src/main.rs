@@ -1,6 +1,7 @@
 //! The `aiops` binary: parses the command line and configuration, installs tracing, wires the
 //! stages and handles signals. Everything else lives in the library crates.
 
+mod auth;
 mod backfill;
 mod bench;
 mod cli;
@@ -33,9 +34,10 @@ fn main() -> anyhow::Result<()> {
 async fn run(cli: cli::Cli) -> anyhow::Result<()> {
     match cli.command {
         cli::Command::Serve(args) => {
-            let cfg = config::Config::load(args.config.as_deref())?
+            let mut cfg = config::Config::load(args.config.as_deref())?
                 .with_overrides(args.listen, args.data_dir)
                 .with_bus(args.bus.as_deref(), args.kafka_brokers)?;
+            cfg.server.allow_unauthenticated |= args.insecure_listen;
             cfg.validate()?;
             serve::serve(cfg, shutdown_on_signal(), None).await
         }

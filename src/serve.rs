@@ -37,6 +37,7 @@ pub async fn serve(
         );
         cfg.detect.detector = params;
     }
+    let auth = crate::auth::authenticator(&cfg.server).await?;
     // The Kafka worker stops after the forwarder drained (not with the first signal).
     let worker_cancel = CancellationToken::new();
     let mut registry = Registry::default();
@@ -373,7 +374,13 @@ pub async fn serve(
         incidents,
         limits: Arc::new(cfg.limits.clone()),
         heavy_reads: Arc::new(tokio::sync::Semaphore::new(cfg.server.max_concurrent_reads)),
+        auth: auth.clone(),
     };
+    tokio::spawn(crate::auth::reload_every(
+        auth,
+        std::time::Duration::from_secs(5),
+        cancel.child_token(),
+    ));
     let listener = tokio::net::TcpListener::bind(cfg.server.listen)
         .await
         .with_context(|| format!("binding {}", cfg.server.listen))?;

@@ -54,7 +54,6 @@ async fn a_real_alertmanager_opens_and_resolves_an_incident() {
     let Served {
         server: _server,
         base,
-        http,
         port: aiops_port,
         ..
     } = serve_with_config(
@@ -62,6 +61,8 @@ async fn a_real_alertmanager_opens_and_resolves_an_incident() {
         "[server]\napi_token = \"am-token\"\n[incidents]\nrerank_secs = 1\n",
     )
     .await;
+    // Reads need the token too once one is configured.
+    let http = http_with_token("am-token");
 
     let errors = Arc::new(AtomicU64::new(0));
     let target = exporter(errors.clone()).await;

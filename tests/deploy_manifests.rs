@@ -117,10 +117,15 @@ fn manifests_agree_with_each_other_and_with_the_binary() {
         s(&container["livenessProbe"]["httpGet"]["path"]),
         "/healthz"
     );
-    assert_eq!(
-        s(&container["env"][0]["name"]),
-        "AIOPS__SERVER__SCALING_TOKEN"
-    );
+    // Listening beyond loopback needs credentials; their files are mounted.
+    let creds = toml["server"]["credentials"]
+        .as_array()
+        .expect("credentials");
+    assert!(!creds.is_empty());
+    for c in creds {
+        let file = c["token_file"].as_str().expect("token_file");
+        assert!(mounted(file), "{file} is not on a mounted volume");
+    }
 
     // Services reach named container ports; the APIService reaches the TLS Service.
     let http = find(&all, "Service", "aiops");

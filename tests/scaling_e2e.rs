@@ -165,7 +165,7 @@ async fn kubectl_reads_the_metric_over_tls_with_a_bearer_token() {
     let denied = raw("wrong");
     assert!(!denied.status.success());
     assert!(
-        String::from_utf8_lossy(&denied.stderr).contains("a valid bearer token is required"),
+        String::from_utf8_lossy(&denied.stderr).contains("the credentials match none configured"),
         "{}",
         String::from_utf8_lossy(&denied.stderr)
     );

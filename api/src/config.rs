@@ -2,7 +2,10 @@
 
 use std::net::SocketAddr;
 
+use aiops_models::Secret;
 use serde::{Deserialize, Serialize};
+
+use crate::auth::{CredentialConfig, Scope};
 
 /// The HTTP server.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -31,12 +34,22 @@ pub struct ApiConfig {
     /// for a turn (within the request deadline). They run on the blocking pool, never on the
     /// threads that answer health checks.
     pub max_concurrent_reads: usize,
-    /// When set, the external metrics API and `/api/v1/scaling` require
-    /// `Authorization: Bearer <token>` (e.g. from `AIOPS__SERVER__SCALING_TOKEN`).
-    pub scaling_token: Option<String>,
-    /// When set, the write routes of the triage API (`POST /api/v1/incidents`, feedback) and the
-    /// Alertmanager webhook require `Authorization: Bearer <token>` (`AIOPS__SERVER__API_TOKEN`).
-    pub api_token: Option<String>,
+    /// A bearer token with the `scaling` scope: the external metrics API and `/api/v1/scaling`
+    /// (e.g. from `AIOPS__SERVER__SCALING_TOKEN`). Shorthand for a `[[server.credentials]]`.
+    pub scaling_token: Option<Secret>,
+    /// A bearer token with the `read` and `write` scopes (`AIOPS__SERVER__API_TOKEN`).
+    /// Shorthand for a `[[server.credentials]]`.
+    pub api_token: Option<Secret>,
+    /// Credentials and their scopes (see [`crate::auth`]). With any credential (or token)
+    /// configured, every route but `/healthz`, `/readyz`, the API document and the signed
+    /// PagerDuty webhook needs one.
+    pub credentials: Vec<CredentialConfig>,
+    /// Scopes served without credentials even when credentials exist (e.g. `["scaling"]` while
+    /// the Kubernetes aggregator, which cannot send a token, reaches the external metrics API).
+    pub unauthenticated_scopes: Vec<Scope>,
+    /// Listen on a non-loopback address with no credentials configured (`serve` refuses to
+    /// otherwise; `--insecure-listen` does the same).
+    pub allow_unauthenticated: bool,
     /// Also serve the API over HTTPS on this address (the Kubernetes aggregator reaches the
     /// external metrics API only over TLS). Needs `tls_cert_file` and `tls_key_file`.
     pub tls_listen: Option<SocketAddr>,
@@ -61,6 +74,9 @@ impl Default for ApiConfig {
             max_concurrent_reads: 4,
             scaling_token: None,
             api_token: None,
+            credentials: Vec::new(),
+            unauthenticated_scopes: Vec::new(),
+            allow_unauthenticated: false,
             tls_listen: None,
             tls_cert_file: None,
             tls_key_file: None,
@@ -69,6 +85,19 @@ impl Default for ApiConfig {
 }
 
 impl ApiConfig {
+    /// Whether any credential (or token) is configured.
+    pub fn has_credentials(&self) -> bool {
+        !self.credentials.is_empty() || self.api_token.is_some() || self.scaling_token.is_some()
+    }
+
+    /// The listen addresses that are reachable from other hosts.
+    pub fn exposed_addresses(&self) -> Vec<SocketAddr> {
+        std::iter::once(self.listen)
+            .chain(self.tls_listen)
+            .filter(|a| !a.ip().is_loopback())
+            .collect()
+    }
+
     /// Problems with the values, each naming its key.
     pub fn validate(&self, prefix: &str, problems: &mut Vec<String>) {
         if !(1024..=1 << 30).contains(&self.max_body_bytes) {
@@ -97,6 +126,16 @@ impl ApiConfig {
         }
         if self.max_series_per_query == 0 {
             problems.push(format!("{prefix}.max_series_per_query: must be at least 1"));
+        }
+        let mut names = std::collections::HashSet::new();
+        for (i, c) in self.credentials.iter().enumerate() {
+            c.validate(&format!("{prefix}.credentials[{i}]"), problems);
+            if !names.insert(c.name.as_str()) {
+                problems.push(format!(
+                    "{prefix}.credentials[{i}].name = {:?}: used twice",
+                    c.name
+                ));
+            }
         }
         if self.tls_listen.is_some()
             && (self.tls_cert_file.is_none() || self.tls_key_file.is_none())
@@ -153,7 +192,7 @@ impl Default for LimitsConfig {
         Self {
             max_series: 2_000_000,
             max_queue_delay_ms: 2_000,
-            max_head_bytes: 128 << 20,
+            max_head_bytes: 64 << 20,
             shed_wait_ms: 1_000,
         }
     }

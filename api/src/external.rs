@@ -9,9 +9,8 @@ use std::collections::BTreeMap;
 
 use aiops_detect::scaling::{ScalingError, ScalingValue};
 use axum::Json;
-use axum::extract::{Path, RawQuery, Request, State};
-use axum::http::{StatusCode, header};
-use axum::middleware::Next;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
@@ -29,7 +28,7 @@ pub struct Status {
 }
 
 impl Status {
-    fn new(code: StatusCode, reason: &'static str, message: impl Into<String>) -> Self {
+    pub(crate) fn new(code: StatusCode, reason: &'static str, message: impl Into<String>) -> Self {
         Self {
             code,
             reason,
@@ -51,30 +50,6 @@ impl IntoResponse for Status {
         });
         (self.code, Json(body)).into_response()
     }
-}
-
-/// Bearer-token check for the external metrics and scaling routes, when a token is configured.
-pub async fn require_token(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    if let Some(want) = &state.config.scaling_token {
-        let got = req
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "));
-        if !got.is_some_and(|g| constant_time_eq(g.as_bytes(), want.as_bytes())) {
-            return Status::new(
-                StatusCode::UNAUTHORIZED,
-                "Unauthorized",
-                "a valid bearer token is required",
-            )
-            .into_response();
-        }
-    }
-    next.run(req).await
-}
-
-pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 fn group() -> Value {

@@ -24,9 +24,8 @@ use aiops_rca::incident::{AlertInput, BookError, Change, IncidentBook, IncidentC
 use aiops_rca::pagerduty::{self as pd, WebhookEnvelope, WebhookIncident};
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{Path, Request, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -677,30 +676,6 @@ fn rank_incident(svc: &IncidentService, catalog: &SeriesCatalog, archive: &Archi
 
 // ---- routes ---------------------------------------------------------------------------------
 
-/// Requires `Authorization: Bearer <server.api_token>` when one is configured (write routes).
-pub async fn require_write_token(
-    State(state): State<AppState>,
-    req: Request,
-    next: Next,
-) -> Response {
-    if let Some(want) = &state.config.api_token {
-        let got = req
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "));
-        if !got.is_some_and(|g| crate::external::constant_time_eq(g.as_bytes(), want.as_bytes())) {
-            return ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "unauthorized",
-                "this route needs `Authorization: Bearer <token>` (server.api_token)",
-            )
-            .into_response();
-        }
-    }
-    next.run(req).await
-}
-
 fn parse_json<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
     serde_json::from_slice(body)
         .map_err(|e| ApiError::bad_request("bad_json", format!("request body: {e}")))
@@ -1301,7 +1276,7 @@ mod tests {
         let sent = Arc::new(Mutex::new(Vec::new()));
         let to_owner = sent.clone();
         let mut cfg = IncidentConfig::default();
-        cfg.pagerduty.routing_key = Some("r".repeat(32));
+        cfg.pagerduty.routing_key = Some(aiops_models::Secret::new("r".repeat(32)));
         let svc = IncidentService::open(cfg, dir.path(), &mut Registry::default())
             .expect("opens")
             .with_forward(Forward(Box::new(move |cmd| {

@@ -22,6 +22,7 @@
 //! [`error`]. Bodies are limited, every request has a deadline, and the server drains in-flight
 //! requests on shutdown (see `serve` in the binary).
 
+pub mod auth;
 mod config;
 pub mod error;
 pub mod external;
@@ -87,10 +88,13 @@ pub struct AppState {
     pub limits: Arc<LimitsConfig>,
     /// Turns for heavy reads (`server.max_concurrent_reads`).
     pub heavy_reads: Arc<tokio::sync::Semaphore>,
+    /// Credentials and their scopes.
+    pub auth: Arc<auth::Authenticator>,
 }
 
 /// The router with every route and middleware.
 pub fn router(state: AppState) -> Router {
+    use auth::{require_read, require_scaling, require_write};
     let scaling = Router::new()
         .route("/apis", get(external::api_group_list))
         .route("/apis/external.metrics.k8s.io", get(external::api_group))
@@ -104,35 +108,37 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/api/v1/scaling", get(external::list_scaling))
         .route("/api/v1/scaling/{name}", get(external::get_scaling))
-        .layer(middleware::from_fn_with_state(
+        .route_layer(middleware::from_fn_with_state(
             state.clone(),
-            external::require_token,
+            require_scaling,
         ));
     let writes = Router::new()
+        .route("/api/v1/write", post(write::remote_write))
         .route("/api/v1/incidents", post(incidents::create))
         .route("/api/v1/incidents/{id}/feedback", post(incidents::feedback))
         .route("/api/v1/alertmanager", post(incidents::alertmanager))
-        .layer(middleware::from_fn_with_state(
-            state.clone(),
-            incidents::require_write_token,
-        ));
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_write));
+    let reads = Router::new()
+        .route("/api/v1/incidents", get(incidents::list))
+        .route("/api/v1/incidents/{id}", get(incidents::get))
+        .route("/api/v1/series", get(query::list_series))
+        .route("/api/v1/series/{id}/samples", get(query::series_samples))
+        .route("/api/v1/anomalies", get(query::anomalies))
+        .route("/metrics", get(health::metrics))
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_read));
+    // Open: the probes, the API document, and the PagerDuty webhook (signed: it checks the
+    // `X-PagerDuty-Signature` itself).
     Router::new()
         .merge(scaling)
         .merge(writes)
-        .route("/api/v1/incidents", get(incidents::list))
-        .route("/api/v1/incidents/{id}", get(incidents::get))
+        .merge(reads)
         .route(
             "/api/v1/pagerduty/webhook",
             post(incidents::pagerduty_webhook),
         )
         .route("/api/v1/openapi.json", get(incidents::openapi))
-        .route("/api/v1/write", post(write::remote_write))
-        .route("/api/v1/series", get(query::list_series))
-        .route("/api/v1/series/{id}/samples", get(query::series_samples))
-        .route("/api/v1/anomalies", get(query::anomalies))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
-        .route("/metrics", get(health::metrics))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(state.clone(), observe))

@@ -1,6 +1,7 @@
 //! Metrics of the HTTP API: `aiops_api_*`.
 
 use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
@@ -16,11 +17,22 @@ pub struct RequestLabels {
     pub status: u16,
 }
 
+/// Labels of a turned-away request.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DeniedLabels {
+    /// The scope the route needs.
+    pub scope: String,
+    /// `missing`, `invalid` or `forbidden`.
+    pub reason: String,
+}
+
 /// API metrics.
 #[derive(Debug, Clone)]
 pub struct ApiMetrics {
     /// Request latency by route, method and status.
     pub request_seconds: Family<RequestLabels, Histogram>,
+    /// Requests turned away by authentication.
+    pub auth_denied: Family<DeniedLabels, Counter>,
 }
 
 impl ApiMetrics {
@@ -30,12 +42,34 @@ impl ApiMetrics {
             request_seconds: Family::new_with_constructor(|| {
                 Histogram::new(exponential_buckets(0.0005, 2.0, 16))
             }),
+            auth_denied: Family::default(),
         };
-        registry.sub_registry_with_prefix("aiops_api").register(
+        let sub = registry.sub_registry_with_prefix("aiops_api");
+        sub.register(
             "request_duration_seconds",
             "HTTP request latency by route, method and status.",
             m.request_seconds.clone(),
         );
+        sub.register(
+            "auth_denied",
+            "Requests turned away by authentication, by the scope needed and why (missing, invalid, forbidden).",
+            m.auth_denied.clone(),
+        );
         m
+    }
+
+    /// Counts a request turned away.
+    pub fn auth_denied(&self, scope: &str, why: &crate::auth::Denied) {
+        let reason = match why {
+            crate::auth::Denied::Missing => "missing",
+            crate::auth::Denied::Invalid => "invalid",
+            crate::auth::Denied::Forbidden { .. } => "forbidden",
+        };
+        self.auth_denied
+            .get_or_create(&DeniedLabels {
+                scope: scope.into(),
+                reason: reason.into(),
+            })
+            .inc();
     }
 }

@@ -169,7 +169,7 @@ async fn deliver(http: &reqwest::Client, cfg: &PagerdutyConfig, item: &OutboxIte
             incident_id,
             content,
         } => {
-            let Some(token) = &cfg.api_token else {
+            let Some(token) = cfg.api_token.as_ref().map(aiops_models::Secret::expose) else {
                 return Outcome::Reject("no api_token configured for notes".into());
             };
             http.post(format!(

@@ -16,6 +16,8 @@ use super::*;
 struct Harness {
     router: Router,
     _dir: tempfile::TempDir,
+    /// Sent as `Authorization: Bearer` by [`get`].
+    token: Option<String>,
 }
 
 fn harness_with(config: ApiConfig) -> Harness {
@@ -86,7 +88,9 @@ fn harness_all(
     let (sender, receiver) = TransportConfig::default().build();
     // The stage ends when the router (holding the last sender) is dropped with the test.
     let _ = stage.spawn(receiver);
+    let auth = Arc::new(crate::auth::Authenticator::from_config(&config).expect("credentials"));
     let state = AppState {
+        auth,
         config: Arc::new(config),
         catalog,
         archive,
@@ -106,6 +110,7 @@ fn harness_all(
     Harness {
         router: router(state),
         _dir: dir,
+        token: None,
     }
 }
 
@@ -138,11 +143,19 @@ async fn call(h: &Harness, req: Request<Body>) -> (StatusCode, serde_json::Value
 }
 
 async fn get(h: &Harness, uri: &str) -> (StatusCode, serde_json::Value) {
-    call(h, Request::get(uri).body(Body::empty()).expect("valid")).await
+    let mut r = Request::get(uri);
+    if let Some(t) = &h.token {
+        r = r.header("authorization", format!("Bearer {t}"));
+    }
+    call(h, r.body(Body::empty()).expect("valid")).await
 }
 
 async fn get_text(h: &Harness, uri: &str) -> String {
-    let req = Request::get(uri).body(Body::empty()).expect("valid");
+    let mut req = Request::get(uri);
+    if let Some(t) = &h.token {
+        req = req.header("authorization", format!("Bearer {t}"));
+    }
+    let req = req.body(Body::empty()).expect("valid");
     let resp = h.router.clone().oneshot(req).await.expect("infallible");
     let body = axum::body::to_bytes(resp.into_body(), usize::MAX)
         .await
@@ -488,7 +501,7 @@ fn scaling_harness(token: Option<&str>) -> Harness {
     }
     harness_full(
         ApiConfig {
-            scaling_token: token.map(str::to_owned),
+            scaling_token: token.map(Into::into),
             ..ApiConfig::default()
         },
         scaling,
@@ -616,7 +629,7 @@ fn incident_harness() -> Harness {
         },
         ..Default::default()
     };
-    harness_all(
+    let mut h = harness_all(
         ApiConfig {
             api_token: Some("t0ken".into()),
             ..ApiConfig::default()
@@ -626,7 +639,9 @@ fn incident_harness() -> Harness {
         Default::default(),
         cfg,
         Default::default(),
-    )
+    );
+    h.token = Some("t0ken".into());
+    h
 }
 
 fn post_json(uri: &str, token: Option<&str>, body: &str) -> Request<Body> {
@@ -970,5 +985,146 @@ async fn writes_are_shed_with_503_and_retry_after_while_compaction_is_behind() {
             .as_str()
             .is_some_and(|m| m.contains("limits.max_head_bytes")),
         "{body}"
+    );
+}
+
+/// Every route, the scope it needs (`None`: open), and a request body that gets past auth.
+const ROUTES: &[(&str, &str, Option<crate::auth::Scope>)] = {
+    use crate::auth::Scope::{Read, Scaling, Write};
+    &[
+        ("POST", "/api/v1/write", Some(Write)),
+        ("POST", "/api/v1/incidents", Some(Write)),
+        ("POST", "/api/v1/incidents/inc-1/feedback", Some(Write)),
+        ("POST", "/api/v1/alertmanager", Some(Write)),
+        ("GET", "/api/v1/incidents", Some(Read)),
+        ("GET", "/api/v1/incidents/inc-1", Some(Read)),
+        ("GET", "/api/v1/series", Some(Read)),
+        ("GET", "/api/v1/series/1/samples", Some(Read)),
+        ("GET", "/api/v1/anomalies", Some(Read)),
+        ("GET", "/metrics", Some(Read)),
+        ("GET", "/apis", Some(Scaling)),
+        ("GET", "/apis/external.metrics.k8s.io", Some(Scaling)),
+        (
+            "GET",
+            "/apis/external.metrics.k8s.io/v1beta1",
+            Some(Scaling),
+        ),
+        (
+            "GET",
+            "/apis/external.metrics.k8s.io/v1beta1/namespaces/shop/checkout_rps",
+            Some(Scaling),
+        ),
+        ("GET", "/api/v1/scaling", Some(Scaling)),
+        ("GET", "/api/v1/scaling/checkout", Some(Scaling)),
+        ("GET", "/healthz", None),
+        ("GET", "/readyz", None),
+        ("GET", "/api/v1/openapi.json", None),
+        ("POST", "/api/v1/pagerduty/webhook", None),
+    ]
+};
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_route_answers_401_without_credentials_403_without_the_scope_and_passes_with_it() {
+    use crate::auth::{CredentialConfig, Scope};
+    let cred = |name: &str, token: &str, scope: Scope| CredentialConfig {
+        name: name.into(),
+        scopes: vec![scope],
+        token: Some(token.into()),
+        token_file: None,
+        username: None,
+        password: None,
+        password_file: None,
+    };
+    let h = harness_with(ApiConfig {
+        credentials: vec![
+            cred("writer", "w", Scope::Write),
+            cred("reader", "r", Scope::Read),
+            cred("hpa", "s", Scope::Scaling),
+        ],
+        ..ApiConfig::default()
+    });
+    let token_of = |s: Scope| match s {
+        Scope::Write => "w",
+        Scope::Read => "r",
+        Scope::Scaling => "s",
+    };
+    let req = |method: &str, path: &str, token: Option<&str>| {
+        let mut r = Request::builder().method(method).uri(path);
+        if let Some(t) = token {
+            r = r.header("authorization", format!("Bearer {t}"));
+        }
+        r.header("content-type", "application/json")
+            .body(Body::from("{}"))
+            .expect("valid")
+    };
+    for &(method, path, scope) in ROUTES {
+        let Some(scope) = scope else {
+            let (s, _) = call(&h, req(method, path, None)).await;
+            assert!(
+                s != StatusCode::UNAUTHORIZED && s != StatusCode::FORBIDDEN,
+                "{method} {path} is open, got {s}"
+            );
+            continue;
+        };
+        let resp = h
+            .router
+            .clone()
+            .oneshot(req(method, path, None))
+            .await
+            .expect("infallible");
+        assert_eq!(resp.status(), StatusCode::UNAUTHORIZED, "{method} {path}");
+        assert!(
+            resp.headers().contains_key("www-authenticate"),
+            "{method} {path}"
+        );
+        assert_eq!(
+            call(&h, req(method, path, Some("nope"))).await.0,
+            StatusCode::UNAUTHORIZED,
+            "{method} {path} with a wrong token"
+        );
+        for other in [Scope::Write, Scope::Read, Scope::Scaling] {
+            let (s, body) = call(&h, req(method, path, Some(token_of(other)))).await;
+            let allowed = other == scope || (scope == Scope::Scaling && other == Scope::Read);
+            if allowed {
+                assert!(
+                    s != StatusCode::UNAUTHORIZED && s != StatusCode::FORBIDDEN,
+                    "{method} {path} with {other:?}: {s} {body}"
+                );
+            } else {
+                assert_eq!(s, StatusCode::FORBIDDEN, "{method} {path} with {other:?}");
+                let named = if path.starts_with("/apis") {
+                    body["message"].as_str()
+                } else {
+                    body["error"]["message"].as_str()
+                };
+                assert!(named.is_some_and(|m| m.contains("scope")), "{body}");
+            }
+        }
+    }
+    // An unknown route is 404 whoever asks, not 401.
+    assert_eq!(
+        call(&h, req("GET", "/api/v1/nothing", None)).await.0,
+        StatusCode::NOT_FOUND
+    );
+    // The API document lists no route the matrix misses.
+    let (_, doc) = get(&h, "/api/v1/openapi.json").await;
+    for p in doc["paths"].as_object().expect("paths").keys() {
+        let p = p.replace("{id}", "inc-1");
+        assert!(
+            ROUTES.iter().any(|(_, path, _)| *path == p),
+            "{p} is documented but not in the auth matrix"
+        );
+    }
+    let metrics = get_text(
+        &Harness {
+            token: Some("r".into()),
+            ..h
+        },
+        "/metrics",
+    )
+    .await;
+    assert!(
+        metrics.contains("aiops_api_auth_denied_total{scope=\"write\",reason=\"missing\"}"),
+        "{metrics}"
     );
 }

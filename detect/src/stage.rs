@@ -193,7 +193,24 @@ pub struct SeriesState {
     /// Whether it feeds a scaling target, once looked up (only members' samples go there).
     #[serde(skip)]
     pub scaling_member: Option<bool>,
+    /// Its place in its service's vector, once found ([`SLOT_UNKNOWN`], [`SLOT_NONE`] when the
+    /// vector was full): a hint checked against the vector, never trusted blindly.
+    #[serde(skip, default = "slot_unknown")]
+    pub service_slot: u16,
 }
+
+/// [`SeriesState::service_slot`] not looked up yet.
+pub const SLOT_UNKNOWN: u16 = u16::MAX;
+/// [`SeriesState::service_slot`]: the service's vector was full when the series came.
+pub const SLOT_NONE: u16 = u16::MAX - 1;
+
+fn slot_unknown() -> u16 {
+    SLOT_UNKNOWN
+}
+
+/// Services by name, hashed with FxHash (one lookup per scored sample; SipHash's DoS resistance
+/// buys nothing for names the operator's own series carry).
+pub type ServiceMap = HashMap<String, ServiceState, rustc_hash::FxBuildHasher>;
 
 /// A partition's share of the state: series, services, open events.
 pub type PartitionShare = (
@@ -260,7 +277,7 @@ pub struct DetectState {
     pub series: IdHashMap<Box<SeriesState>>,
     /// Per service (multivariate).
     #[serde(default)]
-    pub services: HashMap<String, ServiceState>,
+    pub services: ServiceMap,
     /// Recent events, oldest first.
     pub events: Vec<AnomalyEvent>,
     /// Predictive scaling targets (shared with the API, behind a lock of their own).
@@ -371,6 +388,7 @@ impl DetectState {
             service: None,
             warming: false,
             scaling_member: None,
+            service_slot: SLOT_UNKNOWN,
         };
         if !warm_wanted {
             return st;
@@ -579,11 +597,13 @@ impl DetectState {
         s: &Scored,
         services: bool,
     ) {
-        let Some(known) = self.series.get(&id).map(|st| st.service.clone()) else {
+        // One lookup of the series; its event is tracked only when one is open or the score
+        // reaches the event score (almost never), its service vector fed through a slot hint.
+        let Some(st) = self.series.get_mut(&id) else {
             return;
         };
-        let service = match known {
-            Some(s) => s,
+        let service = match &st.service {
+            Some(s) => s.clone(),
             None => {
                 // One shared name per service, not one string per series.
                 let name = catalog.get(id).as_deref().and_then(service_of);
@@ -595,43 +615,46 @@ impl DetectState {
                         a
                     }
                 });
-                if let Some(st) = self.series.get_mut(&id) {
-                    st.service = Some(s.clone());
-                }
+                st.service = Some(s.clone());
                 s
             }
         };
-        let Some(st) = self.series.get_mut(&id) else {
-            return;
-        };
-        let open = st.open_event.take();
-        let opened = self.track_event(cfg, open, ts, s, value, || {
-            let meta = catalog.get(id);
-            AnomalyEvent {
-                id: format!("{id}-{ts}"),
-                series_id: id,
-                metric: meta.as_ref().map(|m| m.metric.clone()).unwrap_or_default(),
-                service: service.as_deref().map(str::to_owned),
-                labels: meta.as_ref().map(|m| m.labels.clone()).unwrap_or_default(),
-                start_ms: ts,
-                peak_ms: ts,
-                last_ms: ts,
-                end_ms: None,
-                score: s.score,
-                observed: value,
-                expected: s.expected,
-                lower: s.lower,
-                upper: s.upper,
+        let hint = st.service_slot;
+        if st.open_event.is_some() || s.score >= cfg.event_score {
+            let open = st.open_event.take();
+            let opened = self.track_event(cfg, open, ts, s, value, || {
+                let meta = catalog.get(id);
+                AnomalyEvent {
+                    id: format!("{id}-{ts}"),
+                    series_id: id,
+                    metric: meta.as_ref().map(|m| m.metric.clone()).unwrap_or_default(),
+                    service: service.as_deref().map(str::to_owned),
+                    labels: meta.as_ref().map(|m| m.labels.clone()).unwrap_or_default(),
+                    start_ms: ts,
+                    peak_ms: ts,
+                    last_ms: ts,
+                    end_ms: None,
+                    score: s.score,
+                    observed: value,
+                    expected: s.expected,
+                    lower: s.lower,
+                    upper: s.upper,
+                }
+            });
+            if let Some(st) = self.series.get_mut(&id) {
+                st.open_event = opened;
             }
-        });
-        if let Some(st) = self.series.get_mut(&id) {
-            st.open_event = opened;
         }
         if services
             && cfg.services.enabled
             && let Some(service) = service
         {
-            self.feed_service(cfg, &service, id, catalog, ts, value);
+            let slot = self.feed_service(cfg, &service, id, hint, catalog, ts, value);
+            if slot != hint
+                && let Some(st) = self.series.get_mut(&id)
+            {
+                st.service_slot = slot;
+            }
         }
     }
 
@@ -695,15 +718,18 @@ impl DetectState {
 
     /// Records a series' scored value in its service's vector; when the step moves on, scores
     /// the finished step's vector as a whole.
+    /// Returns the series' slot in the vector (or [`SLOT_NONE`]), the hint for next time.
+    #[allow(clippy::too_many_arguments)]
     fn feed_service(
         &mut self,
         cfg: &DetectConfig,
         service: &str,
         id: SeriesId,
+        hint: u16,
         catalog: &SeriesCatalog,
         ts: i64,
         value: f64,
-    ) {
+    ) -> u16 {
         let sc = &cfg.services;
         let step_ms = sc.step_secs as i64 * 1000;
         let step = ts.div_euclid(step_ms);
@@ -723,9 +749,16 @@ impl DetectState {
             );
         }
         let st = self.services.get_mut(service).expect("inserted above");
-        let slot = match st.members.iter().position(|m| *m == id) {
+        let full = st.members.len() >= sc.max_metrics;
+        let known = match hint {
+            // Still full: still not a member (a vector only grows, until its service goes).
+            SLOT_NONE if full => return SLOT_NONE,
+            j if st.members.get(usize::from(j)) == Some(&id) => Some(usize::from(j)),
+            _ => st.members.iter().position(|m| *m == id),
+        };
+        let slot = match known {
             Some(j) => j,
-            None if st.members.len() < sc.max_metrics => {
+            None if !full => {
                 // A new member changes the vector: the model starts over.
                 let metric = catalog
                     .get(id)
@@ -737,7 +770,7 @@ impl DetectState {
                 st.model = ServiceModel::new(sc.model, st.members.len());
                 st.members.len() - 1
             }
-            None => return,
+            None => return SLOT_NONE,
         };
         let mut finished = None;
         if step > st.step && st.members.len() >= 2 {
@@ -758,6 +791,8 @@ impl DetectState {
         if let Some((at, scored, open)) = finished {
             self.service_scored(cfg, service, at, scored, open);
         }
+        // max_metrics is at most 1024: every slot fits.
+        slot as u16
     }
 
     fn service_scored(

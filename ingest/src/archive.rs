@@ -21,6 +21,7 @@
 //! part (or both, and then the segment is dropped on open).
 
 mod merge;
+mod order;
 mod part;
 mod read;
 pub(crate) mod wal;
@@ -76,7 +77,7 @@ impl Default for ArchiveConfig {
     fn default() -> Self {
         Self {
             data_dir: PathBuf::from("./data"),
-            segment_max_bytes: 64 << 20,
+            segment_max_bytes: 32 << 20,
             segment_max_secs: 600,
             fsync: true,
             retention_secs: 15 * 24 * 3600,
@@ -785,9 +786,15 @@ impl ArchiveStage {
     fn run(mut self, rt: tokio::runtime::Handle, mut input: BatchReceiver) {
         let (compact_tx, compact_rx) = mpsc::channel::<u64>();
         let shared = self.shared.clone();
+        let (merge_tx, merge_rx) = mpsc::channel::<()>();
         let compactor = std::thread::Builder::new()
             .name("aiops-compactor".into())
-            .spawn(move || compactor(shared, compact_rx))
+            .spawn(move || compactor(shared, compact_rx, merge_tx))
+            .expect("spawning a thread only fails when the OS is out of resources");
+        let shared = self.shared.clone();
+        let merger = std::thread::Builder::new()
+            .name("aiops-merger".into())
+            .spawn(move || merger(shared, merge_rx))
             .expect("spawning a thread only fails when the OS is out of resources");
         for seq in self.sealed.drain(..) {
             let _ = compact_tx.send(seq);
@@ -837,6 +844,7 @@ impl ArchiveStage {
         self.shared.stopping.store(true, Ordering::Relaxed);
         drop(compact_tx);
         let _ = compactor.join();
+        let _ = merger.join();
         info!("Archive stage stopped.");
     }
 
@@ -980,7 +988,7 @@ impl ArchiveStage {
 }
 
 /// Compacts sealed segments and enforces retention until the stage stops.
-fn compactor(shared: Arc<Shared>, rx: mpsc::Receiver<u64>) {
+fn compactor(shared: Arc<Shared>, rx: mpsc::Receiver<u64>, merges: mpsc::Sender<()>) {
     let every = Duration::from_secs(shared.cfg.retention_check_secs);
     let mut last_retention: Option<Instant> = None;
     loop {
@@ -989,13 +997,16 @@ fn compactor(shared: Arc<Shared>, rx: mpsc::Receiver<u64>) {
                 info!("Stopping: sealed WAL segments are compacted at the next start.");
                 break;
             }
-            Ok(seq) => {
-                if let Err(e) = compact(&shared, seq) {
+            Ok(seq) => match compact(&shared, seq) {
+                Ok(()) => {
+                    let _ = merges.send(());
+                }
+                Err(e) => {
                     // The segment stays in the WAL and the head; the next start retries.
                     error!(seq, error = %e, "Compaction failed; the segment stays in the WAL.");
                     shared.fail(e.to_string());
                 }
-            }
+            },
             Err(mpsc::RecvTimeoutError::Timeout) => {}
             Err(mpsc::RecvTimeoutError::Disconnected) => break,
         }
@@ -1003,37 +1014,64 @@ fn compactor(shared: Arc<Shared>, rx: mpsc::Receiver<u64>) {
             last_retention = Some(Instant::now());
             enforce_retention(&shared, now_ms());
         }
-        // Merges only while no sealed segment waits: compaction (which bounds the head) first.
-        let idle = shared.head.read().unwrap_or_else(|p| p.into_inner()).len() <= 1;
-        if idle && !shared.stopping.load(Ordering::Relaxed) {
-            merge_step(&shared);
+    }
+}
+
+/// Merges parts on a thread of its own, at a lower CPU priority than ingest and compaction:
+/// a long merge never holds up the compaction that bounds the head, and under saturation
+/// merges wait for spare CPU. Woken after each compaction; gives up a merge on shutdown.
+fn merger(shared: Arc<Shared>, wake: mpsc::Receiver<()>) {
+    lower_thread_priority();
+    while !shared.stopping.load(Ordering::Relaxed) {
+        if merge_step(&shared) {
+            continue;
+        }
+        match wake.recv_timeout(Duration::from_secs(1)) {
+            Ok(()) | Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
         }
     }
 }
 
-/// Merges one run of similar parts, if there is one (see [`merge`]).
-fn merge_step(shared: &Shared) {
+/// Nice 10 for the calling thread (Linux keeps a nice value per thread). `aiops bench
+/// cardinality` and `scripts/compare_ingest.sh` show what it pays (README, "The archive").
+#[allow(unsafe_code)]
+fn lower_thread_priority() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: plain system calls on the calling thread's own id; no memory is shared.
+    unsafe {
+        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+        if libc::setpriority(libc::PRIO_PROCESS, tid, 10) != 0 {
+            warn!("Could not lower the merge thread's priority; merges compete with ingest.");
+        }
+    }
+}
+
+/// Merges one run of similar parts, if there is one (see [`merge`]); true if it merged.
+fn merge_step(shared: &Shared) -> bool {
     let cfg = &shared.cfg;
     if cfg.merge_fan_in < 2 {
-        return;
+        return false;
     }
     let inputs = {
         let parts = shared.parts.read().unwrap_or_else(|p| p.into_inner());
         match merge::plan(&parts, cfg.merge_fan_in, cfg.merge_max_rows) {
             Some(p) => p,
-            None => return,
+            None => return false,
         }
     };
     let (first, last) = (inputs[0].first_seq, inputs[inputs.len() - 1].seq);
     let path = range_path(&cfg.data_dir, first, last);
     let started = Instant::now();
-    let merged = match merge::merge(&inputs, &path) {
+    let merged = match merge::merge(&inputs, &path, &shared.stopping) {
         Ok(m) => m,
         Err(reason) => {
             // The inputs stay; a part removed by retention meanwhile is the usual cause.
-            warn!(first, last, %reason, "Merging parts failed; they stay as they are.");
+            if !shared.stopping.load(Ordering::Relaxed) {
+                warn!(first, last, %reason, "Merging parts failed; they stay as they are.");
+            }
             let _ = fs::remove_file(path.with_extension("parquet.tmp"));
-            return;
+            return false;
         }
     };
     {
@@ -1062,6 +1100,7 @@ fn merge_step(shared: &Shared) {
         secs = started.elapsed().as_secs_f64(),
         "Merged archive parts."
     );
+    true
 }
 
 fn compact(shared: &Shared, seq: u64) -> Result<(), IngestError> {

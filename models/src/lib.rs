@@ -22,6 +22,7 @@ mod catalog;
 mod error;
 pub mod incident;
 pub mod registry;
+mod secret;
 mod selector;
 mod series;
 
@@ -29,6 +30,7 @@ pub use anomaly::{AnomalyEvent, service_of};
 pub use batch::{SampleBatch, SampleBatchBuilder, StaleMarker, sample_schema};
 pub use catalog::{CatalogInsert, CatalogView, SeriesCatalog};
 pub use error::ModelError;
+pub use secret::Secret;
 pub use selector::{MatchOp, Matcher, Selector};
 pub use series::{
     IdHashMap, IdHasher, METRIC_NAME_LABEL, STALE_NAN_BITS, SeriesHasher, SeriesId, SeriesMeta,

@@ -2,6 +2,7 @@
 //! note with our candidates, webhook v3 payloads and their signatures. The HTTP side (durable
 //! outbox, retries, the webhook route) lives in `aiops-api`.
 
+use aiops_models::Secret;
 use aiops_models::incident::{Incident, IncidentStatus};
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
@@ -14,17 +15,17 @@ use sha2::Sha256;
 pub struct PagerdutyConfig {
     /// Events API v2 integration (routing) key: incidents trigger and resolve PagerDuty alerts.
     /// Unset: nothing is sent. (`AIOPS__INCIDENTS__PAGERDUTY__ROUTING_KEY`.)
-    pub routing_key: Option<String>,
+    pub routing_key: Option<Secret>,
     /// Events API endpoint (EU accounts: `https://events.eu.pagerduty.com/v2/enqueue`).
     pub events_url: String,
     /// REST API base (EU: `https://api.eu.pagerduty.com`), for incident notes.
     pub api_url: String,
     /// REST API token: with it, a triggered PagerDuty incident gets our candidates as a note.
-    pub api_token: Option<String>,
+    pub api_token: Option<Secret>,
     /// `From:` address for REST calls (a PagerDuty user's e-mail; required by account tokens).
     pub from_email: Option<String>,
     /// Webhook v3 signing secrets (several during a rotation). Empty: the webhook route is off.
-    pub webhook_secrets: Vec<String>,
+    pub webhook_secrets: Vec<Secret>,
     /// Severity of triggered alerts: `critical`, `error`, `warning` or `info`.
     pub severity: String,
     /// How aiops is reached by people (links in alerts and notes), e.g.
@@ -60,7 +61,7 @@ impl Default for PagerdutyConfig {
 impl PagerdutyConfig {
     /// Problems with the values, each naming its key.
     pub fn validate(&self, prefix: &str, problems: &mut Vec<String>) {
-        if let Some(k) = &self.routing_key
+        if let Some(k) = self.routing_key.as_ref().map(Secret::expose)
             && (k.len() != 32 || !k.chars().all(|c| c.is_ascii_alphanumeric()))
         {
             problems.push(format!(
@@ -87,7 +88,7 @@ impl PagerdutyConfig {
                 "{prefix}.from_email: needed with api_token (PagerDuty's REST API wants a From: user)"
             ));
         }
-        if self.webhook_secrets.iter().any(String::is_empty) {
+        if self.webhook_secrets.iter().any(|s| s.expose().is_empty()) {
             problems.push(format!(
                 "{prefix}.webhook_secrets: a secret must not be empty"
             ));
@@ -118,7 +119,7 @@ impl PagerdutyConfig {
 /// The Events API v2 message for an incident's state: `trigger` while open (a re-trigger with
 /// the same `dedup_key` updates the alert), `resolve` once resolved. `None` without a routing key.
 pub fn event_for(cfg: &PagerdutyConfig, inc: &Incident) -> Option<serde_json::Value> {
-    let key = cfg.routing_key.as_ref()?;
+    let key = cfg.routing_key.as_ref()?.expose();
     if inc.status == IncidentStatus::Resolved {
         return Some(json!({
             "routing_key": key,
@@ -201,7 +202,7 @@ pub fn note_text(cfg: &PagerdutyConfig, inc: &Incident) -> String {
 
 /// Whether `header` (`v1=<hex>[,v1=<hex>…]`) holds an HMAC-SHA256 of `body` under any of the
 /// `secrets`. Compared in constant time, over the exact bytes received.
-pub fn signature_ok(secrets: &[String], body: &[u8], header: &str) -> bool {
+pub fn signature_ok(secrets: &[Secret], body: &[u8], header: &str) -> bool {
     header
         .split(',')
         .map(str::trim)
@@ -209,8 +210,8 @@ pub fn signature_ok(secrets: &[String], body: &[u8], header: &str) -> bool {
         .filter_map(|h| hex::decode(h).ok())
         .any(|sig| {
             secrets.iter().any(|secret| {
-                let mut mac =
-                    Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("any key length");
+                let mut mac = Hmac::<Sha256>::new_from_slice(secret.expose().as_bytes())
+                    .expect("any key length");
                 mac.update(body);
                 mac.verify_slice(&sig).is_ok()
             })
@@ -354,8 +355,11 @@ mod tests {
             routing_key: Some("0123456789abcdef0123456789abcdef".into()),
             ..PagerdutyConfig::default()
         };
+        // The key goes to PagerDuty, never into a log line of the configuration.
+        assert!(!format!("{cfg:?}").contains("0123456789abcdef"));
         let mut inc = incident();
         let t = event_for(&cfg, &inc).expect("a routing key is set");
+        assert_eq!(t["routing_key"], "0123456789abcdef0123456789abcdef");
         assert_eq!(t["event_action"], "trigger");
         assert_eq!(t["dedup_key"], "inc-1");
         assert_eq!(t["payload"]["severity"], "error");
@@ -384,7 +388,7 @@ mod tests {
     #[test]
     fn signatures_any_matching_secret_any_listed_signature() {
         let body = br#"{"event":{"id":"e1"}}"#;
-        let secrets = vec!["old".to_owned(), "new".to_owned()];
+        let secrets: Vec<Secret> = vec!["old".into(), "new".into()];
         let good = sign("new", body);
         assert!(signature_ok(&secrets, body, &good));
         assert!(signature_ok(&secrets, body, &format!("v1=00ff, {good}")));

@@ -117,6 +117,19 @@ pub fn http() -> reqwest::Client {
     aiops_ingest::http_client().build().expect("client builds")
 }
 
+/// A client that sends `Authorization: Bearer <token>` with every request.
+pub fn http_with_token(token: &str) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {token}").parse().expect("header"),
+    );
+    aiops_ingest::http_client()
+        .default_headers(headers)
+        .build()
+        .expect("client builds")
+}
+
 /// GET a text document (e.g. `/metrics`).
 pub async fn get_text(http: &reqwest::Client, url: &str) -> String {
     http.get(url)

@@ -18,6 +18,7 @@ use std::collections::BinaryHeap;
 use std::fs::File;
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::part::{self, PartInfo, ROW_GROUP_ROWS};
 use aiops_models::sample_schema;
@@ -93,7 +94,9 @@ impl Input {
 
 /// Merges `inputs` (consecutive, in sequence order) into one part at `path` covering their
 /// sequence range. Inputs are left in place.
-pub fn merge(inputs: &[PartInfo], path: &Path) -> Result<PartInfo, String> {
+/// Merges `inputs` into one part at `path`; gives up (an error, nothing written under `path`)
+/// as soon as `stop` is set, so that a shutdown never waits for a long merge.
+pub fn merge(inputs: &[PartInfo], path: &Path, stop: &AtomicBool) -> Result<PartInfo, String> {
     let first_seq = inputs
         .iter()
         .map(|p| p.first_seq)
@@ -102,6 +105,9 @@ pub fn merge(inputs: &[PartInfo], path: &Path) -> Result<PartInfo, String> {
     let seq = inputs.iter().map(|p| p.seq).max().unwrap_or(first_seq);
     let min_ts = inputs.iter().map(|p| p.min_ts).min().unwrap_or(i64::MAX);
     let max_ts = inputs.iter().map(|p| p.max_ts).max().unwrap_or(i64::MIN);
+    if stop.load(Ordering::Relaxed) {
+        return Err("stopping".into());
+    }
     let mut sources = Vec::with_capacity(inputs.len());
     let mut heap = BinaryHeap::new();
     for (i, p) in inputs.iter().enumerate() {
@@ -149,6 +155,9 @@ pub fn merge(inputs: &[PartInfo], path: &Path) -> Result<PartInfo, String> {
             rows += 1;
             src.row += 1;
             if ids.len() == ROW_GROUP_ROWS {
+                if stop.load(Ordering::Relaxed) {
+                    return Err("stopping".into());
+                }
                 flush(&mut ids, &mut ts, &mut vs, &mut w)?;
             }
             if !src.refill()? {
@@ -224,7 +233,14 @@ mod tests {
             inputs.push(part::write_part(seq, &path, &[b.finish()]).expect("writes"));
         }
         let out = dir.path().join("1-3.parquet");
-        let merged = merge(&inputs, &out).expect("merges");
+        let stop = AtomicBool::new(true);
+        assert_eq!(
+            merge(&inputs, &out, &stop).err().as_deref(),
+            Some("stopping")
+        );
+        assert!(!out.exists() && !out.with_extension("parquet.tmp").exists());
+        stop.store(false, Ordering::Relaxed);
+        let merged = merge(&inputs, &out, &stop).expect("merges");
         assert_eq!((merged.first_seq, merged.seq, merged.rows), (1, 3, 7));
         assert_eq!((merged.min_ts, merged.max_ts), (1, 20));
         let mut got = Vec::new();

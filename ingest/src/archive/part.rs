@@ -74,7 +74,7 @@ pub(super) fn writer_properties(
 /// renamed, so a crash never leaves a half part under the final name).
 pub fn write_part(seq: u64, path: &Path, batches: &[SampleBatch]) -> Result<PartInfo, String> {
     // Rows are gathered straight from the head's batches (no concatenated copy of the segment).
-    let cols: Vec<(&[u64], &[i64], &[f64])> = batches
+    let cols: Vec<super::order::Columns<'_>> = batches
         .iter()
         .map(|b| (b.series_ids(), b.timestamps(), b.values()))
         .collect();
@@ -82,39 +82,8 @@ pub fn write_part(seq: u64, path: &Path, batches: &[SampleBatch]) -> Result<Part
     if cols.len() > u32::MAX as usize || cols.iter().any(|c| c.0.len() > u32::MAX as usize) {
         return Err("segment too large for one part".into());
     }
-    // Sorted by (series, time). Rows are sorted by series and arrival (one 128-bit key: the id,
-    // then batch and row), which is time order for almost every series; a series whose samples
-    // arrived out of order is then sorted by time, arrival breaking ties, so a rewritten
-    // (series, timestamp) keeps its order and reads can let the newest write win.
-    let mut keys: Vec<u128> = Vec::with_capacity(rows);
-    for (b, (ids, _, _)) in cols.iter().enumerate() {
-        let b = (b as u128) << 32;
-        keys.extend(
-            ids.iter()
-                .enumerate()
-                .map(|(r, &id)| (u128::from(id) << 64) | b | r as u128),
-        );
-    }
-    keys.sort_unstable();
-    let at = |k: u128| ((k >> 32) as u32 as usize, k as u32 as usize);
-    let ts_of = |k: u128| {
-        let (b, r) = at(k);
-        cols[b].1[r]
-    };
-    let mut start = 0;
-    while start < keys.len() {
-        let id = (keys[start] >> 64) as u64;
-        let mut end = start + 1;
-        let mut sorted = true;
-        while end < keys.len() && (keys[end] >> 64) as u64 == id {
-            sorted &= ts_of(keys[end - 1]) <= ts_of(keys[end]);
-            end += 1;
-        }
-        if !sorted {
-            keys[start..end].sort_by_key(|&k| (ts_of(k), k));
-        }
-        start = end;
-    }
+    // Sorted by (series, time), a run of one series at a time (see `order`).
+    let pieces = super::order::pieces(&cols);
     let (min_ts, max_ts) = cols
         .iter()
         .flat_map(|c| c.1.iter())
@@ -122,18 +91,37 @@ pub fn write_part(seq: u64, path: &Path, batches: &[SampleBatch]) -> Result<Part
     // A fresh part is short-lived (it is merged soon): compressed fast; merges compress harder.
     let (tmp, mut w) = create(path, min_ts, max_ts, FRESH_ZSTD_LEVEL)?;
     // A row group at a time: the sorted copy never exists whole beside the segment.
-    for chunk in keys.chunks(ROW_GROUP_ROWS) {
+    let mut pieces = pieces.into_iter().peekable();
+    let mut cut: Option<super::order::Piece> = None;
+    let mut left = rows;
+    while left > 0 {
+        let n = left.min(ROW_GROUP_ROWS);
         let (mut ids, mut ts, mut vs) = (
-            Vec::with_capacity(chunk.len()),
-            Vec::with_capacity(chunk.len()),
-            Vec::with_capacity(chunk.len()),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
         );
-        for &k in chunk {
-            let (b, r) = at(k);
-            ids.push(cols[b].0[r]);
-            ts.push(cols[b].1[r]);
-            vs.push(cols[b].2[r]);
+        while ids.len() < n {
+            let Some(mut p) = cut.take().or_else(|| pieces.next()) else {
+                break;
+            };
+            let room = (n - ids.len()) as u32;
+            if p.len > room {
+                // The rest of this piece opens the next row group.
+                cut = Some(super::order::Piece {
+                    start: p.start + room,
+                    len: p.len - room,
+                    ..p
+                });
+                p.len = room;
+            }
+            let (b, r) = (p.batch as usize, p.start as usize);
+            let e = r + p.len as usize;
+            ids.extend_from_slice(&cols[b].0[r..e]);
+            ts.extend_from_slice(&cols[b].1[r..e]);
+            vs.extend_from_slice(&cols[b].2[r..e]);
         }
+        left -= ids.len();
         let batch = RecordBatch::try_new(
             sample_schema(),
             vec![

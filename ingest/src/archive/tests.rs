@@ -2,6 +2,7 @@ use aiops_models::{SampleBatchBuilder, Source};
 
 use super::*;
 use crate::transport::{TransportConfig, TransportKind};
+use std::sync::atomic::AtomicBool;
 
 fn cfg(dir: &Path) -> ArchiveConfig {
     ArchiveConfig {
@@ -291,7 +292,12 @@ fn a_crash_between_a_merge_and_the_removal_of_its_inputs_leaves_each_sample_once
     let (_, b) = batch("load", 1000, 1000);
     let pa = part::write_part(1, &part_path(dir.path(), 1), &[a]).expect("writes");
     let pb = part::write_part(2, &part_path(dir.path(), 2), &[b]).expect("writes");
-    merge::merge(&[pa, pb], &range_path(dir.path(), 1, 2)).expect("merges");
+    merge::merge(
+        &[pa, pb],
+        &range_path(dir.path(), 1, 2),
+        &AtomicBool::new(false),
+    )
+    .expect("merges");
     // The crash: both inputs are still there beside the merged part.
     assert_eq!(part_files(dir.path()).expect("lists").len(), 3);
     let (archive, _stage) = Archive::open(
