@@ -238,15 +238,6 @@ impl Authenticator {
         })
     }
 
-    /// No credentials: every route open.
-    pub fn open() -> Self {
-        Self {
-            configs: Vec::new(),
-            entries: RwLock::new(Arc::new(Vec::new())),
-            open: 0,
-        }
-    }
-
     /// Whether any credential is configured (then every scoped route checks).
     pub fn enabled(&self) -> bool {
         !self.configs.is_empty()

@@ -17,12 +17,10 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::fs::File;
 use std::path::Path;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::part::{self, PartInfo, ROW_GROUP_ROWS};
-use aiops_models::sample_schema;
-use arrow::array::{Float64Array, RecordBatch, TimestampMillisecondArray, UInt64Array};
+use arrow::array::{Float64Array, TimestampMillisecondArray, UInt64Array};
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
 
@@ -133,16 +131,12 @@ pub fn merge(inputs: &[PartInfo], path: &Path, stop: &AtomicBool) -> Result<Part
         if ids.is_empty() {
             return Ok(());
         }
-        let batch = RecordBatch::try_new(
-            sample_schema(),
-            vec![
-                Arc::new(UInt64Array::from(std::mem::take(ids))),
-                Arc::new(TimestampMillisecondArray::from(std::mem::take(ts)).with_timezone("UTC")),
-                Arc::new(Float64Array::from(std::mem::take(vs))),
-            ],
+        part::write_rows(
+            w,
+            std::mem::take(ids),
+            std::mem::take(ts),
+            std::mem::take(vs),
         )
-        .map_err(|e| format!("batch: {e}"))?;
-        w.write(&batch).map_err(|e| format!("parquet write: {e}"))
     };
     while let Some(Reverse((_, _, i))) = heap.pop() {
         // Emit from this input while it stays ahead of every other (a series' run at once).

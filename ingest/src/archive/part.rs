@@ -122,16 +122,7 @@ pub fn write_part(seq: u64, path: &Path, batches: &[SampleBatch]) -> Result<Part
             vs.extend_from_slice(&cols[b].2[r..e]);
         }
         left -= ids.len();
-        let batch = RecordBatch::try_new(
-            sample_schema(),
-            vec![
-                Arc::new(UInt64Array::from(ids)),
-                Arc::new(TimestampMillisecondArray::from(ts).with_timezone("UTC")),
-                Arc::new(Float64Array::from(vs)),
-            ],
-        )
-        .map_err(|e| format!("batch: {e}"))?;
-        w.write(&batch).map_err(|e| format!("parquet write: {e}"))?;
+        write_rows(&mut w, ids, ts, vs)?;
     }
     let bytes = seal(w, &tmp, path)?;
     Ok(PartInfo {
@@ -266,6 +257,25 @@ pub(super) fn create(
 }
 
 /// Closes a part written with [`create`]: fsync, then rename into place. Returns its size.
+/// Writes one row group's columns (rows already in part order).
+pub(super) fn write_rows(
+    w: &mut ArrowWriter<File>,
+    ids: Vec<u64>,
+    ts: Vec<i64>,
+    vs: Vec<f64>,
+) -> Result<(), String> {
+    let batch = RecordBatch::try_new(
+        sample_schema(),
+        vec![
+            Arc::new(UInt64Array::from(ids)),
+            Arc::new(TimestampMillisecondArray::from(ts).with_timezone("UTC")),
+            Arc::new(Float64Array::from(vs)),
+        ],
+    )
+    .map_err(|e| format!("batch: {e}"))?;
+    w.write(&batch).map_err(|e| format!("parquet write: {e}"))
+}
+
 pub(super) fn seal(w: ArrowWriter<File>, tmp: &Path, path: &Path) -> Result<u64, String> {
     let file = w.into_inner().map_err(|e| format!("parquet close: {e}"))?;
     file.sync_all()
