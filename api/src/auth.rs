@@ -126,8 +126,7 @@ impl CredentialConfig {
         let read = |inline: &Option<Secret>, file: &Option<PathBuf>, key: &str| match (inline, file)
         {
             (Some(s), _) => Ok(s.expose().to_owned()),
-            (None, Some(path)) => std::fs::read_to_string(path)
-                .map(|s| s.trim().to_owned())
+            (None, Some(path)) => read_secret_file(path)
                 .map_err(|e| format!("credential {:?}: {key} {}: {e}", self.name, path.display())),
             (None, None) => Err(format!("credential {:?}: no {key}", self.name)),
         };
@@ -166,6 +165,26 @@ struct Entry {
     name: String,
     scopes: u8,
     kind: Kind,
+}
+
+/// Largest secret file read (a token or password, not a document).
+const MAX_SECRET_FILE_BYTES: u64 = 64 * 1024;
+
+/// A secret file's content, surrounding whitespace removed; refuses files over
+/// [`MAX_SECRET_FILE_BYTES`] without reading them.
+fn read_secret_file(path: &std::path::Path) -> Result<String, String> {
+    use std::io::Read as _;
+    let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    let mut s = String::new();
+    file.take(MAX_SECRET_FILE_BYTES + 1)
+        .read_to_string(&mut s)
+        .map_err(|e| e.to_string())?;
+    if s.len() as u64 > MAX_SECRET_FILE_BYTES {
+        return Err(format!(
+            "larger than {MAX_SECRET_FILE_BYTES} bytes: not a secret file"
+        ));
+    }
+    Ok(s.trim().to_owned())
 }
 
 fn digest(b: &[u8]) -> [u8; 32] {

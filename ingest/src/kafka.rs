@@ -34,6 +34,9 @@ use tracing::{error, info, warn};
 
 use crate::transport::{AckError, BatchReceiver, BatchSender};
 
+mod properties;
+pub use properties::KafkaProperties;
+
 /// The largest checkpoint message of one samples partition (about 1 KB per series: some 48,000
 /// series per partition). aiops creates the checkpoints topic with a matching
 /// `max.message.bytes`; a topic created by hand needs it too.
@@ -87,7 +90,7 @@ pub struct KafkaConfig {
     pub delivery_timeout_secs: u64,
     /// Passed to librdkafka as they are: security (`security.protocol = "SASL_SSL"`,
     /// `sasl.mechanisms`, `sasl.username`, `sasl.password`, `ssl.ca.location`, …) and tuning.
-    pub properties: BTreeMap<String, String>,
+    pub properties: KafkaProperties,
 }
 
 impl Default for KafkaConfig {
@@ -111,7 +114,7 @@ impl Default for KafkaConfig {
             checkpoint_secs: 10,
             max_queued_messages: 100_000,
             delivery_timeout_secs: 30,
-            properties: BTreeMap::new(),
+            properties: KafkaProperties::default(),
         }
     }
 }
@@ -170,7 +173,7 @@ impl KafkaConfig {
         let mut c = ClientConfig::new();
         c.set("bootstrap.servers", &self.brokers)
             .set("client.id", &self.client_id);
-        for (k, v) in &self.properties {
+        for (k, v) in self.properties.iter() {
             c.set(k, v);
         }
         c

@@ -164,10 +164,16 @@ fn secret_files_are_read_and_reloaded_when_they_change() {
     assert!(changed.is_empty());
     assert!(problems[0].contains("from-file"), "{problems:?}");
     assert!(a.check(&headers("Bearer second"), Scope::Write).is_ok());
-    // An empty secret is refused at start.
+    // An empty secret is refused at start, and so is a file too large to be one.
     std::fs::write(&file, " \n").expect("write");
     let err = Authenticator::from_config(&cfg).expect_err("empty");
     assert!(err.contains("empty"), "{err}");
+    std::fs::write(&file, vec![b'x'; 70_000]).expect("write");
+    let err = Authenticator::from_config(&cfg).expect_err("too large");
+    assert!(
+        err.contains("larger than 65536 bytes") && err.contains("from-file"),
+        "{err}"
+    );
 }
 
 #[test]
