@@ -33,6 +33,28 @@ pub enum Command {
     /// Fit per-series seasonal profiles and score calibration from the archive (polars) and
     /// register them as a new `profiles` version.
     Train(TrainArgs),
+    /// Check or repair an archive's files offline (`verify` exits 1 on damage).
+    Archive(ArchiveArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ArchiveArgs {
+    /// Archive directory.
+    #[arg(long, default_value = "./data", global = true)]
+    pub data_dir: PathBuf,
+    #[command(subcommand)]
+    pub what: ArchiveWhat,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ArchiveWhat {
+    /// Read every WAL record and every part against its checksums; print a JSON report and
+    /// exit 1 if anything is damaged or waits in quarantine. Safe while `serve` runs.
+    Verify,
+    /// Salvage what is readable: rewrite damaged WAL segments with their valid records,
+    /// quarantine parts that fail, write the sound row groups of quarantined parts into new
+    /// parts. Needs the directory's lock (stop `serve` first).
+    Repair,
 }
 
 #[derive(Debug, Args)]

@@ -59,7 +59,33 @@ async fn run(cli: cli::Cli) -> anyhow::Result<()> {
         cli::Command::Eval(args) => eval::run(args),
         cli::Command::Models(args) => models::run(args),
         cli::Command::Train(args) => train::run(args),
+        cli::Command::Archive(args) => archive(args),
     }
+}
+
+/// `aiops archive verify|repair`: the offline checks of `aiops_ingest::archive::check`.
+fn archive(args: cli::ArchiveArgs) -> anyhow::Result<()> {
+    use aiops_ingest::archive::check;
+    let dir = &args.data_dir;
+    match args.what {
+        cli::ArchiveWhat::Verify => {
+            let report = check::verify(dir)?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
+            if !report.damage.is_empty() {
+                anyhow::bail!(
+                    "{} damaged file(s) in {}; `aiops archive repair --data-dir {}` salvages what is readable",
+                    report.damage.len(),
+                    dir.display(),
+                    dir.display()
+                );
+            }
+        }
+        cli::ArchiveWhat::Repair => {
+            let report = check::repair(dir)?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
+        }
+    }
+    Ok(())
 }
 
 fn init_tracing() {

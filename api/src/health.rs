@@ -13,24 +13,46 @@ pub async fn healthz() -> Json<serde_json::Value> {
     Json(json!({"status": "ok"}))
 }
 
-/// `GET /readyz`: 200 while the archive accepts writes (sources that fail make the answer
-/// `degraded`, not unready: remote_write still works); 503 when the archive is failing.
+/// `GET /readyz`: 200 when a write would succeed now — the archive's disk has room and takes a
+/// synced test write (probed at most once a second, off the async workers) — else 503. So it
+/// turns ready again by itself when space returns. Damage waiting in quarantine, or sources
+/// that fail, make the answer `degraded`, not unready: writes still work.
 pub async fn readyz(State(state): State<AppState>) -> Response {
-    let archive = state.archive.status();
-    let sources = state.sources.snapshot();
-    let degraded = sources.values().any(|s| !s.healthy);
-    let status = match (archive.healthy, degraded) {
-        (false, _) => "unavailable",
-        (true, true) => "degraded",
-        (true, false) => "ready",
+    let archive = state.archive.clone();
+    let Ok((probe, archive)) =
+        tokio::task::spawn_blocking(move || (archive.probe(), archive.status())).await
+    else {
+        return ApiError::internal("readiness probe panicked").into_response();
     };
-    let code = if archive.healthy {
+    let sources = state.sources.snapshot();
+    let mut reasons: Vec<String> = probe.reason.iter().cloned().collect();
+    if !archive.quarantined.is_empty() {
+        reasons.push(format!(
+            "{} damaged archive file(s) in quarantine: {}",
+            archive.quarantined.len(),
+            archive.quarantined.join(", ")
+        ));
+    }
+    reasons.extend(
+        sources
+            .iter()
+            .filter(|(_, s)| !s.healthy)
+            .map(|(name, _)| format!("source {name} is failing")),
+    );
+    let status = match (probe.ready, reasons.is_empty()) {
+        (false, _) => "unavailable",
+        (true, false) => "degraded",
+        (true, true) => "ready",
+    };
+    let code = if probe.ready {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
     let body = json!({
         "status": status,
+        "reasons": reasons,
+        "disk": probe,
         "archive": archive,
         "sources": sources,
         "queue": {"queued": state.sender.queued()},

@@ -6,20 +6,26 @@
 //! data_dir/
 //!   LOCK                 held (flock) by the one process that owns the directory
 //!   catalog.jsonl        series of compacted segments, one JSON object per line
+//!   parts.jsonl          checksums of the parts (integrity.rs)
 //!   wal/<seq>.wal        log segments (wal.rs), the newest one is being appended to
 //!   parts/<seq>.parquet  compacted segments (part.rs), sorted by (series_id, timestamp)
+//!   quarantine/          damaged parts and stretches of segments, with the reason
 //! ```
 //!
 //! The [`ArchiveStage`] runs on its own thread. It takes envelopes from the transport, writes a
 //! group of them with one `write` and one `fdatasync` (group commit), then updates the catalog
 //! and the in-memory head and fires the acks. A crash between write and ack makes the sender
-//! retry: a duplicate, never a loss. On open, segments are replayed up to their last valid
-//! record and the torn tail of the newest one is cut off.
+//! retry: a duplicate, never a loss. On open, segments are replayed record by record: a
+//! damaged record is skipped and quarantined, the records after it are kept, and the torn tail
+//! of the newest one is cut off (see `wal` and `integrity`).
 //!
 //! Compaction (on a second thread) appends a segment's series to `catalog.jsonl`, writes its
 //! part, and only then deletes the segment; a crash at any point leaves either the segment or the
 //! part (or both, and then the segment is dropped on open).
 
+pub mod check;
+mod damage;
+pub(crate) mod integrity;
 mod merge;
 mod order;
 mod part;
@@ -39,9 +45,12 @@ use aiops_models::{IdHashMap, SampleBatch, SeriesCatalog, SeriesId, SeriesMeta, 
 use serde::{Deserialize, Serialize};
 use tracing::{error, info, warn};
 
+use integrity::{PartCatalog, Quarantine};
+
 use crate::transport::{AckError, BatchReceiver, Envelope};
 use crate::{IngestError, IngestMetrics};
 
+pub use damage::Probe;
 pub use part::PartInfo;
 use read::{IdBloom, Wanted};
 
@@ -71,6 +80,11 @@ pub struct ArchiveConfig {
     pub merge_fan_in: usize,
     /// Merging stops at parts of about this many samples.
     pub merge_max_rows: u64,
+    /// Check every part's whole file against its checksum after opening, in the background
+    /// (reads check the row groups they decode in any case).
+    pub verify_on_open: bool,
+    /// Ready (`/readyz`) only while the file system of `data_dir` has this much free space.
+    pub min_free_bytes: u64,
 }
 
 impl Default for ArchiveConfig {
@@ -86,6 +100,8 @@ impl Default for ArchiveConfig {
             group_commit_max_bytes: 8 << 20,
             merge_fan_in: 8,
             merge_max_rows: 200_000_000,
+            verify_on_open: true,
+            min_free_bytes: 256 << 20,
         }
     }
 }
@@ -170,6 +186,12 @@ struct Shared {
     stopping: AtomicBool,
     healthy: AtomicBool,
     last_error: Mutex<Option<String>>,
+    part_catalog: PartCatalog,
+    quarantine: Quarantine,
+    /// Damage found since start, newest last (at most [`damage::KEPT`]).
+    damage: Mutex<Vec<String>>,
+    /// The last readiness probe (see [`Archive::probe`]).
+    probe: Mutex<Option<(Instant, damage::Probe)>>,
     _lock: File,
 }
 
@@ -186,6 +208,10 @@ pub struct ArchiveStatus {
     pub healthy: bool,
     /// The most recent write error.
     pub last_error: Option<String>,
+    /// Damaged files in `quarantine/` waiting for an operator.
+    pub quarantined: Vec<String>,
+    /// Damage found since start, newest last.
+    pub damage: Vec<String>,
     /// WAL segments not yet compacted.
     pub wal_segments: usize,
     /// Parquet parts.
@@ -324,6 +350,10 @@ impl Archive {
 
         let mut stale: IdHashMap<i64> = IdHashMap::default();
         load_catalog(&dir.join("catalog.jsonl"), &catalog, &mut stale)?;
+        let part_catalog = PartCatalog::new(&dir);
+        let sums = part_catalog.load()?;
+        let quarantine = Quarantine::new(&dir);
+        let mut damage = Vec::new();
 
         let mut parts: Vec<PartInfo> = Vec::new();
         let listed = list_parts(&dir)?;
@@ -338,16 +368,19 @@ impl Archive {
                 fs::remove_file(path).map_err(IngestError::io("remove", path))?;
                 continue;
             }
-            match part::open_part(*first, *last, path) {
+            match damage::open_part(*first, *last, path, &sums) {
                 Ok(p) => {
                     reach = reach.max(*last);
                     parts.push(p);
                 }
                 Err(reason) => {
-                    error!(path = %path.display(), %reason, "Skipping unreadable archive part.");
+                    let known = damage::recorded(&sums, path);
+                    damage::quarantine_at_open(&quarantine, &metrics, path, &reason, known)?;
+                    damage.push(format!("{}: {reason}", path.display()));
                 }
             }
         }
+        part_catalog.rewrite(parts.iter().map(|p| (p.path.as_path(), &*p.sums)))?;
 
         let mut head = BTreeMap::new();
         let wal_seqs = list_seqs(&dir.join("wal"), "wal")?;
@@ -362,20 +395,16 @@ impl Archive {
             }
             let bytes = fs::read(&path).map_err(IngestError::io("read", &path))?;
             let r = wal::replay(&bytes);
-            if let Some(reason) = &r.stopped {
-                if i + 1 == wal_seqs.len() {
-                    warn!(path = %path.display(), %reason, valid_bytes = r.valid_len, "Cutting torn tail of the newest WAL segment.");
-                } else {
-                    error!(path = %path.display(), %reason, valid_bytes = r.valid_len, "WAL segment is corrupt after its valid prefix; the rest is skipped.");
-                }
-                let f = OpenOptions::new()
-                    .write(true)
-                    .open(&path)
-                    .map_err(IngestError::io("open", &path))?;
-                f.set_len(r.valid_len)
-                    .map_err(IngestError::io("truncate", &path))?;
-                f.sync_all().map_err(IngestError::io("fsync", &path))?;
-            }
+            let newest = i + 1 == wal_seqs.len();
+            damage::contain_wal(
+                &quarantine,
+                &metrics,
+                &path,
+                &bytes,
+                &r,
+                newest,
+                &mut damage,
+            )?;
             wal_bytes += r.valid_len;
             for b in &r.batches {
                 apply_to_catalog(&catalog, &mut stale, b);
@@ -404,6 +433,9 @@ impl Archive {
         metrics.series.set(catalog.len() as i64);
         metrics.catalog_bytes.set(catalog.bytes() as i64);
 
+        metrics
+            .archive_quarantine_files
+            .set(quarantine.pending().len() as i64);
         let sealed: Vec<u64> = head.keys().copied().collect();
         let shared = Arc::new(Shared {
             cfg,
@@ -417,8 +449,15 @@ impl Archive {
             stopping: AtomicBool::new(false),
             healthy: AtomicBool::new(true),
             last_error: Mutex::new(None),
+            part_catalog,
+            quarantine,
+            damage: Mutex::new(damage),
+            probe: Mutex::new(None),
             _lock: lock,
         });
+        if shared.cfg.verify_on_open {
+            damage::spawn_verifier(&shared);
+        }
         let (file, seq) = open_segment(&shared, next_seq)?;
         let replayed_bytes: u64 = shared
             .head
@@ -439,7 +478,7 @@ impl Archive {
                 downstream: None,
                 file,
                 seq,
-                seg_bytes: 0,
+                seg_bytes: wal::SEGMENT_HEADER.len() as u64,
                 seg_opened: Instant::now(),
                 sealed,
             },
@@ -467,8 +506,7 @@ impl Archive {
             |parts, head| {
                 out.clear();
                 for p in parts {
-                    part::read_series(p, id.0, start_ms, end_ms, &mut out)
-                        .map_err(|reason| (p.path.clone(), reason))?;
+                    part::read_series(p, id.0, start_ms, end_ms, &mut out)?;
                 }
                 for b in head {
                     part::collect(&b.samples, id.0, start_ms, end_ms, &mut out);
@@ -482,23 +520,29 @@ impl Archive {
 
     /// Runs `read` over a view (see [`Archive::view`]). A part that vanished meanwhile was
     /// merged into another (or removed by retention): the read starts over on a fresh view, so
-    /// it never misses what the merged part holds. `read` may thus run more than once.
+    /// it never misses what the merged part holds. A part found damaged is quarantined and the
+    /// read starts over without it: what it held is never served. `read` may thus run more
+    /// than once.
     fn with_view(
         &self,
         start_ms: i64,
         end_ms: i64,
         keep: impl Fn(&IdBloom) -> bool,
-        mut read: impl FnMut(&[PartInfo], &[SampleBatch]) -> Result<(), (PathBuf, String)>,
+        mut read: impl FnMut(&[PartInfo], &[SampleBatch]) -> Result<(), IngestError>,
     ) -> Result<(), IngestError> {
         let mut attempts = 0;
         loop {
             let (parts, head) = self.view(start_ms, end_ms, &keep);
             match read(&parts, &head) {
                 Ok(()) => return Ok(()),
-                Err((path, _)) if !path.exists() && attempts < 8 => attempts += 1,
-                Err((path, reason)) => {
-                    return Err(IngestError::ArchiveCorrupt { path, reason });
+                Err(IngestError::ArchiveIo { path, .. }) if !path.exists() && attempts < 8 => {
+                    attempts += 1
                 }
+                Err(IngestError::ArchiveCorrupt { path, reason }) if attempts < 8 => {
+                    self.shared.quarantine_part(&path, &reason);
+                    attempts += 1;
+                }
+                Err(e) => return Err(e),
             }
         }
     }
@@ -550,7 +594,7 @@ impl Archive {
             |bloom| wanted.may_be_in(bloom),
             |parts, head| {
                 for p in parts {
-                    part::scan(p, &wanted, visit).map_err(|reason| (p.path.clone(), reason))?;
+                    part::scan(p, &wanted, visit)?;
                 }
                 for b in head {
                     wanted.visit(&b.samples, visit);
@@ -604,6 +648,13 @@ impl Archive {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .clone(),
+            quarantined: self.shared.quarantined_names(),
+            damage: self
+                .shared
+                .damage
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone(),
             wal_segments: self
                 .shared
                 .head
@@ -652,8 +703,9 @@ pub fn read_catalog(dir: &Path) -> Result<SeriesCatalog, IngestError> {
 /// `dir` (for benchmarks and sizing).
 pub fn part_stats(dir: &Path) -> Result<(usize, u64, u64), IngestError> {
     let (mut parts, mut rows, mut bytes) = (0, 0, 0);
+    let sums = PartCatalog::new(dir).load()?;
     for (first, last, path) in list_parts(dir)? {
-        let info = part::open_part(first, last, &path)
+        let info = damage::open_part(first, last, &path, &sums)
             .map_err(|reason| IngestError::ArchiveCorrupt { path, reason })?;
         parts += 1;
         rows += info.rows;
@@ -721,7 +773,14 @@ fn open_segment(shared: &Shared, seq: u64) -> Result<(File, u64), IngestError> {
         .append(true)
         .open(&path)
         .map_err(IngestError::io("create", &path))?;
+    (&file)
+        .write_all(wal::SEGMENT_HEADER)
+        .and_then(|()| file.sync_data())
+        .map_err(IngestError::io("write", &path))?;
     sync_dir(&shared.cfg.data_dir.join("wal"))?;
+    shared
+        .wal_bytes
+        .fetch_add(wal::SEGMENT_HEADER.len() as u64, Ordering::Relaxed);
     shared
         .head
         .write()
@@ -964,7 +1023,7 @@ impl ArchiveStage {
     fn maybe_rotate(&mut self, compact_tx: &mpsc::Sender<u64>) {
         let cfg = &self.shared.cfg;
         let full = self.seg_bytes >= cfg.segment_max_bytes;
-        let old = self.seg_bytes > 0
+        let old = self.seg_bytes > wal::SEGMENT_HEADER.len() as u64
             && self.seg_opened.elapsed() >= Duration::from_secs(cfg.segment_max_secs);
         if !(full || old) {
             return;
@@ -975,7 +1034,7 @@ impl ArchiveStage {
                 let _ = self.file.sync_all();
                 self.file = file;
                 self.seq = seq;
-                self.seg_bytes = 0;
+                self.seg_bytes = wal::SEGMENT_HEADER.len() as u64;
                 self.seg_opened = Instant::now();
                 let _ = compact_tx.send(sealed);
             }
@@ -1060,6 +1119,10 @@ fn merge_step(shared: &Shared) -> bool {
             None => return false,
         }
     };
+    if !shared.verify_merge_inputs(&inputs) {
+        // A damaged input was quarantined (or one vanished): plan again.
+        return true;
+    }
     let (first, last) = (inputs[0].first_seq, inputs[inputs.len() - 1].seq);
     let path = range_path(&cfg.data_dir, first, last);
     let started = Instant::now();
@@ -1074,6 +1137,7 @@ fn merge_step(shared: &Shared) -> bool {
             return false;
         }
     };
+    shared.record_sums(&merged);
     {
         let mut parts = shared.parts.write().unwrap_or_else(|p| p.into_inner());
         parts.retain(|p| !(first..=last).contains(&p.seq));
@@ -1163,6 +1227,7 @@ fn compact(shared: &Shared, seq: u64) -> Result<(), IngestError> {
             }
         })?;
         sync_dir(&dir.join("parts"))?;
+        shared.record_sums(&info);
         Some(info)
     } else {
         None

@@ -540,15 +540,7 @@ pub fn encode_message(batch: &SampleBatch) -> Result<Vec<u8>, String> {
 
 /// Reads a samples message.
 pub fn decode_message(bytes: &[u8]) -> Result<SampleBatch, String> {
-    let r = crate::archive::wal::replay(bytes);
-    if r.valid_len != bytes.len() as u64 || r.batches.len() != 1 {
-        return Err(format!(
-            "not one whole samples record ({} of {} bytes valid)",
-            r.valid_len,
-            bytes.len()
-        ));
-    }
-    Ok(r.batches.into_iter().next().expect("one batch"))
+    crate::archive::wal::decode_record(bytes)
 }
 
 /// Produces every batch from `receiver` to the samples topic and acknowledges it once the

@@ -28,6 +28,14 @@ pub struct IngestMetrics {
     pub archive_parts_expired: Counter,
     /// Merges of parts into larger ones.
     pub archive_merges: Counter,
+    /// Damaged stretches found in the archive's files, by kind (`wal`, `part`).
+    archive_damage: Family<Labels, Counter>,
+    /// Bytes of WAL segments skipped as damaged.
+    pub archive_damaged_bytes: Counter,
+    /// Files in `quarantine/` waiting for an operator.
+    pub archive_quarantine_files: Gauge,
+    /// Parts whose whole file was checked against its checksum.
+    pub archive_parts_verified: Counter,
     /// Series in the catalog.
     pub series: Gauge,
     /// Bytes of the in-memory head (samples not yet compacted to Parquet).
@@ -89,6 +97,26 @@ impl IngestMetrics {
             "Merges of archive parts into larger ones.",
             m.archive_merges.clone(),
         );
+        r.register(
+            "archive_damage",
+            "Damage found in the archive's files, by kind (wal: a skipped stretch of a segment; part: a quarantined part).",
+            m.archive_damage.clone(),
+        );
+        r.register(
+            "archive_damaged_bytes",
+            "Bytes of WAL segments skipped as damaged.",
+            m.archive_damaged_bytes.clone(),
+        );
+        r.register(
+            "archive_quarantine_files",
+            "Damaged files in the archive's quarantine directory, waiting for an operator.",
+            m.archive_quarantine_files.clone(),
+        );
+        r.register(
+            "archive_parts_verified",
+            "Parts whose whole file was checked against the checksum recorded when it was written.",
+            m.archive_parts_verified.clone(),
+        );
         r.register("series", "Series in the catalog.", m.series.clone());
         r.register(
             "head_bytes",
@@ -125,6 +153,10 @@ impl IngestMetrics {
             archive_bytes: Gauge::default(),
             archive_parts_expired: Counter::default(),
             archive_merges: Counter::default(),
+            archive_damage: Family::default(),
+            archive_damaged_bytes: Counter::default(),
+            archive_quarantine_files: Gauge::default(),
+            archive_parts_verified: Counter::default(),
             series: Gauge::default(),
             head_bytes: Gauge::default(),
             catalog_bytes: Gauge::default(),
@@ -145,6 +177,13 @@ impl IngestMetrics {
         self.samples_rejected
             .get_or_create(&vec![("source", source), ("reason", reason)])
             .inc_by(n);
+    }
+
+    /// Counts damage of `kind` (`wal`, `part`) found in the archive.
+    pub fn archive_damage(&self, kind: &'static str) {
+        self.archive_damage
+            .get_or_create(&vec![("kind", kind)])
+            .inc();
     }
 
     /// Counts one request of a pulling source with its outcome (`ok`, `retry`, `error`).

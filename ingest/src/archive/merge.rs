@@ -165,15 +165,16 @@ pub fn merge(inputs: &[PartInfo], path: &Path, stop: &AtomicBool) -> Result<Part
         }
     }
     flush(&mut ids, &mut ts, &mut vs, &mut w)?;
-    let bytes = part::seal(w, &tmp, path)?;
+    let sums = part::seal(w, &tmp, path)?;
     Ok(PartInfo {
         first_seq,
         seq,
         path: path.to_owned(),
         min_ts,
         max_ts,
-        bytes,
+        bytes: sums.bytes,
         rows,
+        sums: std::sync::Arc::new(sums),
     })
 }
 
@@ -191,6 +192,7 @@ mod tests {
             max_ts: 0,
             bytes: 0,
             rows,
+            sums: Default::default(),
         }
     }
 

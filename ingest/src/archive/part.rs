@@ -15,6 +15,9 @@ use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::metadata::KeyValue;
 use parquet::file::properties::WriterProperties;
 
+use super::integrity::{self, PartSums};
+use crate::IngestError;
+
 pub(super) const MIN_TS: &str = "aiops.min_timestamp_ms";
 pub(super) const MAX_TS: &str = "aiops.max_timestamp_ms";
 pub(super) const ROW_GROUP_ROWS: usize = 128 * 1024;
@@ -40,6 +43,8 @@ pub struct PartInfo {
     pub bytes: u64,
     /// Samples.
     pub rows: u64,
+    /// Its checksums (see `integrity`).
+    pub sums: Arc<PartSums>,
 }
 
 /// How parts are encoded. Rows are sorted by (series, time), so series ids and timestamps are
@@ -124,22 +129,29 @@ pub fn write_part(seq: u64, path: &Path, batches: &[SampleBatch]) -> Result<Part
         left -= ids.len();
         write_rows(&mut w, ids, ts, vs)?;
     }
-    let bytes = seal(w, &tmp, path)?;
+    let sums = seal(w, &tmp, path)?;
     Ok(PartInfo {
         first_seq: seq,
         seq,
         path: path.to_owned(),
         min_ts,
         max_ts,
-        bytes,
+        bytes: sums.bytes,
         rows: rows as u64,
+        sums: Arc::new(sums),
     })
 }
 
-/// Reads the footer of a part holding segments `first_seq..=seq`.
-pub fn open_part(first_seq: u64, seq: u64, path: &Path) -> Result<PartInfo, String> {
+/// Reads the footer of a part holding segments `first_seq..=seq`, checked against `sums`.
+pub fn open_part(
+    first_seq: u64,
+    seq: u64,
+    path: &Path,
+    sums: Arc<PartSums>,
+) -> Result<PartInfo, String> {
     let file = File::open(path).map_err(|e| format!("open {}: {e}", path.display()))?;
-    let bytes = file.metadata().map(|m| m.len()).unwrap_or(0);
+    integrity::verify_footer(&file, &sums)?;
+    let bytes = sums.bytes;
     let builder = ParquetRecordBatchReaderBuilder::try_new(file)
         .map_err(|e| format!("parquet footer of {}: {e}", path.display()))?;
     let meta = builder.metadata().file_metadata();
@@ -163,29 +175,41 @@ pub fn open_part(first_seq: u64, seq: u64, path: &Path) -> Result<PartInfo, Stri
         max_ts,
         bytes,
         rows: meta.num_rows() as u64,
+        sums,
     })
 }
 
 /// Reads the row groups of a part whose `series_id` range `holds` accepts (a group without
-/// statistics is always read), calling `each` with every batch.
+/// statistics is always read), calling `each` with every batch. The footer and each group read
+/// are checked against the part's checksums first: damage is an [`IngestError::ArchiveCorrupt`],
+/// a part that vanished (merged or expired meanwhile) an [`IngestError::ArchiveIo`].
 fn read_groups(
     part: &PartInfo,
     holds: impl Fn(u64, u64) -> bool,
     mut each: impl FnMut(&RecordBatch),
-) -> Result<(), String> {
-    let file = File::open(&part.path).map_err(|e| format!("open {}: {e}", part.path.display()))?;
+) -> Result<(), IngestError> {
+    let damaged = |reason: String| IngestError::ArchiveCorrupt {
+        path: part.path.clone(),
+        reason,
+    };
+    let file = File::open(&part.path).map_err(IngestError::io("open", &part.path))?;
+    integrity::verify_footer(&file, &part.sums).map_err(damaged)?;
+    let check = file
+        .try_clone()
+        .map_err(IngestError::io("open", &part.path))?;
     let builder = ParquetRecordBatchReaderBuilder::try_new(file)
-        .map_err(|e| format!("parquet {}: {e}", part.path.display()))?;
+        .map_err(|e| damaged(format!("parquet footer: {e}")))?;
     let conv =
         StatisticsConverter::try_new("series_id", builder.schema(), builder.parquet_schema())
-            .map_err(|e| format!("statistics: {e}"))?;
-    let groups = builder.metadata().row_groups();
-    let stat = |a: Result<arrow::array::ArrayRef, _>| -> Result<UInt64Array, String> {
-        a.map_err(|e: parquet::errors::ParquetError| format!("statistics: {e}"))?
+            .map_err(|e| damaged(format!("statistics: {e}")))?;
+    let meta = builder.metadata().clone();
+    let groups = meta.row_groups();
+    let stat = |a: Result<arrow::array::ArrayRef, _>| -> Result<UInt64Array, IngestError> {
+        a.map_err(|e: parquet::errors::ParquetError| damaged(format!("statistics: {e}")))?
             .as_any()
             .downcast_ref::<UInt64Array>()
             .cloned()
-            .ok_or_else(|| "series_id statistics type".to_owned())
+            .ok_or_else(|| damaged("series_id statistics type".to_owned()))
     };
     let mins = stat(conv.row_group_mins(groups))?;
     let maxs = stat(conv.row_group_maxes(groups))?;
@@ -195,12 +219,15 @@ fn read_groups(
     if chosen.is_empty() {
         return Ok(());
     }
+    for &i in &chosen {
+        integrity::verify_group(&check, &meta, &part.sums, i).map_err(damaged)?;
+    }
     let reader = builder
         .with_row_groups(chosen)
         .build()
-        .map_err(|e| format!("parquet {}: {e}", part.path.display()))?;
+        .map_err(|e| damaged(format!("parquet: {e}")))?;
     for batch in reader {
-        each(&batch.map_err(|e| format!("parquet {}: {e}", part.path.display()))?);
+        each(&batch.map_err(|e| damaged(format!("parquet: {e}")))?);
     }
     Ok(())
 }
@@ -213,7 +240,7 @@ pub fn read_series(
     start: i64,
     end: i64,
     out: &mut Vec<(i64, f64)>,
-) -> Result<(), String> {
+) -> Result<(), IngestError> {
     read_groups(
         part,
         |lo, hi| lo <= series_id && series_id <= hi,
@@ -227,7 +254,7 @@ pub fn scan(
     part: &PartInfo,
     wanted: &super::read::Wanted,
     visit: &mut dyn FnMut(aiops_models::SeriesId, i64, f64),
-) -> Result<(), String> {
+) -> Result<(), IngestError> {
     read_groups(
         part,
         |lo, hi| wanted.any_in(lo, hi),
@@ -256,7 +283,6 @@ pub(super) fn create(
     Ok((tmp, w))
 }
 
-/// Closes a part written with [`create`]: fsync, then rename into place. Returns its size.
 /// Writes one row group's columns (rows already in part order).
 pub(super) fn write_rows(
     w: &mut ArrowWriter<File>,
@@ -276,13 +302,14 @@ pub(super) fn write_rows(
     w.write(&batch).map_err(|e| format!("parquet write: {e}"))
 }
 
-pub(super) fn seal(w: ArrowWriter<File>, tmp: &Path, path: &Path) -> Result<u64, String> {
+/// Closes a part written with [`create`]: fsync, checksums, then rename into place.
+pub(super) fn seal(w: ArrowWriter<File>, tmp: &Path, path: &Path) -> Result<PartSums, String> {
     let file = w.into_inner().map_err(|e| format!("parquet close: {e}"))?;
     file.sync_all()
         .map_err(|e| format!("fsync {}: {e}", tmp.display()))?;
-    let bytes = file.metadata().map(|m| m.len()).unwrap_or(0);
+    let sums = integrity::sums_of(tmp)?;
     std::fs::rename(tmp, path).map_err(|e| format!("rename to {}: {e}", path.display()))?;
-    Ok(bytes)
+    Ok(sums)
 }
 
 /// Appends the samples of `series_id` in `[start, end]` from a sample-schema batch.
@@ -353,7 +380,7 @@ mod tests {
         let path = dir.path().join("1.parquet");
         let info = write_part(1, &path, &[a.finish(), b.finish()]).expect("writes");
         assert_eq!((info.min_ts, info.max_ts, info.rows), (10, 30, 4));
-        let reopened = open_part(1, 1, &path).expect("opens");
+        let reopened = open_part(1, 1, &path, info.sums.clone()).expect("opens");
         assert_eq!((reopened.min_ts, reopened.max_ts), (10, 30));
         let mut out = Vec::new();
         read_series(&reopened, 9, 0, 100, &mut out).expect("reads");

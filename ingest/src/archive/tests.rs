@@ -4,7 +4,7 @@ use super::*;
 use crate::transport::{TransportConfig, TransportKind};
 use std::sync::atomic::AtomicBool;
 
-fn cfg(dir: &Path) -> ArchiveConfig {
+pub(super) fn cfg(dir: &Path) -> ArchiveConfig {
     ArchiveConfig {
         data_dir: dir.to_owned(),
         segment_max_bytes: 1 << 20,
@@ -14,7 +14,7 @@ fn cfg(dir: &Path) -> ArchiveConfig {
     }
 }
 
-fn batch(metric: &str, from: i64, n: i64) -> (SeriesId, SampleBatch) {
+pub(super) fn batch(metric: &str, from: i64, n: i64) -> (SeriesId, SampleBatch) {
     let meta = Arc::new(SeriesMeta::new(Source::Prometheus, metric, []));
     let mut b = SampleBatchBuilder::with_capacity(n as usize);
     b.push_series(meta.clone());
@@ -25,7 +25,7 @@ fn batch(metric: &str, from: i64, n: i64) -> (SeriesId, SampleBatch) {
 }
 
 /// Runs a stage over `batches`, waiting for every ack, then stops it.
-async fn write_all(archive_cfg: ArchiveConfig, batches: Vec<SampleBatch>) -> Archive {
+pub(super) async fn write_all(archive_cfg: ArchiveConfig, batches: Vec<SampleBatch>) -> Archive {
     let (archive, stage) = Archive::open(
         archive_cfg,
         Arc::new(SeriesCatalog::new()),

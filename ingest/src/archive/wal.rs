@@ -1,22 +1,35 @@
-//! Write-ahead log segments: length-prefixed, checksummed records, each one [`SampleBatch`].
+//! Write-ahead log segments: a header, then framed, checksummed records, each one
+//! [`SampleBatch`].
 //!
 //! ```text
-//! record  = len:u32le crc32:u32le payload[len]
+//! segment = "AIOPSWAL" version:u8=2 record*
+//! record  = magic:u32le len:u32le payload_crc:u32le header_crc:u32le payload[len]
 //! payload = version:u8=1 series_len:u32le series_json stale_len:u32le stale_json arrow_ipc_stream
 //! ```
 //!
 //! `series_json` lists the new series of the batch, `stale_json` its stale markers as
-//! `[[id, ts_ms], …]`, and the Arrow IPC stream holds the samples. A record is valid only when
-//! its length fits the file and its CRC matches; replay stops at the first invalid record (a
-//! torn write at the tail after a crash).
+//! `[[id, ts_ms], …]`, and the Arrow IPC stream holds the samples.
+//!
+//! A record's length is trusted only when its header checksum (over magic, length and payload
+//! checksum) holds. Replay keeps every record whose payload checksum holds: a damaged record
+//! with a sound header is skipped by its length; after a damaged header, replay resyncs on the
+//! next offset where a whole valid record starts. What lies between is reported as a
+//! [`Damage`]. A bad stretch with no valid record after it is the segment's tail (a torn write
+//! when it is the newest segment). Segments written before version 2 (no header: `len crc
+//! payload` records) are still read, up to their first bad record.
 
 use std::io::Cursor;
+use std::ops::Range;
 use std::sync::Arc;
 
 use aiops_models::{SampleBatch, SeriesId, SeriesMeta, StaleMarker, sample_schema};
 use arrow::ipc::reader::StreamReader;
 use arrow::ipc::writer::StreamWriter;
 
+/// The first bytes of a version 2 segment.
+pub const SEGMENT_HEADER: &[u8; 9] = b"AIOPSWAL\x02";
+const RECORD_MAGIC: u32 = 0x5741_1A0C;
+const HEADER: usize = 16;
 const VERSION: u8 = 1;
 /// Largest record accepted on replay; anything bigger is corruption.
 const MAX_RECORD: usize = 1 << 30;
@@ -24,7 +37,7 @@ const MAX_RECORD: usize = 1 << 30;
 /// Appends the framed record of `batch` to `out`.
 pub fn encode_record(batch: &SampleBatch, out: &mut Vec<u8>) -> Result<(), String> {
     let start = out.len();
-    out.extend_from_slice(&[0u8; 8]);
+    out.extend_from_slice(&[0u8; HEADER]);
     out.push(VERSION);
     let series = serde_json::to_vec(&batch.new_series).map_err(|e| format!("series json: {e}"))?;
     out.extend_from_slice(&(series.len() as u32).to_le_bytes());
@@ -44,11 +57,30 @@ pub fn encode_record(batch: &SampleBatch, out: &mut Vec<u8>) -> Result<(), Strin
             .map_err(|e| format!("arrow ipc: {e}"))?;
         w.finish().map_err(|e| format!("arrow ipc: {e}"))?;
     }
-    let payload_len = out.len() - start - 8;
-    let crc = crc32fast::hash(&out[start + 8..]);
-    out[start..start + 4].copy_from_slice(&(payload_len as u32).to_le_bytes());
-    out[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
+    let payload_len = out.len() - start - HEADER;
+    if payload_len > MAX_RECORD {
+        out.truncate(start);
+        return Err(format!(
+            "a record of {payload_len} bytes is over the 1 GiB limit"
+        ));
+    }
+    let crc = crc32fast::hash(&out[start + HEADER..]);
+    let h = &mut out[start..start + HEADER];
+    h[..4].copy_from_slice(&RECORD_MAGIC.to_le_bytes());
+    h[4..8].copy_from_slice(&(payload_len as u32).to_le_bytes());
+    h[8..12].copy_from_slice(&crc.to_le_bytes());
+    let hcrc = crc32fast::hash(&h[..12]);
+    h[12..16].copy_from_slice(&hcrc.to_le_bytes());
     Ok(())
+}
+
+/// A stretch of a segment that held no valid record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Damage {
+    /// Byte range in the segment.
+    pub range: Range<u64>,
+    /// What was wrong at its start.
+    pub reason: String,
 }
 
 /// The outcome of reading a segment.
@@ -56,19 +88,129 @@ pub fn encode_record(batch: &SampleBatch, out: &mut Vec<u8>) -> Result<(), Strin
 pub struct Replay {
     /// The valid records in order.
     pub batches: Vec<SampleBatch>,
-    /// Byte length of the valid prefix.
+    /// End of the last valid record: what follows is the tail, valid or not.
     pub valid_len: u64,
-    /// Why reading stopped early, if it did.
-    pub stopped: Option<String>,
+    /// Damaged stretches before `valid_len`, with valid records after each.
+    pub damage: Vec<Damage>,
+    /// Why the bytes after `valid_len` are not records, if there are any.
+    pub tail: Option<String>,
 }
 
-/// Reads every valid record of a segment's bytes.
+/// A record header at `pos` whose checksum holds: its payload length and checksum.
+fn header_at(bytes: &[u8], pos: usize) -> Option<(usize, u32)> {
+    let h = bytes.get(pos..pos + HEADER)?;
+    let word = |i: usize| u32::from_le_bytes(h[i..i + 4].try_into().expect("4 bytes"));
+    (word(0) == RECORD_MAGIC && crc32fast::hash(&h[..12]) == word(12))
+        .then(|| (word(4) as usize, word(8)))
+        .filter(|&(len, _)| len <= MAX_RECORD)
+}
+
+/// The next offset after `from` where a whole record with sound checksums starts.
+fn resync(bytes: &[u8], from: usize) -> Option<usize> {
+    let magic = RECORD_MAGIC.to_le_bytes();
+    let mut at = from;
+    while let Some(i) = bytes.get(at..)?.windows(4).position(|w| w == magic) {
+        let pos = at + i;
+        if let Some((len, crc)) = header_at(bytes, pos)
+            && bytes
+                .get(pos + HEADER..pos + HEADER + len)
+                .is_some_and(|p| crc32fast::hash(p) == crc)
+        {
+            return Some(pos);
+        }
+        at = pos + 1;
+    }
+    None
+}
+
+/// Reads every valid record of a segment's bytes (see the module doc).
 pub fn replay(bytes: &[u8]) -> Replay {
+    if !bytes.starts_with(SEGMENT_HEADER) {
+        return replay_v1(bytes);
+    }
+    let mut out = Replay {
+        valid_len: SEGMENT_HEADER.len() as u64,
+        ..Replay::default()
+    };
+    let mut pos = SEGMENT_HEADER.len();
+    while pos < bytes.len() {
+        let (reason, skip_to) = match header_at(bytes, pos) {
+            Some((len, crc)) => match bytes.get(pos + HEADER..pos + HEADER + len) {
+                None => (
+                    format!("record of {len} bytes at byte {pos} runs past the end"),
+                    None,
+                ),
+                Some(p) if crc32fast::hash(p) != crc => (
+                    format!("checksum mismatch in the record at byte {pos}"),
+                    Some(pos + HEADER + len),
+                ),
+                Some(p) => match decode_payload(p) {
+                    Ok(b) => {
+                        out.batches.push(b);
+                        pos += HEADER + len;
+                        out.valid_len = pos as u64;
+                        continue;
+                    }
+                    Err(e) => (
+                        format!("undecodable record at byte {pos}: {e}"),
+                        Some(pos + HEADER + len),
+                    ),
+                },
+            },
+            None => (format!("no valid record header at byte {pos}"), None),
+        };
+        // Skip a record whose header holds; otherwise look for the next sound record.
+        let next = skip_to
+            .filter(|&n| n >= bytes.len() || header_at(bytes, n).is_some())
+            .or_else(|| resync(bytes, pos + 1));
+        match next {
+            Some(n) if n < bytes.len() => {
+                out.damage.push(Damage {
+                    range: pos as u64..n as u64,
+                    reason,
+                });
+                pos = n;
+            }
+            _ => {
+                out.tail = Some(reason);
+                break;
+            }
+        }
+    }
+    out
+}
+
+/// Decodes one whole framed record (a Kafka message), framed as version 2 writes it or as
+/// version 1 did (messages produced before an upgrade).
+pub fn decode_record(bytes: &[u8]) -> Result<SampleBatch, String> {
+    if let Some((len, crc)) = header_at(bytes, 0) {
+        let p = bytes
+            .get(HEADER..)
+            .filter(|p| p.len() == len)
+            .ok_or_else(|| format!("a record of {len} bytes in a message of {}", bytes.len()))?;
+        if crc32fast::hash(p) != crc {
+            return Err("record checksum mismatch".into());
+        }
+        return decode_payload(p);
+    }
+    let r = replay_v1(bytes);
+    if r.valid_len != bytes.len() as u64 || r.batches.len() != 1 {
+        return Err(format!(
+            "not one whole samples record ({} of {} bytes valid)",
+            r.valid_len,
+            bytes.len()
+        ));
+    }
+    Ok(r.batches.into_iter().next().expect("one batch"))
+}
+
+/// Segments written before version 2: replay stops at the first invalid record.
+fn replay_v1(bytes: &[u8]) -> Replay {
     let mut out = Replay::default();
     let mut pos = 0usize;
     while pos < bytes.len() {
         let Some(header) = bytes.get(pos..pos + 8) else {
-            out.stopped = Some(format!("torn record header at byte {pos}"));
+            out.tail = Some(format!("torn record header at byte {pos}"));
             break;
         };
         let len = u32::from_le_bytes(header[..4].try_into().expect("4 bytes")) as usize;
@@ -77,17 +219,17 @@ pub fn replay(bytes: &[u8]) -> Replay {
             .get(pos + 8..pos + 8 + len)
             .filter(|_| len <= MAX_RECORD)
         else {
-            out.stopped = Some(format!("torn record of {len} bytes at byte {pos}"));
+            out.tail = Some(format!("torn record of {len} bytes at byte {pos}"));
             break;
         };
         if crc32fast::hash(payload) != crc {
-            out.stopped = Some(format!("checksum mismatch in record at byte {pos}"));
+            out.tail = Some(format!("checksum mismatch in record at byte {pos}"));
             break;
         }
         match decode_payload(payload) {
             Ok(b) => out.batches.push(b),
             Err(e) => {
-                out.stopped = Some(format!("undecodable record at byte {pos}: {e}"));
+                out.tail = Some(format!("undecodable record at byte {pos}: {e}"));
                 break;
             }
         }
@@ -134,54 +276,4 @@ fn decode_payload(p: &[u8]) -> Result<SampleBatch, String> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use aiops_models::{SampleBatchBuilder, Source};
-
-    fn batch(n: i64) -> SampleBatch {
-        let meta = Arc::new(SeriesMeta::new(Source::Prometheus, "up", []));
-        let mut b = SampleBatchBuilder::with_capacity(n as usize);
-        b.push_series(meta.clone());
-        for t in 0..n {
-            b.push(meta.id, t, t as f64);
-        }
-        b.push_stale(StaleMarker {
-            series_id: meta.id,
-            timestamp_ms: n,
-        });
-        b.finish()
-    }
-
-    #[test]
-    fn records_round_trip() {
-        let mut buf = Vec::new();
-        encode_record(&batch(3), &mut buf).expect("encodes");
-        encode_record(&batch(5), &mut buf).expect("encodes");
-        let r = replay(&buf);
-        assert!(r.stopped.is_none());
-        assert_eq!(r.valid_len, buf.len() as u64);
-        assert_eq!(r.batches.len(), 2);
-        assert_eq!(r.batches[1].values(), &[0.0, 1.0, 2.0, 3.0, 4.0]);
-        assert_eq!(r.batches[1].new_series.len(), 1);
-        assert_eq!(r.batches[1].stale[0].timestamp_ms, 5);
-    }
-
-    #[test]
-    fn replay_stops_at_torn_or_corrupt_tail() {
-        let mut buf = Vec::new();
-        encode_record(&batch(3), &mut buf).expect("encodes");
-        let first = buf.len();
-        encode_record(&batch(4), &mut buf).expect("encodes");
-        for cut in [first + 3, first + 20, buf.len() - 1] {
-            let r = replay(&buf[..cut]);
-            assert_eq!(r.batches.len(), 1);
-            assert_eq!(r.valid_len, first as u64);
-            assert!(r.stopped.is_some());
-        }
-        let mut corrupt = buf.clone();
-        corrupt[first + 30] ^= 0xff;
-        let r = replay(&corrupt);
-        assert_eq!(r.batches.len(), 1);
-        assert!(r.stopped.expect("stopped").contains("checksum"));
-    }
-}
+mod tests;
