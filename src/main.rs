@@ -28,7 +28,11 @@ fn main() -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    rt.block_on(run(cli))
+    let outcome = rt.block_on(run(cli));
+    // Whatever still runs on the blocking pool (a stage cut off at the end of the shutdown
+    // grace period) does not hold up the exit.
+    rt.shutdown_timeout(std::time::Duration::from_secs(1));
+    outcome
 }
 
 async fn run(cli: cli::Cli) -> anyhow::Result<()> {

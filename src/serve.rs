@@ -359,14 +359,21 @@ pub async fn serve(
         cancel.child_token(),
     ));
     let state = AppState {
-        config: Arc::new(cfg.server.clone()),
+        config: Arc::new(aiops_api::ApiConfig {
+            // 0: as old as the archive keeps.
+            max_sample_age_secs: match cfg.server.max_sample_age_secs {
+                0 => cfg.archive.retention_secs,
+                age => age,
+            },
+            ..cfg.server.clone()
+        }),
         catalog,
         archive,
         sender,
         sources: states,
         registry: Arc::new(registry),
         ingest_metrics,
-        api_metrics,
+        api_metrics: api_metrics.clone(),
         detect: published,
         scaling_state,
         max_score_gauges: cfg.detect.max_score_gauges,
@@ -374,6 +381,9 @@ pub async fn serve(
         incidents,
         limits: Arc::new(cfg.limits.clone()),
         heavy_reads: Arc::new(tokio::sync::Semaphore::new(cfg.server.max_concurrent_reads)),
+        analyses: Arc::new(aiops_api::RateLimit::per_minute(
+            cfg.incidents.max_analyses_per_minute,
+        )),
         auth: auth.clone(),
     };
     tokio::spawn(crate::auth::reload_every(
@@ -390,6 +400,11 @@ pub async fn serve(
         let _ = tx.send(addr);
     }
     let app = router(state);
+    let conns = aiops_api::listen::Connections::new(
+        &cfg.server,
+        aiops_api::listen::connection_cap(cfg.server.max_connections),
+        api_metrics.clone(),
+    );
     // HTTPS beside HTTP, same routes (the Kubernetes aggregator needs TLS).
     let tls_server = match (
         &cfg.server.tls_listen,
@@ -402,74 +417,91 @@ pub async fn serve(
                 .await
                 .with_context(|| format!("binding {at}"))?;
             info!(addr = %l.local_addr()?, "aiops is serving HTTPS.");
-            Some(tokio::spawn(aiops_api::tls::serve(
+            Some(tokio::spawn(aiops_api::listen::serve(
                 l,
                 app.clone(),
-                tls,
+                Some(tls),
+                conns.clone(),
                 cancel.clone(),
             )))
         }
         _ => None,
     };
-    let server =
-        axum::serve(listener, app).with_graceful_shutdown(cancel.clone().cancelled_owned());
-    let mut server = tokio::spawn(server.into_future());
-    tokio::select! {
+    let mut server = tokio::spawn(aiops_api::listen::serve(
+        listener,
+        app,
+        None,
+        conns,
+        cancel.clone(),
+    ));
+    // One deadline for the whole shutdown, from the moment it starts: requests, feeds and the
+    // archive share `shutdown_grace_secs`; what is still running then is cut off (everything
+    // acknowledged is durable in the WAL already; detectors re-warm from the archive).
+    let grace = Duration::from_secs(cfg.server.shutdown_grace_secs);
+    let deadline = tokio::select! {
         res = &mut server => {
-            // The server ended on its own (an accept error): shut the rest down too.
+            // The server ended on its own: shut the rest down too.
             cancel.cancel();
-            res??;
+            res?;
+            tokio::time::Instant::now() + grace
         }
         _ = cancel.cancelled() => {
-            let grace = Duration::from_secs(cfg.server.shutdown_grace_secs);
-            match tokio::time::timeout(grace, &mut server).await {
-                Ok(res) => res??,
-                Err(_) => {
-                    warn!(grace_secs = grace.as_secs(), "In-flight requests did not finish in time; closing them.");
-                    server.abort();
-                }
+            let deadline = tokio::time::Instant::now() + grace;
+            if tokio::time::timeout_at(deadline, &mut server).await.is_err() {
+                warn!(grace_secs = grace.as_secs(), "In-flight requests did not finish in time; closing them.");
+                server.abort();
             }
+            deadline
         }
-    }
+    };
+    let within = |what: &'static str, task: tokio::task::JoinHandle<()>| async move {
+        if tokio::time::timeout_at(deadline, task).await.is_err() {
+            warn!(
+                what,
+                "Still running at the end of the shutdown grace period; cut off."
+            );
+        }
+    };
     if let Some(tls) = tls_server {
-        let grace = Duration::from_secs(cfg.server.shutdown_grace_secs);
-        if tokio::time::timeout(grace, tls).await.is_err() {
-            warn!("HTTPS requests did not finish in time; closing them.");
-        }
+        within("HTTPS requests", tls).await;
     }
-    while sources.join_next().await.is_some() {}
+    if tokio::time::timeout_at(deadline, async {
+        while sources.join_next().await.is_some() {}
+    })
+    .await
+    .is_err()
+    {
+        warn!("Pulling sources still running at the end of the grace period; cut off.");
+    }
     if let Some(f) = forwarder {
         // Every batch the server accepted reaches Kafka (or its sender was told it did not).
-        let _ = f.await;
+        within("the Kafka forwarder", f).await;
         worker_cancel.cancel();
     }
     // The incident book is saved on every change and the outbox is on disk: both just stop.
-    let _ = incident_task.await;
-    if let Some(f) = incident_feed {
-        let _ = f.await;
+    within("the incident task", incident_task).await;
+    for (what, f) in [
+        ("the incident feed", incident_feed),
+        ("the scaling feed", scaling_feed),
+        ("the incident mirror", incident_mirror),
+    ] {
+        if let Some(f) = f {
+            within(what, f).await;
+        }
     }
-    if let Some(f) = scaling_feed {
-        let _ = f.await;
-    }
-    if let Some(f) = incident_mirror {
-        let _ = f.await;
-    }
-    let _ = pagerduty_sender.await;
+    within("the PagerDuty sender", pagerduty_sender).await;
     // Every sender is gone once the server and sources are: the archive drains and stops.
     let joined = tokio::task::spawn_blocking(move || {
         let _ = stage.join();
         // The archive held the detector's input: it drains, checkpoints and stops now.
         let _ = detector.join();
     });
-    match tokio::time::timeout(
-        Duration::from_secs(cfg.server.shutdown_grace_secs.max(5)),
-        joined,
-    )
-    .await
-    {
+    // At least a moment for the final WAL sync and checkpoint, even when the grace is spent.
+    let deadline = deadline.max(tokio::time::Instant::now() + Duration::from_secs(1));
+    match tokio::time::timeout_at(deadline, joined).await {
         Ok(_) => info!("Archive flushed and detector state checkpointed; bye."),
         Err(_) => warn!(
-            "Archive stage still busy after the grace period; exiting (acknowledged data is already durable)."
+            "Archive or detector still busy at the end of the grace period; exiting (acknowledged data is already durable)."
         ),
     }
     Ok(())

@@ -157,7 +157,44 @@ async fn bad_bodies_get_clear_4xx_and_the_server_keeps_serving() {
     let http = http();
     wait_ready(&http, &base).await;
     let url = format!("{base}/api/v1/write");
-    let good = encode_write_request(&request(0, 0, 1_000_000));
+    let now = jiff::Timestamp::now().as_millisecond();
+    let good = encode_write_request(&request(0, 0, now - 60_000));
+    let one = |labels: Vec<(String, String)>, ts: i64| {
+        encode_write_request(&WriteRequest {
+            timeseries: vec![TimeSeries::from_parts(
+                labels.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+                [(ts, 1.0)],
+            )],
+            metadata: vec![],
+        })
+    };
+    let name = |extra: Vec<(String, String)>| {
+        let mut l = vec![("__name__".to_owned(), "limit_test".to_owned())];
+        l.extend(extra);
+        l.sort();
+        l
+    };
+    let huge_value = one(name(vec![("big".into(), "x".repeat(1 << 20))]), now);
+    let many_labels = one(
+        name(
+            (0..10_000)
+                .map(|i| (format!("l{i:05}"), "v".into()))
+                .collect(),
+        ),
+        now,
+    );
+    let many_series = encode_write_request(&WriteRequest {
+        timeseries: (0..50_000)
+            .map(|i| {
+                let i = i.to_string();
+                TimeSeries::from_parts(
+                    [("__name__", "limit_test"), ("i", i.as_str())],
+                    [(now, 1.0)],
+                )
+            })
+            .collect(),
+        metadata: vec![],
+    });
     let post = |body: Vec<u8>, encoding: &'static str| {
         http.post(&url)
             .header("content-encoding", encoding)
@@ -208,11 +245,58 @@ async fn bad_bodies_get_clear_4xx_and_the_server_keeps_serving() {
             413,
             "payload_too_large",
         ),
+        // The limits below were all answered 204 on the old main.
+        (
+            "a 1 MiB label value",
+            huge_value,
+            "snappy",
+            400,
+            "invalid_series",
+        ),
+        (
+            "10,000 labels on a series",
+            many_labels,
+            "snappy",
+            400,
+            "invalid_series",
+        ),
+        (
+            "50,000 series in one request",
+            many_series,
+            "snappy",
+            413,
+            "payload_too_large",
+        ),
     ];
+    let cases: Vec<_> = cases
+        .into_iter()
+        .chain(
+            [
+                -1_000_000_000_000,
+                0,
+                // Year 5138.
+                100_000_000_000_000,
+                i64::MIN,
+                i64::MAX,
+            ]
+            .map(|ts| {
+                (
+                    "a timestamp outside now - retention .. now + 1 h",
+                    one(name(vec![]), ts),
+                    "snappy",
+                    400,
+                    "invalid_series",
+                )
+            }),
+        )
+        .collect();
     for (name, body, enc, status, code) in cases {
         let resp = post(body, enc).await.expect("server answers");
         assert_eq!(resp.status().as_u16(), status, "{name}");
-        let json: serde_json::Value = resp.json().await.expect("JSON error body");
+        let text = resp.text().await.expect("a body");
+        // An offending value is echoed at most 256 bytes of it (the old main echoed 1 MiB).
+        assert!(text.len() < 4096, "{name}: {} bytes of error", text.len());
+        let json: serde_json::Value = serde_json::from_str(&text).expect("JSON error body");
         assert_eq!(json["error"]["code"], code, "{name}: {json}");
         assert!(
             json["error"]["message"]

@@ -412,9 +412,17 @@ fn denied(path: &str, scope: Scope, why: Denied) -> Response {
     r
 }
 
-async fn guard(state: &AppState, scope: Scope, req: Request, next: Next) -> Response {
+/// Who made a request: the credential's name, `None` on an open route. Put in the request's
+/// extensions by the scope middleware (per-caller rate limits key on it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller(pub Option<String>);
+
+async fn guard(state: &AppState, scope: Scope, mut req: Request, next: Next) -> Response {
     match state.auth.check(req.headers(), scope) {
-        Ok(_) => next.run(req).await,
+        Ok(name) => {
+            req.extensions_mut().insert(Caller(name));
+            next.run(req).await
+        }
         Err(why) => {
             state.api_metrics.auth_denied(scope.name(), &why);
             denied(req.uri().path(), scope, why)

@@ -57,6 +57,35 @@ pub struct ApiConfig {
     pub tls_cert_file: Option<std::path::PathBuf>,
     /// PEM private key for `tls_listen`.
     pub tls_key_file: Option<std::path::PathBuf>,
+    /// A connection must send a request's headers within this many seconds of being ready for
+    /// one — also how long a kept-alive connection may sit idle — or it is closed.
+    pub header_read_timeout_secs: u64,
+    /// A TLS handshake must finish within this many seconds.
+    pub tls_handshake_timeout_secs: u64,
+    /// Open connections (HTTP and HTTPS together); one more is closed at once, counted in
+    /// `aiops_api_connections_refused_total{reason="max_connections"}`. `serve` raises its
+    /// open-file limit to the hard limit and lowers this if the files would not suffice.
+    pub max_connections: usize,
+    /// Open connections from one IP address (a Prometheus opens one per shard: up to
+    /// `max_shards`, 200 by default).
+    pub max_connections_per_ip: usize,
+    /// Longest request target (path and query), bytes (more: `414`).
+    pub max_uri_bytes: usize,
+    /// Most series in one remote_write request (more: `413` naming this key).
+    pub max_series_per_request: usize,
+    /// Most samples in one remote_write request (more: `413` naming this key).
+    pub max_samples_per_request: usize,
+    /// Most labels on one series, `__name__` included (more: `400`, the series left out).
+    pub max_labels_per_series: usize,
+    /// Longest label name, bytes.
+    pub max_label_name_bytes: usize,
+    /// Longest label value, bytes (`__name__` included).
+    pub max_label_value_bytes: usize,
+    /// Samples older than this many seconds are refused (`400` naming the series; counted as
+    /// `reason="out_of_range"`). 0: the archive's retention.
+    pub max_sample_age_secs: u64,
+    /// Samples more than this many seconds ahead of the clock are refused likewise.
+    pub max_sample_future_secs: u64,
 }
 
 impl Default for ApiConfig {
@@ -80,6 +109,18 @@ impl Default for ApiConfig {
             tls_listen: None,
             tls_cert_file: None,
             tls_key_file: None,
+            header_read_timeout_secs: 10,
+            tls_handshake_timeout_secs: 10,
+            max_connections: 1024,
+            max_connections_per_ip: 256,
+            max_uri_bytes: 16 << 10,
+            max_series_per_request: 20_000,
+            max_samples_per_request: 200_000,
+            max_labels_per_series: 64,
+            max_label_name_bytes: 256,
+            max_label_value_bytes: 4096,
+            max_sample_age_secs: 0,
+            max_sample_future_secs: 3600,
         }
     }
 }
@@ -163,6 +204,70 @@ impl ApiConfig {
             problems.push(format!(
                 "{prefix}.max_samples_per_query: must be at least 1"
             ));
+        }
+        for (key, v, lo, hi) in [
+            (
+                "header_read_timeout_secs",
+                self.header_read_timeout_secs,
+                1,
+                3600,
+            ),
+            (
+                "tls_handshake_timeout_secs",
+                self.tls_handshake_timeout_secs,
+                1,
+                600,
+            ),
+            ("max_connections", self.max_connections as u64, 16, 1 << 20),
+            (
+                "max_connections_per_ip",
+                self.max_connections_per_ip as u64,
+                1,
+                1 << 20,
+            ),
+            ("max_uri_bytes", self.max_uri_bytes as u64, 256, 60_000),
+            (
+                "max_series_per_request",
+                self.max_series_per_request as u64,
+                1,
+                1 << 30,
+            ),
+            (
+                "max_samples_per_request",
+                self.max_samples_per_request as u64,
+                1,
+                1 << 34,
+            ),
+            (
+                "max_labels_per_series",
+                self.max_labels_per_series as u64,
+                1,
+                1 << 16,
+            ),
+            (
+                "max_label_name_bytes",
+                self.max_label_name_bytes as u64,
+                1,
+                1 << 20,
+            ),
+            (
+                "max_label_value_bytes",
+                self.max_label_value_bytes as u64,
+                1,
+                1 << 24,
+            ),
+            (
+                "max_sample_future_secs",
+                self.max_sample_future_secs,
+                0,
+                366 * 86_400,
+            ),
+        ] {
+            if !(lo..=hi).contains(&v) {
+                problems.push(format!(
+                    "{prefix}.{key} = {v}: must be between {lo} and {hi}"
+                ));
+            }
         }
     }
 }

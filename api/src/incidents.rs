@@ -605,7 +605,11 @@ fn rank_incident(svc: &IncidentService, catalog: &SeriesCatalog, archive: &Archi
     let now = now_ms();
     let detected = inc.symptom.detected_ms;
     let start = detected - svc.cfg.lookback_secs as i64 * 1000;
-    let end = now.max(inc.last_activity_ms).max(detected + 1000);
+    // However long the incident stays open, one ranking reads at most max_window_secs.
+    let end = now
+        .max(inc.last_activity_ms)
+        .max(detected + 1000)
+        .min(start + svc.cfg.max_window_secs as i64 * 1000);
     let window = svc.window(catalog, archive, start, end);
     let read = |sid, _from, _to| window.samples.get(&sid).cloned().unwrap_or_default();
     let analysis = analyse(
@@ -795,7 +799,16 @@ fn time_field(name: &str, v: &Value) -> Result<i64, ApiError> {
 }
 
 /// `POST /api/v1/incidents`: analyse a given symptom and window now. 201 with the incident.
-pub async fn create(State(state): State<AppState>, body: Bytes) -> Result<Response, ApiError> {
+///
+/// Bounded: the window at most `incidents.max_window_secs` and within the data kept, at most
+/// `incidents.max_analyses_per_minute` per caller (429 + `Retry-After`), one read permit among
+/// `server.max_concurrent_reads`. The incident is recorded only once the analysis is done: a
+/// request that fails or is cut off by its deadline leaves nothing behind.
+pub async fn create(
+    State(state): State<AppState>,
+    caller: Option<axum::Extension<crate::auth::Caller>>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
     let req: AnalyseRequest = parse_json(&body)?;
     let detected = time_field("detected_at", &req.detected_at)?;
     let svc = state.incidents.clone();
@@ -803,9 +816,10 @@ pub async fn create(State(state): State<AppState>, body: Bytes) -> Result<Respon
         Some(v) => time_field("start", v)?,
         None => detected - svc.cfg.lookback_secs as i64 * 1000,
     };
+    let now = now_ms();
     let end = match &req.end {
         Some(v) => time_field("end", v)?,
-        None => now_ms().max(detected + 1000),
+        None => now.max(detected + 1000),
     };
     if !(start < detected && detected < end) {
         return Err(ApiError::bad_request(
@@ -813,10 +827,60 @@ pub async fn create(State(state): State<AppState>, body: Bytes) -> Result<Respon
             "need start < detected_at < end (a normal window before the detection time and an abnormal one after)",
         ));
     }
+    let oldest = match state.config.max_sample_age_secs {
+        0 => i64::MIN,
+        age => now.saturating_sub(age as i64 * 1000),
+    };
+    if detected < oldest || detected > now + 3_600_000 {
+        return Err(ApiError::bad_request(
+            "bad_window",
+            format!(
+                "detected_at {} is outside the data this node keeps ({} to an hour from now)",
+                show_ms(detected),
+                show_ms(oldest)
+            ),
+        ));
+    }
+    let max_window = svc.cfg.max_window_secs as i64 * 1000;
+    if end - start > max_window {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "limit_exceeded",
+            format!(
+                "the window from start to end spans {} s, over the limit of {} s (incidents.max_window_secs)",
+                (end - start) / 1000,
+                svc.cfg.max_window_secs
+            ),
+        ));
+    }
     if let Some(s) = &req.series {
         s.parse::<Selector>()
             .map_err(|e| ApiError::bad_request("bad_selector", format!("series={s:?}: {e}")))?;
     }
+    let who = caller
+        .and_then(|axum::Extension(c)| c.0)
+        .unwrap_or_else(|| "anonymous".into());
+    if let Err(wait) = state.analyses.take(&who) {
+        let secs = wait.as_secs().max(1);
+        let mut resp = ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            format!(
+                "{who} asked for more than {} analyses a minute (incidents.max_analyses_per_minute); retry in {secs} s",
+                svc.cfg.max_analyses_per_minute
+            ),
+        )
+        .into_response();
+        resp.headers_mut()
+            .insert(header::RETRY_AFTER, header::HeaderValue::from(secs));
+        return Ok(resp);
+    }
+    let permit = state
+        .heavy_reads
+        .clone()
+        .acquire_owned()
+        .await
+        .map_err(ApiError::internal)?;
     let title = req.title.clone().unwrap_or_else(|| {
         format!(
             "Analysis of {} at {}",
@@ -835,22 +899,34 @@ pub async fn create(State(state): State<AppState>, body: Bytes) -> Result<Respon
         series: req.series.clone(),
         detected_ms: detected,
     };
-    let id = svc.apply(|b, _| {
-        let id = b.open_external(&svc.cfg, IncidentSource::Api, title, symptom, now_ms());
-        (id, Vec::new())
-    })?;
-    // Rank now, over the asked window, and answer with the result.
-    let (svc2, catalog, archive, id2) = (
-        svc.clone(),
-        state.catalog.clone(),
-        state.archive.clone(),
-        id.clone(),
-    );
-    tokio::task::spawn_blocking(move || {
-        rank_window(&svc2, &catalog, &archive, &id2, start, end);
+    let (svc2, catalog, archive) = (svc.clone(), state.catalog.clone(), state.archive.clone());
+    let (symptom, analysis) = tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        analyse_window(&svc2, &catalog, &archive, symptom, start, end)
     })
     .await
     .map_err(ApiError::internal)?;
+    let id = svc.apply(|b, _| {
+        let id = b.open_external(&svc.cfg, IncidentSource::Api, title, symptom, now_ms());
+        let now = now_ms();
+        if let Some(i) = b.get_mut(&id) {
+            i.candidates = analysis.candidates;
+            i.data_quality = analysis.data_quality;
+            i.window_start_ms = start;
+            i.window_end_ms = end;
+            i.ranked_ms = Some(now);
+            let text = match i.candidates.first() {
+                Some(c) => format!("Ranked: {} first ({}).", c.service, c.metric),
+                None => "Ranked: no metric moved around the detection time.".to_owned(),
+            };
+            i.note(now, "ranked", text);
+            // An on-demand analysis resolves at once (nothing keeps it open): a record, not a
+            // page.
+            i.status = IncidentStatus::Resolved;
+            i.resolved_ms = Some(now);
+        }
+        (id, Vec::new())
+    })?;
     let inc = svc
         .snapshot()
         .get(&id)
@@ -863,77 +939,50 @@ pub async fn create(State(state): State<AppState>, body: Bytes) -> Result<Respon
     Ok(resp)
 }
 
-/// An on-demand analysis over an explicit window; the incident resolves at once (nothing keeps
-/// it open), so it is a record, not a page.
-fn rank_window(
+fn show_ms(t: i64) -> String {
+    jiff::Timestamp::from_millisecond(t)
+        .map(|t| t.to_string())
+        .unwrap_or_else(|_| format!("{t} ms"))
+}
+
+/// An on-demand analysis of `symptom` over an explicit window. Returns the symptom (its
+/// service filled in from its series when not given) and the ranking.
+fn analyse_window(
     svc: &IncidentService,
     catalog: &SeriesCatalog,
     archive: &Archive,
-    id: &str,
+    mut symptom: Symptom,
     start: i64,
     end: i64,
-) {
-    let Some(inc) = svc.snapshot().get(id).cloned() else {
-        return;
-    };
+) -> (Symptom, aiops_rca::analyse::Analysis) {
     let graph = svc.graph.read().unwrap_or_else(|p| p.into_inner()).clone();
     let window = svc.window(catalog, archive, start, end);
     let series = &window.series;
-    if let Some(sel) = inc
-        .symptom
-        .series
-        .as_deref()
-        .and_then(|s| s.parse::<Selector>().ok())
+    if symptom.service.is_none()
+        && let Some(sel) = symptom
+            .series
+            .as_deref()
+            .and_then(|s| s.parse::<Selector>().ok())
+        && let Some(m) = series.iter().find(|m| sel.matches(m))
     {
         // The symptom series' service is the symptom service, when not given.
-        if inc.symptom.service.is_none()
-            && let Some(m) = series.iter().find(|m| sel.matches(m))
-            && let Some(s) = aiops_models::service_of(m)
-        {
-            let _ = svc.apply(|b, _| {
-                if let Some(i) = b.get_mut(id) {
-                    i.symptom.service = Some(s);
-                }
-                ((), Vec::new())
-            });
-        }
+        symptom.service = aiops_models::service_of(m);
     }
-    let symptom_service = svc
-        .snapshot()
-        .get(id)
-        .and_then(|i| i.symptom.service.clone());
     let read = |sid, _from, _to| window.samples.get(&sid).cloned().unwrap_or_default();
     let analysis = analyse(
         &AnalysisRequest {
             series,
-            detected_ms: inc.symptom.detected_ms,
+            detected_ms: symptom.detected_ms,
             start_ms: start,
             end_ms: end,
-            symptom_service: symptom_service.as_deref(),
+            symptom_service: symptom.service.as_deref(),
             max_series: svc.cfg.max_series,
             top: svc.cfg.max_candidates,
         },
         &read,
         &graph,
     );
-    let now = now_ms();
-    let _ = svc.apply(|b, _| {
-        if let Some(i) = b.get_mut(id) {
-            i.candidates = analysis.candidates;
-            i.data_quality = analysis.data_quality;
-            i.window_start_ms = start;
-            i.window_end_ms = end;
-            i.ranked_ms = Some(now);
-            let text = match i.candidates.first() {
-                Some(c) => format!("Ranked: {} first ({}).", c.service, c.metric),
-                None => "Ranked: no metric moved around the detection time.".to_owned(),
-            };
-            i.note(now, "ranked", text);
-            i.status = IncidentStatus::Resolved;
-            i.resolved_ms = Some(now);
-        }
-        ((), Vec::new())
-    });
+    (symptom, analysis)
 }
 
 #[derive(Debug, Deserialize)]
@@ -1026,6 +1075,17 @@ pub async fn alertmanager(
             format!(
                 "webhook payload version {:?}: only \"4\" is understood",
                 p.version
+            ),
+        ));
+    }
+    let max = state.incidents.cfg.max_alerts_per_request;
+    if p.alerts.len() > max {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!(
+                "{} alerts in one notification, over the limit of {max} (incidents.max_alerts_per_request); set max_alerts in Alertmanager's webhook_config",
+                p.alerts.len()
             ),
         ));
     }

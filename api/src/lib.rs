@@ -28,10 +28,12 @@ pub mod error;
 pub mod external;
 mod health;
 pub mod incidents;
+pub mod listen;
 mod metrics;
 mod openapi;
 pub mod pagerduty;
 mod query;
+pub mod ratelimit;
 pub mod tls;
 mod write;
 
@@ -53,6 +55,7 @@ use prometheus_client::registry::Registry;
 pub use config::{ApiConfig, LimitsConfig};
 pub use error::ApiError;
 pub use metrics::ApiMetrics;
+pub use ratelimit::RateLimit;
 
 /// Everything the handlers share.
 #[derive(Debug, Clone)]
@@ -90,6 +93,8 @@ pub struct AppState {
     pub heavy_reads: Arc<tokio::sync::Semaphore>,
     /// Credentials and their scopes.
     pub auth: Arc<auth::Authenticator>,
+    /// On-demand analyses per caller (`incidents.max_analyses_per_minute`).
+    pub analyses: Arc<RateLimit>,
 }
 
 /// The router with every route and middleware.
@@ -169,6 +174,18 @@ async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Res
         .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
     let method = req.method().to_string();
     let started = Instant::now();
+    let uri_len = req.uri().to_string().len();
+    if uri_len > state.config.max_uri_bytes {
+        return ApiError::new(
+            axum::http::StatusCode::URI_TOO_LONG,
+            "uri_too_long",
+            format!(
+                "the request target is {uri_len} bytes, over the limit of {} (server.max_uri_bytes)",
+                state.config.max_uri_bytes
+            ),
+        )
+        .into_response();
+    }
     let deadline = Duration::from_secs(state.config.request_timeout_secs);
     // Dropping a timed-out handler is safe: a remote_write whose batch was already queued is
     // either made durable (and the sender's retry duplicates it) or failed; nothing is lost.
@@ -189,7 +206,49 @@ async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Res
             status: resp.status().as_u16(),
         })
         .observe(started.elapsed().as_secs_f64());
-    resp
+    json_errors(resp).await
+}
+
+/// Every error answer is JSON: the rejections of axum's extractors (a body over its limit, a
+/// bad query string) and the like come as text; they are rewrapped as
+/// `{"error": {"code", "message"}}` with their status kept.
+async fn json_errors(resp: Response) -> Response {
+    let status = resp.status();
+    let is_json = resp
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if status.as_u16() < 400 || is_json {
+        return resp;
+    }
+    let (parts, body) = resp.into_parts();
+    let text = axum::body::to_bytes(body, 64 << 10)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).trim().to_owned())
+        .unwrap_or_default();
+    let code = match status.as_u16() {
+        400 => "bad_request",
+        404 => "not_found",
+        405 => "method_not_allowed",
+        413 => "payload_too_large",
+        414 => "uri_too_long",
+        415 => "unsupported_media_type",
+        422 => "unprocessable",
+        _ => "error",
+    };
+    let message = if text.is_empty() {
+        status.canonical_reason().unwrap_or("error").to_owned()
+    } else {
+        text
+    };
+    let mut out = ApiError::new(status, code, message).into_response();
+    for (k, v) in parts.headers.iter() {
+        if k != axum::http::header::CONTENT_TYPE && k != axum::http::header::CONTENT_LENGTH {
+            out.headers_mut().insert(k.clone(), v.clone());
+        }
+    }
+    out
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
@@ -33,6 +34,10 @@ pub struct ApiMetrics {
     pub request_seconds: Family<RequestLabels, Histogram>,
     /// Requests turned away by authentication.
     pub auth_denied: Family<DeniedLabels, Counter>,
+    /// Open connections.
+    pub connections: Gauge,
+    /// Connections closed at once, by reason.
+    pub connections_refused: Family<Vec<(&'static str, &'static str)>, Counter>,
 }
 
 impl ApiMetrics {
@@ -43,6 +48,8 @@ impl ApiMetrics {
                 Histogram::new(exponential_buckets(0.0005, 2.0, 16))
             }),
             auth_denied: Family::default(),
+            connections: Gauge::default(),
+            connections_refused: Family::default(),
         };
         let sub = registry.sub_registry_with_prefix("aiops_api");
         sub.register(
@@ -55,7 +62,24 @@ impl ApiMetrics {
             "Requests turned away by authentication, by the scope needed and why (missing, invalid, forbidden).",
             m.auth_denied.clone(),
         );
+        sub.register(
+            "connections",
+            "Open HTTP and HTTPS connections.",
+            m.connections.clone(),
+        );
+        sub.register(
+            "connections_refused",
+            "Connections closed at once: max_connections, max_connections_per_ip, tls_handshake_timeout.",
+            m.connections_refused.clone(),
+        );
         m
+    }
+
+    /// Counts a connection refused for `reason`.
+    pub fn refused(&self, reason: &'static str) {
+        self.connections_refused
+            .get_or_create(&vec![("reason", reason)])
+            .inc();
     }
 
     /// Counts a request turned away.

@@ -135,7 +135,7 @@ pub fn document() -> Value {
                     "source": {"type": "string", "enum": ["detector", "alertmanager", "pagerduty", "api"]},
                     "opened_ms": {"type": "integer"}, "resolved_ms": {"type": ["integer", "null"]},
                     "symptom": {"type": "object"}, "services": {"type": "array", "items": {"type": "string"}},
-                    "top_candidate": {"$ref": "#/components/schemas/Candidate"}}},
+                    "top_candidate": {"oneOf": [{"$ref": "#/components/schemas/Candidate"}, {"type": "null"}]}}},
                 "Incident": {"type": "object", "properties": {
                     "id": {"type": "string"}, "title": {"type": "string"}, "status": {"type": "string"}, "source": {"type": "string"},
                     "opened_ms": {"type": "integer"}, "updated_ms": {"type": "integer"}, "resolved_ms": {"type": ["integer", "null"]},

@@ -167,8 +167,23 @@ pub(crate) fn parse_time(name: &str, v: &str) -> Result<i64, ApiError> {
         })
 }
 
+/// A sample value in JSON: a number, or as Prometheus' JSON writes what JSON numbers cannot
+/// hold, `"+Inf"`, `"-Inf"` or `"NaN"`.
+pub fn sample_value(v: f64) -> serde_json::Value {
+    if v.is_finite() {
+        serde_json::Value::from(v)
+    } else if v.is_nan() {
+        "NaN".into()
+    } else if v > 0.0 {
+        "+Inf".into()
+    } else {
+        "-Inf".into()
+    }
+}
+
 /// `GET /api/v1/series/{id}/samples?start=&end=`: the samples of one series, `[unix_ms, value]`
-/// pairs in time order (`null` for NaN). Defaults: the last hour.
+/// pairs in time order (`"+Inf"`, `"-Inf"`, `"NaN"` where JSON has no number). Defaults: the
+/// last hour.
 pub async fn series_samples(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -224,9 +239,9 @@ pub async fn series_samples(
             ),
         ));
     }
-    let points: Vec<(i64, Option<f64>)> = samples
+    let points: Vec<(i64, serde_json::Value)> = samples
         .into_iter()
-        .map(|(t, v)| (t, v.is_finite().then_some(v)))
+        .map(|(t, v)| (t, sample_value(v)))
         .collect();
     Ok(Json(serde_json::json!({
         "series": view(&meta, state.archive.stale_at(id)),

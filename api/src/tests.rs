@@ -68,6 +68,7 @@ fn harness_all(
     let mut registry = Registry::default();
     let ingest_metrics = IngestMetrics::register(&mut registry);
     let api_metrics = ApiMetrics::register(&mut registry);
+    let analyses_per_minute = incident_cfg.max_analyses_per_minute;
     let incidents = Arc::new(
         incidents::IncidentService::open(
             incident_cfg,
@@ -106,6 +107,7 @@ fn harness_all(
         incidents,
         limits: Arc::new(limits),
         heavy_reads: Arc::new(tokio::sync::Semaphore::new(4)),
+        analyses: Arc::new(crate::RateLimit::per_minute(analyses_per_minute)),
     };
     Harness {
         router: router(state),
@@ -1128,3 +1130,5 @@ async fn every_route_answers_401_without_credentials_403_without_the_scope_and_p
         "{metrics}"
     );
 }
+
+mod limits;

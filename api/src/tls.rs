@@ -1,21 +1,13 @@
 //! HTTPS for the API (rustls): the Kubernetes aggregator only talks to an APIService over TLS.
 //!
-//! [`load`] reads a PEM certificate chain and private key; [`serve`] accepts TLS connections
-//! on a listener and serves the router over HTTP/1.1 until cancelled, then lets in-flight
-//! requests finish (the caller bounds how long).
+//! [`load`] reads a PEM certificate chain and private key; [`crate::listen::serve`] serves
+//! the router over TLS with them.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use axum::Router;
-use hyper_util::rt::TokioIo;
-use hyper_util::server::graceful::GracefulShutdown;
-use hyper_util::service::TowerToHyperService;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-use tokio::net::TcpListener;
-use tokio_rustls::TlsAcceptor;
-use tokio_util::sync::CancellationToken;
 
 /// Why the TLS configuration cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -66,48 +58,6 @@ pub fn load(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>, TlsErr
         .with_single_cert(certs, key)?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(config))
-}
-
-/// Serves `app` over TLS on `listener` until `cancel`, then waits for open connections to
-/// finish their requests. A failed handshake is logged and dropped; it never stops the server.
-pub async fn serve(
-    listener: TcpListener,
-    app: Router,
-    tls: Arc<rustls::ServerConfig>,
-    cancel: CancellationToken,
-) {
-    let acceptor = TlsAcceptor::from(tls);
-    let graceful = GracefulShutdown::new();
-    loop {
-        let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    tracing::warn!(error = %e, "TLS accept failed.");
-                    continue;
-                }
-            },
-            _ = cancel.cancelled() => break,
-        };
-        let acceptor = acceptor.clone();
-        let service = TowerToHyperService::new(app.clone());
-        let watcher = graceful.watcher();
-        tokio::spawn(async move {
-            let tls = match acceptor.accept(stream).await {
-                Ok(s) => s,
-                Err(e) => {
-                    tracing::debug!(%peer, error = %e, "TLS handshake failed.");
-                    return;
-                }
-            };
-            let conn = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(tls), service);
-            if let Err(e) = watcher.watch(conn).await {
-                tracing::debug!(%peer, error = %e, "TLS connection ended with an error.");
-            }
-        });
-    }
-    graceful.shutdown().await;
 }
 
 #[cfg(test)]

@@ -5,8 +5,8 @@
 //! | answer | when | Prometheus |
 //! |---|---|---|
 //! | 204 | stored durably, including empty and metadata-only requests | done |
-//! | 400 | body is not Snappy/protobuf, or some series break the data rules (the valid rest is stored) | drops, never retries |
-//! | 413 | body over `max_body_bytes`, or decompressed over `max_decoded_bytes` | drops |
+//! | 400 | body is not Snappy/protobuf, or some series break the data rules or limits (labels, sample times; the valid rest is stored) | drops, never retries |
+//! | 413 | body over `max_body_bytes`, decompressed over `max_decoded_bytes`, or more series or samples than `max_series_per_request` / `max_samples_per_request` | drops |
 //! | 415 | not `Content-Encoding: snappy` + `application/x-protobuf`, or remote_write 2.0 | drops |
 //! | 503 | ingest queue full, archive write failed, shutting down | retries with backoff |
 
@@ -181,6 +181,25 @@ fn cap_series(
     (kept, Some((refused.len(), dropped)))
 }
 
+/// The limits of one request, the accepted time range counted from now.
+fn decode_limits(cfg: &crate::config::ApiConfig) -> remote_write::DecodeLimits {
+    let now = jiff::Timestamp::now().as_millisecond();
+    let secs = |s: u64| i64::try_from(s).unwrap_or(i64::MAX).saturating_mul(1000);
+    let oldest = match cfg.max_sample_age_secs {
+        0 => i64::MIN,
+        age => now.saturating_sub(secs(age)),
+    };
+    remote_write::DecodeLimits {
+        max_decoded_bytes: cfg.max_decoded_bytes,
+        max_series: cfg.max_series_per_request,
+        max_samples: cfg.max_samples_per_request,
+        max_labels: cfg.max_labels_per_series,
+        max_label_name_bytes: cfg.max_label_name_bytes,
+        max_label_value_bytes: cfg.max_label_value_bytes,
+        timestamps_ms: oldest..=now.saturating_add(secs(cfg.max_sample_future_secs)),
+    }
+}
+
 /// The handler.
 #[tracing::instrument(skip_all, fields(bytes))]
 pub async fn remote_write(
@@ -198,13 +217,13 @@ pub async fn remote_write(
     let body = read_body(body, limit).await?;
     tracing::Span::current().record("bytes", body.len());
 
-    let max_decoded = state.config.max_decoded_bytes;
+    let limits = decode_limits(&state.config);
     let catalog = state.catalog.clone();
     let decoded = if body.len() <= INLINE_DECODE_BYTES {
-        remote_write::decode_write_request(&body, &catalog, max_decoded)
+        remote_write::decode_with_limits(&body, &catalog, &limits)
     } else {
         tokio::task::spawn_blocking(move || {
-            remote_write::decode_write_request(&body, &catalog, max_decoded)
+            remote_write::decode_with_limits(&body, &catalog, &limits)
         })
         .await
         .map_err(ApiError::internal)?
@@ -214,6 +233,14 @@ pub async fn remote_write(
         Err(DecodeError::TooLarge { limit, .. }) => {
             state.ingest_metrics.rejected(SOURCE, "too_large", 0);
             return Err(too_large(limit, "decompressed body"));
+        }
+        Err(e @ DecodeError::TooMany { .. }) => {
+            state.ingest_metrics.rejected(SOURCE, "too_large", 0);
+            return Err(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                format!("{e}; lower max_samples_per_send on the sender or raise the limit"),
+            ));
         }
         Err(e) => {
             state.ingest_metrics.rejected(SOURCE, "decode", 0);
@@ -267,6 +294,8 @@ pub async fn remote_write(
             SOURCE,
             if inv.collisions > 0 {
                 "collision"
+            } else if inv.out_of_range > 0 {
+                "out_of_range"
             } else {
                 "invalid"
             },

@@ -16,7 +16,10 @@ pub mod decode;
 pub mod proto;
 
 pub use client::{RemoteWriteClient, SendError};
-pub use decode::{DecodeError, Decoded, InvalidSeries, decode_write_request, decompress};
+pub use decode::{
+    DecodeError, DecodeLimits, Decoded, InvalidSeries, decode_with_limits, decode_write_request,
+    decompress,
+};
 pub use proto::{Label, MetricMetadata, Sample, TimeSeries, WriteRequest, encode_write_request};
 
 /// `Content-Encoding` a remote_write 1.0 body must carry.

@@ -189,6 +189,9 @@ pub struct Incident {
     pub last_activity_ms: i64,
     /// Alerts merged into it.
     pub alerts: Vec<AlertRef>,
+    /// Alerts not kept because the incident had `incidents.max_alerts_per_incident` already.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub alerts_dropped: u64,
     /// Ranked root-cause candidates, best first.
     pub candidates: Vec<Candidate>,
     /// When they were last ranked (Unix ms), if ever.
@@ -205,6 +208,10 @@ pub struct Incident {
     pub feedback: Option<Feedback>,
     /// The linked PagerDuty incident, if any.
     pub pagerduty: Option<PagerdutyRef>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl Incident {

@@ -47,6 +47,17 @@ pub struct IncidentConfig {
     pub max_candidates: usize,
     /// Incidents kept (the oldest resolved ones go first).
     pub max_incidents: usize,
+    /// Alerts in one Alertmanager notification (more: `413`; Alertmanager's `max_alerts`).
+    pub max_alerts_per_request: usize,
+    /// Alerts one incident keeps; further new alerts are counted in a note, not kept.
+    pub max_alerts_per_incident: usize,
+    /// Services one incident lists; further services are left out of it.
+    pub max_services_per_incident: usize,
+    /// Longest window one analysis reads (seconds): on-demand analyses asking for more get
+    /// `422`; the re-ranking of a long-open incident reads from its detection time up to this.
+    pub max_window_secs: u64,
+    /// On-demand analyses (`POST /api/v1/incidents`) per caller per minute (0: no limit).
+    pub max_analyses_per_minute: u32,
     /// Known call edges (caller → callee). Learned edges from mesh metrics are added when
     /// `learn_topology` is on.
     pub topology: Vec<Edge>,
@@ -72,6 +83,11 @@ impl Default for IncidentConfig {
             max_series: 5000,
             max_candidates: 10,
             max_incidents: 1000,
+            max_alerts_per_request: 1000,
+            max_alerts_per_incident: 1000,
+            max_services_per_incident: 50,
+            max_window_secs: 6 * 3600,
+            max_analyses_per_minute: 6,
             topology: Vec::new(),
             learn_topology: true,
             pagerduty: Default::default(),
@@ -111,6 +127,12 @@ impl IncidentConfig {
                 self.rerank_secs
             ));
         }
+        if self.max_window_secs <= self.lookback_secs || self.max_window_secs > 31 * 86_400 {
+            problems.push(format!(
+                "{prefix}.max_window_secs = {}: must be over lookback_secs ({}) and at most 2678400",
+                self.max_window_secs, self.lookback_secs
+            ));
+        }
         if !(60..=30 * 86_400).contains(&self.lookback_secs) {
             problems.push(format!(
                 "{prefix}.lookback_secs = {}: must be between 60 and 2592000",
@@ -123,6 +145,9 @@ impl IncidentConfig {
             ("max_series", self.max_series),
             ("max_candidates", self.max_candidates),
             ("max_incidents", self.max_incidents),
+            ("max_alerts_per_request", self.max_alerts_per_request),
+            ("max_alerts_per_incident", self.max_alerts_per_incident),
+            ("max_services_per_incident", self.max_services_per_incident),
         ] {
             if v == 0 {
                 problems.push(format!("{prefix}.{key}: must be at least 1"));
@@ -270,6 +295,7 @@ impl IncidentBook {
             anomalies: Vec::new(),
             open_anomalies: Vec::new(),
             alerts: Vec::new(),
+            alerts_dropped: 0,
             candidates: Vec::new(),
             ranked_ms: None,
             window_start_ms: 0,
@@ -343,7 +369,7 @@ impl IncidentBook {
         // Correlated with an open incident: merge.
         if let Some(i) = self.matching_open(ev.service.as_deref(), ev.start_ms, window_ms, graph) {
             let inc = &mut self.incidents[i];
-            attach(inc, ev, now_ms);
+            attach(inc, ev, cfg.max_services_per_incident, now_ms);
             return vec![Change::Updated(inc.id.clone())];
         }
         // Otherwise remember it (if it is recent), and open when the policy says so.
@@ -414,7 +440,7 @@ impl IncidentBook {
             now_ms,
         );
         for p in &pending {
-            attach(inc, p, now_ms);
+            attach(inc, p, cfg.max_services_per_incident, now_ms);
         }
         let id = inc.id.clone();
         self.prune(cfg);
@@ -493,9 +519,24 @@ impl IncidentBook {
                 x.status = "firing".into();
                 return vec![Change::Updated(inc.id.clone())];
             }
+            if inc.alerts.len() >= cfg.max_alerts_per_incident {
+                inc.alerts_dropped += 1;
+                if inc.alerts_dropped == 1 {
+                    inc.note(
+                        now_ms,
+                        "limit",
+                        format!(
+                            "More than {} alerts: further ones are not kept (incidents.max_alerts_per_incident).",
+                            cfg.max_alerts_per_incident
+                        ),
+                    );
+                }
+                return vec![Change::Updated(inc.id.clone())];
+            }
             inc.alerts.push(a.clone());
             if let Some(s) = &service
                 && !inc.services.contains(s)
+                && inc.services.len() < cfg.max_services_per_incident
             {
                 inc.services.push(s.clone());
             }
@@ -638,7 +679,7 @@ impl IncidentBook {
     }
 }
 
-fn attach(inc: &mut Incident, ev: &AnomalyEvent, now_ms: i64) {
+fn attach(inc: &mut Incident, ev: &AnomalyEvent, max_services: usize, now_ms: i64) {
     if inc.anomalies.contains(&ev.id) {
         return;
     }
@@ -648,6 +689,7 @@ fn attach(inc: &mut Incident, ev: &AnomalyEvent, now_ms: i64) {
     }
     if let Some(s) = &ev.service
         && !inc.services.contains(s)
+        && inc.services.len() < max_services
     {
         inc.services.push(s.clone());
     }

@@ -322,6 +322,7 @@ mod tests {
             open_anomalies: vec![],
             last_activity_ms: 0,
             alerts: vec![],
+            alerts_dropped: 0,
             candidates: vec![Candidate {
                 rank: 1,
                 service: "carts".into(),

@@ -36,6 +36,50 @@ pub enum DecodeError {
     /// Not a valid `prometheus.WriteRequest`.
     #[error("protobuf: {reason} at byte {offset} of the decompressed body")]
     Protobuf { offset: usize, reason: &'static str },
+    /// More series or samples than one request may carry.
+    #[error("the request carries more than {limit} {what} (limit {key})")]
+    TooMany {
+        what: &'static str,
+        limit: usize,
+        key: &'static str,
+    },
+}
+
+/// What one request may carry. Each limit names the configuration key reported when it is
+/// exceeded.
+#[derive(Debug, Clone)]
+pub struct DecodeLimits {
+    /// Decompressed body, bytes (`server.max_decoded_bytes`).
+    pub max_decoded_bytes: usize,
+    /// Series (`server.max_series_per_request`): more fails the request.
+    pub max_series: usize,
+    /// Samples (`server.max_samples_per_request`): more fails the request.
+    pub max_samples: usize,
+    /// Labels of a series, `__name__` included (`server.max_labels_per_series`): the series is
+    /// left out.
+    pub max_labels: usize,
+    /// Label name length (`server.max_label_name_bytes`).
+    pub max_label_name_bytes: usize,
+    /// Label value length (`server.max_label_value_bytes`).
+    pub max_label_value_bytes: usize,
+    /// Accepted sample timestamps, ms (`server.max_sample_age_secs`,
+    /// `server.max_sample_future_secs`): a series with a sample outside is left out.
+    pub timestamps_ms: std::ops::RangeInclusive<i64>,
+}
+
+impl DecodeLimits {
+    /// Only the decompressed size bounded (benchmarks, tools).
+    pub fn unbounded(max_decoded_bytes: usize) -> Self {
+        Self {
+            max_decoded_bytes,
+            max_series: usize::MAX,
+            max_samples: usize::MAX,
+            max_labels: usize::MAX,
+            max_label_name_bytes: usize::MAX,
+            max_label_value_bytes: usize::MAX,
+            timestamps_ms: i64::MIN..=i64::MAX,
+        }
+    }
 }
 
 /// Series that were left out of a request, with the first reason.
@@ -49,6 +93,8 @@ pub struct InvalidSeries {
     pub samples: usize,
     /// How many of them collided with a known series id.
     pub collisions: usize,
+    /// How many carried a sample outside the accepted time range.
+    pub out_of_range: usize,
 }
 
 impl std::fmt::Display for InvalidSeries {
@@ -117,6 +163,15 @@ pub fn decode_write_request(
     catalog: &SeriesCatalog,
     max_decoded_bytes: usize,
 ) -> Result<Decoded, DecodeError> {
+    decode_with_limits(body, catalog, &DecodeLimits::unbounded(max_decoded_bytes))
+}
+
+/// As [`decode_write_request`], within `limits`.
+pub fn decode_with_limits(
+    body: &[u8],
+    catalog: &SeriesCatalog,
+    limits: &DecodeLimits,
+) -> Result<Decoded, DecodeError> {
     SCRATCH.with(|scratch| {
         let mut scratch = scratch.borrow_mut();
         let Scratch {
@@ -125,8 +180,8 @@ pub fn decode_write_request(
             labels,
             samples,
         } = &mut *scratch;
-        decompress(body, max_decoded_bytes, raw)?;
-        let out = decode_protobuf(raw, catalog, hasher, labels, samples);
+        decompress(body, limits.max_decoded_bytes, raw)?;
+        let out = decode_protobuf(raw, catalog, hasher, labels, samples, limits);
         // Do not keep a huge buffer alive on this thread after an outsized request.
         if raw.capacity() > 16 << 20 {
             *raw = Vec::new();
@@ -141,6 +196,7 @@ fn decode_protobuf(
     hasher: &mut SeriesHasher,
     labels: &mut Vec<(usize, usize, usize, usize)>,
     samples: &mut Vec<(i64, f64)>,
+    limits: &DecodeLimits,
 ) -> Result<Decoded, DecodeError> {
     // A sample costs at least 11 bytes on the wire (tag + fixed64 + tag + 1-byte varint)
     // plus its 2-byte envelope: reserve accordingly, capped, to avoid regrowth.
@@ -149,6 +205,7 @@ fn decode_protobuf(
         HashSet::default();
     let mut invalid: Option<InvalidSeries> = None;
     let mut series = 0;
+    let mut total_samples = 0usize;
     let mut metadata = 0;
     let view = catalog.view();
     let mut r = Reader::new(buf, 0);
@@ -158,10 +215,25 @@ fn decode_protobuf(
             (1, WIRE_LEN) => {
                 let (start, end) = r.len_delimited()?;
                 series += 1;
+                if series > limits.max_series {
+                    return Err(DecodeError::TooMany {
+                        what: "series",
+                        limit: limits.max_series,
+                        key: "server.max_series_per_request",
+                    });
+                }
                 labels.clear();
                 samples.clear();
                 parse_series(buf, start, end, labels, samples)?;
-                match check_series(buf, labels, samples, &view, hasher) {
+                total_samples += samples.len();
+                if total_samples > limits.max_samples {
+                    return Err(DecodeError::TooMany {
+                        what: "samples",
+                        limit: limits.max_samples,
+                        key: "server.max_samples_per_request",
+                    });
+                }
+                match check_series(buf, labels, samples, &view, hasher, limits) {
                     Ok(SeriesCheck { id, new_meta }) => {
                         if let Some(meta) = new_meta.filter(|_| seen_new.insert(id)) {
                             builder.push_series(meta);
@@ -183,10 +255,12 @@ fn decode_protobuf(
                             series: 0,
                             samples: 0,
                             collisions: 0,
+                            out_of_range: 0,
                         });
                         inv.series += 1;
                         inv.samples += samples.len();
-                        inv.collisions += usize::from(problem.collision);
+                        inv.collisions += usize::from(problem.kind == ProblemKind::Collision);
+                        inv.out_of_range += usize::from(problem.kind == ProblemKind::OutOfRange);
                     }
                 }
             }
@@ -263,9 +337,16 @@ struct SeriesCheck {
     new_meta: Option<Arc<SeriesMeta>>,
 }
 
+#[derive(PartialEq, Eq)]
+enum ProblemKind {
+    Invalid,
+    Collision,
+    OutOfRange,
+}
+
 struct Problem {
     message: String,
-    collision: bool,
+    kind: ProblemKind,
 }
 
 fn check_series(
@@ -274,10 +355,11 @@ fn check_series(
     samples: &[(i64, f64)],
     catalog: &CatalogView<'_>,
     hasher: &mut SeriesHasher,
+    limits: &DecodeLimits,
 ) -> Result<SeriesCheck, Problem> {
     let bad = |reason: String| Problem {
         message: format!("series {}: {reason}", describe(buf, labels)),
-        collision: false,
+        kind: ProblemKind::Invalid,
     };
     hasher.reset(Source::Prometheus);
     for &(ns, ne, vs, ve) in labels {
@@ -290,15 +372,56 @@ fn check_series(
             w[1].0, w[0].0
         )));
     }
+    // In time order (checked above): the first and last samples bound the rest.
+    if let Some(&t) = [samples.first(), samples.last()]
+        .into_iter()
+        .flatten()
+        .map(|(t, _)| t)
+        .find(|t| !limits.timestamps_ms.contains(t))
+    {
+        return Err(Problem {
+            message: format!(
+                "series {}: a sample at {} is outside the accepted range {} to {} (server.max_sample_age_secs, server.max_sample_future_secs)",
+                describe(buf, labels),
+                show_ms(t),
+                show_ms(*limits.timestamps_ms.start()),
+                show_ms(*limits.timestamps_ms.end())
+            ),
+            kind: ProblemKind::OutOfRange,
+        });
+    }
     let known = catalog.check_of(id);
     if known == Some(check) {
         // The very bytes of a series validated before: nothing more to check.
         return Ok(SeriesCheck { id, new_meta: None });
     }
+    if labels.len() > limits.max_labels {
+        return Err(bad(format!(
+            "{} labels, over the limit of {} (server.max_labels_per_series)",
+            labels.len(),
+            limits.max_labels
+        )));
+    }
     let mut prev: Option<&[u8]> = None;
     let mut metric: Option<&[u8]> = None;
     for &(ns, ne, vs, ve) in labels {
         let (name, value) = (&buf[ns..ne], &buf[vs..ve]);
+        if name.len() > limits.max_label_name_bytes {
+            return Err(bad(format!(
+                "label name {:?} is {} bytes, over the limit of {} (server.max_label_name_bytes)",
+                lossy(name),
+                name.len(),
+                limits.max_label_name_bytes
+            )));
+        }
+        if value.len() > limits.max_label_value_bytes {
+            return Err(bad(format!(
+                "label {:?} has a value of {} bytes, over the limit of {} (server.max_label_value_bytes)",
+                lossy(name),
+                value.len(),
+                limits.max_label_value_bytes
+            )));
+        }
         if let Some(p) = prev {
             if name == p {
                 return Err(bad(format!("duplicate label name {:?}", lossy(name))));
@@ -340,7 +463,7 @@ fn check_series(
                 describe(buf, labels),
                 known.to_selector_string()
             ),
-            collision: true,
+            kind: ProblemKind::Collision,
         }),
         None => {
             let text = |s: usize, e: usize| {
@@ -393,8 +516,28 @@ fn valid_metric_name(name: &[u8]) -> bool {
     }
 }
 
+/// Most bytes of one label name or value echoed in an error message.
+const ECHO_BYTES: usize = 256;
+
+/// A label name or value for an error message: at most [`ECHO_BYTES`] of it.
 fn lossy(b: &[u8]) -> std::borrow::Cow<'_, str> {
-    String::from_utf8_lossy(b)
+    if b.len() <= ECHO_BYTES {
+        return String::from_utf8_lossy(b);
+    }
+    let head = String::from_utf8_lossy(&b[..ECHO_BYTES]);
+    std::borrow::Cow::Owned(format!(
+        "{}…(+{} bytes)",
+        head.trim_end_matches('\u{fffd}'),
+        b.len() - ECHO_BYTES
+    ))
+}
+
+/// A timestamp in ms for an error message: RFC 3339 when it has one.
+fn show_ms(t: i64) -> String {
+    match jiff::Timestamp::from_millisecond(t) {
+        Ok(ts) => format!("{ts} ({t} ms)"),
+        Err(_) => format!("{t} ms"),
+    }
 }
 
 /// `{a="b", c="d"}` from wire labels, for error messages only.
