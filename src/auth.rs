@@ -74,3 +74,27 @@ pub async fn reload_every(auth: Arc<Authenticator>, every: Duration, cancel: Can
         }
     }
 }
+
+/// Re-reads the TLS files (certificate, key, front-proxy CA) every `every` until `cancel`:
+/// a renewed certificate or a rotated CA takes effect for new connections within that time. A
+/// file that cannot be used keeps the previous configuration and is reported.
+pub async fn reload_tls_every(
+    tls: Arc<aiops_api::tls::TlsFiles>,
+    every: Duration,
+    cancel: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            () = tokio::time::sleep(every) => {}
+        }
+        let t = tls.clone();
+        match tokio::task::spawn_blocking(move || t.reload_if_changed()).await {
+            Ok(Ok(true)) => info!("TLS certificate, key or front-proxy CA reloaded."),
+            Ok(Ok(false)) | Err(_) => {}
+            Ok(Err(e)) => {
+                warn!(error = %e, "Cannot reload the TLS files; new connections keep the previous ones.")
+            }
+        }
+    }
+}

@@ -412,7 +412,22 @@ pub async fn serve(
         &cfg.server.tls_key_file,
     ) {
         (Some(at), Some(cert), Some(key)) => {
-            let tls = aiops_api::tls::load(cert, key)?;
+            let (cert, key, ca) = (
+                cert.clone(),
+                key.clone(),
+                cfg.server.front_proxy_ca_file.clone(),
+            );
+            let tls = Arc::new(
+                tokio::task::spawn_blocking(move || {
+                    aiops_api::tls::TlsFiles::load(&cert, &key, ca.as_deref())
+                })
+                .await??,
+            );
+            tokio::spawn(crate::auth::reload_tls_every(
+                tls.clone(),
+                Duration::from_secs(5),
+                cancel.child_token(),
+            ));
             let l = tokio::net::TcpListener::bind(at)
                 .await
                 .with_context(|| format!("binding {at}"))?;

@@ -159,6 +159,64 @@ fn manifests_agree_with_each_other_and_with_the_binary() {
         https["spec"]["ports"][0]["port"]
     );
 
+    // The aggregator is verified, not trusted: no insecureSkipTLSVerify, the caBundle comes
+    // from the serving Certificate, and the scaling scope is not open — the front-proxy CA
+    // decides, mounted where the config reads it.
+    assert!(api["spec"]["insecureSkipTLSVerify"].is_null(), "{api:?}");
+    assert!(
+        toml["server"].get("unauthenticated_scopes").is_none(),
+        "the shipped config opens a scope"
+    );
+    let ca_file = toml["server"]["front_proxy_ca_file"]
+        .as_str()
+        .expect("front_proxy_ca_file");
+    assert!(mounted(ca_file), "{ca_file} is not on a mounted volume");
+    let certs = docs("cert-manager.yaml");
+    let serving = find(&certs, "Certificate", "aiops-serving");
+    assert_eq!(
+        s(&api["metadata"]["annotations"]["cert-manager.io/inject-ca-from"]),
+        format!(
+            "{}/{}",
+            s(&serving["metadata"]["namespace"]),
+            s(&serving["metadata"]["name"])
+        )
+    );
+    let volumes = pod["volumes"].as_sequence().expect("volumes");
+    assert!(
+        volumes
+            .iter()
+            .any(|v| v["secret"]["secretName"] == serving["spec"]["secretName"]),
+        "the Deployment mounts the Secret the Certificate fills"
+    );
+    let service_dns = format!(
+        "{}.{}.svc",
+        s(&https["metadata"]["name"]),
+        s(&https["metadata"]["namespace"])
+    );
+    assert!(
+        serving["spec"]["dnsNames"]
+            .as_sequence()
+            .expect("dnsNames")
+            .iter()
+            .any(|n| s(n) == service_dns),
+        "the certificate names {service_dns}"
+    );
+    let issuer = find(&certs, "Issuer", s(&serving["spec"]["issuerRef"]["name"]));
+    let ca = find(
+        &certs,
+        "Certificate",
+        s(&issuer["spec"]["ca"]["secretName"]),
+    );
+    assert_eq!(ca["spec"]["isCA"].as_bool(), Some(true));
+    for script in ["front-proxy-ca.sh", "serving-cert.sh"] {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/kubernetes/").to_owned() + script;
+        let ok = std::process::Command::new("bash")
+            .args(["-n", &path])
+            .status()
+            .expect("bash runs");
+        assert!(ok.success(), "{script} does not parse");
+    }
+
     // RBAC: the HPA controller may read external metrics; our account may delegate auth.
     let binding = find(&all, "ClusterRoleBinding", "aiops-hpa-external-metrics");
     assert_eq!(binding["subjects"][0]["name"], "horizontal-pod-autoscaler");

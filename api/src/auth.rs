@@ -208,6 +208,9 @@ pub struct Authenticator {
     entries: RwLock<Arc<Vec<Entry>>>,
     /// Scopes served without credentials (`server.unauthenticated_scopes`).
     open: u8,
+    /// With `server.front_proxy_ca_file`: the common names a verified front-proxy client
+    /// certificate may have to get the `scaling` scope (empty: any).
+    front_proxy: Option<Vec<String>>,
 }
 
 impl std::fmt::Debug for Authenticator {
@@ -254,12 +257,28 @@ impl Authenticator {
                 .unauthenticated_scopes
                 .iter()
                 .fold(0, |m, s| m | s.bit()),
+            front_proxy: cfg
+                .front_proxy_ca_file
+                .as_ref()
+                .map(|_| cfg.front_proxy_allowed_names.clone()),
         })
+    }
+
+    /// The name a verified front-proxy certificate is known by, when it may use `scope`.
+    pub fn front_proxy(
+        &self,
+        peer: Option<&crate::front_proxy::PeerCert>,
+        scope: Scope,
+    ) -> Option<String> {
+        let allowed = self.front_proxy.as_ref()?;
+        let cn = peer?.common_name.as_deref().unwrap_or("");
+        (scope == Scope::Scaling && (allowed.is_empty() || allowed.iter().any(|a| a == cn)))
+            .then(|| format!("front-proxy:{cn}"))
     }
 
     /// Whether any credential is configured (then every scoped route checks).
     pub fn enabled(&self) -> bool {
-        !self.configs.is_empty()
+        !self.configs.is_empty() || self.front_proxy.is_some()
     }
 
     /// Re-reads the secret files (blocking I/O: call from a blocking thread). A credential
@@ -418,6 +437,11 @@ fn denied(path: &str, scope: Scope, why: Denied) -> Response {
 pub struct Caller(pub Option<String>);
 
 async fn guard(state: &AppState, scope: Scope, mut req: Request, next: Next) -> Response {
+    let peer = req.extensions().get::<crate::front_proxy::PeerCert>();
+    if let Some(name) = state.auth.front_proxy(peer, scope) {
+        req.extensions_mut().insert(Caller(Some(name)));
+        return next.run(req).await;
+    }
     match state.auth.check(req.headers(), scope) {
         Ok(name) => {
             req.extensions_mut().insert(Caller(name));

@@ -57,6 +57,15 @@ pub struct ApiConfig {
     pub tls_cert_file: Option<std::path::PathBuf>,
     /// PEM private key for `tls_listen`.
     pub tls_key_file: Option<std::path::PathBuf>,
+    /// The Kubernetes request-header CA (the `requestheader-client-ca-file` of the
+    /// `extension-apiserver-authentication` ConfigMap, mounted as a file): on `tls_listen`, a
+    /// client certificate it signed, with a name in `front_proxy_allowed_names`, gets the
+    /// `scaling` scope — that is how the aggregator reaches the external metrics API. The
+    /// files are re-read when they change.
+    pub front_proxy_ca_file: Option<std::path::PathBuf>,
+    /// Common names allowed for front-proxy certificates (`requestheader-allowed-names`;
+    /// empty: any certificate the CA signed).
+    pub front_proxy_allowed_names: Vec<String>,
     /// A connection must send a request's headers within this many seconds of being ready for
     /// one — also how long a kept-alive connection may sit idle — or it is closed.
     pub header_read_timeout_secs: u64,
@@ -109,6 +118,8 @@ impl Default for ApiConfig {
             tls_listen: None,
             tls_cert_file: None,
             tls_key_file: None,
+            front_proxy_ca_file: None,
+            front_proxy_allowed_names: Vec::new(),
             header_read_timeout_secs: 10,
             tls_handshake_timeout_secs: 10,
             max_connections: 1024,
@@ -128,7 +139,10 @@ impl Default for ApiConfig {
 impl ApiConfig {
     /// Whether any credential (or token) is configured.
     pub fn has_credentials(&self) -> bool {
-        !self.credentials.is_empty() || self.api_token.is_some() || self.scaling_token.is_some()
+        !self.credentials.is_empty()
+            || self.api_token.is_some()
+            || self.scaling_token.is_some()
+            || self.front_proxy_ca_file.is_some()
     }
 
     /// The listen addresses that are reachable from other hosts.
@@ -183,6 +197,11 @@ impl ApiConfig {
         {
             problems.push(format!(
                 "{prefix}.tls_listen: needs {prefix}.tls_cert_file and {prefix}.tls_key_file"
+            ));
+        }
+        if self.front_proxy_ca_file.is_some() && self.tls_listen.is_none() {
+            problems.push(format!(
+                "{prefix}.front_proxy_ca_file: needs {prefix}.tls_listen (client certificates come over TLS)"
             ));
         }
         if !(1..=1000).contains(&self.max_series_selectors) {

@@ -26,6 +26,7 @@ pub mod auth;
 mod config;
 pub mod error;
 pub mod external;
+pub mod front_proxy;
 mod health;
 pub mod incidents;
 pub mod listen;

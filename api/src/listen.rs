@@ -24,7 +24,9 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::ApiConfig;
+use crate::front_proxy::PeerCert;
 use crate::metrics::ApiMetrics;
+use crate::tls::TlsFiles;
 
 /// The connection bounds, and the open connections of every listener that shares them.
 #[derive(Debug)]
@@ -90,16 +92,16 @@ impl Connections {
     }
 }
 
-/// Serves `app` on `listener` (over TLS when `tls` is given) until `cancel`, then waits for
-/// open connections to finish their requests.
+/// Serves `app` on `listener` (over TLS when `tls` is given: each connection with the newest
+/// configuration, a verified client certificate put in each request's extensions as a
+/// [`PeerCert`]) until `cancel`, then waits for open connections to finish their requests.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
-    tls: Option<Arc<rustls::ServerConfig>>,
+    tls: Option<Arc<TlsFiles>>,
     conns: Arc<Connections>,
     cancel: CancellationToken,
 ) {
-    let acceptor = tls.map(TlsAcceptor::from);
     let graceful = GracefulShutdown::new();
     loop {
         let (stream, peer) = tokio::select! {
@@ -124,9 +126,9 @@ pub async fn serve(
             }
         };
         let _ = stream.set_nodelay(true);
-        let service = TowerToHyperService::new(app.clone());
+        let app = app.clone();
         let watcher = graceful.watcher();
-        let acceptor = acceptor.clone();
+        let acceptor = tls.as_ref().map(|t| TlsAcceptor::from(t.current()));
         let conns = conns.clone();
         tokio::spawn(async move {
             let _slot = slot;
@@ -135,6 +137,7 @@ pub async fn serve(
                 .header_read_timeout(conns.header_read_timeout);
             let outcome = match acceptor {
                 None => {
+                    let service = TowerToHyperService::new(app);
                     watcher
                         .watch(http.serve_connection(TokioIo::new(stream), service))
                         .await
@@ -157,6 +160,21 @@ pub async fn serve(
                             return;
                         }
                     };
+                    let peer_cert = tls
+                        .get_ref()
+                        .1
+                        .peer_certificates()
+                        .and_then(|c| c.first())
+                        .map(|der| PeerCert::of(der));
+                    let service = TowerToHyperService::new(tower::util::MapRequest::new(
+                        app,
+                        move |mut req: axum::http::Request<hyper::body::Incoming>| {
+                            if let Some(p) = &peer_cert {
+                                req.extensions_mut().insert(p.clone());
+                            }
+                            req
+                        },
+                    ));
                     watcher
                         .watch(http.serve_connection(TokioIo::new(tls), service))
                         .await
