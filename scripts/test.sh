@@ -63,6 +63,21 @@ fi
 export AIOPS_TANSU_BIN="${AIOPS_TANSU_BIN:-$(command -v tansu || echo "$HOME/.cargo/bin/tansu")}"
 "$AIOPS_TANSU_BIN" --version 2>&1 | sed -n 1p
 
+# schemathesis (PyPI, in a venv) fuzzes the API of a running server after the cargo tests.
+venv="${AIOPS_VENV:-$HOME/.cache/aiops-venv}"
+if [ ! -x "$venv/bin/schemathesis" ]; then
+  echo "== installing schemathesis (PyPI, into $venv)"
+  if ! python3 -m venv --help >/dev/null 2>&1 || ! python3 -c 'import ensurepip' >/dev/null 2>&1; then
+    as_root apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq python3-venv >/dev/null
+  fi
+  rm -rf "$venv"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q "schemathesis==4.32.5"
+fi
+export AIOPS_VENV="$venv"
+"$venv/bin/schemathesis" --version
+
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
@@ -73,8 +88,13 @@ trap 'rm -f "$log"' EXIT
 set +e
 cargo test --workspace --all-targets 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
+echo "== schemathesis against aiops serve"
+bash scripts/schemathesis.sh
+api_status=$?
 set -e
 # One closing line for the whole run: the sum of every test binary's result.
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
      END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
+[ "$api_status" = 0 ] || echo "schemathesis: failures (see above)"
+[ "$status" = 0 ] && exit "$api_status"
 exit "$status"

@@ -58,11 +58,19 @@ fn group() -> Value {
 }
 
 /// `GET /apis`: the API groups we serve.
+#[utoipa::path(get, path = "/apis", tag = "kubernetes",
+    responses((status = 200, description = "`APIGroupList`", body = ref("#/components/schemas/KubeObject")), (status = "4XX", description = "Refused, as a Kubernetes `Status` (401 without a front-proxy certificate or credential, 403 without the scaling scope)", body = ref("#/components/schemas/Status")),
+        (status = "5XX", description = "Failed, as a Kubernetes `Status`", body = ref("#/components/schemas/Status"))),
+    security(("bearer" = ["scaling"]), ("basic" = ["scaling"]), ("frontProxy" = ["scaling"])))]
 pub async fn api_group_list() -> Json<Value> {
     Json(json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": [group()]}))
 }
 
 /// `GET /apis/external.metrics.k8s.io`.
+#[utoipa::path(get, path = "/apis/external.metrics.k8s.io", tag = "kubernetes",
+    responses((status = 200, description = "`APIGroup`", body = ref("#/components/schemas/KubeObject")), (status = "4XX", description = "Refused, as a Kubernetes `Status` (401 without a front-proxy certificate or credential, 403 without the scaling scope)", body = ref("#/components/schemas/Status")),
+        (status = "5XX", description = "Failed, as a Kubernetes `Status`", body = ref("#/components/schemas/Status"))),
+    security(("bearer" = ["scaling"]), ("basic" = ["scaling"]), ("frontProxy" = ["scaling"])))]
 pub async fn api_group() -> Json<Value> {
     let mut g = group();
     g["kind"] = json!("APIGroup");
@@ -71,6 +79,10 @@ pub async fn api_group() -> Json<Value> {
 }
 
 /// `GET /apis/external.metrics.k8s.io/v1beta1`: one resource per scaling target.
+#[utoipa::path(get, path = "/apis/external.metrics.k8s.io/v1beta1", tag = "kubernetes",
+    responses((status = 200, description = "`APIResourceList`: one resource per scaling target", body = ref("#/components/schemas/KubeObject")), (status = "4XX", description = "Refused, as a Kubernetes `Status` (401 without a front-proxy certificate or credential, 403 without the scaling scope)", body = ref("#/components/schemas/Status")),
+        (status = "5XX", description = "Failed, as a Kubernetes `Status`", body = ref("#/components/schemas/Status"))),
+    security(("bearer" = ["scaling"]), ("basic" = ["scaling"]), ("frontProxy" = ["scaling"])))]
 pub async fn resource_list(State(state): State<AppState>) -> Json<Value> {
     let resources: Vec<Value> = state
         .scaling
@@ -250,6 +262,19 @@ fn scaling_value(
 }
 
 /// `GET /apis/external.metrics.k8s.io/v1beta1/namespaces/{ns}/{metric}?labelSelector=…`.
+#[utoipa::path(get, path = "/apis/external.metrics.k8s.io/v1beta1/namespaces/{namespace}/{metric}", tag = "kubernetes",
+    params(
+        ("namespace" = String, Path, description = "The HPA's namespace"),
+        ("metric" = String, Path, description = "A scaling target's name"),
+        ("labelSelector" = Option<String>, Query, description = "Kubernetes label selector the target's labels must match")
+    ),
+    responses(
+        (status = 200, description = "`ExternalMetricValueList` with the served value", body = ref("#/components/schemas/KubeObject")),
+        (status = 404, description = "No such target, or its selector does not match (`Status`)", body = ref("#/components/schemas/Status")),
+        (status = "4XX", description = "Refused, as a Kubernetes `Status` (401 without a front-proxy certificate or credential, 403 without the scaling scope)", body = ref("#/components/schemas/Status")),
+        (status = "5XX", description = "Failed, as a Kubernetes `Status`", body = ref("#/components/schemas/Status"))
+    ),
+    security(("bearer" = ["scaling"]), ("basic" = ["scaling"]), ("frontProxy" = ["scaling"])))]
 pub async fn metric_value(
     State(state): State<AppState>,
     Path((namespace, metric)): Path<(String, String)>,
@@ -319,6 +344,10 @@ pub async fn metric_value(
 }
 
 /// `GET /api/v1/scaling`: every target's served value (or why there is none).
+#[utoipa::path(get, path = "/api/v1/scaling", tag = "scaling",
+    responses((status = 200, description = "Every target's served value, or why there is none", body = ref("#/components/schemas/ScalingList")), (status = "4XX", description = "Refused: `error.code` and `error.message` say why (401 without a valid credential, 403 without the scope, 413/414 over a size limit, …)", body = ref("#/components/schemas/Error")),
+        (status = "5XX", description = "Failed or unavailable (503: retry; see `Retry-After`)", body = ref("#/components/schemas/Error"))),
+    security(("bearer" = ["scaling"]), ("basic" = ["scaling"]), ("frontProxy" = ["scaling"])))]
 pub async fn list_scaling(State(state): State<AppState>) -> Json<Value> {
     let names: Vec<String> = state
         .scaling
@@ -338,6 +367,15 @@ pub async fn list_scaling(State(state): State<AppState>) -> Json<Value> {
 
 /// `GET /api/v1/scaling/{name}`: one target's value as plain JSON, for KEDA's `metrics-api`
 /// scaler (`valueLocation: value`).
+#[utoipa::path(get, path = "/api/v1/scaling/{name}", tag = "scaling",
+    params(("name" = String, Path, description = "A scaling target's name")),
+    responses(
+        (status = 200, description = "The target's value (KEDA `metrics-api`: `valueLocation: value`)", body = ref("#/components/schemas/ScalingValue")),
+        (status = 404, description = "No such target", body = ref("#/components/schemas/Error")),
+        (status = "4XX", description = "Refused: `error.code` and `error.message` say why (401 without a valid credential, 403 without the scope, 413/414 over a size limit, …)", body = ref("#/components/schemas/Error")),
+        (status = "5XX", description = "Failed or unavailable (503: retry; see `Retry-After`)", body = ref("#/components/schemas/Error"))
+    ),
+    security(("bearer" = ["scaling"]), ("basic" = ["scaling"]), ("frontProxy" = ["scaling"])))]
 pub async fn get_scaling(
     State(state): State<AppState>,
     Path(name): Path<String>,

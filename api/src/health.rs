@@ -9,6 +9,9 @@ use serde_json::json;
 use crate::{ApiError, AppState};
 
 /// `GET /healthz`: the process serves HTTP.
+#[utoipa::path(get, path = "/healthz", tag = "meta",
+    responses((status = 200, description = "The process serves HTTP (liveness)", body = ref("#/components/schemas/Health"))),
+    security(()))]
 pub async fn healthz() -> Json<serde_json::Value> {
     Json(json!({"status": "ok"}))
 }
@@ -17,6 +20,12 @@ pub async fn healthz() -> Json<serde_json::Value> {
 /// synced test write (probed at most once a second, off the async workers) — else 503. So it
 /// turns ready again by itself when space returns. Damage waiting in quarantine, or sources
 /// that fail, make the answer `degraded`, not unready: writes still work.
+#[utoipa::path(get, path = "/readyz", tag = "meta",
+    responses(
+        (status = 200, description = "A write would succeed now (`status`: `ready` or `degraded`)", body = ref("#/components/schemas/Ready")),
+        (status = 503, description = "A write would not succeed now (disk full, archive failing)", body = ref("#/components/schemas/Ready"))
+    ),
+    security(()))]
 pub async fn readyz(State(state): State<AppState>) -> Response {
     let archive = state.archive.clone();
     let Ok((probe, archive)) =
@@ -62,6 +71,13 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
 }
 
 /// `GET /metrics`: OpenMetrics text, which Prometheus scrapes natively.
+#[utoipa::path(get, path = "/metrics", tag = "meta",
+    responses(
+        (status = 200, description = "Our metrics, OpenMetrics text", content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8", body = String),
+        (status = "4XX", description = "Refused: `error.code` and `error.message` say why (401 without a valid credential, 403 without the scope, 413/414 over a size limit, …)", body = ref("#/components/schemas/Error")),
+        (status = "5XX", description = "Failed or unavailable (503: retry; see `Retry-After`)", body = ref("#/components/schemas/Error"))
+    ),
+    security(("bearer" = ["read"]), ("basic" = ["read"])))]
 pub async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
     let mut body = String::with_capacity(16 << 10);
     prometheus_client::encoding::text::encode_registry(&mut body, &state.registry)

@@ -701,6 +701,14 @@ fn summary(i: &Incident) -> Value {
 }
 
 /// `GET /api/v1/incidents?status=open|resolved&limit=N`: newest first.
+#[utoipa::path(get, path = "/api/v1/incidents", tag = "incidents",
+    params(
+        ("status" = Option<String>, Query, description = "`open` or `resolved`"),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 10000, description = "Most incidents listed (default 100)")
+    ),
+    responses((status = 200, description = "Incident summaries, newest first, and the feedback tally", body = ref("#/components/schemas/IncidentList")), (status = "4XX", description = "Refused: `error.code` and `error.message` say why (401 without a valid credential, 403 without the scope, 413/414 over a size limit, …)", body = ref("#/components/schemas/Error")),
+        (status = "5XX", description = "Failed or unavailable (503: retry; see `Retry-After`)", body = ref("#/components/schemas/Error"))),
+    security(("bearer" = ["read"]), ("basic" = ["read"])))]
 pub async fn list(
     State(state): State<AppState>,
     axum::extract::RawQuery(q): axum::extract::RawQuery,
@@ -757,6 +765,15 @@ pub async fn list(
 }
 
 /// `GET /api/v1/incidents/{id}`: the whole incident (candidates, timeline).
+#[utoipa::path(get, path = "/api/v1/incidents/{id}", tag = "incidents",
+    params(("id" = String, Path, description = "Incident id (`inc-…`)")),
+    responses(
+        (status = 200, description = "The incident with its ranked candidates and timeline", body = ref("#/components/schemas/Incident")),
+        (status = 404, description = "No such incident", body = ref("#/components/schemas/Error")),
+        (status = "4XX", description = "Refused: `error.code` and `error.message` say why (401 without a valid credential, 403 without the scope, 413/414 over a size limit, …)", body = ref("#/components/schemas/Error")),
+        (status = "5XX", description = "Failed or unavailable (503: retry; see `Retry-After`)", body = ref("#/components/schemas/Error"))
+    ),
+    security(("bearer" = ["read"]), ("basic" = ["read"])))]
 pub async fn get(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -804,6 +821,17 @@ fn time_field(name: &str, v: &Value) -> Result<i64, ApiError> {
 /// `incidents.max_analyses_per_minute` per caller (429 + `Retry-After`), one read permit among
 /// `server.max_concurrent_reads`. The incident is recorded only once the analysis is done: a
 /// request that fails or is cut off by its deadline leaves nothing behind.
+#[utoipa::path(post, path = "/api/v1/incidents", tag = "incidents",
+    request_body(content = ref("#/components/schemas/AnalyseRequest"), content_type = "application/json"),
+    responses(
+        (status = 201, description = "The analysis, recorded as a resolved incident", body = ref("#/components/schemas/Incident")),
+        (status = 400, description = "Malformed body, bad time or window, or a time outside the data kept", body = ref("#/components/schemas/Error")),
+        (status = 422, description = "A window over `incidents.max_window_secs`", body = ref("#/components/schemas/Error")),
+        (status = 429, description = "Over `incidents.max_analyses_per_minute` for this caller (see `Retry-After`)", body = ref("#/components/schemas/Error")),
+        (status = "4XX", description = "Refused: `error.code` and `error.message` say why (401 without a valid credential, 403 without the scope, 413/414 over a size limit, …)", body = ref("#/components/schemas/Error")),
+        (status = "5XX", description = "Failed or unavailable (503: retry; see `Retry-After`)", body = ref("#/components/schemas/Error"))
+    ),
+    security(("bearer" = ["write"]), ("basic" = ["write"])))]
 pub async fn create(
     State(state): State<AppState>,
     caller: Option<axum::Extension<crate::auth::Caller>>,
@@ -994,6 +1022,17 @@ struct FeedbackRequest {
 }
 
 /// `POST /api/v1/incidents/{id}/feedback`: the responder names the true root cause.
+#[utoipa::path(post, path = "/api/v1/incidents/{id}/feedback", tag = "incidents",
+    params(("id" = String, Path, description = "Incident id (`inc-…`)")),
+    request_body(content = ref("#/components/schemas/FeedbackRequest"), content_type = "application/json"),
+    responses(
+        (status = 200, description = "Recorded; the accuracy tally so far", body = ref("#/components/schemas/FeedbackResult")),
+        (status = 202, description = "Forwarded to the node that owns the incidents", body = ref("#/components/schemas/Accepted")),
+        (status = 404, description = "No such incident", body = ref("#/components/schemas/Error")),
+        (status = "4XX", description = "Refused: `error.code` and `error.message` say why (401 without a valid credential, 403 without the scope, 413/414 over a size limit, …)", body = ref("#/components/schemas/Error")),
+        (status = "5XX", description = "Failed or unavailable (503: retry; see `Retry-After`)", body = ref("#/components/schemas/Error"))
+    ),
+    security(("bearer" = ["write"]), ("basic" = ["write"])))]
 pub async fn feedback(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -1038,7 +1077,6 @@ async fn submit(svc: &IncidentService, cmd: Command, ok: StatusCode) -> Result<R
 #[serde(rename_all = "camelCase")]
 struct AmPayload {
     version: String,
-    #[serde(default)]
     alerts: Vec<AmAlert>,
 }
 
@@ -1064,6 +1102,17 @@ fn am_time(s: &str) -> Option<i64> {
 
 /// `POST /api/v1/alertmanager`: Alertmanager's webhook (payload version 4). Firing alerts open
 /// or enrich incidents; resolved ones resolve them. 200 once the book is durable.
+#[utoipa::path(post, path = "/api/v1/alertmanager", tag = "incidents",
+    request_body(content = ref("#/components/schemas/AlertmanagerPayload"), content_type = "application/json",
+        description = "Alertmanager's webhook payload, version 4"),
+    responses(
+        (status = 200, description = "Applied: firing alerts opened or enriched incidents, resolved ones resolved them", body = ref("#/components/schemas/AlertsApplied")),
+        (status = 202, description = "Forwarded to the node that owns the incidents", body = ref("#/components/schemas/Accepted")),
+        (status = 413, description = "Over `incidents.max_alerts_per_request`", body = ref("#/components/schemas/Error")),
+        (status = "4XX", description = "Refused: `error.code` and `error.message` say why (401 without a valid credential, 403 without the scope, 413/414 over a size limit, …)", body = ref("#/components/schemas/Error")),
+        (status = "5XX", description = "Failed or unavailable (503: retry; see `Retry-After`)", body = ref("#/components/schemas/Error"))
+    ),
+    security(("bearer" = ["write"]), ("basic" = ["write"])))]
 pub async fn alertmanager(
     State(state): State<AppState>,
     body: Bytes,
@@ -1147,6 +1196,17 @@ pub async fn alertmanager(
 /// when missing or wrong), drops repeated deliveries (by `X-Webhook-Id`, else the event id),
 /// and on `incident.triggered` ranks causes for the incident's service and time and posts them
 /// back as a note. Answers 202 at once; the work happens in the incident task.
+#[utoipa::path(post, path = "/api/v1/pagerduty/webhook", tag = "incidents",
+    request_body(content = ref("#/components/schemas/PagerdutyWebhook"), content_type = "application/json",
+        description = "A PagerDuty webhook v3 delivery, signed (`X-PagerDuty-Signature`)"),
+    params(("X-PagerDuty-Signature" = Option<String>, Header, description = "`v1=<hex HMAC-SHA256 of the body>`, one per secret")),
+    responses(
+        (status = 202, description = "Accepted (or a repeated delivery, ignored)", body = ref("#/components/schemas/WebhookAccepted")),
+        (status = 401, description = "Missing or wrong signature", body = ref("#/components/schemas/Error")),
+        (status = "4XX", description = "Refused: `error.code` and `error.message` say why (401 without a valid credential, 403 without the scope, 413/414 over a size limit, …)", body = ref("#/components/schemas/Error")),
+        (status = "5XX", description = "Failed or unavailable (503: retry; see `Retry-After`)", body = ref("#/components/schemas/Error"))
+    ),
+    security(()))]
 pub async fn pagerduty_webhook(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -1305,8 +1365,11 @@ impl IncidentService {
 }
 
 /// `GET /api/v1/openapi.json`.
-pub async fn openapi() -> Json<Value> {
-    Json(crate::openapi::document())
+#[utoipa::path(get, path = "/api/v1/openapi.json", tag = "meta",
+    responses((status = 200, description = "This document (OpenAPI 3.1)", body = ref("#/components/schemas/Object"))),
+    security(()))]
+pub async fn openapi(axum::Extension(doc): axum::Extension<Arc<Value>>) -> Json<Value> {
+    Json((*doc).clone())
 }
 
 #[cfg(test)]

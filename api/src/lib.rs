@@ -50,7 +50,6 @@ use axum::Router;
 use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use prometheus_client::registry::Registry;
 
 pub use config::{ApiConfig, LimitsConfig};
@@ -101,52 +100,53 @@ pub struct AppState {
 /// The router with every route and middleware.
 pub fn router(state: AppState) -> Router {
     use auth::{require_read, require_scaling, require_write};
-    let scaling = Router::new()
-        .route("/apis", get(external::api_group_list))
-        .route("/apis/external.metrics.k8s.io", get(external::api_group))
-        .route(
-            "/apis/external.metrics.k8s.io/v1beta1",
-            get(external::resource_list),
-        )
-        .route(
-            "/apis/external.metrics.k8s.io/v1beta1/namespaces/{namespace}/{metric}",
-            get(external::metric_value),
-        )
-        .route("/api/v1/scaling", get(external::list_scaling))
-        .route("/api/v1/scaling/{name}", get(external::get_scaling))
+    use utoipa_axum::router::OpenApiRouter;
+    use utoipa_axum::routes;
+    // Each handler is registered through its `#[utoipa::path]` attribute: the route and its
+    // documentation are one thing.
+    let scaling = OpenApiRouter::new()
+        .routes(routes!(external::api_group_list))
+        .routes(routes!(external::api_group))
+        .routes(routes!(external::resource_list))
+        .routes(routes!(external::metric_value))
+        .routes(routes!(external::list_scaling))
+        .routes(routes!(external::get_scaling))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             require_scaling,
         ));
-    let writes = Router::new()
-        .route("/api/v1/write", post(write::remote_write))
-        .route("/api/v1/incidents", post(incidents::create))
-        .route("/api/v1/incidents/{id}/feedback", post(incidents::feedback))
-        .route("/api/v1/alertmanager", post(incidents::alertmanager))
+    let writes = OpenApiRouter::new()
+        .routes(routes!(write::remote_write))
+        .routes(routes!(incidents::create))
+        .routes(routes!(incidents::feedback))
+        .routes(routes!(incidents::alertmanager))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_write));
-    let reads = Router::new()
-        .route("/api/v1/incidents", get(incidents::list))
-        .route("/api/v1/incidents/{id}", get(incidents::get))
-        .route("/api/v1/series", get(query::list_series))
-        .route("/api/v1/series/{id}/samples", get(query::series_samples))
-        .route("/api/v1/anomalies", get(query::anomalies))
-        .route("/metrics", get(health::metrics))
+    let reads = OpenApiRouter::new()
+        .routes(routes!(incidents::list))
+        .routes(routes!(incidents::get))
+        .routes(routes!(query::list_series))
+        .routes(routes!(query::series_samples))
+        .routes(routes!(query::anomalies))
+        .routes(routes!(health::metrics))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_read));
     // Open: the probes, the API document, and the PagerDuty webhook (signed: it checks the
     // `X-PagerDuty-Signature` itself).
-    Router::new()
+    let open = OpenApiRouter::new()
+        .routes(routes!(incidents::pagerduty_webhook))
+        .routes(routes!(incidents::openapi))
+        .routes(routes!(health::healthz))
+        .routes(routes!(health::readyz));
+    let (router, api) = OpenApiRouter::default()
         .merge(scaling)
         .merge(writes)
         .merge(reads)
-        .route(
-            "/api/v1/pagerduty/webhook",
-            post(incidents::pagerduty_webhook),
-        )
-        .route("/api/v1/openapi.json", get(incidents::openapi))
-        .route("/healthz", get(health::healthz))
-        .route("/readyz", get(health::readyz))
+        .merge(open)
+        .split_for_parts();
+    let document = Arc::new(openapi::document(api));
+    router
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::Extension(document))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .with_state(state)
 }

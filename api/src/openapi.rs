@@ -1,10 +1,10 @@
-//! The OpenAPI 3.1 document of the triage API and the webhooks (`GET /api/v1/openapi.json`).
+//! The OpenAPI 3.1 document (`GET /api/v1/openapi.json`). Every route's method, path,
+//! parameters, statuses and security come from the `#[utoipa::path]` attribute on its handler,
+//! and the router registers each handler through that same attribute (`utoipa_axum::routes!`):
+//! a route cannot exist undocumented. The shapes of the JSON bodies are the component schemas
+//! below.
 
 use serde_json::{Value, json};
-
-fn error_response(what: &str) -> Value {
-    json!({"description": what, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}})
-}
 
 fn candidate_schema() -> Value {
     json!({"type": "object", "properties": {
@@ -21,136 +21,190 @@ fn candidate_schema() -> Value {
                         "baseline": {"type": "number"}, "peak": {"type": "number"}, "peak_ms": {"type": "integer"}}}}}})
 }
 
-/// The document.
-pub fn document() -> Value {
-    let id_param = json!({"name": "id", "in": "path", "required": true, "schema": {"type": "string"}, "description": "Incident id (`inc-…`)"});
-    let bearer = json!([{"bearer": []}]);
-    json!({
-        "openapi": "3.1.0",
-        "info": {
-            "title": "aiops triage API",
-            "version": env!("CARGO_PKG_VERSION"),
-            "description": "Incidents with ranked root-cause candidates, responder feedback, and the Alertmanager and PagerDuty webhooks. Errors are `{\"error\": {\"code\", \"message\"}}`. Write routes need `Authorization: Bearer <server.api_token>` when one is configured."
-        },
-        "paths": {
-            "/api/v1/incidents": {
-                "get": {
-                    "summary": "List incidents, newest first",
-                    "parameters": [
-                        {"name": "status", "in": "query", "schema": {"type": "string", "enum": ["open", "resolved"]}},
-                        {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 10000, "default": 100}}
-                    ],
-                    "responses": {
-                        "200": {"description": "Incident summaries and the feedback tally", "content": {"application/json": {"schema": {"type": "object", "properties": {
-                            "incidents": {"type": "array", "items": {"$ref": "#/components/schemas/IncidentSummary"}},
-                            "feedback": {"$ref": "#/components/schemas/FeedbackTally"},
-                            "owner": {"type": "boolean", "description": "This node acts on the incidents (on Kafka one node does; the others mirror them)"}}}}}},
-                        "400": error_response("Bad parameter")
-                    }
-                },
-                "post": {
-                    "summary": "Analyse a symptom and window on demand",
-                    "security": bearer,
-                    "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/AnalyseRequest"}}}},
-                    "responses": {
-                        "201": {"description": "The analysis, stored as an incident", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Incident"}}}},
-                        "400": error_response("Malformed body, bad time or window"),
-                        "401": error_response("Missing or wrong bearer token")
-                    }
+/// The document: the paths generated from the handlers, with the component schemas, the
+/// security schemes and the description.
+pub fn document(generated: utoipa::openapi::OpenApi) -> Value {
+    let mut doc = serde_json::to_value(generated).expect("an OpenAPI document serialises");
+    doc["info"] = json!({
+        "title": "aiops API",
+        "version": env!("CARGO_PKG_VERSION"),
+        "description": "remote_write in; series, samples and anomalies; incidents with ranked root-cause candidates, responder feedback, the Alertmanager and PagerDuty webhooks; the Kubernetes external metrics API and the KEDA JSON of scaling targets; health. Errors are `{\"error\": {\"code\", \"message\"}}` (Kubernetes `Status` objects under `/apis`). With credentials configured, every route but `/healthz`, `/readyz`, this document and the signed PagerDuty webhook needs one with its scope (README, Security)."
+    });
+    doc["components"] = components();
+    // Every body this API takes is required.
+    if let Some(paths) = doc["paths"].as_object_mut() {
+        for op in paths.values_mut().filter_map(Value::as_object_mut) {
+            for o in op.values_mut() {
+                if o.get("requestBody").is_some() {
+                    o["requestBody"]["required"] = json!(true);
                 }
-            },
-            "/api/v1/incidents/{id}": {
-                "get": {
-                    "summary": "One incident: symptom, timeline, ranked candidates",
-                    "parameters": [id_param],
-                    "responses": {
-                        "200": {"description": "The incident", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Incident"}}}},
-                        "404": error_response("No such incident")
-                    }
-                }
-            },
-            "/api/v1/incidents/{id}/feedback": {
-                "post": {
-                    "summary": "Name the true root cause (counted in the accuracy metric)",
-                    "security": bearer,
-                    "parameters": [id_param],
-                    "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "required": ["service"], "additionalProperties": false, "properties": {
-                        "service": {"type": "string"}, "metric": {"type": "string"}, "comment": {"type": "string"}}}}}},
-                    "responses": {
-                        "200": {"description": "Recorded; where we had ranked it, and the running tally"},
-                        "202": {"description": "On Kafka: durable on its way to the incident owner, which records it"},
-                        "400": error_response("Malformed body"),
-                        "401": error_response("Missing or wrong bearer token"),
-                        "404": error_response("No such incident")
-                    }
-                }
-            },
-            "/api/v1/alertmanager": {
-                "post": {
-                    "summary": "Alertmanager webhook receiver (payload version 4)",
-                    "security": bearer,
-                    "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "required": ["version", "alerts"], "properties": {
-                        "version": {"const": "4"}, "alerts": {"type": "array", "items": {"type": "object", "required": ["status", "startsAt", "fingerprint"]}}}}}}},
-                    "responses": {
-                        "200": {"description": "Applied and durable; the incidents touched"},
-                        "202": {"description": "On Kafka: durable on its way to the incident owner, which applies it"},
-                        "400": error_response("Malformed payload or unsupported version"),
-                        "401": error_response("Missing or wrong bearer token"),
-                        "503": error_response("Could not persist; Alertmanager retries")
-                    }
-                }
-            },
-            "/api/v1/pagerduty/webhook": {
-                "post": {
-                    "summary": "PagerDuty webhooks v3 receiver (HMAC-SHA256 signed)",
-                    "parameters": [
-                        {"name": "X-PagerDuty-Signature", "in": "header", "required": true, "schema": {"type": "string"}, "description": "`v1=<hex>[,v1=<hex>…]`"},
-                        {"name": "X-Webhook-Id", "in": "header", "schema": {"type": "string"}, "description": "De-duplicates retried deliveries"}
-                    ],
-                    "responses": {
-                        "202": {"description": "Accepted (`opened`, `linked`, `resolved`, `ignored` or `duplicate`)"},
-                        "400": error_response("Malformed event"),
-                        "401": error_response("Missing or wrong signature"),
-                        "404": error_response("No webhook secret configured")
-                    }
-                }
-            },
-            "/api/v1/openapi.json": {"get": {"summary": "This document", "responses": {"200": {"description": "OpenAPI 3.1"}}}}
-        },
-        "components": {
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
-            "schemas": {
-                "Error": {"type": "object", "properties": {"error": {"type": "object", "properties": {"code": {"type": "string"}, "message": {"type": "string"}}}}},
-                "FeedbackTally": {"type": "object", "properties": {"total": {"type": "integer"}, "top1": {"type": "integer"}, "top3": {"type": "integer"}, "top5": {"type": "integer"}}},
-                "AnalyseRequest": {"type": "object", "required": ["detected_at"], "additionalProperties": false, "properties": {
-                    "service": {"type": "string", "description": "The symptom's service"},
-                    "series": {"type": "string", "description": "The symptom's series, a selector"},
-                    "detected_at": {"type": ["string", "number"], "description": "RFC 3339 or Unix seconds"},
-                    "start": {"type": ["string", "number"], "description": "Start of the normal window (default: detected_at − incidents.lookback_secs)"},
-                    "end": {"type": ["string", "number"], "description": "End of the window (default: now)"},
-                    "title": {"type": "string"}}},
-                "Candidate": candidate_schema(),
-                "IncidentSummary": {"type": "object", "properties": {
-                    "id": {"type": "string"}, "title": {"type": "string"}, "status": {"type": "string", "enum": ["open", "resolved"]},
-                    "source": {"type": "string", "enum": ["detector", "alertmanager", "pagerduty", "api"]},
-                    "opened_ms": {"type": "integer"}, "resolved_ms": {"type": ["integer", "null"]},
-                    "symptom": {"type": "object"}, "services": {"type": "array", "items": {"type": "string"}},
-                    "top_candidate": {"oneOf": [{"$ref": "#/components/schemas/Candidate"}, {"type": "null"}]}}},
-                "Incident": {"type": "object", "properties": {
-                    "id": {"type": "string"}, "title": {"type": "string"}, "status": {"type": "string"}, "source": {"type": "string"},
-                    "opened_ms": {"type": "integer"}, "updated_ms": {"type": "integer"}, "resolved_ms": {"type": ["integer", "null"]},
-                    "symptom": {"type": "object", "properties": {"service": {"type": ["string", "null"]}, "metric": {"type": ["string", "null"]}, "series": {"type": ["string", "null"]}, "detected_ms": {"type": "integer"}}},
-                    "services": {"type": "array", "items": {"type": "string"}},
-                    "anomalies": {"type": "array", "items": {"type": "string"}},
-                    "alerts": {"type": "array", "items": {"type": "object"}},
-                    "candidates": {"type": "array", "items": {"$ref": "#/components/schemas/Candidate"}},
-                    "ranked_ms": {"type": ["integer", "null"]},
-                    "window_start_ms": {"type": "integer"}, "window_end_ms": {"type": "integer"},
-                    "data_quality": {"type": "object"},
-                    "timeline": {"type": "array", "items": {"type": "object", "properties": {"at_ms": {"type": "integer"}, "kind": {"type": "string"}, "text": {"type": "string"}}}},
-                    "feedback": {"type": ["object", "null"]},
-                    "pagerduty": {"type": ["object", "null"]}}}
             }
         }
-    })
+    }
+    doc
+}
+
+fn components() -> Value {
+    let object = json!({"type": "object"});
+    let time = json!({"type": ["string", "number"], "description": "RFC 3339 or Unix seconds"});
+    let mut schemas = serde_json::Map::new();
+    for (name, schema) in [
+        (
+            "Error",
+            json!({"type": "object", "required": ["error"], "properties": {"error": {"type": "object", "required": ["code", "message"], "properties": {"code": {"type": "string"}, "message": {"type": "string"}}}}}),
+        ),
+        (
+            "Status",
+            json!({"type": "object", "required": ["kind", "status"], "properties": {"kind": {"const": "Status"}, "apiVersion": {"type": "string"}, "status": {"const": "Failure"}, "message": {"type": "string"}, "reason": {"type": "string"}, "code": {"type": "integer"}}}),
+        ),
+        ("Object", json!(object)),
+        (
+            "KubeObject",
+            json!({"type": "object", "required": ["kind", "apiVersion"], "properties": {"kind": {"type": "string"}, "apiVersion": {"type": "string"}}}),
+        ),
+        (
+            "RemoteWriteBody",
+            json!({"type": "string", "format": "binary"}),
+        ),
+        (
+            "Health",
+            json!({"type": "object", "required": ["status"], "properties": {"status": {"const": "ok"}}}),
+        ),
+        (
+            "Ready",
+            json!({"type": "object", "required": ["status"], "properties": {
+                "status": {"enum": ["ready", "degraded", "unavailable"]},
+                "reasons": {"type": "array", "items": {"type": "string"}},
+                "disk": object, "archive": object, "sources": object, "queue": object, "series": {"type": "integer"}}}),
+        ),
+        (
+            "Series",
+            json!({"type": "object", "required": ["id", "metric"], "properties": {
+                "id": {"type": "string"}, "metric": {"type": "string"}, "source": {"type": "string"},
+                "labels": {"type": "object", "additionalProperties": {"type": "string"}},
+                "stale_at_ms": {"type": ["integer", "null"]}}}),
+        ),
+        (
+            "SeriesList",
+            json!({"type": "object", "required": ["series", "total", "truncated"], "properties": {
+                "series": {"type": "array", "items": {"$ref": "#/components/schemas/Series"}},
+                "total": {"type": "integer"}, "truncated": {"type": "boolean"}}}),
+        ),
+        (
+            "Samples",
+            json!({"type": "object", "required": ["samples"], "properties": {
+                "series": {"$ref": "#/components/schemas/Series"},
+                "start_ms": {"type": "integer"}, "end_ms": {"type": "integer"},
+                "samples": {"type": "array", "items": {"type": "array", "prefixItems": [{"type": "integer"}, {"type": ["number", "string"], "description": "`\"+Inf\"`, `\"-Inf\"`, `\"NaN\"` where JSON has no number"}]}}}}),
+        ),
+        (
+            "Anomalies",
+            json!({"type": "object", "required": ["anomalies"], "properties": {
+                "since_ms": {"type": "integer"}, "until_ms": {"type": "integer"},
+                "anomalies": {"type": "array", "items": object}}}),
+        ),
+        (
+            "FeedbackTally",
+            json!({"type": "object", "properties": {"total": {"type": "integer"}, "top1": {"type": "integer"}, "top3": {"type": "integer"}, "top5": {"type": "integer"}}}),
+        ),
+        (
+            "AnalyseRequest",
+            json!({"type": "object", "required": ["detected_at"], "additionalProperties": false, "properties": {
+                "service": {"type": "string", "description": "The symptom's service"},
+                "series": {"type": "string", "description": "The symptom's series, a selector"},
+                "detected_at": time,
+                "start": {"type": ["string", "number"], "description": "Start of the normal window (default: detected_at − incidents.lookback_secs)"},
+                "end": {"type": ["string", "number"], "description": "End of the window (default: now)"},
+                "title": {"type": "string"}}}),
+        ),
+        (
+            "FeedbackRequest",
+            json!({"type": "object", "required": ["service"], "additionalProperties": false, "properties": {
+                "service": {"type": "string", "description": "The true root cause's service"},
+                "metric": {"type": "string"}, "comment": {"type": "string"}}}),
+        ),
+        (
+            "FeedbackResult",
+            json!({"type": "object", "properties": {"feedback": object, "accuracy": {"$ref": "#/components/schemas/FeedbackTally"}}}),
+        ),
+        (
+            "Accepted",
+            json!({"type": "object", "required": ["status"], "properties": {"status": {"const": "accepted"}, "applied_by": {"type": "string"}}}),
+        ),
+        (
+            "AlertmanagerPayload",
+            json!({"type": "object", "required": ["version", "alerts"], "properties": {
+                "version": {"const": "4"},
+                "alerts": {"type": "array", "items": {"type": "object", "required": ["status", "labels", "startsAt", "fingerprint"], "properties": {
+                    "status": {"enum": ["firing", "resolved"]},
+                    "labels": {"type": "object", "additionalProperties": {"type": "string"}},
+                    "annotations": {"type": "object", "additionalProperties": {"type": "string"}},
+                    "startsAt": {"type": "string"}, "endsAt": {"type": "string"}, "fingerprint": {"type": "string"}}}}}}),
+        ),
+        (
+            "AlertsApplied",
+            json!({"type": "object", "required": ["status"], "properties": {"status": {"type": "string"}, "alerts": {"type": "integer"}, "incidents": {"type": "array", "items": {"type": "string"}}}}),
+        ),
+        (
+            "PagerdutyWebhook",
+            json!({"type": "object", "required": ["event"], "properties": {"event": object}}),
+        ),
+        (
+            "WebhookAccepted",
+            json!({"type": "object", "properties": {"status": {"type": "string"}}}),
+        ),
+        (
+            "ScalingValue",
+            json!({"type": "object", "required": ["name", "value", "desired_replicas"], "properties": {
+                "name": {"type": "string"}, "value": {"type": "number"}, "desired_replicas": {"type": "integer"},
+                "current": {"type": "number"}, "forecast": {"type": ["number", "null"]}, "forecast_p50": {"type": ["number", "null"]},
+                "mode": {"type": "string"}, "stale": {"type": "boolean"}, "updated_ms": {"type": "integer"}, "for_ms": {"type": "integer"}}}),
+        ),
+        (
+            "ScalingList",
+            json!({"type": "object", "required": ["targets"], "properties": {"targets": {"type": "array", "items": object}}}),
+        ),
+        (
+            "IncidentList",
+            json!({"type": "object", "required": ["incidents"], "properties": {
+                "incidents": {"type": "array", "items": {"$ref": "#/components/schemas/IncidentSummary"}},
+                "feedback": {"$ref": "#/components/schemas/FeedbackTally"},
+                "owner": {"type": "boolean", "description": "This node acts on the incidents (on Kafka one node does; the others mirror them)"}}}),
+        ),
+        ("Candidate", json!(candidate_schema())),
+        (
+            "IncidentSummary",
+            json!({"type": "object", "properties": {
+                "id": {"type": "string"}, "title": {"type": "string"}, "status": {"type": "string", "enum": ["open", "resolved"]},
+                "source": {"type": "string", "enum": ["detector", "alertmanager", "pagerduty", "api"]},
+                "opened_ms": {"type": "integer"}, "resolved_ms": {"type": ["integer", "null"]},
+                "symptom": {"type": "object"}, "services": {"type": "array", "items": {"type": "string"}},
+                "top_candidate": {"oneOf": [{"$ref": "#/components/schemas/Candidate"}, {"type": "null"}]}}}),
+        ),
+        (
+            "Incident",
+            json!({"type": "object", "properties": {
+                "id": {"type": "string"}, "title": {"type": "string"}, "status": {"type": "string"}, "source": {"type": "string"},
+                "opened_ms": {"type": "integer"}, "updated_ms": {"type": "integer"}, "resolved_ms": {"type": ["integer", "null"]},
+                "symptom": {"type": "object", "properties": {"service": {"type": ["string", "null"]}, "metric": {"type": ["string", "null"]}, "series": {"type": ["string", "null"]}, "detected_ms": {"type": "integer"}}},
+                "services": {"type": "array", "items": {"type": "string"}},
+                "anomalies": {"type": "array", "items": {"type": "string"}},
+                "alerts": {"type": "array", "items": {"type": "object"}},
+                "alerts_dropped": {"type": "integer", "description": "Alerts not kept over incidents.max_alerts_per_incident"},
+                "candidates": {"type": "array", "items": {"$ref": "#/components/schemas/Candidate"}},
+                "ranked_ms": {"type": ["integer", "null"]},
+                "window_start_ms": {"type": "integer"}, "window_end_ms": {"type": "integer"},
+                "data_quality": {"type": "object"},
+                "timeline": {"type": "array", "items": {"type": "object", "properties": {"at_ms": {"type": "integer"}, "kind": {"type": "string"}, "text": {"type": "string"}}}},
+                "feedback": {"type": ["object", "null"]},
+                "pagerduty": {"type": ["object", "null"]}}}),
+        ),
+    ] {
+        schemas.insert(name.to_owned(), schema);
+    }
+    json!({"securitySchemes": {
+            "bearer": {"type": "http", "scheme": "bearer", "description": "A `[[server.credentials]]` token (or `server.api_token` / `server.scaling_token`)"},
+            "basic": {"type": "http", "scheme": "basic", "description": "A `[[server.credentials]]` username and password"},
+            "frontProxy": {"type": "mutualTLS", "description": "The Kubernetes aggregator's front-proxy client certificate (`server.front_proxy_ca_file`), on `server.tls_listen`: the scaling scope"}
+        }, "schemas": schemas})
 }

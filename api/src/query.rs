@@ -37,12 +37,27 @@ fn params(raw: Option<String>) -> Vec<(String, String)> {
         .collect()
 }
 
+/// The largest `limit` a series listing takes (it is cut to `server.max_series_per_query`).
+const MAX_LIMIT: usize = 1_000_000;
+
 /// `GET /api/v1/series?match[]=SELECTOR&limit=N`: series matching any of the selectors (all
 /// series without one), sorted by metric and labels.
 ///
 /// Bounded: at most `server.max_series_selectors` selectors and `server.max_series_scanned`
 /// series visited (catalog size × selectors), each answered `422` naming the limit; the scan runs
 /// on the blocking pool, one shard of the catalog at a time, and stops at the request deadline.
+#[utoipa::path(get, path = "/api/v1/series", tag = "query",
+    params(
+        ("match[]" = Option<Vec<String>>, Query, description = "Series selectors (any matches); none: every series"),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 1_000_000, description = "Most series listed (at most `server.max_series_per_query`)")
+    ),
+    responses(
+        (status = 200, description = "Matching series, sorted by metric and labels", body = ref("#/components/schemas/SeriesList")),
+        (status = 422, description = "Over `server.max_series_selectors` or `server.max_series_scanned`", body = ref("#/components/schemas/Error")),
+        (status = "4XX", description = "Refused: `error.code` and `error.message` say why (401 without a valid credential, 403 without the scope, 413/414 over a size limit, …)", body = ref("#/components/schemas/Error")),
+        (status = "5XX", description = "Failed or unavailable (503: retry; see `Retry-After`)", body = ref("#/components/schemas/Error"))
+    ),
+    security(("bearer" = ["read"]), ("basic" = ["read"])))]
 pub async fn list_series(
     State(state): State<AppState>,
     RawQuery(raw): RawQuery,
@@ -68,11 +83,11 @@ pub async fn list_series(
                 limit = v
                     .parse::<usize>()
                     .ok()
-                    .filter(|&n| n >= 1)
+                    .filter(|n| (1..=MAX_LIMIT).contains(n))
                     .ok_or_else(|| {
                         ApiError::bad_request(
                             "bad_parameter",
-                            format!("limit={v:?}: expected a positive integer"),
+                            format!("limit={v:?}: expected an integer from 1 to {MAX_LIMIT}"),
                         )
                     })?
                     .min(state.config.max_series_per_query);
@@ -184,6 +199,19 @@ pub fn sample_value(v: f64) -> serde_json::Value {
 /// `GET /api/v1/series/{id}/samples?start=&end=`: the samples of one series, `[unix_ms, value]`
 /// pairs in time order (`"+Inf"`, `"-Inf"`, `"NaN"` where JSON has no number). Defaults: the
 /// last hour.
+#[utoipa::path(get, path = "/api/v1/series/{id}/samples", tag = "query",
+    params(
+        ("id" = String, Path, description = "Series id (16 hex digits)"),
+        ("start" = Option<String>, Query, description = "RFC 3339 or Unix seconds (default: end − 1 h)"),
+        ("end" = Option<String>, Query, description = "RFC 3339 or Unix seconds (default: now)")
+    ),
+    responses(
+        (status = 200, description = "The samples, `[unix_ms, value]` in time order", body = ref("#/components/schemas/Samples")),
+        (status = 404, description = "Unknown series", body = ref("#/components/schemas/Error")),
+        (status = "4XX", description = "Refused: `error.code` and `error.message` say why (401 without a valid credential, 403 without the scope, 413/414 over a size limit, …)", body = ref("#/components/schemas/Error")),
+        (status = "5XX", description = "Failed or unavailable (503: retry; see `Retry-After`)", body = ref("#/components/schemas/Error"))
+    ),
+    security(("bearer" = ["read"]), ("basic" = ["read"])))]
 pub async fn series_samples(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -253,6 +281,16 @@ pub async fn series_samples(
 
 /// `GET /api/v1/anomalies?since=&until=&service=&min_score=`: anomaly events overlapping the
 /// range (default: the last 24 hours), newest first.
+#[utoipa::path(get, path = "/api/v1/anomalies", tag = "query",
+    params(
+        ("since" = Option<String>, Query, description = "RFC 3339 or Unix seconds (default: 24 h ago)"),
+        ("until" = Option<String>, Query, description = "RFC 3339 or Unix seconds (default: now)"),
+        ("service" = Option<String>, Query, description = "Only this service's"),
+        ("min_score" = Option<f64>, Query, description = "Only events scoring at least this (0–1)")
+    ),
+    responses((status = 200, description = "Anomaly events, newest first", body = ref("#/components/schemas/Anomalies")), (status = "4XX", description = "Refused: `error.code` and `error.message` say why (401 without a valid credential, 403 without the scope, 413/414 over a size limit, …)", body = ref("#/components/schemas/Error")),
+        (status = "5XX", description = "Failed or unavailable (503: retry; see `Retry-After`)", body = ref("#/components/schemas/Error"))),
+    security(("bearer" = ["read"]), ("basic" = ["read"])))]
 pub async fn anomalies(
     State(state): State<AppState>,
     RawQuery(raw): RawQuery,

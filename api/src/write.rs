@@ -202,6 +202,24 @@ fn decode_limits(cfg: &crate::config::ApiConfig) -> remote_write::DecodeLimits {
 
 /// The handler.
 #[tracing::instrument(skip_all, fields(bytes))]
+#[utoipa::path(post, path = "/api/v1/write", tag = "ingest",
+    request_body(content = ref("#/components/schemas/RemoteWriteBody"), content_type = "application/x-protobuf",
+        description = "A Snappy-compressed `prometheus.WriteRequest` (remote_write 1.0)"),
+    params(
+        ("Content-Encoding" = String, Header, description = "`snappy`"),
+        ("X-Prometheus-Remote-Write-Version" = Option<String>, Header, description = "`0.1.0`")
+    ),
+    responses(
+        (status = 204, description = "Stored durably"),
+        (status = 400, description = "Not Snappy/protobuf, or series breaking the data rules or limits (the valid rest is stored)", body = ref("#/components/schemas/Error")),
+        (status = 413, description = "Over `server.max_body_bytes`, `max_decoded_bytes`, `max_series_per_request` or `max_samples_per_request`", body = ref("#/components/schemas/Error")),
+        (status = 415, description = "Not remote_write 1.0", body = ref("#/components/schemas/Error")),
+        (status = 429, description = "New series over `limits.max_series` (known ones stored)", body = ref("#/components/schemas/Error")),
+        (status = 503, description = "Behind, or the archive failed: retry", body = ref("#/components/schemas/Error")),
+        (status = "4XX", description = "Refused: `error.code` and `error.message` say why (401 without a valid credential, 403 without the scope, 413/414 over a size limit, …)", body = ref("#/components/schemas/Error")),
+        (status = "5XX", description = "Failed or unavailable (503: retry; see `Retry-After`)", body = ref("#/components/schemas/Error"))
+    ),
+    security(("bearer" = ["write"]), ("basic" = ["write"])))]
 pub async fn remote_write(
     State(state): State<AppState>,
     headers: HeaderMap,

@@ -257,29 +257,23 @@ fn range_path(dir: &Path, first: u64, last: u64) -> PathBuf {
     }
 }
 
-/// Parts in `dir/parts` as (first segment, last segment, path), by first segment; temporary
-/// files of interrupted compactions or merges are removed.
+/// Parts in `dir/parts` as (first segment, last segment, path), by first segment. Read-only:
+/// offline readers (`aiops train`, `aiops archive verify`) call it beside a serving process.
 fn list_parts(dir: &Path) -> Result<Vec<(u64, u64, PathBuf)>, IngestError> {
     let parts = dir.join("parts");
     let mut out = Vec::new();
     for entry in fs::read_dir(&parts).map_err(IngestError::io("list", &parts))? {
         let path = entry.map_err(IngestError::io("list", &parts))?.path();
-        match path.extension().and_then(|e| e.to_str()) {
-            Some("parquet") => {
-                let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("");
-                let range = match stem.split_once('-') {
-                    Some((a, b)) => a.parse().ok().zip(b.parse().ok()),
-                    None => stem.parse().ok().map(|s| (s, s)),
-                };
-                if let Some((first, last)) = range {
-                    out.push((first, last, path));
-                }
-            }
-            // A part whose compaction or merge was interrupted; its inputs are still there.
-            Some("tmp") => {
-                let _ = fs::remove_file(&path);
-            }
-            _ => {}
+        if path.extension().and_then(|e| e.to_str()) != Some("parquet") {
+            continue;
+        }
+        let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("");
+        let range = match stem.split_once('-') {
+            Some((a, b)) => a.parse().ok().zip(b.parse().ok()),
+            None => stem.parse().ok().map(|s| (s, s)),
+        };
+        if let Some((first, last)) = range {
+            out.push((first, last, path));
         }
     }
     out.sort_by_key(|p| (p.0, std::cmp::Reverse(p.1)));
@@ -291,21 +285,33 @@ fn list_seqs(dir: &Path, ext: &str) -> Result<Vec<u64>, IngestError> {
     let mut out = Vec::new();
     for entry in fs::read_dir(dir).map_err(IngestError::io("list", dir))? {
         let path = entry.map_err(IngestError::io("list", dir))?.path();
-        if path.extension().and_then(|e| e.to_str()) == Some(ext) {
-            if let Some(seq) = path
+        if path.extension().and_then(|e| e.to_str()) == Some(ext)
+            && let Some(seq) = path
                 .file_stem()
                 .and_then(|s| s.to_str())
                 .and_then(|s| s.parse().ok())
-            {
-                out.push(seq);
-            }
-        } else if path.extension().and_then(|e| e.to_str()) == Some("tmp") {
-            // A part whose compaction was interrupted; its segment is still there.
-            let _ = fs::remove_file(&path);
+        {
+            out.push(seq);
         }
     }
     out.sort_unstable();
     Ok(out)
+}
+
+/// Removes the temporary files of compactions and merges a crash interrupted (their inputs
+/// are still there). Only the process that holds the directory's lock may: for anyone else
+/// they are the work in progress of the owner.
+fn remove_interrupted(dir: &Path) -> Result<(), IngestError> {
+    for sub in ["parts", "wal"] {
+        let d = dir.join(sub);
+        for entry in fs::read_dir(&d).map_err(IngestError::io("list", &d))? {
+            let path = entry.map_err(IngestError::io("list", &d))?.path();
+            if path.extension().and_then(|e| e.to_str()) == Some("tmp") {
+                fs::remove_file(&path).map_err(IngestError::io("remove", &path))?;
+            }
+        }
+    }
+    Ok(())
 }
 
 fn sync_dir(dir: &Path) -> Result<(), IngestError> {
@@ -348,6 +354,7 @@ impl Archive {
             });
         }
 
+        remove_interrupted(&dir)?;
         let mut stale: IdHashMap<i64> = IdHashMap::default();
         load_catalog(&dir.join("catalog.jsonl"), &catalog, &mut stale)?;
         let part_catalog = PartCatalog::new(&dir);

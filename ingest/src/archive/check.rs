@@ -158,6 +158,7 @@ pub fn repair(dir: &Path) -> Result<RepairReport, IngestError> {
             lock: lock_path,
         });
     }
+    super::remove_interrupted(dir)?;
     let mut report = RepairReport::default();
     let quarantine = Quarantine::new(dir);
     let metrics = crate::IngestMetrics::unregistered();

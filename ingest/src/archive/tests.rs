@@ -311,3 +311,27 @@ fn a_crash_between_a_merge_and_the_removal_of_its_inputs_leaves_each_sample_once
     let samples = archive.read_series(id, 0, i64::MAX).expect("reads");
     assert_eq!(samples.len(), 2000);
 }
+
+/// On the old main any reader listing the parts (`aiops train` beside `serve`, for one)
+/// deleted the `.tmp` file of a compaction in progress, and the compaction failed.
+#[test]
+fn readers_beside_the_owner_leave_its_work_in_progress_alone() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for sub in ["parts", "wal"] {
+        std::fs::create_dir_all(dir.path().join(sub)).expect("mkdir");
+    }
+    let tmp = dir.path().join("parts/0000000000000005.parquet.tmp");
+    std::fs::write(&tmp, b"half a part").expect("writes");
+    part_files(dir.path()).expect("lists");
+    check::verify(dir.path()).expect("verifies");
+    read_catalog(dir.path()).expect("reads");
+    assert!(tmp.exists(), "a reader removed the owner's temporary part");
+    // The owner, at open, clears what a crash left.
+    let _archive = Archive::open(
+        cfg(dir.path()),
+        Arc::new(SeriesCatalog::new()),
+        IngestMetrics::unregistered(),
+    )
+    .expect("opens");
+    assert!(!tmp.exists());
+}
