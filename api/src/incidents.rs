@@ -546,7 +546,11 @@ pub async fn run(
             },
             _ = tick.tick() => if svc.active() {
                 let now = now_ms();
-                let _ = svc.apply(|b, _| ((), b.tick(&svc.cfg, now, now)));
+                // The book is saved (and copied for readers) only when the tick resolves
+                // something: an idle second costs a look, not a rewrite of every incident.
+                if svc.lock().tick_due(&svc.cfg, now) {
+                    let _ = svc.apply(|b, _| ((), b.tick(&svc.cfg, now, now)));
+                }
                 rank_due(&svc, &catalog, &archive, false).await;
             },
             _ = svc.wake.notified() => if svc.active() {

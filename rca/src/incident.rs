@@ -587,18 +587,28 @@ impl IncidentBook {
         id
     }
 
+    /// Whether [`IncidentBook::tick`] would resolve anything now (a look, no change): the
+    /// book is saved only when it would.
+    pub fn tick_due(&self, cfg: &IncidentConfig, data_now_ms: i64) -> bool {
+        self.incidents
+            .iter()
+            .any(|inc| Self::quiet(inc, cfg, data_now_ms))
+    }
+
+    fn quiet(inc: &Incident, cfg: &IncidentConfig, data_now_ms: i64) -> bool {
+        inc.status == IncidentStatus::Open
+            && inc.source != IncidentSource::Pagerduty
+            && inc.open_anomalies.is_empty()
+            && inc.alerts.iter().all(|a| a.status == "resolved")
+            && data_now_ms >= inc.last_activity_ms + cfg.resolve_quiet_secs as i64 * 1000
+    }
+
     /// Resolves incidents whose anomalies closed and alerts resolved, quiet for
     /// `resolve_quiet_secs` of data time (`data_now_ms`: the newest data seen).
     pub fn tick(&mut self, cfg: &IncidentConfig, data_now_ms: i64, now_ms: i64) -> Vec<Change> {
-        let quiet_ms = cfg.resolve_quiet_secs as i64 * 1000;
         let mut out = Vec::new();
         for inc in &mut self.incidents {
-            if inc.status != IncidentStatus::Open || inc.source == IncidentSource::Pagerduty {
-                continue;
-            }
-            let cleared =
-                inc.open_anomalies.is_empty() && inc.alerts.iter().all(|a| a.status == "resolved");
-            if cleared && data_now_ms >= inc.last_activity_ms + quiet_ms {
+            if Self::quiet(inc, cfg, data_now_ms) {
                 inc.status = IncidentStatus::Resolved;
                 inc.resolved_ms = Some(now_ms);
                 inc.note(
