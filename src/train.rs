@@ -16,12 +16,18 @@ pub const PROFILES: &str = "profiles";
 /// Fits, writes, registers (and, with `--promote`, activates) a profiles table.
 pub fn run(a: TrainArgs) -> anyhow::Result<()> {
     let started = Instant::now();
-    let parts = aiops_ingest::archive::part_files(&a.data_dir).with_context(|| {
+    // Polars reads the parts: it does not know the archive's checksums, so they are checked
+    // first and a damaged part is left out (and named) rather than learned from.
+    let verified = aiops_ingest::archive::verified_part_files(&a.data_dir).with_context(|| {
         format!(
             "{} holds no archive (expected parts/*.parquet from `aiops serve` or `aiops backfill`)",
             a.data_dir.display()
         )
     })?;
+    for (path, reason) in &verified.damaged {
+        tracing::warn!(path = %path.display(), %reason, "Damaged part left out of training (`aiops archive verify` reports it).");
+    }
+    let parts = verified.sound;
     anyhow::ensure!(
         !parts.is_empty(),
         "{}: no compacted data yet (parts/ is empty; the archive compacts WAL segments as they seal)",

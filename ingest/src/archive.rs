@@ -726,6 +726,33 @@ pub fn part_files(dir: &Path) -> Result<Vec<PathBuf>, IngestError> {
     Ok(list_parts(dir)?.into_iter().map(|p| p.2).collect())
 }
 
+/// The parts of the archive in `dir` that pass their whole-file checksum (or have none
+/// recorded yet), oldest first, and those that fail with why: for offline readers that decode
+/// parts with another Parquet reader (`aiops train` with polars), which would not know our
+/// checksums. Reads every part once; safe beside a serving process.
+pub fn verified_part_files(dir: &Path) -> Result<VerifiedParts, IngestError> {
+    let sums = PartCatalog::new(dir).load()?;
+    let mut out = VerifiedParts::default();
+    for (_, _, path) in list_parts(dir)? {
+        match damage::recorded(&sums, &path).map(|s| integrity::verify_file(&path, s)) {
+            Some(Err(reason)) if path.exists() => out.damaged.push((path, reason)),
+            // Merged or expired meanwhile.
+            Some(Err(_)) => {}
+            Some(Ok(())) | None => out.sound.push(path),
+        }
+    }
+    Ok(out)
+}
+
+/// What [`verified_part_files`] found.
+#[derive(Debug, Default)]
+pub struct VerifiedParts {
+    /// Parts to read.
+    pub sound: Vec<PathBuf>,
+    /// Parts whose bytes no longer match their checksum, with why.
+    pub damaged: Vec<(PathBuf, String)>,
+}
+
 fn load_catalog(
     path: &Path,
     catalog: &SeriesCatalog,

@@ -240,3 +240,22 @@ fn verify_finds_damage_and_repair_salvages_the_sound_row_groups() {
             .is_empty()
     );
 }
+
+/// Readers with their own Parquet decoder (`aiops train` reads with polars) get only the parts
+/// whose bytes still match their checksums.
+#[test]
+fn offline_readers_are_handed_only_sound_parts() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    template(dir.path());
+    let sound = super::super::verified_part_files(dir.path()).expect("verifies");
+    assert_eq!((sound.sound.len(), sound.damaged.len()), (1, 0));
+    let p = part_path(dir.path(), 1);
+    let mut bytes = fs::read(&p).expect("reads");
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x08;
+    fs::write(&p, &bytes).expect("writes");
+    let v = super::super::verified_part_files(dir.path()).expect("verifies");
+    assert!(v.sound.is_empty());
+    assert_eq!(v.damaged.len(), 1);
+    assert!(v.damaged[0].1.contains("checksum"), "{:?}", v.damaged);
+}
