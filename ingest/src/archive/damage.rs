@@ -204,7 +204,7 @@ pub(super) fn spawn_verifier(shared: &Arc<Shared>) {
     let spawned = std::thread::Builder::new()
         .name("aiops-verify".into())
         .spawn(move || {
-            super::lower_thread_priority();
+            super::background::lower_thread_priority();
             let started = Instant::now();
             let mut damaged = 0;
             for p in &parts {

@@ -1,5 +1,9 @@
 use aiops_models::{SampleBatchBuilder, Source};
 
+use std::io::Write;
+use std::time::Duration;
+
+use super::background::enforce_retention;
 use super::*;
 use crate::transport::{TransportConfig, TransportKind};
 use std::sync::atomic::AtomicBool;
