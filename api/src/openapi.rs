@@ -9,16 +9,16 @@ use serde_json::{Value, json};
 fn candidate_schema() -> Value {
     json!({"type": "object", "properties": {
                     "rank": {"type": "integer"}, "service": {"type": "string"}, "metric": {"type": "string"},
-                    "score": {"type": "number", "description": "Move after detection in spreads of the normal window"},
-                    "confidence": {"type": "number", "description": "Calibrated probability of being the root cause"},
+                    "score": {"type": ["number", "string"], "description": "Move after detection in spreads of the normal window"},
+                    "confidence": {"type": ["number", "string"], "description": "Calibrated probability of being the root cause"},
                     "direction": {"type": "string", "enum": ["up", "down"]},
-                    "onset_ms": {"type": "integer"}, "peak": {"type": "number"}, "peak_ms": {"type": "integer"},
-                    "baseline": {"type": "number"}, "spread": {"type": "number"},
+                    "onset_ms": {"type": "integer"}, "peak": {"type": ["number", "string"]}, "peak_ms": {"type": "integer"},
+                    "baseline": {"type": ["number", "string"]}, "spread": {"type": ["number", "string"]},
                     "path": {"type": "array", "items": {"type": "string"}, "description": "Call path from the symptom"},
                     "method": {"type": "string"}, "explanation": {"type": "string"},
                     "evidence": {"type": "array", "description": "The service's metrics that moved", "items": {"type": "object", "properties": {
-                        "metric": {"type": "string"}, "score": {"type": "number"}, "direction": {"type": "string"}, "onset_ms": {"type": "integer"},
-                        "baseline": {"type": "number"}, "peak": {"type": "number"}, "peak_ms": {"type": "integer"}}}}}})
+                        "metric": {"type": "string"}, "score": {"type": ["number", "string"]}, "direction": {"type": "string"}, "onset_ms": {"type": "integer"},
+                        "baseline": {"type": ["number", "string"]}, "peak": {"type": ["number", "string"]}, "peak_ms": {"type": "integer"}}}}}})
 }
 
 /// The document: the paths generated from the handlers, with the component schemas, the

@@ -27,14 +27,19 @@ pub struct AnomalyEvent {
     /// When the event closed (quiet long enough), Unix ms; `None` while open.
     pub end_ms: Option<i64>,
     /// Highest score.
+    #[serde(with = "crate::json_f64")]
     pub score: f64,
     /// Value observed at the peak.
+    #[serde(with = "crate::json_f64")]
     pub observed: f64,
     /// Value expected at the peak.
+    #[serde(with = "crate::json_f64")]
     pub expected: f64,
     /// Band around the expectation at the peak.
+    #[serde(with = "crate::json_f64")]
     pub lower: f64,
     /// Band around the expectation at the peak.
+    #[serde(with = "crate::json_f64")]
     pub upper: f64,
 }
 

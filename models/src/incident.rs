@@ -62,20 +62,25 @@ pub struct Candidate {
     /// The metric (series) that shows the change.
     pub metric: String,
     /// Robust change score: the move after the detection time in spreads of the normal window.
+    #[serde(with = "crate::json_f64")]
     pub score: f64,
     /// Probability that this is the root cause (calibrated on the labelled cases).
+    #[serde(with = "crate::json_f64")]
     pub confidence: f64,
     /// `up` or `down`.
     pub direction: String,
     /// When the metric first moved past the threshold (Unix ms); can precede detection.
     pub onset_ms: i64,
     /// The value at the peak of the move.
+    #[serde(with = "crate::json_f64")]
     pub peak: f64,
     /// When the peak was (Unix ms).
     pub peak_ms: i64,
     /// Median of the normal window.
+    #[serde(with = "crate::json_f64")]
     pub baseline: f64,
     /// The spread the score is measured in.
+    #[serde(with = "crate::json_f64")]
     pub spread: f64,
     /// The call path from the symptom to this service, when the topology knows one.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -95,14 +100,17 @@ pub struct Evidence {
     /// The series.
     pub metric: String,
     /// Its move in spreads of its normal window.
+    #[serde(with = "crate::json_f64")]
     pub score: f64,
     /// `up` or `down`.
     pub direction: String,
     /// First past the threshold (Unix ms).
     pub onset_ms: i64,
     /// Median of the normal window.
+    #[serde(with = "crate::json_f64")]
     pub baseline: f64,
     /// The value at the peak.
+    #[serde(with = "crate::json_f64")]
     pub peak: f64,
     /// When (Unix ms).
     pub peak_ms: i64,

@@ -21,6 +21,7 @@ mod batch;
 mod catalog;
 mod error;
 pub mod incident;
+pub mod json_f64;
 pub mod registry;
 mod secret;
 mod selector;
