@@ -546,81 +546,23 @@ async fn prometheus_kafka_adapter_topics_are_a_source() {
     );
 }
 
-/// Runs `openssl` with `args` in `dir`.
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("openssl runs (scripts/test.sh installs it)");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 /// A CA, a server certificate for 127.0.0.1 and a client certificate, all signed by the CA.
 fn make_certificates(dir: &Path) {
-    openssl(
+    certs::ca(dir, "ca");
+    certs::signed(
         dir,
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=e2e-ca",
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.pem",
-        ],
+        "server",
+        "/CN=server",
+        "subjectAltName=IP:127.0.0.1",
+        "ca",
     );
-    for (name, ext) in [
-        ("server", "subjectAltName=IP:127.0.0.1"),
-        ("client", "extendedKeyUsage=clientAuth"),
-    ] {
-        std::fs::write(dir.join(format!("{name}.ext")), ext).expect("ext");
-        openssl(
-            dir,
-            &[
-                "req",
-                "-newkey",
-                "rsa:2048",
-                "-nodes",
-                "-subj",
-                &format!("/CN={name}"),
-                "-keyout",
-                &format!("{name}.key"),
-                "-out",
-                &format!("{name}.csr"),
-            ],
-        );
-        openssl(
-            dir,
-            &[
-                "x509",
-                "-req",
-                "-in",
-                &format!("{name}.csr"),
-                "-CA",
-                "ca.pem",
-                "-CAkey",
-                "ca.key",
-                "-CAcreateserial",
-                "-days",
-                "2",
-                "-extfile",
-                &format!("{name}.ext"),
-                "-out",
-                &format!("{name}.pem"),
-            ],
-        );
-    }
+    certs::signed(
+        dir,
+        "client",
+        "/CN=client",
+        "extendedKeyUsage=clientAuth",
+        "ca",
+    );
 }
 
 /// The security options pass through to librdkafka: the broker is reachable only over TLS with

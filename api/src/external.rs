@@ -59,8 +59,7 @@ fn group() -> Value {
 
 /// `GET /apis`: the API groups we serve.
 #[utoipa::path(get, path = "/apis", tag = "kubernetes",
-    responses((status = 200, description = "`APIGroupList`", body = ref("#/components/schemas/KubeObject")), (status = "4XX", description = "Refused, as a Kubernetes `Status` (401 without a front-proxy certificate or credential, 403 without the scaling scope)", body = ref("#/components/schemas/Status")),
-        (status = "5XX", description = "Failed, as a Kubernetes `Status`", body = ref("#/components/schemas/Status"))),
+    responses((status = 200, description = "`APIGroupList`", body = ref("#/components/schemas/KubeObject")), crate::openapi::KubeRefusals),
     security(("bearer" = ["scaling"]), ("basic" = ["scaling"]), ("frontProxy" = ["scaling"])))]
 pub async fn api_group_list() -> Json<Value> {
     Json(json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": [group()]}))
@@ -68,8 +67,7 @@ pub async fn api_group_list() -> Json<Value> {
 
 /// `GET /apis/external.metrics.k8s.io`.
 #[utoipa::path(get, path = "/apis/external.metrics.k8s.io", tag = "kubernetes",
-    responses((status = 200, description = "`APIGroup`", body = ref("#/components/schemas/KubeObject")), (status = "4XX", description = "Refused, as a Kubernetes `Status` (401 without a front-proxy certificate or credential, 403 without the scaling scope)", body = ref("#/components/schemas/Status")),
-        (status = "5XX", description = "Failed, as a Kubernetes `Status`", body = ref("#/components/schemas/Status"))),
+    responses((status = 200, description = "`APIGroup`", body = ref("#/components/schemas/KubeObject")), crate::openapi::KubeRefusals),
     security(("bearer" = ["scaling"]), ("basic" = ["scaling"]), ("frontProxy" = ["scaling"])))]
 pub async fn api_group() -> Json<Value> {
     let mut g = group();
@@ -80,8 +78,7 @@ pub async fn api_group() -> Json<Value> {
 
 /// `GET /apis/external.metrics.k8s.io/v1beta1`: one resource per scaling target.
 #[utoipa::path(get, path = "/apis/external.metrics.k8s.io/v1beta1", tag = "kubernetes",
-    responses((status = 200, description = "`APIResourceList`: one resource per scaling target", body = ref("#/components/schemas/KubeObject")), (status = "4XX", description = "Refused, as a Kubernetes `Status` (401 without a front-proxy certificate or credential, 403 without the scaling scope)", body = ref("#/components/schemas/Status")),
-        (status = "5XX", description = "Failed, as a Kubernetes `Status`", body = ref("#/components/schemas/Status"))),
+    responses((status = 200, description = "`APIResourceList`: one resource per scaling target", body = ref("#/components/schemas/KubeObject")), crate::openapi::KubeRefusals),
     security(("bearer" = ["scaling"]), ("basic" = ["scaling"]), ("frontProxy" = ["scaling"])))]
 pub async fn resource_list(State(state): State<AppState>) -> Json<Value> {
     let resources: Vec<Value> = state
@@ -271,8 +268,7 @@ fn scaling_value(
     responses(
         (status = 200, description = "`ExternalMetricValueList` with the served value", body = ref("#/components/schemas/KubeObject")),
         (status = 404, description = "No such target, or its selector does not match (`Status`)", body = ref("#/components/schemas/Status")),
-        (status = "4XX", description = "Refused, as a Kubernetes `Status` (401 without a front-proxy certificate or credential, 403 without the scaling scope)", body = ref("#/components/schemas/Status")),
-        (status = "5XX", description = "Failed, as a Kubernetes `Status`", body = ref("#/components/schemas/Status"))
+        crate::openapi::KubeRefusals
     ),
     security(("bearer" = ["scaling"]), ("basic" = ["scaling"]), ("frontProxy" = ["scaling"])))]
 pub async fn metric_value(
@@ -345,8 +341,7 @@ pub async fn metric_value(
 
 /// `GET /api/v1/scaling`: every target's served value (or why there is none).
 #[utoipa::path(get, path = "/api/v1/scaling", tag = "scaling",
-    responses((status = 200, description = "Every target's served value, or why there is none", body = ref("#/components/schemas/ScalingList")), (status = "4XX", description = "Refused: `error.code` and `error.message` say why (401 without a valid credential, 403 without the scope, 413/414 over a size limit, …)", body = ref("#/components/schemas/Error")),
-        (status = "5XX", description = "Failed or unavailable (503: retry; see `Retry-After`)", body = ref("#/components/schemas/Error"))),
+    responses((status = 200, description = "Every target's served value, or why there is none", body = ref("#/components/schemas/ScalingList")), crate::openapi::Refusals),
     security(("bearer" = ["scaling"]), ("basic" = ["scaling"]), ("frontProxy" = ["scaling"])))]
 pub async fn list_scaling(State(state): State<AppState>) -> Json<Value> {
     let names: Vec<String> = state
@@ -372,8 +367,7 @@ pub async fn list_scaling(State(state): State<AppState>) -> Json<Value> {
     responses(
         (status = 200, description = "The target's value (KEDA `metrics-api`: `valueLocation: value`)", body = ref("#/components/schemas/ScalingValue")),
         (status = 404, description = "No such target", body = ref("#/components/schemas/Error")),
-        (status = "4XX", description = "Refused: `error.code` and `error.message` say why (401 without a valid credential, 403 without the scope, 413/414 over a size limit, …)", body = ref("#/components/schemas/Error")),
-        (status = "5XX", description = "Failed or unavailable (503: retry; see `Retry-After`)", body = ref("#/components/schemas/Error"))
+        crate::openapi::Refusals
     ),
     security(("bearer" = ["scaling"]), ("basic" = ["scaling"]), ("frontProxy" = ["scaling"])))]
 pub async fn get_scaling(

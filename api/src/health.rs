@@ -74,8 +74,7 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
 #[utoipa::path(get, path = "/metrics", tag = "meta",
     responses(
         (status = 200, description = "Our metrics, OpenMetrics text", content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8", body = String),
-        (status = "4XX", description = "Refused: `error.code` and `error.message` say why (401 without a valid credential, 403 without the scope, 413/414 over a size limit, …)", body = ref("#/components/schemas/Error")),
-        (status = "5XX", description = "Failed or unavailable (503: retry; see `Retry-After`)", body = ref("#/components/schemas/Error"))
+        crate::openapi::Refusals
     ),
     security(("bearer" = ["read"]), ("basic" = ["read"])))]
 pub async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {

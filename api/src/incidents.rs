@@ -710,8 +710,7 @@ fn summary(i: &Incident) -> Value {
         ("status" = Option<String>, Query, description = "`open` or `resolved`"),
         ("limit" = Option<u32>, Query, minimum = 1, maximum = 10000, description = "Most incidents listed (default 100)")
     ),
-    responses((status = 200, description = "Incident summaries, newest first, and the feedback tally", body = ref("#/components/schemas/IncidentList")), (status = "4XX", description = "Refused: `error.code` and `error.message` say why (401 without a valid credential, 403 without the scope, 413/414 over a size limit, …)", body = ref("#/components/schemas/Error")),
-        (status = "5XX", description = "Failed or unavailable (503: retry; see `Retry-After`)", body = ref("#/components/schemas/Error"))),
+    responses((status = 200, description = "Incident summaries, newest first, and the feedback tally", body = ref("#/components/schemas/IncidentList")), crate::openapi::Refusals),
     security(("bearer" = ["read"]), ("basic" = ["read"])))]
 pub async fn list(
     State(state): State<AppState>,
@@ -774,8 +773,7 @@ pub async fn list(
     responses(
         (status = 200, description = "The incident with its ranked candidates and timeline", body = ref("#/components/schemas/Incident")),
         (status = 404, description = "No such incident", body = ref("#/components/schemas/Error")),
-        (status = "4XX", description = "Refused: `error.code` and `error.message` say why (401 without a valid credential, 403 without the scope, 413/414 over a size limit, …)", body = ref("#/components/schemas/Error")),
-        (status = "5XX", description = "Failed or unavailable (503: retry; see `Retry-After`)", body = ref("#/components/schemas/Error"))
+        crate::openapi::Refusals
     ),
     security(("bearer" = ["read"]), ("basic" = ["read"])))]
 pub async fn get(
@@ -832,8 +830,7 @@ fn time_field(name: &str, v: &Value) -> Result<i64, ApiError> {
         (status = 400, description = "Malformed body, bad time or window, or a time outside the data kept", body = ref("#/components/schemas/Error")),
         (status = 422, description = "A window over `incidents.max_window_secs`", body = ref("#/components/schemas/Error")),
         (status = 429, description = "Over `incidents.max_analyses_per_minute` for this caller (see `Retry-After`)", body = ref("#/components/schemas/Error")),
-        (status = "4XX", description = "Refused: `error.code` and `error.message` say why (401 without a valid credential, 403 without the scope, 413/414 over a size limit, …)", body = ref("#/components/schemas/Error")),
-        (status = "5XX", description = "Failed or unavailable (503: retry; see `Retry-After`)", body = ref("#/components/schemas/Error"))
+        crate::openapi::Refusals
     ),
     security(("bearer" = ["write"]), ("basic" = ["write"])))]
 pub async fn create(
@@ -1033,8 +1030,7 @@ struct FeedbackRequest {
         (status = 200, description = "Recorded; the accuracy tally so far", body = ref("#/components/schemas/FeedbackResult")),
         (status = 202, description = "Forwarded to the node that owns the incidents", body = ref("#/components/schemas/Accepted")),
         (status = 404, description = "No such incident", body = ref("#/components/schemas/Error")),
-        (status = "4XX", description = "Refused: `error.code` and `error.message` say why (401 without a valid credential, 403 without the scope, 413/414 over a size limit, …)", body = ref("#/components/schemas/Error")),
-        (status = "5XX", description = "Failed or unavailable (503: retry; see `Retry-After`)", body = ref("#/components/schemas/Error"))
+        crate::openapi::Refusals
     ),
     security(("bearer" = ["write"]), ("basic" = ["write"])))]
 pub async fn feedback(
@@ -1113,8 +1109,7 @@ fn am_time(s: &str) -> Option<i64> {
         (status = 200, description = "Applied: firing alerts opened or enriched incidents, resolved ones resolved them", body = ref("#/components/schemas/AlertsApplied")),
         (status = 202, description = "Forwarded to the node that owns the incidents", body = ref("#/components/schemas/Accepted")),
         (status = 413, description = "Over `incidents.max_alerts_per_request`", body = ref("#/components/schemas/Error")),
-        (status = "4XX", description = "Refused: `error.code` and `error.message` say why (401 without a valid credential, 403 without the scope, 413/414 over a size limit, …)", body = ref("#/components/schemas/Error")),
-        (status = "5XX", description = "Failed or unavailable (503: retry; see `Retry-After`)", body = ref("#/components/schemas/Error"))
+        crate::openapi::Refusals
     ),
     security(("bearer" = ["write"]), ("basic" = ["write"])))]
 pub async fn alertmanager(
@@ -1207,8 +1202,7 @@ pub async fn alertmanager(
     responses(
         (status = 202, description = "Accepted (or a repeated delivery, ignored)", body = ref("#/components/schemas/WebhookAccepted")),
         (status = 401, description = "Missing or wrong signature", body = ref("#/components/schemas/Error")),
-        (status = "4XX", description = "Refused: `error.code` and `error.message` say why (401 without a valid credential, 403 without the scope, 413/414 over a size limit, …)", body = ref("#/components/schemas/Error")),
-        (status = "5XX", description = "Failed or unavailable (503: retry; see `Retry-After`)", body = ref("#/components/schemas/Error"))
+        crate::openapi::Refusals
     ),
     security(()))]
 pub async fn pagerduty_webhook(

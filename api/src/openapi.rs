@@ -6,6 +6,52 @@
 
 use serde_json::{Value, json};
 
+/// The error answers every route may give besides its own, named once for all the
+/// `#[utoipa::path]` attributes (documentation only: handlers answer with [`crate::ApiError`]).
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)]
+pub enum Refusals {
+    #[response(
+        status = "4XX",
+        description = "Refused: `error.code` and `error.message` say why (401 without a valid credential, 403 without the scope, 413/414 over a size limit, …)"
+    )]
+    Client(ErrorBody),
+    #[response(
+        status = "5XX",
+        description = "Failed or unavailable (503: retry; see `Retry-After`)"
+    )]
+    Server(ErrorBody),
+}
+
+/// The same under `/apis`, where errors are Kubernetes `Status` objects.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)]
+pub enum KubeRefusals {
+    #[response(
+        status = "4XX",
+        description = "Refused, as a Kubernetes `Status` (401 without a front-proxy certificate or credential, 403 without the scaling scope)"
+    )]
+    Client(KubeStatus),
+    #[response(status = "5XX", description = "Failed, as a Kubernetes `Status`")]
+    Server(KubeStatus),
+}
+
+/// Stands for the `Error` component schema below (the document's components are those).
+#[derive(utoipa::ToSchema)]
+#[schema(as = Error)]
+#[allow(dead_code)]
+pub struct ErrorBody {
+    error: String,
+}
+
+/// Stands for the `Status` component schema below.
+#[derive(utoipa::ToSchema)]
+#[schema(as = Status)]
+#[allow(dead_code)]
+pub struct KubeStatus {
+    status: String,
+}
+
 fn candidate_schema() -> Value {
     json!({"type": "object", "properties": {
                     "rank": {"type": "integer"}, "service": {"type": "string"}, "metric": {"type": "string"},

@@ -54,8 +54,7 @@ const MAX_LIMIT: usize = 1_000_000;
     responses(
         (status = 200, description = "Matching series, sorted by metric and labels", body = ref("#/components/schemas/SeriesList")),
         (status = 422, description = "Over `server.max_series_selectors` or `server.max_series_scanned`", body = ref("#/components/schemas/Error")),
-        (status = "4XX", description = "Refused: `error.code` and `error.message` say why (401 without a valid credential, 403 without the scope, 413/414 over a size limit, …)", body = ref("#/components/schemas/Error")),
-        (status = "5XX", description = "Failed or unavailable (503: retry; see `Retry-After`)", body = ref("#/components/schemas/Error"))
+        crate::openapi::Refusals
     ),
     security(("bearer" = ["read"]), ("basic" = ["read"])))]
 pub async fn list_series(
@@ -208,8 +207,7 @@ pub fn sample_value(v: f64) -> serde_json::Value {
     responses(
         (status = 200, description = "The samples, `[unix_ms, value]` in time order", body = ref("#/components/schemas/Samples")),
         (status = 404, description = "Unknown series", body = ref("#/components/schemas/Error")),
-        (status = "4XX", description = "Refused: `error.code` and `error.message` say why (401 without a valid credential, 403 without the scope, 413/414 over a size limit, …)", body = ref("#/components/schemas/Error")),
-        (status = "5XX", description = "Failed or unavailable (503: retry; see `Retry-After`)", body = ref("#/components/schemas/Error"))
+        crate::openapi::Refusals
     ),
     security(("bearer" = ["read"]), ("basic" = ["read"])))]
 pub async fn series_samples(
@@ -288,8 +286,7 @@ pub async fn series_samples(
         ("service" = Option<String>, Query, description = "Only this service's"),
         ("min_score" = Option<f64>, Query, description = "Only events scoring at least this (0–1)")
     ),
-    responses((status = 200, description = "Anomaly events, newest first", body = ref("#/components/schemas/Anomalies")), (status = "4XX", description = "Refused: `error.code` and `error.message` say why (401 without a valid credential, 403 without the scope, 413/414 over a size limit, …)", body = ref("#/components/schemas/Error")),
-        (status = "5XX", description = "Failed or unavailable (503: retry; see `Retry-After`)", body = ref("#/components/schemas/Error"))),
+    responses((status = 200, description = "Anomaly events, newest first", body = ref("#/components/schemas/Anomalies")), crate::openapi::Refusals),
     security(("bearer" = ["read"]), ("basic" = ["read"])))]
 pub async fn anomalies(
     State(state): State<AppState>,

@@ -216,8 +216,7 @@ fn decode_limits(cfg: &crate::config::ApiConfig) -> remote_write::DecodeLimits {
         (status = 415, description = "Not remote_write 1.0", body = ref("#/components/schemas/Error")),
         (status = 429, description = "New series over `limits.max_series` (known ones stored)", body = ref("#/components/schemas/Error")),
         (status = 503, description = "Behind, or the archive failed: retry", body = ref("#/components/schemas/Error")),
-        (status = "4XX", description = "Refused: `error.code` and `error.message` say why (401 without a valid credential, 403 without the scope, 413/414 over a size limit, …)", body = ref("#/components/schemas/Error")),
-        (status = "5XX", description = "Failed or unavailable (503: retry; see `Retry-After`)", body = ref("#/components/schemas/Error"))
+        crate::openapi::Refusals
     ),
     security(("bearer" = ["write"]), ("basic" = ["write"])))]
 pub async fn remote_write(

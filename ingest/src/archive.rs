@@ -320,6 +320,25 @@ fn remove_interrupted(dir: &Path) -> Result<(), IngestError> {
     Ok(())
 }
 
+/// Takes the directory's lock (flock on `LOCK`): one process owns an archive at a time.
+/// Held until the returned file is dropped.
+fn take_lock(dir: &Path) -> Result<File, IngestError> {
+    let lock_path = dir.join("LOCK");
+    let lock = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(IngestError::io("open", &lock_path))?;
+    if lock.try_lock().is_err() {
+        return Err(IngestError::DataDirLocked {
+            dir: dir.to_owned(),
+            lock: lock_path,
+        });
+    }
+    Ok(lock)
+}
+
 fn sync_dir(dir: &Path) -> Result<(), IngestError> {
     File::open(dir)
         .and_then(|d| d.sync_all())
@@ -346,19 +365,7 @@ impl Archive {
         for sub in [dir.clone(), dir.join("wal"), dir.join("parts")] {
             fs::create_dir_all(&sub).map_err(IngestError::io("create directory", &sub))?;
         }
-        let lock_path = dir.join("LOCK");
-        let lock = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(IngestError::io("open", &lock_path))?;
-        if lock.try_lock().is_err() {
-            return Err(IngestError::DataDirLocked {
-                dir,
-                lock: lock_path,
-            });
-        }
+        let lock = take_lock(&dir)?;
 
         remove_interrupted(&dir)?;
         let mut stale: IdHashMap<i64> = IdHashMap::default();

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod appinsights;
+pub mod certs;
 pub mod pagerduty;
 
 use std::net::TcpListener;

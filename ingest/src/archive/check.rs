@@ -150,14 +150,7 @@ pub fn repair(dir: &Path) -> Result<RepairReport, IngestError> {
         let d = dir.join(sub);
         fs::create_dir_all(&d).map_err(IngestError::io("create directory", &d))?;
     }
-    let lock_path = dir.join("LOCK");
-    let lock = File::create(&lock_path).map_err(IngestError::io("open", &lock_path))?;
-    if lock.try_lock().is_err() {
-        return Err(IngestError::DataDirLocked {
-            dir: dir.to_owned(),
-            lock: lock_path,
-        });
-    }
+    let _lock = super::take_lock(dir)?;
     super::remove_interrupted(dir)?;
     let mut report = RepairReport::default();
     let quarantine = Quarantine::new(dir);
