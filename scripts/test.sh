@@ -91,6 +91,9 @@ status=${PIPESTATUS[0]}
 echo "== schemathesis against aiops serve"
 bash scripts/schemathesis.sh
 api_status=$?
+echo "== VUS-PR / AUC-PR against TSB-AD's own code"
+bash scripts/check_tsbad.sh
+[ $? = 0 ] || api_status=1
 set -e
 # One closing line for the whole run: the sum of every test binary's result.
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }

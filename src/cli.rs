@@ -259,6 +259,11 @@ pub struct NabArgs {
     /// for every file.
     #[arg(long)]
     pub detector_config: Option<PathBuf>,
+    /// Leave-one-category-out: every choice (the continuous score's parameters from a small
+    /// grid, each profile's alarm threshold) made on the other categories; prints the held-out
+    /// numbers. The only value is `category`.
+    #[arg(long, value_parser = ["category"])]
+    pub cross_validate: Option<String>,
 }
 
 #[derive(Debug, Args)]

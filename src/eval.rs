@@ -433,10 +433,10 @@ fn nab_eval(a: NabArgs) -> anyhow::Result<()> {
                 let path = nab::results_path(dir, &detector, &f.name);
                 let s = nab::read_results_csv(&path)?;
                 anyhow::ensure!(
-                    s.len() == f.len(),
+                    s.anomaly_score.len() == f.len(),
                     "{}: {} rows, but the data file has {}",
                     path.display(),
-                    s.len(),
+                    s.anomaly_score.len(),
                     f.len()
                 );
                 scores.push(s);
@@ -453,7 +453,12 @@ fn nab_eval(a: NabArgs) -> anyhow::Result<()> {
                 .unwrap_or_else(|| PathBuf::from("nab-results"))
                 .join(&detector);
             for (f, s) in corpus.files.iter().zip(&scores) {
-                nab::write_results_csv(&nab::results_path(&out, &detector, &f.name), f, s)?;
+                nab::write_results_csv(
+                    &nab::results_path(&out, &detector, &f.name),
+                    f,
+                    s,
+                    cfg.alert_score,
+                )?;
             }
             (detector, scores)
         }
@@ -470,6 +475,15 @@ fn nab_eval(a: NabArgs) -> anyhow::Result<()> {
         .collect::<anyhow::Result<_>>()?;
     let report = nab::report(&corpus, &detector, &scores, &thresholds);
     let mut json = serde_json::to_value(&report)?;
+    if a.cross_validate.is_some() {
+        anyhow::ensure!(
+            a.results.is_none(),
+            "--cross-validate runs our detector: it cannot be combined with --results"
+        );
+        let cfg: DetectorConfig = params(a.detector_config.as_ref())?;
+        let cv = nab::cv::cross_validate(&corpus, &nab::cv::rank_grid(&cfg));
+        json["cross_validated"] = serde_json::to_value(&cv)?;
+    }
     json["rows"] = rows.into();
     json["seconds"] = secs.into();
     println!("{}", serde_json::to_string_pretty(&json)?);

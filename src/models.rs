@@ -68,6 +68,8 @@ pub fn run(args: ModelsArgs) -> anyhow::Result<()> {
                 scores.insert("nab_standard".into(), report.standard);
                 scores.insert("nab_reward_low_FP_rate".into(), report.reward_low_fp_rate);
                 scores.insert("nab_reward_low_FN_rate".into(), report.reward_low_fn_rate);
+                scores.insert("nab_vus_pr".into(), report.vus_pr);
+                scores.insert("nab_auc_pr".into(), report.auc_pr);
                 data = Some(format!("nab:{}", dir.display()));
             }
             let n = reg.register(ModelVersion {

@@ -44,6 +44,10 @@ pub struct PartitionCheckpoint {
     /// The catalog entries of these series (the new owner knows them before their next sample).
     #[serde(default)]
     pub metas: Vec<aiops_models::SeriesMeta>,
+    /// The continuous score's state of these series (absent from older checkpoints: it then
+    /// learns afresh).
+    #[serde(default)]
+    pub ranks: Vec<(SeriesId, aiops_detect::RankState)>,
 }
 
 /// What the worker shares with its rebalance callbacks.
@@ -167,6 +171,10 @@ impl Shared {
                 .iter()
                 .filter_map(|(id, _)| self.catalog.get(*id).map(|m| (*m).clone()))
                 .collect();
+            let ranks = series
+                .iter()
+                .map(|(id, s)| (*id, s.detector.rank_state()))
+                .collect();
             let cp = PartitionCheckpoint {
                 partition: p,
                 next_offset: next,
@@ -174,6 +182,7 @@ impl Shared {
                 services,
                 open_events,
                 metas,
+                ranks,
             };
             let bytes = match serde_json::to_vec(&cp) {
                 Ok(b) => b,
@@ -240,8 +249,14 @@ impl Shared {
         for &p in partitions {
             match self.cfg.fetch_checkpoint(p) {
                 Ok(Some(bytes)) => match serde_json::from_slice::<PartitionCheckpoint>(&bytes) {
-                    Ok(cp) => {
+                    Ok(mut cp) => {
                         let (n, s) = (cp.series.len(), cp.services.len());
+                        let ranks: std::collections::HashMap<_, _> = cp.ranks.drain(..).collect();
+                        for (id, st) in &mut cp.series {
+                            if let Some(r) = ranks.get(id) {
+                                st.detector.set_rank_state(*r);
+                            }
+                        }
                         for m in cp.metas {
                             self.catalog.insert(Arc::new(m));
                         }

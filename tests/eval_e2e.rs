@@ -139,10 +139,12 @@ fn runs_our_detector_and_writes_nab_results() {
     assert_eq!(again["standard"], v["standard"]);
 }
 
-/// The target (NAB standard ≥ 70) as a floor under our score on the whole shared corpus,
-/// so that a change that loses accuracy fails here rather than in a later evaluation.
+/// Floors under our held-out numbers on the shared corpus (leave-one-category-out: every choice
+/// made on the other categories), so that a change that loses accuracy fails here rather than in
+/// a later evaluation. They pin what the detector reaches today, below the targets
+/// (NAB standard 75, VUS-PR 0.40, AUC-PR 0.36), which the note tracks.
 #[test]
-fn our_detector_keeps_its_nab_score_on_the_shared_corpus() {
+fn our_detector_keeps_its_held_out_scores_on_the_shared_corpus() {
     let dir = tempfile::tempdir().expect("tempdir");
     let v = run(&[
         "eval",
@@ -151,10 +153,20 @@ fn our_detector_keeps_its_nab_score_on_the_shared_corpus() {
         nab().to_str().expect("utf8"),
         "--out",
         dir.path().to_str().expect("utf8"),
+        "--cross-validate",
+        "category",
     ]);
-    let s = v["standard"].as_f64().expect("score");
-    assert!(s >= 70.0, "NAB standard fell to {s}");
     assert!(v["windows"].as_u64().expect("windows") > 0);
+    let cv = &v["cross_validated"];
+    let get = |k: &str| cv.pointer(k).and_then(|x| x.as_f64()).expect(k);
+    let folds = cv["folds"].as_array().expect("folds");
+    assert_eq!(folds.len(), 5, "one fold per category");
+    let (std, vus, auc) = (get("/nab/standard"), get("/VUS-PR"), get("/AUC-PR"));
+    assert!(std >= 68.0, "held-out NAB standard fell to {std}");
+    assert!(vus >= 0.38, "held-out VUS-PR fell to {vus}");
+    assert!(auc >= 0.35, "held-out AUC-PR fell to {auc}");
+    // Random scores get VUS-PR ≈ 0.12 on these files: the score ranks.
+    assert!(v["VUS-PR"].as_f64().expect("vus") > 0.3);
 }
 
 #[test]

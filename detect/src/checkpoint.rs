@@ -24,6 +24,7 @@ use std::path::{Path, PathBuf};
 use aiops_models::{AnomalyEvent, SeriesId};
 use serde::{Deserialize, Serialize};
 
+use crate::RankState;
 use crate::scaling::ScalingState;
 use crate::stage::{DetectState, SeriesState, ServiceState};
 
@@ -40,11 +41,17 @@ struct Header {
     scaling: ScalingState,
 }
 
+/// New variants go at the end: postcard numbers them in order, so older checkpoints still read.
 #[derive(Serialize, Deserialize)]
 enum Frame {
     Header(Box<Header>),
+    /// Series as written before the continuous score (it then starts learning afresh).
     Series(Vec<(SeriesId, SeriesState)>),
-    Trailer { series: u64 },
+    Trailer {
+        series: u64,
+    },
+    /// Series with the continuous score's state.
+    Series2(Vec<(SeriesId, SeriesState, RankState)>),
 }
 
 fn write_frame(w: &mut impl Write, frame: &Frame) -> std::io::Result<()> {
@@ -100,12 +107,15 @@ impl CheckpointWriter {
         let end = (self.next + max_series).min(self.ids.len());
         while self.next < end {
             let stop = (self.next + CHUNK).min(end);
-            let chunk: Vec<(SeriesId, SeriesState)> = self.ids[self.next..stop]
+            let chunk: Vec<(SeriesId, SeriesState, RankState)> = self.ids[self.next..stop]
                 .iter()
-                .filter_map(|id| state.series.get(id).map(|s| (*id, (**s).clone())))
+                .filter_map(|id| {
+                    let s = state.series.get(id)?;
+                    Some((*id, (**s).clone(), s.detector.rank))
+                })
                 .collect();
             self.written += chunk.len() as u64;
-            write_frame(&mut self.out, &Frame::Series(chunk))?;
+            write_frame(&mut self.out, &Frame::Series2(chunk))?;
             self.next = stop;
         }
         Ok(self.next == self.ids.len())
@@ -181,6 +191,13 @@ fn read(bytes: &[u8]) -> Result<DetectState, String> {
                 st.series
                     .extend(chunk.into_iter().map(|(id, s)| (id, Box::new(s))));
             }
+            Frame::Series2(chunk) if header => {
+                series += chunk.len() as u64;
+                st.series.extend(chunk.into_iter().map(|(id, mut s, rank)| {
+                    s.detector.rank = rank;
+                    (id, Box::new(s))
+                }));
+            }
             Frame::Trailer { series: n } if header => {
                 if n != series {
                     return Err(format!(
@@ -253,6 +270,33 @@ mod tests {
             st.series[&SeriesId(7)].detector
         );
         assert_eq!(back.events.len(), st.events.len());
+    }
+
+    /// A checkpoint written before the continuous score had a state of its own still loads: the
+    /// detectors resume, the continuous score learns afresh.
+    #[test]
+    fn a_checkpoint_of_the_previous_version_still_loads() {
+        let st = state();
+        let mut bytes = MAGIC.to_vec();
+        let header = Header {
+            services: Vec::new(),
+            events: st.events.clone(),
+            scaling: Default::default(),
+        };
+        write_frame(&mut bytes, &Frame::Header(Box::new(header))).expect("header");
+        let old: Vec<(SeriesId, SeriesState)> = st
+            .series
+            .iter()
+            .map(|(id, s)| (*id, (**s).clone()))
+            .collect();
+        write_frame(&mut bytes, &Frame::Series(old)).expect("series");
+        write_frame(&mut bytes, &Frame::Trailer { series: 10 }).expect("trailer");
+        let back = read(&bytes).expect("reads");
+        assert_eq!(back.series.len(), 10);
+        let (was, now) = (&st.series[&SeriesId(3)], &back.series[&SeriesId(3)]);
+        assert_eq!(was.last_ms, now.last_ms);
+        assert_ne!(was.detector.rank, RankState::default());
+        assert_eq!(now.detector.rank, RankState::default());
     }
 
     #[test]

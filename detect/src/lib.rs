@@ -34,5 +34,5 @@ pub mod train;
 pub mod warm;
 
 pub use error::DetectError;
-pub use score::{Detector, DetectorConfig, Scored};
+pub use score::{Detector, DetectorConfig, RankState, Scored, rank_score_of};
 pub use stage::{DetectConfig, DetectState};

@@ -470,43 +470,90 @@ pub fn score_corpus(
     r
 }
 
-/// Writes one NAB results CSV (`timestamp,value,anomaly_score,label`).
-pub fn write_results_csv(path: &Path, file: &NabFile, scores: &[f64]) -> Result<(), DetectError> {
-    let mut out = String::with_capacity(file.len() * 48);
-    out.push_str("timestamp,value,anomaly_score,label\n");
-    let labels = file.labels();
-    for i in 0..file.len() {
-        let _ = writeln!(
-            out,
-            "{},{},{},{}",
-            file.timestamps[i], file.values[i], scores[i], labels[i]
+/// One file's output of a detector: the alarm-facing score NAB thresholds, and the continuous
+/// score (with its tail probability) the ranking metrics read.
+#[derive(Debug, Clone, Default)]
+pub struct FileOutput {
+    /// `anomaly_score`: what NAB's threshold sweep reads.
+    pub anomaly_score: Vec<f64>,
+    /// `rank_score`: the continuous score (the anomaly score itself for other detectors).
+    pub rank_score: Vec<f64>,
+    /// `p_value` (empty for other detectors).
+    pub p_value: Vec<f64>,
+}
+
+/// Writes one NAB results CSV (`timestamp,value,anomaly_score,label`, then `rank_score`,
+/// `p_value` and `alarm` when the output has them).
+pub fn write_results_csv(
+    path: &Path,
+    file: &NabFile,
+    out: &FileOutput,
+    alert: f64,
+) -> Result<(), DetectError> {
+    let mut text = String::with_capacity(file.len() * 64);
+    let full = out.p_value.len() == file.len();
+    text.push_str("timestamp,value,anomaly_score,label");
+    text.push_str(if full {
+        ",rank_score,p_value,alarm\n"
+    } else {
+        "\n"
+    });
+    for (i, label) in file.labels().into_iter().enumerate() {
+        let a = out.anomaly_score[i];
+        let _ = write!(
+            text,
+            "{},{},{a},{label}",
+            file.timestamps[i], file.values[i]
         );
+        if full {
+            let _ = write!(
+                text,
+                ",{},{:e},{}",
+                out.rank_score[i],
+                out.p_value[i],
+                u8::from(a >= alert)
+            );
+        }
+        text.push('\n');
     }
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent).map_err(io(parent))?;
     }
-    std::fs::write(path, out).map_err(io(path))
+    std::fs::write(path, text).map_err(io(path))
 }
 
-/// Reads the `anomaly_score` column of a results CSV.
-pub fn read_results_csv(path: &Path) -> Result<Vec<f64>, DetectError> {
+/// Reads a results CSV: `anomaly_score`, and `rank_score`/`p_value` when present (else the
+/// ranking metrics read the anomaly score).
+pub fn read_results_csv(path: &Path) -> Result<FileOutput, DetectError> {
     let text = std::fs::read_to_string(path).map_err(io(path))?;
     let mut lines = text.lines();
-    let header = lines.next().ok_or_else(|| bad(path, "empty file"))?;
-    let col = header
+    let header: Vec<&str> = lines
+        .next()
+        .ok_or_else(|| bad(path, "empty file"))?
         .split(',')
-        .position(|c| c.trim() == "anomaly_score")
-        .ok_or_else(|| bad(path, "no anomaly_score column"))?;
-    lines
-        .filter(|l| !l.trim().is_empty())
-        .enumerate()
-        .map(|(n, l)| {
-            l.split(',')
-                .nth(col)
+        .map(str::trim)
+        .collect();
+    let col = |name: &str| header.iter().position(|c| *c == name);
+    let anomaly = col("anomaly_score").ok_or_else(|| bad(path, "no anomaly_score column"))?;
+    let (rank, p) = (col("rank_score"), col("p_value"));
+    let mut out = FileOutput::default();
+    for (n, l) in lines.filter(|l| !l.trim().is_empty()).enumerate() {
+        let fields: Vec<&str> = l.split(',').collect();
+        let get = |c: usize, name: &str| {
+            fields
+                .get(c)
                 .and_then(|v| v.trim().parse::<f64>().ok())
-                .ok_or_else(|| bad(path, format!("row {}: no anomaly_score", n + 2)))
-        })
-        .collect()
+                .ok_or_else(|| bad(path, format!("row {}: no {name}", n + 2)))
+        };
+        let a = get(anomaly, "anomaly_score")?;
+        out.anomaly_score.push(a);
+        out.rank_score
+            .push(rank.map_or(Ok(a), |c| get(c, "rank_score"))?);
+        if let Some(c) = p {
+            out.p_value.push(get(c, "p_value")?);
+        }
+    }
+    Ok(out)
 }
 
 /// The results file of `file` for `detector` under `dir` (`dir/<category>/<detector>_<file>`).
@@ -515,12 +562,14 @@ pub fn results_path(dir: &Path, detector: &str, file: &str) -> PathBuf {
     dir.join(cat).join(format!("{detector}_{base}"))
 }
 
+pub mod cv;
 #[cfg(test)]
 mod tests;
+pub mod vus;
 
 /// Runs the production [`Detector`](crate::Detector) over every file, a fresh one per file,
 /// with NAB's allowance: the probation length is the detector's learning period.
-pub fn run_detector(corpus: &Corpus, cfg: &crate::DetectorConfig) -> Vec<Vec<f64>> {
+pub fn run_detector(corpus: &Corpus, cfg: &crate::DetectorConfig) -> Vec<FileOutput> {
     corpus
         .files
         .iter()
@@ -529,11 +578,14 @@ pub fn run_detector(corpus: &Corpus, cfg: &crate::DetectorConfig) -> Vec<Vec<f64
                 learning_samples: f.probation() as u32,
                 ..*cfg
             });
-            f.times_ms
-                .iter()
-                .zip(&f.values)
-                .map(|(&t, &v)| d.update(t, v).score)
-                .collect()
+            let mut out = FileOutput::default();
+            for (&t, &v) in f.times_ms.iter().zip(&f.values) {
+                let s = d.update(t, v);
+                out.anomaly_score.push(s.score);
+                out.rank_score.push(s.rank_score);
+                out.p_value.push(s.p_value);
+            }
+            out
         })
         .collect()
 }
@@ -557,16 +609,68 @@ pub struct NabReport {
     pub reward_low_fn_rate: f64,
     /// Details per profile: threshold, raw score, counts, per-file raw scores.
     pub profiles: BTreeMap<String, ProfileResult>,
+    /// TSB-AD's VUS-PR, mean over the files with windows.
+    #[serde(rename = "VUS-PR")]
+    pub vus_pr: f64,
+    /// TSB-AD's AUC-PR, mean over the files with windows.
+    #[serde(rename = "AUC-PR")]
+    pub auc_pr: f64,
+    /// The ranking metrics of each file with windows.
+    pub ranking: BTreeMap<String, FileRanking>,
 }
 
-/// Scores `scores` under every profile of the corpus, at the best threshold of each (or at
-/// `thresholds[profile]` when given).
+/// How well one file's scores rank its labelled rows (TSB-AD's metrics, [`vus`]).
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct FileRanking {
+    /// The VUS buffer: the series' autocorrelation period.
+    pub sliding_window: usize,
+    /// Volume under the range-aware PR surface.
+    #[serde(rename = "VUS-PR")]
+    pub vus_pr: f64,
+    /// Average precision.
+    #[serde(rename = "AUC-PR")]
+    pub auc_pr: f64,
+}
+
+/// The ranking metrics of every file with windows (rows inside a window are the positives).
+pub fn ranking(corpus: &Corpus, scores: &[Vec<f64>]) -> BTreeMap<String, FileRanking> {
+    corpus
+        .files
+        .iter()
+        .zip(scores)
+        .filter(|(f, _)| !f.windows.is_empty())
+        .map(|(f, s)| {
+            let labels = f.labels();
+            let sw = vus::sliding_window(&f.values);
+            let r = FileRanking {
+                sliding_window: sw,
+                vus_pr: vus::vus_pr(&labels, s, sw),
+                auc_pr: vus::auc_pr(&labels, s),
+            };
+            (f.name.clone(), r)
+        })
+        .collect()
+}
+
+/// The mean of `get` over `ranking` (NaN when empty).
+pub fn mean_ranking(
+    ranking: &BTreeMap<String, FileRanking>,
+    get: impl Fn(&FileRanking) -> f64,
+) -> f64 {
+    ranking.values().map(get).sum::<f64>() / ranking.len() as f64
+}
+
+/// Scores `outputs` under every profile of the corpus, at the best threshold of each (or at
+/// `thresholds[profile]` when given), and their ranking.
 pub fn report(
     corpus: &Corpus,
     detector: &str,
-    scores: &[Vec<f64>],
+    outputs: &[FileOutput],
     thresholds: &BTreeMap<String, f64>,
 ) -> NabReport {
+    let scores: Vec<Vec<f64>> = outputs.iter().map(|o| o.anomaly_score.clone()).collect();
+    let ranks: Vec<Vec<f64>> = outputs.iter().map(|o| o.rank_score.clone()).collect();
+    let scores = scores.as_slice();
     let mut profiles = BTreeMap::new();
     for (name, p) in &corpus.profiles {
         profiles.insert(
@@ -579,7 +683,11 @@ pub fn report(
             .get(n)
             .map_or(f64::NAN, |r: &ProfileResult| r.score)
     };
+    let ranking = ranking(corpus, &ranks);
     NabReport {
+        vus_pr: mean_ranking(&ranking, |r| r.vus_pr),
+        auc_pr: mean_ranking(&ranking, |r| r.auc_pr),
+        ranking,
         detector: detector.to_owned(),
         files: corpus.files.len(),
         windows: corpus.window_count(),

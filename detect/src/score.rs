@@ -75,6 +75,14 @@ pub struct DetectorConfig {
     /// A weekly adjustment learns from residuals clipped to this many of its robust scales: one
     /// holiday does not rewrite the week.
     pub week_clip: f64,
+    /// The two horizons (samples) of the continuous score: the mean surprise over each is
+    /// compared with its own history (exponentially weighted averages of this length).
+    pub rank_windows: [f64; 2],
+    /// How long that history is, in multiples of each horizon.
+    pub rank_memory: [f64; 2],
+    /// The history learns from values clipped to this many of its standard deviations: an
+    /// anomaly does not make the next one look normal.
+    pub rank_clip: f64,
 }
 
 impl Default for DetectorConfig {
@@ -98,6 +106,9 @@ impl Default for DetectorConfig {
             week_alpha: 0.5,
             weekly_z: 4.0,
             week_clip: 2.0,
+            rank_windows: [64.0, 256.0],
+            rank_memory: [16.0, 4.0],
+            rank_clip: 3.0,
         }
     }
 }
@@ -105,8 +116,17 @@ impl Default for DetectorConfig {
 /// The outcome of one sample.
 #[derive(Debug, Clone, Copy, PartialEq, Default, Serialize)]
 pub struct Scored {
-    /// Calibrated anomaly score in [0, 1].
+    /// The alarm-facing score in [0, 1]: the fast calibrated surprise, held at 0 for the rest
+    /// period after an alarm. Events open when it reaches the alert level.
     pub score: f64,
+    /// The continuous score in [0, 1] that ranks samples by how unusual the series is now:
+    /// `L / (L + 5)` with `L = −log10(p_value)` — 0.5 means a one-in-100,000 state of this
+    /// series, 0.2 about one in 18. Never held at 0; 0 while learning.
+    pub rank_score: f64,
+    /// The tail probability behind `rank_score` (1 while learning).
+    pub p_value: f64,
+    /// True when this sample raises an alarm (`score` at the alert level).
+    pub alarm: bool,
     /// Uncalibrated surprise in [0, 1].
     pub raw: f64,
     /// The value expected.
@@ -190,6 +210,67 @@ pub struct Detector {
     long_mean: f64,
     long_var: f64,
     rest_left: u32,
+    /// The continuous score's state (checkpointed beside the detector, see `checkpoint`).
+    #[serde(skip)]
+    pub(crate) rank: RankState,
+}
+
+/// The state of the continuous score: for each horizon, the mean surprise and the exponentially
+/// weighted mean and variance of its history.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+pub struct RankState {
+    mean: [f32; 2],
+    hist_mean: [f32; 2],
+    hist_var: [f32; 2],
+}
+
+impl RankState {
+    /// Learns `raw` (sample `seen`, learning for the first `learning`) and returns the one-sided
+    /// z of the more unusual horizon (`None` while learning).
+    fn update(&mut self, cfg: &DetectorConfig, raw: f64, seen: u64, learning: u64) -> Option<f64> {
+        let mut z_max = f64::NEG_INFINITY;
+        for h in 0..2 {
+            let m = cfg.rank_windows[h].max(1.0);
+            let mut e = f64::from(self.mean[h]);
+            e += (raw - e) / m;
+            let (mu, var) = (f64::from(self.hist_mean[h]), f64::from(self.hist_var[h]));
+            let sd = var.sqrt().max(1e-3);
+            z_max = z_max.max((e - mu) / sd);
+            let (a, x) = if seen < learning {
+                (1.0 / (seen as f64 + 1.0), e)
+            } else {
+                let lim = cfg.rank_clip * sd;
+                (
+                    1.0 / (cfg.rank_memory[h] * m).max(1.0),
+                    mu + (e - mu).clamp(-lim, lim),
+                )
+            };
+            let d = x - mu;
+            self.mean[h] = e as f32;
+            self.hist_mean[h] = (mu + a * d) as f32;
+            self.hist_var[h] = ((1.0 - a) * (var + a * d * d)) as f32;
+        }
+        (seen >= learning).then_some(z_max)
+    }
+}
+
+/// The natural log of the upper Gaussian tail probability at `z`, accurate far into the tail.
+fn ln_tail(z: f64) -> f64 {
+    if z <= 0.0 {
+        return tail_probability(z).ln();
+    }
+    let x = z / std::f64::consts::SQRT_2;
+    let t = 1.0 / (1.0 + 0.3275911 * x);
+    let poly = t
+        * (0.254829592
+            + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429))));
+    (0.5 * poly).ln() - x * x
+}
+
+/// A tail probability's score in [0, 1): `L / (L + 5)`, `L = −log10 p`.
+pub fn rank_score_of(ln_p: f64) -> f64 {
+    let l = (-ln_p / std::f64::consts::LN_10).max(0.0);
+    if l.is_finite() { l / (l + 5.0) } else { 1.0 }
 }
 
 /// A tail probability as a score in [0, 1], log-scaled: 1e-5 scores 0.5, 1e-10 scores 1.
@@ -252,6 +333,7 @@ impl Detector {
             long_mean: 0.0,
             long_var: 0.0,
             rest_left: 0,
+            rank: RankState::default(),
         }
     }
 
@@ -285,6 +367,17 @@ impl Detector {
         d
     }
 
+    /// The continuous score's state, kept outside the detector's serde form (checkpoints and
+    /// hand-overs carry it beside the detector, so older checkpoints stay readable).
+    pub fn rank_state(&self) -> RankState {
+        self.rank
+    }
+
+    /// Restores the continuous score's state.
+    pub fn set_rank_state(&mut self, rank: RankState) {
+        self.rank = rank;
+    }
+
     /// The parameters it scores with.
     pub fn config(&self) -> &DetectorConfig {
         self.cfg
@@ -312,6 +405,7 @@ impl Detector {
                 expected: self.level,
                 lower: self.level - 3.0 * self.scale,
                 upper: self.level + 3.0 * self.scale,
+                p_value: 1.0,
                 ..Scored::default()
             };
         }
@@ -437,6 +531,12 @@ impl Detector {
         self.long_mean += a * d;
         self.long_var = (1.0 - a) * (self.long_var + a * d * d);
 
+        // The continuous score, from the same surprise over longer horizons.
+        let z = self
+            .rank
+            .update(&cfg, raw, self.seen, u64::from(cfg.learning_samples));
+        let ln_p = z.map_or(0.0, ln_tail);
+
         // 3. Sparsity.
         if self.rest_left > 0 {
             self.rest_left -= 1;
@@ -489,6 +589,9 @@ impl Detector {
         self.seen += 1;
         Scored {
             score,
+            rank_score: rank_score_of(ln_p),
+            p_value: ln_p.exp(),
+            alarm: score >= cfg.alert_score,
             raw,
             expected,
             lower: expected - band,

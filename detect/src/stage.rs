@@ -830,6 +830,9 @@ impl DetectState {
         // about one standard deviation per metric.
         let s = Scored {
             score: if sustained { m.score } else { 0.0 },
+            rank_score: m.score,
+            p_value: 1.0,
+            alarm: sustained && m.score >= cfg.event_score,
             raw: m.score,
             expected: 0.0,
             lower: 0.0,

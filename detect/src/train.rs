@@ -277,7 +277,7 @@ pub fn fit_profiles(
 }
 
 /// Writes profiles as one Parquet table: the statistics in columns, the calibrated detector
-/// state as JSON (it is what `serve` loads).
+/// state as JSON (it is what `serve` loads) and its continuous score's state beside it.
 pub fn write_profiles(path: &Path, profiles: &[SeriesProfile]) -> Result<(), DetectError> {
     let err = polars_error(path, "writing profiles");
     let states: Vec<String> = profiles
@@ -297,6 +297,11 @@ pub fn write_profiles(path: &Path, profiles: &[SeriesProfile]) -> Result<(), Det
         columns.push(column(&format!("bin_{b:02}"), profiles, |p| p.day[b]));
     }
     columns.push(Column::new("state".into(), states));
+    let ranks: Vec<String> = profiles
+        .iter()
+        .map(|p| serde_json::to_string(&p.state.rank).expect("plain numbers"))
+        .collect();
+    columns.push(Column::new("rank".into(), ranks));
     let mut df = DataFrame::new(n, columns).map_err(err)?;
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(|source| DetectError::Io {
@@ -324,19 +329,36 @@ pub fn read_profiles(path: &Path) -> Result<HashMap<u64, Detector>, DetectError>
         path: path.to_owned(),
         source,
     })?;
-    let df = ParquetReader::new(file)
-        .with_columns(Some(vec!["series_id".into(), "state".into()]))
-        .finish()
-        .map_err(err)?;
-    let ids = df.column("series_id").and_then(|c| c.u64()).map_err(err)?;
-    let states = df.column("state").and_then(|c| c.str()).map_err(err)?;
+    let mut reader = ParquetReader::new(file);
+    // Tables written before the continuous score have no `rank` column.
+    let has_rank = reader
+        .schema()
+        .map_err(&err)?
+        .iter_names()
+        .any(|n| n.as_str() == "rank");
+    let mut wanted = vec!["series_id".into(), "state".into()];
+    if has_rank {
+        wanted.push("rank".into());
+    }
+    let df = reader.with_columns(Some(wanted)).finish().map_err(&err)?;
+    let ids = df.column("series_id").and_then(|c| c.u64()).map_err(&err)?;
+    let states = df.column("state").and_then(|c| c.str()).map_err(&err)?;
+    let ranks = if has_rank {
+        Some(df.column("rank").and_then(|c| c.str()).map_err(&err)?)
+    } else {
+        None
+    };
+    let bad = |id: u64, e: serde_json::Error| DetectError::BadInput {
+        path: path.to_owned(),
+        reason: format!("series {id:016x}: {e}"),
+    };
     let mut out = HashMap::with_capacity(df.height());
-    for (id, s) in ids.iter().zip(states.iter()) {
+    for (i, (id, s)) in ids.iter().zip(states.iter()).enumerate() {
         if let (Some(id), Some(s)) = (id, s) {
-            let d: Detector = serde_json::from_str(s).map_err(|e| DetectError::BadInput {
-                path: path.to_owned(),
-                reason: format!("series {id:016x}: {e}"),
-            })?;
+            let mut d: Detector = serde_json::from_str(s).map_err(|e| bad(id, e))?;
+            if let Some(r) = ranks.and_then(|r| r.get(i)) {
+                d.rank = serde_json::from_str(r).map_err(|e| bad(id, e))?;
+            }
             out.insert(id, d);
         }
     }

@@ -32,7 +32,7 @@ fn reproduces_reference_file_scores_exactly() {
                 if !path.exists() {
                     continue;
                 }
-                let scores = read_results_csv(&path).expect("reads");
+                let scores = read_results_csv(&path).expect("reads").anomaly_score;
                 assert_eq!(scores.len(), file.len());
                 let threshold: f64 = row[3].parse().expect("threshold");
                 let got = score_file(&scores, &file.windows, &profile, threshold);

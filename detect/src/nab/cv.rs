@@ -1,0 +1,194 @@
+//! Leave-one-category-out cross-validation of the detector on a NAB-layout corpus: for each
+//! category, every choice — the continuous score's parameters (from a small grid) and each
+//! profile's alarm threshold — is made on the other categories, and the held-out category is
+//! scored with them. The numbers to improve are the held-out ones.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use super::{Corpus, FileOutput, FileRanking, Scored, best_threshold, normalize, score_file};
+use crate::DetectorConfig;
+
+/// The candidates the continuous score's parameters are chosen from: horizons and memory.
+pub fn rank_grid(base: &DetectorConfig) -> Vec<DetectorConfig> {
+    let mut out = Vec::new();
+    for windows in [[32.0, 128.0], [64.0, 256.0], [128.0, 512.0]] {
+        for memory in [[16.0, 4.0], [8.0, 8.0]] {
+            out.push(DetectorConfig {
+                rank_windows: windows,
+                rank_memory: memory,
+                ..*base
+            });
+        }
+    }
+    out
+}
+
+/// One held-out category.
+#[derive(Debug, Clone, Serialize)]
+pub struct Fold {
+    /// The category left out while choosing.
+    pub held_out: String,
+    /// Its files.
+    pub files: usize,
+    /// Its windows.
+    pub windows: usize,
+    /// The continuous score's horizons chosen on the other categories.
+    pub rank_windows: [f64; 2],
+    /// Their memory.
+    pub rank_memory: [f64; 2],
+    /// Each profile's alarm threshold chosen on the other categories.
+    pub thresholds: BTreeMap<String, f64>,
+    /// Each profile's NAB score of the held-out category (normalised over its windows; `null`
+    /// when it has none).
+    pub nab: BTreeMap<String, Option<f64>>,
+    /// Each profile's false positives in the held-out category.
+    pub false_positives: BTreeMap<String, usize>,
+    /// Mean VUS-PR of its files with windows.
+    #[serde(rename = "VUS-PR")]
+    pub vus_pr: Option<f64>,
+    /// Mean AUC-PR of its files with windows.
+    #[serde(rename = "AUC-PR")]
+    pub auc_pr: Option<f64>,
+}
+
+/// The held-out numbers.
+#[derive(Debug, Clone, Serialize)]
+pub struct CvReport {
+    /// Per category.
+    pub folds: Vec<Fold>,
+    /// Each profile's NAB score of the whole corpus when every file is scored at the threshold
+    /// chosen without its category.
+    pub nab: BTreeMap<String, f64>,
+    /// Each profile's mean of the held-out categories' NAB scores (categories with windows).
+    pub nab_category_mean: BTreeMap<String, f64>,
+    /// Mean held-out VUS-PR over the files with windows.
+    #[serde(rename = "VUS-PR")]
+    pub vus_pr: f64,
+    /// Mean held-out AUC-PR over the files with windows.
+    #[serde(rename = "AUC-PR")]
+    pub auc_pr: f64,
+}
+
+/// A file's category: the first part of its path.
+pub fn category(name: &str) -> &str {
+    name.split_once('/').map_or("", |(c, _)| c)
+}
+
+fn mean(xs: impl Iterator<Item = f64>) -> Option<f64> {
+    let (s, n) = xs.fold((0.0, 0usize), |(s, n), x| (s + x, n + 1));
+    (n > 0).then(|| s / n as f64)
+}
+
+/// Cross-validates over the categories of `corpus`, each candidate of `grid` run once.
+pub fn cross_validate(corpus: &Corpus, grid: &[DetectorConfig]) -> CvReport {
+    let runs: Vec<Vec<FileOutput>> = grid
+        .iter()
+        .map(|c| super::run_detector(corpus, c))
+        .collect();
+    let rankings: Vec<BTreeMap<String, FileRanking>> = runs
+        .iter()
+        .map(|r| {
+            let ranks: Vec<Vec<f64>> = r.iter().map(|o| o.rank_score.clone()).collect();
+            super::ranking(corpus, &ranks)
+        })
+        .collect();
+    let mut categories: Vec<&str> = corpus.files.iter().map(|f| category(&f.name)).collect();
+    categories.dedup();
+    let mut folds = Vec::new();
+    let mut pooled: BTreeMap<String, f64> = BTreeMap::new();
+    let mut held_rank: Vec<FileRanking> = Vec::new();
+    for cat in categories {
+        let inside = |name: &str| category(name) == cat;
+        // The continuous score: the candidate with the best mean VUS-PR elsewhere.
+        let chosen = (0..grid.len())
+            .max_by(|&a, &b| {
+                let m = |g: usize| {
+                    mean(
+                        rankings[g]
+                            .iter()
+                            .filter(|(n, _)| !inside(n))
+                            .map(|(_, r)| r.vus_pr),
+                    )
+                    .unwrap_or(0.0)
+                };
+                m(a).total_cmp(&m(b)).then(b.cmp(&a))
+            })
+            .unwrap_or(0);
+        let held: Vec<FileRanking> = rankings[chosen]
+            .iter()
+            .filter(|(n, _)| inside(n))
+            .map(|(_, r)| *r)
+            .collect();
+        held_rank.extend(&held);
+        // The alarm: each profile's threshold swept on the other categories.
+        let outputs = &runs[chosen];
+        let (train, test): (Vec<_>, Vec<_>) = corpus
+            .files
+            .iter()
+            .zip(outputs)
+            .partition(|(f, _)| !inside(&f.name));
+        let pairs: Vec<Scored<'_>> = train
+            .iter()
+            .map(|(f, o)| (o.anomaly_score.as_slice(), f.windows.as_slice()))
+            .collect();
+        let windows: usize = test.iter().map(|(f, _)| f.windows.len()).sum();
+        let mut fold = Fold {
+            held_out: cat.to_owned(),
+            files: test.len(),
+            windows,
+            rank_windows: grid[chosen].rank_windows,
+            rank_memory: grid[chosen].rank_memory,
+            thresholds: BTreeMap::new(),
+            nab: BTreeMap::new(),
+            false_positives: BTreeMap::new(),
+            vus_pr: mean(held.iter().map(|r| r.vus_pr)),
+            auc_pr: mean(held.iter().map(|r| r.auc_pr)),
+        };
+        for (name, p) in &corpus.profiles {
+            let t = best_threshold(&pairs, p).0;
+            let (mut raw, mut fp) = (0.0, 0);
+            for (f, o) in &test {
+                let s = score_file(&o.anomaly_score, &f.windows, p, t);
+                raw += s.score;
+                fp += s.fp;
+            }
+            *pooled.entry(name.clone()).or_default() += raw;
+            fold.thresholds.insert(name.clone(), t);
+            fold.nab.insert(
+                name.clone(),
+                (windows > 0).then(|| normalize(raw, windows, p)),
+            );
+            fold.false_positives.insert(name.clone(), fp);
+        }
+        folds.push(fold);
+    }
+    let nab = corpus
+        .profiles
+        .iter()
+        .map(|(name, p)| {
+            let raw = pooled.get(name).copied().unwrap_or(0.0);
+            (name.clone(), normalize(raw, corpus.window_count(), p))
+        })
+        .collect();
+    let nab_category_mean = corpus
+        .profiles
+        .keys()
+        .map(|name| {
+            let m = mean(
+                folds
+                    .iter()
+                    .filter_map(|f| f.nab.get(name).copied().flatten()),
+            );
+            (name.clone(), m.unwrap_or(f64::NAN))
+        })
+        .collect();
+    CvReport {
+        nab,
+        nab_category_mean,
+        vus_pr: mean(held_rank.iter().map(|r| r.vus_pr)).unwrap_or(f64::NAN),
+        auc_pr: mean(held_rank.iter().map(|r| r.auc_pr)).unwrap_or(f64::NAN),
+        folds,
+    }
+}
