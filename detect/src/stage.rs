@@ -122,6 +122,25 @@ impl DetectConfig {
         if self.max_events == 0 {
             problems.push(format!("{prefix}.max_events: must be at least 1"));
         }
+        let d = &self.detector;
+        if !(d.sensitivity > 0.0 && d.sensitivity <= 1000.0) {
+            problems.push(format!(
+                "{prefix}.detector.sensitivity = {}: false alarms per series per day, must be \
+                 above 0 and at most 1000",
+                d.sensitivity
+            ));
+        }
+        if d.rank_windows
+            .iter()
+            .chain(&d.rank_memory)
+            .any(|w| !(1.0..=1e6).contains(w))
+        {
+            problems.push(format!(
+                "{prefix}.detector.rank_windows / rank_memory = {:?} / {:?}: each between 1 and \
+                 1000000",
+                d.rank_windows, d.rank_memory
+            ));
+        }
         if self.checkpoint_secs == 0 {
             problems.push(format!("{prefix}.checkpoint_secs: must be at least 1"));
         }

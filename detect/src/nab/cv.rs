@@ -1,7 +1,8 @@
 //! Leave-one-category-out cross-validation of the detector on a NAB-layout corpus: for each
-//! category, every choice — the continuous score's parameters (from a small grid) and each
-//! profile's alarm threshold — is made on the other categories, and the held-out category is
-//! scored with them. The numbers to improve are the held-out ones.
+//! category, every choice — the continuous score's parameters (from a small grid), and for each
+//! profile the alarm (its candidates, e.g. sensitivities, and NAB's threshold) — is made on the
+//! other categories, and the held-out category is scored with them. The numbers to improve are
+//! the held-out ones.
 
 use std::collections::BTreeMap;
 
@@ -38,6 +39,8 @@ pub struct Fold {
     pub rank_windows: [f64; 2],
     /// Their memory.
     pub rank_memory: [f64; 2],
+    /// Each profile's sensitivity chosen on the other categories.
+    pub sensitivity: BTreeMap<String, f64>,
     /// Each profile's alarm threshold chosen on the other categories.
     pub thresholds: BTreeMap<String, f64>,
     /// Each profile's NAB score of the held-out category (normalised over its windows; `null`
@@ -81,9 +84,18 @@ fn mean(xs: impl Iterator<Item = f64>) -> Option<f64> {
     (n > 0).then(|| s / n as f64)
 }
 
-/// Cross-validates over the categories of `corpus`, each candidate of `grid` run once.
-pub fn cross_validate(corpus: &Corpus, grid: &[DetectorConfig]) -> CvReport {
+/// Cross-validates over the categories of `corpus`: the continuous score's candidates `grid`
+/// and the alarm's candidates `alarms`, each run once.
+pub fn cross_validate(
+    corpus: &Corpus,
+    grid: &[DetectorConfig],
+    alarms: &[DetectorConfig],
+) -> CvReport {
     let runs: Vec<Vec<FileOutput>> = grid
+        .iter()
+        .map(|c| super::run_detector(corpus, c))
+        .collect();
+    let alarm_runs: Vec<Vec<FileOutput>> = alarms
         .iter()
         .map(|c| super::run_detector(corpus, c))
         .collect();
@@ -122,24 +134,19 @@ pub fn cross_validate(corpus: &Corpus, grid: &[DetectorConfig]) -> CvReport {
             .map(|(_, r)| *r)
             .collect();
         held_rank.extend(&held);
-        // The alarm: each profile's threshold swept on the other categories.
-        let outputs = &runs[chosen];
-        let (train, test): (Vec<_>, Vec<_>) = corpus
+        let windows: usize = corpus
             .files
             .iter()
-            .zip(outputs)
-            .partition(|(f, _)| !inside(&f.name));
-        let pairs: Vec<Scored<'_>> = train
-            .iter()
-            .map(|(f, o)| (o.anomaly_score.as_slice(), f.windows.as_slice()))
-            .collect();
-        let windows: usize = test.iter().map(|(f, _)| f.windows.len()).sum();
+            .filter(|f| inside(&f.name))
+            .map(|f| f.windows.len())
+            .sum();
         let mut fold = Fold {
             held_out: cat.to_owned(),
-            files: test.len(),
+            files: corpus.files.iter().filter(|f| inside(&f.name)).count(),
             windows,
             rank_windows: grid[chosen].rank_windows,
             rank_memory: grid[chosen].rank_memory,
+            sensitivity: BTreeMap::new(),
             thresholds: BTreeMap::new(),
             nab: BTreeMap::new(),
             false_positives: BTreeMap::new(),
@@ -147,7 +154,28 @@ pub fn cross_validate(corpus: &Corpus, grid: &[DetectorConfig]) -> CvReport {
             auc_pr: mean(held.iter().map(|r| r.auc_pr)),
         };
         for (name, p) in &corpus.profiles {
-            let t = best_threshold(&pairs, p).0;
+            // The alarm: the sensitivity and threshold that score best on the other categories.
+            let (mut best, mut t, mut a) = (f64::NEG_INFINITY, 1.1, 0);
+            for (k, outputs) in alarm_runs.iter().enumerate() {
+                let pairs: Vec<Scored<'_>> = corpus
+                    .files
+                    .iter()
+                    .zip(outputs)
+                    .filter(|(f, _)| !inside(&f.name))
+                    .map(|(f, o)| (o.anomaly_score.as_slice(), f.windows.as_slice()))
+                    .collect();
+                let (threshold, score) = best_threshold(&pairs, p);
+                if score > best {
+                    (best, t, a) = (score, threshold, k);
+                }
+            }
+            let test: Vec<_> = corpus
+                .files
+                .iter()
+                .zip(&alarm_runs[a])
+                .filter(|(f, _)| inside(&f.name))
+                .collect();
+            fold.sensitivity.insert(name.clone(), alarms[a].sensitivity);
             let (mut raw, mut fp) = (0.0, 0);
             for (f, o) in &test {
                 let s = score_file(&o.anomaly_score, &f.windows, p, t);
