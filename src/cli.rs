@@ -134,6 +134,33 @@ pub enum EvalWhat {
     /// Root-cause ranking on labelled fault cases (rca.md §5): AC@1, AC@3, Avg@5 at service and
     /// metric level, per data set and fault, next to a seeded random ranker.
     Rca(RcaArgs),
+    /// Replays the archive through fresh detectors at each sensitivity: how many anomaly events
+    /// each setting would have raised, per series and per service.
+    Backtest(BacktestArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BacktestArgs {
+    /// The archive (`serve`'s or `backfill`'s data directory).
+    #[arg(long)]
+    pub data_dir: PathBuf,
+    /// Only the series this selector matches, e.g. `http_requests_total{service="cart"}`.
+    #[arg(long)]
+    pub selector: Option<String>,
+    /// Sensitivities (false alarms per series per day) to compare. Repeatable; default: 0.001,
+    /// 0.01, 0.1 and 1.
+    #[arg(long)]
+    pub sensitivity: Vec<f64>,
+    /// Days of the archive replayed, back from its newest sample.
+    #[arg(long, default_value_t = 7.0)]
+    pub days: f64,
+    /// Series and services listed per setting (those with the most events).
+    #[arg(long, default_value_t = 20)]
+    pub top: usize,
+    /// The server's configuration (its `[detect]` section: detector parameters, event score
+    /// and quiet period); the active `detector` model version, if any, wins as in `serve`.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

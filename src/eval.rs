@@ -18,6 +18,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
         EvalWhat::Forecast(a) => forecast_eval(a),
         EvalWhat::Autoscale(a) => autoscale_eval(a),
         EvalWhat::Rca(a) => rca_eval(a),
+        EvalWhat::Backtest(a) => crate::backtest::run(a),
     }
 }
 

@@ -3,6 +3,7 @@
 
 mod auth;
 mod backfill;
+mod backtest;
 mod bench;
 mod cli;
 mod config;

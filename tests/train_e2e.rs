@@ -94,6 +94,47 @@ async fn trains_from_the_archive_and_a_restart_scores_from_the_profiles() {
         "{list}"
     );
 
+    // Before paging is turned on: what each sensitivity would have raised on the archive.
+    let out = aiops()
+        .args([
+            "eval",
+            "backtest",
+            "--sensitivity",
+            "0.01",
+            "--sensitivity",
+            "1000",
+        ])
+        .args(["--days", "10", "--data-dir"])
+        .arg(&served.data)
+        .output()
+        .expect("runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(v["series"], 2, "{v}");
+    let settings = v["settings"].as_array().expect("settings");
+    assert_eq!(settings.len(), 2);
+    let events = |k: usize| settings[k]["events"].as_u64().expect("count");
+    assert!(events(0) <= events(1), "{v}");
+    assert_eq!(settings[0]["by_service"][0]["service"], "shop", "{v}");
+    let only = aiops()
+        .args([
+            "eval",
+            "backtest",
+            "--selector",
+            "latency_seconds",
+            "--data-dir",
+        ])
+        .arg(&served.data)
+        .output()
+        .expect("runs");
+    let only: serde_json::Value = serde_json::from_slice(&only.stdout).expect("JSON");
+    assert_eq!(only["series"], 1, "{only}");
+    assert_eq!(only["settings"].as_array().map(Vec::len), Some(4), "{only}");
+
     // Restart without the checkpoint and without warming from history: only the trained
     // profiles can make the first new sample scorable.
     assert!(served.server.terminate(Duration::from_secs(30)));

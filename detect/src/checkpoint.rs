@@ -41,10 +41,60 @@ struct Header {
     scaling: ScalingState,
 }
 
+/// The header as written before events carried a p-value.
+#[derive(Serialize, Deserialize)]
+struct HeaderV1 {
+    services: Vec<(String, ServiceState)>,
+    events: Vec<EventV1>,
+    scaling: ScalingState,
+}
+
+/// An [`AnomalyEvent`] as written before it carried a p-value (postcard: field for field).
+#[derive(Serialize, Deserialize)]
+struct EventV1 {
+    id: String,
+    series_id: SeriesId,
+    metric: String,
+    service: Option<String>,
+    labels: Vec<(String, String)>,
+    start_ms: i64,
+    peak_ms: i64,
+    last_ms: i64,
+    end_ms: Option<i64>,
+    score: f64,
+    observed: f64,
+    expected: f64,
+    lower: f64,
+    upper: f64,
+}
+
+impl From<EventV1> for AnomalyEvent {
+    fn from(e: EventV1) -> Self {
+        AnomalyEvent {
+            id: e.id,
+            series_id: e.series_id,
+            metric: e.metric,
+            service: e.service,
+            labels: e.labels,
+            start_ms: e.start_ms,
+            peak_ms: e.peak_ms,
+            last_ms: e.last_ms,
+            end_ms: e.end_ms,
+            score: e.score,
+            observed: e.observed,
+            expected: e.expected,
+            lower: e.lower,
+            upper: e.upper,
+            p_value: 1.0,
+        }
+    }
+}
+
 /// New variants go at the end: postcard numbers them in order, so older checkpoints still read.
 #[derive(Serialize, Deserialize)]
 enum Frame {
-    Header(Box<Header>),
+    /// The header as written before events carried a p-value.
+    Header(Box<HeaderV1>),
     /// Series as written before the continuous score (it then starts learning afresh).
     Series(Vec<(SeriesId, SeriesState)>),
     Trailer {
@@ -52,6 +102,8 @@ enum Frame {
     },
     /// Series with the continuous score's state.
     Series2(Vec<(SeriesId, SeriesState, RankState)>),
+    /// The header with events that carry their p-value.
+    Header2(Box<Header>),
 }
 
 fn write_frame(w: &mut impl Write, frame: &Frame) -> std::io::Result<()> {
@@ -91,7 +143,7 @@ impl CheckpointWriter {
             events: state.events.clone(),
             scaling: state.scaling.lock().clone(),
         };
-        write_frame(&mut out, &Frame::Header(Box::new(header)))?;
+        write_frame(&mut out, &Frame::Header2(Box::new(header)))?;
         Ok(Self {
             path: path.to_owned(),
             tmp,
@@ -181,6 +233,12 @@ fn read(bytes: &[u8]) -> Result<DetectState, String> {
             .map_err(|e| format!("undecodable frame at byte {}: {e}", pos - 8 - len))?
         {
             Frame::Header(h) if !header => {
+                header = true;
+                st.services = h.services.into_iter().collect();
+                st.events = h.events.into_iter().map(AnomalyEvent::from).collect();
+                st.scaling.replace(h.scaling);
+            }
+            Frame::Header2(h) if !header => {
                 header = true;
                 st.services = h.services.into_iter().collect();
                 st.events = h.events;
@@ -276,11 +334,48 @@ mod tests {
     /// detectors resume, the continuous score learns afresh.
     #[test]
     fn a_checkpoint_of_the_previous_version_still_loads() {
-        let st = state();
+        let mut st = state();
+        st.events.push(AnomalyEvent {
+            id: "3-5000".into(),
+            series_id: SeriesId(3),
+            metric: "m".into(),
+            service: Some("svc".into()),
+            labels: vec![],
+            start_ms: 5000,
+            peak_ms: 5000,
+            last_ms: 6000,
+            end_ms: None,
+            score: 0.9,
+            observed: 9.0,
+            expected: 1.0,
+            lower: 0.0,
+            upper: 2.0,
+            p_value: 1e-7,
+        });
         let mut bytes = MAGIC.to_vec();
-        let header = Header {
+        let events = st
+            .events
+            .iter()
+            .map(|e| EventV1 {
+                id: e.id.clone(),
+                series_id: e.series_id,
+                metric: e.metric.clone(),
+                service: e.service.clone(),
+                labels: e.labels.clone(),
+                start_ms: e.start_ms,
+                peak_ms: e.peak_ms,
+                last_ms: e.last_ms,
+                end_ms: e.end_ms,
+                score: e.score,
+                observed: e.observed,
+                expected: e.expected,
+                lower: e.lower,
+                upper: e.upper,
+            })
+            .collect();
+        let header = HeaderV1 {
             services: Vec::new(),
-            events: st.events.clone(),
+            events,
             scaling: Default::default(),
         };
         write_frame(&mut bytes, &Frame::Header(Box::new(header))).expect("header");
@@ -297,6 +392,13 @@ mod tests {
         assert_eq!(was.last_ms, now.last_ms);
         assert_ne!(was.detector.rank, RankState::default());
         assert_eq!(now.detector.rank, RankState::default());
+        assert_eq!(back.events.len(), st.events.len());
+        let ev = back
+            .events
+            .iter()
+            .find(|e| e.id == "3-5000")
+            .expect("event");
+        assert_eq!((ev.last_ms, ev.score, ev.p_value), (6000, 0.9, 1.0));
     }
 
     #[test]

@@ -12,6 +12,8 @@
 //!   scaling), so that the API never waits for scoring.
 //! * [`checkpoint`] — compact, checksummed checkpoints of the detection state, written a slice
 //!   at a time.
+//! * [`replay`] — what a sensitivity would have raised: archived samples replayed through fresh
+//!   detectors (`aiops eval backtest`).
 //! * [`warm`] — warming detectors of series with history, in the background, bounded.
 //! * [`nab`] — the Numenta Anomaly Benchmark corpus and a faithful re-implementation of its
 //!   scorer, used by `aiops eval nab`.
@@ -27,6 +29,7 @@ pub mod forecast;
 pub mod multi;
 pub mod nab;
 pub mod published;
+pub mod replay;
 pub mod scaling;
 mod score;
 pub mod stage;

@@ -220,6 +220,7 @@ mod tests {
             expected: 0.0,
             lower: 0.0,
             upper: 0.5,
+            p_value: 1.0,
         }
     }
 

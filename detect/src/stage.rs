@@ -54,6 +54,37 @@ pub struct DetectConfig {
     pub services: ServicesConfig,
     /// Predictive scaling targets (load forecasts served to the HPA).
     pub scaling: ScalingConfig,
+    /// Sensitivities for the series a selector matches (`[[detect.sensitivity_overrides]]`;
+    /// the first that matches wins, the others take `detector.sensitivity`).
+    pub sensitivity_overrides: Vec<SensitivityOverride>,
+}
+
+/// A sensitivity (false alarms per series per day) for the series a selector matches.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SensitivityOverride {
+    /// A series selector, e.g. `http_request_errors_total{namespace="shop"}`.
+    pub selector: String,
+    /// Its sensitivity.
+    pub sensitivity: f64,
+}
+
+impl DetectConfig {
+    /// The detector parameters of the series `meta` describes: `detector`, with the sensitivity
+    /// of the first override whose selector matches it.
+    pub fn detector_for(&self, meta: Option<&aiops_models::SeriesMeta>) -> DetectorConfig {
+        let mut c = self.detector;
+        if let Some(m) = meta
+            && let Some(o) = self.sensitivity_overrides.iter().find(|o| {
+                o.selector
+                    .parse::<aiops_models::Selector>()
+                    .is_ok_and(|s| s.matches(m))
+            })
+        {
+            c.sensitivity = o.sensitivity;
+        }
+        c
+    }
 }
 
 /// Options of the per-service multivariate scoring.
@@ -106,6 +137,7 @@ impl Default for DetectConfig {
             warm_queue_max: 1_000_000,
             services: ServicesConfig::default(),
             scaling: ScalingConfig::default(),
+            sensitivity_overrides: Vec::new(),
         }
     }
 }
@@ -129,6 +161,21 @@ impl DetectConfig {
                  above 0 and at most 1000",
                 d.sensitivity
             ));
+        }
+        for (k, o) in self.sensitivity_overrides.iter().enumerate() {
+            if let Err(e) = o.selector.parse::<aiops_models::Selector>() {
+                problems.push(format!(
+                    "{prefix}.sensitivity_overrides[{k}].selector = {:?}: {e}",
+                    o.selector
+                ));
+            }
+            if !(o.sensitivity > 0.0 && o.sensitivity <= 1000.0) {
+                problems.push(format!(
+                    "{prefix}.sensitivity_overrides[{k}].sensitivity = {}: must be above 0 and \
+                     at most 1000",
+                    o.sensitivity
+                ));
+            }
         }
         if d.rank_windows
             .iter()
@@ -216,6 +263,10 @@ pub struct SeriesState {
     /// vector was full): a hint checked against the vector, never trusted blindly.
     #[serde(skip, default = "slot_unknown")]
     pub service_slot: u16,
+    /// Its detector's parameters were matched to `sensitivity_overrides` (again after a
+    /// restore, a hand-over, a warm-up or a change of parameters).
+    #[serde(skip)]
+    pub tuned: bool,
 }
 
 /// [`SeriesState::service_slot`] not looked up yet.
@@ -408,6 +459,7 @@ impl DetectState {
             warming: false,
             scaling_member: None,
             service_slot: SLOT_UNKNOWN,
+            tuned: false,
         };
         if !warm_wanted {
             return st;
@@ -447,6 +499,7 @@ impl DetectState {
     pub fn set_detector_config(&mut self, cfg: crate::DetectorConfig) {
         for st in self.series.values_mut() {
             st.detector.set_config(cfg);
+            st.tuned = false;
         }
     }
 
@@ -489,6 +542,7 @@ impl DetectState {
                 continue;
             }
             st.detector = w.detector;
+            st.tuned = false;
             st.last_ms = w.last_ms;
             st.counter_prev = w.counter_prev.or(st.counter_prev);
             if let Some(&(_, _, s)) = w.live.last() {
@@ -546,6 +600,13 @@ impl DetectState {
             } else {
                 vs[i]
             };
+            if !st.tuned {
+                st.tuned = true;
+                if !cfg.sensitivity_overrides.is_empty() {
+                    let meta = catalog.get(id);
+                    st.detector.set_config(cfg.detector_for(meta.as_deref()));
+                }
+            }
             let s = st.detector.update(ts[i], value);
             st.score = s.score;
             if !cfg.scaling.targets.is_empty()
@@ -658,6 +719,7 @@ impl DetectState {
                     expected: s.expected,
                     lower: s.lower,
                     upper: s.upper,
+                    p_value: s.p_value,
                 }
             });
             if let Some(st) = self.series.get_mut(&id) {
@@ -698,6 +760,12 @@ impl DetectState {
                     self.changed.push(eid);
                     open = None;
                 }
+                // While open, the series' state may grow rarer after the alarm (the continuous
+                // score's horizons fill): recorded a decade at a time, not every sample.
+                Some(ev) if s.p_value < 0.1 * ev.p_value => {
+                    ev.p_value = s.p_value;
+                    self.changed.push(eid);
+                }
                 Some(_) => {}
                 None => open = None,
             }
@@ -709,6 +777,7 @@ impl DetectState {
             Some(eid) => {
                 if let Some(ev) = self.events.iter_mut().rev().find(|e| e.id == eid) {
                     ev.last_ms = ts;
+                    ev.p_value = ev.p_value.min(s.p_value);
                     if s.score > ev.score {
                         ev.score = s.score;
                         ev.peak_ms = ts;
@@ -872,6 +941,7 @@ impl DetectState {
             expected: 0.0,
             lower: 0.0,
             upper: 1.0,
+            p_value: 1.0,
         });
         if let Some(st) = self.services.get_mut(service) {
             st.open_event = opened;
@@ -1029,6 +1099,64 @@ mod tests {
     use std::sync::Arc;
 
     #[test]
+    fn a_sensitivity_override_applies_to_the_series_it_selects_also_after_a_restore() {
+        let catalog = SeriesCatalog::new();
+        let errors = Arc::new(SeriesMeta::new(
+            Source::Prometheus,
+            "errors",
+            [("service".into(), "cart".into())],
+        ));
+        let latency = Arc::new(SeriesMeta::new(
+            Source::Prometheus,
+            "latency",
+            [("service".into(), "cart".into())],
+        ));
+        catalog.insert(errors.clone());
+        catalog.insert(latency.clone());
+        let cfg = DetectConfig {
+            sensitivity_overrides: vec![SensitivityOverride {
+                selector: r#"errors{service="cart"}"#.into(),
+                sensitivity: 0.0001,
+            }],
+            ..DetectConfig::default()
+        };
+        let mut problems = Vec::new();
+        cfg.validate("detect", &mut problems);
+        assert!(problems.is_empty(), "{problems:?}");
+        let mut st = DetectState::default();
+        let feed = |st: &mut DetectState, from: i64| {
+            let mut b = SampleBatchBuilder::with_capacity(20);
+            for i in from..from + 10 {
+                b.push(errors.id, i * 60_000, 1.0);
+                b.push(latency.id, i * 60_000, 1.0);
+            }
+            st.process(&cfg, &b.finish(), &catalog);
+        };
+        let sensitivity =
+            |st: &DetectState, id: SeriesId| st.series[&id].detector.config().sensitivity;
+        feed(&mut st, 0);
+        assert_eq!(sensitivity(&st, errors.id), 0.0001);
+        assert_eq!(sensitivity(&st, latency.id), 0.01);
+        // A restore sets everyone's parameters; the next sample selects again.
+        st.set_detector_config(DetectorConfig::default());
+        assert_eq!(sensitivity(&st, errors.id), 0.01);
+        feed(&mut st, 10);
+        assert_eq!(sensitivity(&st, errors.id), 0.0001);
+
+        let bad = DetectConfig {
+            sensitivity_overrides: vec![SensitivityOverride {
+                selector: "errors{".into(),
+                sensitivity: 0.0,
+            }],
+            ..DetectConfig::default()
+        };
+        let mut problems = Vec::new();
+        bad.validate("detect", &mut problems);
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(problems[0].contains("sensitivity_overrides[0].selector"));
+    }
+
+    #[test]
     fn a_level_shift_opens_one_event_that_closes_when_quiet() {
         let catalog = SeriesCatalog::new();
         let meta = Arc::new(SeriesMeta::new(
@@ -1058,6 +1186,10 @@ mod tests {
         assert_eq!(e.service.as_deref(), Some("payment"));
         assert_eq!(e.start_ms, 2000 * 60_000);
         assert!(e.end_ms.is_some());
+        // How rare the state was for this series: far beyond one in a million.
+        assert!(e.p_value < 1e-6, "{e:?}");
+        let json = serde_json::to_value(e).expect("serialises");
+        assert!(json["p_value"].as_f64().expect("a number") < 1e-6, "{json}");
         st.take_changed();
         assert_eq!(
             st.published.query(0, i64::MAX, Some("payment"), 0.5).len(),
@@ -1499,6 +1631,7 @@ mod checkpoint_tests {
             expected: 1.0,
             lower: 0.0,
             upper: 2.0,
+            p_value: 1.0,
         });
         st.reattach_open_events();
         let mut b = SampleBatchBuilder::with_capacity(10);

@@ -61,7 +61,7 @@ fn scan_parts(parts: &[PathBuf]) -> PolarsResult<LazyFrame> {
 }
 
 /// A polars failure as our error, naming the file and what was being done.
-fn polars_error<'a>(
+pub(crate) fn polars_error<'a>(
     path: &'a Path,
     doing: &'static str,
 ) -> impl Fn(PolarsError) -> DetectError + Copy + 'a {
@@ -81,7 +81,7 @@ where
 
 /// Reads the training rows: `(series_id, timestamp ms, value)` sorted by series and time, with
 /// counters (ids in `counters`) turned into per-second rates.
-fn training_frame(
+pub(crate) fn training_frame(
     parts: &[PathBuf],
     counters: &HashSet<u64>,
     from_ms: i64,
@@ -366,11 +366,11 @@ pub fn read_profiles(path: &Path) -> Result<HashMap<u64, Detector>, DetectError>
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// Writes a part with the archive's schema (series_id u64, timestamp ms UTC, value f64).
-    fn write_part(path: &Path, rows: &[(u64, i64, f64)]) {
+    pub(crate) fn write_part(path: &Path, rows: &[(u64, i64, f64)]) {
         let mut df = DataFrame::new(
             rows.len(),
             vec![

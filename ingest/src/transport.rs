@@ -351,6 +351,7 @@ mod bus_tests {
             expected: 1.0,
             lower: 0.5,
             upper: 1.5,
+            p_value: 1.0,
         };
         bus.publish(&ev);
         assert_eq!(rx.recv().await.expect("event"), ev);

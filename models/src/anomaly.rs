@@ -41,6 +41,15 @@ pub struct AnomalyEvent {
     /// Band around the expectation at the peak.
     #[serde(with = "crate::json_f64")]
     pub upper: f64,
+    /// How rare the series' state was: the smallest tail probability of its continuous score
+    /// while the event was open (see the README, Anomaly detection). 1 when unknown (service
+    /// events, events recorded before it existed).
+    #[serde(with = "crate::json_f64", default = "unknown_p")]
+    pub p_value: f64,
+}
+
+fn unknown_p() -> f64 {
+    1.0
 }
 
 /// The service a series belongs to, from the labels that usually name it.

@@ -757,6 +757,7 @@ mod tests {
             expected: 1.0,
             lower: 0.5,
             upper: 1.5,
+            p_value: 1.0,
         }
     }
 
