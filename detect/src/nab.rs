@@ -657,7 +657,13 @@ pub fn mean_ranking(
     ranking: &BTreeMap<String, FileRanking>,
     get: impl Fn(&FileRanking) -> f64,
 ) -> f64 {
-    ranking.values().map(get).sum::<f64>() / ranking.len() as f64
+    mean(ranking.values().map(get)).unwrap_or(f64::NAN)
+}
+
+/// The mean of `xs` (`None` when empty).
+pub(crate) fn mean(xs: impl Iterator<Item = f64>) -> Option<f64> {
+    let (s, n) = xs.fold((0.0, 0usize), |(s, n), x| (s + x, n + 1));
+    (n > 0).then(|| s / n as f64)
 }
 
 /// Scores `outputs` under every profile of the corpus, at the best threshold of each (or at

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use super::{Corpus, FileOutput, FileRanking, Scored, best_threshold, normalize, score_file};
+use super::{Corpus, FileOutput, FileRanking, Scored, best_threshold, mean, normalize, score_file};
 use crate::DetectorConfig;
 
 /// The candidates the continuous score's parameters are chosen from: horizons and memory.
@@ -77,11 +77,6 @@ pub struct CvReport {
 /// A file's category: the first part of its path.
 pub fn category(name: &str) -> &str {
     name.split_once('/').map_or("", |(c, _)| c)
-}
-
-fn mean(xs: impl Iterator<Item = f64>) -> Option<f64> {
-    let (s, n) = xs.fold((0.0, 0usize), |(s, n), x| (s + x, n + 1));
-    (n > 0).then(|| s / n as f64)
 }
 
 /// Cross-validates over the categories of `corpus`: the continuous score's candidates `grid`

@@ -166,14 +166,14 @@ pub fn vus_pr(labels: &[u8], scores: &[f64], sw: usize) -> f64 {
                 *v += (1.0 - (s - x) as f64 / w as f64).sqrt();
             }
         }
-        let ramp: Vec<(usize, f64)> = widened(&seq, w, n)
+        let segments = widened(&seq, w, n);
+        let ramp: Vec<(usize, f64)> = segments
             .iter()
             .flat_map(|&(a, b)| a..=b)
             .filter(|&i| labels[i] == 0)
             .map(|i| (i, ext[i].min(1.0)))
             .filter(|&(_, e)| e > 0.0)
             .collect();
-        let segments = widened(&seq, w, n);
         let seg_max: Vec<f64> = segments
             .iter()
             .map(|&(a, b)| {
