@@ -34,6 +34,7 @@ mod damage;
 pub(crate) mod integrity;
 mod merge;
 mod order;
+mod page_crc;
 mod part;
 mod read;
 mod stage;
@@ -57,7 +58,7 @@ use stage::open_segment;
 use crate::{IngestError, IngestMetrics};
 
 pub use damage::Probe;
-pub use part::PartInfo;
+pub use part::{PartInfo, write_part};
 use read::{IdBloom, Wanted};
 
 /// Where and how the archive keeps data.

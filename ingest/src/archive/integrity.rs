@@ -4,6 +4,8 @@
 //!   (`parts.jsonl`, one line per part, rewritten at every open): a CRC-32 of the whole file, of
 //!   its footer, and of each row group's column chunks. Every read checks the footer and the
 //!   row groups it decodes; merges and the background check at open check whole files.
+//!   Inside the file, every page carries Parquet's own page CRC besides (see `page_crc`), which
+//!   the page decoder checks and which other Parquet readers can check too.
 //! * **Quarantine**: a part that fails is moved to `quarantine/` (with a `.reason` file beside
 //!   it) and leaves the part list; a damaged stretch of a WAL segment is copied there. Reads go
 //!   on without it — never serving what it held as data — and `/readyz` reports the archive

@@ -21,7 +21,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::part::{self, PartInfo, ROW_GROUP_ROWS};
 use arrow::array::{Float64Array, TimestampMillisecondArray, UInt64Array};
-use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
 
 /// Rows read per batch from each input.
@@ -126,7 +125,7 @@ pub fn merge(inputs: &[PartInfo], path: &Path, stop: &AtomicBool) -> Result<Part
     let flush = |ids: &mut Vec<u64>,
                  ts: &mut Vec<i64>,
                  vs: &mut Vec<f64>,
-                 w: &mut ArrowWriter<File>|
+                 w: &mut super::page_crc::PartWriter|
      -> Result<(), String> {
         if ids.is_empty() {
             return Ok(());

@@ -8,7 +8,6 @@ use std::sync::Arc;
 
 use aiops_models::{SampleBatch, sample_schema};
 use arrow::array::{Array, Float64Array, RecordBatch, TimestampMillisecondArray, UInt64Array};
-use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::arrow_reader::statistics::StatisticsConverter;
 use parquet::basic::{Compression, ZstdLevel};
@@ -16,6 +15,7 @@ use parquet::file::metadata::KeyValue;
 use parquet::file::properties::WriterProperties;
 
 use super::integrity::{self, PartSums};
+use super::page_crc::PartWriter;
 use crate::IngestError;
 
 pub(super) const MIN_TS: &str = "aiops.min_timestamp_ms";
@@ -269,7 +269,7 @@ pub(super) fn create(
     min_ts: i64,
     max_ts: i64,
     zstd_level: i32,
-) -> Result<(PathBuf, ArrowWriter<File>), String> {
+) -> Result<(PathBuf, PartWriter), String> {
     let props = writer_properties(zstd_level)
         .set_key_value_metadata(Some(vec![
             KeyValue::new(MIN_TS.into(), min_ts.to_string()),
@@ -278,14 +278,12 @@ pub(super) fn create(
         .build();
     let tmp = path.with_extension("parquet.tmp");
     let file = File::create(&tmp).map_err(|e| format!("create {}: {e}", tmp.display()))?;
-    let w = ArrowWriter::try_new(file, sample_schema(), Some(props))
-        .map_err(|e| format!("parquet: {e}"))?;
-    Ok((tmp, w))
+    Ok((tmp, PartWriter::new(file, props)?))
 }
 
 /// Writes one row group's columns (rows already in part order).
 pub(super) fn write_rows(
-    w: &mut ArrowWriter<File>,
+    w: &mut PartWriter,
     ids: Vec<u64>,
     ts: Vec<i64>,
     vs: Vec<f64>,
@@ -299,12 +297,12 @@ pub(super) fn write_rows(
         ],
     )
     .map_err(|e| format!("batch: {e}"))?;
-    w.write(&batch).map_err(|e| format!("parquet write: {e}"))
+    w.write(&batch)
 }
 
 /// Closes a part written with [`create`]: fsync, checksums, then rename into place.
-pub(super) fn seal(w: ArrowWriter<File>, tmp: &Path, path: &Path) -> Result<PartSums, String> {
-    let file = w.into_inner().map_err(|e| format!("parquet close: {e}"))?;
+pub(super) fn seal(w: PartWriter, tmp: &Path, path: &Path) -> Result<PartSums, String> {
+    let file = w.finish()?;
     file.sync_all()
         .map_err(|e| format!("fsync {}: {e}", tmp.display()))?;
     let sums = integrity::sums_of(tmp)?;
