@@ -136,3 +136,60 @@ async fn sigterm_exits_within_the_grace_period_whatever_is_in_flight() {
     );
     drop(held);
 }
+
+/// What hyper answers by itself — a request target over its 64 KiB limit, a head with too many
+/// header fields, a malformed request line — carries a JSON error like every other answer (an
+/// empty 414/431/400 on the old main), and the server goes on answering.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_the_http_server_cannot_parse_get_json_errors() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let served = serve_with_config(dir.path(), "").await;
+    let to: SocketAddr = format!("127.0.0.1:{}", served.port).parse().expect("addr");
+    let many_headers: String = (0..150).map(|i| format!("x-h{i}: v\r\n")).collect();
+    let cases = [
+        (
+            format!(
+                "GET /api/v1/series?match[]={} HTTP/1.1\r\nhost: x\r\n\r\n",
+                "a".repeat(70 << 10)
+            ),
+            414,
+            "uri_too_long",
+        ),
+        (
+            format!("GET /healthz HTTP/1.1\r\nhost: x\r\n{many_headers}\r\n"),
+            431,
+            "header_fields_too_large",
+        ),
+        ("GET\x01 / HTTP/1.1\r\n\r\n".to_owned(), 400, "bad_request"),
+    ];
+    for (request, status, code) in cases {
+        let answer = tokio::task::spawn_blocking(move || {
+            let mut s = TcpStream::connect(to).expect("connects");
+            s.set_read_timeout(Some(Duration::from_secs(10)))
+                .expect("timeout");
+            // The server may answer and close before it has read everything.
+            let _ = s.write_all(request.as_bytes());
+            let mut out = Vec::new();
+            let _ = s.read_to_end(&mut out);
+            String::from_utf8_lossy(&out).into_owned()
+        })
+        .await
+        .expect("joins");
+        let (head, body) = answer.split_once("\r\n\r\n").expect("a whole answer");
+        assert!(head.starts_with(&format!("HTTP/1.1 {status} ")), "{head}");
+        assert!(
+            head.to_ascii_lowercase()
+                .contains("content-type: application/json"),
+            "{head}"
+        );
+        let json: serde_json::Value = serde_json::from_str(body).expect("a JSON body");
+        assert_eq!(json["error"]["code"], code, "{json}");
+    }
+    let r = served
+        .http
+        .get(format!("{}/healthz", served.base))
+        .send()
+        .await
+        .expect("still serving");
+    assert!(r.status().is_success());
+}

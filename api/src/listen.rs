@@ -7,6 +7,8 @@
 //! * at most `server.max_connections` open connections, `server.max_connections_per_ip` from
 //!   one address; one more is closed at once and counted.
 //!
+//! hyper's own answers to requests it cannot parse get JSON bodies too (`parse_errors`).
+//!
 //! On cancel the listener stops accepting and open connections finish their requests (the
 //! caller bounds how long).
 
@@ -27,6 +29,9 @@ use crate::config::ApiConfig;
 use crate::front_proxy::PeerCert;
 use crate::metrics::ApiMetrics;
 use crate::tls::TlsFiles;
+use parse_errors::JsonParseErrors;
+
+mod parse_errors;
 
 /// The connection bounds, and the open connections of every listener that shares them.
 #[derive(Debug)]
@@ -139,7 +144,12 @@ pub async fn serve(
                 None => {
                     let service = TowerToHyperService::new(app);
                     watcher
-                        .watch(http.serve_connection(TokioIo::new(stream), service))
+                        .watch(
+                            http.serve_connection(
+                                TokioIo::new(JsonParseErrors::new(stream)),
+                                service,
+                            ),
+                        )
                         .await
                 }
                 Some(acceptor) => {
@@ -176,7 +186,9 @@ pub async fn serve(
                         },
                     ));
                     watcher
-                        .watch(http.serve_connection(TokioIo::new(tls), service))
+                        .watch(
+                            http.serve_connection(TokioIo::new(JsonParseErrors::new(tls)), service),
+                        )
                         .await
                 }
             };
