@@ -38,6 +38,12 @@ impl ApiError {
         )
     }
 
+    /// 422: well formed and schema-valid, but not something the API can do — a time range
+    /// backwards, a window outside the data kept.
+    pub fn unprocessable(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNPROCESSABLE_ENTITY, code, message)
+    }
+
     /// 503: try again later.
     pub fn unavailable(code: &'static str, message: impl Into<String>) -> Self {
         Self::new(StatusCode::SERVICE_UNAVAILABLE, code, message)

@@ -124,7 +124,7 @@ pub fn to_quantity(v: f64) -> Option<String> {
 
 /// One requirement of a Kubernetes label selector.
 #[derive(Debug, PartialEq)]
-enum Requirement {
+pub(crate) enum Requirement {
     Equals(String, String),
     NotEquals(String, String),
     In(String, Vec<String>),
@@ -161,7 +161,7 @@ fn valid_value(v: &str) -> bool {
 
 /// Parses the `labelSelector` syntax: `a=b`, `a==b`, `a!=b`, `a in (x,y)`, `a notin (x,y)`,
 /// `a`, `!a`, joined by commas (AND).
-fn parse_selector(s: &str) -> Result<Vec<Requirement>, String> {
+pub(crate) fn parse_selector(s: &str) -> Result<Vec<Requirement>, String> {
     // Split on commas outside parentheses.
     let mut terms = Vec::new();
     let (mut depth, mut start) = (0i32, 0usize);
@@ -263,7 +263,7 @@ fn scaling_value(
     params(
         ("namespace" = String, Path, description = "The HPA's namespace"),
         ("metric" = String, Path, description = "A scaling target's name"),
-        ("labelSelector" = Option<String>, Query, description = "Kubernetes label selector the target's labels must match")
+        ("labelSelector" = Option<crate::openapi::LabelSelector>, Query, description = "Kubernetes label selector the target's labels must match")
     ),
     responses(
         (status = 200, description = "`ExternalMetricValueList` with the served value", body = ref("#/components/schemas/KubeObject")),

@@ -707,7 +707,7 @@ fn summary(i: &Incident) -> Value {
 /// `GET /api/v1/incidents?status=open|resolved&limit=N`: newest first.
 #[utoipa::path(get, path = "/api/v1/incidents", tag = "incidents",
     params(
-        ("status" = Option<String>, Query, description = "`open` or `resolved`"),
+        ("status" = Option<String>, Query, pattern = "^(?:open|resolved)$", description = "`open` or `resolved`"),
         ("limit" = Option<u32>, Query, minimum = 1, maximum = 10000, description = "Most incidents listed (default 100)")
     ),
     responses((status = 200, description = "Incident summaries, newest first, and the feedback tally", body = ref("#/components/schemas/IncidentList")), crate::openapi::Refusals),
@@ -827,8 +827,8 @@ fn time_field(name: &str, v: &Value) -> Result<i64, ApiError> {
     request_body(content = ref("#/components/schemas/AnalyseRequest"), content_type = "application/json"),
     responses(
         (status = 201, description = "The analysis, recorded as a resolved incident", body = ref("#/components/schemas/Incident")),
-        (status = 400, description = "Malformed body, bad time or window, or a time outside the data kept", body = ref("#/components/schemas/Error")),
-        (status = 422, description = "A window over `incidents.max_window_secs`", body = ref("#/components/schemas/Error")),
+        (status = 400, description = "Malformed body, a time or selector that does not parse", body = ref("#/components/schemas/Error")),
+        (status = 422, description = "A window out of order (`start < detected_at < end`), a detection time outside the data kept, or a window over `incidents.max_window_secs`", body = ref("#/components/schemas/Error")),
         (status = 429, description = "Over `incidents.max_analyses_per_minute` for this caller (see `Retry-After`)", body = ref("#/components/schemas/Error")),
         crate::openapi::Refusals
     ),
@@ -851,7 +851,7 @@ pub async fn create(
         None => now.max(detected + 1000),
     };
     if !(start < detected && detected < end) {
-        return Err(ApiError::bad_request(
+        return Err(ApiError::unprocessable(
             "bad_window",
             "need start < detected_at < end (a normal window before the detection time and an abnormal one after)",
         ));
@@ -861,7 +861,7 @@ pub async fn create(
         age => now.saturating_sub(age as i64 * 1000),
     };
     if detected < oldest || detected > now + 3_600_000 {
-        return Err(ApiError::bad_request(
+        return Err(ApiError::unprocessable(
             "bad_window",
             format!(
                 "detected_at {} is outside the data this node keeps ({} to an hour from now)",
@@ -1094,10 +1094,11 @@ struct AmAlert {
     fingerprint: String,
 }
 
-fn am_time(s: &str) -> Option<i64> {
-    let t: jiff::Timestamp = s.parse().ok()?;
-    // Alertmanager's zero time (0001-01-01) means "not ended".
-    (t.as_second() > 0).then(|| t.as_millisecond())
+/// An Alertmanager time in ms: `Err` when it is not RFC 3339, `None` before 1970 (Alertmanager's
+/// zero time, 0001-01-01, means "not ended").
+fn am_time(s: &str) -> Result<Option<i64>, jiff::Error> {
+    let t: jiff::Timestamp = s.parse()?;
+    Ok((t.as_second() >= 0).then(|| t.as_millisecond()))
 }
 
 /// `POST /api/v1/alertmanager`: Alertmanager's webhook (payload version 4). Firing alerts open
@@ -1148,15 +1149,25 @@ pub async fn alertmanager(
                 ),
             ));
         }
-        let starts_ms = am_time(&a.starts_at).ok_or_else(|| {
+        let starts_ms = am_time(&a.starts_at).ok().flatten().ok_or_else(|| {
             ApiError::bad_request(
                 "bad_alert",
                 format!(
-                    "alerts[{i}].startsAt = {:?}: not an RFC 3339 time",
+                    "alerts[{i}].startsAt = {:?}: not an RFC 3339 time after 1970",
                     a.starts_at
                 ),
             )
         })?;
+        // Absent, or the zero time while firing: not ended.
+        let ends_ms = match a.ends_at.as_deref().map(am_time).transpose() {
+            Ok(t) => t.flatten(),
+            Err(_) => {
+                return Err(ApiError::bad_request(
+                    "bad_alert",
+                    format!("alerts[{i}].endsAt = {:?}: not an RFC 3339 time", a.ends_at),
+                ));
+            }
+        };
         inputs.push(AlertInput {
             alert: AlertRef {
                 fingerprint: a.fingerprint.clone(),
@@ -1172,11 +1183,7 @@ pub async fn alertmanager(
                     .map(|(k, v)| (k.clone(), v.clone()))
                     .collect(),
                 starts_ms,
-                ends_ms: a
-                    .ends_at
-                    .as_deref()
-                    .and_then(am_time)
-                    .filter(|_| a.status == "resolved"),
+                ends_ms: ends_ms.filter(|_| a.status == "resolved"),
             },
             summary: a.annotations.get("summary").cloned(),
         });

@@ -142,7 +142,7 @@ pub fn router(state: AppState) -> Router {
         .merge(reads)
         .merge(open)
         .split_for_parts();
-    let document = Arc::new(openapi::document(api));
+    let document = Arc::new(openapi::document(api, state.config.max_series_selectors));
     router
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

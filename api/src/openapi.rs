@@ -52,6 +52,60 @@ pub struct KubeStatus {
     status: String,
 }
 
+/// Stands for the `QueryTime` component schema below (a time in a query string).
+#[derive(utoipa::ToSchema)]
+#[schema(as = QueryTime)]
+#[allow(dead_code)]
+pub struct QueryTime(String);
+
+/// Stands for the `SeriesSelector` component schema below.
+#[derive(utoipa::ToSchema)]
+#[schema(as = SeriesSelector)]
+#[allow(dead_code)]
+pub struct SeriesSelector(String);
+
+/// Stands for the `LabelSelector` component schema below.
+#[derive(utoipa::ToSchema)]
+#[schema(as = LabelSelector)]
+#[allow(dead_code)]
+pub struct LabelSelector(String);
+
+/// RFC 3339 as the API reads it (`2024-05-01T12:00:00Z`, `…T12:00:00.250+02:00`), with years
+/// matching `year`. The pattern is a little stricter than the parser (days 29–31 are not spelt
+/// out), so that every string it allows is a real time.
+fn rfc3339(year: &str) -> String {
+    format!(
+        r"{year}-(?:0[1-9]|1[0-2])-(?:0[1-9]|1[0-9]|2[0-8])T(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](?:\.[0-9]{{1,9}})?(?:Z|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])"
+    )
+}
+/// Any year.
+const ANY_YEAR: &str = "[0-9]{4}";
+/// Unix seconds as text.
+const UNIX_SECONDS: &str = r"-?[0-9]{1,12}(?:\.[0-9]{1,6})?";
+
+/// The series selector grammar (`models::selector`): an optional metric name and matchers in
+/// braces, at least one of the two (or nothing: every series). Regex matchers are spelt out
+/// only for alternations of literals, `.*` and `.+` (any RE2 pattern is accepted).
+fn series_selector_pattern() -> String {
+    let label = r"[a-zA-Z_][a-zA-Z0-9_]*";
+    let metric = r"[a-zA-Z_:][a-zA-Z0-9_:]*";
+    let text = r#""(?:[^"\\]|\\.)*""#;
+    let piece = r"(?:[a-zA-Z0-9_:-]|\.\*|\.\+)*";
+    let regex = format!(r#""{piece}(?:\|{piece})*""#);
+    let matcher = format!(r"{label} *(?:!?= *{text}|[=!]~ *{regex})");
+    let matchers = format!(r"{matcher} *(?:, *{matcher} *)*(?:, *)?");
+    format!(r"^ *(?:{metric} *(?:\{{ *(?:{matchers})?\}})?|\{{ *{matchers}\}})? *$")
+}
+
+/// The Kubernetes label selector grammar the external metrics API reads.
+fn label_selector_pattern() -> String {
+    let key = r"[a-zA-Z0-9._/-]{1,63}";
+    let value = r"[a-zA-Z0-9._-]{0,63}";
+    let term =
+        format!(r"!?{key}|{key}(?:==?|!=){value}|{key} (?:in|notin) \({value}(?:,{value})*\)");
+    format!(r"^(?:(?:{term})(?:,(?:{term}))*)?$")
+}
+
 fn candidate_schema() -> Value {
     json!({"type": "object", "properties": {
                     "rank": {"type": "integer"}, "service": {"type": "string"}, "metric": {"type": "string"},
@@ -69,7 +123,9 @@ fn candidate_schema() -> Value {
 
 /// The document: the paths generated from the handlers, with the component schemas, the
 /// security schemes and the description.
-pub fn document(generated: utoipa::openapi::OpenApi) -> Value {
+///
+/// `max_selectors` is `server.max_series_selectors`: the most `match[]` a series listing takes.
+pub fn document(generated: utoipa::openapi::OpenApi, max_selectors: usize) -> Value {
     let mut doc = serde_json::to_value(generated).expect("an OpenAPI document serialises");
     doc["info"] = json!({
         "title": "aiops API",
@@ -77,6 +133,11 @@ pub fn document(generated: utoipa::openapi::OpenApi) -> Value {
         "description": "remote_write in; series, samples and anomalies; incidents with ranked root-cause candidates, responder feedback, the Alertmanager and PagerDuty webhooks; the Kubernetes external metrics API and the KEDA JSON of scaling targets; health. Errors are `{\"error\": {\"code\", \"message\"}}` (Kubernetes `Status` objects under `/apis`). With credentials configured, every route but `/healthz`, `/readyz`, this document and the signed PagerDuty webhook needs one with its scope (README, Security)."
     });
     doc["components"] = components();
+    if let Some(params) = doc["paths"]["/api/v1/series"]["get"]["parameters"].as_array_mut() {
+        for p in params.iter_mut().filter(|p| p["name"] == "match[]") {
+            p["schema"]["maxItems"] = json!(max_selectors);
+        }
+    }
     // Every body this API takes is required.
     if let Some(paths) = doc["paths"].as_object_mut() {
         for op in paths.values_mut().filter_map(Value::as_object_mut) {
@@ -92,9 +153,27 @@ pub fn document(generated: utoipa::openapi::OpenApi) -> Value {
 
 fn components() -> Value {
     let object = json!({"type": "object"});
-    let time = json!({"type": ["string", "number"], "description": "RFC 3339 or Unix seconds"});
+    let time = json!({"$ref": "#/components/schemas/Time"});
     let mut schemas = serde_json::Map::new();
     for (name, schema) in [
+        (
+            "Time",
+            json!({"description": "RFC 3339 or Unix seconds", "anyOf": [
+                {"type": "string", "pattern": format!("^(?:{}|{UNIX_SECONDS})$", rfc3339(ANY_YEAR))},
+                {"type": "number", "minimum": -1e12, "maximum": 1e12}]}),
+        ),
+        (
+            "QueryTime",
+            json!({"type": "string", "description": "RFC 3339 or Unix seconds", "pattern": format!("^(?:{}|{UNIX_SECONDS})$", rfc3339(ANY_YEAR))}),
+        ),
+        (
+            "SeriesSelector",
+            json!({"type": "string", "description": "A series selector: `metric{label=\"v\", other=~\"re\", x!=\"y\", z!~\"re\"}`", "pattern": series_selector_pattern()}),
+        ),
+        (
+            "LabelSelector",
+            json!({"type": "string", "description": "A Kubernetes label selector: `a=b`, `a==b`, `a!=b`, `a in (x,y)`, `a notin (x,y)`, `a`, `!a`, joined by commas", "pattern": label_selector_pattern()}),
+        ),
         (
             "Error",
             json!({"type": "object", "required": ["error"], "properties": {"error": {"type": "object", "required": ["code", "message"], "properties": {"code": {"type": "string"}, "message": {"type": "string"}}}}}),
@@ -157,16 +236,16 @@ fn components() -> Value {
             "AnalyseRequest",
             json!({"type": "object", "required": ["detected_at"], "additionalProperties": false, "properties": {
                 "service": {"type": "string", "description": "The symptom's service"},
-                "series": {"type": "string", "description": "The symptom's series, a selector"},
+                "series": {"$ref": "#/components/schemas/SeriesSelector", "description": "The symptom's series"},
                 "detected_at": time,
-                "start": {"type": ["string", "number"], "description": "Start of the normal window (default: detected_at − incidents.lookback_secs)"},
-                "end": {"type": ["string", "number"], "description": "End of the window (default: now)"},
+                "start": {"$ref": "#/components/schemas/Time", "description": "Start of the normal window (default: detected_at − incidents.lookback_secs)"},
+                "end": {"$ref": "#/components/schemas/Time", "description": "End of the window (default: now)"},
                 "title": {"type": "string"}}}),
         ),
         (
             "FeedbackRequest",
             json!({"type": "object", "required": ["service"], "additionalProperties": false, "properties": {
-                "service": {"type": "string", "description": "The true root cause's service"},
+                "service": {"type": "string", "minLength": 1, "description": "The true root cause's service"},
                 "metric": {"type": "string"}, "comment": {"type": "string"}}}),
         ),
         (
@@ -181,11 +260,13 @@ fn components() -> Value {
             "AlertmanagerPayload",
             json!({"type": "object", "required": ["version", "alerts"], "properties": {
                 "version": {"const": "4"},
-                "alerts": {"type": "array", "items": {"type": "object", "required": ["status", "labels", "startsAt", "fingerprint"], "properties": {
+                "alerts": {"type": "array", "items": {"type": "object", "required": ["status", "startsAt", "fingerprint"], "properties": {
                     "status": {"enum": ["firing", "resolved"]},
                     "labels": {"type": "object", "additionalProperties": {"type": "string"}},
                     "annotations": {"type": "object", "additionalProperties": {"type": "string"}},
-                    "startsAt": {"type": "string"}, "endsAt": {"type": "string"}, "fingerprint": {"type": "string"}}}}}}),
+                    "startsAt": {"type": "string", "pattern": format!("^{}$", rfc3339(r"(?:197[1-9]|19[89][0-9]|[2-9][0-9]{3})")), "description": "After 1970"},
+                    "endsAt": {"type": ["string", "null"], "pattern": format!("^{}$", rfc3339(ANY_YEAR)), "description": "`0001-01-01T00:00:00Z` (or absent) while firing"},
+                    "fingerprint": {"type": "string"}}}}}}),
         ),
         (
             "AlertsApplied",
@@ -253,4 +334,72 @@ fn components() -> Value {
             "basic": {"type": "http", "scheme": "basic", "description": "A `[[server.credentials]]` username and password"},
             "frontProxy": {"type": "mutualTLS", "description": "The Kubernetes aggregator's front-proxy client certificate (`server.front_proxy_ca_file`), on `server.tls_listen`: the scaling scope"}
         }, "schemas": schemas})
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// A strategy for the strings a documented pattern allows (anchors dropped: the generator
+    /// makes whole strings).
+    fn allowed(pattern: &str) -> impl Strategy<Value = String> {
+        let inner = pattern.trim_start_matches('^').trim_end_matches('$');
+        proptest::string::string_regex(inner).expect("the pattern compiles")
+    }
+
+    // What the document allows, the handlers accept: a client that follows the document is
+    // never refused for the form of a selector or a time.
+    proptest! {
+        // Each case compiles the regexes of its matchers: fewer cases.
+        #![proptest_config(ProptestConfig::with_cases(200))]
+        #[test]
+        fn every_series_selector_the_document_allows_parses(s in allowed(&series_selector_pattern())) {
+            prop_assert!(s.parse::<aiops_models::Selector>().is_ok(), "{s:?}");
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        #[test]
+        fn every_label_selector_the_document_allows_parses(s in allowed(&label_selector_pattern())) {
+            prop_assert!(crate::external::parse_selector(&s).is_ok(), "{s:?}");
+        }
+
+        #[test]
+        fn every_time_the_document_allows_parses(
+            s in allowed(&format!("(?:{}|{UNIX_SECONDS})", rfc3339(ANY_YEAR)))
+        ) {
+            prop_assert!(crate::query::parse_time("t", &s).is_ok(), "{s:?}");
+        }
+    }
+
+    #[test]
+    fn the_patterns_allow_what_people_write() {
+        let selector = regex::Regex::new(&series_selector_pattern()).expect("compiles");
+        for s in [
+            "",
+            "up",
+            r#"http_requests_total{service="checkout", code!="200"}"#,
+            r#"{__name__=~"node_.*", job!~"test|dev",}"#,
+            r#"rps{path="/a \"quoted\" \\ path"}"#,
+        ] {
+            assert!(selector.is_match(s), "{s}");
+        }
+        for s in ["{}", "up{", r#"up{a="b"} x"#, "1up"] {
+            assert!(!selector.is_match(s), "{s}");
+            assert!(s.parse::<aiops_models::Selector>().is_err(), "{s}");
+        }
+        let labels = regex::Regex::new(&label_selector_pattern()).expect("compiles");
+        for s in [
+            "",
+            "service=checkout",
+            "app.kubernetes.io/name==web,env!=dev",
+            "env in (prod,staging),!canary,tier",
+        ] {
+            assert!(labels.is_match(s), "{s}");
+        }
+    }
 }

@@ -48,7 +48,7 @@ const MAX_LIMIT: usize = 1_000_000;
 /// on the blocking pool, one shard of the catalog at a time, and stops at the request deadline.
 #[utoipa::path(get, path = "/api/v1/series", tag = "query",
     params(
-        ("match[]" = Option<Vec<String>>, Query, description = "Series selectors (any matches); none: every series"),
+        ("match[]" = Option<Vec<crate::openapi::SeriesSelector>>, Query, description = "Series selectors (any matches; at most `server.max_series_selectors`); none: every series"),
         ("limit" = Option<u32>, Query, minimum = 1, maximum = 1_000_000, description = "Most series listed (at most `server.max_series_per_query`)")
     ),
     responses(
@@ -200,13 +200,14 @@ pub fn sample_value(v: f64) -> serde_json::Value {
 /// last hour.
 #[utoipa::path(get, path = "/api/v1/series/{id}/samples", tag = "query",
     params(
-        ("id" = String, Path, description = "Series id (16 hex digits)"),
-        ("start" = Option<String>, Query, description = "RFC 3339 or Unix seconds (default: end − 1 h)"),
-        ("end" = Option<String>, Query, description = "RFC 3339 or Unix seconds (default: now)")
+        ("id" = String, Path, pattern = "^[0-9a-fA-F]{16}$", description = "Series id (16 hex digits)"),
+        ("start" = Option<crate::openapi::QueryTime>, Query, description = "RFC 3339 or Unix seconds (default: end − 1 h)"),
+        ("end" = Option<crate::openapi::QueryTime>, Query, description = "RFC 3339 or Unix seconds (default: now)")
     ),
     responses(
         (status = 200, description = "The samples, `[unix_ms, value]` in time order", body = ref("#/components/schemas/Samples")),
         (status = 404, description = "Unknown series", body = ref("#/components/schemas/Error")),
+        (status = 422, description = "`start` after `end`, or over `server.max_samples_per_query` samples in the range", body = ref("#/components/schemas/Error")),
         crate::openapi::Refusals
     ),
     security(("bearer" = ["read"]), ("basic" = ["read"])))]
@@ -241,8 +242,8 @@ pub async fn series_samples(
     let end = end.unwrap_or_else(|| jiff::Timestamp::now().as_millisecond());
     let start = start.unwrap_or(end - 3_600_000);
     if start > end {
-        return Err(ApiError::bad_request(
-            "bad_parameter",
+        return Err(ApiError::unprocessable(
+            "bad_range",
             format!("start ({start} ms) is after end ({end} ms)"),
         ));
     }
@@ -256,7 +257,7 @@ pub async fn series_samples(
         .await
         .map_err(ApiError::internal)??;
     if samples.len() > state.config.max_samples_per_query {
-        return Err(ApiError::bad_request(
+        return Err(ApiError::unprocessable(
             "too_many_samples",
             format!(
                 "{} samples in range, more than the limit of {}; narrow start..end",
@@ -281,12 +282,16 @@ pub async fn series_samples(
 /// range (default: the last 24 hours), newest first.
 #[utoipa::path(get, path = "/api/v1/anomalies", tag = "query",
     params(
-        ("since" = Option<String>, Query, description = "RFC 3339 or Unix seconds (default: 24 h ago)"),
-        ("until" = Option<String>, Query, description = "RFC 3339 or Unix seconds (default: now)"),
+        ("since" = Option<crate::openapi::QueryTime>, Query, description = "RFC 3339 or Unix seconds (default: 24 h ago)"),
+        ("until" = Option<crate::openapi::QueryTime>, Query, description = "RFC 3339 or Unix seconds (default: now)"),
         ("service" = Option<String>, Query, description = "Only this service's"),
-        ("min_score" = Option<f64>, Query, description = "Only events scoring at least this (0–1)")
+        ("min_score" = Option<f64>, Query, minimum = 0, maximum = 1, description = "Only events scoring at least this (0–1)")
     ),
-    responses((status = 200, description = "Anomaly events, newest first", body = ref("#/components/schemas/Anomalies")), crate::openapi::Refusals),
+    responses(
+        (status = 200, description = "Anomaly events, newest first", body = ref("#/components/schemas/Anomalies")),
+        (status = 422, description = "`since` after `until`", body = ref("#/components/schemas/Error")),
+        crate::openapi::Refusals
+    ),
     security(("bearer" = ["read"]), ("basic" = ["read"])))]
 pub async fn anomalies(
     State(state): State<AppState>,
@@ -323,9 +328,9 @@ pub async fn anomalies(
     let until = until.unwrap_or_else(|| jiff::Timestamp::now().as_millisecond());
     let since = since.unwrap_or(until - 86_400_000);
     if since > until {
-        return Err(ApiError::bad_request(
-            "bad_parameter",
-            "since is after until",
+        return Err(ApiError::unprocessable(
+            "bad_range",
+            format!("since ({since} ms) is after until ({until} ms)"),
         ));
     }
     let mut events = state

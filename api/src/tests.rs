@@ -400,7 +400,7 @@ async fn query_errors_are_json() {
     let (status, json) = get(&h, &format!("/api/v1/series/{id}/samples?start=10&end=5")).await;
     assert_eq!(
         (status, error_code(&json)),
-        (StatusCode::BAD_REQUEST, "bad_parameter")
+        (StatusCode::UNPROCESSABLE_ENTITY, "bad_range")
     );
 }
 
@@ -787,6 +787,23 @@ async fn alertmanager_payloads_open_and_resolve_incidents() {
     assert_eq!(
         (s, error_code(&e)),
         (StatusCode::BAD_REQUEST, "unsupported_version")
+    );
+    // An endsAt that is not a time is refused like a bad startsAt (accepted as "not ended"
+    // before).
+    let (s, e) = call(
+        &h,
+        post_json(
+            "/api/v1/alertmanager",
+            Some("t0ken"),
+            &alert("resolved", ""),
+        ),
+    )
+    .await;
+    assert_eq!((s, error_code(&e)), (StatusCode::BAD_REQUEST, "bad_alert"));
+    assert!(
+        e["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("endsAt"))
     );
     assert_eq!(
         call(&h, post_json("/api/v1/alertmanager", None, "{}"))

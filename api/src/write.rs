@@ -206,8 +206,8 @@ fn decode_limits(cfg: &crate::config::ApiConfig) -> remote_write::DecodeLimits {
     request_body(content = ref("#/components/schemas/RemoteWriteBody"), content_type = "application/x-protobuf",
         description = "A Snappy-compressed `prometheus.WriteRequest` (remote_write 1.0)"),
     params(
-        ("Content-Encoding" = String, Header, description = "`snappy`"),
-        ("X-Prometheus-Remote-Write-Version" = Option<String>, Header, description = "`0.1.0`")
+        ("Content-Encoding" = String, Header, pattern = "^snappy$", description = "`snappy`"),
+        ("X-Prometheus-Remote-Write-Version" = Option<String>, Header, pattern = "^0\\.1\\.[0-9]+$", description = "`0.1.0`")
     ),
     responses(
         (status = 204, description = "Stored durably"),

@@ -54,7 +54,11 @@ async fn on_demand_analyses_are_bounded_and_rate_limited_per_caller() {
         post_json("/api/v1/incidents", Some("t0ken"), r#"{"detected_at":0}"#),
     )
     .await;
-    assert_eq!(s, StatusCode::BAD_REQUEST, "{e}");
+    assert_eq!(
+        (s, error_code(&e)),
+        (StatusCode::UNPROCESSABLE_ENTITY, "bad_window"),
+        "{e}"
+    );
     // Nothing was recorded by the refused requests.
     let (_, list) = get(&h, "/api/v1/incidents").await;
     assert_eq!(list["incidents"], serde_json::json!([]));
