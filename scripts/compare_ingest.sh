@@ -8,9 +8,10 @@
 #                                  [--secs S] [--connections C] [--only aiops|vm|prometheus]
 #
 # Installs wrk, victoria-metrics and prometheus from Debian when missing; builds aiops
-# (release) when needed. Bodies: `aiops bench bodies` (the cardinality workload: counters,
-# integer and float gauges of Kubernetes-like pods), enough rounds that a run does not wrap
-# around (each receiver gets every sample once, in time order).
+# (release) when needed, or runs the binary at $AIOPS_BIN (another build to compare). Bodies:
+# `aiops bench bodies` (the cardinality workload: counters, integer and float gauges of
+# Kubernetes-like pods), enough rounds that a run does not wrap around (each receiver gets
+# every sample once, in time order).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -40,8 +41,12 @@ need victoria-metrics victoria-metrics
 need prometheus prometheus
 
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/aiops-target}"
-cargo build --release --quiet --bin aiops
-aiops="$CARGO_TARGET_DIR/release/aiops"
+if [ -n "${AIOPS_BIN:-}" ]; then
+  aiops=$AIOPS_BIN # another build to compare, e.g. the previous commit's
+else
+  cargo build --release --quiet --bin aiops
+  aiops="$CARGO_TARGET_DIR/release/aiops"
+fi
 
 work=$(mktemp -d)
 pid=""

@@ -148,7 +148,8 @@ pub async fn serve(
             })?;
         (stage, detector, Some(forwarder))
     } else {
-        let (detect_tx, detect_rx) = std::sync::mpsc::sync_channel(cfg.transport.capacity);
+        let (detect_tx, detect_rx) =
+            aiops_models::queue::batch_queue(cfg.transport.capacity, cfg.detect.max_queue_bytes);
         let (dcfg, catalog, state) = (cfg.detect.clone(), catalog.clone(), detect_state.clone());
         // Series without checkpointed state start from what the archive holds of them.
         let reader = archive.clone();

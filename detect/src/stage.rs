@@ -50,6 +50,9 @@ pub struct DetectConfig {
     /// Most series waiting to be warmed; more start (and stay) cold, counted in
     /// `aiops_detect_warm_skipped_total`.
     pub warm_queue_max: usize,
+    /// Most bytes of sample batches waiting for detection (24 a sample); when detection falls
+    /// that far behind, the archive stage and the writers behind it wait.
+    pub max_queue_bytes: usize,
     /// Multivariate scoring of each service's metrics as one vector.
     pub services: ServicesConfig,
     /// Predictive scaling targets (load forecasts served to the HPA).
@@ -135,6 +138,7 @@ impl Default for DetectConfig {
             warm_series_per_sec: 2_000,
             warm_batch: 1_000,
             warm_queue_max: 1_000_000,
+            max_queue_bytes: 32 << 20,
             services: ServicesConfig::default(),
             scaling: ScalingConfig::default(),
             sensitivity_overrides: Vec::new(),
@@ -190,6 +194,12 @@ impl DetectConfig {
         }
         if self.checkpoint_secs == 0 {
             problems.push(format!("{prefix}.checkpoint_secs: must be at least 1"));
+        }
+        if self.max_queue_bytes < 1 << 20 {
+            problems.push(format!(
+                "{prefix}.max_queue_bytes = {}: must be at least 1048576",
+                self.max_queue_bytes
+            ));
         }
         if self.warm_series_per_sec == 0 {
             problems.push(format!("{prefix}.warm_series_per_sec: must be at least 1"));
@@ -1433,13 +1443,14 @@ impl std::fmt::Debug for HistoryReaders {
 /// `checkpoint_secs`, and runs the warmer (a thread of its own) for series with history.
 pub fn run(
     cfg: DetectConfig,
-    input: std::sync::mpsc::Receiver<SampleBatch>,
+    input: aiops_models::queue::BatchReceiver,
     catalog: std::sync::Arc<SeriesCatalog>,
     state: std::sync::Arc<std::sync::RwLock<DetectState>>,
     checkpoint: Option<std::path::PathBuf>,
     history: HistoryReaders,
     publish: Box<dyn Fn(&AnomalyEvent) + Send>,
 ) {
+    use aiops_models::queue::RecvError;
     use std::io::Write as _;
     use std::sync::mpsc;
     use std::time::{Duration, Instant};
@@ -1502,8 +1513,8 @@ pub fn run(
             }
             match &received {
                 Ok(batch) => st.process_queued(&cfg, batch, &catalog, &*history),
-                Err(mpsc::RecvTimeoutError::Timeout) => {}
-                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                Err(RecvError::Timeout) => {}
+                Err(RecvError::Disconnected) => break,
             }
             let reqs = st.take_warm_requests(cfg.warm_batch);
             if !reqs.is_empty() && warm_tx.send(reqs).is_err() {

@@ -45,7 +45,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock, mpsc};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use aiops_models::{IdHashMap, SampleBatch, SeriesCatalog, SeriesId, SeriesMeta};
@@ -231,7 +231,7 @@ pub struct ArchiveStatus {
 #[derive(Debug)]
 pub struct ArchiveStage {
     shared: Arc<Shared>,
-    downstream: Option<mpsc::SyncSender<SampleBatch>>,
+    downstream: Option<aiops_models::queue::BatchSender>,
     file: File,
     seq: u64,
     seg_bytes: u64,

@@ -22,6 +22,7 @@ mod catalog;
 mod error;
 pub mod incident;
 pub mod json_f64;
+pub mod queue;
 pub mod registry;
 mod secret;
 mod selector;

@@ -7,7 +7,6 @@ use std::sync::{Arc, mpsc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use aiops_models::SampleBatch;
 use tracing::{error, info};
 
 use super::background::{compactor, merger};
@@ -45,7 +44,7 @@ impl ArchiveStage {
     /// Hands every batch, once durable and acknowledged, to `next` (e.g. detection). The
     /// channel is bounded: a slow consumer slows the archive and so, through the transport,
     /// the senders — nothing is dropped.
-    pub fn with_downstream(mut self, next: mpsc::SyncSender<SampleBatch>) -> Self {
+    pub fn with_downstream(mut self, next: aiops_models::queue::BatchSender) -> Self {
         self.downstream = Some(next);
         self
     }
