@@ -506,7 +506,7 @@ impl IncidentService {
     pub fn on_anomaly(&self, ev: &AnomalyEvent) {
         if self.cfg.learn_topology {
             let mut g = self.graph.write().unwrap_or_else(|p| p.into_inner());
-            g.learn_from_labels(&ev.labels);
+            g.learn_from_labels(ev.labels.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         }
         let is_symptom = self.symptoms.iter().any(|s| {
             let meta = aiops_models::SeriesMeta::new(
@@ -602,7 +602,7 @@ fn rank_incident(svc: &IncidentService, catalog: &SeriesCatalog, archive: &Archi
     if svc.cfg.learn_topology {
         let mut g = svc.graph.write().unwrap_or_else(|p| p.into_inner());
         for m in catalog.snapshot() {
-            g.learn_from_labels(&m.labels);
+            g.learn_from_labels(m.labels.iter());
         }
     }
     let graph = svc.graph.read().unwrap_or_else(|p| p.into_inner()).clone();

@@ -26,7 +26,11 @@ fn view(meta: &SeriesMeta, stale_at_ms: Option<i64>) -> SeriesView {
         id: meta.id,
         source: meta.source.as_str(),
         metric: meta.metric.clone(),
-        labels: meta.labels.iter().cloned().collect(),
+        labels: meta
+            .labels
+            .iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect(),
         stale_at_ms,
     }
 }

@@ -719,7 +719,7 @@ impl DetectState {
                     series_id: id,
                     metric: meta.as_ref().map(|m| m.metric.clone()).unwrap_or_default(),
                     service: service.as_deref().map(str::to_owned),
-                    labels: meta.as_ref().map(|m| m.labels.clone()).unwrap_or_default(),
+                    labels: meta.as_ref().map(|m| m.labels.to_vec()).unwrap_or_default(),
                     start_ms: ts,
                     peak_ms: ts,
                     last_ms: ts,

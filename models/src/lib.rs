@@ -22,6 +22,7 @@ mod catalog;
 mod error;
 pub mod incident;
 pub mod json_f64;
+pub mod labels;
 pub mod queue;
 pub mod registry;
 mod secret;
@@ -32,6 +33,7 @@ pub use anomaly::{AnomalyEvent, service_of};
 pub use batch::{SampleBatch, SampleBatchBuilder, StaleMarker, sample_schema};
 pub use catalog::{CatalogInsert, CatalogView, SeriesCatalog};
 pub use error::ModelError;
+pub use labels::Labels;
 pub use secret::Secret;
 pub use selector::{MatchOp, Matcher, Selector};
 pub use series::{

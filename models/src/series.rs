@@ -27,7 +27,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 use xxhash_rust::xxh3::{xxh3_64, xxh3_64_with_seed};
 
-use crate::ModelError;
+use crate::{Labels, ModelError};
 
 /// The label that carries the metric name.
 pub const METRIC_NAME_LABEL: &str = "__name__";
@@ -172,7 +172,7 @@ pub struct SeriesMeta {
     /// The metric name (`__name__`); empty for series pulled from queries that drop it.
     pub metric: String,
     /// The labels other than `__name__`, sorted by name, names unique.
-    pub labels: Vec<(String, String)>,
+    pub labels: Labels,
 }
 
 impl SeriesMeta {
@@ -181,14 +181,7 @@ impl SeriesMeta {
     pub fn heap_bytes(&self) -> usize {
         // Allocations are rounded up to 16 bytes by the allocator.
         let alloc = |n: usize| if n == 0 { 0 } else { n.div_ceil(16) * 16 };
-        16 + std::mem::size_of::<Self>()
-            + alloc(self.metric.capacity())
-            + alloc(self.labels.capacity() * std::mem::size_of::<(String, String)>())
-            + self
-                .labels
-                .iter()
-                .map(|(n, v)| alloc(n.capacity()) + alloc(v.capacity()))
-                .sum::<usize>()
+        16 + std::mem::size_of::<Self>() + alloc(self.metric.capacity()) + self.labels.heap_bytes()
     }
 
     /// Builds a meta from a metric name and labels in any order, computing the id.
@@ -199,15 +192,13 @@ impl SeriesMeta {
         labels: impl IntoIterator<Item = (String, String)>,
     ) -> Self {
         let metric = metric.into();
-        let mut labels: Vec<(String, String)> = labels
-            .into_iter()
-            .filter(|(n, _)| n != METRIC_NAME_LABEL)
-            .collect();
-        labels.sort_by(|a, b| a.0.cmp(&b.0));
-        labels.dedup_by(|a, b| a.0 == b.0);
-        // Kept for the life of the series (a million of them): no spare capacity.
-        labels.shrink_to_fit();
-        let id = Self::compute_id(source, &metric, &labels);
+        let labels = Labels::new(
+            labels
+                .into_iter()
+                .filter(|(n, _)| n != METRIC_NAME_LABEL)
+                .collect(),
+        );
+        let id = Self::hasher_for(source, &metric, &labels).finish();
         Self {
             id,
             source,
@@ -217,11 +208,7 @@ impl SeriesMeta {
     }
 
     /// Computes the id of a metric name plus sorted labels (without `__name__`).
-    pub fn compute_id(
-        source: Source,
-        metric: &str,
-        sorted_labels: &[(String, String)],
-    ) -> SeriesId {
+    pub fn compute_id(source: Source, metric: &str, sorted_labels: &Labels) -> SeriesId {
         Self::hasher_for(source, metric, sorted_labels).finish()
     }
 
@@ -230,15 +217,11 @@ impl SeriesMeta {
         Self::hasher_for(self.source, &self.metric, &self.labels).finish_check()
     }
 
-    fn hasher_for(
-        source: Source,
-        metric: &str,
-        sorted_labels: &[(String, String)],
-    ) -> SeriesHasher {
+    fn hasher_for(source: Source, metric: &str, sorted_labels: &Labels) -> SeriesHasher {
         let mut h = SeriesHasher::new(source);
         let mut name_done = metric.is_empty();
         for (n, v) in sorted_labels {
-            if !name_done && n.as_str() > METRIC_NAME_LABEL {
+            if !name_done && n > METRIC_NAME_LABEL {
                 h.label(METRIC_NAME_LABEL.as_bytes(), metric.as_bytes());
                 name_done = true;
             }
@@ -255,10 +238,7 @@ impl SeriesMeta {
         if name == METRIC_NAME_LABEL {
             return (!self.metric.is_empty()).then_some(self.metric.as_str());
         }
-        self.labels
-            .binary_search_by(|(n, _)| n.as_str().cmp(name))
-            .ok()
-            .map(|i| self.labels[i].1.as_str())
+        self.labels.get(name)
     }
 
     /// Prometheus-style text: `metric{a="b",c="d"}`.
@@ -352,7 +332,7 @@ mod tests {
             [l("instance", "x"), l("job", "a")],
         );
         assert_eq!(a.id, b.id);
-        assert_eq!(a.labels, vec![l("instance", "x"), l("job", "a")]);
+        assert_eq!(a.labels.to_vec(), vec![l("instance", "x"), l("job", "a")]);
     }
 
     #[test]

@@ -57,8 +57,11 @@ impl CallGraph {
     }
 
     /// Adds the edge a mesh series' labels describe, if they name both ends.
-    pub fn learn_from_labels(&mut self, labels: &[(String, String)]) -> bool {
-        let get = |k: &str| labels.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+    pub fn learn_from_labels<'a>(
+        &mut self,
+        labels: impl Iterator<Item = (&'a str, &'a str)> + Clone,
+    ) -> bool {
+        let get = |k: &str| labels.clone().find(|&(n, _)| n == k).map(|(_, v)| v);
         for (src, dst) in MESH_LABELS {
             if let (Some(a), Some(b)) = (get(src), get(dst)) {
                 self.add(a, b);
@@ -342,8 +345,9 @@ mod tests {
                 ("destination_workload".to_owned(), b.to_owned()),
             ]
         };
-        assert!(g.learn_from_labels(&l("frontend", "carts")));
-        assert!(!g.learn_from_labels(&[("job".to_owned(), "x".to_owned())]));
+        let pairs = l("frontend", "carts");
+        assert!(g.learn_from_labels(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str()))));
+        assert!(!g.learn_from_labels([("job", "x")].into_iter()));
         assert_eq!(g.callees("frontend").collect::<Vec<_>>(), ["carts"]);
         assert!(CallGraph::parse_csv("a,b\nx,y\n").is_err());
         assert!(CallGraph::parse_csv("caller,callee\nxy\n").is_err());

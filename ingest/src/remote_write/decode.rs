@@ -17,8 +17,8 @@ use std::hash::BuildHasherDefault;
 use std::sync::Arc;
 
 use aiops_models::{
-    CatalogView, METRIC_NAME_LABEL, SampleBatch, SampleBatchBuilder, SeriesCatalog, SeriesHasher,
-    SeriesId, SeriesMeta, Source, StaleMarker, is_stale_nan,
+    CatalogView, Labels, METRIC_NAME_LABEL, SampleBatch, SampleBatchBuilder, SeriesCatalog,
+    SeriesHasher, SeriesId, SeriesMeta, Source, StaleMarker, is_stale_nan,
 };
 use thiserror::Error;
 
@@ -466,20 +466,15 @@ fn check_series(
             kind: ProblemKind::Collision,
         }),
         None => {
-            let text = |s: usize, e: usize| {
-                std::str::from_utf8(&buf[s..e])
-                    .expect("validated above")
-                    .to_owned()
-            };
-            // Exactly sized: a catalog entry lives as long as its series.
-            let mut kept = Vec::with_capacity(labels.len().saturating_sub(1));
-            kept.extend(
+            let text =
+                |s: usize, e: usize| std::str::from_utf8(&buf[s..e]).expect("validated above");
+            // In one allocation (two): a catalog entry lives as long as its series.
+            let kept = Labels::from_sorted(
                 labels
                     .iter()
                     .filter(|&&(ns, ne, _, _)| &buf[ns..ne] != METRIC_NAME_LABEL.as_bytes())
                     .map(|&(ns, ne, vs, ve)| (text(ns, ne), text(vs, ve))),
             );
-            kept.shrink_to_fit();
             let meta = SeriesMeta {
                 id,
                 source: Source::Prometheus,
@@ -701,7 +696,7 @@ mod tests {
         let meta = &d.batch.new_series[0];
         assert_eq!(meta.metric, "up");
         assert_eq!(
-            meta.labels,
+            meta.labels.to_vec(),
             vec![
                 ("instance".into(), "a:1".into()),
                 ("job".into(), "node".into())
@@ -709,7 +704,7 @@ mod tests {
         );
         assert_eq!(
             meta.id,
-            SeriesMeta::new(Source::Prometheus, "up", meta.labels.clone()).id
+            SeriesMeta::new(Source::Prometheus, "up", meta.labels.to_vec()).id
         );
     }
 
