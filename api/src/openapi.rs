@@ -83,6 +83,11 @@ const ANY_YEAR: &str = "[0-9]{4}";
 /// Unix seconds as text.
 const UNIX_SECONDS: &str = r"-?[0-9]{1,12}(?:\.[0-9]{1,6})?";
 
+/// A time as the API reads it: RFC 3339 or Unix seconds.
+fn time_pattern() -> String {
+    format!("^(?:{}|{UNIX_SECONDS})$", rfc3339(ANY_YEAR))
+}
+
 /// The series selector grammar (`models::selector`): an optional metric name and matchers in
 /// braces, at least one of the two (or nothing: every series). Regex matchers are spelt out
 /// only for alternations of literals, `.*` and `.+` (any RE2 pattern is accepted).
@@ -159,12 +164,12 @@ fn components() -> Value {
         (
             "Time",
             json!({"description": "RFC 3339 or Unix seconds", "anyOf": [
-                {"type": "string", "pattern": format!("^(?:{}|{UNIX_SECONDS})$", rfc3339(ANY_YEAR))},
+                {"type": "string", "pattern": time_pattern()},
                 {"type": "number", "minimum": -1e12, "maximum": 1e12}]}),
         ),
         (
             "QueryTime",
-            json!({"type": "string", "description": "RFC 3339 or Unix seconds", "pattern": format!("^(?:{}|{UNIX_SECONDS})$", rfc3339(ANY_YEAR))}),
+            json!({"type": "string", "description": "RFC 3339 or Unix seconds", "pattern": time_pattern()}),
         ),
         (
             "SeriesSelector",
@@ -370,7 +375,7 @@ mod tests {
 
         #[test]
         fn every_time_the_document_allows_parses(
-            s in allowed(&format!("(?:{}|{UNIX_SECONDS})", rfc3339(ANY_YEAR)))
+            s in allowed(&time_pattern())
         ) {
             prop_assert!(crate::query::parse_time("t", &s).is_ok(), "{s:?}");
         }

@@ -209,7 +209,7 @@ mod tests {
         assert_eq!(l.get("job"), Some("api"));
         assert_eq!(l.get("empty"), Some(""));
         assert_eq!(l.get("nope"), None);
-        assert_eq!(l.iter().rev().next(), Some(("pod", "web-1")));
+        assert_eq!(l.iter().next_back(), Some(("pod", "web-1")));
         assert!(Labels::default().is_empty());
         assert_eq!(Labels::default().get("a"), None);
     }
