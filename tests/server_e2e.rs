@@ -539,6 +539,9 @@ async fn anomalies_reach_the_api_and_survive_a_restart() {
         },
     )
     .await;
+    // The batches waiting for detection are in view (none now: everything was scored).
+    let m = get_text(&http, &metrics_url).await;
+    assert!(m.contains("aiops_detect_queue_bytes 0"), "{m}");
 
     assert!(server.terminate(Duration::from_secs(20)));
     let _server = start_serve(port, &data, Some(&cfg));

@@ -160,6 +160,12 @@ fn detect_counters(state: &AppState, out: &mut String) {
             &c.warm_backlog,
         ),
         (
+            "aiops_detect_queue_bytes",
+            "gauge",
+            "Bytes of sample batches waiting for detection; at detect.max_queue_bytes writes wait.",
+            &c.queue_bytes,
+        ),
+        (
             "aiops_detect_warmed",
             "counter",
             "Series warmed from their history in the background.",

@@ -68,6 +68,8 @@ pub struct DetectCounters {
     pub state_bytes: AtomicU64,
     /// Series waiting to be warmed from their history.
     pub warm_backlog: AtomicU64,
+    /// Bytes of sample batches waiting for detection (see `detect.max_queue_bytes`).
+    pub queue_bytes: AtomicU64,
     /// Series warmed from history since start.
     pub warmed: AtomicU64,
     /// Series that started cold because the warm queue was full.

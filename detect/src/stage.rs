@@ -1508,6 +1508,10 @@ pub fn run(
         let received = input.recv_timeout(wait);
         let changed = {
             let mut st = state.write().unwrap_or_else(|p| p.into_inner());
+            st.published.counters.queue_bytes.store(
+                input.queued_bytes() as u64,
+                std::sync::atomic::Ordering::Relaxed,
+            );
             while let Ok(w) = warmed_rx.try_recv() {
                 st.apply_warmed(&cfg, &catalog, w);
             }

@@ -133,6 +133,11 @@ impl std::fmt::Debug for BatchReceiver {
 }
 
 impl BatchReceiver {
+    /// Bytes queued now.
+    pub fn queued_bytes(&self) -> usize {
+        self.0.lock().bytes
+    }
+
     /// The next batch, waiting at most `wait` for one.
     pub fn recv_timeout(&self, wait: Duration) -> Result<SampleBatch, RecvError> {
         let s = &self.0;
@@ -197,6 +202,7 @@ mod tests {
         });
         let first = rx.recv_timeout(Duration::from_secs(10)).expect("first");
         assert_eq!(first.len(), 60);
+        assert!(rx.queued_bytes() <= 2400, "{}", rx.queued_bytes());
         let second = rx.recv_timeout(Duration::from_secs(10)).expect("second");
         assert_eq!(second.len(), 60);
         let big = rx.recv_timeout(Duration::from_secs(10)).expect("big");
