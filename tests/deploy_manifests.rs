@@ -39,16 +39,7 @@ fn manifests_agree_with_each_other_and_with_the_binary() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("aiops.toml");
     std::fs::write(&path, &config).expect("write");
-    let out = common::aiops()
-        .arg("check-config")
-        .arg(&path)
-        .output()
-        .expect("runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::succeeded(common::aiops().arg("check-config").arg(&path));
     let toml: toml::Value = toml::from_str(&config).expect("TOML");
     let port_of = |key: &str| -> i64 {
         let addr = toml["server"][key].as_str().expect("address");

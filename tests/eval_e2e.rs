@@ -28,12 +28,7 @@ fn small_corpus(dir: &Path) {
 }
 
 fn run(args: &[&str]) -> serde_json::Value {
-    let out = common::aiops().args(args).output().expect("runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = common::succeeded(common::aiops().args(args));
     serde_json::from_slice(&out.stdout).expect("JSON on stdout")
 }
 
@@ -185,27 +180,22 @@ fn models_register_promote_rollback_and_serve_uses_the_active_one() {
     let params = dir.path().join("p.toml");
     std::fs::write(&params, "short_window = 8\n").expect("write");
     let d = data.to_str().expect("utf8");
-    let out = common::aiops()
-        .args([
-            "models",
-            "--data-dir",
-            d,
-            "register",
-            "--params",
-            params.to_str().expect("utf8"),
-        ])
-        .args([
-            "--eval-nab",
-            dir.path().to_str().expect("utf8"),
-            "--note",
-            "first",
-        ])
-        .output()
-        .expect("runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    common::succeeded(
+        common::aiops()
+            .args([
+                "models",
+                "--data-dir",
+                d,
+                "register",
+                "--params",
+                params.to_str().expect("utf8"),
+            ])
+            .args([
+                "--eval-nab",
+                dir.path().to_str().expect("utf8"),
+                "--note",
+                "first",
+            ]),
     );
     std::fs::write(&params, "short_window = 12\n").expect("write");
     let out = common::aiops()

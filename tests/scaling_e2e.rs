@@ -105,25 +105,27 @@ async fn kubectl_reads_the_forecast_metric_served_from_remote_written_load() {
 
 /// A self-signed certificate for 127.0.0.1 made by the real `openssl`.
 fn self_signed(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {
-    let (cert, key) = (dir.join("tls.crt"), dir.join("tls.key"));
-    let out = std::process::Command::new("openssl")
-        .args([
-            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-        ])
-        .args(["-subj", "/CN=aiops-metrics-api.aiops.svc"])
-        .args(["-addext", "subjectAltName=IP:127.0.0.1"])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .output()
-        .expect("openssl runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    common::certs::openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=aiops-metrics-api.aiops.svc",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-keyout",
+            "tls.key",
+            "-out",
+            "tls.crt",
+        ],
     );
-    (cert, key)
+    (dir.join("tls.crt"), dir.join("tls.key"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -95,23 +95,18 @@ async fn trains_from_the_archive_and_a_restart_scores_from_the_profiles() {
     );
 
     // Before paging is turned on: what each sensitivity would have raised on the archive.
-    let out = aiops()
-        .args([
-            "eval",
-            "backtest",
-            "--sensitivity",
-            "0.01",
-            "--sensitivity",
-            "1000",
-        ])
-        .args(["--days", "10", "--data-dir"])
-        .arg(&served.data)
-        .output()
-        .expect("runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = succeeded(
+        aiops()
+            .args([
+                "eval",
+                "backtest",
+                "--sensitivity",
+                "0.01",
+                "--sensitivity",
+                "1000",
+            ])
+            .args(["--days", "10", "--data-dir"])
+            .arg(&served.data),
     );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
     assert_eq!(v["series"], 2, "{v}");

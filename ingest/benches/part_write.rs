@@ -5,14 +5,11 @@
 
 use std::sync::Arc;
 
-use aiops_ingest::archive::write_part;
+use aiops_ingest::archive::{FRESH_ZSTD_LEVEL, part_properties, write_part};
 use aiops_models::{SampleBatch, SampleBatchBuilder, SeriesId, sample_schema};
 use arrow::array::{Float64Array, RecordBatch, TimestampMillisecondArray, UInt64Array};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use parquet::arrow::ArrowWriter;
-use parquet::basic::{Compression, Encoding, ZstdLevel};
-use parquet::file::properties::WriterProperties;
-use parquet::schema::types::ColumnPath;
 
 const SERIES: u64 = 10_000;
 const ROUNDS: i64 = 50;
@@ -64,19 +61,7 @@ fn bench(c: &mut Criterion) {
         ],
     )
     .expect("batch");
-    let mut props = WriterProperties::builder()
-        .set_compression(Compression::ZSTD(ZstdLevel::try_new(1).expect("level")))
-        .set_max_row_group_row_count(Some(128 * 1024));
-    for (column, encoding) in [
-        ("series_id", Encoding::DELTA_BINARY_PACKED),
-        ("timestamp", Encoding::DELTA_BINARY_PACKED),
-        ("value", Encoding::BYTE_STREAM_SPLIT),
-    ] {
-        props = props
-            .set_column_dictionary_enabled(ColumnPath::from(column), false)
-            .set_column_encoding(ColumnPath::from(column), encoding);
-    }
-    let props = props.build();
+    let props = part_properties(FRESH_ZSTD_LEVEL).build();
     g.bench_function("baseline_arrow_writer_presorted", |b| {
         b.iter(|| {
             let file = std::fs::File::create(&path).expect("create");

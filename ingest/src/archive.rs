@@ -58,7 +58,7 @@ use stage::open_segment;
 use crate::{IngestError, IngestMetrics};
 
 pub use damage::Probe;
-pub use part::{PartInfo, write_part};
+pub use part::{FRESH_ZSTD_LEVEL, PartInfo, write_part, writer_properties as part_properties};
 use read::{IdBloom, Wanted};
 
 /// Where and how the archive keeps data.

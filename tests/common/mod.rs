@@ -64,6 +64,17 @@ pub fn aiops() -> Command {
     c
 }
 
+/// Runs `cmd` to the end and asserts it succeeded (its stderr in the failure message).
+pub fn succeeded(cmd: &mut Command) -> std::process::Output {
+    let out = cmd.output().expect("runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
 /// Starts `aiops serve` on `port` with `data_dir` (and `config` if given); log goes to
 /// `data_dir/../<name>.log`.
 pub fn start_serve(port: u16, data_dir: &Path, config: Option<&Path>) -> Proc {

@@ -22,7 +22,7 @@ pub(super) const MIN_TS: &str = "aiops.min_timestamp_ms";
 pub(super) const MAX_TS: &str = "aiops.max_timestamp_ms";
 pub(super) const ROW_GROUP_ROWS: usize = 128 * 1024;
 /// zstd level of parts compacted from the WAL (written while ingest waits on the head).
-pub(super) const FRESH_ZSTD_LEVEL: i32 = 1;
+pub const FRESH_ZSTD_LEVEL: i32 = 1;
 /// zstd level of merged parts (written in the background, kept long).
 pub(super) const MERGED_ZSTD_LEVEL: i32 = 3;
 
@@ -53,9 +53,7 @@ pub struct PartInfo {
 /// zstd sees exponents next to exponents); no dictionaries. On the cardinality workload
 /// (counters, integer and full-precision float gauges) this takes a part from 8.5 to 2.5 bytes
 /// per sample and writes it 3.5× faster than Parquet's defaults.
-pub(super) fn writer_properties(
-    zstd_level: i32,
-) -> parquet::file::properties::WriterPropertiesBuilder {
+pub fn writer_properties(zstd_level: i32) -> parquet::file::properties::WriterPropertiesBuilder {
     use parquet::basic::Encoding;
     use parquet::schema::types::ColumnPath;
     let mut b = WriterProperties::builder()
