@@ -5,7 +5,7 @@
 # end and at its peak, and disk bytes per accepted sample.
 #
 #   bash scripts/compare_ingest.sh [--series N] [--samples-per-series K] [--rounds R]
-#                                  [--secs S] [--connections C] [--only aiops|vm|prometheus]
+#                                  [--secs S] [--connections C] [--only aiops,vm,prometheus]
 #
 # Installs wrk, victoria-metrics and prometheus from Debian when missing; builds aiops
 # (release) when needed, or runs the binary at $AIOPS_BIN (another build to compare). Bodies:
@@ -28,6 +28,7 @@ while [ $# -gt 0 ]; do
   esac
 done
 
+wanted() { [ -z "$only" ] || [[ ",$only," == *",$1,"* ]]; }
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 need() {
   if ! command -v "$1" >/dev/null 2>&1; then
@@ -118,7 +119,7 @@ print(json.dumps({
 EOF
 }
 
-if [ -z "$only" ] || [ "$only" = aiops ]; then
+if wanted aiops; then
   p=$(port); d="$work/aiops"
   AIOPS_LOG=warn "$aiops" serve --listen "127.0.0.1:$p" --data-dir "$d" 2>"$work/aiops.log" &
   pid=$!
@@ -140,7 +141,7 @@ if [ -z "$only" ] || [ "$only" = aiops ]; then
   results+=("$(measure aiops "$disk")")
 fi
 
-if [ -z "$only" ] || [ "$only" = vm ]; then
+if wanted vm; then
   p=$(port); d="$work/vm"
   victoria-metrics -storageDataPath="$d" -httpListenAddr="127.0.0.1:$p" -loggerLevel=ERROR \
     >"$work/vm.log" 2>&1 &
@@ -153,7 +154,7 @@ if [ -z "$only" ] || [ "$only" = vm ]; then
   results+=("$(measure victoriametrics "$(du -sb "$d" | cut -f1)")")
 fi
 
-if [ -z "$only" ] || [ "$only" = prometheus ]; then
+if wanted prometheus; then
   p=$(port); d="$work/prom"
   cat >"$work/prometheus.yml" <<'EOF'
 global: {}

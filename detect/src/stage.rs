@@ -541,14 +541,16 @@ impl DetectState {
         self.warm_in_flight = self.warm_in_flight.saturating_sub(warmed.len());
         let n = warmed.len() as u64;
         for w in warmed {
-            let Some(st) = self.series.get_mut(&w.id) else {
+            let Some(mut st) = self.series.remove(&w.id) else {
                 continue;
             };
             if !st.warming {
+                self.series.insert(w.id, st);
                 continue;
             }
             st.warming = false;
             if w.last_ms < st.last_ms {
+                self.series.insert(w.id, st);
                 continue;
             }
             st.detector = w.detector;
@@ -559,8 +561,9 @@ impl DetectState {
                 st.score = s.score;
             }
             for (t, value, s) in w.live {
-                self.after_score(cfg, catalog, w.id, t, value, &s, false);
+                self.after_score(cfg, catalog, &mut st, w.id, t, value, &s, false);
             }
+            self.series.insert(w.id, st);
         }
         self.published.counters.warmed.fetch_add(n, Relaxed);
         self.published
@@ -589,45 +592,63 @@ impl DetectState {
         // A batch holds series one after another; scaling sums series per step, so it takes
         // the batch's samples in time order.
         let mut scaling_samples = Vec::new();
-        for i in 0..batch.len() {
-            let id = SeriesId(ids[i]);
-            if !self.series.contains_key(&id) {
-                let st = self.first_sight(cfg, id, ts[i], fresh.contains(&id), catalog, &warm);
-                self.series.insert(id, Box::new(st));
-            }
-            let st = self.series.get_mut(&id).expect("inserted above");
-            if ts[i] <= st.last_ms {
-                // Duplicates from retried writes, or late samples: already scored.
-                continue;
-            }
-            st.last_ms = ts[i];
-            let value = if st.is_counter {
-                let prev = st.counter_prev.replace((ts[i], vs[i]));
-                match prev.and_then(|p| counter_rate(p, (ts[i], vs[i]))) {
-                    Some(rate) => rate,
-                    None => continue,
-                }
-            } else {
-                vs[i]
+        // A batch holds a series' samples one after another (a remote_write body does): the
+        // series' state is taken out of the map once per run, not looked up per sample.
+        let mut start = 0;
+        while start < batch.len() {
+            let end = start
+                + ids[start..]
+                    .iter()
+                    .take_while(|&&x| x == ids[start])
+                    .count();
+            let id = SeriesId(ids[start]);
+            let mut st = match self.series.remove(&id) {
+                Some(st) => st,
+                None => Box::new(self.first_sight(
+                    cfg,
+                    id,
+                    ts[start],
+                    fresh.contains(&id),
+                    catalog,
+                    &warm,
+                )),
             };
-            if !st.tuned {
-                st.tuned = true;
-                if !cfg.sensitivity_overrides.is_empty() {
-                    let meta = catalog.get(id);
-                    st.detector.set_config(cfg.detector_for(meta.as_deref()));
+            for i in start..end {
+                if ts[i] <= st.last_ms {
+                    // Duplicates from retried writes, or late samples: already scored.
+                    continue;
                 }
+                st.last_ms = ts[i];
+                let value = if st.is_counter {
+                    let prev = st.counter_prev.replace((ts[i], vs[i]));
+                    match prev.and_then(|p| counter_rate(p, (ts[i], vs[i]))) {
+                        Some(rate) => rate,
+                        None => continue,
+                    }
+                } else {
+                    vs[i]
+                };
+                if !st.tuned {
+                    st.tuned = true;
+                    if !cfg.sensitivity_overrides.is_empty() {
+                        let meta = catalog.get(id);
+                        st.detector.set_config(cfg.detector_for(meta.as_deref()));
+                    }
+                }
+                let s = st.detector.update(ts[i], value);
+                st.score = s.score;
+                if !cfg.scaling.targets.is_empty()
+                    && *st.scaling_member.get_or_insert_with(|| {
+                        self.scaling.lock().is_member(&cfg.scaling, id, catalog)
+                    })
+                {
+                    scaling_samples.push((ts[i], id, value));
+                }
+                self.scored += 1;
+                self.after_score(cfg, catalog, &mut st, id, ts[i], value, &s, true);
             }
-            let s = st.detector.update(ts[i], value);
-            st.score = s.score;
-            if !cfg.scaling.targets.is_empty()
-                && *st
-                    .scaling_member
-                    .get_or_insert_with(|| self.scaling.lock().is_member(&cfg.scaling, id, catalog))
-            {
-                scaling_samples.push((ts[i], id, value));
-            }
-            self.scored += 1;
-            self.after_score(cfg, catalog, id, ts[i], value, &s, true);
+            self.series.insert(id, st);
+            start = end;
         }
         self.scored_samples(cfg, catalog, scaling_samples, history);
     }
@@ -681,44 +702,38 @@ impl DetectState {
         &mut self,
         cfg: &DetectConfig,
         catalog: &SeriesCatalog,
+        st: &mut SeriesState,
         id: SeriesId,
         ts: i64,
         value: f64,
         s: &Scored,
         services: bool,
     ) {
-        // One lookup of the series; its event is tracked only when one is open or the score
-        // reaches the event score (almost never), its service vector fed through a slot hint.
-        let Some(st) = self.series.get_mut(&id) else {
-            return;
-        };
-        let service = match &st.service {
-            Some(s) => s.clone(),
-            None => {
-                // One shared name per service, not one string per series.
-                let name = catalog.get(id).as_deref().and_then(service_of);
-                let s = name.map(|n| match self.service_names.get(n.as_str()) {
-                    Some(a) => a.clone(),
-                    None => {
-                        let a: Arc<str> = Arc::from(n);
-                        self.service_names.insert(a.clone());
-                        a
-                    }
-                });
-                st.service = Some(s.clone());
-                s
-            }
-        };
-        let hint = st.service_slot;
+        // The series is out of the map while it is scored: its event is tracked only when one
+        // is open or the score reaches the event score (almost never), its service vector fed
+        // through a slot hint.
+        if st.service.is_none() {
+            // One shared name per service, not one string per series.
+            let name = catalog.get(id).as_deref().and_then(service_of);
+            st.service = Some(name.map(|n| match self.service_names.get(n.as_str()) {
+                Some(a) => a.clone(),
+                None => {
+                    let a: Arc<str> = Arc::from(n);
+                    self.service_names.insert(a.clone());
+                    a
+                }
+            }));
+        }
+        let service = st.service.as_ref().and_then(|s| s.as_ref());
         if st.open_event.is_some() || s.score >= cfg.event_score {
             let open = st.open_event.take();
-            let opened = self.track_event(cfg, open, ts, s, value, || {
+            st.open_event = self.track_event(cfg, open, ts, s, value, || {
                 let meta = catalog.get(id);
                 AnomalyEvent {
                     id: format!("{id}-{ts}"),
                     series_id: id,
                     metric: meta.as_ref().map(|m| m.metric.clone()).unwrap_or_default(),
-                    service: service.as_deref().map(str::to_owned),
+                    service: service.map(|s| s.to_string()),
                     labels: meta.as_ref().map(|m| m.labels.to_vec()).unwrap_or_default(),
                     start_ms: ts,
                     peak_ms: ts,
@@ -732,20 +747,13 @@ impl DetectState {
                     p_value: s.p_value,
                 }
             });
-            if let Some(st) = self.series.get_mut(&id) {
-                st.open_event = opened;
-            }
         }
         if services
             && cfg.services.enabled
-            && let Some(service) = service
+            && let Some(service) = st.service.as_ref().and_then(|s| s.as_ref())
         {
-            let slot = self.feed_service(cfg, &service, id, hint, catalog, ts, value);
-            if slot != hint
-                && let Some(st) = self.series.get_mut(&id)
-            {
-                st.service_slot = slot;
-            }
+            st.service_slot =
+                self.feed_service(cfg, service, id, st.service_slot, catalog, ts, value);
         }
     }
 

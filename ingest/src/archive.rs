@@ -67,7 +67,8 @@ use read::{IdBloom, Wanted};
 pub struct ArchiveConfig {
     /// Directory of the archive (created if missing). One process owns it at a time.
     pub data_dir: PathBuf,
-    /// A WAL segment is sealed (and later compacted to Parquet) at this size.
+    /// A WAL segment is sealed (and later compacted to Parquet) when it, or its samples in the
+    /// in-memory head, reach this size.
     pub segment_max_bytes: u64,
     /// ... or at this age, whichever comes first.
     pub segment_max_secs: u64,
@@ -235,6 +236,9 @@ pub struct ArchiveStage {
     file: File,
     seq: u64,
     seg_bytes: u64,
+    /// What the open segment's samples take in the head (packed in the WAL they take about a
+    /// quarter of it).
+    seg_head_bytes: u64,
     seg_opened: Instant,
     sealed: Vec<u64>,
 }
@@ -500,6 +504,7 @@ impl Archive {
                 file,
                 seq,
                 seg_bytes: wal::SEGMENT_HEADER.len() as u64,
+                seg_head_bytes: 0,
                 seg_opened: Instant::now(),
                 sealed,
             },

@@ -187,6 +187,7 @@ impl ArchiveStage {
                     .map(|(env, bloom)| batch_bytes(&env.batch, bloom))
                     .sum();
                 shared.add_head_bytes(added as i64);
+                self.seg_head_bytes += added;
                 {
                     let mut head = shared.head.write().unwrap_or_else(|p| p.into_inner());
                     let seg = head.entry(self.seq).or_default();
@@ -239,7 +240,7 @@ impl ArchiveStage {
 
     fn maybe_rotate(&mut self, compact_tx: &mpsc::Sender<u64>) {
         let cfg = &self.shared.cfg;
-        let full = self.seg_bytes >= cfg.segment_max_bytes;
+        let full = self.seg_bytes.max(self.seg_head_bytes) >= cfg.segment_max_bytes;
         let old = self.seg_bytes > wal::SEGMENT_HEADER.len() as u64
             && self.seg_opened.elapsed() >= Duration::from_secs(cfg.segment_max_secs);
         if !(full || old) {
@@ -252,6 +253,7 @@ impl ArchiveStage {
                 self.file = file;
                 self.seq = seq;
                 self.seg_bytes = wal::SEGMENT_HEADER.len() as u64;
+                self.seg_head_bytes = 0;
                 self.seg_opened = Instant::now();
                 let _ = compact_tx.send(sealed);
             }

@@ -102,27 +102,91 @@ fn garbage_between_records_is_skipped_and_reported() {
     );
 }
 
+/// A payload as releases before packed samples wrote it: the samples as an Arrow IPC stream.
+fn payload_v1(batch: &SampleBatch) -> Vec<u8> {
+    let mut out = vec![VERSION_ARROW_IPC];
+    let series = serde_json::to_vec(&batch.new_series).expect("json");
+    out.extend_from_slice(&(series.len() as u32).to_le_bytes());
+    out.extend_from_slice(&series);
+    let stale: Vec<(SeriesId, i64)> = batch
+        .stale
+        .iter()
+        .map(|m| (m.series_id, m.timestamp_ms))
+        .collect();
+    let stale = serde_json::to_vec(&stale).expect("json");
+    out.extend_from_slice(&(stale.len() as u32).to_le_bytes());
+    out.extend_from_slice(&stale);
+    let mut w = arrow::ipc::writer::StreamWriter::try_new(&mut out, &sample_schema()).expect("ipc");
+    w.write(&batch.samples).expect("ipc");
+    w.finish().expect("ipc");
+    drop(w);
+    out
+}
+
+/// A payload framed the version 2 way (a segment written by the release before packed samples).
+fn framed(payload: &[u8]) -> Vec<u8> {
+    let mut h = RECORD_MAGIC.to_le_bytes().to_vec();
+    h.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    h.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
+    let hcrc = crc32fast::hash(&h);
+    h.extend_from_slice(&hcrc.to_le_bytes());
+    h.extend_from_slice(payload);
+    h
+}
+
 #[test]
 fn segments_of_version_1_are_still_replayed() {
-    let mut v2 = Vec::new();
-    encode_record(&batch(3), &mut v2).expect("encodes");
-    // The same record framed the version 1 way: len crc payload.
-    let payload = &v2[HEADER..];
+    let payload = payload_v1(&batch(3));
+    // The record framed the version 1 way: len crc payload.
     let mut v1 = Vec::new();
     for _ in 0..2 {
         v1.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-        v1.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
-        v1.extend_from_slice(payload);
+        v1.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
+        v1.extend_from_slice(&payload);
     }
     let r = replay(&v1);
     assert_eq!(sizes(&r), [3, 3]);
-    // One record alone is a Kafka message, in either framing.
+    assert_eq!(r.batches[0].values(), &[0.0, 1.0, 2.0]);
+    // One record alone is a Kafka message, in either framing and either payload.
     let one = &v1[..v1.len() / 2];
     assert_eq!(decode_record(one).expect("v1 message").len(), 3);
+    let mut v2 = Vec::new();
+    encode_record(&batch(3), &mut v2).expect("encodes");
     assert_eq!(decode_record(&v2).expect("v2 message").len(), 3);
     assert!(decode_record(&v2[..v2.len() - 1]).is_err());
     assert_eq!(r.valid_len, v1.len() as u64);
     let r = replay(&v1[..v1.len() - 1]);
     assert_eq!(sizes(&r), [3]);
     assert!(r.tail.is_some());
+}
+
+#[test]
+fn arrow_ipc_payloads_in_version_2_segments_are_still_replayed() {
+    let mut seg = SEGMENT_HEADER.to_vec();
+    seg.extend_from_slice(&framed(&payload_v1(&batch(2))));
+    encode_record(&batch(3), &mut seg).expect("encodes");
+    let r = replay(&seg);
+    assert!(r.tail.is_none() && r.damage.is_empty());
+    assert_eq!(sizes(&r), [2, 3]);
+    assert_eq!(r.batches[0].timestamps(), &r.batches[1].timestamps()[..2]);
+    assert_eq!(r.batches[1].stale[0].timestamp_ms, 3);
+    assert_eq!(
+        decode_record(&framed(&payload_v1(&batch(4))))
+            .expect("old message")
+            .len(),
+        4
+    );
+}
+
+#[test]
+fn packed_records_are_a_quarter_of_arrow_ipc() {
+    let b = batch(1000);
+    let mut packed = Vec::new();
+    encode_record(&b, &mut packed).expect("encodes");
+    let ipc = payload_v1(&b).len();
+    assert!(
+        packed.len() * 4 < ipc,
+        "{} bytes packed, {ipc} as IPC",
+        packed.len()
+    );
 }
