@@ -21,6 +21,9 @@
 //! On the cardinality workload a sample takes about 6 bytes instead of 24 in Arrow IPC: less
 //! to copy into the page cache on every write, and a segment holds more samples.
 
+/// The three sample columns: series ids, timestamps (ms), values.
+pub type Columns = (Vec<u64>, Vec<i64>, Vec<f64>);
+
 /// Appends the packed form of the columns (equal lengths) to `out`.
 pub fn encode(ids: &[u64], ts: &[i64], vs: &[f64], out: &mut Vec<u8>) {
     debug_assert!(ids.len() == ts.len() && ts.len() == vs.len());
@@ -59,7 +62,7 @@ pub fn encode(ids: &[u64], ts: &[i64], vs: &[f64], out: &mut Vec<u8>) {
 }
 
 /// The columns packed in `p`, which must be exactly one `samples` (see the module doc).
-pub fn decode(p: &[u8]) -> Result<(Vec<u64>, Vec<i64>, Vec<f64>), String> {
+pub fn decode(p: &[u8]) -> Result<Columns, String> {
     let mut r = Reader { p, pos: 0 };
     let count = r.varint()?;
     // Every sample takes at least two bytes: a corrupt count cannot make us allocate.
