@@ -28,6 +28,7 @@ mod error;
 pub mod forecast;
 pub mod multi;
 pub mod nab;
+mod prefetch;
 pub mod published;
 pub mod replay;
 pub mod scaling;

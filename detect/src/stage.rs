@@ -602,6 +602,10 @@ impl DetectState {
                     .take_while(|&&x| x == ids[start])
                     .count();
             let id = SeriesId(ids[start]);
+            // The next run's state comes into cache while this run is scored.
+            if let Some(next) = ids.get(end).and_then(|&n| self.series.get(&SeriesId(n))) {
+                crate::prefetch::prefetch::<SeriesState>(next);
+            }
             let mut st = match self.series.remove(&id) {
                 Some(st) => st,
                 None => Box::new(self.first_sight(
