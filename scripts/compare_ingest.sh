@@ -6,6 +6,11 @@
 #
 #   bash scripts/compare_ingest.sh [--series N] [--samples-per-series K] [--rounds R]
 #                                  [--secs S] [--connections C] [--only aiops,vm,prometheus]
+#                                  [--repeat N]
+#
+# --repeat N runs the receivers N times, interleaved (aiops, vm, prometheus, aiops, ...), on the
+# same bodies, and prints each repetition's ratios and their median: on a shared machine one
+# receiver's rate moves by 15 % from run to run, so one pair of runs says little.
 #
 # Installs wrk, victoria-metrics and prometheus from Debian when missing; builds aiops
 # (release) when needed, or runs the binary at $AIOPS_BIN (another build to compare). Bodies:
@@ -15,7 +20,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-series=100000 samples=10 rounds=0 secs=20 conns=8 only=""
+series=100000 samples=10 rounds=0 secs=20 conns=8 only="" repeat=1
 while [ $# -gt 0 ]; do
   case "$1" in
     --series) series=$2; shift 2 ;;
@@ -24,6 +29,7 @@ while [ $# -gt 0 ]; do
     --secs) secs=$2; shift 2 ;;
     --connections) conns=$2; shift 2 ;;
     --only) only=$2; shift 2 ;;
+    --repeat) repeat=$2; shift 2 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -95,9 +101,9 @@ run() { # name url data_dir
 }
 
 measure() { # name disk_bytes
-  python3 - "$work" "$1" "$2" "$per_body" <<'EOF'
+  python3 - "$work" "$1" "$2" "$per_body" "$rep" <<'EOF'
 import json, sys
-work, name, disk, per_body = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+work, name, disk, per_body, rep = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
 w = json.load(open(f"{work}/{name}.wrk.json"))
 _, idle, rss, hwm = open(f"{work}/{name}.mem").read().split()
 ok = w["requests"] - w["non_2xx_or_3xx"]
@@ -105,6 +111,7 @@ samples = ok * per_body
 secs = w["duration_us"] / 1e6
 print(json.dumps({
     "receiver": name,
+    "repetition": rep,
     "samples_per_sec": round(samples / secs),
     "accepted_samples": samples,
     "rejected_requests": w["non_2xx_or_3xx"],
@@ -119,8 +126,9 @@ print(json.dumps({
 EOF
 }
 
+for rep in $(seq 1 "$repeat"); do
 if wanted aiops; then
-  p=$(port); d="$work/aiops"
+  p=$(port); d="$work/aiops"; rm -rf "$d"
   AIOPS_LOG=warn "$aiops" serve --listen "127.0.0.1:$p" --data-dir "$d" 2>"$work/aiops.log" &
   pid=$!
   wait_http "http://127.0.0.1:$p/readyz"
@@ -142,7 +150,7 @@ if wanted aiops; then
 fi
 
 if wanted vm; then
-  p=$(port); d="$work/vm"
+  p=$(port); d="$work/vm"; rm -rf "$d"
   victoria-metrics -storageDataPath="$d" -httpListenAddr="127.0.0.1:$p" -loggerLevel=ERROR \
     >"$work/vm.log" 2>&1 &
   pid=$!
@@ -155,7 +163,7 @@ if wanted vm; then
 fi
 
 if wanted prometheus; then
-  p=$(port); d="$work/prom"
+  p=$(port); d="$work/prom"; rm -rf "$d"
   cat >"$work/prometheus.yml" <<'EOF'
 global: {}
 storage:
@@ -176,22 +184,32 @@ EOF
   kill -TERM "$pid"; wait "$pid" || true; pid=""
   results+=("$(measure prometheus "$(du -sb "$d/snapshots/$snap" | cut -f1)")")
 fi
+done
 
 python3 - "${results[@]}" <<'EOF'
-import json, sys
+import json, statistics, sys
 rows = [json.loads(r) for r in sys.argv[1:]]
-print("| receiver | samples/s | p50 ms | p99 ms | RSS end | RSS peak | disk B/sample |")
-print("|---|---:|---:|---:|---:|---:|---:|")
+print("| run | receiver | samples/s | p50 ms | p99 ms | RSS end | RSS peak | disk B/sample |")
+print("|---:|---|---:|---:|---:|---:|---:|---:|")
 for r in rows:
-    print(f"| {r['receiver']} | {r['samples_per_sec']:,} | {r['latency_ms']['p50']} | {r['latency_ms']['p99']} | "
+    print(f"| {r['repetition']} | {r['receiver']} | {r['samples_per_sec']:,} | {r['latency_ms']['p50']} | {r['latency_ms']['p99']} | "
           f"{r['rss_bytes'] >> 20} MB | {r['rss_peak_bytes'] >> 20} MB | {r['disk_bytes_per_sample']} |")
-by = {r["receiver"]: r for r in rows}
-if "aiops" in by and "victoriametrics" in by:
-    a, v = by["aiops"], by["victoriametrics"]
-    print(json.dumps({
-        "aiops_over_vm_samples_per_sec": round(a["samples_per_sec"] / max(v["samples_per_sec"], 1), 3),
-        "aiops_over_vm_rss": round(a["rss_bytes"] / max(v["rss_bytes"], 1), 3),
-        "aiops_over_vm_disk_per_sample": round(a["disk_bytes_per_sample"] / max(v["disk_bytes_per_sample"], 1e-9), 3),
-    }))
+ratios = []
+for rep in sorted({r["repetition"] for r in rows}):
+    by = {r["receiver"]: r for r in rows if r["repetition"] == rep}
+    if "aiops" in by and "victoriametrics" in by:
+        a, v = by["aiops"], by["victoriametrics"]
+        ratios.append({
+            "repetition": rep,
+            "aiops_over_vm_samples_per_sec": round(a["samples_per_sec"] / max(v["samples_per_sec"], 1), 3),
+            "aiops_over_vm_rss": round(a["rss_bytes"] / max(v["rss_bytes"], 1), 3),
+            "aiops_over_vm_rss_peak": round(a["rss_peak_bytes"] / max(v["rss_peak_bytes"], 1), 3),
+            "aiops_over_vm_disk_per_sample": round(a["disk_bytes_per_sample"] / max(v["disk_bytes_per_sample"], 1e-9), 3),
+        })
+for r in ratios:
+    print(json.dumps(r))
+if len(ratios) > 1:
+    keys = [k for k in ratios[0] if k != "repetition"]
+    print(json.dumps({"median_of": len(ratios), **{k: statistics.median(r[k] for r in ratios) for k in keys}}))
 print(json.dumps(rows))
 EOF

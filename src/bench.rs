@@ -293,8 +293,8 @@ async fn kafka(a: KafkaBenchArgs) -> anyhow::Result<()> {
     let mut decoded = 0usize;
     for b in &batches {
         for (_, part) in aiops_ingest::kafka::split_by_partition(&codec_cfg, b, &catalog) {
-            let bytes =
-                aiops_ingest::kafka::encode_message(&part).map_err(|e| anyhow::anyhow!(e))?;
+            let bytes = aiops_ingest::kafka::encode_message(&part, codec_cfg.record_format)
+                .map_err(|e| anyhow::anyhow!(e))?;
             decoded += decode_message(&bytes)
                 .map_err(|e| anyhow::anyhow!(e))?
                 .len();

@@ -60,6 +60,7 @@ use crate::{IngestError, IngestMetrics};
 pub use damage::Probe;
 pub use part::{FRESH_ZSTD_LEVEL, PartInfo, write_part, writer_properties as part_properties};
 use read::{IdBloom, Wanted};
+pub use wal::RecordFormat;
 
 /// Where and how the archive keeps data.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

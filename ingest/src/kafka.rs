@@ -21,6 +21,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aiops_models::{SampleBatch, SampleBatchBuilder, SeriesCatalog, SeriesId, SeriesMeta, Source};
+
+pub use crate::archive::RecordFormat;
 use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
@@ -48,8 +50,12 @@ pub const CHECKPOINT_MAX_BYTES: usize = 48 << 20;
 pub struct KafkaConfig {
     /// Bootstrap brokers, `HOST:PORT[,HOST:PORT…]`.
     pub brokers: String,
-    /// Sample batches (Arrow IPC), partitioned by series.
+    /// Sample batches (the WAL's records), partitioned by series.
     pub samples_topic: String,
+    /// How samples messages hold their samples: `packed` (about 6 bytes a sample), or
+    /// `arrow_ipc` (24 bytes a sample, readable by releases before packed records) while a
+    /// cluster is upgraded node by node. Both are always read.
+    pub record_format: RecordFormat,
     /// Detector state per samples partition (the latest message of a partition wins).
     pub checkpoints_topic: String,
     /// Anomaly events (JSON, keyed by event id), one partition: the worker that owns it in
@@ -98,6 +104,7 @@ impl Default for KafkaConfig {
         Self {
             brokers: "127.0.0.1:9092".into(),
             samples_topic: "aiops.samples".into(),
+            record_format: RecordFormat::Packed,
             checkpoints_topic: "aiops.checkpoints".into(),
             anomalies_topic: "aiops.anomalies".into(),
             forecasts_topic: "aiops.forecasts".into(),
@@ -531,10 +538,10 @@ pub fn split_by_partition(
     parts.into_iter().map(|(p, b)| (p, b.finish())).collect()
 }
 
-/// A samples message: the archive's WAL record of the part.
-pub fn encode_message(batch: &SampleBatch) -> Result<Vec<u8>, String> {
+/// A samples message: the archive's WAL record of the part, its samples in `format`.
+pub fn encode_message(batch: &SampleBatch, format: RecordFormat) -> Result<Vec<u8>, String> {
     let mut out = Vec::new();
-    crate::archive::wal::encode_record(batch, &mut out)?;
+    crate::archive::wal::encode_record_as(batch, format, &mut out)?;
     Ok(out)
 }
 
@@ -573,7 +580,8 @@ pub async fn produce_batch(
 ) -> Result<(), AckError> {
     let mut messages = Vec::new();
     for (p, part) in split_by_partition(cfg, batch, catalog) {
-        let bytes = encode_message(&part).map_err(|e| AckError(format!("encoding: {e}")))?;
+        let bytes = encode_message(&part, cfg.record_format)
+            .map_err(|e| AckError(format!("encoding: {e}")))?;
         messages.push((p, format!("p{p}"), bytes));
     }
     let sends = messages.iter().map(|(p, key, bytes)| {
@@ -785,10 +793,16 @@ mod tests {
             // Every series of a part travels with its catalog entry.
             let ids: std::collections::BTreeSet<u64> = part.series_ids().iter().copied().collect();
             assert_eq!(part.new_series.len(), ids.len());
-            let back = decode_message(&encode_message(part).expect("encodes")).expect("decodes");
-            assert_eq!(back.series_ids(), part.series_ids());
-            assert_eq!(back.values(), part.values());
-            assert_eq!(back.new_series.len(), part.new_series.len());
+            // Both record formats come back whole (`arrow_ipc` for clusters mid-upgrade).
+            for format in [RecordFormat::Packed, RecordFormat::ArrowIpc] {
+                let bytes = encode_message(part, format).expect("encodes");
+                let back = decode_message(&bytes).expect("decodes");
+                assert_eq!(back.series_ids(), part.series_ids());
+                assert_eq!(back.timestamps(), part.timestamps());
+                assert_eq!(back.values(), part.values());
+                assert_eq!(back.new_series.len(), part.new_series.len());
+                assert_eq!(back.stale, part.stale);
+            }
         }
         assert!(decode_message(b"garbage").is_err());
     }

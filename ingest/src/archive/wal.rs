@@ -27,6 +27,7 @@ use std::sync::Arc;
 use aiops_models::{SampleBatch, SeriesId, SeriesMeta, StaleMarker, sample_schema};
 use arrow::array::{Array, Float64Array, RecordBatch, TimestampMillisecondArray, UInt64Array};
 use arrow::ipc::reader::StreamReader;
+use serde::{Deserialize, Serialize};
 
 mod packed;
 
@@ -40,11 +41,35 @@ const VERSION_ARROW_IPC: u8 = 1;
 /// Largest record accepted on replay; anything bigger is corruption.
 const MAX_RECORD: usize = 1 << 30;
 
+/// How a record holds its samples.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RecordFormat {
+    /// Packed (payload version 2; see [`packed`]): what the WAL writes.
+    #[default]
+    Packed,
+    /// An Arrow IPC stream (payload version 1), readable by releases before packed records:
+    /// for Kafka messages while a cluster is upgraded node by node.
+    ArrowIpc,
+}
+
 /// Appends the framed record of `batch` to `out`.
 pub fn encode_record(batch: &SampleBatch, out: &mut Vec<u8>) -> Result<(), String> {
+    encode_record_as(batch, RecordFormat::Packed, out)
+}
+
+/// Appends the framed record of `batch`, its samples in `format`, to `out`.
+pub fn encode_record_as(
+    batch: &SampleBatch,
+    format: RecordFormat,
+    out: &mut Vec<u8>,
+) -> Result<(), String> {
     let start = out.len();
     out.extend_from_slice(&[0u8; HEADER]);
-    out.push(VERSION);
+    out.push(match format {
+        RecordFormat::Packed => VERSION,
+        RecordFormat::ArrowIpc => VERSION_ARROW_IPC,
+    });
     let series = serde_json::to_vec(&batch.new_series).map_err(|e| format!("series json: {e}"))?;
     out.extend_from_slice(&(series.len() as u32).to_le_bytes());
     out.extend_from_slice(&series);
@@ -56,7 +81,18 @@ pub fn encode_record(batch: &SampleBatch, out: &mut Vec<u8>) -> Result<(), Strin
     let stale = serde_json::to_vec(&stale).map_err(|e| format!("stale json: {e}"))?;
     out.extend_from_slice(&(stale.len() as u32).to_le_bytes());
     out.extend_from_slice(&stale);
-    packed::encode(batch.series_ids(), batch.timestamps(), batch.values(), out);
+    match format {
+        RecordFormat::Packed => {
+            packed::encode(batch.series_ids(), batch.timestamps(), batch.values(), out)
+        }
+        RecordFormat::ArrowIpc => {
+            let mut w = arrow::ipc::writer::StreamWriter::try_new(&mut *out, &sample_schema())
+                .map_err(|e| format!("arrow ipc: {e}"))?;
+            w.write(&batch.samples)
+                .map_err(|e| format!("arrow ipc: {e}"))?;
+            w.finish().map_err(|e| format!("arrow ipc: {e}"))?;
+        }
+    }
     let payload_len = out.len() - start - HEADER;
     if payload_len > MAX_RECORD {
         out.truncate(start);

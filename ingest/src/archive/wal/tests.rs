@@ -104,23 +104,9 @@ fn garbage_between_records_is_skipped_and_reported() {
 
 /// A payload as releases before packed samples wrote it: the samples as an Arrow IPC stream.
 fn payload_v1(batch: &SampleBatch) -> Vec<u8> {
-    let mut out = vec![VERSION_ARROW_IPC];
-    let series = serde_json::to_vec(&batch.new_series).expect("json");
-    out.extend_from_slice(&(series.len() as u32).to_le_bytes());
-    out.extend_from_slice(&series);
-    let stale: Vec<(SeriesId, i64)> = batch
-        .stale
-        .iter()
-        .map(|m| (m.series_id, m.timestamp_ms))
-        .collect();
-    let stale = serde_json::to_vec(&stale).expect("json");
-    out.extend_from_slice(&(stale.len() as u32).to_le_bytes());
-    out.extend_from_slice(&stale);
-    let mut w = arrow::ipc::writer::StreamWriter::try_new(&mut out, &sample_schema()).expect("ipc");
-    w.write(&batch.samples).expect("ipc");
-    w.finish().expect("ipc");
-    drop(w);
-    out
+    let mut out = Vec::new();
+    encode_record_as(batch, RecordFormat::ArrowIpc, &mut out).expect("encodes");
+    out.split_off(HEADER)
 }
 
 /// A payload framed the version 2 way (a segment written by the release before packed samples).
