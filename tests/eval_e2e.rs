@@ -180,35 +180,26 @@ fn models_register_promote_rollback_and_serve_uses_the_active_one() {
     let params = dir.path().join("p.toml");
     std::fs::write(&params, "short_window = 8\n").expect("write");
     let d = data.to_str().expect("utf8");
-    common::succeeded(
-        common::aiops()
-            .args([
-                "models",
-                "--data-dir",
-                d,
-                "register",
-                "--params",
-                params.to_str().expect("utf8"),
-            ])
-            .args([
-                "--eval-nab",
-                dir.path().to_str().expect("utf8"),
-                "--note",
-                "first",
-            ]),
-    );
-    std::fs::write(&params, "short_window = 12\n").expect("write");
-    let out = common::aiops()
-        .args([
+    let register = || {
+        let mut c = common::aiops();
+        c.args([
             "models",
             "--data-dir",
             d,
             "register",
             "--params",
             params.to_str().expect("utf8"),
-        ])
-        .output()
-        .expect("runs");
+        ]);
+        c
+    };
+    common::succeeded(register().args([
+        "--eval-nab",
+        dir.path().to_str().expect("utf8"),
+        "--note",
+        "first",
+    ]));
+    std::fs::write(&params, "short_window = 12\n").expect("write");
+    let out = register().output().expect("runs");
     assert!(String::from_utf8_lossy(&out.stdout).contains("version 2"));
     for v in ["1", "2"] {
         assert!(

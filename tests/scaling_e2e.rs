@@ -105,27 +105,13 @@ async fn kubectl_reads_the_forecast_metric_served_from_remote_written_load() {
 
 /// A self-signed certificate for 127.0.0.1 made by the real `openssl`.
 fn self_signed(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {
-    common::certs::openssl(
+    common::certs::self_signed(
         dir,
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=aiops-metrics-api.aiops.svc",
-            "-addext",
-            "subjectAltName=IP:127.0.0.1",
-            "-keyout",
-            "tls.key",
-            "-out",
-            "tls.crt",
-        ],
+        "tls",
+        "aiops-metrics-api.aiops.svc",
+        &["-addext", "subjectAltName=IP:127.0.0.1"],
     );
-    (dir.join("tls.crt"), dir.join("tls.key"))
+    (dir.join("tls.pem"), dir.join("tls.key"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -594,13 +594,8 @@ impl DetectState {
         let mut scaling_samples = Vec::new();
         // A batch holds a series' samples one after another (a remote_write body does): the
         // series' state is taken out of the map once per run, not looked up per sample.
-        let mut start = 0;
-        while start < batch.len() {
-            let end = start
-                + ids[start..]
-                    .iter()
-                    .take_while(|&&x| x == ids[start])
-                    .count();
+        for run in aiops_models::series_runs(ids) {
+            let (start, end) = (run.start, run.end);
             let id = SeriesId(ids[start]);
             // The next run's state comes into cache while this run is scored.
             if let Some(next) = ids.get(end).and_then(|&n| self.series.get(&SeriesId(n))) {
@@ -652,7 +647,6 @@ impl DetectState {
                 self.after_score(cfg, catalog, &mut st, id, ts[i], value, &s, true);
             }
             self.series.insert(id, st);
-            start = end;
         }
         self.scored_samples(cfg, catalog, scaling_samples, history);
     }

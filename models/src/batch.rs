@@ -33,6 +33,20 @@ pub fn sample_schema() -> SchemaRef {
         .clone()
 }
 
+/// The rows of each stretch of one series in `ids` (the `series_id` column), in order. A
+/// remote_write body holds each series' samples one after another: work per series (a state
+/// lookup, a run header) is done once per run, not per sample.
+pub fn series_runs(ids: &[u64]) -> impl Iterator<Item = std::ops::Range<usize>> + '_ {
+    let mut start = 0;
+    std::iter::from_fn(move || {
+        let first = *ids.get(start)?;
+        let end = start + ids[start..].iter().take_while(|&&x| x == first).count();
+        let run = start..end;
+        start = end;
+        Some(run)
+    })
+}
+
 /// A Prometheus stale marker: the series ended at `timestamp_ms`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StaleMarker {
@@ -224,6 +238,13 @@ impl SampleBatchBuilder {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn series_runs_cover_every_row_once_in_order() {
+        let runs: Vec<_> = series_runs(&[7, 7, 3, 7, 7, 7]).collect();
+        assert_eq!(runs, [0..2, 2..3, 3..6]);
+        assert_eq!(series_runs(&[]).count(), 0);
+    }
 
     #[test]
     fn builder_round_trips_columns() {

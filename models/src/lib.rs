@@ -30,7 +30,7 @@ mod selector;
 mod series;
 
 pub use anomaly::{AnomalyEvent, service_of};
-pub use batch::{SampleBatch, SampleBatchBuilder, StaleMarker, sample_schema};
+pub use batch::{SampleBatch, SampleBatchBuilder, StaleMarker, sample_schema, series_runs};
 pub use catalog::{CatalogInsert, CatalogView, SeriesCatalog};
 pub use error::ModelError;
 pub use labels::Labels;

@@ -17,26 +17,22 @@ pub fn openssl(dir: &Path, args: &[&str]) {
     );
 }
 
+/// A self-signed certificate in `dir`: `<name>.pem`, `<name>.key`, common name `cn`, with more
+/// `openssl req` arguments in `extra` (e.g. `-addext subjectAltName=…`).
+pub fn self_signed(dir: &Path, name: &str, cn: &str, extra: &[&str]) {
+    let subj = format!("/CN={cn}");
+    let (key, pem) = (format!("{name}.key"), format!("{name}.pem"));
+    let mut args = vec![
+        "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", &subj, "-keyout",
+        &key, "-out", &pem,
+    ];
+    args.extend_from_slice(extra);
+    openssl(dir, &args);
+}
+
 /// A self-signed CA in `dir`: `<name>.pem`, `<name>.key`, common name `name`.
 pub fn ca(dir: &Path, name: &str) {
-    openssl(
-        dir,
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "2",
-            "-subj",
-            &format!("/CN={name}"),
-            "-keyout",
-            &format!("{name}.key"),
-            "-out",
-            &format!("{name}.pem"),
-        ],
-    );
+    self_signed(dir, name, name, &[]);
 }
 
 /// `<name>.pem` / `<name>.key` in `dir` with subject `subj` and the extensions `ext` (openssl

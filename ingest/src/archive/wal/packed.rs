@@ -29,10 +29,9 @@ pub fn encode(ids: &[u64], ts: &[i64], vs: &[f64], out: &mut Vec<u8>) {
     debug_assert!(ids.len() == ts.len() && ts.len() == vs.len());
     put_varint(out, ids.len() as u64);
     let (mut prev_id, mut prev_first) = (0u64, 0i64);
-    let mut i = 0;
-    while i < ids.len() {
+    for run in aiops_models::series_runs(ids) {
+        let (i, end) = (run.start, run.end);
         let id = ids[i];
-        let end = i + ids[i..].iter().take_while(|&&x| x == id).count();
         put_varint(out, zigzag(id.wrapping_sub(prev_id) as i64));
         put_varint(out, (end - i) as u64);
         prev_id = id;
@@ -57,7 +56,6 @@ pub fn encode(ids: &[u64], ts: &[i64], vs: &[f64], out: &mut Vec<u8>) {
             put_xor(out, bits ^ last_bits);
             last_bits = bits;
         }
-        i = end;
     }
 }
 
