@@ -14,6 +14,7 @@
 //!   at a time.
 //! * [`replay`] — what a sensitivity would have raised: archived samples replayed through fresh
 //!   detectors (`aiops eval backtest`).
+//! * [`fit`] — refits of services' multivariate models on a thread of their own.
 //! * [`warm`] — warming detectors of series with history, in the background, bounded.
 //! * [`nab`] — the Numenta Anomaly Benchmark corpus and a faithful re-implementation of its
 //!   scorer, used by `aiops eval nab`.
@@ -25,6 +26,7 @@ pub mod backtest;
 pub mod cases;
 pub mod checkpoint;
 mod error;
+pub mod fit;
 pub mod forecast;
 pub mod multi;
 pub mod nab;

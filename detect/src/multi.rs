@@ -259,6 +259,10 @@ pub struct ServiceModel {
     recent: VecDeque<Vec<f64>>,
     since_fit: usize,
     fitted: Option<Fitted>,
+    /// A refit was handed to a fitting thread and has not come back (see
+    /// [`ServiceModel::wants_fit`]).
+    #[serde(skip)]
+    pending: bool,
 }
 
 impl ServiceModel {
@@ -270,6 +274,7 @@ impl ServiceModel {
             recent: VecDeque::with_capacity(cfg.window_rows),
             since_fit: 0,
             fitted: None,
+            pending: false,
         }
     }
 
@@ -331,6 +336,31 @@ impl ServiceModel {
             self.install(fitted);
         }
         scored
+    }
+
+    /// A refit for a fitting thread, when one is due and none is out: the rows to fit and the
+    /// parameters ([`Fitted::fit`]); the result comes back through
+    /// [`install_background`](Self::install_background). Scoring goes on with the current fit
+    /// meanwhile.
+    pub fn take_fit(&mut self) -> Option<(Array2<f64>, MultiConfig)> {
+        if self.pending || !self.refit_due() {
+            return None;
+        }
+        self.pending = true;
+        Some((self.fit_data(), self.cfg))
+    }
+
+    /// Installs a fit made elsewhere from [`take_fit`](Self::take_fit)'s rows, unless the model
+    /// started over meanwhile (a new member changes the rows' width) or none was asked for.
+    /// `None` (the fitting thread was busy) lets the next row ask again.
+    pub fn install_background(&mut self, fitted: Option<Option<Fitted>>, dims: usize) {
+        if !self.pending || dims != self.dims {
+            return;
+        }
+        self.pending = false;
+        if let Some(fitted) = fitted {
+            self.install(fitted);
+        }
     }
 
     /// Scores a row without learning from it.

@@ -302,10 +302,7 @@ fn ln_tail(z: f64) -> f64 {
     }
     let x = z / std::f64::consts::SQRT_2;
     let t = 1.0 / (1.0 + 0.3275911 * x);
-    let poly = t
-        * (0.254829592
-            + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429))));
-    (0.5 * poly).ln() - x * x
+    (0.5 * as_poly(t)).ln() - x * x
 }
 
 /// The z whose upper Gaussian tail probability is `p` (0 < p ≤ 0.5), Acklam's rational
@@ -363,13 +360,25 @@ pub(crate) fn log_score(tail: f64) -> f64 {
     (tail.max(1e-300).ln() / -23.025_850_929_940_46).clamp(0.0, 1.0)
 }
 
+/// The polynomial of Abramowitz–Stegun 7.1.26 at `t`.
+const fn as_poly(t: f64) -> f64 {
+    t * (0.254829592
+        + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429))))
+}
+
+/// [`tail_probability`] at 0, bit for bit (t = 1, exp(0) = 1).
+const TAIL_AT_0: f64 = 0.5 * as_poly(1.0);
+
+/// The calibration's log tail when the short average is at or below its long-run mean (most
+/// samples): a constant, not an `exp` and a `ln` per sample.
+static LN_CALM_TAIL: std::sync::LazyLock<f64> =
+    std::sync::LazyLock::new(|| (1.000_000_000_1 - (1.0 - TAIL_AT_0)).ln());
+
 pub(crate) fn tail_probability(z: f64) -> f64 {
     // Q(z) = erfc(z / sqrt 2) / 2, Abramowitz–Stegun 7.1.26 for erfc.
     let x = z / std::f64::consts::SQRT_2;
     let t = 1.0 / (1.0 + 0.3275911 * x.abs());
-    let poly = t
-        * (0.254829592
-            + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429))));
+    let poly = as_poly(t);
     let erfc = poly * (-x * x).exp();
     let erfc = if x >= 0.0 { erfc } else { 2.0 - erfc };
     0.5 * erfc
@@ -604,11 +613,15 @@ impl Detector {
         let mut score = 0.0;
         if self.seen >= u64::from(cfg.learning_samples) {
             let z = (avg - self.long_mean) / std;
-            let likelihood = 1.0 - tail_probability(z.max(0.0));
             // Log-scaled so that the alert level (0.5) is the tail probability that raises
             // `sensitivity` false alarms a day at this series' sampling rate, 1 its square.
-            let tail = 1.000_000_000_1 - likelihood;
-            score = (tail.ln() / (2.0 * self.rank.alarm_p(cfg.sensitivity).ln())).clamp(0.0, 1.0);
+            let ln_tail = if z > 0.0 {
+                let likelihood = 1.0 - tail_probability(z);
+                (1.000_000_000_1 - likelihood).ln()
+            } else {
+                *LN_CALM_TAIL
+            };
+            score = (ln_tail / (2.0 * self.rank.alarm_p(cfg.sensitivity).ln())).clamp(0.0, 1.0);
             if spatial && cfg.spatial_alerts {
                 // Far outside everything seen: no calibration needed.
                 score = 1.0;
@@ -627,7 +640,18 @@ impl Detector {
         let z = self
             .rank
             .update(&cfg, raw, self.seen, u64::from(cfg.learning_samples));
-        let ln_p = z.map_or(0.0, ln_tail);
+        // The tail probability and its log: one `exp` or `ln` of them from the other.
+        let (ln_p, p) = match z {
+            None => (0.0, 1.0),
+            Some(z) if z <= 0.0 => {
+                let p = tail_probability(z);
+                (p.ln(), p)
+            }
+            Some(z) => {
+                let ln_p = ln_tail(z);
+                (ln_p, ln_p.exp())
+            }
+        };
 
         // 3. Sparsity.
         if self.rest_left > 0 {
@@ -684,7 +708,7 @@ impl Detector {
         Scored {
             score,
             rank_score: rank_score_of(ln_p),
-            p_value: ln_p.exp(),
+            p_value: p,
             alarm: score >= cfg.alert_score,
             raw,
             expected,
@@ -722,6 +746,13 @@ mod tests {
 
     fn noise(i: usize) -> f64 {
         (((i * 7919) % 101) as f64 / 101.0 - 0.5) * 2.0
+    }
+
+    #[test]
+    fn the_calm_constants_are_the_functions_at_zero_bit_for_bit() {
+        assert_eq!(TAIL_AT_0.to_bits(), tail_probability(0.0).to_bits());
+        let by_hand = (1.000_000_000_1 - (1.0 - tail_probability(0.0))).ln();
+        assert_eq!(LN_CALM_TAIL.to_bits(), by_hand.to_bits());
     }
 
     #[test]

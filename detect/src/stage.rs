@@ -105,6 +105,11 @@ pub struct ServicesConfig {
     /// A service event opens only after this many steps in a row score at or above
     /// `event_score`: a change that holds, not a blip.
     pub sustain_steps: u32,
+    /// A service's model refits at most once per this many seconds of wall-clock time, on the
+    /// fitting thread (0: every `model.refit_rows` steps). Live, a step is a minute and refits
+    /// come half an hour apart; a backfill or a replay brings steps much faster, and its refits
+    /// would otherwise take a core.
+    pub refit_min_secs: u64,
     /// Model parameters.
     pub model: MultiConfig,
 }
@@ -117,6 +122,7 @@ impl Default for ServicesConfig {
             stale_steps: 5,
             max_metrics: 64,
             sustain_steps: 3,
+            refit_min_secs: 10,
             model: MultiConfig::default(),
         }
     }
@@ -345,6 +351,9 @@ pub struct ServiceState {
     /// Steps in a row at or above the event score.
     #[serde(default)]
     pub run: u32,
+    /// No refit is asked for before this (see [`ServicesConfig::refit_min_secs`]).
+    #[serde(skip)]
+    pub next_fit: Option<std::time::Instant>,
 }
 
 pub use aiops_models::{counter_rate, is_counter};
@@ -389,6 +398,13 @@ pub struct DetectState {
     /// Service names, shared by their series.
     #[serde(skip)]
     service_names: HashSet<Arc<str>>,
+    /// Refit services' models on a fitting thread ([`DetectState::take_fit_requests`]) rather
+    /// than in line.
+    #[serde(skip)]
+    defer_fits: bool,
+    /// Refits asked for and not yet handed over.
+    #[serde(skip)]
+    fit_queue: Vec<crate::fit::FitRequest>,
 }
 
 /// How a series first seen with history in the archive gets it.
@@ -522,6 +538,26 @@ impl DetectState {
         let out: Vec<WarmRequest> = self.warm_queue.drain(..n).collect();
         self.warm_in_flight = out.len();
         out
+    }
+
+    /// From now on, services' models are refitted elsewhere: each refit due is queued for
+    /// [`DetectState::take_fit_requests`] and installed by [`DetectState::apply_fits`].
+    pub fn defer_fits(&mut self) {
+        self.defer_fits = true;
+    }
+
+    /// The refits queued since the last call.
+    pub fn take_fit_requests(&mut self) -> Vec<crate::fit::FitRequest> {
+        std::mem::take(&mut self.fit_queue)
+    }
+
+    /// Installs fits made elsewhere (or lets a refit not made be asked for again).
+    pub fn apply_fits(&mut self, done: Vec<crate::fit::FitDone>) {
+        for d in done {
+            if let Some(st) = self.services.get_mut(d.service.as_str()) {
+                st.model.install_background(d.fitted, d.dims);
+            }
+        }
     }
 
     /// Series waiting for, or being, warmed.
@@ -837,22 +873,27 @@ impl DetectState {
         let sc = &cfg.services;
         let step_ms = sc.step_secs as i64 * 1000;
         let step = ts.div_euclid(step_ms);
-        if !self.services.contains_key(service) {
-            self.services.insert(
-                service.to_owned(),
-                ServiceState {
-                    members: Vec::new(),
-                    metrics: Vec::new(),
-                    latest: Vec::new(),
-                    step,
-                    model: ServiceModel::new(sc.model, 0),
-                    score: 0.0,
-                    open_event: None,
-                    run: 0,
-                },
-            );
-        }
-        let st = self.services.get_mut(service).expect("inserted above");
+        // One lookup per sample (the key compare is most of its cost), two on first sight.
+        let st = match self.services.get_mut(service) {
+            Some(st) => st,
+            None => {
+                self.services.insert(
+                    service.to_owned(),
+                    ServiceState {
+                        members: Vec::new(),
+                        metrics: Vec::new(),
+                        latest: Vec::new(),
+                        step,
+                        model: ServiceModel::new(sc.model, 0),
+                        score: 0.0,
+                        open_event: None,
+                        run: 0,
+                        next_fit: None,
+                    },
+                );
+                self.services.get_mut(service).expect("inserted above")
+            }
+        };
         let full = st.members.len() >= sc.max_metrics;
         let known = match hint {
             // Still full: still not a member (a vector only grows, until its service goes).
@@ -885,7 +926,25 @@ impl DetectState {
                 .iter()
                 .map(|&(t, v)| if end - t <= stale_ms { v } else { f64::NAN })
                 .collect();
-            let scored = st.model.update(&row);
+            let scored = if self.defer_fits {
+                let scored = st.model.score_only(&row);
+                st.model.learn(&row, &scored);
+                let now = std::time::Instant::now();
+                if st.next_fit.is_none_or(|t| now >= t)
+                    && let Some((rows, cfg)) = st.model.take_fit()
+                {
+                    st.next_fit = Some(now + std::time::Duration::from_secs(sc.refit_min_secs));
+                    self.fit_queue.push(crate::fit::FitRequest {
+                        service: service.to_owned(),
+                        dims: st.model.dims(),
+                        rows,
+                        cfg,
+                    });
+                }
+                scored
+            } else {
+                st.model.update(&row)
+            };
             st.score = scored.score;
             finished = Some((st.step * step_ms, scored, st.open_event.take()));
             st.step = step;
@@ -1219,6 +1278,75 @@ mod tests {
     }
 
     #[test]
+    fn deferred_refits_go_to_the_fitting_thread_at_most_once_per_refit_min_secs() {
+        let catalog = SeriesCatalog::new();
+        let metas: Vec<Arc<SeriesMeta>> = ["load", "cpu", "disk"]
+            .iter()
+            .map(|m| {
+                let meta = Arc::new(SeriesMeta::new(
+                    Source::Prometheus,
+                    *m,
+                    [("service".into(), "checkout".into())],
+                ));
+                catalog.insert(meta.clone());
+                meta
+            })
+            .collect();
+        let steps = |from: i64, to: i64| {
+            let mut b = SampleBatchBuilder::with_capacity(3000);
+            for i in from..to {
+                let noise =
+                    |k: i64| (((i * 7919 + k * 104_729) % 1009) as f64 / 1009.0 - 0.5) * 0.2;
+                let load = 100.0 + 20.0 * (i as f64 / 15.0).sin() + 10.0 * noise(0);
+                let cpu = if i >= 900 {
+                    60.0 - 0.5 * (load - 100.0)
+                } else {
+                    0.5 * load
+                } + 5.0 * noise(1);
+                for (meta, v) in metas.iter().zip([load, cpu, 3.0 + noise(2)]) {
+                    b.push(meta.id, i * 60_000 + 1_000, v);
+                }
+            }
+            b.finish()
+        };
+        let mut cfg = DetectConfig::default();
+        cfg.services.refit_min_secs = 3600;
+        // The first fit on two full cycles of the load.
+        cfg.services.model.min_fit_rows = 200;
+        let mut st = DetectState::default();
+        st.defer_fits();
+        st.process(&cfg, &steps(0, 300), &catalog);
+        // The first fit was asked for, not made in line; one only, however many steps passed.
+        let reqs = st.take_fit_requests();
+        assert_eq!(reqs.len(), 1);
+        assert_eq!(reqs[0].service, "checkout");
+        assert!(st.services["checkout"].model.fitted().is_none());
+
+        let fitter = crate::fit::Fitter::spawn();
+        assert!(fitter.submit(reqs).is_empty());
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let mut done = Vec::new();
+        while done.is_empty() && std::time::Instant::now() < deadline {
+            done = fitter.finished();
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        st.apply_fits(done);
+        assert!(st.services["checkout"].model.fitted().is_some());
+        fitter.stop();
+
+        // Within the hour no refit is asked for; the fit in place still scores the break.
+        st.process(&cfg, &steps(300, 1000), &catalog);
+        assert!(st.take_fit_requests().is_empty());
+        assert!(
+            st.events
+                .iter()
+                .any(|e| e.metric == SERVICE_ANOMALY_METRIC && e.start_ms >= 900 * 60_000),
+            "{:?}",
+            st.events
+        );
+    }
+
+    #[test]
     fn a_broken_correlation_opens_a_service_event_naming_the_metric() {
         let catalog = SeriesCatalog::new();
         let metas: Vec<Arc<SeriesMeta>> = ["load", "cpu", "disk"]
@@ -1495,6 +1623,11 @@ pub fn run(
             })
             .expect("spawning a thread only fails when the OS is out of resources")
     };
+    let fitter = crate::fit::Fitter::spawn();
+    state
+        .write()
+        .unwrap_or_else(|p| p.into_inner())
+        .defer_fits();
     let every = Duration::from_secs(cfg.checkpoint_secs);
     let mut last = Instant::now();
     // A checkpoint in progress: a slice of series is written after each batch, so scoring
@@ -1521,11 +1654,14 @@ pub fn run(
             while let Ok(w) = warmed_rx.try_recv() {
                 st.apply_warmed(&cfg, &catalog, w);
             }
+            st.apply_fits(fitter.finished());
             match &received {
                 Ok(batch) => st.process_queued(&cfg, batch, &catalog, &*history),
                 Err(RecvError::Timeout) => {}
                 Err(RecvError::Disconnected) => break,
             }
+            let refused = fitter.submit(st.take_fit_requests());
+            st.apply_fits(refused);
             let reqs = st.take_warm_requests(cfg.warm_batch);
             if !reqs.is_empty() && warm_tx.send(reqs).is_err() {
                 tracing::warn!("The warmer stopped; series with history start cold.");
@@ -1583,6 +1719,7 @@ pub fn run(
     }
     drop(warm_tx);
     let _ = warmer.join();
+    fitter.stop();
     if let Some(path) = &checkpoint {
         crate::checkpoint::save(&state.read().unwrap_or_else(|p| p.into_inner()), path);
     }
