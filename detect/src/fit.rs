@@ -132,8 +132,7 @@ mod tests {
         let fitter = Fitter::spawn();
         let mut asked = None;
         for i in 0..cfg.min_fit_rows {
-            let s = deferred.score_only(&row(i));
-            deferred.learn(&row(i), &s);
+            deferred.observe(&row(i));
             inline.update(&row(i));
             if let Some(r) = deferred.take_fit() {
                 asked = Some(r);
@@ -141,8 +140,7 @@ mod tests {
         }
         let (rows, mcfg) = asked.expect("a fit is asked for once enough rows arrived");
         // One at a time: no second request while the first is out.
-        let s = deferred.score_only(&row(99));
-        deferred.learn(&row(99), &s);
+        deferred.observe(&row(99));
         assert!(deferred.take_fit().is_none());
         assert!(
             deferred.fitted().is_none(),
@@ -172,8 +170,7 @@ mod tests {
         let mut m = ServiceModel::new(cfg, 3);
         let mut asked = None;
         for i in 0..cfg.min_fit_rows {
-            let s = m.score_only(&row(i));
-            m.learn(&row(i), &s);
+            m.observe(&row(i));
             asked = asked.or(m.take_fit());
         }
         let (rows, mcfg) = asked.expect("asked");

@@ -263,7 +263,7 @@ pub struct ServiceModel {
     since_fit: usize,
     fitted: Option<Fitted>,
     /// A refit was handed to a fitting thread and has not come back (see
-    /// [`ServiceModel::wants_fit`]).
+    /// [`ServiceModel::take_fit`]).
     #[serde(skip)]
     pending: bool,
 }
@@ -332,8 +332,7 @@ impl ServiceModel {
 
     /// Scores a row, learns from it, and refits in line when due.
     pub fn update(&mut self, row: &[f64]) -> MultiScored {
-        let scored = self.score_only(row);
-        self.learn(row, &scored);
+        let scored = self.observe(row);
         if self.refit_due() {
             let fitted = Fitted::fit(&self.fit_data(), &self.cfg);
             self.install(fitted);
@@ -364,6 +363,13 @@ impl ServiceModel {
         if let Some(fitted) = fitted {
             self.install(fitted);
         }
+    }
+
+    /// Scores a row and learns from it; refits are left to the caller ([`Self::take_fit`]).
+    pub fn observe(&mut self, row: &[f64]) -> MultiScored {
+        let scored = self.score_only(row);
+        self.learn(row, &scored);
+        scored
     }
 
     /// Scores a row without learning from it.

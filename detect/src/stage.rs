@@ -927,8 +927,7 @@ impl DetectState {
                 .map(|&(t, v)| if end - t <= stale_ms { v } else { f64::NAN })
                 .collect();
             let scored = if self.defer_fits {
-                let scored = st.model.score_only(&row);
-                st.model.learn(&row, &scored);
+                let scored = st.model.observe(&row);
                 let now = std::time::Instant::now();
                 if st.next_fit.is_none_or(|t| now >= t)
                     && let Some((rows, cfg)) = st.model.take_fit()
@@ -1277,10 +1276,9 @@ mod tests {
         );
     }
 
-    #[test]
-    fn deferred_refits_go_to_the_fitting_thread_at_most_once_per_refit_min_secs() {
-        let catalog = SeriesCatalog::new();
-        let metas: Vec<Arc<SeriesMeta>> = ["load", "cpu", "disk"]
+    /// Load, CPU and disk of the `checkout` service, in `catalog`.
+    fn checkout_series(catalog: &SeriesCatalog) -> Vec<Arc<SeriesMeta>> {
+        ["load", "cpu", "disk"]
             .iter()
             .map(|m| {
                 let meta = Arc::new(SeriesMeta::new(
@@ -1291,24 +1289,33 @@ mod tests {
                 catalog.insert(meta.clone());
                 meta
             })
-            .collect();
-        let steps = |from: i64, to: i64| {
-            let mut b = SampleBatchBuilder::with_capacity(3000);
-            for i in from..to {
-                let noise =
-                    |k: i64| (((i * 7919 + k * 104_729) % 1009) as f64 / 1009.0 - 0.5) * 0.2;
-                let load = 100.0 + 20.0 * (i as f64 / 15.0).sin() + 10.0 * noise(0);
-                let cpu = if i >= 900 {
-                    60.0 - 0.5 * (load - 100.0)
-                } else {
-                    0.5 * load
-                } + 5.0 * noise(1);
-                for (meta, v) in metas.iter().zip([load, cpu, 3.0 + noise(2)]) {
-                    b.push(meta.id, i * 60_000 + 1_000, v);
-                }
+            .collect()
+    }
+
+    /// Steps `from..to` (a minute apart) of [`checkout_series`]: CPU follows load until step
+    /// 900, then no longer does (both stay inside their ranges).
+    fn checkout_steps(metas: &[Arc<SeriesMeta>], from: i64, to: i64) -> SampleBatch {
+        let mut b = SampleBatchBuilder::with_capacity(3000);
+        for i in from..to {
+            let noise = |k: i64| (((i * 7919 + k * 104_729) % 1009) as f64 / 1009.0 - 0.5) * 0.2;
+            let load = 100.0 + 20.0 * (i as f64 / 15.0).sin() + 10.0 * noise(0);
+            let cpu = if i >= 900 {
+                60.0 - 0.5 * (load - 100.0)
+            } else {
+                0.5 * load
+            } + 5.0 * noise(1);
+            for (meta, v) in metas.iter().zip([load, cpu, 3.0 + noise(2)]) {
+                b.push(meta.id, i * 60_000 + 1_000, v);
             }
-            b.finish()
-        };
+        }
+        b.finish()
+    }
+
+    #[test]
+    fn deferred_refits_go_to_the_fitting_thread_at_most_once_per_refit_min_secs() {
+        let catalog = SeriesCatalog::new();
+        let metas = checkout_series(&catalog);
+        let steps = |from, to| checkout_steps(&metas, from, to);
         let mut cfg = DetectConfig::default();
         cfg.services.refit_min_secs = 3600;
         // The first fit on two full cycles of the load.
@@ -1349,34 +1356,13 @@ mod tests {
     #[test]
     fn a_broken_correlation_opens_a_service_event_naming_the_metric() {
         let catalog = SeriesCatalog::new();
-        let metas: Vec<Arc<SeriesMeta>> = ["load", "cpu", "disk"]
-            .iter()
-            .map(|m| {
-                let meta = Arc::new(SeriesMeta::new(
-                    Source::Prometheus,
-                    *m,
-                    [("service".into(), "checkout".into())],
-                ));
-                catalog.insert(meta.clone());
-                meta
-            })
-            .collect();
+        let metas = checkout_series(&catalog);
         let mut st = DetectState::default();
-        let mut b = SampleBatchBuilder::with_capacity(3000);
-        for i in 0..1000i64 {
-            let noise = |k: i64| (((i * 7919 + k * 104_729) % 1009) as f64 / 1009.0 - 0.5) * 0.2;
-            let load = 100.0 + 20.0 * (i as f64 / 15.0).sin() + 10.0 * noise(0);
-            // From step 900, CPU no longer follows load (both stay inside their ranges).
-            let cpu = if i >= 900 {
-                60.0 - 0.5 * (load - 100.0)
-            } else {
-                0.5 * load
-            } + 5.0 * noise(1);
-            for (meta, v) in metas.iter().zip([load, cpu, 3.0 + noise(2)]) {
-                b.push(meta.id, i * 60_000 + 1_000, v);
-            }
-        }
-        st.process(&DetectConfig::default(), &b.finish(), &catalog);
+        st.process(
+            &DetectConfig::default(),
+            &checkout_steps(&metas, 0, 1000),
+            &catalog,
+        );
         let service_events: Vec<&AnomalyEvent> = st
             .events
             .iter()
