@@ -26,6 +26,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::RankState;
 use crate::scaling::ScalingState;
+use crate::score::RankStateV1;
 use crate::stage::{DetectState, SeriesState, ServiceState};
 
 const MAGIC: &[u8; 8] = b"AIOPSCK2";
@@ -100,10 +101,12 @@ enum Frame {
     Trailer {
         series: u64,
     },
-    /// Series with the continuous score's state.
-    Series2(Vec<(SeriesId, SeriesState, RankState)>),
+    /// Series with the continuous score's state as written before counts were scored.
+    Series2(Vec<(SeriesId, SeriesState, RankStateV1)>),
     /// The header with events that carry their p-value.
     Header2(Box<Header>),
+    /// Series with the continuous score's state and their counts.
+    Series3(Vec<(SeriesId, SeriesState, RankState)>),
 }
 
 fn write_frame(w: &mut impl Write, frame: &Frame) -> std::io::Result<()> {
@@ -167,7 +170,7 @@ impl CheckpointWriter {
                 })
                 .collect();
             self.written += chunk.len() as u64;
-            write_frame(&mut self.out, &Frame::Series2(chunk))?;
+            write_frame(&mut self.out, &Frame::Series3(chunk))?;
             self.next = stop;
         }
         Ok(self.next == self.ids.len())
@@ -250,6 +253,13 @@ fn read(bytes: &[u8]) -> Result<DetectState, String> {
                     .extend(chunk.into_iter().map(|(id, s)| (id, Box::new(s))));
             }
             Frame::Series2(chunk) if header => {
+                series += chunk.len() as u64;
+                st.series.extend(chunk.into_iter().map(|(id, mut s, rank)| {
+                    s.detector.rank = rank.into();
+                    (id, Box::new(s))
+                }));
+            }
+            Frame::Series3(chunk) if header => {
                 series += chunk.len() as u64;
                 st.series.extend(chunk.into_iter().map(|(id, mut s, rank)| {
                     s.detector.rank = rank;
@@ -399,6 +409,44 @@ mod tests {
             .find(|e| e.id == "3-5000")
             .expect("event");
         assert_eq!((ev.last_ms, ev.score, ev.p_value), (6000, 0.9, 1.0));
+    }
+
+    /// A checkpoint written before counts were scored as counts (its `Series2` frames) keeps
+    /// the continuous score's state; a counter's counts learn afresh. The current frames keep
+    /// them.
+    #[test]
+    fn a_checkpoint_from_before_counts_keeps_the_continuous_score() {
+        let mut st = state();
+        let d = &mut st.series.get_mut(&SeriesId(3)).expect("series").detector;
+        for i in 0..400 {
+            d.update_counted(2_000_000 + i * 15_000, 1.0 / 15.0, Some(1.0));
+        }
+        let counted = d.rank;
+        assert_ne!(counted.count, Default::default());
+        let header = Header {
+            services: Vec::new(),
+            events: st.events.clone(),
+            scaling: Default::default(),
+        };
+        let mut bytes = MAGIC.to_vec();
+        write_frame(&mut bytes, &Frame::Header2(Box::new(header))).expect("header");
+        let old: Vec<(SeriesId, SeriesState, RankStateV1)> = st
+            .series
+            .iter()
+            .map(|(id, s)| (*id, (**s).clone(), s.detector.rank.into()))
+            .collect();
+        write_frame(&mut bytes, &Frame::Series2(old)).expect("series");
+        write_frame(&mut bytes, &Frame::Trailer { series: 10 }).expect("trailer");
+        let back = read(&bytes).expect("reads");
+        let mut now = back.series[&SeriesId(3)].detector.rank;
+        assert_eq!(now.count, Default::default());
+        now.count = counted.count;
+        assert_eq!(now, counted);
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("checkpoint.bin");
+        save(&st, &path);
+        assert_eq!(load(&path).series[&SeriesId(3)].detector.rank, counted);
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! * [`autoscale`] — replay of real traffic through a model of the HPA, reactive vs predictive.
 //! * [`backtest`] — rolling-origin evaluation of the forecaster against seasonal naive.
 //! * [`forecast`] — per-series online load forecasting with quantiles (predictive scaling).
+//! * [`count`] — counters of few events per sample scored by their counts' Poisson tails.
 //! * [`multi`] — multivariate scoring of a service's metrics as one vector (PCA).
 //! * [`cases`] — labelled fault cases (RCAEval layout) and the detection protocol of rca.md §5.
 //! * [`scaling`] — predictive scaling targets: a workload's load, forecast and served to the HPA.
@@ -25,6 +26,7 @@ pub mod autoscale;
 pub mod backtest;
 pub mod cases;
 pub mod checkpoint;
+pub mod count;
 mod error;
 pub mod fit;
 pub mod forecast;

@@ -51,9 +51,15 @@ pub fn replay_events(
         .map_err(err)?;
     let ts = rows.column("ts").and_then(|c| c.i64()).map_err(err)?;
     let values = rows.column("value").and_then(|c| c.f64()).map_err(err)?;
+    let counts = rows.column("count").and_then(|c| c.f64()).map_err(err)?;
     let mut out: Vec<SeriesReplay> = Vec::new();
     let mut detectors: Vec<(Detector, Option<i64>)> = Vec::new();
-    for ((id, t), v) in ids.iter().zip(ts.iter()).zip(values.iter()) {
+    for (((id, t), v), count) in ids
+        .iter()
+        .zip(ts.iter())
+        .zip(values.iter())
+        .zip(counts.iter())
+    {
         let (Some(id), Some(t), Some(v)) = (id, t, v) else {
             continue;
         };
@@ -83,7 +89,7 @@ pub fn replay_events(
         r.samples += 1;
         r.last_ms = t;
         for (k, (d, last_alarm)) in detectors.iter_mut().enumerate() {
-            if d.update(t, v).score >= event_score {
+            if d.update_counted(t, v, count).score >= event_score {
                 if last_alarm.is_none_or(|l| t - l > quiet_ms) {
                     r.events[k] += 1;
                 }

@@ -135,6 +135,9 @@ pub struct Scored {
     pub p_value: f64,
     /// True when this sample raises an alarm (`score` at the alert level).
     pub alarm: bool,
+    /// True when the series counts few events per sample (see [`crate::count`]): its score is
+    /// its count's tail, and its service's model leaves it out.
+    pub counted: bool,
     /// Uncalibrated surprise in [0, 1].
     pub raw: f64,
     /// The value expected.
@@ -234,6 +237,46 @@ pub struct RankState {
     /// exponentially weighted; 0 unknown).
     last_ms: i64,
     interval_ms: f32,
+    /// A counter's counts, scored as counts while it counts few events per sample.
+    #[serde(default)]
+    pub(crate) count: crate::count::CountState,
+}
+
+/// [`RankState`] as checkpointed before counts were scored as counts (postcard: field for
+/// field); its counts start learning afresh.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub(crate) struct RankStateV1 {
+    mean: [f32; 2],
+    hist_mean: [f32; 2],
+    hist_var: [f32; 2],
+    last_ms: i64,
+    interval_ms: f32,
+}
+
+impl From<RankStateV1> for RankState {
+    fn from(r: RankStateV1) -> Self {
+        Self {
+            mean: r.mean,
+            hist_mean: r.hist_mean,
+            hist_var: r.hist_var,
+            last_ms: r.last_ms,
+            interval_ms: r.interval_ms,
+            count: Default::default(),
+        }
+    }
+}
+
+#[cfg(test)]
+impl From<RankState> for RankStateV1 {
+    fn from(r: RankState) -> Self {
+        Self {
+            mean: r.mean,
+            hist_mean: r.hist_mean,
+            hist_var: r.hist_var,
+            last_ms: r.last_ms,
+            interval_ms: r.interval_ms,
+        }
+    }
 }
 
 impl RankState {
@@ -296,7 +339,7 @@ impl RankState {
 }
 
 /// The natural log of the upper Gaussian tail probability at `z`, accurate far into the tail.
-fn ln_tail(z: f64) -> f64 {
+pub(crate) fn ln_tail(z: f64) -> f64 {
     if z <= 0.0 {
         return tail_probability(z).ln();
     }
@@ -494,6 +537,13 @@ impl Detector {
 
     /// Scores `value` observed at `ts_ms` (Unix ms) and learns from it.
     pub fn update(&mut self, ts_ms: i64, value: f64) -> Scored {
+        self.update_counted(ts_ms, value, None)
+    }
+
+    /// Scores a counter's per-second `rate` at `ts_ms` and learns from it; `count` is the
+    /// number of events since the previous sample when the counter counts whole events (see
+    /// [`crate::count`]: few events per sample are scored as counts).
+    pub fn update_counted(&mut self, ts_ms: i64, value: f64, count: Option<f64>) -> Scored {
         if !value.is_finite() {
             return Scored {
                 expected: self.level,
@@ -504,6 +554,7 @@ impl Detector {
             };
         }
         let cfg = *self.cfg;
+        let prev_ms = self.rank.last_ms;
         self.rank.observe_time(ts_ms);
         if self.seen == 0 || self.first_ms == 0 {
             // (0 also after restoring a checkpoint from before the weekly adjustment.)
@@ -653,6 +704,28 @@ impl Detector {
             }
         };
 
+        // Few events per sample: the count's own tail, not the rate's calibration.
+        let dt_s = (ts_ms - prev_ms) as f64 / 1000.0;
+        let count = count.filter(|_| prev_ms != 0);
+        let sparse = count.is_some() && self.rank.count.sparse(dt_s);
+        let counted = count.and_then(|k| {
+            let interval_s = f64::from(self.rank.interval_ms) / 1000.0;
+            self.rank
+                .count
+                .update(k, dt_s, interval_s, cfg.learning_samples)
+        });
+        if let Some(ln_c) = counted {
+            score = if self.seen >= u64::from(cfg.learning_samples) {
+                (ln_c / (2.0 * self.rank.alarm_p(cfg.sensitivity).ln())).clamp(0.0, 1.0)
+            } else {
+                0.0
+            };
+        }
+        let (ln_p, p) = match counted {
+            Some(ln_c) if self.seen >= u64::from(cfg.learning_samples) => (ln_c, ln_c.exp()),
+            _ => (ln_p, p),
+        };
+
         // 3. Sparsity.
         if self.rest_left > 0 {
             self.rest_left -= 1;
@@ -710,6 +783,7 @@ impl Detector {
             rank_score: rank_score_of(ln_p),
             p_value: p,
             alarm: score >= cfg.alert_score,
+            counted: sparse,
             raw,
             expected,
             lower: expected - band,

@@ -356,7 +356,7 @@ pub struct ServiceState {
     pub next_fit: Option<std::time::Instant>,
 }
 
-pub use aiops_models::{counter_rate, is_counter};
+pub use aiops_models::{counter_rate, counter_step, is_counter};
 
 /// Everything the stage knows.
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -654,14 +654,14 @@ impl DetectState {
                     continue;
                 }
                 st.last_ms = ts[i];
-                let value = if st.is_counter {
+                let (value, count) = if st.is_counter {
                     let prev = st.counter_prev.replace((ts[i], vs[i]));
-                    match prev.and_then(|p| counter_rate(p, (ts[i], vs[i]))) {
-                        Some(rate) => rate,
+                    match prev.and_then(|p| counter_step(p, (ts[i], vs[i]))) {
+                        Some(step) => step,
                         None => continue,
                     }
                 } else {
-                    vs[i]
+                    (vs[i], None)
                 };
                 if !st.tuned {
                     st.tuned = true;
@@ -670,7 +670,7 @@ impl DetectState {
                         st.detector.set_config(cfg.detector_for(meta.as_deref()));
                     }
                 }
-                let s = st.detector.update(ts[i], value);
+                let s = st.detector.update_counted(ts[i], value, count);
                 st.score = s.score;
                 if !cfg.scaling.targets.is_empty()
                     && *st.scaling_member.get_or_insert_with(|| {
@@ -786,8 +786,12 @@ impl DetectState {
             && cfg.services.enabled
             && let Some(service) = st.service.as_ref().and_then(|s| s.as_ref())
         {
+            // A series of few events per sample is watched by its count's own tail: in the
+            // service's standardised vector its quantised steps (one error, then none) would
+            // read as the largest deviations there are.
+            let fed = if s.counted { f64::NAN } else { value };
             st.service_slot =
-                self.feed_service(cfg, service, id, st.service_slot, catalog, ts, value);
+                self.feed_service(cfg, service, id, st.service_slot, catalog, ts, fed);
         }
     }
 
@@ -995,6 +999,7 @@ impl DetectState {
             rank_score: m.score,
             p_value: 1.0,
             alarm: sustained && m.score >= cfg.event_score,
+            counted: false,
             raw: m.score,
             expected: 0.0,
             lower: 0.0,

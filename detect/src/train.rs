@@ -79,8 +79,9 @@ where
     Column::new(name.into(), profiles.iter().map(f).collect::<Vec<T>>())
 }
 
-/// Reads the training rows: `(series_id, timestamp ms, value)` sorted by series and time, with
-/// counters (ids in `counters`) turned into per-second rates.
+/// Reads the training rows: `(series_id, timestamp ms, value, count, bin)` sorted by series and
+/// time, with counters (ids in `counters`) turned into per-second rates and, when their
+/// readings are whole numbers, the events counted (`count`, else null).
 pub(crate) fn training_frame(
     parts: &[PathBuf],
     counters: &HashSet<u64>,
@@ -100,10 +101,15 @@ pub(crate) fn training_frame(
     let by_series = [col("series_id")];
     let prev_v = col("value").shift(lit(1)).over(by_series.clone())?;
     let prev_t = col("ts").shift(lit(1)).over(by_series)?;
-    let rate = when(col("value").gt_eq(prev_v.clone()))
-        .then(col("value") - prev_v)
-        .otherwise(col("value"))
-        / ((col("ts") - prev_t).cast(DataType::Float64) / lit(1000.0));
+    let delta = when(col("value").gt_eq(prev_v.clone()))
+        .then(col("value") - prev_v.clone())
+        .otherwise(col("value"));
+    let rate = delta.clone() / ((col("ts") - prev_t).cast(DataType::Float64) / lit(1000.0));
+    // Events counted (whole readings either side), as the live stage passes them on.
+    let whole = |e: Expr| (e.clone() - e.floor()).eq(lit(0.0));
+    let count = when(whole(col("value")).and(whole(prev_v)))
+        .then(delta)
+        .otherwise(lit(NULL).cast(DataType::Float64));
     Ok(scan
         .select([
             col("series_id"),
@@ -126,17 +132,22 @@ pub(crate) fn training_frame(
         )
         // After the join (which need not keep row order): rates look at the previous row.
         .sort(["series_id", "ts"], SortMultipleOptions::default())
-        .with_column(
+        .with_columns([
             when(col("is_counter").fill_null(lit(false)))
                 .then(rate)
                 .otherwise(col("value"))
                 .alias("value"),
-        )
+            when(col("is_counter").fill_null(lit(false)))
+                .then(count)
+                .otherwise(lit(NULL).cast(DataType::Float64))
+                .alias("count"),
+        ])
         .filter(col("value").is_not_null().and(col("value").is_finite()))
         .select([
             col("series_id"),
             col("ts"),
             col("value"),
+            col("count"),
             ((col("ts") % lit(DAY_MS)) * lit(DAY_BINS as i64))
                 .floor_div(lit(DAY_MS))
                 .alias("bin"),
@@ -250,17 +261,23 @@ pub fn fit_profiles(
         .map_err(err)?;
     let row_ts = rows.column("ts").and_then(|c| c.i64()).map_err(err)?;
     let row_v = rows.column("value").and_then(|c| c.f64()).map_err(err)?;
-    let mut replay: HashMap<u64, Vec<(i64, f64)>> = HashMap::new();
-    for ((id, t), v) in row_ids.iter().zip(row_ts.iter()).zip(row_v.iter()) {
+    let row_k = rows.column("count").and_then(|c| c.f64()).map_err(err)?;
+    let mut replay: HashMap<u64, Vec<(i64, f64, Option<f64>)>> = HashMap::new();
+    for (((id, t), v), k) in row_ids
+        .iter()
+        .zip(row_ts.iter())
+        .zip(row_v.iter())
+        .zip(row_k.iter())
+    {
         if let (Some(id), Some(t), Some(v)) = (id, t, v) {
-            replay.entry(id).or_default().push((t, v));
+            replay.entry(id).or_default().push((t, v, k));
         }
     }
     for (i, &id) in ids.iter().enumerate() {
         let day = day.remove(&id).unwrap_or_else(|| vec![f32::NAN; DAY_BINS]);
         let mut state = Detector::seeded(*cfg, level[i], scale[i].max(0.0), (min[i], max[i]), &day);
-        for &(t, v) in replay.get(&id).map(Vec::as_slice).unwrap_or_default() {
-            state.update(t, v);
+        for &(t, v, k) in replay.get(&id).map(Vec::as_slice).unwrap_or_default() {
+            state.update_counted(t, v, k);
         }
         out.push(SeriesProfile {
             series_id: id,

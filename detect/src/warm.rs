@@ -16,7 +16,7 @@
 
 use std::time::{Duration, Instant};
 
-use aiops_models::{IdHashMap, SeriesId, counter_rate};
+use aiops_models::{IdHashMap, SeriesId, counter_step};
 
 use crate::{Detector, DetectorConfig};
 
@@ -91,19 +91,19 @@ pub fn warm_batch(
             return;
         }
         w.last_ms = t;
-        let value = if req.is_counter {
+        let (value, count) = if req.is_counter {
             match w
                 .counter_prev
                 .replace((t, v))
-                .and_then(|p| counter_rate(p, (t, v)))
+                .and_then(|p| counter_step(p, (t, v)))
             {
-                Some(r) => r,
+                Some(step) => step,
                 None => return,
             }
         } else {
-            v
+            (v, None)
         };
-        let s = w.detector.update(t, value);
+        let s = w.detector.update_counted(t, value, count);
         if t >= req.live_from_ms && w.live.len() < MAX_LIVE {
             w.live.push((t, value, s));
         }
@@ -126,14 +126,14 @@ pub(crate) fn learn(
         return None;
     }
     *last_ms = t;
-    let value = if is_counter {
+    let (value, count) = if is_counter {
         counter_prev
             .replace((t, v))
-            .and_then(|p| counter_rate(p, (t, v)))?
+            .and_then(|p| counter_step(p, (t, v)))?
     } else {
-        v
+        (v, None)
     };
-    Some((value, detector.update(t, value)))
+    Some((value, detector.update_counted(t, value, count)))
 }
 
 /// A token bucket: at most `per_sec` series a second, bursts up to one second's worth.

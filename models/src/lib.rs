@@ -38,5 +38,5 @@ pub use secret::Secret;
 pub use selector::{MatchOp, Matcher, Selector};
 pub use series::{
     IdHashMap, IdHasher, METRIC_NAME_LABEL, STALE_NAN_BITS, SeriesHasher, SeriesId, SeriesMeta,
-    Source, counter_rate, is_counter, is_stale_nan,
+    Source, counter_rate, counter_step, is_counter, is_stale_nan,
 };

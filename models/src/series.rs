@@ -311,12 +311,43 @@ pub fn counter_rate(prev: (i64, f64), now: (i64, f64)) -> Option<f64> {
     Some(delta / dt)
 }
 
+/// A counter's step between two readings: its per-second rate (see [`counter_rate`]) and, when
+/// both readings are whole numbers, the number of events counted in between (a count the
+/// detector scores as one while few events happen per sample).
+pub fn counter_step(prev: (i64, f64), now: (i64, f64)) -> Option<(f64, Option<f64>)> {
+    let rate = counter_rate(prev, now)?;
+    let whole = |v: f64| v.fract() == 0.0 && v.abs() < 9.0e15;
+    let delta = if now.1 >= prev.1 {
+        now.1 - prev.1
+    } else {
+        now.1
+    };
+    let count = (whole(prev.1) && whole(now.1)).then_some(delta);
+    Some((rate, count))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn l(n: &str, v: &str) -> (String, String) {
         (n.to_owned(), v.to_owned())
+    }
+
+    #[test]
+    fn a_counter_of_whole_readings_counts_its_events() {
+        assert_eq!(
+            counter_step((0, 10.0), (15_000, 13.0)),
+            Some((0.2, Some(3.0)))
+        );
+        // A reset: the new reading is what was counted since.
+        assert_eq!(
+            counter_step((0, 10.0), (10_000, 2.0)),
+            Some((0.2, Some(2.0)))
+        );
+        // Seconds of CPU are not events.
+        assert_eq!(counter_step((0, 1.5), (10_000, 2.5)), Some((0.1, None)));
+        assert_eq!(counter_step((0, 1.0), (0, 2.0)), None);
     }
 
     #[test]
