@@ -136,8 +136,9 @@ fn runs_our_detector_and_writes_nab_results() {
 
 /// Floors under our held-out numbers on the shared corpus (leave-one-category-out: every choice
 /// made on the other categories), so that a change that loses accuracy fails here rather than in
-/// a later evaluation. They pin what the detector reaches today, below the targets
-/// (NAB standard 75, VUS-PR 0.40, AUC-PR 0.36), which the note tracks.
+/// a later evaluation. The ranking metrics assert the targets (VUS-PR 0.40, AUC-PR 0.36;
+/// held out today: 0.44 and 0.40, above POLY's 0.436 and 0.397 offline); NAB standard pins what
+/// the detector reaches today (65.6), below the target of 75, which the note tracks.
 #[test]
 fn our_detector_keeps_its_held_out_scores_on_the_shared_corpus() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -158,8 +159,8 @@ fn our_detector_keeps_its_held_out_scores_on_the_shared_corpus() {
     assert_eq!(folds.len(), 5, "one fold per category");
     let (std, vus, auc) = (get("/nab/standard"), get("/VUS-PR"), get("/AUC-PR"));
     assert!(std >= 65.0, "held-out NAB standard fell to {std}");
-    assert!(vus >= 0.38, "held-out VUS-PR fell to {vus}");
-    assert!(auc >= 0.35, "held-out AUC-PR fell to {auc}");
+    assert!(vus >= 0.40, "held-out VUS-PR fell to {vus}");
+    assert!(auc >= 0.36, "held-out AUC-PR fell to {auc}");
     // Random scores get VUS-PR ≈ 0.12 on these files: the score ranks.
     assert!(v["VUS-PR"].as_f64().expect("vus") > 0.3);
 }

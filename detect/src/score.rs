@@ -83,6 +83,10 @@ pub struct DetectorConfig {
     /// The history learns from values clipped to this many of its standard deviations: an
     /// anomaly does not make the next one look normal.
     pub rank_clip: f64,
+    /// The horizons average the raw surprise raised to this power: a few large surprises
+    /// outweigh many small ones (1: the plain mean). Raw surprise is below 1, so a higher
+    /// power leaves the everyday floor of small surprises near 0.
+    pub rank_power: f64,
     /// Sensitivity: the false alarms a series may raise per day on noise alone. With the
     /// series' own sampling interval (learnt from its timestamps) it sets the per-sample tail
     /// probability `sensitivity / samples per day` that alarms — the alert level of the
@@ -116,6 +120,7 @@ impl Default for DetectorConfig {
             rank_windows: [64.0, 256.0],
             rank_memory: [16.0, 4.0],
             rank_clip: 3.0,
+            rank_power: 4.0,
             sensitivity: 0.01,
         }
     }
@@ -313,6 +318,11 @@ impl RankState {
     /// z of the more unusual horizon (`None` while learning).
     fn update(&mut self, cfg: &DetectorConfig, raw: f64, seen: u64, learning: u64) -> Option<f64> {
         let mut z_max = f64::NEG_INFINITY;
+        let raw = if cfg.rank_power == 4.0 {
+            (raw * raw) * (raw * raw)
+        } else {
+            raw.powf(cfg.rank_power)
+        };
         for h in 0..2 {
             let m = cfg.rank_windows[h].max(1.0);
             let mut e = f64::from(self.mean[h]);
@@ -957,6 +967,31 @@ mod tests {
             assert!((back / p - 1.0).abs() < 1e-2, "{p}: z {z} gives {back}");
         }
         assert!((upper_quantile(0.5)).abs() < 1e-9);
+    }
+
+    /// With `rank_power` 4 one sample far off the expected (raw surprise 1) ranks above ten a
+    /// little off (0.3 each); with 1 (the plain mean) the ten win.
+    #[test]
+    fn the_rank_power_lets_one_large_surprise_outrank_many_small_ones() {
+        let z_after = |power: f64, burst: &[f64]| {
+            let cfg = DetectorConfig {
+                rank_power: power,
+                ..DetectorConfig::default()
+            };
+            let mut r = RankState::default();
+            let mut z = None;
+            // The everyday floor of small surprises.
+            for k in 0..5000u64 {
+                z = r.update(&cfg, if k % 2 == 0 { 0.05 } else { 0.1 }, k, 300);
+            }
+            for (k, &raw) in burst.iter().enumerate() {
+                z = r.update(&cfg, raw, 5000 + k as u64, 300);
+            }
+            z.expect("learnt")
+        };
+        let (one, ten) = ([1.0], [0.3; 10]);
+        assert!(z_after(4.0, &one) > z_after(4.0, &ten), "power 4");
+        assert!(z_after(1.0, &one) < z_after(1.0, &ten), "power 1");
     }
 
     #[test]

@@ -198,6 +198,12 @@ impl DetectConfig {
                 d.rank_windows, d.rank_memory
             ));
         }
+        if !(1.0..=16.0).contains(&d.rank_power) {
+            problems.push(format!(
+                "{prefix}.detector.rank_power = {}: must be between 1 and 16",
+                d.rank_power
+            ));
+        }
         if self.checkpoint_secs == 0 {
             problems.push(format!("{prefix}.checkpoint_secs: must be at least 1"));
         }
@@ -1227,12 +1233,17 @@ mod tests {
                 selector: "errors{".into(),
                 sensitivity: 0.0,
             }],
+            detector: DetectorConfig {
+                rank_power: 0.5,
+                ..DetectorConfig::default()
+            },
             ..DetectConfig::default()
         };
         let mut problems = Vec::new();
         bad.validate("detect", &mut problems);
-        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert_eq!(problems.len(), 3, "{problems:?}");
         assert!(problems[0].contains("sensitivity_overrides[0].selector"));
+        assert!(problems[2].contains("detect.detector.rank_power = 0.5"));
     }
 
     #[test]

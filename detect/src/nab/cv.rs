@@ -11,16 +11,20 @@ use serde::Serialize;
 use super::{Corpus, FileOutput, FileRanking, Scored, best_threshold, mean, normalize, score_file};
 use crate::DetectorConfig;
 
-/// The candidates the continuous score's parameters are chosen from: horizons and memory.
+/// The candidates the continuous score's parameters are chosen from: horizons, memory and the
+/// power of the surprise averaged.
 pub fn rank_grid(base: &DetectorConfig) -> Vec<DetectorConfig> {
     let mut out = Vec::new();
     for windows in [[32.0, 128.0], [64.0, 256.0], [128.0, 512.0]] {
         for memory in [[16.0, 4.0], [8.0, 8.0]] {
-            out.push(DetectorConfig {
-                rank_windows: windows,
-                rank_memory: memory,
-                ..*base
-            });
+            for power in [1.0, 2.0, 4.0] {
+                out.push(DetectorConfig {
+                    rank_windows: windows,
+                    rank_memory: memory,
+                    rank_power: power,
+                    ..*base
+                });
+            }
         }
     }
     out
@@ -39,6 +43,8 @@ pub struct Fold {
     pub rank_windows: [f64; 2],
     /// Their memory.
     pub rank_memory: [f64; 2],
+    /// The power of the surprise it averages.
+    pub rank_power: f64,
     /// Each profile's sensitivity chosen on the other categories.
     pub sensitivity: BTreeMap<String, f64>,
     /// Each profile's alarm threshold chosen on the other categories.
@@ -141,6 +147,7 @@ pub fn cross_validate(
             windows,
             rank_windows: grid[chosen].rank_windows,
             rank_memory: grid[chosen].rank_memory,
+            rank_power: grid[chosen].rank_power,
             sensitivity: BTreeMap::new(),
             thresholds: BTreeMap::new(),
             nab: BTreeMap::new(),
