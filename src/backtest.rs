@@ -51,7 +51,7 @@ pub fn run(a: BacktestArgs) -> anyhow::Result<()> {
         .collect();
     let counters: HashSet<u64> = metas
         .values()
-        .filter(|m| aiops_detect::stage::is_counter(&m.metric))
+        .filter(|m| aiops_models::is_counter(&m.metric))
         .map(|m| m.id.0)
         .collect();
     let keep = |id: u64| match (&selector, metas.get(&id)) {

@@ -37,7 +37,7 @@ pub fn run(a: TrainArgs) -> anyhow::Result<()> {
     let counters: HashSet<u64> = catalog
         .snapshot()
         .iter()
-        .filter(|m| aiops_detect::stage::is_counter(&m.metric))
+        .filter(|m| aiops_models::is_counter(&m.metric))
         .map(|m| m.id.0)
         .collect();
     let (_, last) = train::time_range(&parts)?.context("the archive's parts hold no samples")?;

@@ -584,9 +584,9 @@ impl ScalingState {
                     let mut past = Vec::new();
                     for m in catalog.select(&selector, usize::MAX) {
                         let samples = history(m.id, from, ts_ms - 1);
-                        if crate::stage::is_counter(&m.metric) {
+                        if aiops_models::is_counter(&m.metric) {
                             past.extend(samples.windows(2).filter_map(|w| {
-                                crate::stage::counter_rate(w[0], w[1]).map(|r| (w[1].0, m.id, r))
+                                aiops_models::counter_rate(w[0], w[1]).map(|r| (w[1].0, m.id, r))
                             }));
                         } else {
                             past.extend(samples.into_iter().map(|(t, v)| (t, m.id, v)));
