@@ -1,0 +1,130 @@
+//! The continuous score's state: the mean surprise over two horizons against its own history,
+//! the sampling interval, and a counter's counts.
+
+use serde::{Deserialize, Serialize};
+
+use super::tails::upper_quantile;
+use super::{DAY_MS, DetectorConfig};
+
+/// The state of the continuous score: for each horizon, the mean surprise and the exponentially
+/// weighted mean and variance of its history.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+pub struct RankState {
+    mean: [f32; 2],
+    hist_mean: [f32; 2],
+    hist_var: [f32; 2],
+    /// The previous sample's time (Unix ms) and the typical interval between samples (ms,
+    /// exponentially weighted; 0 unknown).
+    pub(super) last_ms: i64,
+    pub(super) interval_ms: f32,
+    /// A counter's counts, scored as counts while it counts few events per sample.
+    #[serde(default)]
+    pub(crate) count: crate::count::CountState,
+}
+
+/// [`RankState`] as checkpointed before counts were scored as counts (postcard: field for
+/// field); its counts start learning afresh.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub(crate) struct RankStateV1 {
+    mean: [f32; 2],
+    hist_mean: [f32; 2],
+    hist_var: [f32; 2],
+    last_ms: i64,
+    interval_ms: f32,
+}
+
+impl From<RankStateV1> for RankState {
+    fn from(r: RankStateV1) -> Self {
+        Self {
+            mean: r.mean,
+            hist_mean: r.hist_mean,
+            hist_var: r.hist_var,
+            last_ms: r.last_ms,
+            interval_ms: r.interval_ms,
+            count: Default::default(),
+        }
+    }
+}
+
+#[cfg(test)]
+impl From<RankState> for RankStateV1 {
+    fn from(r: RankState) -> Self {
+        Self {
+            mean: r.mean,
+            hist_mean: r.hist_mean,
+            hist_var: r.hist_var,
+            last_ms: r.last_ms,
+            interval_ms: r.interval_ms,
+        }
+    }
+}
+
+impl RankState {
+    /// Learns the sampling interval from a sample at `ts_ms`.
+    pub(super) fn observe_time(&mut self, ts_ms: i64) {
+        let dt = ts_ms - self.last_ms;
+        if self.last_ms != 0 && dt > 0 {
+            let dt = dt as f32;
+            self.interval_ms = if self.interval_ms > 0.0 {
+                self.interval_ms + 0.05 * (dt - self.interval_ms)
+            } else {
+                dt
+            };
+        }
+        self.last_ms = ts_ms;
+    }
+
+    /// The per-sample tail probability that raises `sensitivity` false alarms a day.
+    pub(super) fn alarm_p(&self, sensitivity: f64) -> f64 {
+        let per_day = if self.interval_ms > 0.0 {
+            (DAY_MS as f64 / f64::from(self.interval_ms)).max(1.0)
+        } else {
+            288.0
+        };
+        (sensitivity / per_day).clamp(1e-15, 0.5)
+    }
+
+    /// The deviation a single sample needs to alarm at `sensitivity` false alarms a day.
+    pub(super) fn alarm_z(&self, sensitivity: f64) -> f64 {
+        upper_quantile(self.alarm_p(sensitivity))
+    }
+
+    /// Learns `raw` (sample `seen`, learning for the first `learning`) and returns the one-sided
+    /// z of the more unusual horizon (`None` while learning).
+    pub(super) fn update(
+        &mut self,
+        cfg: &DetectorConfig,
+        raw: f64,
+        seen: u64,
+        learning: u64,
+    ) -> Option<f64> {
+        let mut z_max = f64::NEG_INFINITY;
+        let raw = if cfg.rank_power == 4.0 {
+            (raw * raw) * (raw * raw)
+        } else {
+            raw.powf(cfg.rank_power)
+        };
+        for h in 0..2 {
+            let m = cfg.rank_windows[h].max(1.0);
+            let mut e = f64::from(self.mean[h]);
+            e += (raw - e) / m;
+            let (mu, var) = (f64::from(self.hist_mean[h]), f64::from(self.hist_var[h]));
+            let sd = var.sqrt().max(1e-3);
+            z_max = z_max.max((e - mu) / sd);
+            let (a, x) = if seen < learning {
+                (1.0 / (seen as f64 + 1.0), e)
+            } else {
+                let lim = cfg.rank_clip * sd;
+                (
+                    1.0 / (cfg.rank_memory[h] * m).max(1.0),
+                    mu + (e - mu).clamp(-lim, lim),
+                )
+            };
+            let d = x - mu;
+            self.mean[h] = e as f32;
+            self.hist_mean[h] = (mu + a * d) as f32;
+            self.hist_var[h] = ((1.0 - a) * (var + a * d * d)) as f32;
+        }
+        (seen >= learning).then_some(z_max)
+    }
+}

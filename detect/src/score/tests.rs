@@ -1,0 +1,180 @@
+//! The detector's behaviour on made-up series: spikes, rest, routine, weeks, learning, the
+//! tails and the continuous score.
+
+use super::*;
+use proptest::prelude::*;
+
+fn noise(i: usize) -> f64 {
+    (((i * 7919) % 101) as f64 / 101.0 - 0.5) * 2.0
+}
+
+#[test]
+fn the_calm_constants_are_the_functions_at_zero_bit_for_bit() {
+    assert_eq!(TAIL_AT_0.to_bits(), tail_probability(0.0).to_bits());
+    let by_hand = (1.000_000_000_1 - (1.0 - tail_probability(0.0))).ln();
+    assert_eq!(LN_CALM_TAIL.to_bits(), by_hand.to_bits());
+}
+
+#[test]
+fn a_spike_after_learning_scores_high_and_noise_does_not() {
+    let mut d = Detector::new(DetectorConfig::default());
+    let mut max_quiet: f64 = 0.0;
+    for i in 0..1000 {
+        let s = d.update(i as i64 * 300_000, 100.0 + noise(i));
+        if i > 400 {
+            max_quiet = max_quiet.max(s.score);
+        }
+    }
+    let spike = d.update(1000 * 300_000, 160.0);
+    assert!(spike.score > 0.5, "{spike:?}");
+    assert!(max_quiet < 0.5, "{max_quiet}");
+}
+
+#[test]
+fn alerts_are_followed_by_rest() {
+    let mut d = Detector::new(DetectorConfig::default());
+    for i in 0..500 {
+        d.update(i as i64 * 300_000, 10.0 + noise(i));
+    }
+    // Far outside the range seen: an alert at once, then rest.
+    let first = d.update(500 * 300_000, 100.0);
+    assert_eq!(first.score, 1.0);
+    let second = d.update(501 * 300_000, 150.0);
+    assert_eq!(second.score, 0.0);
+}
+
+#[test]
+fn a_spike_at_the_same_time_every_day_becomes_routine() {
+    const STEP: i64 = 300_000; // 5 minutes: 288 samples a day
+    let run = |new_time_on_last_day: bool| {
+        let mut d = Detector::new(DetectorConfig::default());
+        let mut last = Scored::default();
+        for i in 0..288 * 8 {
+            let day = i / 288;
+            let spike_at = if day == 7 && new_time_on_last_day {
+                200
+            } else {
+                40
+            };
+            let v = if day >= 2 && i % 288 == spike_at {
+                12.0
+            } else {
+                1.0 + 0.1 * noise(i)
+            };
+            let s = d.update(i as i64 * STEP, v);
+            if day == 7 && i % 288 == spike_at {
+                last = s;
+            }
+        }
+        last
+    };
+    let routine = run(false);
+    let novel = run(true);
+    assert!(routine.raw <= 0.5 * novel.raw, "{routine:?} vs {novel:?}");
+    assert!(routine.score < novel.score, "{routine:?} vs {novel:?}");
+}
+
+#[test]
+fn nothing_scores_during_learning() {
+    let mut d = Detector::new(DetectorConfig::default());
+    for i in 0..300 {
+        assert_eq!(
+            d.update(i * 60_000, if i % 50 == 0 { 1e6 } else { 1.0 })
+                .score,
+            0.0
+        );
+    }
+}
+
+proptest! {
+    #[test]
+    fn scores_are_finite_and_in_unit_interval(values in prop::collection::vec(prop_oneof![
+        any::<f64>(), -1e12f64..1e12, Just(f64::NAN), Just(0.0)], 1..400)) {
+        let mut d = Detector::new(DetectorConfig { learning_samples: 10, ..DetectorConfig::default() });
+        for (i, v) in values.into_iter().enumerate() {
+            let s = d.update(i as i64 * 60_000, v);
+            prop_assert!(s.score.is_finite() && (0.0..=1.0).contains(&s.score), "{s:?}");
+            prop_assert!(s.raw.is_finite() || !v.is_finite(), "{s:?}");
+        }
+    }
+}
+
+/// Traffic with a daily shape whose weekends run at 40 %: a Wednesday that looks like a
+/// Sunday (a holiday) is an anomaly, the weekends themselves are not.
+#[test]
+fn a_weekday_like_a_weekend_is_found_and_weekends_are_routine() {
+    const STEP: i64 = 1_800_000; // 30 minutes: 48 samples a day
+    let traffic = |i: i64, holiday: bool| {
+        let t = i * STEP;
+        let hour = (t % DAY_MS) as f64 / 3_600_000.0;
+        // 1970-01-01 was a Thursday: days 2 and 3 of each week are the weekend.
+        let weekend = holiday || matches!((t / DAY_MS) % 7, 2 | 3);
+        let daily = 1000.0 + 800.0 * (std::f64::consts::PI * (hour - 4.0) / 24.0).sin().powi(2);
+        daily * if weekend { 0.4 } else { 1.0 } * (1.0 + 0.02 * noise(i as usize))
+    };
+    let mut d = Detector::new(DetectorConfig::default());
+    let weeks = 6 * 7 * 48;
+    let mut weekend_max: f64 = 0.0;
+    for i in 0..weeks {
+        let s = d.update(i * STEP, traffic(i, false));
+        if i > 4 * 7 * 48 {
+            weekend_max = weekend_max.max(s.score);
+        }
+    }
+    // The next Wednesday (day 6 of the week) is a holiday.
+    let mut holiday_max: f64 = 0.0;
+    for i in weeks..weeks + 7 * 48 {
+        let holiday = (i * STEP / DAY_MS) % 7 == 6;
+        let s = d.update(i * STEP, traffic(i, holiday));
+        if holiday {
+            holiday_max = holiday_max.max(s.score);
+        }
+    }
+    assert!(weekend_max < 0.5, "{weekend_max}");
+    assert!(holiday_max >= 0.5, "{holiday_max}");
+}
+
+#[test]
+fn the_upper_quantile_inverts_the_tail() {
+    for p in [0.4, 0.1, 0.02, 1e-3, 1e-5, 1e-9, 1e-14] {
+        let z = upper_quantile(p);
+        let back = ln_tail(z).exp();
+        // (the tail itself is Abramowitz–Stegun 7.1.26: a few per mille far out)
+        assert!((back / p - 1.0).abs() < 1e-2, "{p}: z {z} gives {back}");
+    }
+    assert!((upper_quantile(0.5)).abs() < 1e-9);
+}
+
+/// With `rank_power` 4 one sample far off the expected (raw surprise 1) ranks above ten a
+/// little off (0.3 each); with 1 (the plain mean) the ten win.
+#[test]
+fn the_rank_power_lets_one_large_surprise_outrank_many_small_ones() {
+    let z_after = |power: f64, burst: &[f64]| {
+        let cfg = DetectorConfig {
+            rank_power: power,
+            ..DetectorConfig::default()
+        };
+        let mut r = RankState::default();
+        let mut z = None;
+        // The everyday floor of small surprises.
+        for k in 0..5000u64 {
+            z = r.update(&cfg, if k % 2 == 0 { 0.05 } else { 0.1 }, k, 300);
+        }
+        for (k, &raw) in burst.iter().enumerate() {
+            z = r.update(&cfg, raw, 5000 + k as u64, 300);
+        }
+        z.expect("learnt")
+    };
+    let (one, ten) = ([1.0], [0.3; 10]);
+    assert!(z_after(4.0, &one) > z_after(4.0, &ten), "power 4");
+    assert!(z_after(1.0, &one) < z_after(1.0, &ten), "power 1");
+}
+
+#[test]
+fn state_is_small() {
+    assert!(
+        std::mem::size_of::<Detector>() <= 1024,
+        "{}",
+        std::mem::size_of::<Detector>()
+    );
+}
