@@ -133,7 +133,7 @@ pub fn router(state: AppState) -> Router {
     // `X-PagerDuty-Signature` itself).
     let open = OpenApiRouter::new()
         .routes(routes!(incidents::pagerduty_webhook))
-        .routes(routes!(incidents::openapi))
+        .routes(routes!(openapi::openapi))
         .routes(routes!(health::healthz))
         .routes(routes!(health::readyz));
     let (router, api) = OpenApiRouter::default()

@@ -341,6 +341,16 @@ fn components() -> Value {
         }, "schemas": schemas})
 }
 
+/// `GET /api/v1/openapi.json`.
+#[utoipa::path(get, path = "/api/v1/openapi.json", tag = "meta",
+    responses((status = 200, description = "This document (OpenAPI 3.1)", body = ref("#/components/schemas/Object"))),
+    security(()))]
+pub async fn openapi(
+    axum::Extension(doc): axum::Extension<std::sync::Arc<Value>>,
+) -> axum::Json<Value> {
+    axum::Json((*doc).clone())
+}
+
 #[cfg(test)]
 mod tests {
     use proptest::prelude::*;

@@ -15,6 +15,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::forecast::{ForecastConfig, Forecaster};
 
+mod load;
+#[cfg(test)]
+mod tests;
+
+pub use load::{LoadMerger, LoadMessage, LoadSample};
+
 /// Options of predictive scaling.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -163,32 +169,24 @@ pub struct ScalingValue {
 }
 
 /// Why a target has no value.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ScalingError {
     /// No such target (in that namespace).
+    #[error("no scaling target {0}")]
     Unknown(String),
     /// No load has arrived yet.
+    #[error("no load has arrived for {0} yet")]
     NoData(String),
     /// The load stopped arriving longer than `hold_secs` ago.
+    #[error(
+        "the load of {name} stopped arriving {age_secs}s ago (longer than the hold time); not guessing"
+    )]
     Expired {
         /// The target.
         name: String,
         /// Seconds since the last load sample.
         age_secs: i64,
     },
-}
-
-impl std::fmt::Display for ScalingError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            ScalingError::Unknown(n) => write!(f, "no scaling target {n}"),
-            ScalingError::NoData(n) => write!(f, "no load has arrived for {n} yet"),
-            ScalingError::Expired { name, age_secs } => write!(
-                f,
-                "the load of {name} stopped arriving {age_secs}s ago (longer than the hold time); not guessing"
-            ),
-        }
-    }
 }
 
 /// The state of one target.
@@ -294,154 +292,6 @@ pub struct ScalingState {
     /// Compiled selectors, in config order (not persisted).
     #[serde(skip)]
     selectors: Vec<Option<Selector>>,
-}
-
-/// One sample of a scaling target's member series (a rate for counters), as the detector
-/// workers of a Kafka deployment share them: every node sums the members of every partition,
-/// so each serves the whole load, not its partitions' share.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct LoadSample {
-    /// The target's name.
-    pub target: String,
-    /// The member series.
-    pub series: SeriesId,
-    /// Sample time, Unix ms.
-    pub ts_ms: i64,
-    /// The value (per-second rate for counters).
-    pub value: f64,
-}
-
-/// What a detector worker writes to the load topic for one samples partition: the member
-/// samples it just scored, and how far (in sample time) it has read the partition. Workers
-/// also send it without samples now and then, so a partition without members does not hold
-/// the others up.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct LoadMessage {
-    /// The newest sample time the worker has read from the partition.
-    pub watermark_ms: i64,
-    /// Member samples.
-    pub samples: Vec<LoadSample>,
-}
-
-/// Puts the member samples of several partitions back in time order before they are summed.
-///
-/// Partitions arrive at their own pace (a consumer reads a chunk of one partition's backlog,
-/// then of the next; a dead worker's partitions pause until another worker takes them over),
-/// and a step closes when a later sample arrives: summed as they come, a step would count only
-/// the partitions that happened to be ahead. So samples wait until every partition has passed
-/// their time (its watermark). A partition holds the others up while it has messages left to
-/// deliver, and — read to its end but behind, or with nothing yet — for `hold_ms` after it fell
-/// behind (or the merger started): long enough for a hand-over or a slow start; after that it is
-/// taken as gone quiet (or as carrying no members).
-#[derive(Debug)]
-pub struct LoadMerger {
-    partitions: HashMap<i32, Lane>,
-    hold_ms: i64,
-    /// Samples waiting, by time.
-    waiting: std::collections::BTreeMap<i64, Vec<LoadSample>>,
-}
-
-/// What the merger knows of one partition.
-#[derive(Debug, Clone, Copy)]
-struct Lane {
-    /// Newest sample time seen (None: nothing yet).
-    watermark: Option<i64>,
-    /// Read to its end.
-    at_end: bool,
-    /// Since when (wall clock, ms) others are ahead of it; None while it is not behind.
-    behind_since: Option<i64>,
-}
-
-impl LoadMerger {
-    /// A merger over `partitions` (each holds the others up until its first samples or its
-    /// end) that waits at most `hold_ms` for a partition that went quiet behind the others.
-    pub fn new(partitions: impl IntoIterator<Item = i32>, hold_ms: i64, now_ms: i64) -> Self {
-        let lane = Lane {
-            watermark: None,
-            at_end: false,
-            behind_since: Some(now_ms),
-        };
-        Self {
-            partitions: partitions.into_iter().map(|p| (p, lane)).collect(),
-            hold_ms,
-            waiting: Default::default(),
-        }
-    }
-
-    fn lane(&mut self, partition: i32, now_ms: i64) -> &mut Lane {
-        self.partitions.entry(partition).or_insert(Lane {
-            watermark: None,
-            at_end: false,
-            behind_since: Some(now_ms),
-        })
-    }
-
-    /// Takes one partition's message; returns the samples now safe to sum, oldest first.
-    pub fn push(&mut self, partition: i32, msg: LoadMessage, now_ms: i64) -> Vec<LoadSample> {
-        let samples = msg.samples;
-        let newest = samples
-            .iter()
-            .map(|s| s.ts_ms)
-            .chain([msg.watermark_ms])
-            .max();
-        let lane = self.lane(partition, now_ms);
-        lane.at_end = false;
-        if let Some(n) = newest {
-            lane.watermark = Some(lane.watermark.map_or(n, |w| w.max(n)));
-        }
-        for s in samples {
-            self.waiting.entry(s.ts_ms).or_default().push(s);
-        }
-        self.release(now_ms)
-    }
-
-    /// `partition` is read to its end.
-    pub fn at_end(&mut self, partition: i32, now_ms: i64) -> Vec<LoadSample> {
-        self.lane(partition, now_ms).at_end = true;
-        self.release(now_ms)
-    }
-
-    /// What may be summed now (a quiet partition's hold may have run out).
-    pub fn release(&mut self, now_ms: i64) -> Vec<LoadSample> {
-        let newest = self
-            .partitions
-            .values()
-            .filter_map(|l| l.watermark)
-            .max()
-            .unwrap_or(i64::MIN);
-        let mut until = i64::MAX;
-        for l in self.partitions.values_mut() {
-            if l.watermark.is_none_or(|w| w < newest) {
-                l.behind_since.get_or_insert(now_ms);
-            } else {
-                l.behind_since = None;
-            }
-            // Read to its end but behind (or nothing yet: at start, a partition's first
-            // samples may still be on their way): waited for, for a while.
-            let holds = !l.at_end
-                || l.behind_since
-                    .is_some_and(|since| now_ms - since < self.hold_ms);
-            if holds {
-                until = until.min(l.watermark.unwrap_or(i64::MIN));
-            }
-        }
-        if until == i64::MIN {
-            return Vec::new();
-        }
-        let later = match until.checked_add(1) {
-            Some(after) => self.waiting.split_off(&after),
-            None => Default::default(),
-        };
-        std::mem::replace(&mut self.waiting, later)
-            .into_values()
-            .flatten()
-            .collect()
-    }
-
-    /// Samples waiting for slower partitions.
-    pub fn waiting(&self) -> usize {
-        self.waiting.values().map(Vec::len).sum()
-    }
 }
 
 impl ScalingState {
@@ -711,268 +561,5 @@ impl ScalingState {
             updated_ms: seen_ms,
             for_ms,
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use std::sync::Arc;
-
-    use aiops_models::{SeriesCatalog, SeriesMeta, Source};
-
-    use super::*;
-
-    fn setup() -> (ScalingConfig, SeriesCatalog, Vec<SeriesId>) {
-        let cfg = ScalingConfig {
-            step_secs: 60,
-            stale_secs: 120,
-            hold_secs: 300,
-            min_history_steps: 3 * 1440,
-            targets: vec![ScalingTarget {
-                name: "checkout_rps".into(),
-                namespace: Some("shop".into()),
-                selector: r#"rps{service="checkout"}"#.into(),
-                labels: Default::default(),
-                capacity_per_pod: 10.0,
-                lead_secs: 600,
-                quantile: 0.9,
-            }],
-            ..ScalingConfig::default()
-        };
-        let catalog = SeriesCatalog::new();
-        let ids = ["a", "b"]
-            .iter()
-            .map(|pod| {
-                let meta = Arc::new(SeriesMeta::new(
-                    Source::Prometheus,
-                    "rps",
-                    [
-                        ("service".into(), "checkout".into()),
-                        ("pod".into(), (*pod).into()),
-                    ],
-                ));
-                catalog.insert(meta.clone());
-                meta.id
-            })
-            .collect();
-        (cfg, catalog, ids)
-    }
-
-    /// Per-pod load with a daily peak at noon.
-    fn load(t: i64) -> f64 {
-        let hour = (t % 86_400_000) as f64 / 3_600_000.0;
-        20.0 + 15.0 * (std::f64::consts::PI * hour / 24.0).sin().powi(4)
-    }
-
-    #[test]
-    fn serves_the_load_ahead_then_holds_then_refuses_and_never_zero() {
-        let (cfg, catalog, ids) = setup();
-        let mut s = ScalingState::default();
-        assert_eq!(
-            s.value(&cfg, "checkout_rps", Some("shop"), 0),
-            Err(ScalingError::NoData("checkout_rps".into()))
-        );
-        // Four days, then stop at 10:00 on the fifth, while the load is rising.
-        let end = 4 * 86_400_000 + 10 * 3_600_000;
-        let mut t = 0;
-        while t <= end {
-            for id in &ids {
-                s.observe(&cfg, &catalog, *id, t, load(t));
-            }
-            t += 60_000;
-        }
-        let v = s
-            .value(&cfg, "checkout_rps", Some("shop"), end)
-            .expect("value");
-        assert_eq!(v.mode, Mode::Predictive);
-        // Two pods; ten minutes ahead the load is higher than now, and served at least now's.
-        assert!(v.value >= v.current, "{v:?}");
-        assert!(v.value > 2.0 * load(end - 60_000), "{v:?}");
-        assert!(
-            (v.value - 2.0 * load(end + 600_000)).abs() < 3.0,
-            "{v:?} vs {}",
-            2.0 * load(end + 600_000)
-        );
-        assert_eq!(v.desired_replicas, (v.value / 10.0).ceil() as u64);
-        // Other namespaces do not see it; unknown names are unknown.
-        assert!(matches!(
-            s.value(&cfg, "checkout_rps", Some("other"), end),
-            Err(ScalingError::Unknown(_))
-        ));
-        // Quiet for five minutes: held at the last good value, flagged.
-        let held = s
-            .value(&cfg, "checkout_rps", Some("shop"), end + 300_000)
-            .expect("held");
-        assert_eq!(held.mode, Mode::Held);
-        assert!(held.stale && held.value == v.value, "{held:?}");
-        // Quiet for longer than the hold: refused, not zero.
-        assert!(matches!(
-            s.value(&cfg, "checkout_rps", Some("shop"), end + 900_000),
-            Err(ScalingError::Expired { .. })
-        ));
-    }
-
-    #[test]
-    fn reactive_until_warm_and_round_trips_a_checkpoint() {
-        let (cfg, catalog, ids) = setup();
-        let mut s = ScalingState::default();
-        for i in 0..30 {
-            s.observe(&cfg, &catalog, ids[0], i * 60_000, 5.0);
-        }
-        let v = s
-            .value(&cfg, "checkout_rps", None, 29 * 60_000)
-            .expect("value");
-        assert_eq!(
-            (v.mode, v.value, v.desired_replicas),
-            (Mode::Reactive, 5.0, 1)
-        );
-        let json = serde_json::to_string(&s).expect("serialise");
-        let mut back: ScalingState = serde_json::from_str(&json).expect("deserialise");
-        assert_eq!(back.value(&cfg, "checkout_rps", None, 29 * 60_000), Ok(v));
-    }
-
-    #[test]
-    fn a_new_target_is_warmed_from_its_members_history_and_forecasts_at_once() {
-        let (cfg, catalog, ids) = setup();
-        let end = 4 * 86_400_000 + 10 * 3_600_000;
-        let history = |_: SeriesId, from: i64, to: i64| -> Vec<(i64, f64)> {
-            (from.max(0) / 60_000..=to / 60_000)
-                .map(|m| (m * 60_000, load(m * 60_000)))
-                .collect()
-        };
-        let shared = crate::published::SharedScaling::default();
-        let first = [(end, ids[0], load(end)), (end, ids[1], load(end))];
-        let warmed = ScalingState::warm_new_targets(&shared, &cfg, &catalog, &first, &history);
-        assert_eq!(warmed.len(), 1);
-        let mut s = shared.lock();
-        s.insert_targets(warmed);
-        s.observe(&cfg, &catalog, ids[0], end, load(end));
-        s.observe(&cfg, &catalog, ids[1], end, load(end));
-        let st = &s.targets["checkout_rps"];
-        // Four days of one-minute steps, learnt before the first live sample.
-        assert!(
-            st.forecaster.seen() >= 4 * 1440 - 2,
-            "{}",
-            st.forecaster.seen()
-        );
-        s.observe(&cfg, &catalog, ids[0], end + 60_000, load(end + 60_000));
-        let v = s
-            .value(&cfg, "checkout_rps", Some("shop"), end + 60_000)
-            .expect("value");
-        assert_eq!(v.mode, Mode::Predictive);
-        // Both pods' history counted.
-        assert!((v.current - 2.0 * load(end)).abs() < 1.0, "{v:?}");
-    }
-
-    #[test]
-    fn partitions_read_one_after_another_sum_like_one_stream() {
-        let (cfg, catalog, ids) = setup();
-        let sample = |i: usize, m: i64| LoadSample {
-            target: "checkout_rps".into(),
-            series: ids[i],
-            ts_ms: m * 60_000,
-            value: 1.0 + i as f64,
-        };
-        let msg = |samples: Vec<LoadSample>| LoadMessage {
-            watermark_ms: samples.iter().map(|s| s.ts_ms).max().unwrap_or(0),
-            samples,
-        };
-        // In time order, as one process sees them.
-        let mut one = ScalingState::default();
-        for m in 0..30 {
-            for (i, id) in ids.iter().enumerate() {
-                one.observe(&cfg, &catalog, *id, m * 60_000, 1.0 + i as f64);
-            }
-        }
-        // Two partitions (one member each) read in chunks: partition 0 runs ten minutes ahead.
-        let hold = 120_000;
-        let mut merged = ScalingState::default();
-        let mut merger = LoadMerger::new([0, 1], hold, 0);
-        let apply = |ready: Vec<LoadSample>, st: &mut ScalingState| {
-            for s in ready {
-                st.observe_member(&cfg, &s);
-            }
-        };
-        for chunk in 0..3 {
-            for (p, i) in [(0, 0), (1, 1)] {
-                let part: Vec<LoadSample> = (chunk * 10..chunk * 10 + 10)
-                    .map(|m| sample(i, m))
-                    .collect();
-                apply(merger.push(p, msg(part), 0), &mut merged);
-            }
-        }
-        apply(merger.at_end(0, 0), &mut merged);
-        apply(merger.at_end(1, 0), &mut merged);
-        assert_eq!(merger.waiting(), 0);
-        let now = 29 * 60_000;
-        let (a, b) = (
-            one.value(&cfg, "checkout_rps", None, now).expect("one"),
-            merged
-                .value(&cfg, "checkout_rps", None, now)
-                .expect("merged"),
-        );
-        // Both members in every step: 1 + 2.
-        assert_eq!((a.current, b.current), (3.0, 3.0));
-        assert_eq!(
-            one.targets["checkout_rps"].forecaster.seen(),
-            merged.targets["checkout_rps"].forecaster.seen()
-        );
-        // At start, a partition with nothing yet is waited for (its worker may be slower to
-        // start), for the hold time at most.
-        let mut fresh = LoadMerger::new([0, 1], hold, 0);
-        assert!(fresh.at_end(1, 0).is_empty());
-        assert!(fresh.push(0, msg(vec![sample(0, 0)]), 1_000).is_empty());
-        assert!(fresh.at_end(0, 1_000).is_empty());
-        assert_eq!(fresh.release(hold).len(), 1);
-        // Partition 1's worker dies (both were quiet for a while before): partition 0 goes on
-        // alone and waits for it...
-        let mut wall = 10 * hold;
-        for m in 30..35 {
-            apply(merger.push(0, msg(vec![sample(0, m)]), wall), &mut merged);
-            apply(merger.at_end(0, wall), &mut merged);
-            wall += 10_000;
-        }
-        assert_eq!(merger.waiting(), 5);
-        // ... until its new owner delivers the backlog: every step still has both members.
-        let backlog = (30..35).map(|m| sample(1, m)).collect();
-        apply(merger.push(1, msg(backlog), wall), &mut merged);
-        apply(merger.at_end(1, wall), &mut merged);
-        assert_eq!(merger.waiting(), 0);
-        apply(merger.push(0, msg(vec![sample(0, 35)]), wall), &mut merged);
-        let v = merged
-            .value(&cfg, "checkout_rps", None, 35 * 60_000)
-            .expect("merged");
-        assert_eq!(v.current, 3.0);
-        // A partition quiet for longer than the hold holds nobody up any more...
-        assert_eq!(merger.release(wall + hold).len(), 1);
-        // ... and one whose worker says how far it has read (no members there) at once.
-        let mut lanes = LoadMerger::new([0, 1], hold, 0);
-        assert!(lanes.push(0, msg(vec![sample(0, 1)]), 0).is_empty());
-        let heartbeat = LoadMessage {
-            watermark_ms: 60_000,
-            samples: Vec::new(),
-        };
-        assert_eq!(lanes.push(1, heartbeat, 0).len(), 1);
-    }
-
-    #[test]
-    fn validation_names_every_problem() {
-        let (mut cfg, _, _) = setup();
-        cfg.targets.push(ScalingTarget {
-            name: "Bad Name".into(),
-            namespace: None,
-            selector: "rps{".into(),
-            labels: Default::default(),
-            capacity_per_pod: 0.0,
-            lead_secs: 60,
-            quantile: 0.7,
-        });
-        let mut p = Vec::new();
-        cfg.validate("detect.scaling", &mut p);
-        assert_eq!(p.len(), 4, "{p:?}");
-        assert!(
-            p.iter().all(|m| m.starts_with("detect.scaling.targets[1]")),
-            "{p:?}"
-        );
     }
 }
