@@ -12,7 +12,6 @@ mod eval;
 mod models;
 mod serve;
 mod train;
-mod worker;
 
 use clap::Parser;
 use tokio_util::sync::CancellationToken;

@@ -128,7 +128,7 @@ pub async fn serve(
         ));
         let (archive_tx, archive_rx) = cfg.transport.build();
         let stage = stage.spawn(archive_rx);
-        let worker = crate::worker::Worker {
+        let worker = aiops_cluster::Worker {
             cfg: kcfg,
             detect: cfg.detect.clone(),
             catalog: catalog.clone(),
@@ -269,7 +269,7 @@ pub async fn serve(
                 let (producer, topic) = (producer.clone(), topic.clone());
                 let key = format!(
                     "{}{}-{}-{}",
-                    crate::worker::COMMAND_KEY_PREFIX,
+                    aiops_cluster::COMMAND_KEY_PREFIX,
                     std::process::id(),
                     jiff::Timestamp::now().as_millisecond(),
                     seq.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
@@ -314,7 +314,7 @@ pub async fn serve(
     let incident_feed = incident_producer.map(|producer| {
         spawn_reporting(
             "The incident feed stopped.",
-            crate::worker::run_incident_feed(
+            aiops_cluster::run_incident_feed(
                 kcfg.clone(),
                 producer,
                 incidents.clone(),
@@ -326,7 +326,7 @@ pub async fn serve(
     let incident_mirror = kafka.then(|| {
         spawn_reporting(
             "The incident mirror stopped; this node shows only its own incidents.",
-            crate::worker::run_incident_mirror(
+            aiops_cluster::run_incident_mirror(
                 kcfg.clone(),
                 incidents.clone(),
                 worker_cancel.clone(),
@@ -336,7 +336,7 @@ pub async fn serve(
     let scaling_feed = (kafka && !cfg.detect.scaling.targets.is_empty()).then(|| {
         spawn_reporting(
             "The load feed stopped; scaling targets are not served from every partition.",
-            crate::worker::run_scaling_feed(
+            aiops_cluster::run_scaling_feed(
                 kcfg.clone(),
                 cfg.detect.scaling.clone(),
                 detect_state.clone(),
@@ -524,9 +524,9 @@ pub async fn serve(
 }
 
 /// Runs a background task of the Kafka deployment; if it fails, logs `what` stops working.
-fn spawn_reporting(
+fn spawn_reporting<E: std::fmt::Display>(
     what: &'static str,
-    task: impl std::future::Future<Output = anyhow::Result<()>> + Send + 'static,
+    task: impl std::future::Future<Output = Result<(), E>> + Send + 'static,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         if let Err(e) = task.await {
