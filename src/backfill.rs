@@ -3,10 +3,11 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use aiops_ingest::TransportConfig;
 use aiops_ingest::appinsights::{self, AppInsightsClient};
 use aiops_ingest::archive::{Archive, ArchiveConfig};
 use aiops_ingest::prometheus_api::{self, PromClient, PullRange};
-use aiops_ingest::transport::{BatchSender, TransportConfig};
+use aiops_ingest::transport::BatchSender;
 use aiops_ingest::{
     AppInsightsAuth, AppInsightsMetric, AppInsightsSourceConfig, Auth, IngestMetrics, KqlQuery,
     PrometheusSourceConfig, PullSummary,

@@ -253,8 +253,9 @@ fn bench_batches(
 /// `aiops bench kafka`: the same batches through the in-memory transport and through the
 /// broker (encode → produce, acks=all → consume → decode), samples per second of each.
 async fn kafka(a: KafkaBenchArgs) -> anyhow::Result<()> {
+    use aiops_ingest::TransportConfig;
     use aiops_ingest::kafka::{KafkaConfig, decode_message, produce_batch};
-    use aiops_ingest::transport::{Envelope, TransportConfig};
+    use aiops_ingest::transport::Envelope;
     use rdkafka::consumer::{BaseConsumer, Consumer};
     use rdkafka::message::Message;
     let (catalog, batches) = bench_batches(a.series, a.samples_per_series, a.batches);

@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 
 use aiops_api::ApiConfig;
 use aiops_detect::DetectConfig;
+use aiops_ingest::TransportConfig;
 use aiops_ingest::archive::ArchiveConfig;
-use aiops_ingest::transport::TransportConfig;
 use aiops_ingest::{AppInsightsSourceConfig, PrometheusSourceConfig};
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
@@ -122,8 +122,8 @@ impl Config {
         brokers: Option<String>,
     ) -> Result<Self, ConfigError> {
         match bus {
-            Some("kafka") => self.transport.kind = aiops_ingest::transport::TransportKind::Kafka,
-            Some("memory") => self.transport.kind = aiops_ingest::transport::TransportKind::Memory,
+            Some("kafka") => self.transport.kind = aiops_ingest::TransportKind::Kafka,
+            Some("memory") => self.transport.kind = aiops_ingest::TransportKind::Memory,
             _ => {}
         }
         if let Some(b) = brokers {

@@ -2,9 +2,9 @@ use std::sync::Arc;
 
 use aiops_ingest::IngestMetrics;
 use aiops_ingest::SourceStates;
+use aiops_ingest::TransportConfig;
 use aiops_ingest::archive::{Archive, ArchiveConfig};
 use aiops_ingest::remote_write::{MetricMetadata, TimeSeries, WriteRequest, encode_write_request};
-use aiops_ingest::transport::TransportConfig;
 use aiops_models::SeriesCatalog;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};

@@ -1,5 +1,5 @@
 //! Configuration of the ingest sources. (The archive and transport keep theirs next to their
-//! code: [`crate::archive::ArchiveConfig`], [`crate::transport::TransportConfig`].)
+//! code: [`crate::archive::ArchiveConfig`], [`crate::bus::TransportConfig`].)
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

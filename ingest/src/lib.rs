@@ -17,6 +17,7 @@
 
 pub mod appinsights;
 pub mod archive;
+pub mod bus;
 mod config;
 mod error;
 pub mod http;
@@ -28,6 +29,7 @@ pub mod simulate;
 mod sources;
 pub mod transport;
 
+pub use bus::{TransportConfig, TransportKind};
 pub use config::{
     AppInsightsAuth, AppInsightsMetric, AppInsightsSourceConfig, Auth, KqlQuery,
     PrometheusSourceConfig, parse_iso_duration,

@@ -1,92 +1,34 @@
 //! The transport seam between sources and the stages after them.
 //!
 //! Sources hand [`Envelope`]s to a [`BatchSender`]; the archive stage takes them from a
-//! [`BatchReceiver`], makes them durable and fires each envelope's [`Ack`]. Only this module
-//! knows what carries the envelopes: today a bounded in-process channel (`memory`), later a
-//! Kafka topic, without touching sources or stages.
+//! [`BatchReceiver`], makes them durable and fires each envelope's [`Ack`]. Sources and stages
+//! see only this seam: behind it a bounded in-process channel (`memory`), or that channel to
+//! the Kafka forwarder (`kafka`, [`crate::kafka`]); which one is the `[transport]` section
+//! ([`crate::bus::TransportConfig`]).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use aiops_models::SampleBatch;
-use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 
-/// How batches travel from sources to stages.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TransportConfig {
-    /// `memory`: a bounded in-process channel (the default; one machine).
-    #[serde(default = "default_kind")]
-    pub kind: TransportKind,
-    /// Batches that may wait in the channel. When it is full, remote_write answers 503 (the
-    /// sender retries) and pullers wait.
-    #[serde(default = "default_capacity")]
-    pub capacity: usize,
-    /// With `kind = "kafka"`: brokers, topics, group, security (see [`crate::kafka`]).
-    #[serde(default)]
-    pub kafka: crate::kafka::KafkaConfig,
-}
-
-/// Transport implementations.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum TransportKind {
-    /// Bounded in-process channel.
-    Memory,
-    /// Kafka topics: ingest on any node, detector workers in a consumer group.
-    Kafka,
-}
-
-fn default_kind() -> TransportKind {
-    TransportKind::Memory
-}
-fn default_capacity() -> usize {
-    256
-}
-
-impl Default for TransportConfig {
-    fn default() -> Self {
-        Self {
-            kind: default_kind(),
-            capacity: default_capacity(),
-            kafka: Default::default(),
-        }
-    }
-}
-
-impl TransportConfig {
-    /// Problems with the values, each naming its key.
-    pub fn validate(&self, prefix: &str, problems: &mut Vec<String>) {
-        if !(1..=1_000_000).contains(&self.capacity) {
-            problems.push(format!(
-                "{prefix}.capacity = {}: must be between 1 and 1000000",
-                self.capacity
-            ));
-        }
-        if self.kind == TransportKind::Kafka {
-            self.kafka.validate(&format!("{prefix}.kafka"), problems);
-        }
-    }
-
-    /// Opens the in-process hop: to the archive (`memory`), or to the Kafka forwarder
-    /// (`kafka`, see [`crate::kafka::run_forwarder`]).
-    pub fn build(&self) -> (BatchSender, BatchReceiver) {
-        let (tx, rx) = mpsc::channel(self.capacity);
-        let clock = Arc::new(QueueClock {
-            origin: Instant::now(),
-            last_delay_ms: AtomicU64::new(0),
-            last_recv_ms: AtomicU64::new(0),
-        });
-        (
-            BatchSender {
-                tx,
-                clock: clock.clone(),
-            },
-            BatchReceiver { rx, clock },
-        )
-    }
+/// Opens the in-process hop of `capacity` batches: to the archive (`memory`), or to the Kafka
+/// forwarder (`kafka`, see [`crate::kafka::run_forwarder`]).
+pub fn channel(capacity: usize) -> (BatchSender, BatchReceiver) {
+    let (tx, rx) = mpsc::channel(capacity);
+    let clock = Arc::new(QueueClock {
+        origin: Instant::now(),
+        last_delay_ms: AtomicU64::new(0),
+        last_recv_ms: AtomicU64::new(0),
+    });
+    (
+        BatchSender {
+            tx,
+            clock: clock.clone(),
+        },
+        BatchReceiver { rx, clock },
+    )
 }
 
 /// Why a batch could not be made durable. Retrying later may succeed.
@@ -257,12 +199,7 @@ mod tests {
 
     #[tokio::test]
     async fn try_send_reports_full_and_ack_reaches_sender() {
-        let (tx, mut rx) = TransportConfig {
-            kind: TransportKind::Memory,
-            capacity: 1,
-            ..TransportConfig::default()
-        }
-        .build();
+        let (tx, mut rx) = channel(1);
         let (env, waiter) = Envelope::with_ack(SampleBatch::empty());
         tx.try_send(env).expect("room for one");
         let err = tx.try_send(Envelope {
@@ -277,7 +214,7 @@ mod tests {
 
     #[tokio::test]
     async fn queue_delay_grows_while_nothing_is_taken_and_resets_when_drained() {
-        let (tx, mut rx) = TransportConfig::default().build();
+        let (tx, mut rx) = channel(256);
         assert_eq!(tx.delay_ms(), 0, "an empty queue is never late");
         tx.try_send(Envelope {
             batch: SampleBatch::empty(),

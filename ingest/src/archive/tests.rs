@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use super::background::enforce_retention;
 use super::*;
-use crate::transport::{TransportConfig, TransportKind};
+use crate::bus::{TransportConfig, TransportKind};
 use std::sync::atomic::AtomicBool;
 
 pub(super) fn cfg(dir: &Path) -> ArchiveConfig {
