@@ -29,8 +29,11 @@
 //! (`aiops archive verify|repair`).
 
 mod background;
+mod catalog;
 pub mod check;
+mod config;
 mod damage;
+mod files;
 pub(crate) mod integrity;
 mod merge;
 mod order;
@@ -41,124 +44,30 @@ mod stage;
 pub(crate) mod wal;
 
 use std::collections::BTreeMap;
-use std::fs::{self, File, OpenOptions};
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::fs::{self, File};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use aiops_models::{IdHashMap, SampleBatch, SeriesCatalog, SeriesId, SeriesMeta};
-use serde::{Deserialize, Serialize};
-use tracing::{info, warn};
+use aiops_models::{IdHashMap, SampleBatch, SeriesCatalog, SeriesId};
+use serde::Serialize;
+use tracing::info;
 
 use integrity::{PartCatalog, Quarantine};
 use stage::open_segment;
 
 use crate::{IngestError, IngestMetrics};
 
+use catalog::{CatalogLine, apply_to_catalog, load_catalog};
+pub use config::ArchiveConfig;
 pub use damage::Probe;
+pub use files::{VerifiedParts, part_files, part_stats, read_catalog, verified_part_files};
+use files::{
+    list_parts, list_seqs, part_path, range_path, remove_interrupted, sync_dir, take_lock, wal_path,
+};
 pub use part::{FRESH_ZSTD_LEVEL, PartInfo, write_part, writer_properties as part_properties};
 use read::{IdBloom, Wanted};
 pub use wal::RecordFormat;
-
-/// Where and how the archive keeps data.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct ArchiveConfig {
-    /// Directory of the archive (created if missing). One process owns it at a time.
-    pub data_dir: PathBuf,
-    /// A WAL segment is sealed (and later compacted to Parquet) when it, or its samples in the
-    /// in-memory head, reach this size.
-    pub segment_max_bytes: u64,
-    /// ... or at this age, whichever comes first.
-    pub segment_max_secs: u64,
-    /// `fdatasync` every group commit before acknowledging. Turning it off survives a process
-    /// crash but not a power loss.
-    pub fsync: bool,
-    /// Parts whose newest sample is older than this are deleted.
-    pub retention_secs: u64,
-    /// Oldest parts are deleted while the archive is larger than this.
-    pub retention_max_bytes: u64,
-    /// How often retention runs.
-    pub retention_check_secs: u64,
-    /// Largest group commit, in encoded bytes.
-    pub group_commit_max_bytes: usize,
-    /// Parts of similar size merged into one at a time (0: never merge). Merged parts compress
-    /// better (longer runs per series) and keep the number of files a read opens small.
-    pub merge_fan_in: usize,
-    /// Merging stops at parts of about this many samples.
-    pub merge_max_rows: u64,
-    /// Check every part's whole file against its checksum after opening, in the background
-    /// (reads check the row groups they decode in any case).
-    pub verify_on_open: bool,
-    /// Ready (`/readyz`) only while the file system of `data_dir` has this much free space.
-    pub min_free_bytes: u64,
-}
-
-impl Default for ArchiveConfig {
-    fn default() -> Self {
-        Self {
-            data_dir: PathBuf::from("./data"),
-            segment_max_bytes: 32 << 20,
-            segment_max_secs: 600,
-            fsync: true,
-            retention_secs: 15 * 24 * 3600,
-            retention_max_bytes: 10 << 30,
-            retention_check_secs: 60,
-            group_commit_max_bytes: 8 << 20,
-            merge_fan_in: 8,
-            merge_max_rows: 200_000_000,
-            verify_on_open: true,
-            min_free_bytes: 256 << 20,
-        }
-    }
-}
-
-impl ArchiveConfig {
-    /// Problems with the values, each naming its key.
-    pub fn validate(&self, prefix: &str, problems: &mut Vec<String>) {
-        if self.data_dir.as_os_str().is_empty() {
-            problems.push(format!("{prefix}.data_dir: must not be empty"));
-        }
-        if self.segment_max_bytes < (1 << 20) {
-            problems.push(format!(
-                "{prefix}.segment_max_bytes = {}: must be at least 1048576",
-                self.segment_max_bytes
-            ));
-        }
-        if self.segment_max_secs == 0 {
-            problems.push(format!("{prefix}.segment_max_secs: must be at least 1"));
-        }
-        if self.retention_secs < 60 {
-            problems.push(format!(
-                "{prefix}.retention_secs = {}: must be at least 60",
-                self.retention_secs
-            ));
-        }
-        if self.retention_max_bytes < self.segment_max_bytes {
-            problems.push(format!(
-                "{prefix}.retention_max_bytes = {}: must be at least segment_max_bytes ({})",
-                self.retention_max_bytes, self.segment_max_bytes
-            ));
-        }
-        if self.retention_check_secs == 0 {
-            problems.push(format!("{prefix}.retention_check_secs: must be at least 1"));
-        }
-        if self.merge_fan_in == 1 || self.merge_fan_in > 64 {
-            problems.push(format!(
-                "{prefix}.merge_fan_in = {}: must be 0 (no merging) or between 2 and 64",
-                self.merge_fan_in
-            ));
-        }
-        if !(64 << 10..=1 << 30).contains(&self.group_commit_max_bytes) {
-            problems.push(format!(
-                "{prefix}.group_commit_max_bytes = {}: must be between 65536 and 1073741824",
-                self.group_commit_max_bytes
-            ));
-        }
-    }
-}
 
 /// A WAL segment's contents kept in memory until it is compacted, so reads need no disk. Each
 /// batch has a Bloom filter of its series, so a read of one series skips most batches.
@@ -249,113 +158,6 @@ fn now_ms() -> i64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
-}
-
-fn wal_path(dir: &Path, seq: u64) -> PathBuf {
-    dir.join("wal").join(format!("{seq:016}.wal"))
-}
-
-fn part_path(dir: &Path, seq: u64) -> PathBuf {
-    dir.join("parts").join(format!("{seq:016}.parquet"))
-}
-
-/// The path of a part holding segments `first..=last` (merged when they differ).
-fn range_path(dir: &Path, first: u64, last: u64) -> PathBuf {
-    if first == last {
-        part_path(dir, last)
-    } else {
-        dir.join("parts")
-            .join(format!("{first:016}-{last:016}.parquet"))
-    }
-}
-
-/// Parts in `dir/parts` as (first segment, last segment, path), by first segment. Read-only:
-/// offline readers (`aiops train`, `aiops archive verify`) call it beside a serving process.
-fn list_parts(dir: &Path) -> Result<Vec<(u64, u64, PathBuf)>, IngestError> {
-    let parts = dir.join("parts");
-    let mut out = Vec::new();
-    for entry in fs::read_dir(&parts).map_err(IngestError::io("list", &parts))? {
-        let path = entry.map_err(IngestError::io("list", &parts))?.path();
-        if path.extension().and_then(|e| e.to_str()) != Some("parquet") {
-            continue;
-        }
-        let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("");
-        let range = match stem.split_once('-') {
-            Some((a, b)) => a.parse().ok().zip(b.parse().ok()),
-            None => stem.parse().ok().map(|s| (s, s)),
-        };
-        if let Some((first, last)) = range {
-            out.push((first, last, path));
-        }
-    }
-    out.sort_by_key(|p| (p.0, std::cmp::Reverse(p.1)));
-    Ok(out)
-}
-
-/// Sequence numbers of files named `<seq>.<ext>` in `dir`.
-fn list_seqs(dir: &Path, ext: &str) -> Result<Vec<u64>, IngestError> {
-    let mut out = Vec::new();
-    for entry in fs::read_dir(dir).map_err(IngestError::io("list", dir))? {
-        let path = entry.map_err(IngestError::io("list", dir))?.path();
-        if path.extension().and_then(|e| e.to_str()) == Some(ext)
-            && let Some(seq) = path
-                .file_stem()
-                .and_then(|s| s.to_str())
-                .and_then(|s| s.parse().ok())
-        {
-            out.push(seq);
-        }
-    }
-    out.sort_unstable();
-    Ok(out)
-}
-
-/// Removes the temporary files of compactions and merges a crash interrupted (their inputs
-/// are still there). Only the process that holds the directory's lock may: for anyone else
-/// they are the work in progress of the owner.
-fn remove_interrupted(dir: &Path) -> Result<(), IngestError> {
-    for sub in ["parts", "wal"] {
-        let d = dir.join(sub);
-        for entry in fs::read_dir(&d).map_err(IngestError::io("list", &d))? {
-            let path = entry.map_err(IngestError::io("list", &d))?.path();
-            if path.extension().and_then(|e| e.to_str()) == Some("tmp") {
-                fs::remove_file(&path).map_err(IngestError::io("remove", &path))?;
-            }
-        }
-    }
-    Ok(())
-}
-
-/// Takes the directory's lock (flock on `LOCK`): one process owns an archive at a time.
-/// Held until the returned file is dropped.
-fn take_lock(dir: &Path) -> Result<File, IngestError> {
-    let lock_path = dir.join("LOCK");
-    let lock = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock_path)
-        .map_err(IngestError::io("open", &lock_path))?;
-    if lock.try_lock().is_err() {
-        return Err(IngestError::DataDirLocked {
-            dir: dir.to_owned(),
-            lock: lock_path,
-        });
-    }
-    Ok(lock)
-}
-
-fn sync_dir(dir: &Path) -> Result<(), IngestError> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(IngestError::io("fsync directory", dir))
-}
-
-#[derive(Serialize, Deserialize)]
-#[serde(untagged)]
-enum CatalogLine {
-    Series(SeriesMeta),
-    Stale { stale: SeriesId, timestamp_ms: i64 },
 }
 
 impl Archive {
@@ -712,112 +514,6 @@ fn newest_write_wins(samples: &mut Vec<(i64, f64)>) {
             false
         }
     });
-}
-
-/// The series the archive in `dir` has compacted, read without opening (or locking) it: for
-/// offline jobs such as `aiops train` that may run beside a serving process.
-pub fn read_catalog(dir: &Path) -> Result<SeriesCatalog, IngestError> {
-    let catalog = SeriesCatalog::new();
-    load_catalog(
-        &dir.join("catalog.jsonl"),
-        &catalog,
-        &mut IdHashMap::default(),
-    )?;
-    Ok(catalog)
-}
-
-/// Parts, samples in them and their bytes on disk, read from the footers of the archive in
-/// `dir` (for benchmarks and sizing).
-pub fn part_stats(dir: &Path) -> Result<(usize, u64, u64), IngestError> {
-    let (mut parts, mut rows, mut bytes) = (0, 0, 0);
-    let sums = PartCatalog::new(dir).load()?;
-    for (first, last, path) in list_parts(dir)? {
-        let info = damage::open_part(first, last, &path, &sums)
-            .map_err(|reason| IngestError::ArchiveCorrupt { path, reason })?;
-        parts += 1;
-        rows += info.rows;
-        bytes += info.bytes;
-    }
-    Ok((parts, rows, bytes))
-}
-
-/// The Parquet parts of the archive in `dir`, oldest first.
-pub fn part_files(dir: &Path) -> Result<Vec<PathBuf>, IngestError> {
-    Ok(list_parts(dir)?.into_iter().map(|p| p.2).collect())
-}
-
-/// The parts of the archive in `dir` that pass their whole-file checksum (or have none
-/// recorded yet), oldest first, and those that fail with why: for offline readers that decode
-/// parts with another Parquet reader (`aiops train` with polars), which would not know our
-/// checksums. Reads every part once; safe beside a serving process.
-pub fn verified_part_files(dir: &Path) -> Result<VerifiedParts, IngestError> {
-    let sums = PartCatalog::new(dir).load()?;
-    let mut out = VerifiedParts::default();
-    for (_, _, path) in list_parts(dir)? {
-        match damage::recorded(&sums, &path).map(|s| integrity::verify_file(&path, s)) {
-            Some(Err(reason)) if path.exists() => out.damaged.push((path, reason)),
-            // Merged or expired meanwhile.
-            Some(Err(_)) => {}
-            Some(Ok(())) | None => out.sound.push(path),
-        }
-    }
-    Ok(out)
-}
-
-/// What [`verified_part_files`] found.
-#[derive(Debug, Default)]
-pub struct VerifiedParts {
-    /// Parts to read.
-    pub sound: Vec<PathBuf>,
-    /// Parts whose bytes no longer match their checksum, with why.
-    pub damaged: Vec<(PathBuf, String)>,
-}
-
-fn load_catalog(
-    path: &Path,
-    catalog: &SeriesCatalog,
-    stale: &mut IdHashMap<i64>,
-) -> Result<(), IngestError> {
-    let file = match File::open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(IngestError::io("open", path)(e)),
-    };
-    for (n, line) in BufReader::new(file).lines().enumerate() {
-        let line = line.map_err(IngestError::io("read", path))?;
-        match serde_json::from_str::<CatalogLine>(&line) {
-            Ok(CatalogLine::Series(meta)) => {
-                catalog.insert(Arc::new(meta));
-            }
-            Ok(CatalogLine::Stale {
-                stale: id,
-                timestamp_ms,
-            }) => {
-                stale.insert(id, timestamp_ms);
-            }
-            Err(e) => {
-                // A torn last line after a crash: the segment it came from is still in the WAL.
-                warn!(path = %path.display(), line = n + 1, error = %e, "Skipping unreadable catalog line.");
-            }
-        }
-    }
-    Ok(())
-}
-
-fn apply_to_catalog(catalog: &SeriesCatalog, stale: &mut IdHashMap<i64>, b: &SampleBatch) {
-    for meta in &b.new_series {
-        catalog.insert(meta.clone());
-    }
-    for m in &b.stale {
-        stale.insert(m.series_id, m.timestamp_ms);
-    }
-    if !stale.is_empty() {
-        for (&id, &ts) in b.series_ids().iter().zip(b.timestamps()) {
-            if stale.get(&SeriesId(id)).is_some_and(|&s| ts > s) {
-                stale.remove(&SeriesId(id));
-            }
-        }
-    }
 }
 
 impl Shared {

@@ -1,4 +1,7 @@
-use aiops_models::{SampleBatchBuilder, Source};
+use std::fs::OpenOptions;
+use std::path::Path;
+
+use aiops_models::{SampleBatchBuilder, SeriesMeta, Source};
 
 use std::io::Write;
 use std::time::Duration;
