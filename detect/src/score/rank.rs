@@ -61,6 +61,7 @@ impl From<RankState> for RankStateV1 {
 
 impl RankState {
     /// Learns the sampling interval from a sample at `ts_ms`.
+    #[inline]
     pub(super) fn observe_time(&mut self, ts_ms: i64) {
         let dt = ts_ms - self.last_ms;
         if self.last_ms != 0 && dt > 0 {
@@ -75,6 +76,7 @@ impl RankState {
     }
 
     /// The per-sample tail probability that raises `sensitivity` false alarms a day.
+    #[inline]
     pub(super) fn alarm_p(&self, sensitivity: f64) -> f64 {
         let per_day = if self.interval_ms > 0.0 {
             (DAY_MS as f64 / f64::from(self.interval_ms)).max(1.0)
@@ -85,12 +87,14 @@ impl RankState {
     }
 
     /// The deviation a single sample needs to alarm at `sensitivity` false alarms a day.
+    #[inline]
     pub(super) fn alarm_z(&self, sensitivity: f64) -> f64 {
         upper_quantile(self.alarm_p(sensitivity))
     }
 
     /// Learns `raw` (sample `seen`, learning for the first `learning`) and returns the one-sided
     /// z of the more unusual horizon (`None` while learning).
+    #[inline]
     pub(super) fn update(
         &mut self,
         cfg: &DetectorConfig,

@@ -2,6 +2,7 @@
 //! `exp`/`ln` where a constant does.
 
 /// The natural log of the upper Gaussian tail probability at `z`, accurate far into the tail.
+#[inline]
 pub(crate) fn ln_tail(z: f64) -> f64 {
     if z <= 0.0 {
         return tail_probability(z).ln();
@@ -13,6 +14,7 @@ pub(crate) fn ln_tail(z: f64) -> f64 {
 
 /// The z whose upper Gaussian tail probability is `p` (0 < p ≤ 0.5), Acklam's rational
 /// approximation (relative error below 1.2e-9).
+#[inline]
 pub(crate) fn upper_quantile(p: f64) -> f64 {
     const A: [f64; 6] = [
         -3.969683028665376e1,
@@ -56,12 +58,14 @@ pub(crate) fn upper_quantile(p: f64) -> f64 {
 }
 
 /// A tail probability's score in [0, 1): `L / (L + 5)`, `L = −log10 p`.
+#[inline]
 pub fn rank_score_of(ln_p: f64) -> f64 {
     let l = (-ln_p / std::f64::consts::LN_10).max(0.0);
     if l.is_finite() { l / (l + 5.0) } else { 1.0 }
 }
 
 /// A tail probability as a score in [0, 1], log-scaled: 1e-5 scores 0.5, 1e-10 scores 1.
+#[inline]
 pub(crate) fn log_score(tail: f64) -> f64 {
     (tail.max(1e-300).ln() / -23.025_850_929_940_46).clamp(0.0, 1.0)
 }
@@ -80,6 +84,7 @@ pub(super) const TAIL_AT_0: f64 = 0.5 * as_poly(1.0);
 pub(super) static LN_CALM_TAIL: std::sync::LazyLock<f64> =
     std::sync::LazyLock::new(|| (1.000_000_000_1 - (1.0 - TAIL_AT_0)).ln());
 
+#[inline]
 pub(crate) fn tail_probability(z: f64) -> f64 {
     // Q(z) = erfc(z / sqrt 2) / 2, Abramowitz–Stegun 7.1.26 for erfc.
     let x = z / std::f64::consts::SQRT_2;
