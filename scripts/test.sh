@@ -78,8 +78,16 @@ fi
 export AIOPS_VENV="$venv"
 "$venv/bin/schemathesis" --version
 
+# cargo-machete (crates.io) reports dependencies no crate uses.
+if ! command -v cargo-machete >/dev/null 2>&1 && [ ! -x "$HOME/.cargo/bin/cargo-machete" ]; then
+  echo "== installing cargo-machete (cargo install cargo-machete)"
+  CARGO_TARGET_DIR="$HOME/.cache/machete-target" cargo install cargo-machete --version 0.9.2 --locked
+fi
+
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
+echo "== unused dependencies (cargo machete)"
+cargo machete
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
 echo "== tests (benchmarks run once each in test mode)"
