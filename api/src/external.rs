@@ -7,7 +7,8 @@
 
 use std::collections::BTreeMap;
 
-use aiops_detect::scaling::{ScalingError, ScalingValue};
+use aiops_detect::DetectError;
+use aiops_detect::scaling::ScalingValue;
 use axum::Json;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
@@ -251,7 +252,7 @@ fn scaling_value(
     state: &AppState,
     name: &str,
     namespace: Option<&str>,
-) -> Result<ScalingValue, ScalingError> {
+) -> Result<ScalingValue, DetectError> {
     state
         .scaling_state
         .lock()
@@ -309,7 +310,7 @@ pub async fn metric_value(
         ));
     }
     let v = scaling_value(&state, &metric, Some(&namespace)).map_err(|e| match e {
-        ScalingError::Unknown(_) => not_found(),
+        DetectError::UnknownTarget(_) => not_found(),
         other => Status::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "ServiceUnavailable",
@@ -376,7 +377,7 @@ pub async fn get_scaling(
 ) -> Result<Json<Value>, crate::ApiError> {
     match scaling_value(&state, &name, None) {
         Ok(v) => Ok(Json(json!(v))),
-        Err(ScalingError::Unknown(_)) => Err(crate::ApiError::not_found(format!(
+        Err(DetectError::UnknownTarget(_)) => Err(crate::ApiError::not_found(format!(
             "no scaling target {name}"
         ))),
         Err(e) => Err(crate::ApiError::unavailable("no_value", e.to_string())),

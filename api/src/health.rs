@@ -232,10 +232,9 @@ fn scaling_gauges(state: &AppState, out: &mut String) {
         for (target, v) in &rows {
             let value = match (name, v) {
                 ("aiops_scaling_stale", Ok(v)) => Some(f64::from(u8::from(v.stale))),
-                (
-                    "aiops_scaling_stale",
-                    Err(aiops_detect::scaling::ScalingError::Expired { .. }),
-                ) => Some(2.0),
+                ("aiops_scaling_stale", Err(aiops_detect::DetectError::LoadExpired { .. })) => {
+                    Some(2.0)
+                }
                 ("aiops_scaling_value", Ok(v)) => Some(v.value),
                 ("aiops_scaling_current", Ok(v)) => Some(v.current),
                 ("aiops_scaling_forecast", Ok(v)) => v.forecast,

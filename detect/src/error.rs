@@ -1,4 +1,4 @@
-//! Errors of the detect crate.
+//! Errors of the detect crate: one enum for files, inputs and scaling targets without a value.
 
 use std::path::PathBuf;
 
@@ -16,4 +16,20 @@ pub enum DetectError {
     /// A file does not have the expected layout.
     #[error("{path}: {reason}")]
     BadInput { path: PathBuf, reason: String },
+    /// No such scaling target (in that namespace).
+    #[error("no scaling target {0}")]
+    UnknownTarget(String),
+    /// No load has arrived yet for a scaling target.
+    #[error("no load has arrived for {0} yet")]
+    NoLoad(String),
+    /// A scaling target's load stopped arriving longer than `hold_secs` ago: not guessing.
+    #[error(
+        "the load of {name} stopped arriving {age_secs}s ago (longer than the hold time); not guessing"
+    )]
+    LoadExpired {
+        /// The target.
+        name: String,
+        /// Seconds since the last load sample.
+        age_secs: i64,
+    },
 }

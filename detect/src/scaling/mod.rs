@@ -13,6 +13,7 @@ use std::collections::HashMap;
 use aiops_models::{Selector, SeriesCatalog, SeriesId};
 use serde::{Deserialize, Serialize};
 
+use crate::DetectError;
 use crate::forecast::{ForecastConfig, Forecaster};
 
 mod load;
@@ -166,27 +167,6 @@ pub struct ScalingValue {
     pub updated_ms: i64,
     /// When the served value is for (Unix ms): now + lead.
     pub for_ms: i64,
-}
-
-/// Why a target has no value.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ScalingError {
-    /// No such target (in that namespace).
-    #[error("no scaling target {0}")]
-    Unknown(String),
-    /// No load has arrived yet.
-    #[error("no load has arrived for {0} yet")]
-    NoData(String),
-    /// The load stopped arriving longer than `hold_secs` ago.
-    #[error(
-        "the load of {name} stopped arriving {age_secs}s ago (longer than the hold time); not guessing"
-    )]
-    Expired {
-        /// The target.
-        name: String,
-        /// Seconds since the last load sample.
-        age_secs: i64,
-    },
 }
 
 /// The state of one target.
@@ -477,7 +457,7 @@ impl ScalingState {
         name: &str,
         namespace: Option<&str>,
         now_ms: i64,
-    ) -> Result<ScalingValue, ScalingError> {
+    ) -> Result<ScalingValue, DetectError> {
         let target = cfg
             .targets
             .iter()
@@ -488,14 +468,14 @@ impl ScalingState {
                         _ => true,
                     }
             })
-            .ok_or_else(|| ScalingError::Unknown(name.to_owned()))?;
+            .ok_or_else(|| DetectError::UnknownTarget(name.to_owned()))?;
         let st = self
             .targets
             .get_mut(name)
-            .ok_or_else(|| ScalingError::NoData(name.to_owned()))?;
+            .ok_or_else(|| DetectError::NoLoad(name.to_owned()))?;
         let (seen_ms, current) = st
             .current
-            .ok_or_else(|| ScalingError::NoData(name.to_owned()))?;
+            .ok_or_else(|| DetectError::NoLoad(name.to_owned()))?;
         let for_ms = now_ms + target.lead_secs as i64 * 1000;
         let replicas = |v: f64| ((v / target.capacity_per_pod).ceil().max(1.0)) as u64;
         let age_ms = now_ms - seen_ms;
@@ -514,7 +494,7 @@ impl ScalingState {
                 );
             }
             if now_ms - good_ms > stale_after + cfg.hold_secs as i64 * 1000 {
-                return Err(ScalingError::Expired {
+                return Err(DetectError::LoadExpired {
                     name: name.to_owned(),
                     age_secs: age_ms / 1000,
                 });
