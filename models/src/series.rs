@@ -300,15 +300,12 @@ pub fn is_counter(metric: &str) -> bool {
 /// (the counter restarted from 0), as PromQL's `rate` does.
 pub fn counter_rate(prev: (i64, f64), now: (i64, f64)) -> Option<f64> {
     let dt = (now.0 - prev.0) as f64 / 1000.0;
-    if dt <= 0.0 {
-        return None;
-    }
-    let delta = if now.1 >= prev.1 {
-        now.1 - prev.1
-    } else {
-        now.1
-    };
-    Some(delta / dt)
+    (dt > 0.0).then(|| counter_delta(prev.1, now.1) / dt)
+}
+
+/// What a counter counted between two readings (after a reset, the new reading).
+fn counter_delta(prev: f64, now: f64) -> f64 {
+    if now >= prev { now - prev } else { now }
 }
 
 /// A counter's step between two readings: its per-second rate (see [`counter_rate`]) and, when
@@ -317,12 +314,7 @@ pub fn counter_rate(prev: (i64, f64), now: (i64, f64)) -> Option<f64> {
 pub fn counter_step(prev: (i64, f64), now: (i64, f64)) -> Option<(f64, Option<f64>)> {
     let rate = counter_rate(prev, now)?;
     let whole = |v: f64| v.fract() == 0.0 && v.abs() < 9.0e15;
-    let delta = if now.1 >= prev.1 {
-        now.1 - prev.1
-    } else {
-        now.1
-    };
-    let count = (whole(prev.1) && whole(now.1)).then_some(delta);
+    let count = (whole(prev.1) && whole(now.1)).then(|| counter_delta(prev.1, now.1));
     Some((rate, count))
 }
 

@@ -430,16 +430,17 @@ impl Detector {
                 .count
                 .update(k, dt_s, interval_s, cfg.learning_samples)
         });
-        if let Some(ln_c) = counted {
-            score = if self.seen >= u64::from(cfg.learning_samples) {
-                (ln_c / (2.0 * self.rank.alarm_p(cfg.sensitivity).ln())).clamp(0.0, 1.0)
-            } else {
-                0.0
-            };
-        }
+        let learnt = self.seen >= u64::from(cfg.learning_samples);
         let (ln_p, p) = match counted {
-            Some(ln_c) if self.seen >= u64::from(cfg.learning_samples) => (ln_c, ln_c.exp()),
-            _ => (ln_p, p),
+            Some(ln_c) if learnt => {
+                score = (ln_c / (2.0 * self.rank.alarm_p(cfg.sensitivity).ln())).clamp(0.0, 1.0);
+                (ln_c, ln_c.exp())
+            }
+            Some(_) => {
+                score = 0.0;
+                (ln_p, p)
+            }
+            None => (ln_p, p),
         };
 
         // 3. Sparsity.
