@@ -3,12 +3,9 @@
 
 mod auth;
 mod backfill;
-mod backtest;
-mod bench;
 mod cli;
 mod config;
 mod demo;
-mod eval;
 mod models;
 mod serve;
 mod train;
@@ -59,8 +56,27 @@ async fn run(cli: cli::Cli) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        cli::Command::Bench(args) => bench::run(args).await,
-        cli::Command::Eval(args) => eval::run(args),
+        cli::Command::Bench(args) => {
+            let serve: aiops_eval::bench::Serve = Box::new(|spec| {
+                Box::pin(async move {
+                    let mut cfg = config::Config::default()
+                        .with_overrides(Some("127.0.0.1:0".parse()?), Some(spec.data_dir));
+                    cfg.archive.fsync = spec.fsync;
+                    serve::serve(cfg, spec.cancel, Some(spec.ready)).await
+                })
+            });
+            aiops_eval::bench::run(args, serve).await
+        }
+        cli::Command::Eval(args) => aiops_eval::run(args, |a| {
+            // The server's detection settings: its configuration, the active model version's
+            // detector parameters winning as in `serve`.
+            let detect = config::Config::load(a.config.as_deref())?.detect;
+            Ok(aiops_eval::ReplaySettings {
+                detector: models::active_detector(&a.data_dir)?.map_or(detect.detector, |(_, c)| c),
+                event_score: detect.event_score,
+                event_quiet_secs: detect.event_quiet_secs,
+            })
+        }),
         cli::Command::Models(args) => models::run(args),
         cli::Command::Train(args) => train::run(args),
         cli::Command::Archive(args) => archive(args),

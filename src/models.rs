@@ -1,7 +1,7 @@
 //! `aiops models`: the versioned model registry from the command line.
 
 use aiops_detect::DetectorConfig;
-use aiops_detect::nab::{self, Corpus};
+use aiops_eval::nab::{self, Corpus};
 use aiops_models::registry::{ModelVersion, Registry};
 use anyhow::Context;
 

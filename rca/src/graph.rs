@@ -71,23 +71,6 @@ impl CallGraph {
         false
     }
 
-    /// Reads `graph.csv` text: a `caller,callee` header, one edge per line.
-    pub fn parse_csv(text: &str) -> Result<Self, String> {
-        let mut lines = text.lines();
-        match lines.next().map(str::trim) {
-            Some("caller,callee") => {}
-            other => return Err(format!("header must be `caller,callee`, found {other:?}")),
-        }
-        let mut g = Self::default();
-        for (i, line) in lines.enumerate().filter(|(_, l)| !l.trim().is_empty()) {
-            let (a, b) = line
-                .split_once(',')
-                .ok_or_else(|| format!("line {}: expected `caller,callee`", i + 2))?;
-            g.add(a.trim(), b.trim());
-        }
-        Ok(g)
-    }
-
     /// True when there is no edge.
     pub fn is_empty(&self) -> bool {
         self.callees.is_empty()
@@ -270,6 +253,17 @@ impl CallGraph {
     }
 }
 
+impl<'a> FromIterator<(&'a str, &'a str)> for CallGraph {
+    /// A graph of `(caller, callee)` edges.
+    fn from_iter<I: IntoIterator<Item = (&'a str, &'a str)>>(edges: I) -> Self {
+        let mut g = Self::default();
+        for (a, b) in edges {
+            g.add(a, b);
+        }
+        g
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -300,10 +294,13 @@ mod tests {
     fn the_walk_moves_blame_from_callers_to_the_changed_callee() {
         // frontend → search → table; search is slow, so frontend is slow too; an unrelated
         // batch job moved a little more than search did.
-        let g = CallGraph::parse_csv(
-            "caller,callee\nfrontend,search\nsearch,table\nfrontend,payments\n",
-        )
-        .expect("parses");
+        let g: CallGraph = [
+            ("frontend", "search"),
+            ("search", "table"),
+            ("frontend", "payments"),
+        ]
+        .into_iter()
+        .collect();
         assert_eq!(g.edges(), 3);
         let ranked = vec![
             cand("batch", 50.0),
@@ -337,7 +334,7 @@ mod tests {
     }
 
     #[test]
-    fn mesh_labels_teach_edges_and_bad_csv_is_refused() {
+    fn mesh_labels_teach_edges() {
         let mut g = CallGraph::default();
         let l = |a: &str, b: &str| {
             vec![
@@ -349,7 +346,5 @@ mod tests {
         assert!(g.learn_from_labels(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str()))));
         assert!(!g.learn_from_labels([("job", "x")].into_iter()));
         assert_eq!(g.callees("frontend").collect::<Vec<_>>(), ["carts"]);
-        assert!(CallGraph::parse_csv("a,b\nx,y\n").is_err());
-        assert!(CallGraph::parse_csv("caller,callee\nxy\n").is_err());
     }
 }

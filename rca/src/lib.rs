@@ -11,16 +11,14 @@
 //! * [`incident`] — the incident book: policy (symptom series, correlated services), merging,
 //!   resolving, feedback, persistence.
 //! * [`pagerduty`] — Events API v2 messages, webhook v3 signatures and payloads.
-//! * [`eval`] — AC@k / Avg@k over labelled cases and a seeded random ranker.
 //!
 //! Sits after detection in the pipeline: anomaly events and alerts open incidents, which the
-//! server's incident task ranks with [`analyse`]; `aiops eval rca` runs the ranking over
-//! labelled fault cases.
+//! server's incident task ranks with [`analyse`]; `aiops eval rca` (the `aiops-eval` crate) runs
+//! the ranking over labelled fault cases.
 //!
 //! [`Candidate`]: aiops_models::incident::Candidate
 
 pub mod analyse;
-pub mod eval;
 pub mod graph;
 pub mod incident;
 pub mod pagerduty;

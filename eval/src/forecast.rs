@@ -17,7 +17,7 @@
 
 use serde::Serialize;
 
-use crate::forecast::{ForecastConfig, Forecaster};
+use aiops_detect::forecast::{ForecastConfig, Forecaster};
 
 const DAY_MS: i64 = 86_400_000;
 

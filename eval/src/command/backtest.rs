@@ -7,12 +7,25 @@ use aiops_detect::replay::replay_events;
 use aiops_models::Selector;
 use anyhow::Context;
 
-use crate::cli::BacktestArgs;
+use aiops_detect::DetectorConfig;
+
+use crate::args::BacktestArgs;
+
+/// The server's detection settings a backtest replays with.
+#[derive(Debug, Clone, Copy)]
+pub struct ReplaySettings {
+    /// Detector parameters (the active model version's, else the configuration's).
+    pub detector: DetectorConfig,
+    /// The score at which a series alarms.
+    pub event_score: f64,
+    /// An alarm within this many seconds of the previous one extends its event.
+    pub event_quiet_secs: u64,
+}
 
 const DEFAULT_SENSITIVITIES: [f64; 4] = [0.001, 0.01, 0.1, 1.0];
 
 /// Replays, counts and prints JSON.
-pub fn run(a: BacktestArgs) -> anyhow::Result<()> {
+pub(super) fn run(a: BacktestArgs, detect: ReplaySettings) -> anyhow::Result<()> {
     let selector: Option<Selector> = a
         .selector
         .as_deref()
@@ -62,10 +75,7 @@ pub fn run(a: BacktestArgs) -> anyhow::Result<()> {
     let (_, last) = aiops_detect::train::time_range(&verified.sound)?
         .context("the archive's parts hold no samples")?;
     let from = last - (a.days * 86_400_000.0) as i64;
-    let detect = crate::config::Config::load(a.config.as_deref())?.detect;
-    let cfg = crate::models::active_detector(&a.data_dir)?
-        .map(|(_, c)| c)
-        .unwrap_or(detect.detector);
+    let cfg = detect.detector;
     let replays = replay_events(
         &verified.sound,
         &counters,

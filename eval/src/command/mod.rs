@@ -1,227 +1,49 @@
-//! `aiops eval`: evaluations that print JSON.
+//! The evaluations' commands (`aiops eval …`): each reads labelled data, runs the production
+//! code over it and prints a JSON report. The command layer, like a binary's `main`, reports
+//! failures with `anyhow`; the readers and scorers below it return [`EvalError`](crate::EvalError).
+
+mod backtest;
+mod rca;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Instant;
 
 use aiops_detect::DetectorConfig;
-use aiops_detect::nab::{self, Corpus};
 use anyhow::Context;
 
-use crate::cli::{AutoscaleArgs, CasesArgs, EvalArgs, EvalWhat, ForecastArgs, NabArgs, RcaArgs};
+pub use self::backtest::ReplaySettings;
+use crate::args::{
+    AutoscaleArgs, BacktestArgs, CasesArgs, EvalArgs, EvalWhat, ForecastArgs, NabArgs,
+};
+use crate::nab::{self, Corpus};
+use crate::{cases, csv};
 
-/// Runs the selected evaluation.
-pub fn run(args: EvalArgs) -> anyhow::Result<()> {
+/// Runs the selected evaluation. `aiops eval backtest` replays with the server's detection
+/// settings, which only the binary can resolve (its configuration file and the active model
+/// version): `settings` gives them.
+pub fn run(
+    args: EvalArgs,
+    settings: impl FnOnce(&BacktestArgs) -> anyhow::Result<ReplaySettings>,
+) -> anyhow::Result<()> {
     match args.what {
         EvalWhat::Nab(a) => nab_eval(a),
         EvalWhat::Cases(a) => cases_eval(a),
         EvalWhat::Forecast(a) => forecast_eval(a),
         EvalWhat::Autoscale(a) => autoscale_eval(a),
-        EvalWhat::Rca(a) => rca_eval(a),
-        EvalWhat::Backtest(a) => crate::backtest::run(a),
+        EvalWhat::Rca(a) => rca::run(a),
+        EvalWhat::Backtest(a) => {
+            let s = settings(&a)?;
+            backtest::run(a, s)
+        }
     }
 }
 
-/// Every CSV under `path` (or `path` itself), sorted.
+/// Every CSV under `path` (or `path` itself), sorted; at least one.
 fn csv_files(path: &std::path::Path) -> anyhow::Result<Vec<PathBuf>> {
-    if path.is_file() {
-        return Ok(vec![path.to_path_buf()]);
-    }
-    let mut out = Vec::new();
-    let mut dirs = vec![path.to_path_buf()];
-    while let Some(d) = dirs.pop() {
-        for e in std::fs::read_dir(&d).with_context(|| format!("reading {}", d.display()))? {
-            let p = e?.path();
-            if p.is_dir() {
-                dirs.push(p);
-            } else if p.extension().is_some_and(|x| x == "csv") {
-                out.push(p);
-            }
-        }
-    }
-    out.sort();
+    let out = csv::files(path)?;
     anyhow::ensure!(!out.is_empty(), "no CSV files under {}", path.display());
     Ok(out)
-}
-
-/// Per data set (and overall): service- and metric-level accuracy, the random floor, by fault.
-#[derive(Default)]
-struct RcaGroup {
-    service: aiops_rca::eval::Tally,
-    metric: aiops_rca::eval::Tally,
-    random: aiops_rca::eval::Tally,
-    by_fault: BTreeMap<String, (aiops_rca::eval::Tally, aiops_rca::eval::Tally)>,
-    secs: f64,
-    /// (calibration features of the first service, right?) per case.
-    features: Vec<([f64; 2], bool)>,
-    calibration: aiops_rca::eval::Calibration,
-}
-
-impl RcaGroup {
-    fn json(&self) -> serde_json::Value {
-        let metric = |t: &aiops_rca::eval::Tally| {
-            // Only cases that label a root-cause metric count at metric level.
-            if t.accuracy().cases == 0 {
-                serde_json::Value::Null
-            } else {
-                serde_json::json!(t.accuracy())
-            }
-        };
-        let cases = self.service.accuracy().cases;
-        serde_json::json!({
-            "cases": cases,
-            "service": self.service.accuracy(),
-            "metric": metric(&self.metric),
-            "random": {"service": self.random.accuracy()},
-            "by_fault": self.by_fault.iter().map(|(f, (s, m))| {
-                (f.clone(), serde_json::json!({"cases": s.accuracy().cases, "service": s.accuracy(), "metric": metric(m)}))
-            }).collect::<BTreeMap<_, _>>(),
-            "secs_per_case": self.secs / cases.max(1) as f64,
-            "calibration": self.calibration.reliability(),
-        })
-    }
-
-    fn merge(&mut self, o: &RcaGroup) {
-        self.service.merge(&o.service);
-        self.metric.merge(&o.metric);
-        self.random.merge(&o.random);
-        for (f, (s, m)) in &o.by_fault {
-            let e = self.by_fault.entry(f.clone()).or_default();
-            e.0.merge(s);
-            e.1.merge(m);
-        }
-        self.secs += o.secs;
-        self.features.extend_from_slice(&o.features);
-        self.calibration.merge(&o.calibration);
-    }
-}
-
-/// The anomaly time our detector gives a case, knowing nothing of the injection: the first
-/// row after its learning rows where the univariate ensemble's alert (score ≥ 0.5) has held
-/// `sustain` rows; the last row's time when nothing is found.
-fn detected_time(case: &aiops_detect::cases::Case, sustain: usize) -> i64 {
-    use aiops_detect::cases;
-    let scores = cases::sustained(
-        &cases::univariate_scores(case, &DetectorConfig::default()),
-        sustain,
-    );
-    let from = cases::learning_rows(case.len());
-    scores
-        .iter()
-        .enumerate()
-        .skip(from)
-        .find(|(_, s)| **s >= 0.5)
-        .map_or(case.times_s[case.len() - 1], |(i, _)| {
-            case.times_s[i + 1 - sustain.max(1)]
-        })
-}
-
-fn rca_eval(a: RcaArgs) -> anyhow::Result<()> {
-    use aiops_detect::cases;
-    use aiops_rca::eval::SplitMix;
-    use aiops_rca::{RankConfig, rank_metrics, rank_services};
-    let all = cases::load_cases(&a.cases)
-        .with_context(|| format!("loading cases under {}", a.cases.display()))?;
-    let cfg = RankConfig {
-        up_only: !a.both_directions,
-        ..RankConfig::default()
-    };
-    // RCAEval counts a service's database as the service (`carts-db` is `carts`).
-    let canonical = |s: &str| s.strip_suffix("-db").unwrap_or(s).to_owned();
-    let dir_name = a.cases.file_name().map_or_else(
-        || a.cases.display().to_string(),
-        |n| n.to_string_lossy().into_owned(),
-    );
-    let mut groups: BTreeMap<String, RcaGroup> = BTreeMap::new();
-    let mut rng = SplitMix::new(a.seed);
-    let mut g_with_graph = std::collections::BTreeSet::new();
-    for case in &all {
-        let dataset = match case.name.split_once('/') {
-            Some((top, _)) => top.to_owned(),
-            None => dir_name.clone(),
-        };
-        let started = Instant::now();
-        let anomaly_s = if a.detect {
-            detected_time(case, a.sustain_rows)
-        } else {
-            case.labels.inject_time + a.offset_secs
-        };
-        let metrics = rank_metrics(&case.columns, &case.times_s, &case.values, anomaly_s, &cfg);
-        let mut services = rank_services(&metrics, &canonical);
-        if let Some(text) = case.graph_csv.as_ref().filter(|_| !a.no_graph) {
-            let graph = aiops_rca::CallGraph::parse_csv(text)
-                .map_err(|e| anyhow::anyhow!("{}/graph.csv: {e}", case.name))?;
-            let symptom = graph.main_entry();
-            services = graph.rerank(&services, symptom.as_deref());
-            g_with_graph.insert(dataset.clone());
-        }
-        let secs = started.elapsed().as_secs_f64();
-        let truth = canonical(&case.labels.root_cause_service);
-        let service_rank = services
-            .iter()
-            .position(|s| s.service == truth)
-            .map(|i| i + 1);
-        let g = groups.entry(dataset).or_default();
-        g.secs += secs;
-        g.service.add(service_rank);
-        // The calibrated confidence of the first service, as the incident API states it.
-        if let Some(&conf) = aiops_rca::analyse::calibrated_confidences(&services).first() {
-            let right = service_rank == Some(1);
-            g.features
-                .push((aiops_rca::analyse::confidence_features(&services), right));
-            g.calibration.add(conf, right);
-        }
-        let candidates: std::collections::BTreeSet<String> = case
-            .columns
-            .iter()
-            .map(|c| canonical(cases::service_of(c)))
-            .collect();
-        g.random.add(Some(rng.random_rank(candidates.len())));
-        let fault = g.by_fault.entry(case.labels.fault.clone()).or_default();
-        fault.0.add(service_rank);
-        if let Some(want) = &case.labels.root_cause_metric {
-            let metric_rank = metrics
-                .iter()
-                .position(|m| &m.metric == want)
-                .map(|i| i + 1);
-            g.metric.add(metric_rank);
-            fault.1.add(metric_rank);
-        }
-    }
-    let mut overall = RcaGroup::default();
-    for g in groups.values() {
-        overall.merge(g);
-    }
-    let fitted = a.fit_calibration.then(|| {
-        let w = aiops_rca::eval::fit_logistic(&overall.features);
-        let mut all = aiops_rca::eval::Calibration::default();
-        let mut per: BTreeMap<String, aiops_rca::eval::Calibration> = BTreeMap::new();
-        for (name, g) in &groups {
-            for &(x, right) in &g.features {
-                let p = 1.0 / (1.0 + (-(w[0] + w[1] * x[0] + w[2] * x[1])).exp());
-                all.add(p, right);
-                per.entry(name.clone()).or_default().add(p, right);
-            }
-        }
-        serde_json::json!({"weights": w, "overall": all.reliability(),
-            "datasets": per.iter().map(|(k, c)| (k.clone(), c.reliability())).collect::<BTreeMap<_, _>>(),
-            "in_use": aiops_rca::analyse::CALIBRATION})
-    });
-    let out = serde_json::json!({
-        "fitted_calibration": fitted,
-        "offset_secs": a.offset_secs,
-        "detect": a.detect,
-        "up_only": cfg.up_only,
-        "seed": a.seed,
-        "datasets": groups.iter().map(|(k, g)| {
-            let mut j = g.json();
-            j["graph"] = serde_json::json!(g_with_graph.contains(k));
-            (k.clone(), j)
-        }).collect::<BTreeMap<_, _>>(),
-        "overall": overall.json(),
-    });
-    println!("{}", serde_json::to_string_pretty(&out)?);
-    Ok(())
 }
 
 /// A `timestamp,value` CSV in time order. Real exports repeat and reorder timestamps: the last
@@ -245,7 +67,7 @@ fn read_ordered(path: &std::path::Path) -> anyhow::Result<(Vec<i64>, Vec<f64>, u
 }
 
 fn autoscale_eval(a: AutoscaleArgs) -> anyhow::Result<()> {
-    use aiops_detect::autoscale::{ReplayOptions, replay};
+    use crate::autoscale::{ReplayOptions, replay};
     anyhow::ensure!(
         a.capacity_per_pod > 0.0 && a.capacity_per_pod.is_finite(),
         "--capacity-per-pod must be positive"
@@ -292,7 +114,7 @@ fn autoscale_eval(a: AutoscaleArgs) -> anyhow::Result<()> {
 }
 
 fn forecast_eval(a: ForecastArgs) -> anyhow::Result<()> {
-    use aiops_detect::backtest::{self, BacktestOptions};
+    use crate::forecast::{self as backtest, BacktestOptions};
     anyhow::ensure!(
         (0.0..1.0).contains(&a.warmup_share),
         "--warmup-share must be in [0, 1), not {}",
@@ -363,7 +185,7 @@ fn params<T: serde::de::DeserializeOwned + Default>(path: Option<&PathBuf>) -> a
 }
 
 fn cases_eval(a: CasesArgs) -> anyhow::Result<()> {
-    use aiops_detect::cases;
+    use cases;
     let all = cases::load_cases(&a.data)
         .with_context(|| format!("loading cases under {}", a.data.display()))?;
     let ucfg: DetectorConfig = params(a.detector_config.as_ref())?;

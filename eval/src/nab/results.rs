@@ -25,7 +25,7 @@ pub fn write_results_csv(
     file: &NabFile,
     out: &FileOutput,
     alert: f64,
-) -> Result<(), DetectError> {
+) -> Result<(), EvalError> {
     let mut text = String::with_capacity(file.len() * 64);
     let full = out.p_value.len() == file.len();
     text.push_str("timestamp,value,anomaly_score,label");
@@ -60,33 +60,21 @@ pub fn write_results_csv(
 
 /// Reads a results CSV: `anomaly_score`, and `rank_score`/`p_value` when present (else the
 /// ranking metrics read the anomaly score).
-pub fn read_results_csv(path: &Path) -> Result<FileOutput, DetectError> {
-    let text = std::fs::read_to_string(path).map_err(io(path))?;
-    let mut lines = text.lines();
-    let header: Vec<&str> = lines
-        .next()
-        .ok_or_else(|| bad(path, "empty file"))?
-        .split(',')
-        .map(str::trim)
-        .collect();
-    let col = |name: &str| header.iter().position(|c| *c == name);
-    let anomaly = col("anomaly_score").ok_or_else(|| bad(path, "no anomaly_score column"))?;
-    let (rank, p) = (col("rank_score"), col("p_value"));
+pub fn read_results_csv(path: &Path) -> Result<FileOutput, EvalError> {
+    let table = Table::read(path)?;
+    let anomaly = table.column("anomaly_score")?;
+    let (rank, p) = (
+        table.column("rank_score").ok(),
+        table.column("p_value").ok(),
+    );
     let mut out = FileOutput::default();
-    for (n, l) in lines.filter(|l| !l.trim().is_empty()).enumerate() {
-        let fields: Vec<&str> = l.split(',').collect();
-        let get = |c: usize, name: &str| {
-            fields
-                .get(c)
-                .and_then(|v| v.trim().parse::<f64>().ok())
-                .ok_or_else(|| bad(path, format!("row {}: no {name}", n + 2)))
-        };
-        let a = get(anomaly, "anomaly_score")?;
+    for row in table.rows() {
+        let a = row.number(anomaly, "anomaly_score")?;
         out.anomaly_score.push(a);
         out.rank_score
-            .push(rank.map_or(Ok(a), |c| get(c, "rank_score"))?);
+            .push(rank.map_or(Ok(a), |c| row.number(c, "rank_score"))?);
         if let Some(c) = p {
-            out.p_value.push(get(c, "p_value")?);
+            out.p_value.push(row.number(c, "p_value")?);
         }
     }
     Ok(out)

@@ -1,6 +1,6 @@
 //! Autoscaling replay (`aiops eval autoscale`): real traffic through a model of the Kubernetes
 //! HPA, driven either by the current load (reactive) or by our served value (predictive:
-//! `max(forecast at now + lead, current load)`, exactly what [`crate::scaling`] serves).
+//! `max(forecast at now + lead, current load)`, exactly what [`aiops_detect::scaling`] serves).
 //!
 //! The model, per protocols.md §5.4: every `sync_secs` (15 s) the HPA reads the metric and
 //! computes `desired = ceil(metric / capacity_per_pod)` (an `AverageValue` target); changes
@@ -19,7 +19,7 @@ use std::collections::VecDeque;
 
 use serde::Serialize;
 
-use crate::forecast::{ForecastConfig, Forecaster};
+use aiops_detect::forecast::{ForecastConfig, Forecaster};
 
 /// Replay options.
 #[derive(Debug, Clone, Copy)]

@@ -2,13 +2,14 @@
 //! way to see why a row scored as it did:
 //!
 //! ```text
-//! cargo run --release -p aiops-detect --example trace -- FILE FROM TO [key=value ...]
+//! cargo run --release -p aiops-eval --example trace -- FILE FROM TO [key=value ...]
 //! ```
 //!
 //! The learning period is NAB's probation (15 % of the rows, at most 750), as in `aiops eval nab`;
 //! `key=value` pairs override [`DetectorConfig`] fields.
 
-use aiops_detect::{Detector, DetectorConfig, nab};
+use aiops_detect::{Detector, DetectorConfig};
+use aiops_eval::nab;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();

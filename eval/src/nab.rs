@@ -4,11 +4,12 @@
 //! against the windows of the files given.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::Serialize;
 
-use crate::DetectError;
+use crate::EvalError;
+use crate::csv::Table;
 
 /// A cost profile of `config/profiles.json`.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
@@ -88,18 +89,12 @@ pub struct Corpus {
     pub profiles: BTreeMap<String, Profile>,
 }
 
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> DetectError + '_ {
-    move |source| DetectError::Io {
-        path: path.to_owned(),
-        source,
-    }
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> EvalError + '_ {
+    EvalError::io(path)
 }
 
-fn bad(path: &Path, reason: impl Into<String>) -> DetectError {
-    DetectError::BadInput {
-        path: path.to_owned(),
-        reason: reason.into(),
-    }
+fn bad(path: &Path, reason: impl ToString) -> EvalError {
+    EvalError::bad(path, reason)
 }
 
 fn parse_nab_time(s: &str) -> Option<i64> {
@@ -112,51 +107,17 @@ fn parse_nab_time(s: &str) -> Option<i64> {
         .map(|t| t.as_millisecond())
 }
 
-fn csv_files(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), DetectError> {
-    for e in std::fs::read_dir(dir).map_err(io(dir))? {
-        let p = e.map_err(io(dir))?.path();
-        if p.is_dir() {
-            csv_files(&p, out)?;
-        } else if p.extension().is_some_and(|x| x == "csv") {
-            out.push(p);
-        }
-    }
-    Ok(())
-}
-
 /// Reads one `timestamp,value` CSV.
-pub fn read_series_csv(path: &Path) -> Result<SeriesColumns, DetectError> {
-    let text = std::fs::read_to_string(path).map_err(io(path))?;
-    let mut lines = text.lines();
-    let header = lines.next().ok_or_else(|| bad(path, "empty file"))?;
-    let cols: Vec<&str> = header.split(',').map(str::trim).collect();
-    let ti = cols
-        .iter()
-        .position(|c| *c == "timestamp")
-        .ok_or_else(|| bad(path, "no timestamp column"))?;
-    let vi = cols
-        .iter()
-        .position(|c| *c == "value")
-        .ok_or_else(|| bad(path, "no value column"))?;
+pub fn read_series_csv(path: &Path) -> Result<SeriesColumns, EvalError> {
+    let table = Table::read(path)?;
+    let (ti, vi) = (table.column("timestamp")?, table.column("value")?);
     let (mut ts, mut ms, mut vs) = (Vec::new(), Vec::new(), Vec::new());
-    for (n, line) in lines.enumerate() {
-        if line.trim().is_empty() {
-            continue;
-        }
-        let f: Vec<&str> = line.split(',').collect();
-        let (Some(t), Some(v)) = (f.get(ti), f.get(vi)) else {
-            return Err(bad(path, format!("row {} has too few columns", n + 2)));
-        };
-        let t = t.trim();
-        let m = parse_nab_time(t)
-            .ok_or_else(|| bad(path, format!("row {}: bad timestamp {t:?}", n + 2)))?;
-        let v: f64 = v
-            .trim()
-            .parse()
-            .map_err(|_| bad(path, format!("row {}: bad value {v:?}", n + 2)))?;
+    for row in table.rows() {
+        let t = row.cell(ti)?;
+        let m = parse_nab_time(t).ok_or_else(|| row.error(format!("bad timestamp {t:?}")))?;
         ts.push(t.to_owned());
         ms.push(m);
-        vs.push(v);
+        vs.push(row.number(vi, "value")?);
     }
     Ok((ts, ms, vs))
 }
@@ -164,11 +125,9 @@ pub fn read_series_csv(path: &Path) -> Result<SeriesColumns, DetectError> {
 impl Corpus {
     /// Loads `dir/data/**/*.csv`, `dir/labels/combined_windows.json` and
     /// `dir/config/profiles.json` (the NAB layout).
-    pub fn load(dir: &Path) -> Result<Self, DetectError> {
+    pub fn load(dir: &Path) -> Result<Self, EvalError> {
         let data = dir.join("data");
-        let mut paths = Vec::new();
-        csv_files(&data, &mut paths)?;
-        paths.sort();
+        let paths = crate::csv::files(&data)?;
         if paths.is_empty() {
             return Err(bad(&data, "no CSV files under data/"));
         }
@@ -207,7 +166,7 @@ impl Corpus {
             let (timestamps, times_ms, values) = read_series_csv(&p)?;
             let mut wins = Vec::new();
             for pair in windows.get(&name).cloned().unwrap_or_default() {
-                let find = |s: &str| -> Result<usize, DetectError> {
+                let find = |s: &str| -> Result<usize, EvalError> {
                     let t = parse_nab_time(s)
                         .ok_or_else(|| bad(&wpath, format!("{name}: bad window time {s:?}")))?;
                     times_ms.iter().position(|&m| m == t).ok_or_else(|| {
@@ -477,14 +436,14 @@ pub mod vus;
 
 pub use results::{FileOutput, read_results_csv, results_path, write_results_csv};
 
-/// Runs the production [`Detector`](crate::Detector) over every file, a fresh one per file,
+/// Runs the production [`Detector`](aiops_detect::Detector) over every file, a fresh one per file,
 /// with NAB's allowance: the probation length is the detector's learning period.
-pub fn run_detector(corpus: &Corpus, cfg: &crate::DetectorConfig) -> Vec<FileOutput> {
+pub fn run_detector(corpus: &Corpus, cfg: &aiops_detect::DetectorConfig) -> Vec<FileOutput> {
     corpus
         .files
         .iter()
         .map(|f| {
-            let mut d = crate::Detector::new(crate::DetectorConfig {
+            let mut d = aiops_detect::Detector::new(aiops_detect::DetectorConfig {
                 learning_samples: f.probation() as u32,
                 ..*cfg
             });

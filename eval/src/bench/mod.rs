@@ -14,16 +14,37 @@ use serde_json::json;
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
-use crate::cli::{BenchArgs, BenchWhat, DetectBenchArgs, KafkaBenchArgs, RemoteWriteBenchArgs};
-
+mod args;
 mod cardinality;
 mod workload;
-use crate::config::Config;
 
-/// Runs the selected benchmark.
-pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+pub use self::args::*;
+
+/// What the in-process `aiops serve` of `bench remote-write` needs: its archive's folder and
+/// fsync setting, the token that stops it and where to send its bound address.
+#[derive(Debug)]
+pub struct ServeSpec {
+    /// The archive's data directory (a temporary folder).
+    pub data_dir: std::path::PathBuf,
+    /// Whether the archive fsyncs before acknowledging.
+    pub fsync: bool,
+    /// Cancelled when the benchmark is done.
+    pub cancel: CancellationToken,
+    /// Receives the address the server bound (loopback, a free port).
+    pub ready: oneshot::Sender<std::net::SocketAddr>,
+}
+
+/// Starts `aiops serve` in this process as `spec` says and runs it until `spec.cancel`. Only
+/// the binary can assemble the server, so it hands this in.
+pub type Serve = Box<
+    dyn FnOnce(ServeSpec) -> std::pin::Pin<Box<dyn Future<Output = anyhow::Result<()>> + Send>>
+        + Send,
+>;
+
+/// Runs the selected benchmark; `serve` starts the server `bench remote-write` measures.
+pub async fn run(args: BenchArgs, serve: Serve) -> anyhow::Result<()> {
     match args.what {
-        BenchWhat::RemoteWrite(a) => remote_write(a).await,
+        BenchWhat::RemoteWrite(a) => remote_write(a, serve).await,
         BenchWhat::Detect(a) => detect(a),
         BenchWhat::Kafka(a) => kafka(a).await,
         BenchWhat::Cardinality(a) => cardinality::run(a).await,
@@ -76,7 +97,7 @@ async fn load(
     }
 }
 
-async fn remote_write(a: RemoteWriteBenchArgs) -> anyhow::Result<()> {
+async fn remote_write(a: RemoteWriteBenchArgs, serve: Serve) -> anyhow::Result<()> {
     let samples_per_body = (a.series * a.samples_per_series) as u64;
     let t0 = jiff::Timestamp::now().as_millisecond() - 86_400_000;
     let bodies: Arc<Vec<Bytes>> = Arc::new(
@@ -127,12 +148,14 @@ async fn remote_write(a: RemoteWriteBenchArgs) -> anyhow::Result<()> {
 
     // aiops serve with the durable archive.
     let dir = tempfile::tempdir()?;
-    let mut cfg =
-        Config::default().with_overrides(Some("127.0.0.1:0".parse()?), Some(dir.path().to_owned()));
-    cfg.archive.fsync = a.fsync;
     let cancel = CancellationToken::new();
     let (tx, rx) = oneshot::channel();
-    let server = tokio::spawn(crate::serve::serve(cfg, cancel.clone(), Some(tx)));
+    let server = tokio::spawn(serve(ServeSpec {
+        data_dir: dir.path().to_owned(),
+        fsync: a.fsync,
+        cancel: cancel.clone(),
+        ready: tx,
+    }));
     let addr = rx.await?;
     let ours = load(
         format!("http://{addr}/api/v1/write"),
@@ -384,7 +407,7 @@ async fn kafka(a: KafkaBenchArgs) -> anyhow::Result<()> {
 
 /// `aiops bench bodies`: the cardinality workload's remote_write bodies as files, for replaying
 /// the same bytes to several receivers (`scripts/compare_ingest.sh`).
-fn bodies(a: crate::cli::BodiesBenchArgs) -> anyhow::Result<()> {
+fn bodies(a: BodiesBenchArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&a.out)?;
     let k = a.samples_per_series as u64;
     let rounds = a.rounds as u64;
@@ -421,7 +444,7 @@ fn bodies(a: crate::cli::BodiesBenchArgs) -> anyhow::Result<()> {
 }
 
 /// `aiops bench disk`: what an archive directory holds on disk, per compacted sample.
-fn disk(a: crate::cli::DiskBenchArgs) -> anyhow::Result<()> {
+fn disk(a: DiskBenchArgs) -> anyhow::Result<()> {
     let (parts, rows, part_bytes) = aiops_ingest::archive::part_stats(&a.data_dir)?;
     let size = |p: std::path::PathBuf| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
     let catalog = size(a.data_dir.join("catalog.jsonl"));

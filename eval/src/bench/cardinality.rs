@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use serde_json::json;
 
+use super::CardinalityBenchArgs;
 use super::workload::{STEP_MS, Workload};
-use crate::cli::CardinalityBenchArgs;
 
 /// Latencies of one phase, seconds.
 #[derive(Debug, Default)]

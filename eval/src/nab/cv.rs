@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use super::{Corpus, FileOutput, FileRanking, Scored, best_threshold, mean, normalize, score_file};
-use crate::DetectorConfig;
+use aiops_detect::DetectorConfig;
 
 /// The candidates the continuous score's parameters are chosen from: horizons, memory and the
 /// power of the surprise averaged.

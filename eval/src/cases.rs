@@ -11,8 +11,12 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::multi::{MultiConfig, ServiceModel};
-use crate::{DetectError, Detector, DetectorConfig};
+use aiops_detect::multi::{MultiConfig, ServiceModel};
+use aiops_detect::{Detector, DetectorConfig};
+use aiops_rca::CallGraph;
+
+use crate::EvalError;
+use crate::csv::Table;
 
 /// One fault-injection case.
 #[derive(Debug, Clone)]
@@ -27,8 +31,8 @@ pub struct Case {
     pub times_s: Vec<i64>,
     /// Values per column (NaN where the cell is empty).
     pub values: Vec<Vec<f64>>,
-    /// `graph.csv` text (a `caller,callee` header, one call edge per line), where known.
-    pub graph_csv: Option<String>,
+    /// The call graph of `graph.csv`, where known.
+    pub graph: Option<CallGraph>,
 }
 
 /// `labels.json`.
@@ -82,7 +86,7 @@ impl Case {
     }
 
     /// Reads one case folder.
-    pub fn load(root: &Path, folder: &Path) -> Result<Self, DetectError> {
+    pub fn load(root: &Path, folder: &Path) -> Result<Self, EvalError> {
         let name = folder
             .strip_prefix(root)
             .unwrap_or(folder)
@@ -91,44 +95,29 @@ impl Case {
         let labels_path = folder.join("labels.json");
         let text = std::fs::read_to_string(&labels_path).map_err(io(&labels_path))?;
         let labels: Labels = serde_json::from_str(&text).map_err(|e| bad(&labels_path, e))?;
-        let data_path = folder.join("data.csv");
-        let text = std::fs::read_to_string(&data_path).map_err(io(&data_path))?;
-        let mut lines = text.lines();
-        let header = lines.next().ok_or_else(|| bad(&data_path, "empty file"))?;
-        let mut names = header.split(',');
-        if names.next() != Some("time") {
-            return Err(bad(&data_path, "the first column must be `time`"));
+        let data = Table::read(&folder.join("data.csv"))?;
+        if data.header().first().map(String::as_str) != Some("time") {
+            return Err(bad(
+                &folder.join("data.csv"),
+                "the first column must be `time`",
+            ));
         }
-        let columns: Vec<String> = names.map(str::to_owned).collect();
-        let mut times_s = Vec::new();
-        let mut values = vec![Vec::new(); columns.len()];
-        for (i, line) in lines.enumerate().filter(|(_, l)| !l.is_empty()) {
-            let mut cells = line.split(',');
-            let t = cells.next().unwrap_or_default();
-            let t: i64 = t
-                .parse()
-                .map_err(|_| bad(&data_path, format!("row {}: bad time {t:?}", i + 2)))?;
-            times_s.push(t);
+        let columns: Vec<String> = data.header()[1..].to_vec();
+        let mut times_s = Vec::with_capacity(data.len());
+        let mut values = vec![Vec::with_capacity(data.len()); columns.len()];
+        for row in data.rows() {
+            times_s.push(row.number(0, "time")?);
             for (j, col) in values.iter_mut().enumerate() {
-                let cell = cells.next().ok_or_else(|| {
-                    bad(
-                        &data_path,
-                        format!("row {}: missing column {}", i + 2, j + 2),
-                    )
-                })?;
-                let v = if cell.is_empty() {
-                    f64::NAN
-                } else {
-                    cell.parse().map_err(|_| {
-                        bad(&data_path, format!("row {}: bad value {cell:?}", i + 2))
-                    })?
+                let v = match row.cell(j + 1)? {
+                    "" => f64::NAN,
+                    _ => row.number(j + 1, "value")?,
                 };
                 col.push(v);
             }
         }
         let graph_path = folder.join("graph.csv");
-        let graph_csv = match std::fs::read_to_string(&graph_path) {
-            Ok(text) => Some(text),
+        let graph = match std::fs::read(&graph_path) {
+            Ok(text) => Some(read_graph(&graph_path, &text)?),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
             Err(e) => return Err(io(&graph_path)(e)),
         };
@@ -138,27 +127,37 @@ impl Case {
             columns,
             times_s,
             values,
-            graph_csv,
+            graph,
         })
     }
 }
 
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> DetectError + '_ {
-    move |source| DetectError::Io {
-        path: path.to_owned(),
-        source,
+/// A `graph.csv`: a `caller,callee` header, one call edge per row.
+pub fn read_graph(path: &Path, text: &[u8]) -> Result<CallGraph, EvalError> {
+    let table = Table::parse(path, text)?;
+    if table.header() != ["caller", "callee"] {
+        return Err(bad(
+            path,
+            format!("header must be `caller,callee`, found {:?}", table.header()),
+        ));
     }
+    let mut graph = CallGraph::default();
+    for row in table.rows() {
+        graph.add(row.cell(0)?, row.cell(1)?);
+    }
+    Ok(graph)
 }
 
-fn bad(path: &Path, reason: impl ToString) -> DetectError {
-    DetectError::BadInput {
-        path: path.to_owned(),
-        reason: reason.to_string(),
-    }
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> EvalError + '_ {
+    EvalError::io(path)
+}
+
+fn bad(path: &Path, reason: impl ToString) -> EvalError {
+    EvalError::bad(path, reason)
 }
 
 /// Every case under `dir` (any folder holding a `data.csv`), sorted by name.
-pub fn load_cases(dir: &Path) -> Result<Vec<Case>, DetectError> {
+pub fn load_cases(dir: &Path) -> Result<Vec<Case>, EvalError> {
     let mut folders = Vec::new();
     find_cases(dir, &mut folders)?;
     folders.sort();
@@ -168,7 +167,7 @@ pub fn load_cases(dir: &Path) -> Result<Vec<Case>, DetectError> {
     folders.iter().map(|f| Case::load(dir, f)).collect()
 }
 
-fn find_cases(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), DetectError> {
+fn find_cases(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), EvalError> {
     for e in std::fs::read_dir(dir).map_err(io(dir))? {
         let p = e.map_err(io(dir))?.path();
         if p.is_dir() {
@@ -419,6 +418,26 @@ mod tests {
         write_case(tmp.path(), &[(10, ["1", "x"])], 10);
         let e = load_cases(tmp.path()).expect_err("bad value").to_string();
         assert!(e.contains("data.csv") && e.contains("row 2"), "{e}");
+    }
+
+    #[test]
+    fn a_graph_reads_its_edges_and_a_wrong_header_is_refused() {
+        let p = Path::new("graph.csv");
+        let g = read_graph(
+            p,
+            b"caller,callee\r\nfrontend,carts\n\nfrontend,\"orders\"\n",
+        )
+        .expect("graph");
+        assert_eq!(g.edges(), 2);
+        assert_eq!(
+            g.callees("frontend").collect::<Vec<_>>(),
+            ["carts", "orders"]
+        );
+        assert!(read_graph(p, b"a,b\nx,y\n").is_err());
+        let e = read_graph(p, b"caller,callee\nxy\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("row 2"), "{e}");
     }
 
     #[test]

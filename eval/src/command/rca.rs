@@ -1,0 +1,187 @@
+//! `aiops eval rca`: root-cause ranking over labelled fault cases, per data set and fault,
+//! next to a seeded random ranker.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use aiops_detect::DetectorConfig;
+use anyhow::Context;
+
+use crate::args::RcaArgs;
+use crate::cases;
+
+#[derive(Default)]
+struct RcaGroup {
+    service: crate::rca::Tally,
+    metric: crate::rca::Tally,
+    random: crate::rca::Tally,
+    by_fault: BTreeMap<String, (crate::rca::Tally, crate::rca::Tally)>,
+    secs: f64,
+    /// (calibration features of the first service, right?) per case.
+    features: Vec<([f64; 2], bool)>,
+    calibration: crate::rca::Calibration,
+}
+
+impl RcaGroup {
+    fn json(&self) -> serde_json::Value {
+        let metric = |t: &crate::rca::Tally| {
+            // Only cases that label a root-cause metric count at metric level.
+            if t.accuracy().cases == 0 {
+                serde_json::Value::Null
+            } else {
+                serde_json::json!(t.accuracy())
+            }
+        };
+        let cases = self.service.accuracy().cases;
+        serde_json::json!({
+            "cases": cases,
+            "service": self.service.accuracy(),
+            "metric": metric(&self.metric),
+            "random": {"service": self.random.accuracy()},
+            "by_fault": self.by_fault.iter().map(|(f, (s, m))| {
+                (f.clone(), serde_json::json!({"cases": s.accuracy().cases, "service": s.accuracy(), "metric": metric(m)}))
+            }).collect::<BTreeMap<_, _>>(),
+            "secs_per_case": self.secs / cases.max(1) as f64,
+            "calibration": self.calibration.reliability(),
+        })
+    }
+
+    fn merge(&mut self, o: &RcaGroup) {
+        self.service.merge(&o.service);
+        self.metric.merge(&o.metric);
+        self.random.merge(&o.random);
+        for (f, (s, m)) in &o.by_fault {
+            let e = self.by_fault.entry(f.clone()).or_default();
+            e.0.merge(s);
+            e.1.merge(m);
+        }
+        self.secs += o.secs;
+        self.features.extend_from_slice(&o.features);
+        self.calibration.merge(&o.calibration);
+    }
+}
+
+/// The anomaly time our detector gives a case, knowing nothing of the injection: the first
+/// row after its learning rows where the univariate ensemble's alert (score ≥ 0.5) has held
+/// `sustain` rows; the last row's time when nothing is found.
+fn detected_time(case: &cases::Case, sustain: usize) -> i64 {
+    let scores = cases::sustained(
+        &cases::univariate_scores(case, &DetectorConfig::default()),
+        sustain,
+    );
+    let from = cases::learning_rows(case.len());
+    scores
+        .iter()
+        .enumerate()
+        .skip(from)
+        .find(|(_, s)| **s >= 0.5)
+        .map_or(case.times_s[case.len() - 1], |(i, _)| {
+            case.times_s[i + 1 - sustain.max(1)]
+        })
+}
+
+/// Ranks every case and prints the report.
+pub(super) fn run(a: RcaArgs) -> anyhow::Result<()> {
+    use crate::rca::SplitMix;
+    use aiops_rca::{RankConfig, rank_metrics, rank_services};
+    let all = cases::load_cases(&a.cases)
+        .with_context(|| format!("loading cases under {}", a.cases.display()))?;
+    let cfg = RankConfig {
+        up_only: !a.both_directions,
+        ..RankConfig::default()
+    };
+    // RCAEval counts a service's database as the service (`carts-db` is `carts`).
+    let canonical = |s: &str| s.strip_suffix("-db").unwrap_or(s).to_owned();
+    let dir_name = a.cases.file_name().map_or_else(
+        || a.cases.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    );
+    let mut groups: BTreeMap<String, RcaGroup> = BTreeMap::new();
+    let mut rng = SplitMix::new(a.seed);
+    let mut g_with_graph = std::collections::BTreeSet::new();
+    for case in &all {
+        let dataset = match case.name.split_once('/') {
+            Some((top, _)) => top.to_owned(),
+            None => dir_name.clone(),
+        };
+        let started = Instant::now();
+        let anomaly_s = if a.detect {
+            detected_time(case, a.sustain_rows)
+        } else {
+            case.labels.inject_time + a.offset_secs
+        };
+        let metrics = rank_metrics(&case.columns, &case.times_s, &case.values, anomaly_s, &cfg);
+        let mut services = rank_services(&metrics, &canonical);
+        if let Some(graph) = case.graph.as_ref().filter(|_| !a.no_graph) {
+            let symptom = graph.main_entry();
+            services = graph.rerank(&services, symptom.as_deref());
+            g_with_graph.insert(dataset.clone());
+        }
+        let secs = started.elapsed().as_secs_f64();
+        let truth = canonical(&case.labels.root_cause_service);
+        let service_rank = services
+            .iter()
+            .position(|s| s.service == truth)
+            .map(|i| i + 1);
+        let g = groups.entry(dataset).or_default();
+        g.secs += secs;
+        g.service.add(service_rank);
+        // The calibrated confidence of the first service, as the incident API states it.
+        if let Some(&conf) = aiops_rca::analyse::calibrated_confidences(&services).first() {
+            let right = service_rank == Some(1);
+            g.features
+                .push((aiops_rca::analyse::confidence_features(&services), right));
+            g.calibration.add(conf, right);
+        }
+        let candidates: std::collections::BTreeSet<String> = case
+            .columns
+            .iter()
+            .map(|c| canonical(cases::service_of(c)))
+            .collect();
+        g.random.add(Some(rng.random_rank(candidates.len())));
+        let fault = g.by_fault.entry(case.labels.fault.clone()).or_default();
+        fault.0.add(service_rank);
+        if let Some(want) = &case.labels.root_cause_metric {
+            let metric_rank = metrics
+                .iter()
+                .position(|m| &m.metric == want)
+                .map(|i| i + 1);
+            g.metric.add(metric_rank);
+            fault.1.add(metric_rank);
+        }
+    }
+    let mut overall = RcaGroup::default();
+    for g in groups.values() {
+        overall.merge(g);
+    }
+    let fitted = a.fit_calibration.then(|| {
+        let w = crate::rca::fit_logistic(&overall.features);
+        let mut all = crate::rca::Calibration::default();
+        let mut per: BTreeMap<String, crate::rca::Calibration> = BTreeMap::new();
+        for (name, g) in &groups {
+            for &(x, right) in &g.features {
+                let p = 1.0 / (1.0 + (-(w[0] + w[1] * x[0] + w[2] * x[1])).exp());
+                all.add(p, right);
+                per.entry(name.clone()).or_default().add(p, right);
+            }
+        }
+        serde_json::json!({"weights": w, "overall": all.reliability(),
+            "datasets": per.iter().map(|(k, c)| (k.clone(), c.reliability())).collect::<BTreeMap<_, _>>(),
+            "in_use": aiops_rca::analyse::CALIBRATION})
+    });
+    let out = serde_json::json!({
+        "fitted_calibration": fitted,
+        "offset_secs": a.offset_secs,
+        "detect": a.detect,
+        "up_only": cfg.up_only,
+        "seed": a.seed,
+        "datasets": groups.iter().map(|(k, g)| {
+            let mut j = g.json();
+            j["graph"] = serde_json::json!(g_with_graph.contains(k));
+            (k.clone(), j)
+        }).collect::<BTreeMap<_, _>>(),
+        "overall": overall.json(),
+    });
+    println!("{}", serde_json::to_string_pretty(&out)?);
+    Ok(())
+}
