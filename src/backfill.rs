@@ -1,18 +1,13 @@
 //! `aiops backfill`: pull a time range from a source into the archive, with a progress bar.
 
-use std::sync::Arc;
 use std::time::Instant;
 
-use aiops_ingest::TransportConfig;
-use aiops_ingest::appinsights::{self, AppInsightsClient};
-use aiops_ingest::archive::{Archive, ArchiveConfig};
-use aiops_ingest::prometheus_api::{self, PromClient, PullRange};
-use aiops_ingest::transport::BatchSender;
+use aiops_ingest::backfill::{self, Source};
+use aiops_ingest::prometheus_api::PullRange;
 use aiops_ingest::{
-    AppInsightsAuth, AppInsightsMetric, AppInsightsSourceConfig, Auth, IngestMetrics, KqlQuery,
-    PrometheusSourceConfig, PullSummary,
+    AppInsightsAuth, AppInsightsMetric, AppInsightsSourceConfig, Auth, KqlQuery,
+    PrometheusSourceConfig,
 };
-use aiops_models::SeriesCatalog;
 use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -40,35 +35,6 @@ pub async fn run(args: BackfillArgs) -> anyhow::Result<()> {
     }
 }
 
-/// The archive and the stage that fills it, for the length of one backfill.
-struct Sink {
-    catalog: Arc<SeriesCatalog>,
-    sender: BatchSender,
-    stage: std::thread::JoinHandle<()>,
-    metrics: IngestMetrics,
-}
-
-async fn open_sink(data_dir: &std::path::Path) -> anyhow::Result<Sink> {
-    let metrics = IngestMetrics::unregistered();
-    let catalog = Arc::new(SeriesCatalog::new());
-    let acfg = ArchiveConfig {
-        data_dir: data_dir.to_owned(),
-        ..ArchiveConfig::default()
-    };
-    let (_archive, stage) = {
-        let (c, m) = (catalog.clone(), metrics.clone());
-        tokio::task::spawn_blocking(move || Archive::open(acfg, c, m)).await??
-    };
-    let (sender, receiver) = TransportConfig::default().build();
-    let stage = stage.spawn(receiver);
-    Ok(Sink {
-        catalog,
-        sender,
-        stage,
-        metrics,
-    })
-}
-
 fn progress(quiet: bool) -> ProgressBar {
     let bar = if quiet {
         ProgressBar::hidden()
@@ -92,18 +58,12 @@ fn advance(bar: &ProgressBar) -> impl FnMut(usize, usize) + '_ {
     }
 }
 
-/// Closes the sink (the archive flushes) and prints the summary.
-async fn finish(
-    sink: Sink,
-    res: Result<PullSummary, aiops_ingest::IngestError>,
-    started: Instant,
-    data_dir: &std::path::Path,
-) -> anyhow::Result<()> {
-    drop(sink.sender);
-    let stage = sink.stage;
-    tokio::task::spawn_blocking(move || stage.join())
-        .await?
-        .ok();
+/// Pulls `source` into the archive with a progress bar, then prints the summary.
+async fn pull(args: &BackfillArgs, source: Source<'_>) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let bar = progress(args.quiet);
+    let res = backfill::run(&args.data_dir, source, advance(&bar)).await;
+    bar.finish_and_clear();
     let summary = res?;
     println!(
         "backfilled {} series, {} samples in {:.1} s ({} requests) into {}",
@@ -111,7 +71,7 @@ async fn finish(
         summary.samples,
         started.elapsed().as_secs_f64(),
         summary.requests,
-        data_dir.display()
+        args.data_dir.display()
     );
     Ok(())
 }
@@ -171,22 +131,12 @@ async fn appinsights(args: BackfillArgs, start_s: i64, end_s: i64) -> anyhow::Re
     if !problems.is_empty() {
         bail!("invalid arguments:\n  - {}", problems.join("\n  - "));
     }
-    let sink = open_sink(&args.data_dir).await?;
-    let client = AppInsightsClient::new(&cfg, sink.metrics.clone())?;
-    let started = Instant::now();
-    let bar = progress(args.quiet);
-    let res = appinsights::backfill(
-        &client,
-        &appinsights::items(&cfg),
-        start_s * 1000,
-        end_s * 1000,
-        &sink.sender,
-        &sink.catalog,
-        advance(&bar),
-    )
-    .await;
-    bar.finish_and_clear();
-    finish(sink, res, started, &args.data_dir).await
+    let source = Source::AppInsights {
+        cfg: &cfg,
+        start_ms: start_s * 1000,
+        end_ms: end_s * 1000,
+    };
+    pull(&args, source).await
 }
 
 async fn prometheus(args: BackfillArgs, start: i64, end: i64) -> anyhow::Result<()> {
@@ -216,24 +166,15 @@ async fn prometheus(args: BackfillArgs, start: i64, end: i64) -> anyhow::Result<
         bail!("invalid arguments:\n  - {}", problems.join("\n  - "));
     }
 
-    let sink = open_sink(&args.data_dir).await?;
-    let client = PromClient::new(&src, sink.metrics.clone())?;
-    let started = Instant::now();
-    let bar = progress(args.quiet);
     let range = PullRange {
         start_s: start,
         end_s: end,
         step_s: args.step,
     };
-    let res = prometheus_api::backfill(
-        &client,
-        &args.queries,
+    let source = Source::Prometheus {
+        cfg: &src,
+        queries: &args.queries,
         range,
-        &sink.sender,
-        &sink.catalog,
-        advance(&bar),
-    )
-    .await;
-    bar.finish_and_clear();
-    finish(sink, res, started, &args.data_dir).await
+    };
+    pull(&args, source).await
 }

@@ -1,7 +1,6 @@
 //! The `aiops` binary: parses the command line and configuration, installs tracing, wires the
 //! stages and handles signals. Everything else lives in the library crates.
 
-mod auth;
 mod backfill;
 mod cli;
 mod config;
@@ -72,7 +71,8 @@ async fn run(cli: cli::Cli) -> anyhow::Result<()> {
             // detector parameters winning as in `serve`.
             let detect = config::Config::load(a.config.as_deref())?.detect;
             Ok(aiops_eval::ReplaySettings {
-                detector: models::active_detector(&a.data_dir)?.map_or(detect.detector, |(_, c)| c),
+                detector: aiops_detect::registered::active_detector(&a.data_dir)?
+                    .map_or(detect.detector, |(_, c)| c),
                 event_score: detect.event_score,
                 event_quiet_secs: detect.event_quiet_secs,
             })

@@ -1,14 +1,12 @@
 //! `aiops models`: the versioned model registry from the command line.
 
 use aiops_detect::DetectorConfig;
+use aiops_detect::registered::DETECTOR;
 use aiops_eval::nab::{self, Corpus};
 use aiops_models::registry::{ModelVersion, Registry};
 use anyhow::Context;
 
 use crate::cli::{ModelsArgs, ModelsWhat};
-
-/// The kind of the detector's parameter sets.
-pub const DETECTOR: &str = "detector";
 
 /// Runs one registry command.
 pub fn run(args: ModelsArgs) -> anyhow::Result<()> {
@@ -102,24 +100,4 @@ pub fn run(args: ModelsArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
-}
-
-/// The detector parameters of the active registered version, if any.
-pub fn active_detector(
-    data_dir: &std::path::Path,
-) -> anyhow::Result<Option<(u64, DetectorConfig)>> {
-    let reg = Registry::load(&Registry::path(data_dir))?;
-    match reg.active(DETECTOR) {
-        Some(v) => {
-            let cfg: DetectorConfig =
-                serde_json::from_value(v.params.clone()).with_context(|| {
-                    format!(
-                        "model version {} does not hold detector parameters",
-                        v.version
-                    )
-                })?;
-            Ok(Some((v.version, cfg)))
-        }
-        None => Ok(None),
-    }
 }

@@ -31,14 +31,18 @@ pub async fn serve(
     bound: Option<oneshot::Sender<SocketAddr>>,
 ) -> anyhow::Result<()> {
     // A promoted model overrides the configured detector parameters.
-    if let Some((version, params)) = crate::models::active_detector(&cfg.archive.data_dir)? {
+    if let Some((version, params)) =
+        aiops_detect::registered::active_detector(&cfg.archive.data_dir)?
+    {
         info!(
             version,
             "Using the detector parameters of the active registered model."
         );
         cfg.detect.detector = params;
     }
-    let auth = crate::auth::authenticator(&cfg.server).await?;
+    let auth = aiops_api::auth::serving::authenticator(&cfg.server)
+        .await
+        .map_err(anyhow::Error::msg)?;
     // The Kafka worker stops after the forwarder drained (not with the first signal).
     let worker_cancel = CancellationToken::new();
     let mut registry = Registry::default();
@@ -53,49 +57,14 @@ pub async fn serve(
     };
     let (sender, receiver) = cfg.transport.build();
     // Detection scores every batch once it is durable; its state survives restarts.
-    let checkpoint = cfg.archive.data_dir.join("detect").join("checkpoint.bin");
-    // Trained profiles (`aiops train`): series the checkpoint does not know start from them.
-    let profiles = match crate::train::active_profiles(&cfg.archive.data_dir) {
-        Ok(Some((version, p))) => {
-            info!(
-                version,
-                series = p.len(),
-                "Using the trained profiles of the active model."
-            );
-            p
-        }
-        Ok(None) => Default::default(),
-        Err(e) => {
-            warn!(error = %e, "Cannot load the active trained profiles; series start from history.");
-            Default::default()
-        }
-    };
+    let checkpoint = aiops_detect::checkpoint::path(&cfg.archive.data_dir);
     let detect_state = {
-        let path = checkpoint.clone();
-        let max_events = cfg.detect.max_events;
-        let max_scores = cfg.detect.max_score_gauges;
-        let detector_cfg = cfg.detect.detector;
-        Arc::new(std::sync::RwLock::new(
-            tokio::task::spawn_blocking(move || {
-                let mut st = aiops_detect::checkpoint::load(&path);
-                // The event log is the record of events: it also holds those a crash kept out
-                // of the last checkpoint.
-                let logged = aiops_detect::stage::load_events(
-                    &path.with_file_name("events.jsonl"),
-                    max_events,
-                );
-                if !logged.is_empty() {
-                    st.events = logged;
-                    st.reattach_open_events();
-                }
-                st.profiles = profiles;
-                st.set_detector_config(detector_cfg);
-                st.published.set_limits(max_events, max_scores);
-                st.published.reset_events(&st.events);
-                st
-            })
-            .await?,
-        ))
+        let (data_dir, dcfg) = (cfg.archive.data_dir.clone(), cfg.detect.clone());
+        let st = tokio::task::spawn_blocking(move || {
+            aiops_detect::checkpoint::restore(&data_dir, &dcfg)
+        })
+        .await?;
+        Arc::new(std::sync::RwLock::new(st))
     };
     // What the API reads: published snapshots and the scaling targets' own lock.
     let (published, scaling_state) = {
@@ -242,56 +211,13 @@ pub async fn serve(
     } else {
         None
     };
-    if let Some(shared) = &incident_producer {
-        let timeout = Duration::from_secs(cfg.transport.kafka.delivery_timeout_secs);
-        // Incidents also go to their topic, keyed by id (the newest message is the state).
-        let (producer, topic, rt) = (
-            shared.clone(),
-            cfg.transport.kafka.incidents_topic.clone(),
-            tokio::runtime::Handle::current(),
+    if let Some(producer) = &incident_producer {
+        incident_service = aiops_cluster::incident_feed::on_bus(
+            incident_service,
+            producer.clone(),
+            &cfg.transport.kafka,
+            cfg.incidents.max_series,
         );
-        incident_service = incident_service.with_publisher(aiops_api::incidents::Publisher(Box::new(move |inc| {
-            let (producer, topic, inc) = (producer.clone(), topic.clone(), inc.clone());
-            rt.spawn(async move {
-                if let Err(e) =
-                    aiops_ingest::kafka::produce_json(&producer, &topic, &inc.id, &inc, timeout)
-                        .await
-                {
-                    tracing::error!(incident = %inc.id, error = %e, "An incident update did not reach Kafka.");
-                }
-            });
-        })));
-        // Changes arriving over HTTP (alerts, PagerDuty webhooks, feedback) go to the incident
-        // owner through the anomalies topic, in order with the anomaly events.
-        let (producer, topic) = (shared.clone(), cfg.transport.kafka.anomalies_topic.clone());
-        let seq = Arc::new(std::sync::atomic::AtomicU64::new(0));
-        incident_service =
-            incident_service.with_forward(aiops_api::incidents::Forward(Box::new(move |cmd| {
-                let (producer, topic) = (producer.clone(), topic.clone());
-                let key = format!(
-                    "{}{}-{}-{}",
-                    aiops_cluster::COMMAND_KEY_PREFIX,
-                    std::process::id(),
-                    jiff::Timestamp::now().as_millisecond(),
-                    seq.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
-                );
-                Box::pin(async move {
-                    aiops_ingest::kafka::produce_json(&producer, &topic, &key, &cmd, timeout)
-                        .await
-                        .map_err(|e| e.to_string())
-                })
-            })));
-    }
-    if kafka {
-        // The incident owner ranks from every partition, not only its own archive.
-        let (kcfg, max_series) = (cfg.transport.kafka.clone(), cfg.incidents.max_series);
-        incident_service = incident_service.with_window_reader(aiops_api::incidents::WindowReader(
-            Box::new(move |start, end| {
-                kcfg.read_window(start, end, max_series)
-                    .map(|(series, samples)| aiops_api::incidents::Window { series, samples })
-                    .map_err(|e| e.to_string())
-            }),
-        ));
     }
     let incidents = Arc::new(incident_service);
     // Events a crash kept from the incident book (it is saved after the event log): replayed;
@@ -388,7 +314,7 @@ pub async fn serve(
         )),
         auth: auth.clone(),
     };
-    tokio::spawn(crate::auth::reload_every(
+    tokio::spawn(aiops_api::auth::serving::reload_every(
         auth,
         std::time::Duration::from_secs(5),
         cancel.child_token(),
@@ -425,7 +351,7 @@ pub async fn serve(
                 })
                 .await??,
             );
-            tokio::spawn(crate::auth::reload_tls_every(
+            tokio::spawn(aiops_api::auth::serving::reload_tls_every(
                 tls.clone(),
                 Duration::from_secs(5),
                 cancel.child_token(),

@@ -4,14 +4,12 @@
 use std::collections::{BTreeMap, HashSet};
 use std::time::Instant;
 
+use aiops_detect::registered::PROFILES;
 use aiops_detect::train;
 use aiops_models::registry::{ModelVersion, Registry};
 use anyhow::Context;
 
 use crate::cli::TrainArgs;
-
-/// The kind of trained profile tables in the registry.
-pub const PROFILES: &str = "profiles";
 
 /// Fits, writes, registers (and, with `--promote`, activates) a profiles table.
 pub fn run(a: TrainArgs) -> anyhow::Result<()> {
@@ -42,7 +40,7 @@ pub fn run(a: TrainArgs) -> anyhow::Result<()> {
         .collect();
     let (_, last) = train::time_range(&parts)?.context("the archive's parts hold no samples")?;
     let from = last - (a.days * 86_400_000.0) as i64;
-    let cfg = crate::models::active_detector(&a.data_dir)?
+    let cfg = aiops_detect::registered::active_detector(&a.data_dir)?
         .map(|(_, c)| c)
         .unwrap_or_default();
     let profiles = train::fit_profiles(&parts, &counters, from, last, &cfg)?;
@@ -92,20 +90,4 @@ pub fn run(a: TrainArgs) -> anyhow::Result<()> {
         }
     );
     Ok(())
-}
-
-/// The calibrated detectors of the active `profiles` version, by series, if any.
-pub fn active_profiles(
-    data_dir: &std::path::Path,
-) -> anyhow::Result<Option<(u64, std::collections::HashMap<u64, aiops_detect::Detector>)>> {
-    let path = Registry::path(data_dir);
-    let reg = Registry::load(&path)?;
-    let Some(v) = reg.active(PROFILES) else {
-        return Ok(None);
-    };
-    let file = v.params["file"]
-        .as_str()
-        .with_context(|| format!("model version {} names no profiles file", v.version))?;
-    let detectors = train::read_profiles(&path.with_file_name(file))?;
-    Ok(Some((v.version, detectors)))
 }

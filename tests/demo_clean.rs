@@ -5,8 +5,8 @@
 
 use std::sync::Arc;
 
+use aiops_demo::simulate::{Fault, FaultKind, Simulator};
 use aiops_detect::{DetectConfig, DetectState};
-use aiops_ingest::simulate::{Fault, FaultKind, Simulator};
 use aiops_models::{AnomalyEvent, SampleBatchBuilder, SeriesCatalog, SeriesMeta, Source};
 
 const STEP_MS: i64 = 15_000;

@@ -15,6 +15,8 @@
 //! (SHA-256) and compared with the stored hashes in constant time, so neither their content nor
 //! their length leaks through timing.
 
+pub mod serving;
+
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 

@@ -5,7 +5,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use aiops_ingest::kafka::KafkaConfig;
+use aiops_api::incidents::{Forward, IncidentService, Publisher, Window, WindowReader};
+use aiops_ingest::kafka::{KafkaConfig, produce_json};
 use aiops_models::AnomalyEvent;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::message::Message;
@@ -22,6 +23,59 @@ pub const COMMAND_KEY_PREFIX: &str = "cmd:";
 
 /// Keys of the incident feed's liveness messages on the anomalies topic.
 pub const HEARTBEAT_KEY_PREFIX: &str = "hb:";
+
+/// An incident service wired to the bus: every update is also published to the incidents
+/// topic (keyed by id: the newest message is the state); changes arriving over HTTP (alerts,
+/// PagerDuty webhooks, feedback) go to the incident owner through the anomalies topic, in
+/// order with the anomaly events; and rankings read their window from every partition, not
+/// only this node's archive.
+pub fn on_bus(
+    service: IncidentService,
+    producer: FutureProducer,
+    kcfg: &KafkaConfig,
+    max_series: usize,
+) -> IncidentService {
+    let timeout = Duration::from_secs(kcfg.delivery_timeout_secs);
+    let (updates, topic, rt) = (
+        producer.clone(),
+        kcfg.incidents_topic.clone(),
+        tokio::runtime::Handle::current(),
+    );
+    let publisher = Publisher(Box::new(move |inc| {
+        let (producer, topic, inc) = (updates.clone(), topic.clone(), inc.clone());
+        rt.spawn(async move {
+            if let Err(e) = produce_json(&producer, &topic, &inc.id, &inc, timeout).await {
+                error!(incident = %inc.id, error = %e, "An incident update did not reach Kafka.");
+            }
+        });
+    }));
+    let topic = kcfg.anomalies_topic.clone();
+    let seq = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let forward = Forward(Box::new(move |cmd| {
+        let (producer, topic) = (producer.clone(), topic.clone());
+        let key = format!(
+            "{COMMAND_KEY_PREFIX}{}-{}-{}",
+            std::process::id(),
+            jiff::Timestamp::now().as_millisecond(),
+            seq.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+        );
+        Box::pin(async move {
+            produce_json(&producer, &topic, &key, &cmd, timeout)
+                .await
+                .map_err(|e| e.to_string())
+        })
+    }));
+    let kcfg = kcfg.clone();
+    let windows = WindowReader(Box::new(move |start, end| {
+        kcfg.read_window(start, end, max_series)
+            .map(|(series, samples)| Window { series, samples })
+            .map_err(|e| e.to_string())
+    }));
+    service
+        .with_publisher(publisher)
+        .with_forward(forward)
+        .with_window_reader(windows)
+}
 
 /// The incidents of a Kafka deployment meet at one node: the member of `{group_id}-incidents`
 /// that owns the anomalies topic's only partition. It reads every anomaly event in order,

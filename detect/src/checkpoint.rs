@@ -279,6 +279,46 @@ fn read(bytes: &[u8]) -> Result<DetectState, String> {
     }
 }
 
+/// Where `serve` keeps the detection checkpoint under its data directory.
+pub fn path(data_dir: &Path) -> std::path::PathBuf {
+    data_dir.join("detect").join("checkpoint.bin")
+}
+
+/// The detection state `serve` starts from (blocking: run it off the async threads): the
+/// checkpoint, the events of the event log beside it (the record of events: it also holds those
+/// a crash kept out of the last checkpoint), the active trained profiles (series the checkpoint
+/// does not know start from them) and `cfg`'s detector and limits.
+pub fn restore(data_dir: &Path, cfg: &crate::DetectConfig) -> DetectState {
+    let checkpoint = path(data_dir);
+    let mut st = load(&checkpoint);
+    let logged =
+        crate::stage::load_events(&checkpoint.with_file_name("events.jsonl"), cfg.max_events);
+    if !logged.is_empty() {
+        st.events = logged;
+        st.reattach_open_events();
+    }
+    st.profiles = match crate::registered::active_profiles(data_dir) {
+        Ok(Some((version, p))) => {
+            tracing::info!(
+                version,
+                series = p.len(),
+                "Using the trained profiles of the active model."
+            );
+            p
+        }
+        Ok(None) => Default::default(),
+        Err(e) => {
+            tracing::warn!(error = %e, "Cannot load the active trained profiles; series start from history.");
+            Default::default()
+        }
+    };
+    st.set_detector_config(cfg.detector);
+    st.published
+        .set_limits(cfg.max_events, cfg.max_score_gauges);
+    st.published.reset_events(&st.events);
+    st
+}
+
 /// The checkpoint at `path` (or, if absent, an older JSON one beside it); an empty state when
 /// there is none or it is unreadable (reported).
 pub fn load(path: &Path) -> DetectState {

@@ -1,4 +1,5 @@
-//! Errors of the detect crate: one enum for files, inputs and scaling targets without a value.
+//! Errors of the detect crate: one enum for files, inputs, the model registry and scaling
+//! targets without a value.
 
 use std::path::PathBuf;
 
@@ -16,6 +17,9 @@ pub enum DetectError {
     /// A file does not have the expected layout.
     #[error("{path}: {reason}")]
     BadInput { path: PathBuf, reason: String },
+    /// The model registry could not be read.
+    #[error(transparent)]
+    Registry(#[from] aiops_models::registry::RegistryError),
     /// No such scaling target (in that namespace).
     #[error("no scaling target {0}")]
     UnknownTarget(String),

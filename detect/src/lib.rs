@@ -6,6 +6,7 @@
 //! * [`multi`] — multivariate scoring of a service's metrics as one vector (PCA).
 //! * [`scaling`] — predictive scaling targets: a workload's load, forecast and served to the HPA.
 //! * [`train`] — seasonal profiles and calibration fitted from the archive (polars).
+//! * [`registered`] — the active registered detector parameters and trained profiles.
 //! * [`published`] — what detection publishes for readers (events, top scores, counters,
 //!   scaling), so that the API never waits for scoring.
 //! * [`checkpoint`] — compact, checksummed checkpoints of the detection state, written a slice
@@ -25,6 +26,7 @@ pub mod forecast;
 pub mod multi;
 mod prefetch;
 pub mod published;
+pub mod registered;
 pub mod replay;
 pub mod scaling;
 mod score;

@@ -8,15 +8,16 @@
 //!
 //! * [`remote_write`] decodes Prometheus remote_write 1.0 bodies into Arrow.
 //! * [`prometheus_api`] pulls from a Prometheus HTTP API: backfill over a range and live polling.
+//! * [`backfill`] pulls a time range from a source into an archive no server holds.
 //! * [`transport`] is the seam that carries batches from sources to stages.
 //! * [`archive`] makes batches durable before they are acknowledged, compacts them to Parquet,
 //!   enforces retention and reads series back.
-//! * [`simulate`] plays a small microservice system for `aiops demo`.
 //!
 //! See `ingest/README.md` for the write path in one diagram.
 
 pub mod appinsights;
 pub mod archive;
+pub mod backfill;
 pub mod bus;
 mod config;
 mod error;
@@ -25,7 +26,6 @@ pub mod kafka;
 mod metrics;
 pub mod prometheus_api;
 pub mod remote_write;
-pub mod simulate;
 mod sources;
 pub mod transport;
 

@@ -14,6 +14,7 @@
 pub mod client;
 pub mod decode;
 pub mod proto;
+mod synthetic;
 
 pub use client::{RemoteWriteClient, SendError};
 pub use decode::{
@@ -21,6 +22,7 @@ pub use decode::{
     decompress,
 };
 pub use proto::{Label, MetricMetadata, Sample, TimeSeries, WriteRequest, encode_write_request};
+pub use synthetic::synthetic_request;
 
 /// `Content-Encoding` a remote_write 1.0 body must carry.
 pub const CONTENT_ENCODING: &str = "snappy";

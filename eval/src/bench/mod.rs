@@ -5,8 +5,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use aiops_ingest::remote_write::{RemoteWriteClient, decode_write_request, encode_write_request};
-use aiops_ingest::simulate::synthetic_request;
+use aiops_ingest::remote_write::{
+    RemoteWriteClient, decode_write_request, encode_write_request, synthetic_request,
+};
 use aiops_models::SeriesCatalog;
 use axum::routing::post;
 use bytes::Bytes;

@@ -1,18 +1,18 @@
-//! Credentials at start and while serving: the listen check, the secret files' reload.
+//! Credentials at start and while serving: the listen check, the secret files' and the TLS
+//! files' reload.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use aiops_api::ApiConfig;
-use aiops_api::auth::Authenticator;
-use anyhow::bail;
+use super::Authenticator;
+use crate::ApiConfig;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 /// The credentials of `cfg`, their files read off the async threads. Refuses to serve a
 /// non-loopback address with none configured unless `server.allow_unauthenticated` (or
 /// `--insecure-listen`) says so, and then warns.
-pub async fn authenticator(cfg: &ApiConfig) -> anyhow::Result<Arc<Authenticator>> {
+pub async fn authenticator(cfg: &ApiConfig) -> Result<Arc<Authenticator>, String> {
     let exposed = cfg.exposed_addresses();
     if !exposed.is_empty() && !cfg.has_credentials() {
         let list = exposed
@@ -21,11 +21,11 @@ pub async fn authenticator(cfg: &ApiConfig) -> anyhow::Result<Arc<Authenticator>
             .collect::<Vec<_>>()
             .join(", ");
         if !cfg.allow_unauthenticated {
-            bail!(
+            return Err(format!(
                 "refusing to listen on {list} (reachable from other hosts) with no credentials: \
                  configure [[server.credentials]] (or server.api_token), listen on 127.0.0.1, or \
                  accept open access with server.allow_unauthenticated = true / --insecure-listen"
-            );
+            ));
         }
         warn!(
             addresses = %list,
@@ -41,8 +41,8 @@ pub async fn authenticator(cfg: &ApiConfig) -> anyhow::Result<Arc<Authenticator>
     }
     let cfg = cfg.clone();
     let auth = tokio::task::spawn_blocking(move || Authenticator::from_config(&cfg))
-        .await?
-        .map_err(anyhow::Error::msg)?;
+        .await
+        .map_err(|e| format!("reading the credentials: {e}"))??;
     Ok(Arc::new(auth))
 }
 
@@ -79,7 +79,7 @@ pub async fn reload_every(auth: Arc<Authenticator>, every: Duration, cancel: Can
 /// a renewed certificate or a rotated CA takes effect for new connections within that time. A
 /// file that cannot be used keeps the previous configuration and is reported.
 pub async fn reload_tls_every(
-    tls: Arc<aiops_api::tls::TlsFiles>,
+    tls: Arc<crate::tls::TlsFiles>,
     every: Duration,
     cancel: CancellationToken,
 ) {
