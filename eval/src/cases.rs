@@ -435,7 +435,7 @@ mod tests {
         );
         assert!(read_graph(p, b"a,b\nx,y\n").is_err());
         let e = read_graph(p, b"caller,callee\nxy\n")
-            .unwrap_err()
+            .expect_err("an error")
             .to_string();
         assert!(e.contains("row 2"), "{e}");
     }

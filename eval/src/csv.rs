@@ -193,17 +193,20 @@ mod tests {
     fn errors_name_the_file_the_row_and_the_column() {
         let t = Table::parse(Path::new("d.csv"), b"time,a\n1,x\n2\n").expect("parse");
         let rows: Vec<_> = t.rows().collect();
-        let e = rows[0].number::<f64>(1, "value").unwrap_err().to_string();
+        let e = rows[0]
+            .number::<f64>(1, "value")
+            .expect_err("an error")
+            .to_string();
         assert!(
             e.contains("d.csv") && e.contains("row 2") && e.contains("\"x\""),
             "{e}"
         );
-        let e = rows[1].cell(1).unwrap_err().to_string();
+        let e = rows[1].cell(1).expect_err("an error").to_string();
         assert!(
             e.contains("row 3") && e.contains("missing column 2 (a)"),
             "{e}"
         );
-        let e = t.column("value").unwrap_err().to_string();
+        let e = t.column("value").expect_err("an error").to_string();
         assert!(e.contains("no value column"), "{e}");
         assert!(Table::parse(Path::new("e.csv"), b"").is_err());
     }
