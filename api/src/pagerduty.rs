@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use aiops_ingest::http::{Backoff, is_retryable, retry_after};
 use aiops_rca::pagerduty::PagerdutyConfig;
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
@@ -102,8 +103,10 @@ pub async fn run_sender(
     http: reqwest::Client,
     cancel: CancellationToken,
 ) {
-    let max_backoff = Duration::from_secs(cfg.max_backoff_secs);
-    let mut backoff = Duration::from_secs(1);
+    let mut backoff = Backoff::new(
+        Duration::from_secs(1),
+        Duration::from_secs(cfg.max_backoff_secs),
+    );
     loop {
         let next = match outbox.pending() {
             Ok(p) => p.into_iter().next(),
@@ -131,16 +134,15 @@ pub async fn run_sender(
         };
         match deliver(&http, &cfg, &item).await {
             Outcome::Done => {
-                backoff = Duration::from_secs(1);
+                backoff.reset();
                 if let Err(e) = std::fs::remove_file(&path) {
                     error!(file = %path.display(), error = %e, "Cannot remove a delivered PagerDuty message; it will be sent again.");
                 }
             }
             Outcome::Reject(reason) => park(&outbox, &path, &reason),
             Outcome::Retry(after) => {
-                let wait = after.unwrap_or(backoff).min(max_backoff);
+                let wait = backoff.next_wait(after);
                 warn!(file = %path.display(), wait_secs = wait.as_secs_f64(), "PagerDuty did not take the message; retrying.");
-                backoff = (backoff * 2).min(max_backoff);
                 tokio::select! {
                     _ = tokio::time::sleep(wait) => {}
                     // The message stays on disk: the next start sends it.
@@ -198,15 +200,10 @@ async fn deliver(http: &reqwest::Client, cfg: &PagerdutyConfig, item: &OutboxIte
         );
         return Outcome::Done;
     }
-    let retry_after = resp
-        .headers()
-        .get(reqwest::header::RETRY_AFTER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .map(Duration::from_secs);
+    let asked = retry_after(resp.headers());
     let body = resp.text().await.unwrap_or_default();
-    if status.as_u16() == 429 || status.as_u16() == 408 || status.is_server_error() {
-        return Outcome::Retry(retry_after);
+    if is_retryable(status) {
+        return Outcome::Retry(asked);
     }
     Outcome::Reject(format!(
         "{} {}",

@@ -10,8 +10,9 @@
 //! | 415 | not `Content-Encoding: snappy` + `application/x-protobuf`, or remote_write 2.0 | drops |
 //! | 503 | ingest queue full, archive write failed, shutting down | retries with backoff |
 
+use aiops_ingest::IngestError;
 use aiops_ingest::remote_write::{self, DecodeError, Decoded};
-use aiops_ingest::transport::{Envelope, SendError};
+use aiops_ingest::transport::Envelope;
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
@@ -274,11 +275,11 @@ pub async fn remote_write(
         let (env, waiter) = Envelope::with_ack(batch);
         match state.sender.try_send(env) {
             Ok(()) => {}
-            Err(e @ SendError::Full { .. }) => {
+            Err(e @ IngestError::QueueFull { .. }) => {
                 state.ingest_metrics.rejected(SOURCE, "overload", samples);
                 return Err(ApiError::unavailable("overloaded", e.to_string()));
             }
-            Err(e @ SendError::Closed) => {
+            Err(e) => {
                 state
                     .ingest_metrics
                     .rejected(SOURCE, "unavailable", samples);

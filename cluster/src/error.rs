@@ -14,9 +14,9 @@ pub enum ClusterError {
         /// The client's error.
         source: KafkaError,
     },
-    /// The ingest crate's Kafka client could not be made.
+    /// The ingest crate's Kafka client could not be made or used.
     #[error(transparent)]
-    Client(#[from] aiops_ingest::kafka::KafkaError),
+    Ingest(#[from] aiops_ingest::IngestError),
     /// A blocking read panicked or was cancelled.
     #[error("a blocking read failed: {0}")]
     Join(#[from] tokio::task::JoinError),

@@ -345,7 +345,7 @@ impl Worker {
             match self.rt.block_on(self.archive.send_durable(batch.clone())) {
                 Ok(()) => break,
                 Err(e) => {
-                    warn!(error = %e.0, "The local archive did not take a batch; retrying.");
+                    warn!(error = %e, "The local archive did not take a batch; retrying.");
                     std::thread::sleep(Duration::from_millis(500));
                 }
             }

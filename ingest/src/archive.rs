@@ -203,7 +203,13 @@ impl Archive {
                 }
                 Err(reason) => {
                     let known = damage::recorded(&sums, path);
-                    damage::quarantine_at_open(&quarantine, &metrics, path, &reason, known)?;
+                    damage::quarantine_at_open(
+                        &quarantine,
+                        &metrics,
+                        path,
+                        &reason.to_string(),
+                        known,
+                    )?;
                     damage.push(format!("{}: {reason}", path.display()));
                 }
             }

@@ -40,15 +40,72 @@ pub enum IngestError {
         /// True when the failure may pass (network, 429, 5xx); false for bad requests and auth.
         retryable: bool,
     },
-    /// The pipeline could not take the batch (shutting down, or the archive failed).
+    /// Reading or writing bytes failed; `at` says what and where. The I/O error (and its kind:
+    /// a full disk is not damage) is kept.
+    #[error("{at}: {source}")]
+    Io { at: String, source: std::io::Error },
+    /// Bytes could not be encoded or decoded as `what` (a WAL record's parts, a Parquet part,
+    /// Arrow IPC, a Kafka message); the underlying error is kept.
+    #[error("{what}: {source}")]
+    Codec {
+        what: String,
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// Bytes that are not what was written: a checksum mismatch, a truncated or garbled
+    /// record, a missing footer. Damage is contained (quarantined), never served as data.
+    #[error("{0}")]
+    Damaged(String),
+    /// The ingest queue is at capacity (only from `BatchSender::try_send`): retry later.
+    #[error("the ingest queue is full ({capacity} batches); retry later")]
+    QueueFull { capacity: usize },
+    /// The receiving stage has stopped (shutdown).
+    #[error("the pipeline is shutting down")]
+    Closed,
+    /// A remote_write receiver rejected the data for good (4xx other than 408 and 429).
+    #[error("receiver rejected the request with {status}: {body}")]
+    Rejected {
+        status: reqwest::StatusCode,
+        body: String,
+    },
+    /// A remote_write receiver stayed unavailable (network errors, 408, 429, 5xx).
+    #[error("receiver unavailable after {attempts} attempts: {last}")]
+    Unavailable { attempts: u32, last: String },
+    /// The pipeline could not take the batch (shutting down, or the archive failed): the
+    /// outcome of a batch that was not made durable. Retrying later may succeed.
     #[error("pipeline: {0}")]
     Pipeline(String),
+    /// Creating or using a Kafka client failed (topics, producing, a checkpoint, a window).
+    #[error("kafka: {0}")]
+    Kafka(String),
     /// A source was configured wrongly.
     #[error("source {name}: {reason}")]
     SourceConfig { name: String, reason: String },
 }
 
 impl IngestError {
+    /// An I/O failure `at` (what was being done, where), for `map_err`.
+    pub(crate) fn io_at(at: impl Into<String>) -> impl FnOnce(std::io::Error) -> Self {
+        let at = at.into();
+        move |source| Self::Io { at, source }
+    }
+
+    /// A failure to encode or decode `what`, for `map_err`.
+    pub(crate) fn codec<E>(what: impl Into<String>) -> impl FnOnce(E) -> Self
+    where
+        E: std::error::Error + Send + Sync + 'static,
+    {
+        let what = what.into();
+        move |e| Self::Codec {
+            what,
+            source: Box::new(e),
+        }
+    }
+
+    /// Damage: bytes that are not what was written.
+    pub(crate) fn damaged(reason: impl Into<String>) -> Self {
+        Self::Damaged(reason.into())
+    }
+
     pub(crate) fn io(
         op: &'static str,
         path: impl Into<PathBuf>,

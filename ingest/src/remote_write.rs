@@ -16,7 +16,7 @@ pub mod decode;
 pub mod proto;
 mod synthetic;
 
-pub use client::{RemoteWriteClient, SendError};
+pub use client::RemoteWriteClient;
 pub use decode::{
     DecodeError, DecodeLimits, Decoded, InvalidSeries, decode_with_limits, decode_write_request,
     decompress,

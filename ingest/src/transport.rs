@@ -13,6 +13,8 @@ use std::time::Instant;
 use aiops_models::SampleBatch;
 use tokio::sync::{mpsc, oneshot};
 
+use crate::IngestError;
+
 /// Opens the in-process hop of `capacity` batches: to the archive (`memory`), or to the Kafka
 /// forwarder (`kafka`, see [`crate::kafka::run_forwarder`]).
 pub fn channel(capacity: usize) -> (BatchSender, BatchReceiver) {
@@ -31,31 +33,26 @@ pub fn channel(capacity: usize) -> (BatchSender, BatchReceiver) {
     )
 }
 
-/// Why a batch could not be made durable. Retrying later may succeed.
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("{0}")]
-pub struct AckError(pub String);
-
 /// Fired by the stage that made a batch durable, with the outcome.
 #[derive(Debug)]
-pub struct Ack(oneshot::Sender<Result<(), AckError>>);
+pub struct Ack(oneshot::Sender<Result<(), IngestError>>);
 
 impl Ack {
     /// Reports the outcome to the waiting source (which may have gone away; that is fine).
-    pub fn send(self, outcome: Result<(), AckError>) {
+    pub fn send(self, outcome: Result<(), IngestError>) {
         let _ = self.0.send(outcome);
     }
 }
 
 /// Waits for an [`Ack`].
 #[derive(Debug)]
-pub struct AckWaiter(oneshot::Receiver<Result<(), AckError>>);
+pub struct AckWaiter(oneshot::Receiver<Result<(), IngestError>>);
 
 impl AckWaiter {
     /// The outcome; a stage that dropped the envelope without answering counts as a failure.
-    pub async fn wait(self) -> Result<(), AckError> {
+    pub async fn wait(self) -> Result<(), IngestError> {
         self.0.await.unwrap_or_else(|_| {
-            Err(AckError(
+            Err(IngestError::Pipeline(
                 "the archive stage stopped before the batch was durable".into(),
             ))
         })
@@ -85,17 +82,6 @@ impl Envelope {
     }
 }
 
-/// Why a send failed.
-#[derive(Debug, thiserror::Error)]
-pub enum SendError {
-    /// The transport is at capacity (only from [`BatchSender::try_send`]).
-    #[error("the ingest queue is full ({capacity} batches); retry later")]
-    Full { capacity: usize },
-    /// The receiving stage has stopped (shutdown).
-    #[error("the pipeline is shutting down")]
-    Closed,
-}
-
 /// How long envelopes wait in the queue, for load shedding: the receiver records the wait of
 /// each envelope it takes and when it took it.
 #[derive(Debug)]
@@ -119,30 +105,30 @@ pub struct BatchSender {
 }
 
 impl BatchSender {
-    /// Sends without waiting: fails with [`SendError::Full`] under back-pressure.
-    pub fn try_send(&self, env: Envelope) -> Result<(), SendError> {
+    /// Sends without waiting: fails with [`IngestError::QueueFull`] under back-pressure.
+    pub fn try_send(&self, env: Envelope) -> Result<(), IngestError> {
         self.tx
             .try_send((env, Instant::now()))
             .map_err(|e| match e {
-                mpsc::error::TrySendError::Full(_) => SendError::Full {
+                mpsc::error::TrySendError::Full(_) => IngestError::QueueFull {
                     capacity: self.tx.max_capacity(),
                 },
-                mpsc::error::TrySendError::Closed(_) => SendError::Closed,
+                mpsc::error::TrySendError::Closed(_) => IngestError::Closed,
             })
     }
 
     /// Sends, waiting for room.
-    pub async fn send(&self, env: Envelope) -> Result<(), SendError> {
+    pub async fn send(&self, env: Envelope) -> Result<(), IngestError> {
         self.tx
             .send((env, Instant::now()))
             .await
-            .map_err(|_| SendError::Closed)
+            .map_err(|_| IngestError::Closed)
     }
 
     /// Sends and waits until the batch is durable.
-    pub async fn send_durable(&self, batch: SampleBatch) -> Result<(), AckError> {
+    pub async fn send_durable(&self, batch: SampleBatch) -> Result<(), IngestError> {
         let (env, waiter) = Envelope::with_ack(batch);
-        self.send(env).await.map_err(|e| AckError(e.to_string()))?;
+        self.send(env).await?;
         waiter.wait().await
     }
 
@@ -206,7 +192,7 @@ mod tests {
             batch: SampleBatch::empty(),
             ack: None,
         });
-        assert!(matches!(err, Err(SendError::Full { capacity: 1 })));
+        assert!(matches!(err, Err(IngestError::QueueFull { capacity: 1 })));
         let got = rx.recv().await.expect("one envelope");
         got.ack.expect("has ack").send(Ok(()));
         assert!(waiter.wait().await.is_ok());

@@ -376,12 +376,12 @@ async fn kafka(a: KafkaBenchArgs) -> anyhow::Result<()> {
         inflight.spawn(async move { produce_batch(&cfg, &producer, &catalog, &b, timeout).await });
         while inflight.len() >= 16 {
             if let Some(r) = inflight.join_next().await {
-                r?.map_err(|e| anyhow::anyhow!(e.0))?;
+                r??;
             }
         }
     }
     while let Some(r) = inflight.join_next().await {
-        r?.map_err(|e| anyhow::anyhow!(e.0))?;
+        r??;
     }
     let produce_secs = started.elapsed().as_secs_f64();
     let (consumed, kafka_secs) = tokio::task::spawn_blocking(move || reader.join())

@@ -193,7 +193,7 @@ fn compact(shared: &Shared, seq: u64) -> Result<(), IngestError> {
         let info = part::write_part(seq, &path, &batches).map_err(|reason| {
             IngestError::ArchiveCorrupt {
                 path: path.clone(),
-                reason,
+                reason: reason.to_string(),
             }
         })?;
         sync_dir(&dir.join("parts"))?;

@@ -97,7 +97,10 @@ pub fn verify(dir: &Path) -> Result<VerifyReport, IngestError> {
                 report.part_samples += rows;
             }
             Err(_) if !path.exists() => {}
-            Err(problem) => report.damage.push(Finding { path, problem }),
+            Err(problem) => report.damage.push(Finding {
+                path,
+                problem: problem.to_string(),
+            }),
         }
     }
     for path in Quarantine::new(dir).pending() {
@@ -111,17 +114,17 @@ pub fn verify(dir: &Path) -> Result<VerifyReport, IngestError> {
 
 /// Reads a whole part: the file against its checksum (when known) and every row group decoded
 /// after its own check. Returns its samples.
-fn check_part(path: &Path, sums: Option<&PartSums>) -> Result<u64, String> {
+fn check_part(path: &Path, sums: Option<&PartSums>) -> Result<u64, IngestError> {
     if let Some(s) = sums {
         integrity::verify_file(path, s)?;
     }
-    let file = File::open(path).map_err(|e| format!("open: {e}"))?;
+    let file = File::open(path).map_err(IngestError::io_at("open"))?;
     let reader = ParquetRecordBatchReaderBuilder::try_new(file)
         .and_then(|b| b.build())
-        .map_err(|e| format!("parquet: {e}"))?;
+        .map_err(IngestError::codec("parquet"))?;
     let mut rows = 0u64;
     for batch in reader {
-        rows += batch.map_err(|e| format!("parquet: {e}"))?.num_rows() as u64;
+        rows += batch.map_err(IngestError::codec("parquet"))?.num_rows() as u64;
     }
     Ok(rows)
 }
@@ -178,7 +181,7 @@ pub fn repair(dir: &Path) -> Result<RepairReport, IngestError> {
         for b in &r.batches {
             wal::encode_record(b, &mut out).map_err(|reason| IngestError::ArchiveCorrupt {
                 path: path.clone(),
-                reason,
+                reason: reason.to_string(),
             })?;
         }
         write_synced(&path, &out)?;
@@ -192,7 +195,7 @@ pub fn repair(dir: &Path) -> Result<RepairReport, IngestError> {
         next_seq = next_seq.max(last);
         let known = super::damage::recorded(&sums, &path);
         if let Err(reason) = check_part(&path, known) {
-            quarantine.take(&path, &reason, known)?;
+            quarantine.take(&path, &reason.to_string(), known)?;
             report.quarantined.push(path);
         }
     }
@@ -299,6 +302,6 @@ fn salvage(
         );
     }
     let to = parts_dir.join(format!("{seq:016}.parquet"));
-    let info = part::write_part(seq, &to, &batches).map_err(damaged)?;
+    let info = part::write_part(seq, &to, &batches).map_err(|e| damaged(e.to_string()))?;
     Ok(Some((to, Arc::unwrap_or_clone(info.sums), info.rows)))
 }

@@ -32,7 +32,7 @@ pub(super) fn open_part(
     last: u64,
     path: &Path,
     sums: &HashMap<String, PartSums>,
-) -> Result<PartInfo, String> {
+) -> Result<PartInfo, IngestError> {
     let known = match recorded(sums, path) {
         Some(s) => s.clone(),
         None => {
@@ -170,7 +170,7 @@ impl Shared {
         for p in inputs {
             if let Err(reason) = integrity::verify_file(&p.path, &p.sums) {
                 if p.path.exists() {
-                    self.quarantine_part(&p.path, &reason);
+                    self.quarantine_part(&p.path, &reason.to_string());
                 }
                 return false;
             }
@@ -221,7 +221,7 @@ pub(super) fn spawn_verifier(shared: &Arc<Shared>) {
                     }
                     Err(reason) if p.path.exists() => {
                         damaged += 1;
-                        shared.quarantine_part(&p.path, &reason);
+                        shared.quarantine_part(&p.path, &reason.to_string());
                     }
                     // Merged or expired meanwhile.
                     Err(_) => {}

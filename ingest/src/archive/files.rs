@@ -127,8 +127,12 @@ pub fn part_stats(dir: &Path) -> Result<(usize, u64, u64), IngestError> {
     let (mut parts, mut rows, mut bytes) = (0, 0, 0);
     let sums = PartCatalog::new(dir).load()?;
     for (first, last, path) in list_parts(dir)? {
-        let info = damage::open_part(first, last, &path, &sums)
-            .map_err(|reason| IngestError::ArchiveCorrupt { path, reason })?;
+        let info = damage::open_part(first, last, &path, &sums).map_err(|e| {
+            IngestError::ArchiveCorrupt {
+                path,
+                reason: e.to_string(),
+            }
+        })?;
         parts += 1;
         rows += info.rows;
         bytes += info.bytes;
@@ -150,7 +154,7 @@ pub fn verified_part_files(dir: &Path) -> Result<VerifiedParts, IngestError> {
     let mut out = VerifiedParts::default();
     for (_, _, path) in list_parts(dir)? {
         match damage::recorded(&sums, &path).map(|s| integrity::verify_file(&path, s)) {
-            Some(Err(reason)) if path.exists() => out.damaged.push((path, reason)),
+            Some(Err(reason)) if path.exists() => out.damaged.push((path, reason.to_string())),
             // Merged or expired meanwhile.
             Some(Err(_)) => {}
             Some(Ok(())) | None => out.sound.push(path),

@@ -51,24 +51,28 @@ fn group_ranges(meta: &ParquetMetaData) -> Vec<(u64, u64)> {
         .collect()
 }
 
-fn footer_range(len: u64, tail: &[u8]) -> Result<(u64, u64), String> {
+fn footer_range(len: u64, tail: &[u8]) -> Result<(u64, u64), IngestError> {
     let flen = u32::from_le_bytes(tail[..4].try_into().expect("4 bytes")) as u64;
     if &tail[4..] != b"PAR1" || flen + 8 > len {
-        return Err("no parquet footer".into());
+        return Err(IngestError::damaged("no parquet footer"));
     }
     Ok((len - 8 - flen, len))
 }
 
-fn read_at(file: &File, (start, end): (u64, u64)) -> Result<Vec<u8>, String> {
+fn read_at(file: &File, (start, end): (u64, u64)) -> Result<Vec<u8>, IngestError> {
     let mut buf = vec![0u8; end.saturating_sub(start) as usize];
     file.read_exact_at(&mut buf, start)
-        .map_err(|e| format!("reading bytes {start}..{end}: {e}"))?;
+        .map_err(IngestError::io_at(format!("reading bytes {start}..{end}")))?;
     Ok(buf)
 }
 
 /// CRC-32s of the whole file at `path` and of each of `ranges`, streamed a MiB at a time (a
 /// merged part may be hundreds of MB: it is never held in memory whole).
-fn stream_crcs(file: &File, len: u64, ranges: &[(u64, u64)]) -> Result<(u32, Vec<u32>), String> {
+fn stream_crcs(
+    file: &File,
+    len: u64,
+    ranges: &[(u64, u64)],
+) -> Result<(u32, Vec<u32>), IngestError> {
     const CHUNK: usize = 1 << 20;
     let mut whole = crc32fast::Hasher::new();
     let mut parts: Vec<crc32fast::Hasher> =
@@ -78,7 +82,10 @@ fn stream_crcs(file: &File, len: u64, ranges: &[(u64, u64)]) -> Result<(u32, Vec
     while off < len {
         let n = CHUNK.min((len - off) as usize);
         file.read_exact_at(&mut buf[..n], off)
-            .map_err(|e| format!("reading bytes {off}..{}: {e}", off + n as u64))?;
+            .map_err(IngestError::io_at(format!(
+                "reading bytes {off}..{}",
+                off + n as u64
+            )))?;
         let chunk = &buf[..n];
         whole.update(chunk);
         let end = off + n as u64;
@@ -97,19 +104,27 @@ fn stream_crcs(file: &File, len: u64, ranges: &[(u64, u64)]) -> Result<(u32, Vec
 }
 
 /// Computes the checksums of the part at `path` (just written, or met without any).
-pub fn sums_of(path: &Path) -> Result<PartSums, String> {
-    let file = File::open(path).map_err(|e| format!("open {}: {e}", path.display()))?;
-    let len = file.metadata().map_err(|e| format!("stat: {e}"))?.len();
+pub fn sums_of(path: &Path) -> Result<PartSums, IngestError> {
+    let file = File::open(path).map_err(IngestError::io_at(format!("open {}", path.display())))?;
+    let len = file.metadata().map_err(IngestError::io_at("stat"))?.len();
     if len < 12 {
-        return Err(format!("{} is too short for a part", path.display()));
+        return Err(IngestError::damaged(format!(
+            "{} is too short for a part",
+            path.display()
+        )));
     }
     let footer = footer_range(len, &read_at(&file, (len - 8, len))?)?;
     let meta = ParquetMetaDataReader::new()
         .parse_and_finish(&file)
-        .map_err(|e| format!("parquet footer of {}: {e}", path.display()))?;
+        .map_err(IngestError::codec(format!(
+            "parquet footer of {}",
+            path.display()
+        )))?;
     let mut ranges = group_ranges(&meta);
     if let Some(&(s, e)) = ranges.iter().find(|&&(s, e)| e > len || s > e) {
-        return Err(format!("row group range {s}..{e} outside the file"));
+        return Err(IngestError::damaged(format!(
+            "row group range {s}..{e} outside the file"
+        )));
     }
     ranges.push(footer);
     let (crc32, mut crcs) = stream_crcs(&file, len, &ranges)?;
@@ -123,37 +138,37 @@ pub fn sums_of(path: &Path) -> Result<PartSums, String> {
 }
 
 /// Checks a whole part file against its checksums.
-pub fn verify_file(path: &Path, sums: &PartSums) -> Result<(), String> {
-    let file = File::open(path).map_err(|e| format!("open {}: {e}", path.display()))?;
-    let len = file.metadata().map_err(|e| format!("stat: {e}"))?.len();
+pub fn verify_file(path: &Path, sums: &PartSums) -> Result<(), IngestError> {
+    let file = File::open(path).map_err(IngestError::io_at(format!("open {}", path.display())))?;
+    let len = file.metadata().map_err(IngestError::io_at("stat"))?.len();
     if len != sums.bytes {
-        return Err(format!(
+        return Err(IngestError::damaged(format!(
             "{len} bytes where the part catalog recorded {}",
             sums.bytes
-        ));
+        )));
     }
     if stream_crcs(&file, len, &[])?.0 != sums.crc32 {
-        return Err("file checksum mismatch".into());
+        return Err(IngestError::damaged("file checksum mismatch"));
     }
     Ok(())
 }
 
 /// Checks the footer of an open part; what follows may trust its metadata.
-pub fn verify_footer(file: &File, sums: &PartSums) -> Result<(), String> {
-    let len = file.metadata().map_err(|e| format!("stat: {e}"))?.len();
+pub fn verify_footer(file: &File, sums: &PartSums) -> Result<(), IngestError> {
+    let len = file.metadata().map_err(IngestError::io_at("stat"))?.len();
     if len != sums.bytes {
-        return Err(format!(
+        return Err(IngestError::damaged(format!(
             "{len} bytes where the part catalog recorded {}",
             sums.bytes
-        ));
+        )));
     }
     if len < 12 {
-        return Err("too short for a part".into());
+        return Err(IngestError::damaged("too short for a part"));
     }
     let tail = read_at(file, (len - 8, len))?;
     let range = footer_range(len, &tail)?;
     if crc32fast::hash(&read_at(file, range)?) != sums.footer_crc32 {
-        return Err("footer checksum mismatch".into());
+        return Err(IngestError::damaged("footer checksum mismatch"));
     }
     Ok(())
 }
@@ -164,19 +179,20 @@ pub fn verify_group(
     meta: &ParquetMetaData,
     sums: &PartSums,
     i: usize,
-) -> Result<(), String> {
+) -> Result<(), IngestError> {
     let range = *group_ranges(meta)
         .get(i)
-        .ok_or_else(|| format!("no row group {i}"))?;
-    let want = sums
-        .groups
-        .get(i)
-        .ok_or_else(|| format!("the part catalog has no checksum for row group {i}"))?;
+        .ok_or_else(|| IngestError::damaged(format!("no row group {i}")))?;
+    let want = sums.groups.get(i).ok_or_else(|| {
+        IngestError::damaged(format!(
+            "the part catalog has no checksum for row group {i}"
+        ))
+    })?;
     if crc32fast::hash(&read_at(file, range)?) != *want {
-        return Err(format!(
+        return Err(IngestError::damaged(format!(
             "checksum mismatch in row group {i} (bytes {}..{})",
             range.0, range.1
-        ));
+        )));
     }
     Ok(())
 }

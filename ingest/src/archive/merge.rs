@@ -20,6 +20,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::part::{self, PartInfo, ROW_GROUP_ROWS};
+use crate::IngestError;
 use arrow::array::{Float64Array, TimestampMillisecondArray, UInt64Array};
 use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
 
@@ -52,11 +53,12 @@ struct Input {
 }
 
 impl Input {
-    fn open(p: &PartInfo) -> Result<Self, String> {
-        let file = File::open(&p.path).map_err(|e| format!("open {}: {e}", p.path.display()))?;
+    fn open(p: &PartInfo) -> Result<Self, IngestError> {
+        let file = File::open(&p.path)
+            .map_err(IngestError::io_at(format!("open {}", p.path.display())))?;
         let reader = ParquetRecordBatchReaderBuilder::try_new(file)
             .and_then(|b| b.with_batch_size(READ_BATCH).build())
-            .map_err(|e| format!("parquet {}: {e}", p.path.display()))?;
+            .map_err(IngestError::codec(format!("parquet {}", p.path.display())))?;
         let mut input = Self {
             reader,
             ids: UInt64Array::from(Vec::<u64>::new()),
@@ -69,12 +71,12 @@ impl Input {
     }
 
     /// Loads the next batch when the current one is used up; false at the end.
-    fn refill(&mut self) -> Result<bool, String> {
+    fn refill(&mut self) -> Result<bool, IngestError> {
         while self.row >= self.ids.len() {
             match self.reader.next() {
                 None => return Ok(false),
                 Some(b) => {
-                    let b = b.map_err(|e| format!("parquet: {e}"))?;
+                    let b = b.map_err(IngestError::codec("parquet"))?;
                     let (ids, ts, vs) = super::read::columns(&b);
                     (self.ids, self.ts, self.vs) = (ids.clone(), ts.clone(), vs.clone());
                     self.row = 0;
@@ -93,17 +95,17 @@ impl Input {
 /// sequence range. Inputs are left in place.
 /// Merges `inputs` into one part at `path`; gives up (an error, nothing written under `path`)
 /// as soon as `stop` is set, so that a shutdown never waits for a long merge.
-pub fn merge(inputs: &[PartInfo], path: &Path, stop: &AtomicBool) -> Result<PartInfo, String> {
+pub fn merge(inputs: &[PartInfo], path: &Path, stop: &AtomicBool) -> Result<PartInfo, IngestError> {
     let first_seq = inputs
         .iter()
         .map(|p| p.first_seq)
         .min()
-        .ok_or("nothing to merge")?;
+        .ok_or_else(|| IngestError::Pipeline("nothing to merge".into()))?;
     let seq = inputs.iter().map(|p| p.seq).max().unwrap_or(first_seq);
     let min_ts = inputs.iter().map(|p| p.min_ts).min().unwrap_or(i64::MAX);
     let max_ts = inputs.iter().map(|p| p.max_ts).max().unwrap_or(i64::MIN);
     if stop.load(Ordering::Relaxed) {
-        return Err("stopping".into());
+        return Err(IngestError::Pipeline("stopping".into()));
     }
     let mut sources = Vec::with_capacity(inputs.len());
     let mut heap = BinaryHeap::new();
@@ -126,7 +128,7 @@ pub fn merge(inputs: &[PartInfo], path: &Path, stop: &AtomicBool) -> Result<Part
                  ts: &mut Vec<i64>,
                  vs: &mut Vec<f64>,
                  w: &mut super::page_crc::PartWriter|
-     -> Result<(), String> {
+     -> Result<(), IngestError> {
         if ids.is_empty() {
             return Ok(());
         }
@@ -149,7 +151,7 @@ pub fn merge(inputs: &[PartInfo], path: &Path, stop: &AtomicBool) -> Result<Part
             src.row += 1;
             if ids.len() == ROW_GROUP_ROWS {
                 if stop.load(Ordering::Relaxed) {
-                    return Err("stopping".into());
+                    return Err(IngestError::Pipeline("stopping".into()));
                 }
                 flush(&mut ids, &mut ts, &mut vs, &mut w)?;
             }

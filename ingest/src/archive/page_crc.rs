@@ -15,6 +15,7 @@
 use std::fs::File;
 use std::sync::{Arc, Mutex};
 
+use crate::IngestError;
 use arrow::array::RecordBatch;
 use bytes::Bytes;
 use parquet::arrow::ArrowWriter;
@@ -43,11 +44,11 @@ pub(super) struct PartWriter {
 impl PartWriter {
     /// A writer of `file` with `props` (the Arrow schema goes into the footer, as
     /// `ArrowWriter` puts it).
-    pub(super) fn new(file: File, props: WriterProperties) -> Result<Self, String> {
+    pub(super) fn new(file: File, props: WriterProperties) -> Result<Self, IngestError> {
         let (file, columns) =
             ArrowWriter::try_new(file, aiops_models::sample_schema(), Some(props))
                 .and_then(ArrowWriter::into_serialized_writer)
-                .map_err(|e| format!("parquet: {e}"))?;
+                .map_err(IngestError::codec("parquet"))?;
         let pages = Arc::new(CrcPages::default());
         let columns = columns.with_page_store_factory(pages.clone());
         Ok(Self {
@@ -58,9 +59,9 @@ impl PartWriter {
     }
 
     /// Writes `batch` as the next row group.
-    pub(super) fn write(&mut self, batch: &RecordBatch) -> Result<(), String> {
+    pub(super) fn write(&mut self, batch: &RecordBatch) -> Result<(), IngestError> {
         self.write_group(batch)
-            .map_err(|e| format!("parquet write: {e}"))
+            .map_err(IngestError::codec("parquet write"))
     }
 
     fn write_group(&mut self, batch: &RecordBatch) -> parquet::errors::Result<()> {
@@ -87,10 +88,10 @@ impl PartWriter {
     }
 
     /// Writes the footer and hands back the file (not yet synced).
-    pub(super) fn finish(self) -> Result<File, String> {
+    pub(super) fn finish(self) -> Result<File, IngestError> {
         self.file
             .into_inner()
-            .map_err(|e| format!("parquet close: {e}"))
+            .map_err(IngestError::codec("parquet close"))
     }
 }
 

@@ -75,7 +75,7 @@ pub fn writer_properties(zstd_level: i32) -> parquet::file::properties::WriterPr
 
 /// Writes `batches` as a sorted Parquet file at `path` (through a temporary file, fsynced and
 /// renamed, so a crash never leaves a half part under the final name).
-pub fn write_part(seq: u64, path: &Path, batches: &[SampleBatch]) -> Result<PartInfo, String> {
+pub fn write_part(seq: u64, path: &Path, batches: &[SampleBatch]) -> Result<PartInfo, IngestError> {
     // Rows are gathered straight from the head's batches (no concatenated copy of the segment).
     let cols: Vec<super::order::Columns<'_>> = batches
         .iter()
@@ -83,7 +83,9 @@ pub fn write_part(seq: u64, path: &Path, batches: &[SampleBatch]) -> Result<Part
         .collect();
     let rows: usize = cols.iter().map(|c| c.0.len()).sum();
     if cols.len() > u32::MAX as usize || cols.iter().any(|c| c.0.len() > u32::MAX as usize) {
-        return Err("segment too large for one part".into());
+        return Err(IngestError::Pipeline(
+            "segment too large for one part".into(),
+        ));
     }
     // Sorted by (series, time), a run of one series at a time (see `order`).
     let pieces = super::order::pieces(&cols);
@@ -146,12 +148,13 @@ pub fn open_part(
     seq: u64,
     path: &Path,
     sums: Arc<PartSums>,
-) -> Result<PartInfo, String> {
-    let file = File::open(path).map_err(|e| format!("open {}: {e}", path.display()))?;
+) -> Result<PartInfo, IngestError> {
+    let file = File::open(path).map_err(IngestError::io_at(format!("open {}", path.display())))?;
     integrity::verify_footer(&file, &sums)?;
     let bytes = sums.bytes;
-    let builder = ParquetRecordBatchReaderBuilder::try_new(file)
-        .map_err(|e| format!("parquet footer of {}: {e}", path.display()))?;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(IngestError::codec(
+        format!("parquet footer of {}", path.display()),
+    ))?;
     let meta = builder.metadata().file_metadata();
     let kv = |key: &str| -> Option<i64> {
         meta.key_value_metadata()?
@@ -162,9 +165,12 @@ pub fn open_part(
             .parse()
             .ok()
     };
-    let (min_ts, max_ts) = kv(MIN_TS)
-        .zip(kv(MAX_TS))
-        .ok_or_else(|| format!("{} lacks the aiops time range metadata", path.display()))?;
+    let (min_ts, max_ts) = kv(MIN_TS).zip(kv(MAX_TS)).ok_or_else(|| {
+        IngestError::damaged(format!(
+            "{} lacks the aiops time range metadata",
+            path.display()
+        ))
+    })?;
     Ok(PartInfo {
         first_seq,
         seq,
@@ -191,7 +197,7 @@ fn read_groups(
         reason,
     };
     let file = File::open(&part.path).map_err(IngestError::io("open", &part.path))?;
-    integrity::verify_footer(&file, &part.sums).map_err(damaged)?;
+    integrity::verify_footer(&file, &part.sums).map_err(|e| damaged(e.to_string()))?;
     let check = file
         .try_clone()
         .map_err(IngestError::io("open", &part.path))?;
@@ -218,7 +224,8 @@ fn read_groups(
         return Ok(());
     }
     for &i in &chosen {
-        integrity::verify_group(&check, &meta, &part.sums, i).map_err(damaged)?;
+        integrity::verify_group(&check, &meta, &part.sums, i)
+            .map_err(|e| damaged(e.to_string()))?;
     }
     let reader = builder
         .with_row_groups(chosen)
@@ -267,7 +274,7 @@ pub(super) fn create(
     min_ts: i64,
     max_ts: i64,
     zstd_level: i32,
-) -> Result<(PathBuf, PartWriter), String> {
+) -> Result<(PathBuf, PartWriter), IngestError> {
     let props = writer_properties(zstd_level)
         .set_key_value_metadata(Some(vec![
             KeyValue::new(MIN_TS.into(), min_ts.to_string()),
@@ -275,7 +282,8 @@ pub(super) fn create(
         ]))
         .build();
     let tmp = path.with_extension("parquet.tmp");
-    let file = File::create(&tmp).map_err(|e| format!("create {}: {e}", tmp.display()))?;
+    let file =
+        File::create(&tmp).map_err(IngestError::io_at(format!("create {}", tmp.display())))?;
     Ok((tmp, PartWriter::new(file, props)?))
 }
 
@@ -285,7 +293,7 @@ pub(super) fn write_rows(
     ids: Vec<u64>,
     ts: Vec<i64>,
     vs: Vec<f64>,
-) -> Result<(), String> {
+) -> Result<(), IngestError> {
     let batch = RecordBatch::try_new(
         sample_schema(),
         vec![
@@ -294,17 +302,18 @@ pub(super) fn write_rows(
             Arc::new(Float64Array::from(vs)),
         ],
     )
-    .map_err(|e| format!("batch: {e}"))?;
+    .map_err(IngestError::codec("batch"))?;
     w.write(&batch)
 }
 
 /// Closes a part written with [`create`]: fsync, checksums, then rename into place.
-pub(super) fn seal(w: PartWriter, tmp: &Path, path: &Path) -> Result<PartSums, String> {
+pub(super) fn seal(w: PartWriter, tmp: &Path, path: &Path) -> Result<PartSums, IngestError> {
     let file = w.finish()?;
     file.sync_all()
-        .map_err(|e| format!("fsync {}: {e}", tmp.display()))?;
+        .map_err(IngestError::io_at(format!("fsync {}", tmp.display())))?;
     let sums = integrity::sums_of(tmp)?;
-    std::fs::rename(tmp, path).map_err(|e| format!("rename to {}: {e}", path.display()))?;
+    std::fs::rename(tmp, path)
+        .map_err(IngestError::io_at(format!("rename to {}", path.display())))?;
     Ok(sums)
 }
 

@@ -15,7 +15,7 @@ use super::{
     ArchiveStage, HeadSegment, Shared, apply_to_catalog, batch_bytes, sync_dir, wal, wal_path,
 };
 use crate::IngestError;
-use crate::transport::{AckError, BatchReceiver, Envelope};
+use crate::transport::{BatchReceiver, Envelope};
 
 pub(super) fn open_segment(shared: &Shared, seq: u64) -> Result<(File, u64), IngestError> {
     let path = wal_path(&shared.cfg.data_dir, seq);
@@ -125,7 +125,7 @@ impl ArchiveStage {
     }
 
     /// Writes and syncs one group; on failure cuts the segment back to its last good length.
-    fn commit(&mut self, buf: &[u8]) -> Result<(), String> {
+    fn commit(&mut self, buf: &[u8]) -> Result<(), IngestError> {
         let started = Instant::now();
         let res = self.file.write_all(buf).and_then(|()| {
             if self.shared.cfg.fsync {
@@ -148,15 +148,15 @@ impl ArchiveStage {
             }
             Err(e) => {
                 let _ = self.file.set_len(self.seg_bytes);
-                Err(format!(
-                    "writing {}: {e}",
+                Err(IngestError::io_at(format!(
+                    "writing {}",
                     wal_path(&self.shared.cfg.data_dir, self.seq).display()
-                ))
+                ))(e))
             }
         }
     }
 
-    fn finish_group(&mut self, group: &mut Vec<Envelope>, outcome: Result<(), String>) {
+    fn finish_group(&mut self, group: &mut Vec<Envelope>, outcome: Result<(), IngestError>) {
         let shared = &self.shared;
         match outcome {
             Ok(()) => {
@@ -228,10 +228,12 @@ impl ArchiveStage {
                     .metrics
                     .archive_write_errors
                     .inc_by(group.len() as u64);
-                shared.fail(msg.clone());
+                shared.fail(msg.to_string());
                 for env in group.drain(..) {
                     if let Some(ack) = env.ack {
-                        ack.send(Err(AckError(format!("archive write failed: {msg}"))));
+                        ack.send(Err(IngestError::Pipeline(format!(
+                            "archive write failed: {msg}"
+                        ))));
                     }
                 }
             }

@@ -24,6 +24,7 @@ use std::io::Cursor;
 use std::ops::Range;
 use std::sync::Arc;
 
+use crate::IngestError;
 use aiops_models::{SampleBatch, SeriesId, SeriesMeta, StaleMarker, sample_schema};
 use arrow::array::{Array, Float64Array, RecordBatch, TimestampMillisecondArray, UInt64Array};
 use arrow::ipc::reader::StreamReader;
@@ -54,7 +55,7 @@ pub enum RecordFormat {
 }
 
 /// Appends the framed record of `batch` to `out`.
-pub fn encode_record(batch: &SampleBatch, out: &mut Vec<u8>) -> Result<(), String> {
+pub fn encode_record(batch: &SampleBatch, out: &mut Vec<u8>) -> Result<(), IngestError> {
     encode_record_as(batch, RecordFormat::Packed, out)
 }
 
@@ -63,14 +64,15 @@ pub fn encode_record_as(
     batch: &SampleBatch,
     format: RecordFormat,
     out: &mut Vec<u8>,
-) -> Result<(), String> {
+) -> Result<(), IngestError> {
     let start = out.len();
     out.extend_from_slice(&[0u8; HEADER]);
     out.push(match format {
         RecordFormat::Packed => VERSION,
         RecordFormat::ArrowIpc => VERSION_ARROW_IPC,
     });
-    let series = serde_json::to_vec(&batch.new_series).map_err(|e| format!("series json: {e}"))?;
+    let series =
+        serde_json::to_vec(&batch.new_series).map_err(IngestError::codec("series json"))?;
     out.extend_from_slice(&(series.len() as u32).to_le_bytes());
     out.extend_from_slice(&series);
     let stale: Vec<(SeriesId, i64)> = batch
@@ -78,7 +80,7 @@ pub fn encode_record_as(
         .iter()
         .map(|m| (m.series_id, m.timestamp_ms))
         .collect();
-    let stale = serde_json::to_vec(&stale).map_err(|e| format!("stale json: {e}"))?;
+    let stale = serde_json::to_vec(&stale).map_err(IngestError::codec("stale json"))?;
     out.extend_from_slice(&(stale.len() as u32).to_le_bytes());
     out.extend_from_slice(&stale);
     match format {
@@ -87,18 +89,18 @@ pub fn encode_record_as(
         }
         RecordFormat::ArrowIpc => {
             let mut w = arrow::ipc::writer::StreamWriter::try_new(&mut *out, &sample_schema())
-                .map_err(|e| format!("arrow ipc: {e}"))?;
+                .map_err(IngestError::codec("arrow ipc"))?;
             w.write(&batch.samples)
-                .map_err(|e| format!("arrow ipc: {e}"))?;
-            w.finish().map_err(|e| format!("arrow ipc: {e}"))?;
+                .map_err(IngestError::codec("arrow ipc"))?;
+            w.finish().map_err(IngestError::codec("arrow ipc"))?;
         }
     }
     let payload_len = out.len() - start - HEADER;
     if payload_len > MAX_RECORD {
         out.truncate(start);
-        return Err(format!(
+        return Err(IngestError::damaged(format!(
             "a record of {payload_len} bytes is over the 1 GiB limit"
-        ));
+        )));
     }
     let crc = crc32fast::hash(&out[start + HEADER..]);
     let h = &mut out[start..start + HEADER];
@@ -218,24 +220,29 @@ pub fn replay(bytes: &[u8]) -> Replay {
 
 /// Decodes one whole framed record (a Kafka message), framed as version 2 writes it or as
 /// version 1 did (messages produced before an upgrade).
-pub fn decode_record(bytes: &[u8]) -> Result<SampleBatch, String> {
+pub fn decode_record(bytes: &[u8]) -> Result<SampleBatch, IngestError> {
     if let Some((len, crc)) = header_at(bytes, 0) {
         let p = bytes
             .get(HEADER..)
             .filter(|p| p.len() == len)
-            .ok_or_else(|| format!("a record of {len} bytes in a message of {}", bytes.len()))?;
+            .ok_or_else(|| {
+                IngestError::damaged(format!(
+                    "a record of {len} bytes in a message of {}",
+                    bytes.len()
+                ))
+            })?;
         if crc32fast::hash(p) != crc {
-            return Err("record checksum mismatch".into());
+            return Err(IngestError::damaged("record checksum mismatch"));
         }
         return decode_payload(p);
     }
     let r = replay_v1(bytes);
     if r.valid_len != bytes.len() as u64 || r.batches.len() != 1 {
-        return Err(format!(
+        return Err(IngestError::damaged(format!(
             "not one whole samples record ({} of {} bytes valid)",
             r.valid_len,
             bytes.len()
-        ));
+        )));
     }
     Ok(r.batches.into_iter().next().expect("one batch"))
 }
@@ -275,23 +282,27 @@ fn replay_v1(bytes: &[u8]) -> Replay {
     out
 }
 
-fn decode_payload(p: &[u8]) -> Result<SampleBatch, String> {
+fn decode_payload(p: &[u8]) -> Result<SampleBatch, IngestError> {
     let mut pos = 0;
-    let take = |pos: &mut usize, n: usize| -> Result<&[u8], String> {
-        let s = p.get(*pos..*pos + n).ok_or("truncated payload")?;
+    let take = |pos: &mut usize, n: usize| -> Result<&[u8], IngestError> {
+        let s = p
+            .get(*pos..*pos + n)
+            .ok_or_else(|| IngestError::damaged("truncated payload"))?;
         *pos += n;
         Ok(s)
     };
     let version = take(&mut pos, 1)?[0];
     if version != VERSION && version != VERSION_ARROW_IPC {
-        return Err(format!("unknown record version {version}"));
+        return Err(IngestError::damaged(format!(
+            "unknown record version {version}"
+        )));
     }
     let n = u32::from_le_bytes(take(&mut pos, 4)?.try_into().expect("4")) as usize;
     let series: Vec<SeriesMeta> =
-        serde_json::from_slice(take(&mut pos, n)?).map_err(|e| format!("series json: {e}"))?;
+        serde_json::from_slice(take(&mut pos, n)?).map_err(IngestError::codec("series json"))?;
     let n = u32::from_le_bytes(take(&mut pos, 4)?.try_into().expect("4")) as usize;
     let stale: Vec<(SeriesId, i64)> =
-        serde_json::from_slice(take(&mut pos, n)?).map_err(|e| format!("stale json: {e}"))?;
+        serde_json::from_slice(take(&mut pos, n)?).map_err(IngestError::codec("stale json"))?;
     let samples = if version == VERSION {
         let (ids, ts, vs) = packed::decode(&p[pos..])?;
         let columns: Vec<Arc<dyn Array>> = vec![
@@ -299,14 +310,14 @@ fn decode_payload(p: &[u8]) -> Result<SampleBatch, String> {
             Arc::new(TimestampMillisecondArray::from(ts).with_timezone("UTC")),
             Arc::new(Float64Array::from(vs)),
         ];
-        RecordBatch::try_new(sample_schema(), columns).map_err(|e| e.to_string())?
+        RecordBatch::try_new(sample_schema(), columns).map_err(IngestError::codec("arrow"))?
     } else {
         let mut reader = StreamReader::try_new(Cursor::new(&p[pos..]), None)
-            .map_err(|e| format!("arrow ipc: {e}"))?;
+            .map_err(IngestError::codec("arrow ipc"))?;
         reader
             .next()
-            .ok_or("arrow ipc stream without a batch")?
-            .map_err(|e| format!("arrow ipc: {e}"))?
+            .ok_or_else(|| IngestError::damaged("arrow ipc stream without a batch"))?
+            .map_err(IngestError::codec("arrow ipc"))?
     };
     SampleBatch::try_new(
         samples,
@@ -319,7 +330,7 @@ fn decode_payload(p: &[u8]) -> Result<SampleBatch, String> {
             })
             .collect(),
     )
-    .map_err(|e| e.to_string())
+    .map_err(IngestError::codec("arrow"))
 }
 
 #[cfg(test)]

@@ -49,16 +49,16 @@ pub async fn run_adapter_source(
     catalog: Arc<SeriesCatalog>,
     metrics: crate::IngestMetrics,
     cancel: CancellationToken,
-) -> Result<(), KafkaError> {
+) -> Result<(), IngestError> {
     let mut c = cfg.client();
     c.set("group.id", &cfg.source_group_id)
         .set("enable.auto.commit", "false")
         .set("auto.offset.reset", "earliest");
-    let consumer: StreamConsumer = c.create().map_err(|e| KafkaError::Client(e.to_string()))?;
+    let consumer: StreamConsumer = c.create().map_err(|e| IngestError::Kafka(e.to_string()))?;
     let topics: Vec<&str> = cfg.source_topics.iter().map(String::as_str).collect();
     consumer
         .subscribe(&topics)
-        .map_err(|e| KafkaError::Client(format!("subscribing to {topics:?}: {e}")))?;
+        .map_err(|e| IngestError::Kafka(format!("subscribing to {topics:?}: {e}")))?;
     info!(topics = ?topics, group = %cfg.source_group_id, "Reading prometheus-kafka-adapter topics.");
     loop {
         let mut builder = SampleBatchBuilder::with_capacity(5000);
@@ -117,7 +117,7 @@ pub async fn run_adapter_source(
                 match sender.send_durable(batch.clone()).await {
                     Ok(()) => break,
                     Err(e) => {
-                        warn!(error = %e.0, "Kafka source batch not durable; retrying.");
+                        warn!(error = %e, "Kafka source batch not durable; retrying.");
                         tokio::select! {
                             _ = tokio::time::sleep(Duration::from_secs(1)) => {}
                             _ = cancel.cancelled() => return Ok(()),

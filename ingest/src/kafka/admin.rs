@@ -6,14 +6,14 @@ use super::*;
 impl KafkaConfig {
     /// Creates the topics that are missing (samples and checkpoints with `partitions`; outputs
     /// likewise; checkpoints compacted).
-    pub async fn ensure_topics(&self) -> Result<(), KafkaError> {
+    pub async fn ensure_topics(&self) -> Result<(), IngestError> {
         if !self.create_topics {
             return Ok(());
         }
         let admin: AdminClient<DefaultClientContext> = self
             .client()
             .create()
-            .map_err(|e| KafkaError::Client(e.to_string()))?;
+            .map_err(|e| IngestError::Kafka(e.to_string()))?;
         let load_retention_ms = (self.load_retention_secs.saturating_mul(1000)).to_string();
         let checkpoint_bytes = (CHECKPOINT_MAX_BYTES + (1 << 20)).to_string();
         let topics: Vec<NewTopic<'_>> = [
@@ -57,12 +57,12 @@ impl KafkaConfig {
         )
         .await
         .map_err(|_| {
-            KafkaError::Client(format!(
+            IngestError::Kafka(format!(
                 "creating topics: no answer from {} in 60 s (is the broker reachable?)",
                 self.brokers
             ))
         })?
-        .map_err(|e| KafkaError::Client(format!("creating topics: {e}")))?;
+        .map_err(|e| IngestError::Kafka(format!("creating topics: {e}")))?;
         for r in results {
             match r {
                 Ok(t) => info!(topic = %t, partitions = self.partitions, "Created a Kafka topic."),
@@ -70,7 +70,7 @@ impl KafkaConfig {
                     tracing::debug!(topic = %t, "Kafka topic exists.");
                 }
                 Err((t, code)) => {
-                    return Err(KafkaError::Client(format!("creating topic {t}: {code}")));
+                    return Err(IngestError::Kafka(format!("creating topic {t}: {code}")));
                 }
             }
         }
@@ -79,7 +79,7 @@ impl KafkaConfig {
 
     /// The newest checkpoint of a samples partition, if any (read from the partition of the
     /// same number on `checkpoints_topic`).
-    pub fn fetch_checkpoint(&self, partition: i32) -> Result<Option<Vec<u8>>, KafkaError> {
+    pub fn fetch_checkpoint(&self, partition: i32) -> Result<Option<Vec<u8>>, IngestError> {
         let mut c = self.client();
         c.set("enable.auto.commit", "false")
             .set("group.id", format!("{}-checkpoint-reader", self.group_id))
@@ -87,11 +87,11 @@ impl KafkaConfig {
                 "max.partition.fetch.bytes",
                 (CHECKPOINT_MAX_BYTES + (1 << 20)).to_string(),
             );
-        let consumer: BaseConsumer = c.create().map_err(|e| KafkaError::Client(e.to_string()))?;
+        let consumer: BaseConsumer = c.create().map_err(|e| IngestError::Kafka(e.to_string()))?;
         let timeout = Duration::from_secs(10);
         let (lo, hi) = consumer
             .fetch_watermarks(&self.checkpoints_topic, partition, timeout)
-            .map_err(|e| KafkaError::Client(format!("checkpoint watermarks: {e}")))?;
+            .map_err(|e| IngestError::Kafka(format!("checkpoint watermarks: {e}")))?;
         if hi <= lo {
             return Ok(None);
         }
@@ -101,21 +101,21 @@ impl KafkaConfig {
             partition,
             rdkafka::Offset::Offset(hi - 1),
         )
-        .map_err(|e| KafkaError::Client(e.to_string()))?;
+        .map_err(|e| IngestError::Kafka(e.to_string()))?;
         consumer
             .assign(&tpl)
-            .map_err(|e| KafkaError::Client(e.to_string()))?;
+            .map_err(|e| IngestError::Kafka(e.to_string()))?;
         let deadline = std::time::Instant::now() + timeout;
         while std::time::Instant::now() < deadline {
             match consumer.poll(Duration::from_millis(200)) {
                 Some(Ok(m)) => return Ok(m.payload().map(<[u8]>::to_vec)),
                 Some(Err(e)) => {
-                    return Err(KafkaError::Client(format!("reading a checkpoint: {e}")));
+                    return Err(IngestError::Kafka(format!("reading a checkpoint: {e}")));
                 }
                 None => {}
             }
         }
-        Err(KafkaError::Client(format!(
+        Err(IngestError::Kafka(format!(
             "checkpoint of partition {partition} (offset {}) did not arrive in {timeout:?}",
             hi - 1
         )))
@@ -138,10 +138,10 @@ impl KafkaConfig {
             Vec<Arc<SeriesMeta>>,
             std::collections::HashMap<SeriesId, Vec<(i64, f64)>>,
         ),
-        KafkaError,
+        IngestError,
     > {
         let err =
-            |e: rdkafka::error::KafkaError| KafkaError::Client(format!("reading a window: {e}"));
+            |e: rdkafka::error::KafkaError| IngestError::Kafka(format!("reading a window: {e}"));
         let mut c = self.client();
         c.set("enable.auto.commit", "false")
             .set("group.id", format!("{}-window-reader", self.group_id));
@@ -191,7 +191,7 @@ impl KafkaConfig {
         let deadline = std::time::Instant::now() + Duration::from_secs(60);
         while !ends.is_empty() {
             if std::time::Instant::now() >= deadline {
-                return Err(KafkaError::Client(
+                return Err(IngestError::Kafka(
                     "reading a window: the samples topic did not arrive in 60 s".into(),
                 ));
             }

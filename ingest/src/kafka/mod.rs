@@ -34,7 +34,8 @@ use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use crate::transport::{AckError, BatchReceiver, BatchSender};
+use crate::IngestError;
+use crate::transport::{BatchReceiver, BatchSender};
 
 mod adapter;
 mod admin;
@@ -198,7 +199,7 @@ impl KafkaConfig {
 
     /// A producer: every in-sync replica acknowledges, idempotent (no duplicates or reordering
     /// from its own retries), bounded queue.
-    pub fn producer(&self) -> Result<FutureProducer, KafkaError> {
+    pub fn producer(&self) -> Result<FutureProducer, IngestError> {
         let mut c = ClientConfig::new();
         c.set("bootstrap.servers", &self.brokers)
             .set("client.id", &self.client_id)
@@ -224,7 +225,7 @@ impl KafkaConfig {
         for (k, v) in self.properties.iter().filter(|(k, _)| !consumer_only(k)) {
             c.set(k, v);
         }
-        c.create().map_err(|e| KafkaError::Client(e.to_string()))
+        c.create().map_err(|e| IngestError::Kafka(e.to_string()))
     }
 
     /// The partition of a series: its service's (all series of a service share a partition,
@@ -261,12 +262,4 @@ fn consumer_only(key: &str) -> bool {
     ]
     .iter()
     .any(|p| key.starts_with(p))
-}
-
-/// A Kafka failure.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum KafkaError {
-    /// Creating or using a client failed.
-    #[error("kafka: {0}")]
-    Client(String),
 }

@@ -56,14 +56,14 @@ pub fn split_by_partition(
 }
 
 /// A samples message: the archive's WAL record of the part, its samples in `format`.
-pub fn encode_message(batch: &SampleBatch, format: RecordFormat) -> Result<Vec<u8>, String> {
+pub fn encode_message(batch: &SampleBatch, format: RecordFormat) -> Result<Vec<u8>, IngestError> {
     let mut out = Vec::new();
     crate::archive::wal::encode_record_as(batch, format, &mut out)?;
     Ok(out)
 }
 
 /// Reads a samples message.
-pub fn decode_message(bytes: &[u8]) -> Result<SampleBatch, String> {
+pub fn decode_message(bytes: &[u8]) -> Result<SampleBatch, IngestError> {
     crate::archive::wal::decode_record(bytes)
 }
 
@@ -79,7 +79,7 @@ pub async fn run_forwarder(
     while let Some(env) = receiver.recv().await {
         let outcome = produce_batch(&cfg, &producer, &catalog, &env.batch, timeout).await;
         if let Err(e) = &outcome {
-            warn!(error = %e.0, samples = env.batch.len(), "A batch did not reach Kafka; its sender is told to retry.");
+            warn!(error = %e, samples = env.batch.len(), "A batch did not reach Kafka; its sender is told to retry.");
         }
         if let Some(ack) = env.ack {
             ack.send(outcome);
@@ -94,11 +94,11 @@ pub async fn produce_batch(
     catalog: &SeriesCatalog,
     batch: &SampleBatch,
     timeout: Duration,
-) -> Result<(), AckError> {
+) -> Result<(), IngestError> {
     let mut messages = Vec::new();
     for (p, part) in split_by_partition(cfg, batch, catalog) {
         let bytes = encode_message(&part, cfg.record_format)
-            .map_err(|e| AckError(format!("encoding: {e}")))?;
+            .map_err(|e| IngestError::Pipeline(format!("encoding: {e}")))?;
         messages.push((p, format!("p{p}"), bytes));
     }
     let sends = messages.iter().map(|(p, key, bytes)| {
@@ -112,7 +112,7 @@ pub async fn produce_batch(
     let results = futures_util::future::join_all(sends).await;
     match results.into_iter().find_map(Result::err) {
         None => Ok(()),
-        Some(e) => Err(AckError(format!("kafka delivery: {e}"))),
+        Some(e) => Err(IngestError::Pipeline(format!("kafka delivery: {e}"))),
     }
 }
 
@@ -123,8 +123,8 @@ pub async fn produce_json(
     key: &str,
     value: &impl Serialize,
     timeout: Duration,
-) -> Result<(), KafkaError> {
-    let payload = serde_json::to_vec(value).map_err(|e| KafkaError::Client(e.to_string()))?;
+) -> Result<(), IngestError> {
+    let payload = serde_json::to_vec(value).map_err(|e| IngestError::Kafka(e.to_string()))?;
     producer
         .send(
             FutureRecord::to(topic).key(key).payload(&payload),
@@ -132,5 +132,5 @@ pub async fn produce_json(
         )
         .await
         .map(|_| ())
-        .map_err(|(e, _)| KafkaError::Client(format!("producing to {topic}: {e}")))
+        .map_err(|(e, _)| IngestError::Kafka(format!("producing to {topic}: {e}")))
 }

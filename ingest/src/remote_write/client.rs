@@ -3,21 +3,11 @@
 
 use std::time::Duration;
 
-use reqwest::StatusCode;
 use reqwest::header::{CONTENT_ENCODING, CONTENT_TYPE, USER_AGENT};
 
 use super::{VERSION_1, VERSION_HEADER, WriteRequest, encode_write_request};
-
-/// Why a send failed.
-#[derive(Debug, thiserror::Error)]
-pub enum SendError {
-    /// The receiver rejected the data for good (4xx other than 429).
-    #[error("receiver rejected the request with {status}: {body}")]
-    Rejected { status: StatusCode, body: String },
-    /// Retries ran out on 5xx, 429 or network errors.
-    #[error("receiver unavailable after {attempts} attempts: {last}")]
-    Unavailable { attempts: u32, last: String },
-}
+use crate::IngestError;
+use crate::http::{Backoff, is_retryable, retry_after};
 
 /// Sends remote_write requests to one URL, retrying 5xx and network errors with backoff like
 /// Prometheus does (30 ms doubling to 5 s).
@@ -48,15 +38,15 @@ impl RemoteWriteClient {
     }
 
     /// Encodes and sends `req`.
-    pub async fn send(&self, req: &WriteRequest) -> Result<(), SendError> {
+    pub async fn send(&self, req: &WriteRequest) -> Result<(), IngestError> {
         self.send_encoded(encode_write_request(req).into()).await
     }
 
     /// Sends an already encoded body.
-    pub async fn send_encoded(&self, body: bytes::Bytes) -> Result<(), SendError> {
-        let mut backoff = Duration::from_millis(30);
+    pub async fn send_encoded(&self, body: bytes::Bytes) -> Result<(), IngestError> {
+        let mut backoff = Backoff::new(Duration::from_millis(30), Duration::from_secs(5));
         let mut last = String::new();
-        for _ in 0..self.max_attempts {
+        for attempt in 1..=self.max_attempts {
             let res = self
                 .http
                 .post(&self.url)
@@ -67,25 +57,27 @@ impl RemoteWriteClient {
                 .body(body.clone())
                 .send()
                 .await;
-            match res {
+            let asked = match res {
                 Ok(r) if r.status().is_success() => return Ok(()),
-                Ok(r)
-                    if r.status().is_server_error()
-                        || r.status() == StatusCode::TOO_MANY_REQUESTS =>
-                {
+                Ok(r) if is_retryable(r.status()) => {
                     last = format!("HTTP {}", r.status());
+                    retry_after(r.headers())
                 }
                 Ok(r) => {
                     let status = r.status();
                     let body = r.text().await.unwrap_or_default();
-                    return Err(SendError::Rejected { status, body });
+                    return Err(IngestError::Rejected { status, body });
                 }
-                Err(e) => last = e.to_string(),
+                Err(e) => {
+                    last = e.to_string();
+                    None
+                }
+            };
+            if attempt < self.max_attempts {
+                tokio::time::sleep(backoff.next_wait(asked)).await;
             }
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(Duration::from_secs(5));
         }
-        Err(SendError::Unavailable {
+        Err(IngestError::Unavailable {
             attempts: self.max_attempts,
             last,
         })

@@ -23,6 +23,7 @@
 
 /// The three sample columns: series ids, timestamps (ms), values.
 pub type Columns = (Vec<u64>, Vec<i64>, Vec<f64>);
+use crate::IngestError;
 
 /// Appends the packed form of the columns (equal lengths) to `out`.
 pub fn encode(ids: &[u64], ts: &[i64], vs: &[f64], out: &mut Vec<u8>) {
@@ -60,12 +61,15 @@ pub fn encode(ids: &[u64], ts: &[i64], vs: &[f64], out: &mut Vec<u8>) {
 }
 
 /// The columns packed in `p`, which must be exactly one `samples` (see the module doc).
-pub fn decode(p: &[u8]) -> Result<Columns, String> {
+pub fn decode(p: &[u8]) -> Result<Columns, IngestError> {
     let mut r = Reader { p, pos: 0 };
     let count = r.varint()?;
     // Every sample takes at least two bytes: a corrupt count cannot make us allocate.
     if count > (p.len() / 2) as u64 {
-        return Err(format!("{count} samples cannot fit in {} bytes", p.len()));
+        return Err(IngestError::damaged(format!(
+            "{count} samples cannot fit in {} bytes",
+            p.len()
+        )));
     }
     let count = count as usize;
     let (mut ids, mut ts, mut vs) = (
@@ -79,7 +83,10 @@ pub fn decode(p: &[u8]) -> Result<Columns, String> {
         prev_id = id;
         let len = r.varint()?;
         if len == 0 || len > (count - ids.len()) as u64 {
-            return Err(format!("a run of {len} samples at byte {}", r.pos));
+            return Err(IngestError::damaged(format!(
+                "a run of {len} samples at byte {}",
+                r.pos
+            )));
         }
         let (mut last_t, mut last_delta, mut last_bits) = (prev_first, 0i64, 0u64);
         for k in 0..len {
@@ -104,7 +111,10 @@ pub fn decode(p: &[u8]) -> Result<Columns, String> {
         }
     }
     if r.pos != p.len() {
-        return Err(format!("{} bytes after the last sample", p.len() - r.pos));
+        return Err(IngestError::damaged(format!(
+            "{} bytes after the last sample",
+            p.len() - r.pos
+        )));
     }
     Ok((ids, ts, vs))
 }
@@ -143,13 +153,16 @@ struct Reader<'a> {
 }
 
 impl Reader<'_> {
-    fn byte(&mut self) -> Result<u8, String> {
-        let b = *self.p.get(self.pos).ok_or("packed samples end early")?;
+    fn byte(&mut self) -> Result<u8, IngestError> {
+        let b = *self
+            .p
+            .get(self.pos)
+            .ok_or_else(|| IngestError::damaged("packed samples end early"))?;
         self.pos += 1;
         Ok(b)
     }
 
-    fn varint(&mut self) -> Result<u64, String> {
+    fn varint(&mut self) -> Result<u64, IngestError> {
         let mut v = 0u64;
         for shift in (0..64).step_by(7) {
             let b = self.byte()?;
@@ -158,29 +171,29 @@ impl Reader<'_> {
                 return Ok(v);
             }
         }
-        Err(format!(
+        Err(IngestError::damaged(format!(
             "a varint longer than 10 bytes at byte {}",
             self.pos
-        ))
+        )))
     }
 
-    fn xor(&mut self) -> Result<u64, String> {
+    fn xor(&mut self) -> Result<u64, IngestError> {
         let ctrl = self.byte()?;
         if ctrl == 0x80 {
             return Ok(0);
         }
         let (lead, trail) = (u32::from(ctrl >> 4), u32::from(ctrl & 0x0f));
         if lead + trail >= 8 {
-            return Err(format!(
+            return Err(IngestError::damaged(format!(
                 "value control byte {ctrl:#04x} at byte {}",
                 self.pos - 1
-            ));
+            )));
         }
         let n = (8 - lead - trail) as usize;
         let bytes = self
             .p
             .get(self.pos..self.pos + n)
-            .ok_or("packed samples end early")?;
+            .ok_or_else(|| IngestError::damaged("packed samples end early"))?;
         self.pos += n;
         let mut word = [0u8; 8];
         word[..n].copy_from_slice(bytes);
