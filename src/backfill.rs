@@ -110,11 +110,11 @@ async fn appinsights(args: BackfillArgs, start_s: i64, end_s: i64) -> anyhow::Re
             })
             .collect(),
         auth: AppInsightsAuth {
-            api_key: a.api_key.clone(),
+            api_key: a.api_key.clone().map(aiops_models::Secret::new),
             api_key_file: a.api_key_file.clone(),
             tenant_id: a.tenant_id.clone(),
             client_id: a.client_id.clone(),
-            client_secret: a.client_secret.clone(),
+            client_secret: a.client_secret.clone().map(aiops_models::Secret::new),
             client_secret_file: a.client_secret_file.clone(),
             token_url: a.token_url.clone(),
             scope: a.scope.clone(),
@@ -150,6 +150,7 @@ async fn prometheus(args: BackfillArgs, start: i64, end: i64) -> anyhow::Result<
         username: args.username.clone(),
         password: std::env::var("AIOPS_BASIC_AUTH_PASSWORD")
             .ok()
+            .map(aiops_models::Secret::new)
             .filter(|_| args.password_file.is_none() && args.username.is_some()),
         password_file: args.password_file.clone(),
         ..Auth::default()

@@ -21,6 +21,10 @@
 //! Every error is `{"error": {"code": "...", "message": "..."}}` with a status chosen in
 //! [`error`]. Bodies are limited, every request has a deadline, and the server drains in-flight
 //! requests on shutdown (see `serve` in the binary).
+//!
+//! Owns the routes, their auth and limits, the incident task and the PagerDuty outbox; every
+//! handler is bounded and moves blocking work (scans, reads, fsyncs) off the async threads. It
+//! never scores or ranks itself: it calls `detect`'s published state and `rca`.
 
 pub mod auth;
 mod config;

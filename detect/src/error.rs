@@ -17,6 +17,13 @@ pub enum DetectError {
     /// A file does not have the expected layout.
     #[error("{path}: {reason}")]
     BadInput { path: PathBuf, reason: String },
+    /// Polars could not read or write a file; the polars error is kept.
+    #[error("{path}: {doing}: {source}")]
+    Polars {
+        path: PathBuf,
+        doing: &'static str,
+        source: polars::error::PolarsError,
+    },
     /// The model registry could not be read.
     #[error(transparent)]
     Registry(#[from] aiops_models::registry::RegistryError),

@@ -16,7 +16,12 @@
 //! * [`fit`] — refits of services' multivariate models on a thread of their own.
 //! * [`warm`] — warming detectors of series with history, in the background, bounded.
 //!
-//! Pure compute, synchronous, no runtime: the pipeline calls it from its stages.
+//! Owns the detection state (per-series detectors, service models, scaling targets, events)
+//! and its checkpoints and event log under `data_dir/detect/`. Synchronous: scoring runs on a
+//! thread of its own (the stage) or a Kafka worker's, never on the async runtime, and readers
+//! see only what [`published`] publishes. It never opens sockets, never reads the archive
+//! except through the history readers it is handed, and never knows the labels an evaluation
+//! scores it with (`aiops-eval` does).
 
 pub mod checkpoint;
 pub mod count;

@@ -65,9 +65,10 @@ pub(crate) fn polars_error<'a>(
     path: &'a Path,
     doing: &'static str,
 ) -> impl Fn(PolarsError) -> DetectError + Copy + 'a {
-    move |e| DetectError::BadInput {
+    move |source| DetectError::Polars {
         path: path.to_owned(),
-        reason: format!("{doing}: {e}"),
+        doing,
+        source,
     }
 }
 

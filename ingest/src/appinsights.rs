@@ -20,14 +20,14 @@ use aiops_models::{SampleBatch, SampleBatchBuilder, SeriesCatalog, SeriesId, Ser
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-pub use auth::{Credentials, EntraToken, Secret};
+pub use auth::{Credentials, EntraToken};
 pub use parse::Point;
 
 use crate::http::{self, Failure};
 use crate::transport::BatchSender;
 use crate::{
     AppInsightsAuth, AppInsightsMetric, AppInsightsSourceConfig, IngestError, IngestMetrics,
-    KqlQuery, PullSummary, SourceStates, parse_iso_duration,
+    KqlQuery, PullSummary, SecretSource, SourceStates, parse_iso_duration,
 };
 
 const KIND: &str = "appinsights";
@@ -89,15 +89,7 @@ pub struct AppInsightsClient {
 }
 
 fn credentials(auth: &AppInsightsAuth) -> Credentials {
-    let secret =
-        |inline: &Option<String>, file: &Option<std::path::PathBuf>, env: &Option<String>| {
-            inline
-                .clone()
-                .map(Secret::Inline)
-                .or_else(|| file.clone().map(Secret::File))
-                .or_else(|| env.clone().map(Secret::Env))
-        };
-    if let Some(key) = secret(&auth.api_key, &auth.api_key_file, &auth.api_key_env) {
+    if let Some(key) = auth.api_key() {
         return Credentials::ApiKey(key);
     }
     let token_url = auth.token_url.clone().unwrap_or_else(|| {
@@ -109,12 +101,8 @@ fn credentials(auth: &AppInsightsAuth) -> Credentials {
     Credentials::Entra(EntraToken::new(
         token_url,
         auth.client_id.clone().unwrap_or_default(),
-        secret(
-            &auth.client_secret,
-            &auth.client_secret_file,
-            &auth.client_secret_env,
-        )
-        .unwrap_or(Secret::Inline(String::new())),
+        auth.client_secret()
+            .unwrap_or(SecretSource::Inline(aiops_models::Secret::new(""))),
         auth.scope
             .clone()
             .unwrap_or_else(|| "https://api.applicationinsights.io/.default".into()),
@@ -185,7 +173,7 @@ impl AppInsightsClient {
     ) -> Result<reqwest::RequestBuilder, Failure> {
         match &*self.creds {
             Credentials::ApiKey(secret) => {
-                Ok(req.header("x-api-key", secret.read().map_err(Failure::local)?))
+                Ok(req.header("x-api-key", secret.read().map_err(Failure::local)?.expose()))
             }
             Credentials::Entra(t) => {
                 Ok(req.bearer_auth(t.token(&self.http, self.max_retries, &self.metrics).await?))

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use aiops_models::Secret;
 use serde::{Deserialize, Serialize};
 
 /// A Prometheus-compatible HTTP API (Prometheus, Thanos, Mimir, Cortex, VictoriaMetrics) that
@@ -129,35 +130,32 @@ impl PrometheusSourceConfig {
 
 /// Credentials for an upstream. Secrets may be given inline or, better, as files (re-read on
 /// every request, so rotated tokens are picked up). Secrets are never logged.
-#[derive(Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Auth {
     /// Bearer token.
-    pub bearer_token: Option<String>,
+    pub bearer_token: Option<Secret>,
     /// File holding the bearer token.
     pub bearer_token_file: Option<PathBuf>,
     /// Basic-auth user name.
     pub username: Option<String>,
     /// Basic-auth password.
-    pub password: Option<String>,
+    pub password: Option<Secret>,
     /// File holding the basic-auth password.
     pub password_file: Option<PathBuf>,
 }
 
-impl std::fmt::Debug for Auth {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let hidden = |o: &Option<String>| o.as_ref().map(|_| "<hidden>");
-        f.debug_struct("Auth")
-            .field("bearer_token", &hidden(&self.bearer_token))
-            .field("bearer_token_file", &self.bearer_token_file)
-            .field("username", &self.username)
-            .field("password", &hidden(&self.password))
-            .field("password_file", &self.password_file)
-            .finish()
-    }
-}
-
 impl Auth {
+    /// Where the bearer token comes from, if one is configured.
+    pub fn bearer(&self) -> Option<SecretSource> {
+        SecretSource::of(&self.bearer_token, &self.bearer_token_file, &None)
+    }
+
+    /// Where the basic-auth password comes from, if one is configured.
+    pub fn password(&self) -> Option<SecretSource> {
+        SecretSource::of(&self.password, &self.password_file, &None)
+    }
+
     /// Problems with the combination of fields.
     pub fn validate(&self, prefix: &str, problems: &mut Vec<String>) {
         let bearer = self.bearer_token.is_some() || self.bearer_token_file.is_some();
@@ -273,11 +271,11 @@ pub struct KqlQuery {
 
 /// App Insights credentials: an API key, or Entra ID client credentials. Each secret may be
 /// inline, in a file (`*_file`) or in an environment variable (`*_env`).
-#[derive(Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AppInsightsAuth {
     /// API key, sent as `X-Api-Key`.
-    pub api_key: Option<String>,
+    pub api_key: Option<Secret>,
     /// File holding the API key.
     pub api_key_file: Option<PathBuf>,
     /// Environment variable holding the API key.
@@ -287,7 +285,7 @@ pub struct AppInsightsAuth {
     /// Entra app registration (client) id.
     pub client_id: Option<String>,
     /// Client secret.
-    pub client_secret: Option<String>,
+    pub client_secret: Option<Secret>,
     /// File holding the client secret.
     pub client_secret_file: Option<PathBuf>,
     /// Environment variable holding the client secret.
@@ -299,21 +297,60 @@ pub struct AppInsightsAuth {
     pub scope: Option<String>,
 }
 
-impl std::fmt::Debug for AppInsightsAuth {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let hidden = |o: &Option<String>| o.as_ref().map(|_| "<hidden>");
-        f.debug_struct("AppInsightsAuth")
-            .field("api_key", &hidden(&self.api_key))
-            .field("api_key_file", &self.api_key_file)
-            .field("api_key_env", &self.api_key_env)
-            .field("tenant_id", &self.tenant_id)
-            .field("client_id", &self.client_id)
-            .field("client_secret", &hidden(&self.client_secret))
-            .field("client_secret_file", &self.client_secret_file)
-            .field("client_secret_env", &self.client_secret_env)
-            .field("token_url", &self.token_url)
-            .field("scope", &self.scope)
-            .finish()
+impl AppInsightsAuth {
+    /// Where the API key comes from, if one is configured.
+    pub fn api_key(&self) -> Option<SecretSource> {
+        SecretSource::of(&self.api_key, &self.api_key_file, &self.api_key_env)
+    }
+
+    /// Where the Entra client secret comes from, if one is configured.
+    pub fn client_secret(&self) -> Option<SecretSource> {
+        SecretSource::of(
+            &self.client_secret,
+            &self.client_secret_file,
+            &self.client_secret_env,
+        )
+    }
+}
+
+/// Where a secret of a source's credentials comes from: inline (a [`Secret`], never shown), a
+/// file (read and trimmed at every use, so a rotated secret is picked up) or an environment
+/// variable (read at every use). The one reader of the pulling sources' secrets.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SecretSource {
+    /// Given inline.
+    Inline(Secret),
+    /// Read from a file (trimmed) at every use.
+    File(PathBuf),
+    /// Read from an environment variable at every use.
+    Env(String),
+}
+
+impl SecretSource {
+    /// The first given of `inline`, `file` and `env`.
+    pub fn of(
+        inline: &Option<Secret>,
+        file: &Option<PathBuf>,
+        env: &Option<String>,
+    ) -> Option<Self> {
+        inline
+            .clone()
+            .map(Self::Inline)
+            .or_else(|| file.clone().map(Self::File))
+            .or_else(|| env.clone().map(Self::Env))
+    }
+
+    /// The secret's value now.
+    pub fn read(&self) -> Result<Secret, String> {
+        match self {
+            Self::Inline(s) => Ok(s.clone()),
+            Self::File(p) => std::fs::read_to_string(p)
+                .map(|s| Secret::new(s.trim()))
+                .map_err(|e| format!("reading secret file {}: {e}", p.display())),
+            Self::Env(v) => std::env::var(v)
+                .map(Secret::new)
+                .map_err(|_| format!("environment variable {v} is not set")),
+        }
     }
 }
 
@@ -339,37 +376,22 @@ fn default_time_column() -> String {
     "timestamp".into()
 }
 
-/// Parses an ISO 8601 duration of days, hours, minutes and seconds (`PT1M`, `PT1H30M`, `P1D`).
+/// Parses an ISO 8601 duration of weeks, days, hours, minutes and seconds (`PT1M`, `PT1H30M`,
+/// `P1D`) with jiff's parser; days are 24 hours; years and months (no fixed length) and zero
+/// are refused.
 pub fn parse_iso_duration(s: &str) -> Option<std::time::Duration> {
-    let rest = s.strip_prefix('P')?;
-    let (date, time) = match rest.split_once('T') {
-        Some((d, t)) => (d, Some(t)),
-        None => (rest, None),
-    };
-    let mut secs = 0u64;
-    let mut take = |part: &str, units: &[(char, u64)]| -> Option<()> {
-        let mut num = String::new();
-        let mut idx = 0;
-        for c in part.chars() {
-            if c.is_ascii_digit() {
-                num.push(c);
-            } else {
-                let pos = units.iter().skip(idx).position(|(u, _)| *u == c)? + idx;
-                secs = secs.checked_add(num.parse::<u64>().ok()?.checked_mul(units[pos].1)?)?;
-                num.clear();
-                idx = pos + 1;
-            }
-        }
-        num.is_empty().then_some(())
-    };
-    take(date, &[('W', 604_800), ('D', 86_400)])?;
-    if let Some(t) = time {
-        if t.is_empty() {
-            return None;
-        }
-        take(t, &[('H', 3600), ('M', 60), ('S', 1)])?;
+    static PARSER: jiff::fmt::temporal::SpanParser = jiff::fmt::temporal::SpanParser::new();
+    let span = PARSER.parse_span(s).ok()?;
+    if span.get_years() != 0 || span.get_months() != 0 {
+        return None;
     }
-    (secs > 0).then(|| std::time::Duration::from_secs(secs))
+    let secs = span
+        .total((
+            jiff::Unit::Second,
+            jiff::SpanRelativeTo::days_are_24_hours(),
+        ))
+        .ok()?;
+    (secs > 0.0).then(|| std::time::Duration::from_secs_f64(secs))
 }
 
 impl AppInsightsSourceConfig {
@@ -530,7 +552,14 @@ mod tests {
         assert_eq!(secs("P1D"), Some(86_400));
         assert_eq!(secs("P1DT2H"), Some(93_600));
         assert_eq!(secs("PT30S"), Some(30));
-        for bad in ["1M", "PT", "P", "PTM", "PT1X", "PT1S1M", ""] {
+        assert_eq!(secs("P1W"), Some(604_800));
+        assert_eq!(
+            parse_iso_duration("PT1.5S"),
+            Some(std::time::Duration::from_millis(1_500))
+        );
+        for bad in [
+            "1M", "1m", "PT", "P", "PTM", "PT1X", "PT1S1M", "", "P1M", "P1Y", "PT0S",
+        ] {
             assert_eq!(secs(bad), None, "{bad}");
         }
     }

@@ -61,6 +61,9 @@ pub enum IngestError {
     /// The receiving stage has stopped (shutdown).
     #[error("the pipeline is shutting down")]
     Closed,
+    /// A long operation (a merge) was stopped for shutdown; nothing it wrote is kept.
+    #[error("stopped for shutdown")]
+    Stopped,
     /// A remote_write receiver rejected the data for good (4xx other than 408 and 429).
     #[error("receiver rejected the request with {status}: {body}")]
     Rejected {

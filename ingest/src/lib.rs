@@ -13,6 +13,11 @@
 //! * [`archive`] makes batches durable before they are acknowledged, compacts them to Parquet,
 //!   enforces retention and reads series back.
 //!
+//! Owns the archive's files (`data_dir`: WAL, parts, catalog, quarantine) and every HTTP client
+//! that pulls or sends samples; failures are one [`IngestError`], I/O errors with their kind.
+//! It never acknowledges a batch before it is durable, never serves damaged bytes as data, and
+//! knows nothing of scoring, incidents or HTTP routes (the api crate serves what it holds).
+//!
 //! See `ingest/README.md` for the write path in one diagram.
 
 pub mod appinsights;
@@ -32,7 +37,7 @@ pub mod transport;
 pub use bus::{TransportConfig, TransportKind};
 pub use config::{
     AppInsightsAuth, AppInsightsMetric, AppInsightsSourceConfig, Auth, KqlQuery,
-    PrometheusSourceConfig, parse_iso_duration,
+    PrometheusSourceConfig, SecretSource, parse_iso_duration,
 };
 pub use error::IngestError;
 pub use http::http_client;

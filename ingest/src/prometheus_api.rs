@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use aiops_models::{SampleBatch, SampleBatchBuilder, SeriesCatalog, SeriesMeta, Source};
+use aiops_models::{SampleBatch, SampleBatchBuilder, Secret, SeriesCatalog, SeriesMeta, Source};
 use reqwest::StatusCode;
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
@@ -18,7 +18,10 @@ use tracing::{info, warn};
 
 use crate::http;
 use crate::transport::BatchSender;
-use crate::{Auth, IngestError, IngestMetrics, PrometheusSourceConfig, PullSummary, SourceStates};
+use crate::{
+    Auth, IngestError, IngestMetrics, PrometheusSourceConfig, PullSummary, SecretSource,
+    SourceStates,
+};
 
 /// Points per series per request; Prometheus refuses more than 11,000.
 pub const MAX_POINTS_PER_REQUEST: i64 = 10_000;
@@ -106,28 +109,16 @@ impl PromClient {
         for (k, v) in &self.headers {
             req = req.header(k, v);
         }
-        let read = |p: &std::path::Path| {
-            std::fs::read_to_string(p)
-                .map(|s| s.trim().to_owned())
-                .map_err(|e| {
-                    self.upstream_err(
-                        query,
-                        format!("reading secret file {}: {e}", p.display()),
-                        false,
-                    )
-                })
+        let read = |source: SecretSource| {
+            source
+                .read()
+                .map_err(|reason| self.upstream_err(query, reason, false))
         };
-        if let Some(t) = &self.auth.bearer_token {
-            req = req.bearer_auth(t);
-        } else if let Some(p) = &self.auth.bearer_token_file {
-            req = req.bearer_auth(read(p)?);
+        if let Some(token) = self.auth.bearer() {
+            req = req.bearer_auth(read(token)?.expose());
         } else if let Some(user) = &self.auth.username {
-            let pass = match (&self.auth.password, &self.auth.password_file) {
-                (Some(p), _) => Some(p.clone()),
-                (None, Some(f)) => Some(read(f)?),
-                (None, None) => None,
-            };
-            req = req.basic_auth(user, pass);
+            let pass = self.auth.password().map(read).transpose()?;
+            req = req.basic_auth(user, pass.as_ref().map(Secret::expose));
         }
         Ok(req)
     }

@@ -16,6 +16,9 @@
 //! server's incident task ranks with [`analyse`]; `aiops eval rca` (the `aiops-eval` crate) runs
 //! the ranking over labelled fault cases.
 //!
+//! Owns the incident book's file and the PagerDuty message formats; ranks from the series it
+//! is given (it never reads the archive itself, never sends HTTP: the api crate does both).
+//!
 //! [`Candidate`]: aiops_models::incident::Candidate
 
 pub mod analyse;

@@ -2,56 +2,19 @@
 //! cached token refreshed before it expires. Secrets are read from the config, a file or an
 //! environment variable at use, and never logged.
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 use tokio::sync::Mutex;
 
-use crate::IngestMetrics;
 use crate::http::{self, Failure};
-
-/// Where a secret comes from.
-#[derive(Clone)]
-pub enum Secret {
-    /// Given inline.
-    Inline(String),
-    /// Read from a file (trimmed) at every use, so rotated secrets are picked up.
-    File(PathBuf),
-    /// Read from an environment variable at every use.
-    Env(String),
-}
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Secret::Inline(_) => f.write_str("Secret(<inline, hidden>)"),
-            Secret::File(p) => write!(f, "Secret(file {})", p.display()),
-            Secret::Env(v) => write!(f, "Secret(env {v})"),
-        }
-    }
-}
-
-impl Secret {
-    /// The secret's value.
-    pub fn read(&self) -> Result<String, String> {
-        match self {
-            Secret::Inline(s) => Ok(s.clone()),
-            Secret::File(p) => std::fs::read_to_string(p)
-                .map(|s| s.trim().to_owned())
-                .map_err(|e| format!("reading secret file {}: {e}", p.display())),
-            Secret::Env(v) => {
-                std::env::var(v).map_err(|_| format!("environment variable {v} is not set"))
-            }
-        }
-    }
-}
+use crate::{IngestMetrics, SecretSource};
 
 /// How requests are authenticated.
 #[derive(Debug)]
 pub enum Credentials {
     /// `X-Api-Key` (retired by Microsoft for new use; kept for existing setups and doubles).
-    ApiKey(Secret),
+    ApiKey(SecretSource),
     /// Entra ID client credentials.
     Entra(EntraToken),
 }
@@ -64,7 +27,7 @@ pub struct EntraToken {
     /// The app registration's client id.
     pub client_id: String,
     /// Its secret.
-    pub client_secret: Secret,
+    pub client_secret: SecretSource,
     /// Scope, e.g. `https://api.applicationinsights.io/.default`.
     pub scope: String,
     cache: Mutex<Option<Cached>>,
@@ -89,7 +52,12 @@ fn default_expiry() -> u64 {
 
 impl EntraToken {
     /// A token source; nothing is fetched until the first request.
-    pub fn new(token_url: String, client_id: String, client_secret: Secret, scope: String) -> Self {
+    pub fn new(
+        token_url: String,
+        client_id: String,
+        client_secret: SecretSource,
+        scope: String,
+    ) -> Self {
         Self {
             token_url,
             client_id,
@@ -115,7 +83,7 @@ impl EntraToken {
         let form = [
             ("grant_type", "client_credentials"),
             ("client_id", self.client_id.as_str()),
-            ("client_secret", secret.as_str()),
+            ("client_secret", secret.expose()),
             ("scope", self.scope.as_str()),
         ];
         let build = || std::future::ready(Ok(http.post(&self.token_url).form(&form)));

@@ -105,7 +105,7 @@ pub fn merge(inputs: &[PartInfo], path: &Path, stop: &AtomicBool) -> Result<Part
     let min_ts = inputs.iter().map(|p| p.min_ts).min().unwrap_or(i64::MAX);
     let max_ts = inputs.iter().map(|p| p.max_ts).max().unwrap_or(i64::MIN);
     if stop.load(Ordering::Relaxed) {
-        return Err(IngestError::Pipeline("stopping".into()));
+        return Err(IngestError::Stopped);
     }
     let mut sources = Vec::with_capacity(inputs.len());
     let mut heap = BinaryHeap::new();
@@ -151,7 +151,7 @@ pub fn merge(inputs: &[PartInfo], path: &Path, stop: &AtomicBool) -> Result<Part
             src.row += 1;
             if ids.len() == ROW_GROUP_ROWS {
                 if stop.load(Ordering::Relaxed) {
-                    return Err(IngestError::Pipeline("stopping".into()));
+                    return Err(IngestError::Stopped);
                 }
                 flush(&mut ids, &mut ts, &mut vs, &mut w)?;
             }
@@ -231,10 +231,10 @@ mod tests {
         }
         let out = dir.path().join("1-3.parquet");
         let stop = AtomicBool::new(true);
-        assert_eq!(
-            merge(&inputs, &out, &stop).err().as_deref(),
-            Some("stopping")
-        );
+        assert!(matches!(
+            merge(&inputs, &out, &stop),
+            Err(IngestError::Stopped)
+        ));
         assert!(!out.exists() && !out.with_extension("parquet.tmp").exists());
         stop.store(false, Ordering::Relaxed);
         let merged = merge(&inputs, &out, &stop).expect("merges");
