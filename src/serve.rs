@@ -40,7 +40,7 @@ pub async fn serve(
         );
         cfg.detect.detector = params;
     }
-    let auth = aiops_api::auth::serving::authenticator(&cfg.server)
+    let auth = aiops_api::credentials::authenticator(&cfg.server)
         .await
         .map_err(anyhow::Error::msg)?;
     // The Kafka worker stops after the forwarder drained (not with the first signal).
@@ -57,11 +57,11 @@ pub async fn serve(
     };
     let (sender, receiver) = cfg.transport.build();
     // Detection scores every batch once it is durable; its state survives restarts.
-    let checkpoint = aiops_detect::checkpoint::path(&cfg.archive.data_dir);
+    let checkpoint = aiops_detect::stage::checkpoint::path(&cfg.archive.data_dir);
     let detect_state = {
         let (data_dir, dcfg) = (cfg.archive.data_dir.clone(), cfg.detect.clone());
         let st = tokio::task::spawn_blocking(move || {
-            aiops_detect::checkpoint::restore(&data_dir, &dcfg)
+            aiops_detect::stage::checkpoint::restore(&data_dir, &dcfg)
         })
         .await?;
         Arc::new(std::sync::RwLock::new(st))
@@ -314,7 +314,7 @@ pub async fn serve(
         )),
         auth: auth.clone(),
     };
-    tokio::spawn(aiops_api::auth::serving::reload_every(
+    tokio::spawn(aiops_api::credentials::reload_every(
         auth,
         std::time::Duration::from_secs(5),
         cancel.child_token(),
@@ -351,7 +351,7 @@ pub async fn serve(
                 })
                 .await??,
             );
-            tokio::spawn(aiops_api::auth::serving::reload_tls_every(
+            tokio::spawn(aiops_api::credentials::reload_tls_every(
                 tls.clone(),
                 Duration::from_secs(5),
                 cancel.child_token(),

@@ -15,8 +15,6 @@
 //! (SHA-256) and compared with the stored hashes in constant time, so neither their content nor
 //! their length leaks through timing.
 
-pub mod serving;
-
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 
@@ -31,7 +29,6 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::AppState;
-use crate::config::ApiConfig;
 use crate::error::ApiError;
 
 /// What a credential may do.
@@ -225,29 +222,14 @@ impl std::fmt::Debug for Authenticator {
 }
 
 impl Authenticator {
-    /// The credentials of `cfg` (`credentials`, plus `api_token` as read and write and
-    /// `scaling_token` as scaling), their files read now.
-    pub fn from_config(cfg: &ApiConfig) -> Result<Self, String> {
-        let mut configs = cfg.credentials.clone();
-        let implicit = |name: &str, token: &Secret, scopes: Vec<Scope>| CredentialConfig {
-            name: name.into(),
-            scopes,
-            token: Some(token.clone()),
-            token_file: None,
-            username: None,
-            password: None,
-            password_file: None,
-        };
-        if let Some(t) = &cfg.api_token {
-            configs.push(implicit(
-                "server.api_token",
-                t,
-                vec![Scope::Read, Scope::Write],
-            ));
-        }
-        if let Some(t) = &cfg.scaling_token {
-            configs.push(implicit("server.scaling_token", t, vec![Scope::Scaling]));
-        }
+    /// An authenticator of `configs` (their files read now); `open` scopes are served without
+    /// a credential; `front_proxy`, when set, lets a verified front-proxy certificate with one of
+    /// those common names (any, when empty) use the scaling scope.
+    pub fn new(
+        configs: Vec<CredentialConfig>,
+        open: &[Scope],
+        front_proxy: Option<Vec<String>>,
+    ) -> Result<Self, String> {
         let entries = configs
             .iter()
             .map(CredentialConfig::load)
@@ -255,14 +237,8 @@ impl Authenticator {
         Ok(Self {
             configs,
             entries: RwLock::new(Arc::new(entries)),
-            open: cfg
-                .unauthenticated_scopes
-                .iter()
-                .fold(0, |m, s| m | s.bit()),
-            front_proxy: cfg
-                .front_proxy_ca_file
-                .as_ref()
-                .map(|_| cfg.front_proxy_allowed_names.clone()),
+            open: open.iter().fold(0, |m, s| m | s.bit()),
+            front_proxy,
         })
     }
 

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use aiops_models::Secret;
 use serde::{Deserialize, Serialize};
 
-use crate::auth::{CredentialConfig, Scope};
+use crate::auth::{Authenticator, CredentialConfig, Scope};
 
 /// The HTTP server.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -137,6 +137,36 @@ impl Default for ApiConfig {
 }
 
 impl ApiConfig {
+    /// The credentials configured (`credentials`, plus `api_token` as read and write and
+    /// `scaling_token` as scaling), their files read now.
+    pub fn authenticator(&self) -> Result<Authenticator, String> {
+        let mut configs = self.credentials.clone();
+        let implicit = |name: &str, token: &Secret, scopes: Vec<Scope>| CredentialConfig {
+            name: name.into(),
+            scopes,
+            token: Some(token.clone()),
+            token_file: None,
+            username: None,
+            password: None,
+            password_file: None,
+        };
+        if let Some(t) = &self.api_token {
+            configs.push(implicit(
+                "server.api_token",
+                t,
+                vec![Scope::Read, Scope::Write],
+            ));
+        }
+        if let Some(t) = &self.scaling_token {
+            configs.push(implicit("server.scaling_token", t, vec![Scope::Scaling]));
+        }
+        let front_proxy = self
+            .front_proxy_ca_file
+            .as_ref()
+            .map(|_| self.front_proxy_allowed_names.clone());
+        Authenticator::new(configs, &self.unauthenticated_scopes, front_proxy)
+    }
+
     /// Whether any credential (or token) is configured.
     pub fn has_credentials(&self) -> bool {
         !self.credentials.is_empty()

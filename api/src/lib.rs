@@ -28,6 +28,7 @@
 
 pub mod auth;
 mod config;
+pub mod credentials;
 pub mod error;
 pub mod external;
 pub mod front_proxy;

@@ -89,7 +89,7 @@ fn harness_all(
     let (sender, receiver) = TransportConfig::default().build();
     // The stage ends when the router (holding the last sender) is dropped with the test.
     let _ = stage.spawn(receiver);
-    let auth = Arc::new(crate::auth::Authenticator::from_config(&config).expect("credentials"));
+    let auth = Arc::new(config.authenticator().expect("credentials"));
     let state = AppState {
         auth,
         config: Arc::new(config),

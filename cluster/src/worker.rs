@@ -10,6 +10,8 @@
 //! and what was processed after the last checkpoint is processed again (at least once;
 //! duplicates are dropped by series and timestamp, anomaly events keep their ids).
 
+pub mod partitions;
+
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
@@ -27,7 +29,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use crate::ClusterError;
-use crate::partitions::Shared;
+use crate::worker::partitions::Shared;
 
 /// The consumer context: hands partitions over on rebalance.
 pub(crate) struct WorkerContext {

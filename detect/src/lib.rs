@@ -2,15 +2,12 @@
 //!
 //! * [`Detector`] — per-series online anomaly scoring.
 //! * [`forecast`] — per-series online load forecasting with quantiles (predictive scaling).
-//! * [`count`] — counters of few events per sample scored by their counts' Poisson tails.
 //! * [`multi`] — multivariate scoring of a service's metrics as one vector (PCA).
 //! * [`scaling`] — predictive scaling targets: a workload's load, forecast and served to the HPA.
 //! * [`train`] — seasonal profiles and calibration fitted from the archive (polars).
 //! * [`registered`] — the active registered detector parameters and trained profiles.
 //! * [`published`] — what detection publishes for readers (events, top scores, counters,
 //!   scaling), so that the API never waits for scoring.
-//! * [`checkpoint`] — compact, checksummed checkpoints of the detection state, written a slice
-//!   at a time.
 //! * [`replay`] — what a sensitivity would have raised: archived samples replayed through fresh
 //!   detectors (`aiops eval backtest`).
 //! * [`fit`] — refits of services' multivariate models on a thread of their own.
@@ -23,8 +20,6 @@
 //! except through the history readers it is handed, and never knows the labels an evaluation
 //! scores it with (`aiops-eval` does).
 
-pub mod checkpoint;
-pub mod count;
 mod error;
 pub mod fit;
 pub mod forecast;

@@ -179,6 +179,34 @@ impl BatchReceiver {
     }
 }
 
+/// Anomaly events on their way to the stages after detection (the incident task; on Kafka the
+/// anomalies topic carries them between nodes).
+/// A broadcast: every subscriber sees every event published after it subscribed; one that
+/// falls more than `capacity` behind is told how many it missed.
+#[derive(Debug, Clone)]
+pub struct EventBus {
+    tx: tokio::sync::broadcast::Sender<aiops_models::AnomalyEvent>,
+}
+
+impl EventBus {
+    /// A bus keeping up to `capacity` events for slow subscribers.
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            tx: tokio::sync::broadcast::channel(capacity.max(1)).0,
+        }
+    }
+
+    /// Publishes an event (new, extended or closed); without subscribers it goes nowhere.
+    pub fn publish(&self, ev: &aiops_models::AnomalyEvent) {
+        let _ = self.tx.send(ev.clone());
+    }
+
+    /// A new subscriber.
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<aiops_models::AnomalyEvent> {
+        self.tx.subscribe()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -222,38 +250,6 @@ mod tests {
         drop(env);
         assert!(waiter.wait().await.is_err());
     }
-}
-
-/// Anomaly events on their way to the stages after detection (incidents; a Kafka topic later).
-/// A broadcast: every subscriber sees every event published after it subscribed; one that
-/// falls more than `capacity` behind is told how many it missed.
-#[derive(Debug, Clone)]
-pub struct EventBus {
-    tx: tokio::sync::broadcast::Sender<aiops_models::AnomalyEvent>,
-}
-
-impl EventBus {
-    /// A bus keeping up to `capacity` events for slow subscribers.
-    pub fn new(capacity: usize) -> Self {
-        Self {
-            tx: tokio::sync::broadcast::channel(capacity.max(1)).0,
-        }
-    }
-
-    /// Publishes an event (new, extended or closed); without subscribers it goes nowhere.
-    pub fn publish(&self, ev: &aiops_models::AnomalyEvent) {
-        let _ = self.tx.send(ev.clone());
-    }
-
-    /// A new subscriber.
-    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<aiops_models::AnomalyEvent> {
-        self.tx.subscribe()
-    }
-}
-
-#[cfg(test)]
-mod bus_tests {
-    use super::*;
 
     #[tokio::test]
     async fn subscribers_receive_published_events() {

@@ -1,4 +1,5 @@
 use super::*;
+use crate::ApiConfig;
 use axum::http::HeaderValue;
 
 fn headers(v: &str) -> HeaderMap {
@@ -49,7 +50,7 @@ fn config() -> ApiConfig {
 
 #[test]
 fn bearer_and_basic_credentials_get_exactly_their_scopes() {
-    let a = Authenticator::from_config(&config()).expect("loads");
+    let a = config().authenticator().expect("loads");
     assert!(a.enabled());
     // Scheme in any case, surrounding blanks ignored.
     for v in ["Bearer w-token", "bearer w-token", "BEARER  w-token "] {
@@ -121,13 +122,14 @@ fn bearer_and_basic_credentials_get_exactly_their_scopes() {
 
 #[test]
 fn no_credentials_means_open_and_open_scopes_stay_open() {
-    let a = Authenticator::from_config(&ApiConfig::default()).expect("loads");
+    let a = ApiConfig::default().authenticator().expect("loads");
     assert!(!a.enabled());
     assert_eq!(a.check(&HeaderMap::new(), Scope::Write), Ok(None));
-    let a = Authenticator::from_config(&ApiConfig {
+    let a = ApiConfig {
         unauthenticated_scopes: vec![Scope::Scaling],
         ..config()
-    })
+    }
+    .authenticator()
     .expect("loads");
     assert_eq!(a.check(&HeaderMap::new(), Scope::Scaling), Ok(None));
     assert_eq!(
@@ -148,7 +150,7 @@ fn secret_files_are_read_and_reloaded_when_they_change() {
         }],
         ..ApiConfig::default()
     };
-    let a = Authenticator::from_config(&cfg).expect("loads");
+    let a = cfg.authenticator().expect("loads");
     assert!(a.check(&headers("Bearer first"), Scope::Write).is_ok());
     assert_eq!(a.reload(), (vec![], vec![]), "nothing changed");
     std::fs::write(&file, "second").expect("write");
@@ -166,10 +168,10 @@ fn secret_files_are_read_and_reloaded_when_they_change() {
     assert!(a.check(&headers("Bearer second"), Scope::Write).is_ok());
     // An empty secret is refused at start, and so is a file too large to be one.
     std::fs::write(&file, " \n").expect("write");
-    let err = Authenticator::from_config(&cfg).expect_err("empty");
+    let err = cfg.authenticator().expect_err("empty");
     assert!(err.contains("empty"), "{err}");
     std::fs::write(&file, vec![b'x'; 70_000]).expect("write");
-    let err = Authenticator::from_config(&cfg).expect_err("too large");
+    let err = cfg.authenticator().expect_err("too large");
     assert!(
         err.contains("larger than 65536 bytes") && err.contains("from-file"),
         "{err}"

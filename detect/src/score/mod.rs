@@ -24,6 +24,7 @@
 use serde::{Deserialize, Serialize};
 
 mod config;
+pub(crate) mod count;
 mod rank;
 mod tails;
 #[cfg(test)]

@@ -19,7 +19,7 @@ pub struct RankState {
     pub(super) interval_ms: f32,
     /// A counter's counts, scored as counts while it counts few events per sample.
     #[serde(default)]
-    pub(crate) count: crate::count::CountState,
+    pub(crate) count: crate::score::count::CountState,
 }
 
 /// [`RankState`] as checkpointed before counts were scored as counts (postcard: field for

@@ -106,7 +106,7 @@ fn older_json_checkpoints_are_read_and_bad_ones_skipped() {
     assert!(load_json_checkpoint(&path).series.is_empty());
     // The binary loader falls back to the JSON file beside it.
     assert!(
-        crate::checkpoint::load(&path.with_extension("bin"))
+        crate::stage::checkpoint::load(&path.with_extension("bin"))
             .events
             .is_empty()
     );

@@ -21,6 +21,7 @@ use crate::scaling::ScalingConfig;
 use crate::warm::{WarmRequest, Warmed};
 use crate::{Detector, DetectorConfig, Scored};
 
+pub mod checkpoint;
 mod config;
 mod events;
 #[cfg(test)]

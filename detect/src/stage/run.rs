@@ -81,7 +81,7 @@ pub fn run(
     let mut last = Instant::now();
     // A checkpoint in progress: a slice of series is written after each batch, so scoring
     // pauses for milliseconds, not for the whole state.
-    let mut writing: Option<crate::checkpoint::CheckpointWriter> = None;
+    let mut writing: Option<crate::stage::checkpoint::CheckpointWriter> = None;
     loop {
         // Poll often while series are being warmed, so warmed detectors go in promptly.
         let busy = state
@@ -134,7 +134,7 @@ pub fn run(
             let st = state.read().unwrap_or_else(|p| p.into_inner());
             if writing.is_none() && last.elapsed() >= every {
                 last = Instant::now();
-                match crate::checkpoint::CheckpointWriter::start(&st, path) {
+                match crate::stage::checkpoint::CheckpointWriter::start(&st, path) {
                     Ok(w) => writing = Some(w),
                     Err(e) => {
                         tracing::warn!(path = %path.display(), error = %e, "Could not start a detector checkpoint.")
@@ -170,7 +170,7 @@ pub fn run(
     let _ = warmer.join();
     fitter.stop();
     if let Some(path) = &checkpoint {
-        crate::checkpoint::save(&state.read().unwrap_or_else(|p| p.into_inner()), path);
+        crate::stage::checkpoint::save(&state.read().unwrap_or_else(|p| p.into_inner()), path);
     }
     tracing::info!("Detection stage stopped.");
 }
@@ -183,7 +183,7 @@ struct CheckpointIn {
     state: DetectState,
 }
 
-/// Reads a checkpoint an older version wrote as JSON (see [`crate::checkpoint`] for today's).
+/// Reads a checkpoint an older version wrote as JSON (see [`crate::stage::checkpoint`] for today's).
 pub fn load_json_checkpoint(path: &std::path::Path) -> DetectState {
     let bytes = match std::fs::read(path) {
         Ok(b) => b,

@@ -221,8 +221,8 @@ fn a_broken_correlation_opens_a_service_event_naming_the_metric() {
     st.services.get_mut("checkout").expect("service").latest[0].1 = f64::NAN;
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("state.json");
-    crate::checkpoint::save(&st, &path);
-    let back = crate::checkpoint::load(&path);
+    crate::stage::checkpoint::save(&st, &path);
+    let back = crate::stage::checkpoint::load(&path);
     let (a, b) = (&st.services["checkout"], &back.services["checkout"]);
     assert_eq!(a.members, b.members);
     assert!(b.latest[0].1.is_nan());

@@ -93,14 +93,14 @@ pub fn ln_tail(k: f64, lambda: f64) -> f64 {
             ln_upper_exact(k, lambda)
         } else {
             // P(X ≥ k) = P(Gamma(k) ≤ λ).
-            crate::score::ln_tail(-wilson_hilferty(k, lambda))
+            super::ln_tail(-wilson_hilferty(k, lambda))
         }
     } else if k < lambda {
         if lambda < EXACT_BELOW {
             ln_lower_exact(k.floor(), lambda)
         } else {
             // P(X ≤ k) = P(Gamma(k + 1) > λ).
-            crate::score::ln_tail(wilson_hilferty(k + 1.0, lambda))
+            super::ln_tail(wilson_hilferty(k + 1.0, lambda))
         }
     } else {
         0.0

@@ -4,10 +4,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::Authenticator;
-use crate::ApiConfig;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
+
+use crate::ApiConfig;
+use crate::auth::Authenticator;
 
 /// The credentials of `cfg`, their files read off the async threads. Refuses to serve a
 /// non-loopback address with none configured unless `server.allow_unauthenticated` (or
@@ -40,7 +41,7 @@ pub async fn authenticator(cfg: &ApiConfig) -> Result<Arc<Authenticator>, String
         );
     }
     let cfg = cfg.clone();
-    let auth = tokio::task::spawn_blocking(move || Authenticator::from_config(&cfg))
+    let auth = tokio::task::spawn_blocking(move || cfg.authenticator())
         .await
         .map_err(|e| format!("reading the credentials: {e}"))??;
     Ok(Arc::new(auth))
