@@ -26,7 +26,7 @@ pub enum DetectError {
     },
     /// The model registry could not be read.
     #[error(transparent)]
-    Registry(#[from] aiops_models::registry::RegistryError),
+    Registry(#[from] aiops_models::ModelError),
     /// No such scaling target (in that namespace).
     #[error("no scaling target {0}")]
     UnknownTarget(String),

@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::ModelError;
+
 /// One registered artefact.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModelVersion {
@@ -39,26 +41,6 @@ pub struct Registry {
     pub active: std::collections::BTreeMap<String, Vec<u64>>,
 }
 
-/// Registry failures.
-#[derive(Debug, thiserror::Error)]
-pub enum RegistryError {
-    /// The file could not be read or written.
-    #[error("model registry {path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    /// The file is not a registry.
-    #[error("model registry {path} is unreadable: {reason}")]
-    Corrupt { path: PathBuf, reason: String },
-    /// No such version.
-    #[error("no model version {0}")]
-    NoSuchVersion(u64),
-    /// Nothing to roll back to.
-    #[error("kind {0:?} has no earlier active version to roll back to")]
-    NothingToRollBack(String),
-}
-
 impl Registry {
     /// The registry file under `data_dir`.
     pub fn path(data_dir: &Path) -> PathBuf {
@@ -66,14 +48,14 @@ impl Registry {
     }
 
     /// Loads the registry at `path` (empty when the file does not exist).
-    pub fn load(path: &Path) -> Result<Self, RegistryError> {
+    pub fn load(path: &Path) -> Result<Self, ModelError> {
         match std::fs::read(path) {
-            Ok(b) => serde_json::from_slice(&b).map_err(|e| RegistryError::Corrupt {
+            Ok(b) => serde_json::from_slice(&b).map_err(|e| ModelError::RegistryCorrupt {
                 path: path.to_owned(),
                 reason: e.to_string(),
             }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Self::default()),
-            Err(source) => Err(RegistryError::Io {
+            Err(source) => Err(ModelError::RegistryIo {
                 path: path.to_owned(),
                 source,
             }),
@@ -81,8 +63,8 @@ impl Registry {
     }
 
     /// Writes the registry to `path` atomically.
-    pub fn save(&self, path: &Path) -> Result<(), RegistryError> {
-        let io = |source| RegistryError::Io {
+    pub fn save(&self, path: &Path) -> Result<(), ModelError> {
+        let io = |source| ModelError::RegistryIo {
             path: path.to_owned(),
             source,
         };
@@ -112,10 +94,10 @@ impl Registry {
     }
 
     /// Makes `version` the active one of its kind.
-    pub fn promote(&mut self, version: u64) -> Result<&ModelVersion, RegistryError> {
+    pub fn promote(&mut self, version: u64) -> Result<&ModelVersion, ModelError> {
         let kind = self
             .get(version)
-            .ok_or(RegistryError::NoSuchVersion(version))?
+            .ok_or(ModelError::NoSuchVersion(version))?
             .kind
             .clone();
         let stack = self.active.entry(kind).or_default();
@@ -126,12 +108,12 @@ impl Registry {
     }
 
     /// Makes the previously active version of `kind` active again.
-    pub fn rollback(&mut self, kind: &str) -> Result<&ModelVersion, RegistryError> {
+    pub fn rollback(&mut self, kind: &str) -> Result<&ModelVersion, ModelError> {
         let stack = self
             .active
             .get_mut(kind)
             .filter(|s| s.len() >= 2)
-            .ok_or_else(|| RegistryError::NothingToRollBack(kind.to_owned()))?;
+            .ok_or_else(|| ModelError::NothingToRollBack(kind.to_owned()))?;
         stack.pop();
         let v = *stack.last().expect("at least one left");
         Ok(self.get(v).expect("active versions are registered"))
@@ -176,9 +158,9 @@ mod tests {
         assert_eq!(r.rollback("detector").expect("has history").version, 1);
         assert!(matches!(
             r.rollback("detector"),
-            Err(RegistryError::NothingToRollBack(_))
+            Err(ModelError::NothingToRollBack(_))
         ));
-        assert!(matches!(r.promote(9), Err(RegistryError::NoSuchVersion(9))));
+        assert!(matches!(r.promote(9), Err(ModelError::NoSuchVersion(9))));
     }
 
     #[test]
@@ -193,7 +175,7 @@ mod tests {
         std::fs::write(&path, b"{oops").expect("write");
         assert!(matches!(
             Registry::load(&path),
-            Err(RegistryError::Corrupt { .. })
+            Err(ModelError::RegistryCorrupt { .. })
         ));
         let _ = std::fs::remove_dir_all(&dir);
     }
