@@ -15,6 +15,9 @@
 //!
 //! `models` depends on nothing else in the workspace: `ingest`, `detect`, `rca` and `api` share
 //! types through it, never through each other.
+//!
+//! It owns the vocabulary and one small file, the model registry (`registry.json`); it never
+//! runs tasks, opens sockets or knows how a stage uses its types.
 
 mod anomaly;
 mod batch;
