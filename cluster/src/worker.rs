@@ -160,12 +160,15 @@ impl Worker {
                 rejoin: Default::default(),
             })
             .map_err(ClusterError::kafka("creating the Kafka consumer"))?;
-        consumer
-            .subscribe(&[self.cfg.samples_topic.as_str()])
-            .map_err(ClusterError::kafka(format!(
-                "subscribing to {}",
-                self.cfg.samples_topic
-            )))?;
+        let subscribe = |consumer: &BaseConsumer<WorkerContext>| {
+            consumer
+                .subscribe(&[self.cfg.samples_topic.as_str()])
+                .map_err(ClusterError::kafka(format!(
+                    "subscribing to {}",
+                    self.cfg.samples_topic
+                )))
+        };
+        subscribe(&consumer)?;
         info!(topic = %self.cfg.samples_topic, group = %self.cfg.group_id, "Detector worker joined its consumer group.");
         let every = Duration::from_secs(self.cfg.checkpoint_secs);
         let mut last_checkpoint = Instant::now();
@@ -225,12 +228,7 @@ impl Worker {
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
                     .clear();
-                consumer
-                    .subscribe(&[self.cfg.samples_topic.as_str()])
-                    .map_err(ClusterError::kafka(format!(
-                        "subscribing to {}",
-                        self.cfg.samples_topic
-                    )))?;
+                subscribe(&consumer)?;
                 last_rejoin = Some(Instant::now());
             }
             if last_checkpoint.elapsed() >= every {

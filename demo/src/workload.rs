@@ -24,13 +24,7 @@ pub(crate) fn parse_faults(
     start_ms: i64,
 ) -> anyhow::Result<Vec<Fault>> {
     let mut out = Vec::new();
-    let default = [String::from("payment:latency")];
-    let faults: &[String] = match (args.no_fault, args.fault.is_empty()) {
-        (true, _) => &[],
-        (false, true) => &default,
-        (false, false) => &args.fault,
-    };
-    for f in faults {
+    for f in &sim_faults(args) {
         let Some((service, kind)) = f.split_once(':') else {
             bail!("--fault {f:?}: expected SERVICE:KIND, e.g. payment:latency");
         };

@@ -93,11 +93,12 @@ impl Case {
             .to_string_lossy()
             .into_owned();
         let labels_path = folder.join("labels.json");
-        let text = std::fs::read_to_string(&labels_path).map_err(io(&labels_path))?;
-        let labels: Labels = serde_json::from_str(&text).map_err(|e| bad(&labels_path, e))?;
+        let text = std::fs::read_to_string(&labels_path).map_err(EvalError::io(&labels_path))?;
+        let labels: Labels =
+            serde_json::from_str(&text).map_err(|e| EvalError::bad(&labels_path, e))?;
         let data = Table::read(&folder.join("data.csv"))?;
         if data.header().first().map(String::as_str) != Some("time") {
-            return Err(bad(
+            return Err(EvalError::bad(
                 &folder.join("data.csv"),
                 "the first column must be `time`",
             ));
@@ -119,7 +120,7 @@ impl Case {
         let graph = match std::fs::read(&graph_path) {
             Ok(text) => Some(read_graph(&graph_path, &text)?),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-            Err(e) => return Err(io(&graph_path)(e)),
+            Err(e) => return Err(EvalError::io(&graph_path)(e)),
         };
         Ok(Self {
             name,
@@ -136,7 +137,7 @@ impl Case {
 pub fn read_graph(path: &Path, text: &[u8]) -> Result<CallGraph, EvalError> {
     let table = Table::parse(path, text)?;
     if table.header() != ["caller", "callee"] {
-        return Err(bad(
+        return Err(EvalError::bad(
             path,
             format!("header must be `caller,callee`, found {:?}", table.header()),
         ));
@@ -148,28 +149,23 @@ pub fn read_graph(path: &Path, text: &[u8]) -> Result<CallGraph, EvalError> {
     Ok(graph)
 }
 
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> EvalError + '_ {
-    EvalError::io(path)
-}
-
-fn bad(path: &Path, reason: impl ToString) -> EvalError {
-    EvalError::bad(path, reason)
-}
-
 /// Every case under `dir` (any folder holding a `data.csv`), sorted by name.
 pub fn load_cases(dir: &Path) -> Result<Vec<Case>, EvalError> {
     let mut folders = Vec::new();
     find_cases(dir, &mut folders)?;
     folders.sort();
     if folders.is_empty() {
-        return Err(bad(dir, "no case folder (one holding data.csv) found"));
+        return Err(EvalError::bad(
+            dir,
+            "no case folder (one holding data.csv) found",
+        ));
     }
     folders.iter().map(|f| Case::load(dir, f)).collect()
 }
 
 fn find_cases(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), EvalError> {
-    for e in std::fs::read_dir(dir).map_err(io(dir))? {
-        let p = e.map_err(io(dir))?.path();
+    for e in std::fs::read_dir(dir).map_err(EvalError::io(dir))? {
+        let p = e.map_err(EvalError::io(dir))?.path();
         if p.is_dir() {
             find_cases(&p, out)?;
         } else if p.file_name().is_some_and(|n| n == "data.csv") {

@@ -89,14 +89,6 @@ pub struct Corpus {
     pub profiles: BTreeMap<String, Profile>,
 }
 
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> EvalError + '_ {
-    EvalError::io(path)
-}
-
-fn bad(path: &Path, reason: impl ToString) -> EvalError {
-    EvalError::bad(path, reason)
-}
-
 fn parse_nab_time(s: &str) -> Option<i64> {
     let s = s.trim();
     let s = s.split('.').next()?;
@@ -129,23 +121,23 @@ impl Corpus {
         let data = dir.join("data");
         let paths = crate::csv::files(&data)?;
         if paths.is_empty() {
-            return Err(bad(&data, "no CSV files under data/"));
+            return Err(EvalError::bad(&data, "no CSV files under data/"));
         }
         let wpath = dir.join("labels/combined_windows.json");
         let windows: BTreeMap<String, Vec<Vec<String>>> =
-            serde_json::from_str(&std::fs::read_to_string(&wpath).map_err(io(&wpath))?)
-                .map_err(|e| bad(&wpath, e.to_string()))?;
+            serde_json::from_str(&std::fs::read_to_string(&wpath).map_err(EvalError::io(&wpath))?)
+                .map_err(|e| EvalError::bad(&wpath, e.to_string()))?;
         let ppath = dir.join("config/profiles.json");
         let raw: BTreeMap<String, serde_json::Value> =
-            serde_json::from_str(&std::fs::read_to_string(&ppath).map_err(io(&ppath))?)
-                .map_err(|e| bad(&ppath, e.to_string()))?;
+            serde_json::from_str(&std::fs::read_to_string(&ppath).map_err(EvalError::io(&ppath))?)
+                .map_err(|e| EvalError::bad(&ppath, e.to_string()))?;
         let mut profiles = BTreeMap::new();
         for (name, v) in raw {
             let cm = &v["CostMatrix"];
             let w = |k: &str| {
                 cm[k]
                     .as_f64()
-                    .ok_or_else(|| bad(&ppath, format!("{name}.CostMatrix.{k} missing")))
+                    .ok_or_else(|| EvalError::bad(&ppath, format!("{name}.CostMatrix.{k} missing")))
             };
             profiles.insert(
                 name.clone(),
@@ -167,10 +159,11 @@ impl Corpus {
             let mut wins = Vec::new();
             for pair in windows.get(&name).cloned().unwrap_or_default() {
                 let find = |s: &str| -> Result<usize, EvalError> {
-                    let t = parse_nab_time(s)
-                        .ok_or_else(|| bad(&wpath, format!("{name}: bad window time {s:?}")))?;
+                    let t = parse_nab_time(s).ok_or_else(|| {
+                        EvalError::bad(&wpath, format!("{name}: bad window time {s:?}"))
+                    })?;
                     times_ms.iter().position(|&m| m == t).ok_or_else(|| {
-                        bad(
+                        EvalError::bad(
                             &wpath,
                             format!("{name}: window time {s:?} is not a row of the file"),
                         )

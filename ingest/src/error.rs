@@ -40,8 +40,9 @@ pub enum IngestError {
         /// True when the failure may pass (network, 429, 5xx); false for bad requests and auth.
         retryable: bool,
     },
-    /// Reading or writing bytes failed; `at` says what and where. The I/O error (and its kind:
-    /// a full disk is not damage) is kept.
+    /// Reading bytes of a file already open failed (the file is named by the caller: a part
+    /// being checked); `at` says which bytes. The I/O error and its kind are kept. A failure on
+    /// a named file is `ArchiveIo`.
     #[error("{at}: {source}")]
     Io { at: String, source: std::io::Error },
     /// Bytes could not be encoded or decoded as `what` (a WAL record's parts, a Parquet part,
@@ -86,7 +87,8 @@ pub enum IngestError {
 }
 
 impl IngestError {
-    /// An I/O failure `at` (what was being done, where), for `map_err`.
+    /// An I/O failure on an open file, `at` (which bytes), for `map_err`; with a path, use
+    /// [`IngestError::io`].
     pub(crate) fn io_at(at: impl Into<String>) -> impl FnOnce(std::io::Error) -> Self {
         let at = at.into();
         move |source| Self::Io { at, source }

@@ -88,6 +88,16 @@ impl Shared {
             .collect()
     }
 
+    /// Drops partition `partition`'s share of the detection state (it was handed over).
+    fn release(&self, partition: i32, of: &std::collections::HashMap<SeriesId, i32>) {
+        self.with_owned(partition, of, |o| {
+            self.state
+                .write()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove_partition(o)
+        });
+    }
+
     /// Runs `f` with what belongs to `partition` (`of`: [`Shared::series_partitions`]).
     pub(crate) fn with_owned<T>(
         &self,
@@ -140,12 +150,7 @@ impl Shared {
             let Some(Some(next)) = owned.get(&p).copied() else {
                 // Nothing read since we got it: the last checkpoint still holds.
                 if release {
-                    self.with_owned(p, &of, |o| {
-                        self.state
-                            .write()
-                            .unwrap_or_else(|e| e.into_inner())
-                            .remove_partition(o)
-                    });
+                    self.release(p, &of);
                 }
                 continue;
             };
@@ -210,12 +215,7 @@ impl Shared {
                 rdkafka::Offset::Offset(next),
             );
             if release {
-                self.with_owned(p, &of, |o| {
-                    self.state
-                        .write()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .remove_partition(o)
-                });
+                self.release(p, &of);
             }
             info!(
                 partition = p,

@@ -53,9 +53,9 @@ pub fn write_results_csv(
         text.push('\n');
     }
     if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent).map_err(io(parent))?;
+        std::fs::create_dir_all(parent).map_err(EvalError::io(parent))?;
     }
-    std::fs::write(path, text).map_err(io(path))
+    std::fs::write(path, text).map_err(EvalError::io(path))
 }
 
 /// Reads a results CSV: `anomaly_score`, and `rank_score`/`p_value` when present (else the

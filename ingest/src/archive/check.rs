@@ -118,7 +118,7 @@ fn check_part(path: &Path, sums: Option<&PartSums>) -> Result<u64, IngestError> 
     if let Some(s) = sums {
         integrity::verify_file(path, s)?;
     }
-    let file = File::open(path).map_err(IngestError::io_at("open"))?;
+    let file = File::open(path).map_err(IngestError::io("open", path))?;
     let reader = ParquetRecordBatchReaderBuilder::try_new(file)
         .and_then(|b| b.build())
         .map_err(IngestError::codec("parquet"))?;

@@ -105,8 +105,11 @@ fn stream_crcs(
 
 /// Computes the checksums of the part at `path` (just written, or met without any).
 pub fn sums_of(path: &Path) -> Result<PartSums, IngestError> {
-    let file = File::open(path).map_err(IngestError::io_at(format!("open {}", path.display())))?;
-    let len = file.metadata().map_err(IngestError::io_at("stat"))?.len();
+    let file = File::open(path).map_err(IngestError::io("open", path))?;
+    let len = file
+        .metadata()
+        .map_err(IngestError::io("stat", path))?
+        .len();
     if len < 12 {
         return Err(IngestError::damaged(format!(
             "{} is too short for a part",
@@ -139,8 +142,11 @@ pub fn sums_of(path: &Path) -> Result<PartSums, IngestError> {
 
 /// Checks a whole part file against its checksums.
 pub fn verify_file(path: &Path, sums: &PartSums) -> Result<(), IngestError> {
-    let file = File::open(path).map_err(IngestError::io_at(format!("open {}", path.display())))?;
-    let len = file.metadata().map_err(IngestError::io_at("stat"))?.len();
+    let file = File::open(path).map_err(IngestError::io("open", path))?;
+    let len = file
+        .metadata()
+        .map_err(IngestError::io("stat", path))?
+        .len();
     if len != sums.bytes {
         return Err(IngestError::damaged(format!(
             "{len} bytes where the part catalog recorded {}",

@@ -54,8 +54,7 @@ struct Input {
 
 impl Input {
     fn open(p: &PartInfo) -> Result<Self, IngestError> {
-        let file = File::open(&p.path)
-            .map_err(IngestError::io_at(format!("open {}", p.path.display())))?;
+        let file = File::open(&p.path).map_err(IngestError::io("open", &p.path))?;
         let reader = ParquetRecordBatchReaderBuilder::try_new(file)
             .and_then(|b| b.with_batch_size(READ_BATCH).build())
             .map_err(IngestError::codec(format!("parquet {}", p.path.display())))?;

@@ -149,7 +149,7 @@ pub fn open_part(
     path: &Path,
     sums: Arc<PartSums>,
 ) -> Result<PartInfo, IngestError> {
-    let file = File::open(path).map_err(IngestError::io_at(format!("open {}", path.display())))?;
+    let file = File::open(path).map_err(IngestError::io("open", path))?;
     integrity::verify_footer(&file, &sums)?;
     let bytes = sums.bytes;
     let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(IngestError::codec(
@@ -282,8 +282,7 @@ pub(super) fn create(
         ]))
         .build();
     let tmp = path.with_extension("parquet.tmp");
-    let file =
-        File::create(&tmp).map_err(IngestError::io_at(format!("create {}", tmp.display())))?;
+    let file = File::create(&tmp).map_err(IngestError::io("create", &tmp))?;
     Ok((tmp, PartWriter::new(file, props)?))
 }
 
@@ -309,11 +308,9 @@ pub(super) fn write_rows(
 /// Closes a part written with [`create`]: fsync, checksums, then rename into place.
 pub(super) fn seal(w: PartWriter, tmp: &Path, path: &Path) -> Result<PartSums, IngestError> {
     let file = w.finish()?;
-    file.sync_all()
-        .map_err(IngestError::io_at(format!("fsync {}", tmp.display())))?;
+    file.sync_all().map_err(IngestError::io("fsync", &tmp))?;
     let sums = integrity::sums_of(tmp)?;
-    std::fs::rename(tmp, path)
-        .map_err(IngestError::io_at(format!("rename to {}", path.display())))?;
+    std::fs::rename(tmp, path).map_err(IngestError::io("rename to", path))?;
     Ok(sums)
 }
 

@@ -148,10 +148,10 @@ impl ArchiveStage {
             }
             Err(e) => {
                 let _ = self.file.set_len(self.seg_bytes);
-                Err(IngestError::io_at(format!(
-                    "writing {}",
-                    wal_path(&self.shared.cfg.data_dir, self.seq).display()
-                ))(e))
+                Err(IngestError::io(
+                    "write",
+                    wal_path(&self.shared.cfg.data_dir, self.seq),
+                )(e))
             }
         }
     }
