@@ -30,7 +30,7 @@ pub enum Command {
     Eval(aiops_eval::EvalArgs),
     /// The model registry: list, show, register, promote, roll back.
     Models(ModelsArgs),
-    /// Fit per-series seasonal profiles and score calibration from the archive (polars) and
+    /// Fit per-series seasonal profiles and score calibration from the archive and
     /// register them as a new `profiles` version.
     Train(TrainArgs),
     /// Check or repair an archive's files offline (`verify` exits 1 on damage).

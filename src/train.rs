@@ -14,8 +14,8 @@ use crate::cli::TrainArgs;
 /// Fits, writes, registers (and, with `--promote`, activates) a profiles table.
 pub fn run(a: TrainArgs) -> anyhow::Result<()> {
     let started = Instant::now();
-    // Polars reads the parts: it does not know the archive's checksums, so they are checked
-    // first and a damaged part is left out (and named) rather than learned from.
+    // Training reads the parts offline, outside the archive (which keeps their checksums): they
+    // are checked first and a damaged part is left out (and named) rather than learned from.
     let verified = aiops_ingest::archive::verified_part_files(&a.data_dir).with_context(|| {
         format!(
             "{} holds no archive (expected parts/*.parquet from `aiops serve` or `aiops backfill`)",

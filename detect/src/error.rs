@@ -17,12 +17,13 @@ pub enum DetectError {
     /// A file does not have the expected layout.
     #[error("{path}: {reason}")]
     BadInput { path: PathBuf, reason: String },
-    /// Polars could not read or write a file; the polars error is kept.
+    /// A Parquet file (an archive part, a profiles table) could not be read or written; the
+    /// Parquet error is kept.
     #[error("{path}: {doing}: {source}")]
-    Polars {
+    Parquet {
         path: PathBuf,
         doing: &'static str,
-        source: polars::error::PolarsError,
+        source: parquet::errors::ParquetError,
     },
     /// The model registry could not be read.
     #[error(transparent)]

@@ -4,7 +4,7 @@
 //! * [`forecast`] — per-series online load forecasting with quantiles (predictive scaling).
 //! * [`multi`] — multivariate scoring of a service's metrics as one vector (PCA).
 //! * [`scaling`] — predictive scaling targets: a workload's load, forecast and served to the HPA.
-//! * [`train`] — seasonal profiles and calibration fitted from the archive (polars).
+//! * [`train`] — seasonal profiles and calibration fitted from the archive.
 //! * [`registered`] — the active registered detector parameters and trained profiles.
 //! * [`published`] — what detection publishes for readers (events, top scores, counters,
 //!   scaling), so that the API never waits for scoring.

@@ -1,6 +1,6 @@
 //! What a sensitivity would have raised: archived samples replayed through fresh detectors, one
 //! per series and setting (`aiops eval backtest`) — the question every team asks before paging is
-//! turned on. Reads the archive's parts with polars like training does (counters as rates, the
+//! turned on. Reads the archive's parts as training does (counters as rates, the
 //! newest write of a timestamp winning); events are counted as the detection stage opens them:
 //! an alarm opens one unless the series alarmed within the quiet period.
 
@@ -39,63 +39,35 @@ pub fn replay_events(
     event_score: f64,
     quiet_ms: i64,
 ) -> Result<Vec<SeriesReplay>, DetectError> {
-    let first = parts.first().cloned().unwrap_or_default();
-    let err = crate::train::polars_error(&first, "replaying the archive with polars");
-    let rows = crate::train::training_frame(parts, counters, from_ms, to_ms)
-        .map_err(err)?
-        .collect()
-        .map_err(err)?;
-    let ids = rows
-        .column("series_id")
-        .and_then(|c| c.u64())
-        .map_err(err)?;
-    let ts = rows.column("ts").and_then(|c| c.i64()).map_err(err)?;
-    let values = rows.column("value").and_then(|c| c.f64()).map_err(err)?;
-    let counts = rows.column("count").and_then(|c| c.f64()).map_err(err)?;
+    let rows = crate::train::training_rows(parts, counters, from_ms, to_ms)?;
     let mut out: Vec<SeriesReplay> = Vec::new();
-    let mut detectors: Vec<(Detector, Option<i64>)> = Vec::new();
-    for (((id, t), v), count) in ids
-        .iter()
-        .zip(ts.iter())
-        .zip(values.iter())
-        .zip(counts.iter())
-    {
-        let (Some(id), Some(t), Some(v)) = (id, t, v) else {
+    for (&series_id, rows) in rows.iter().filter(|(id, _)| keep(**id)) {
+        let (Some(first), Some(last)) = (rows.first(), rows.last()) else {
             continue;
         };
-        if !keep(id) {
-            continue;
-        }
-        if out.last().is_none_or(|r| r.series_id != id) {
-            out.push(SeriesReplay {
-                series_id: id,
-                samples: 0,
-                first_ms: t,
-                last_ms: t,
-                events: vec![0; sensitivities.len()],
+        let mut r = SeriesReplay {
+            series_id,
+            samples: rows.len() as u64,
+            first_ms: first.ts,
+            last_ms: last.ts,
+            events: vec![0; sensitivities.len()],
+        };
+        for (k, &sensitivity) in sensitivities.iter().enumerate() {
+            let mut d = Detector::new(DetectorConfig {
+                sensitivity,
+                ..*cfg
             });
-            detectors = sensitivities
-                .iter()
-                .map(|&sensitivity| {
-                    let c = DetectorConfig {
-                        sensitivity,
-                        ..*cfg
-                    };
-                    (Detector::new(c), None)
-                })
-                .collect();
-        }
-        let r = out.last_mut().expect("pushed above");
-        r.samples += 1;
-        r.last_ms = t;
-        for (k, (d, last_alarm)) in detectors.iter_mut().enumerate() {
-            if d.update_counted(t, v, count).score >= event_score {
-                if last_alarm.is_none_or(|l| t - l > quiet_ms) {
-                    r.events[k] += 1;
+            let mut last_alarm: Option<i64> = None;
+            for row in rows {
+                if d.update_counted(row.ts, row.value, row.count).score >= event_score {
+                    if last_alarm.is_none_or(|l| row.ts - l > quiet_ms) {
+                        r.events[k] += 1;
+                    }
+                    last_alarm = Some(row.ts);
                 }
-                *last_alarm = Some(t);
             }
         }
+        out.push(r);
     }
     Ok(out)
 }

@@ -147,8 +147,8 @@ pub fn part_files(dir: &Path) -> Result<Vec<PathBuf>, IngestError> {
 
 /// The parts of the archive in `dir` that pass their whole-file checksum (or have none
 /// recorded yet), oldest first, and those that fail with why: for offline readers that decode
-/// parts with another Parquet reader (`aiops train` with polars), which would not know our
-/// checksums. Reads every part once; safe beside a serving process.
+/// parts with a plain Parquet reader (`aiops train`, `aiops eval backtest`), which would not
+/// know our checksums. Reads every part once; safe beside a serving process.
 pub fn verified_part_files(dir: &Path) -> Result<VerifiedParts, IngestError> {
     let sums = PartCatalog::new(dir).load()?;
     let mut out = VerifiedParts::default();

@@ -241,7 +241,7 @@ fn verify_finds_damage_and_repair_salvages_the_sound_row_groups() {
     );
 }
 
-/// Readers with their own Parquet decoder (`aiops train` reads with polars) get only the parts
+/// Readers with their own Parquet decoder (`aiops train`) get only the parts
 /// whose bytes still match their checksums.
 #[test]
 fn offline_readers_are_handed_only_sound_parts() {
