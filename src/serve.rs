@@ -40,9 +40,7 @@ pub async fn serve(
         );
         cfg.detect.detector = params;
     }
-    let auth = aiops_api::credentials::authenticator(&cfg.server)
-        .await
-        .map_err(anyhow::Error::msg)?;
+    let auth = aiops_api::credentials::authenticator(&cfg.server).await?;
     // The Kafka worker stops after the forwarder drained (not with the first signal).
     let worker_cancel = CancellationToken::new();
     let mut registry = Registry::default();

@@ -139,7 +139,7 @@ impl Default for ApiConfig {
 impl ApiConfig {
     /// The credentials configured (`credentials`, plus `api_token` as read and write and
     /// `scaling_token` as scaling), their files read now.
-    pub fn authenticator(&self) -> Result<Authenticator, String> {
+    pub fn authenticator(&self) -> Result<Authenticator, crate::StartError> {
         let mut configs = self.credentials.clone();
         let implicit = |name: &str, token: &Secret, scopes: Vec<Scope>| CredentialConfig {
             name: name.into(),
@@ -165,6 +165,7 @@ impl ApiConfig {
             .as_ref()
             .map(|_| self.front_proxy_allowed_names.clone());
         Authenticator::new(configs, &self.unauthenticated_scopes, front_proxy)
+            .map_err(crate::StartError::Credential)
     }
 
     /// Whether any credential (or token) is configured.

@@ -7,13 +7,13 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::ApiConfig;
 use crate::auth::Authenticator;
+use crate::{ApiConfig, StartError};
 
 /// The credentials of `cfg`, their files read off the async threads. Refuses to serve a
 /// non-loopback address with none configured unless `server.allow_unauthenticated` (or
 /// `--insecure-listen`) says so, and then warns.
-pub async fn authenticator(cfg: &ApiConfig) -> Result<Arc<Authenticator>, String> {
+pub async fn authenticator(cfg: &ApiConfig) -> Result<Arc<Authenticator>, StartError> {
     let exposed = cfg.exposed_addresses();
     if !exposed.is_empty() && !cfg.has_credentials() {
         let list = exposed
@@ -22,11 +22,7 @@ pub async fn authenticator(cfg: &ApiConfig) -> Result<Arc<Authenticator>, String
             .collect::<Vec<_>>()
             .join(", ");
         if !cfg.allow_unauthenticated {
-            return Err(format!(
-                "refusing to listen on {list} (reachable from other hosts) with no credentials: \
-                 configure [[server.credentials]] (or server.api_token), listen on 127.0.0.1, or \
-                 accept open access with server.allow_unauthenticated = true / --insecure-listen"
-            ));
+            return Err(StartError::Unauthenticated { addresses: list });
         }
         warn!(
             addresses = %list,
@@ -41,9 +37,7 @@ pub async fn authenticator(cfg: &ApiConfig) -> Result<Arc<Authenticator>, String
         );
     }
     let cfg = cfg.clone();
-    let auth = tokio::task::spawn_blocking(move || cfg.authenticator())
-        .await
-        .map_err(|e| format!("reading the credentials: {e}"))??;
+    let auth = tokio::task::spawn_blocking(move || cfg.authenticator()).await??;
     Ok(Arc::new(auth))
 }
 

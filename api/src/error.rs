@@ -1,10 +1,52 @@
-//! API errors: the one place where failures become HTTP statuses and JSON bodies
-//! `{"error": {"code": "...", "message": "..."}}`.
+//! API errors: [`StartError`], why the API cannot start serving (its TLS files, its
+//! credentials), and [`ApiError`], the answer to a request that failed — the one place where
+//! failures become HTTP statuses and JSON bodies `{"error": {"code": "...", "message": "..."}}`.
 
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
+
+/// Why the API cannot start serving, or a reloaded file cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The certificate file is missing or holds no PEM certificate.
+    #[error("TLS certificate {path}: {reason}")]
+    Certificate {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The key file is missing or holds no PEM private key.
+    #[error("TLS private key {path}: {reason}")]
+    Key {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The key does not fit the certificate, or another rustls refusal.
+    #[error("TLS configuration: {0}")]
+    Tls(#[from] rustls::Error),
+    /// A listen address reachable from other hosts with no credentials configured.
+    #[error(
+        "refusing to listen on {addresses} (reachable from other hosts) with no credentials: \
+         configure [[server.credentials]] (or server.api_token), listen on 127.0.0.1, or \
+         accept open access with server.allow_unauthenticated = true / --insecure-listen"
+    )]
+    Unauthenticated {
+        /// The exposed addresses, comma-separated.
+        addresses: String,
+    },
+    /// A credential cannot be used: its secret missing, empty, too large, or its file
+    /// unreadable (the message names the credential and the file).
+    #[error("{0}")]
+    Credential(String),
+    /// The task reading the credentials off the async threads failed.
+    #[error("reading the credentials: {0}")]
+    Task(#[from] tokio::task::JoinError),
+}
 
 /// An error answer.
 #[derive(Debug, Clone, PartialEq, Eq)]

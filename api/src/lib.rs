@@ -58,7 +58,7 @@ use axum::response::{IntoResponse, Response};
 use prometheus_client::registry::Registry;
 
 pub use config::{ApiConfig, LimitsConfig};
-pub use error::ApiError;
+pub use error::{ApiError, StartError};
 pub use metrics::ApiMetrics;
 pub use ratelimit::RateLimit;
 

@@ -11,29 +11,7 @@ use std::time::SystemTime;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
-/// Why the TLS configuration cannot be used.
-#[derive(Debug, thiserror::Error)]
-pub enum TlsError {
-    /// The certificate file is missing or holds no PEM certificate.
-    #[error("TLS certificate {path}: {reason}")]
-    Certificate {
-        /// The file.
-        path: PathBuf,
-        /// What is wrong.
-        reason: String,
-    },
-    /// The key file is missing or holds no PEM private key.
-    #[error("TLS private key {path}: {reason}")]
-    Key {
-        /// The file.
-        path: PathBuf,
-        /// What is wrong.
-        reason: String,
-    },
-    /// The key does not fit the certificate, or another rustls refusal.
-    #[error("TLS configuration: {0}")]
-    Config(#[from] rustls::Error),
-}
+use crate::StartError;
 
 /// Reads `cert` (PEM chain, leaf first) and `key` (PEM, PKCS#8, PKCS#1 or SEC1); with
 /// `client_ca`, client certificates signed by one of its CAs are verified (and clients without
@@ -42,9 +20,9 @@ pub fn load(
     cert: &Path,
     key: &Path,
     client_ca: Option<&Path>,
-) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+) -> Result<Arc<rustls::ServerConfig>, StartError> {
     let certs: Vec<CertificateDer<'static>> = read_certs(cert)?;
-    let key = PrivateKeyDer::from_pem_file(key).map_err(|e| TlsError::Key {
+    let key = PrivateKeyDer::from_pem_file(key).map_err(|e| StartError::Key {
         path: key.to_owned(),
         reason: e.to_string(),
     })?;
@@ -56,13 +34,13 @@ pub fn load(
         Some(ca) => {
             let mut roots = rustls::RootCertStore::empty();
             for c in read_certs(ca)? {
-                roots.add(c).map_err(TlsError::Config)?;
+                roots.add(c).map_err(StartError::Tls)?;
             }
             let verifier =
                 rustls::server::WebPkiClientVerifier::builder_with_provider(roots.into(), provider)
                     .allow_unauthenticated()
                     .build()
-                    .map_err(|e| TlsError::Certificate {
+                    .map_err(|e| StartError::Certificate {
                         path: ca.to_owned(),
                         reason: e.to_string(),
                     })?;
@@ -74,15 +52,15 @@ pub fn load(
     Ok(Arc::new(config))
 }
 
-fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, StartError> {
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
         .and_then(|it| it.collect::<Result<_, _>>())
-        .map_err(|e| TlsError::Certificate {
+        .map_err(|e| StartError::Certificate {
             path: path.to_owned(),
             reason: e.to_string(),
         })?;
     if certs.is_empty() {
-        return Err(TlsError::Certificate {
+        return Err(StartError::Certificate {
             path: path.to_owned(),
             reason: "no PEM certificate in the file".into(),
         });
@@ -106,7 +84,7 @@ type Stamp = Option<(SystemTime, u64)>;
 
 impl TlsFiles {
     /// Loads the files once (an error names the bad one).
-    pub fn load(cert: &Path, key: &Path, client_ca: Option<&Path>) -> Result<Self, TlsError> {
+    pub fn load(cert: &Path, key: &Path, client_ca: Option<&Path>) -> Result<Self, StartError> {
         let files = Self {
             cert: cert.to_owned(),
             key: key.to_owned(),
@@ -141,7 +119,7 @@ impl TlsFiles {
 
     /// Reloads when a file changed (blocking: call from a blocking thread). `Ok(true)` when a
     /// new configuration is in place; on an error the previous one stays.
-    pub fn reload_if_changed(&self) -> Result<bool, TlsError> {
+    pub fn reload_if_changed(&self) -> Result<bool, StartError> {
         let stamps = self.stamps();
         if self.current.read().unwrap_or_else(|p| p.into_inner()).1 == stamps {
             return Ok(false);

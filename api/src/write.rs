@@ -11,7 +11,7 @@
 //! | 503 | ingest queue full, archive write failed, shutting down | retries with backoff |
 
 use aiops_ingest::IngestError;
-use aiops_ingest::remote_write::{self, DecodeError, Decoded};
+use aiops_ingest::remote_write::{self, Decoded};
 use aiops_ingest::transport::Envelope;
 use axum::body::Body;
 use axum::extract::State;
@@ -250,11 +250,11 @@ pub async fn remote_write(
     };
     let Decoded { batch, invalid, .. } = match decoded {
         Ok(d) => d,
-        Err(DecodeError::TooLarge { limit, .. }) => {
+        Err(IngestError::BodyTooLarge { limit, .. }) => {
             state.ingest_metrics.rejected(SOURCE, "too_large", 0);
             return Err(too_large(limit, "decompressed body"));
         }
-        Err(e @ DecodeError::TooMany { .. }) => {
+        Err(e @ IngestError::TooManyInRequest { .. }) => {
             state.ingest_metrics.rejected(SOURCE, "too_large", 0);
             return Err(ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,

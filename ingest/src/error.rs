@@ -81,6 +81,25 @@ pub enum IngestError {
     /// Creating or using a Kafka client failed (topics, producing, a checkpoint, a window).
     #[error("kafka: {0}")]
     Kafka(String),
+    /// A remote_write body that is not a valid Snappy block (the framed format is not accepted).
+    /// Like every body error below, the sender's fault (HTTP 400) and nothing of it is kept.
+    #[error(
+        "snappy: {reason} (remote_write bodies use the Snappy block format, not the framed format)"
+    )]
+    BadSnappy { reason: String },
+    /// A remote_write body whose decompressed size exceeds the configured limit.
+    #[error("decompressed body of {decoded} bytes exceeds the limit of {limit} bytes")]
+    BodyTooLarge { decoded: usize, limit: usize },
+    /// A remote_write body that is not a valid `prometheus.WriteRequest`.
+    #[error("protobuf: {reason} at byte {offset} of the decompressed body")]
+    BadProtobuf { offset: usize, reason: &'static str },
+    /// A remote_write body with more series or samples than one request may carry.
+    #[error("the request carries more than {limit} {what} (limit {key})")]
+    TooManyInRequest {
+        what: &'static str,
+        limit: usize,
+        key: &'static str,
+    },
     /// A source was configured wrongly.
     #[error("source {name}: {reason}")]
     SourceConfig { name: String, reason: String },

@@ -17,10 +17,7 @@ pub mod proto;
 mod synthetic;
 
 pub use client::RemoteWriteClient;
-pub use decode::{
-    DecodeError, DecodeLimits, Decoded, InvalidSeries, decode_with_limits, decode_write_request,
-    decompress,
-};
+pub use decode::{DecodeLimits, Decoded, InvalidSeries, decode_with_limits, decode_write_request};
 pub use proto::{Label, MetricMetadata, Sample, TimeSeries, WriteRequest, encode_write_request};
 pub use synthetic::synthetic_request;
 

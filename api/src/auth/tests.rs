@@ -168,10 +168,10 @@ fn secret_files_are_read_and_reloaded_when_they_change() {
     assert!(a.check(&headers("Bearer second"), Scope::Write).is_ok());
     // An empty secret is refused at start, and so is a file too large to be one.
     std::fs::write(&file, " \n").expect("write");
-    let err = cfg.authenticator().expect_err("empty");
+    let err = cfg.authenticator().expect_err("empty").to_string();
     assert!(err.contains("empty"), "{err}");
     std::fs::write(&file, vec![b'x'; 70_000]).expect("write");
-    let err = cfg.authenticator().expect_err("too large");
+    let err = cfg.authenticator().expect_err("too large").to_string();
     assert!(
         err.contains("larger than 65536 bytes") && err.contains("from-file"),
         "{err}"

@@ -8,7 +8,9 @@
 //! Invalid series (unsorted or duplicate labels, missing `__name__`, bad names, samples out of
 //! order, id collisions) are left out and reported in [`Decoded::invalid`]; the valid rest of
 //! the request is kept. The receiver still answers 400 for such a request, as the spec asks.
-//! A body that is not Snappy or not protobuf is a [`DecodeError`] and nothing of it is kept.
+//! A body that is not Snappy or not protobuf, or carries more than a request may, is an
+//! [`IngestError`] (`BadSnappy`, `BadProtobuf`, `BodyTooLarge`, `TooManyInRequest`) and nothing
+//! of it is kept.
 
 use std::cell::RefCell;
 use std::collections::HashSet;
@@ -16,33 +18,45 @@ use std::fmt::Write as _;
 use std::hash::BuildHasherDefault;
 use std::sync::Arc;
 
+use crate::IngestError;
 use aiops_models::{
     CatalogView, Labels, METRIC_NAME_LABEL, SampleBatch, SampleBatchBuilder, SeriesCatalog,
     SeriesHasher, SeriesId, SeriesMeta, Source, StaleMarker, is_stale_nan,
 };
-use thiserror::Error;
 
-/// A body that cannot be decoded at all. Always the sender's fault (HTTP 400).
-#[derive(Debug, Error, Clone, PartialEq, Eq)]
-pub enum DecodeError {
-    /// Not a valid Snappy block (the framed format is not accepted).
-    #[error(
-        "snappy: {reason} (remote_write bodies use the Snappy block format, not the framed format)"
-    )]
-    Snappy { reason: String },
-    /// The decompressed size exceeds the configured limit.
-    #[error("decompressed body of {decoded} bytes exceeds the limit of {limit} bytes")]
-    TooLarge { decoded: usize, limit: usize },
-    /// Not a valid `prometheus.WriteRequest`.
-    #[error("protobuf: {reason} at byte {offset} of the decompressed body")]
-    Protobuf { offset: usize, reason: &'static str },
-    /// More series or samples than one request may carry.
-    #[error("the request carries more than {limit} {what} (limit {key})")]
+/// Why a body cannot be decoded, inside the decoder: small and cheap to pass back through the
+/// wire-format walk. Callers see it as the matching [`IngestError`] variant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum DecodeError {
+    Snappy {
+        reason: String,
+    },
+    TooLarge {
+        decoded: usize,
+        limit: usize,
+    },
+    Protobuf {
+        offset: usize,
+        reason: &'static str,
+    },
     TooMany {
         what: &'static str,
         limit: usize,
         key: &'static str,
     },
+}
+
+impl From<DecodeError> for IngestError {
+    fn from(e: DecodeError) -> Self {
+        match e {
+            DecodeError::Snappy { reason } => Self::BadSnappy { reason },
+            DecodeError::TooLarge { decoded, limit } => Self::BodyTooLarge { decoded, limit },
+            DecodeError::Protobuf { offset, reason } => Self::BadProtobuf { offset, reason },
+            DecodeError::TooMany { what, limit, key } => {
+                Self::TooManyInRequest { what, limit, key }
+            }
+        }
+    }
 }
 
 /// What one request may carry. Each limit names the configuration key reported when it is
@@ -133,7 +147,7 @@ struct Scratch {
 }
 
 /// Decompresses a Snappy block into `out`, refusing sizes over `limit` before allocating.
-pub fn decompress(body: &[u8], limit: usize, out: &mut Vec<u8>) -> Result<(), DecodeError> {
+fn decompress(body: &[u8], limit: usize, out: &mut Vec<u8>) -> Result<(), DecodeError> {
     let len = snap::raw::decompress_len(body).map_err(|e| DecodeError::Snappy {
         reason: e.to_string(),
     })?;
@@ -162,12 +176,23 @@ pub fn decode_write_request(
     body: &[u8],
     catalog: &SeriesCatalog,
     max_decoded_bytes: usize,
-) -> Result<Decoded, DecodeError> {
+) -> Result<Decoded, IngestError> {
     decode_with_limits(body, catalog, &DecodeLimits::unbounded(max_decoded_bytes))
 }
 
 /// As [`decode_write_request`], within `limits`.
+#[inline]
 pub fn decode_with_limits(
+    body: &[u8],
+    catalog: &SeriesCatalog,
+    limits: &DecodeLimits,
+) -> Result<Decoded, IngestError> {
+    Ok(decode_in_scratch(body, catalog, limits)?)
+}
+
+/// The decoder on this thread's scratch buffers.
+#[inline(never)]
+fn decode_in_scratch(
     body: &[u8],
     catalog: &SeriesCatalog,
     limits: &DecodeLimits,

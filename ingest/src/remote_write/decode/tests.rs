@@ -177,14 +177,14 @@ fn rejects_framed_snappy_and_garbage() {
     }
     assert!(matches!(
         decode_write_request(&framed, &SeriesCatalog::new(), LIMIT),
-        Err(DecodeError::Snappy { .. }) | Err(DecodeError::Protobuf { .. })
+        Err(IngestError::BadSnappy { .. }) | Err(IngestError::BadProtobuf { .. })
     ));
     let garbage = snap::raw::Encoder::new()
         .compress_vec(&[0x0a, 0xff, 0xff])
         .expect("ok");
     assert!(matches!(
         decode_write_request(&garbage, &SeriesCatalog::new(), LIMIT),
-        Err(DecodeError::Protobuf { .. })
+        Err(IngestError::BadProtobuf { .. })
     ));
 }
 
@@ -194,7 +194,7 @@ fn rejects_oversized_before_allocating() {
     let body = snap::raw::Encoder::new().compress_vec(&big).expect("ok");
     assert!(matches!(
         decode_write_request(&body, &SeriesCatalog::new(), 1 << 10),
-        Err(DecodeError::TooLarge { .. })
+        Err(IngestError::BodyTooLarge { .. })
     ));
 }
 
