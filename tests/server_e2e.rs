@@ -542,6 +542,36 @@ async fn anomalies_reach_the_api_and_survive_a_restart() {
     // The batches waiting for detection are in view (none now: everything was scored).
     let m = get_text(&http, &metrics_url).await;
     assert!(m.contains("aiops_detect_queue_bytes 0"), "{m}");
+    for family in [
+        "aiops_anomaly_rank_score{series=\"",
+        "aiops_anomaly_p_value{series=\"",
+    ] {
+        assert!(m.contains(family), "{family} in {m}");
+    }
+    // The same list over HTTP: the spiking series, alarmed, its continuous score and p-value.
+    let scores = get_json(
+        &http,
+        &format!("{base}/api/v1/scores?service=payment&limit=5"),
+    )
+    .await
+    .expect("scores");
+    let top = &scores["scores"][0];
+    assert_eq!(top["metric"], "checkout_latency_seconds", "{scores}");
+    assert_eq!(top["alarm"], true, "{scores}");
+    assert!(top["score"].as_f64().is_some_and(|s| s >= 0.5), "{scores}");
+    let (rank, p) = (
+        top["rank_score"].as_f64().expect("rank_score"),
+        top["p_value"].as_f64().expect("p_value"),
+    );
+    let expected_p = 10f64.powf(-5.0 * rank / (1.0 - rank));
+    assert!(
+        (0.0..1.0).contains(&rank) && (p - expected_p).abs() <= 1e-12 + 1e-9 * p,
+        "{scores}"
+    );
+    let other = get_json(&http, &format!("{base}/api/v1/scores?service=nobody"))
+        .await
+        .expect("scores");
+    assert_eq!(other["scores"].as_array().map(Vec::len), Some(0), "{other}");
 
     assert!(server.terminate(Duration::from_secs(20)));
     let _server = start_serve(port, &data, Some(&cfg));

@@ -95,31 +95,60 @@ pub async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError
         .into_response())
 }
 
-/// `aiops_anomaly_score{series, metric, service}` for the series with the highest latest scores,
-/// at most `max_score_gauges` of them, so cardinality stays bounded.
+/// `aiops_anomaly_score`, `aiops_anomaly_rank_score` and `aiops_anomaly_p_value` `{series,
+/// metric, service}` for the series most unusual right now, at most `max_score_gauges` of them,
+/// so cardinality stays bounded.
 fn anomaly_gauges(state: &AppState, out: &mut String) {
+    use aiops_detect::published::TopScore;
     use std::fmt::Write as _;
     let top = state.detect.top_scores();
-    out.push_str("# HELP aiops_anomaly_score Latest anomaly score of the series scoring highest right now.\n");
-    out.push_str("# TYPE aiops_anomaly_score gauge\n");
     let esc = |s: &str| {
         s.replace('\\', "\\\\")
             .replace('"', "\\\"")
             .replace('\n', "\\n")
     };
-    for &(id, score) in top.iter().take(state.max_score_gauges) {
-        let meta = state.catalog.get(id);
-        let metric = meta.as_ref().map(|m| m.metric.clone()).unwrap_or_default();
-        let service = meta
-            .as_deref()
-            .and_then(aiops_models::service_of)
-            .unwrap_or_default();
-        let _ = writeln!(
-            out,
-            "aiops_anomaly_score{{series=\"{id}\",metric=\"{}\",service=\"{}\"}} {score}",
-            esc(&metric),
-            esc(&service)
-        );
+    let labels: Vec<String> = top
+        .iter()
+        .take(state.max_score_gauges)
+        .map(|t| {
+            let meta = state.catalog.get(t.series_id);
+            let metric = meta.as_ref().map(|m| m.metric.clone()).unwrap_or_default();
+            let service = meta
+                .as_deref()
+                .and_then(aiops_models::service_of)
+                .unwrap_or_default();
+            format!(
+                "series=\"{}\",metric=\"{}\",service=\"{}\"",
+                t.series_id,
+                esc(&metric),
+                esc(&service)
+            )
+        })
+        .collect();
+    type Value = fn(&TopScore) -> f64;
+    let families: [(&str, &str, Value); 3] = [
+        (
+            "aiops_anomaly_score",
+            "Latest alarm-facing anomaly score (0 while resting after an alarm) of the series most unusual right now.",
+            |t| t.score,
+        ),
+        (
+            "aiops_anomaly_rank_score",
+            "Latest continuous anomaly score (how unusual the series is now; never held at 0) of the series most unusual right now.",
+            |t| t.rank_score,
+        ),
+        (
+            "aiops_anomaly_p_value",
+            "Tail probability behind aiops_anomaly_rank_score.",
+            TopScore::p_value,
+        ),
+    ];
+    for (name, help, value) in families {
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} gauge");
+        for (t, l) in top.iter().zip(&labels) {
+            let _ = writeln!(out, "{name}{{{l}}} {}", value(t));
+        }
     }
 }
 

@@ -6,6 +6,7 @@
 //! | `GET /api/v1/series` | the series catalog, filtered by `match[]` selectors |
 //! | `GET /api/v1/series/{id}/samples` | one series over `start`..`end` from the archive |
 //! | `GET /api/v1/anomalies` | anomaly events, filtered by time, service and score |
+//! | `GET /api/v1/scores` | the series most unusual right now: continuous score, p-value, alarm |
 //! | `GET /api/v1/scaling`, `/api/v1/scaling/{name}` | predictive scaling values (KEDA `metrics-api`) |
 //! | `GET /apis/external.metrics.k8s.io/v1beta1/…` | the Kubernetes external metrics API (HPA) |
 //! | `GET /api/v1/incidents`, `/api/v1/incidents/{id}` | incidents with ranked root-cause candidates |
@@ -132,6 +133,7 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(query::list_series))
         .routes(routes!(query::series_samples))
         .routes(routes!(query::anomalies))
+        .routes(routes!(query::scores))
         .routes(routes!(health::metrics))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_read));
     // Open: the probes, the API document, and the PagerDuty webhook (signed: it checks the

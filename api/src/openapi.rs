@@ -234,6 +234,21 @@ fn components() -> Value {
                 "anomalies": {"type": "array", "items": object}}}),
         ),
         (
+            "Scores",
+            json!({"type": "object", "required": ["scores"], "properties": {
+                "scores": {"type": "array", "items": {"type": "object",
+                    "required": ["series_id", "rank_score", "p_value", "score", "alarm"],
+                    "properties": {
+                        "series_id": {"type": "string"},
+                        "metric": {"type": ["string", "null"]},
+                        "service": {"type": ["string", "null"]},
+                        "labels": {"type": ["object", "null"], "additionalProperties": {"type": "string"}},
+                        "rank_score": {"type": "number", "minimum": 0, "maximum": 1, "description": "How unusual the series is now: L / (L + 5), L = −log10(p_value)"},
+                        "p_value": {"type": "number", "minimum": 0, "maximum": 1},
+                        "score": {"type": "number", "minimum": 0, "maximum": 1, "description": "The alarm-facing score (0 while resting after an alarm)"},
+                        "alarm": {"type": "boolean"}}}}}}),
+        ),
+        (
             "FeedbackTally",
             json!({"type": "object", "properties": {"total": {"type": "integer"}, "top1": {"type": "integer"}, "top3": {"type": "integer"}, "top5": {"type": "integer"}}}),
         ),

@@ -345,3 +345,80 @@ pub async fn anomalies(
         serde_json::json!({"since_ms": since, "until_ms": until, "anomalies": events}),
     ))
 }
+
+/// The most entries `GET /api/v1/scores` lists.
+const MAX_SCORES_LIMIT: usize = 10_000;
+
+/// `GET /api/v1/scores?limit=&service=`: the series most unusual right now — each series'
+/// latest continuous score (`rank_score`, its tail probability `p_value`) and alarm score,
+/// highest `rank_score` first. Read from what detection publishes about once a second (at most
+/// `detect.max_score_gauges` series); never waits for scoring.
+#[utoipa::path(get, path = "/api/v1/scores", tag = "query",
+    params(
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 10_000, description = "Most series listed (default 100)"),
+        ("service" = Option<String>, Query, description = "Only this service's series")
+    ),
+    responses(
+        (status = 200, description = "Series by how unusual they are now, most unusual first", body = ref("#/components/schemas/Scores")),
+        crate::openapi::Refusals
+    ),
+    security(("bearer" = ["read"]), ("basic" = ["read"])))]
+pub async fn scores(
+    State(state): State<AppState>,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let (mut limit, mut service) = (100usize, None);
+    for (k, v) in params(raw) {
+        match k.as_str() {
+            "limit" => {
+                limit = v
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|n| (1..=MAX_SCORES_LIMIT).contains(n))
+                    .ok_or_else(|| {
+                        ApiError::bad_request(
+                            "bad_parameter",
+                            format!(
+                                "limit={v:?}: expected an integer from 1 to {MAX_SCORES_LIMIT}"
+                            ),
+                        )
+                    })?;
+            }
+            "service" => service = Some(v),
+            other => {
+                return Err(ApiError::bad_request(
+                    "bad_parameter",
+                    format!("unknown parameter {other:?}; expected limit or service"),
+                ));
+            }
+        }
+    }
+    let top = state.detect.top_scores();
+    let mut out = Vec::new();
+    for t in top.iter() {
+        if out.len() == limit {
+            break;
+        }
+        let meta = state.catalog.get(t.series_id);
+        let svc = meta.as_deref().and_then(aiops_models::service_of);
+        if service.is_some() && svc != service {
+            continue;
+        }
+        out.push(serde_json::json!({
+            "series_id": t.series_id,
+            "metric": meta.as_ref().map(|m| m.metric.clone()),
+            "service": svc,
+            "labels": meta.as_ref().map(|m| {
+                m.labels
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), serde_json::Value::from(v.to_string())))
+                    .collect::<serde_json::Map<_, _>>()
+            }),
+            "rank_score": t.rank_score,
+            "p_value": t.p_value(),
+            "score": t.score,
+            "alarm": t.alarm,
+        }));
+    }
+    Ok(Json(serde_json::json!({ "scores": out })))
+}

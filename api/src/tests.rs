@@ -1084,7 +1084,7 @@ async fn every_route_answers_401_without_credentials_403_without_the_scope_and_p
     let routes = documented_routes(&h).await;
     assert_eq!(
         routes.len(),
-        20,
+        21,
         "every route is in the document: {routes:?}"
     );
     for (method, path, scope) in routes {

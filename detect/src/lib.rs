@@ -35,5 +35,5 @@ pub mod train;
 pub mod warm;
 
 pub use error::DetectError;
-pub use score::{Detector, DetectorConfig, RankState, Scored, rank_score_of};
+pub use score::{Detector, DetectorConfig, RankState, Scored, p_value_of_rank, rank_score_of};
 pub use stage::{DetectConfig, DetectState};

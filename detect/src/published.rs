@@ -78,11 +78,31 @@ pub struct DetectCounters {
     pub fresh: AtomicU64,
 }
 
+/// A series among the most unusual right now.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TopScore {
+    /// The series.
+    pub series_id: SeriesId,
+    /// Its latest alarm-facing score (held at 0 while it rests after an alarm).
+    pub score: f64,
+    /// Its latest continuous score: how unusual its state is now (never held at 0).
+    pub rank_score: f64,
+    /// Whether its latest sample raised an alarm (`score` at its alert level).
+    pub alarm: bool,
+}
+
+impl TopScore {
+    /// The tail probability behind `rank_score`.
+    pub fn p_value(&self) -> f64 {
+        crate::p_value_of_rank(self.rank_score)
+    }
+}
+
 /// See the module docs.
 #[derive(Debug)]
 pub struct Published {
     events: RwLock<Mirror>,
-    top: RwLock<Arc<Vec<(SeriesId, f64)>>>,
+    top: RwLock<Arc<Vec<TopScore>>>,
     top_refreshed: Mutex<Option<Instant>>,
     top_pending: std::sync::atomic::AtomicBool,
     max_events: AtomicUsize,
@@ -171,8 +191,9 @@ impl Published {
             .collect()
     }
 
-    /// The series scoring highest right now (refreshed about once a second).
-    pub fn top_scores(&self) -> Arc<Vec<(SeriesId, f64)>> {
+    /// The series most unusual right now, by continuous score, then alarm score (refreshed
+    /// about once a second).
+    pub fn top_scores(&self) -> Arc<Vec<TopScore>> {
         self.top.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
@@ -197,7 +218,7 @@ impl Published {
     }
 
     /// Swaps in a new top-scores list.
-    pub(crate) fn set_top(&self, top: Vec<(SeriesId, f64)>) {
+    pub(crate) fn set_top(&self, top: Vec<TopScore>) {
         *self.top.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(top);
     }
 }

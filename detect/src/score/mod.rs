@@ -34,10 +34,10 @@ pub use config::DetectorConfig;
 pub use rank::RankState;
 pub(crate) use rank::RankStateV1;
 use tails::LN_CALM_TAIL;
-pub use tails::rank_score_of;
 #[cfg(test)]
 use tails::{TAIL_AT_0, upper_quantile};
 pub(crate) use tails::{ln_tail, log_score, tail_probability};
+pub use tails::{p_value_of_rank, rank_score_of};
 
 /// The outcome of one sample.
 #[derive(Debug, Clone, Copy, PartialEq, Default, Serialize)]

@@ -64,6 +64,15 @@ pub fn rank_score_of(ln_p: f64) -> f64 {
     if l.is_finite() { l / (l + 5.0) } else { 1.0 }
 }
 
+/// The tail probability behind a continuous score (the inverse of [`rank_score_of`]).
+pub fn p_value_of_rank(rank_score: f64) -> f64 {
+    if rank_score >= 1.0 {
+        return 0.0;
+    }
+    let l = 5.0 * rank_score.max(0.0) / (1.0 - rank_score);
+    10f64.powf(-l)
+}
+
 /// A tail probability as a score in [0, 1], log-scaled: 1e-5 scores 0.5, 1e-10 scores 1.
 #[inline]
 pub(crate) fn log_score(tail: f64) -> f64 {

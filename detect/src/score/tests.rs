@@ -178,3 +178,13 @@ fn state_is_small() {
         std::mem::size_of::<Detector>()
     );
 }
+
+#[test]
+fn a_rank_score_gives_back_its_p_value() {
+    for p in [1.0, 0.5, 0.05, 1e-5, 1e-10, 1e-30] {
+        let back = crate::p_value_of_rank(rank_score_of(f64::ln(p)));
+        assert!((back - p).abs() <= 1e-9 * p, "{p} -> {back}");
+    }
+    assert_eq!(crate::p_value_of_rank(1.0), 0.0);
+    assert_eq!(crate::p_value_of_rank(0.0), 1.0);
+}

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use crate::multi::{MultiConfig, MultiScored, ServiceModel};
 use std::sync::atomic::Ordering::Relaxed;
 
-use crate::published::{Published, SharedScaling};
+use crate::published::{Published, SharedScaling, TopScore};
 use crate::scaling::ScalingConfig;
 use crate::warm::{WarmRequest, Warmed};
 use crate::{Detector, DetectorConfig, Scored};
@@ -48,6 +48,9 @@ pub struct SeriesState {
     pub detector: Detector,
     /// Latest score.
     pub score: f64,
+    /// Latest continuous score (not checkpointed: the next sample sets it).
+    #[serde(skip)]
+    pub rank_score: f64,
     /// Time of the latest sample, Unix ms.
     pub last_ms: i64,
     /// The id of the open event.
@@ -262,6 +265,7 @@ impl DetectState {
             st.counter_prev = w.counter_prev.or(st.counter_prev);
             if let Some(&(_, _, s)) = w.live.last() {
                 st.score = s.score;
+                st.rank_score = s.rank_score;
             }
             for (t, value, s) in w.live {
                 self.after_score(cfg, catalog, &mut st, w.id, t, value, &s, false);
@@ -311,16 +315,28 @@ impl DetectState {
         (series + services) as u64
     }
 
-    /// The `limit` series with the highest latest scores above 0.
-    pub fn top_scores(&self, limit: usize) -> Vec<(SeriesId, f64)> {
-        let mut v: Vec<(SeriesId, f64)> = self
+    /// The `limit` series most unusual now: highest continuous score, then alarm score;
+    /// series scoring 0 on both are left out.
+    pub fn top_scores(&self, limit: usize) -> Vec<TopScore> {
+        let mut v: Vec<TopScore> = self
             .series
             .iter()
-            .filter(|(_, s)| s.score > 0.0)
-            .map(|(id, s)| (*id, s.score))
+            .filter(|(_, s)| s.rank_score > 0.0 || s.score > 0.0)
+            .map(|(id, s)| TopScore {
+                series_id: *id,
+                score: s.score,
+                rank_score: s.rank_score,
+                alarm: s.score >= s.detector.config().alert_score,
+            })
             .collect();
-        v.sort_by(|a, b| b.1.total_cmp(&a.1));
+        let order = |a: &TopScore, b: &TopScore| {
+            (b.rank_score.total_cmp(&a.rank_score)).then(b.score.total_cmp(&a.score))
+        };
+        if v.len() > limit && limit > 0 {
+            v.select_nth_unstable_by(limit - 1, order);
+        }
         v.truncate(limit);
+        v.sort_by(order);
         v
     }
 }

@@ -68,6 +68,7 @@ impl DetectState {
                 }
                 let s = st.detector.update_counted(ts[i], value, count);
                 st.score = s.score;
+                st.rank_score = s.rank_score;
                 if !cfg.scaling.targets.is_empty()
                     && *st.scaling_member.get_or_insert_with(|| {
                         self.scaling.lock().is_member(&cfg.scaling, id, catalog)
@@ -111,6 +112,7 @@ impl DetectState {
         let mut st = SeriesState {
             detector: trained.unwrap_or_else(|| Detector::new(cfg.detector)),
             score: 0.0,
+            rank_score: 0.0,
             last_ms: i64::MIN,
             open_event,
             counter_prev: None,
