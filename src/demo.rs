@@ -19,7 +19,11 @@ pub async fn run(args: aiops_demo::DemoArgs, cancel: CancellationToken) -> anyho
             (Some(t), p)
         }
     };
-    let mut cfg = Config::default().with_overrides(Some(args.listen), Some(data_dir));
+    // The defaults, with `AIOPS__…` variables as `serve` reads them (e.g.
+    // `AIOPS__ARCHIVE__SEGMENT_MAX_SECS=10` for Parquet parts within seconds).
+    let mut cfg = Config::load(None)
+        .map_err(|e| anyhow::anyhow!("{e}"))?
+        .with_overrides(Some(args.listen), Some(data_dir));
     cfg.detect.scaling = demo.scaling();
     cfg.incidents.topology = demo.topology();
     cfg.incidents.rerank_secs = 5;

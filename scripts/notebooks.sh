@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Runs the notebooks in notebooks/ headless against data made in this run: a demo archive
+# (`aiops demo` for a minute, parts sealed every 10 s) and `aiops eval nab` over the shared
+# corpus. Installs the pinned Python (notebooks/requirements.txt) into a venv when missing.
+# Executed copies, with their figures, go to $AIOPS_NOTEBOOK_OUT (default: a temp dir).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+venv="${AIOPS_NOTEBOOK_VENV:-$HOME/.cache/aiops-notebooks-venv}"
+stamp="$venv/.requirements"
+if ! cmp -s notebooks/requirements.txt "$stamp" 2>/dev/null; then
+  echo "== installing the notebooks' Python (PyPI, into $venv)"
+  rm -rf "$venv"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q -r notebooks/requirements.txt
+  cp notebooks/requirements.txt "$stamp"
+fi
+
+target="${CARGO_TARGET_DIR:-target}"
+cargo build --release -q --bin aiops
+aiops="$target/release/aiops"
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+out="${AIOPS_NOTEBOOK_OUT:-$work/executed}"
+
+echo "== notebook data: a demo archive (60 s) and the NAB evaluation"
+port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+AIOPS__ARCHIVE__SEGMENT_MAX_SECS=10 "$aiops" demo --data-dir "$work/demo" \
+  --listen "127.0.0.1:$port" --duration-secs 60 > "$work/demo.log" 2>&1 ||
+  { tail -20 "$work/demo.log"; exit 1; }
+nab="${AIOPS_NAB_DATA:-../shared/data/nab}"
+"$aiops" eval nab --data "$nab" --cross-validate category --out "$work/nab-results" > "$work/nab.json"
+
+echo "== notebooks"
+AIOPS_DATA_DIR="$work/demo" AIOPS_NAB_JSON="$work/nab.json" AIOPS_NAB_RESULTS="$work/nab-results/aiops" \
+  "$venv/bin/python" notebooks/run.py "$out" notebooks/0*.ipynb
