@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Runs the notebooks in notebooks/ headless against data made in this run: a demo archive
-# (`aiops demo` for a minute, parts sealed every 10 s) and `aiops eval nab` over the shared
-# corpus. Installs the pinned Python (notebooks/requirements.txt) into a venv when missing.
+# Runs the notebooks in notebooks/ headless against data made in this run: a demo archive with
+# an incident (`aiops demo` for 90 s with its default fault, parts sealed every 10 s) and
+# `aiops eval nab` over the shared corpus. Installs the pinned Python (notebooks/requirements.txt) into a venv when missing.
 # Executed copies, with their figures, go to $AIOPS_NOTEBOOK_OUT (default: a temp dir).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,17 +16,20 @@ if ! cmp -s notebooks/requirements.txt "$stamp" 2>/dev/null; then
   cp notebooks/requirements.txt "$stamp"
 fi
 
-target="${CARGO_TARGET_DIR:-target}"
-cargo build --release -q --bin aiops
-aiops="$target/release/aiops"
+# The binary the tests built (a debug build: the NAB cross-validation takes about a minute in
+# it, a release build from scratch nine); AIOPS_BIN to use another.
+target="${CARGO_TARGET_DIR:-$HOME/.cache/aiops-target}"
+aiops="${AIOPS_BIN:-$target/debug/aiops}"
+[ -n "${AIOPS_BIN:-}" ] || CARGO_TARGET_DIR="$target" cargo build -q --bin aiops
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 out="${AIOPS_NOTEBOOK_OUT:-$work/executed}"
 
-echo "== notebook data: a demo archive (60 s) and the NAB evaluation"
+echo "== notebook data: a demo archive (90 s, payment's latency fault from 15 s) and the NAB evaluation"
 port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 AIOPS__ARCHIVE__SEGMENT_MAX_SECS=10 "$aiops" demo --data-dir "$work/demo" \
-  --listen "127.0.0.1:$port" --duration-secs 60 > "$work/demo.log" 2>&1 ||
+  --listen "127.0.0.1:$port" --interval-secs 5 --fault-after-secs 15 --duration-secs 90 \
+  > "$work/demo.log" 2>&1 ||
   { tail -20 "$work/demo.log"; exit 1; }
 nab="${AIOPS_NAB_DATA:-../shared/data/nab}"
 "$aiops" eval nab --data "$nab" --cross-validate category --out "$work/nab-results" > "$work/nab.json"
