@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs the notebooks in notebooks/ headless against data made in this run: a demo archive with
-# an incident (`aiops demo` for 90 s with its default fault, parts sealed every 10 s) and
-# `aiops eval nab` over the shared corpus. Installs the pinned Python (notebooks/requirements.txt) into a venv when missing.
+# an incident (`aiops demo` for 90 s with its default fault, parts sealed every 10 s),
+# `aiops eval nab` over the shared corpus and `aiops eval autoscale --trace` on nyc_taxi. Installs the pinned Python (notebooks/requirements.txt) into a venv when missing.
 # Executed copies, with their figures, go to $AIOPS_NOTEBOOK_OUT (default: a temp dir).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,7 +25,7 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 out="${AIOPS_NOTEBOOK_OUT:-$work/executed}"
 
-echo "== notebook data: a demo archive (90 s, payment's latency fault from 15 s) and the NAB evaluation"
+echo "== notebook data: a demo archive (90 s, payment's latency fault from 15 s), the NAB evaluation, an HPA replay"
 port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 AIOPS__ARCHIVE__SEGMENT_MAX_SECS=10 "$aiops" demo --data-dir "$work/demo" \
   --listen "127.0.0.1:$port" --interval-secs 5 --fault-after-secs 15 --duration-secs 90 \
@@ -33,7 +33,10 @@ AIOPS__ARCHIVE__SEGMENT_MAX_SECS=10 "$aiops" demo --data-dir "$work/demo" \
   { tail -20 "$work/demo.log"; exit 1; }
 nab="${AIOPS_NAB_DATA:-../shared/data/nab}"
 "$aiops" eval nab --data "$nab" --cross-validate category --out "$work/nab-results" > "$work/nab.json"
+"$aiops" eval autoscale --data "$nab/data/realKnownCause/nyc_taxi.csv" --capacity-per-pod 1000 \
+  --startup-secs 120 --trace "$work/autoscale-trace.csv" > "$work/autoscale.json"
 
 echo "== notebooks"
 AIOPS_DATA_DIR="$work/demo" AIOPS_NAB_JSON="$work/nab.json" AIOPS_NAB_RESULTS="$work/nab-results/aiops" \
+  AIOPS_AUTOSCALE_JSON="$work/autoscale.json" AIOPS_AUTOSCALE_TRACE="$work/autoscale-trace.csv" \
   "$venv/bin/python" notebooks/run.py "$out" notebooks/0*.ipynb

@@ -114,6 +114,11 @@ pub struct AutoscaleArgs {
     /// Largest replica count.
     #[arg(long, default_value_t = 10_000)]
     pub max_replicas: u64,
+    /// Also write the replay, one row per sample after the warm-up, to this CSV: time, load,
+    /// pods needed, the forecast for time + lead (p50, p90, p99), the value served, ready pods
+    /// under each policy.
+    #[arg(long)]
+    pub trace: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

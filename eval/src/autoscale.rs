@@ -76,6 +76,30 @@ pub struct Replay {
     pub extra_pod_minutes: f64,
 }
 
+/// The replay at one sample of the load (the first HPA sync after it arrived), for plotting.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TraceStep {
+    /// Sync time, Unix ms.
+    pub t_ms: i64,
+    /// Load now.
+    pub load: f64,
+    /// Pods the load needs now (load / capacity per pod).
+    pub needed: f64,
+    /// The forecast for `t_ms + lead`: median and the served quantile's band (NaN before the
+    /// forecaster can tell).
+    pub p50: f64,
+    /// The 90 % quantile of that forecast.
+    pub p90: f64,
+    /// The 99 % quantile of that forecast.
+    pub p99: f64,
+    /// What the predictive policy served the HPA.
+    pub served: f64,
+    /// Ready pods under the reactive policy.
+    pub reactive_ready: u64,
+    /// Ready pods under the predictive policy.
+    pub predictive_ready: u64,
+}
+
 struct Hpa {
     /// Times (s) at which each pod becomes ready, oldest first.
     pods: Vec<f64>,
@@ -128,9 +152,13 @@ impl Hpa {
         self.out.max_replicas = self.out.max_replicas.max(self.pods.len() as u64);
     }
 
+    fn ready(&self, t: f64) -> u64 {
+        self.pods.iter().filter(|&&r| r <= t).count() as u64
+    }
+
     fn account(&mut self, t: f64, load: f64, o: &ReplayOptions) {
         let minutes = o.sync_secs as f64 / 60.0;
-        let ready = self.pods.iter().filter(|&&r| r <= t).count() as f64;
+        let ready = self.ready(t) as f64;
         let need = load / o.capacity_per_pod;
         self.out.under_pod_minutes += (need - ready).max(0.0) * minutes;
         self.out.over_pod_minutes += (ready - need).max(0.0) * minutes;
@@ -140,6 +168,17 @@ impl Hpa {
 
 /// Replays `values` at `times` (ascending Unix ms) through both policies.
 pub fn replay(times: &[i64], values: &[f64], cfg: ForecastConfig, o: ReplayOptions) -> Replay {
+    replay_traced(times, values, cfg, o, None)
+}
+
+/// As [`replay`], also recording a [`TraceStep`] per sample after the warm-up into `trace`.
+pub fn replay_traced(
+    times: &[i64],
+    values: &[f64],
+    cfg: ForecastConfig,
+    o: ReplayOptions,
+    mut trace: Option<&mut Vec<TraceStep>>,
+) -> Replay {
     let mut f = Forecaster::new(cfg);
     let n = times.len();
     let warm = o.warmup.min(n.saturating_sub(2));
@@ -160,17 +199,20 @@ pub fn replay(times: &[i64], values: &[f64], cfg: ForecastConfig, o: ReplayOptio
     let mut j = warm; // the interval holding t
     let mut t = start;
     while t < end {
+        let learnt = next;
         while next < n && times[next] as f64 / 1000.0 <= t {
             f.update(times[next], values[next]);
             next += 1;
         }
+        let new_sample = next > learnt;
         while j + 2 < n && times[j + 1] as f64 / 1000.0 <= t {
             j += 1;
         }
         let load = load_at(t, j);
         reactive.sync(t, load, &o);
         let lead_ms = ((t + o.lead_secs as f64) * 1000.0) as i64;
-        let served = match f.forecast_at(lead_ms) {
+        let forecast = f.forecast_at(lead_ms);
+        let served = match &forecast {
             Some(fc) => {
                 let q = fc.quantile(o.quantile);
                 q.max(load)
@@ -178,6 +220,22 @@ pub fn replay(times: &[i64], values: &[f64], cfg: ForecastConfig, o: ReplayOptio
             None => load,
         };
         predictive.sync(t, served, &o);
+        if let Some(trace) = trace.as_deref_mut().filter(|_| new_sample) {
+            let q = |f: fn(&aiops_detect::forecast::Forecast) -> f64| {
+                forecast.as_ref().map_or(f64::NAN, f)
+            };
+            trace.push(TraceStep {
+                t_ms: (t * 1000.0) as i64,
+                load,
+                needed: load / o.capacity_per_pod,
+                p50: q(|f| f.p50),
+                p90: q(|f| f.p90),
+                p99: q(|f| f.p99),
+                served,
+                reactive_ready: reactive.ready(t),
+                predictive_ready: predictive.ready(t),
+            });
+        }
         reactive.account(t, load, &o);
         predictive.account(t, load, &o);
         t += o.sync_secs as f64;
@@ -257,5 +315,38 @@ mod tests {
             "{r:?}"
         );
         assert!(r.extra_pod_minutes < 0.1, "{r:?}");
+    }
+
+    #[test]
+    fn the_trace_has_a_step_per_sample_and_the_same_outcome() {
+        let times: Vec<i64> = (0..3 * 1440).map(|i| i * 60_000).collect();
+        let values: Vec<f64> = times
+            .iter()
+            .map(|&t| 100.0 + 80.0 * ((t % 86_400_000) as f64 / 86_400_000.0 * 6.283).sin())
+            .collect();
+        let o = ReplayOptions {
+            warmup: 1440,
+            ..opts()
+        };
+        let plain = replay(&times, &values, ForecastConfig::default(), o);
+        let mut trace = Vec::new();
+        let traced = replay_traced(
+            &times,
+            &values,
+            ForecastConfig::default(),
+            o,
+            Some(&mut trace),
+        );
+        assert_eq!(plain.predictive.pod_minutes, traced.predictive.pod_minutes);
+        // One step per sample the replay learnt (the first sync after it arrived).
+        assert_eq!(trace.len(), times.len() - o.warmup - 1, "{}", trace.len());
+        assert!(trace.windows(2).all(|w| w[0].t_ms < w[1].t_ms));
+        let max = trace.iter().map(|s| s.predictive_ready).max();
+        assert!(max <= Some(traced.predictive.max_replicas));
+        for s in trace.iter().filter(|s| s.p50.is_finite()) {
+            assert!(s.p50 <= s.p90 && s.p90 <= s.p99, "{s:?}");
+            assert!(s.served >= s.load, "{s:?}");
+            assert!((s.needed - s.load / 10.0).abs() < 1e-9);
+        }
     }
 }

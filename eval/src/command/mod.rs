@@ -66,8 +66,45 @@ fn read_ordered(path: &std::path::Path) -> anyhow::Result<(Vec<i64>, Vec<f64>, u
     Ok((times, values, repeated))
 }
 
+/// Writes an autoscale replay's trace as CSV (`forecast_for` = the time the forecast is for).
+fn write_trace(
+    path: &std::path::Path,
+    lead_secs: u64,
+    steps: &[crate::autoscale::TraceStep],
+) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let file =
+        std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
+    let mut w = std::io::BufWriter::new(file);
+    let iso = |ms: i64| {
+        jiff::Timestamp::from_millisecond(ms).map_or_else(|_| ms.to_string(), |t| t.to_string())
+    };
+    writeln!(
+        w,
+        "timestamp,load,needed,forecast_for,p50,p90,p99,served,reactive_ready,predictive_ready"
+    )?;
+    for s in steps {
+        writeln!(
+            w,
+            "{},{},{},{},{},{},{},{},{},{}",
+            iso(s.t_ms),
+            s.load,
+            s.needed,
+            iso(s.t_ms + lead_secs as i64 * 1000),
+            s.p50,
+            s.p90,
+            s.p99,
+            s.served,
+            s.reactive_ready,
+            s.predictive_ready
+        )?;
+    }
+    w.flush()
+        .with_context(|| format!("writing {}", path.display()))
+}
+
 fn autoscale_eval(a: AutoscaleArgs) -> anyhow::Result<()> {
-    use crate::autoscale::{ReplayOptions, replay};
+    use crate::autoscale::{ReplayOptions, replay_traced};
     anyhow::ensure!(
         a.capacity_per_pod > 0.0 && a.capacity_per_pod.is_finite(),
         "--capacity-per-pod must be positive"
@@ -99,7 +136,11 @@ fn autoscale_eval(a: AutoscaleArgs) -> anyhow::Result<()> {
         warmup: (times.len() as f64 * a.warmup_share) as usize,
     };
     let started = Instant::now();
-    let r = replay(&times, &values, Default::default(), opts);
+    let mut trace = a.trace.as_ref().map(|_| Vec::new());
+    let r = replay_traced(&times, &values, Default::default(), opts, trace.as_mut());
+    if let (Some(path), Some(steps)) = (&a.trace, &trace) {
+        write_trace(path, opts.lead_secs, steps)?;
+    }
     let mut out = serde_json::to_value(&r)?;
     out["rows"] = times.len().into();
     out["repeated_rows"] = repeated_rows.into();
