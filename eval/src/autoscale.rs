@@ -322,7 +322,10 @@ mod tests {
         let times: Vec<i64> = (0..3 * 1440).map(|i| i * 60_000).collect();
         let values: Vec<f64> = times
             .iter()
-            .map(|&t| 100.0 + 80.0 * ((t % 86_400_000) as f64 / 86_400_000.0 * 6.283).sin())
+            .map(|&t| {
+                100.0
+                    + 80.0 * ((t % 86_400_000) as f64 / 86_400_000.0 * std::f64::consts::TAU).sin()
+            })
             .collect();
         let o = ReplayOptions {
             warmup: 1440,

@@ -71,7 +71,7 @@ pub(crate) fn training_rows(
                 let mut i = 0;
                 while i < ids.len() {
                     let id = ids[i];
-                    let run = &mut raw.entry(id).or_default();
+                    let run = raw.entry(id).or_default();
                     while i < ids.len() && ids[i] == id {
                         let (t, v) = (ts_v[i], vs_v[i]);
                         if valid(i) && (from_ms..=to_ms).contains(&t) && v.is_finite() {
