@@ -93,7 +93,8 @@ pub fn analyse(req: &AnalysisRequest<'_>, read: &Reader<'_>, graph: &CallGraph) 
         &cfg,
     );
     let ranked = rank_services(&metrics, &|s: &str| s.to_owned());
-    let ranked = graph.rerank(&ranked, req.symptom_service);
+    let mut ranked = graph.rerank(&ranked, req.symptom_service);
+    crate::rank::lead_explanations(&mut ranked);
     let method = if graph.is_empty() {
         "robust_scorer"
     } else {

@@ -29,6 +29,6 @@ pub mod rank;
 
 pub use graph::{CallGraph, Edge};
 pub use rank::{
-    Direction, MetricCandidate, RankConfig, ServiceCandidate, rank_metrics, rank_metrics_of,
-    rank_services,
+    Direction, MetricCandidate, RankConfig, ServiceCandidate, lead_explanations, rank_metrics,
+    rank_metrics_of, rank_services,
 };

@@ -248,7 +248,8 @@ pub struct ServiceCandidate {
     pub confidence: f64,
     /// The metric that put it here.
     pub evidence: MetricCandidate,
-    /// One sentence a responder can check.
+    /// What a responder can check: how it moved next to the others ([`lead_explanations`]),
+    /// then its evidence.
     pub explanation: String,
 }
 
@@ -266,7 +267,7 @@ pub fn rank_services(
         }
         out.push(ServiceCandidate {
             rank: out.len() + 1,
-            explanation: format!("{service} changed first and most: {}", m.explanation()),
+            explanation: m.explanation(),
             service,
             confidence: 0.0,
             evidence: m.clone(),
@@ -281,6 +282,67 @@ pub fn rank_services(
         };
     }
     out
+}
+
+/// Puts in front of each candidate's explanation how it moved next to the others, once the
+/// order is final: the first says whether it changed first, most, both or neither (the call
+/// graph placed it); each later one when it moved and how much against the first.
+pub fn lead_explanations(ranked: &mut [ServiceCandidate]) {
+    let Some(first) = ranked.first().map(|s| s.evidence.clone()) else {
+        return;
+    };
+    let name = ranked[0].service.clone();
+    let earliest = ranked
+        .iter()
+        .min_by_key(|s| s.evidence.onset_s)
+        .map(|s| (s.service.clone(), s.evidence.onset_s));
+    // Another candidate moved at the same moment: "first" would overclaim.
+    let tied = ranked
+        .iter()
+        .skip(1)
+        .any(|s| s.evidence.onset_s == first.onset_s);
+    let strongest = ranked
+        .iter()
+        .max_by(|a, b| a.evidence.score.total_cmp(&b.evidence.score))
+        .map(|s| (s.service.clone(), s.evidence.score));
+    for (i, s) in ranked.iter_mut().enumerate() {
+        let lead = if i == 0 {
+            let first_in_time = earliest.as_ref().is_none_or(|(_, t)| first.onset_s <= *t);
+            let most = strongest.as_ref().is_none_or(|(_, v)| first.score >= *v);
+            match (first_in_time, most) {
+                (true, true) if tied => format!("{name} changed most, and no later than any other"),
+                (true, true) => format!("{name} changed first and most"),
+                (false, true) => {
+                    let (e, t) = earliest.clone().unwrap_or_default();
+                    format!("{name} changed most ({e} moved earlier, at {})", when(t))
+                }
+                (true, false) => {
+                    let (m, _) = strongest.clone().unwrap_or_default();
+                    format!("{name} changed first ({m} changed more)")
+                }
+                (false, false) => {
+                    format!("{name} is where the changes along the call graph lead")
+                }
+            }
+        } else {
+            let dt = s.evidence.onset_s - first.onset_s;
+            let timing = match dt {
+                0 => format!("at the same time as {name}"),
+                d if d > 0 => format!("{d} s after {name}"),
+                d => format!("{} s before {name}", -d),
+            };
+            let size = if s.evidence.score >= first.score {
+                "at least as much"
+            } else {
+                "less"
+            };
+            format!(
+                "{} changed {timing} and {size} ({:.1} against {:.1} spreads)",
+                s.service, s.evidence.score, first.score
+            )
+        };
+        s.explanation = format!("{lead}: {}", s.explanation);
+    }
 }
 
 #[cfg(test)]
@@ -385,5 +447,80 @@ mod tests {
         assert!(m[0].score.is_finite());
         assert!(rank_metrics(&cols, &times, &values, 0, &RankConfig::default()).is_empty());
         assert!(rank_metrics(&cols, &times, &values, 99, &RankConfig::default()).is_empty());
+    }
+
+    fn candidate(service: &str, score: f64, onset_s: i64) -> ServiceCandidate {
+        let evidence = MetricCandidate {
+            rank: 0,
+            service: service.into(),
+            metric: format!("{service}_lat"),
+            score,
+            direction: Direction::Up,
+            onset_s,
+            peak: 2.0,
+            peak_s: onset_s + 60,
+            baseline: 1.0,
+            spread: 0.1,
+        };
+        ServiceCandidate {
+            rank: 0,
+            service: service.into(),
+            confidence: 0.0,
+            explanation: evidence.explanation(),
+            evidence,
+        }
+    }
+
+    #[test]
+    fn only_the_first_candidate_reads_first_and_most_and_the_others_say_how_they_compare() {
+        let mut r = vec![
+            candidate("payment", 40.0, 1000),
+            candidate("orders", 25.0, 1000),
+            candidate("db", 2.0, 940),
+        ];
+        lead_explanations(&mut r);
+        assert!(
+            r[0].explanation
+                .starts_with("payment changed most (db moved earlier, at "),
+            "{}",
+            r[0].explanation
+        );
+        assert!(
+            r[1].explanation.starts_with(
+                "orders changed at the same time as payment and less (25.0 against 40.0 spreads): orders_lat went up"
+            ),
+            "{}",
+            r[1].explanation
+        );
+        assert!(
+            r[2].explanation
+                .starts_with("db changed 60 s before payment and less")
+        );
+
+        let mut r = vec![
+            candidate("payment", 40.0, 900),
+            candidate("orders", 25.0, 1000),
+        ];
+        lead_explanations(&mut r);
+        assert!(
+            r[0].explanation
+                .starts_with("payment changed first and most: payment_lat went up")
+        );
+        assert!(
+            r[1].explanation
+                .starts_with("orders changed 100 s after payment and less")
+        );
+
+        // The call graph can put a smaller, later change first.
+        let mut r = vec![candidate("db", 5.0, 1000), candidate("orders", 25.0, 900)];
+        lead_explanations(&mut r);
+        assert!(
+            r[0].explanation
+                .starts_with("db is where the changes along the call graph lead")
+        );
+        assert!(
+            r[1].explanation
+                .starts_with("orders changed 100 s before db and at least as much")
+        );
     }
 }
