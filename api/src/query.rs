@@ -83,17 +83,7 @@ pub async fn list_series(
                 )
             }
             "limit" => {
-                limit = v
-                    .parse::<usize>()
-                    .ok()
-                    .filter(|n| (1..=MAX_LIMIT).contains(n))
-                    .ok_or_else(|| {
-                        ApiError::bad_request(
-                            "bad_parameter",
-                            format!("limit={v:?}: expected an integer from 1 to {MAX_LIMIT}"),
-                        )
-                    })?
-                    .min(state.config.max_series_per_query);
+                limit = parse_limit(&v, MAX_LIMIT)?.min(state.config.max_series_per_query);
             }
             other => {
                 return Err(ApiError::bad_request(
@@ -165,6 +155,19 @@ pub async fn list_series(
     })
     .await
     .map_err(ApiError::internal)?
+}
+
+/// Parses a `limit` parameter: an integer from 1 to `max`, else a 400 naming the range.
+fn parse_limit(v: &str, max: usize) -> Result<usize, ApiError> {
+    v.parse::<usize>()
+        .ok()
+        .filter(|n| (1..=max).contains(n))
+        .ok_or_else(|| {
+            ApiError::bad_request(
+                "bad_parameter",
+                format!("limit={v:?}: expected an integer from 1 to {max}"),
+            )
+        })
 }
 
 /// Parses a time parameter: RFC 3339 or Unix seconds (fractions allowed), like Prometheus.
@@ -371,18 +374,7 @@ pub async fn scores(
     for (k, v) in params(raw) {
         match k.as_str() {
             "limit" => {
-                limit = v
-                    .parse::<usize>()
-                    .ok()
-                    .filter(|n| (1..=MAX_SCORES_LIMIT).contains(n))
-                    .ok_or_else(|| {
-                        ApiError::bad_request(
-                            "bad_parameter",
-                            format!(
-                                "limit={v:?}: expected an integer from 1 to {MAX_SCORES_LIMIT}"
-                            ),
-                        )
-                    })?;
+                limit = parse_limit(&v, MAX_SCORES_LIMIT)?;
             }
             "service" => service = Some(v),
             other => {

@@ -147,20 +147,11 @@ pub(crate) mod tests {
     use std::sync::Arc;
 
     use arrow::array::{Float64Array, RecordBatch, TimestampMillisecondArray, UInt64Array};
-    use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
     use parquet::arrow::ArrowWriter;
 
-    /// Writes a part with the archive's schema (series_id u64, timestamp ms UTC, value f64).
+    /// Writes a part with the archive's schema (`aiops_models::sample_schema`).
     pub(crate) fn write_part(path: &Path, rows: &[(u64, i64, f64)]) {
-        let schema = Arc::new(Schema::new(vec![
-            Field::new("series_id", DataType::UInt64, false),
-            Field::new(
-                "timestamp",
-                DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())),
-                false,
-            ),
-            Field::new("value", DataType::Float64, false),
-        ]));
+        let schema = aiops_models::sample_schema();
         let batch = RecordBatch::try_new(
             schema.clone(),
             vec![

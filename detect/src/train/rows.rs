@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
-use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::array::{Array, ArrowPrimitiveType, AsArray, PrimitiveArray, RecordBatch};
 use arrow::datatypes::{
     DataType, Float64Type, Int64Type, TimeUnit, TimestampMillisecondType, UInt64Type,
 };
@@ -62,9 +62,9 @@ pub(crate) fn training_rows(
             "reading the archive",
             &["series_id", "timestamp", "value"],
             |batch| {
-                let ids = u64s(batch, "series_id", part)?;
+                let ids = primitive::<UInt64Type>(batch, "series_id", part)?;
                 let ts = timestamps(batch, part)?;
-                let vs = f64s(batch, "value", part)?;
+                let vs = primitive::<Float64Type>(batch, "value", part)?;
                 let valid = |i: usize| ids.is_valid(i) && ts.is_valid(i) && vs.is_valid(i);
                 let (ids, ts_v, vs_v) = (ids.values(), ts.values(), vs.values());
                 // Parts are written by series, so rows come in runs: one map lookup per run.
@@ -185,26 +185,21 @@ fn bad_column(path: &Path, name: &str, found: Option<&DataType>, want: &str) -> 
     }
 }
 
-/// The `u64` column `name` of `batch`.
-pub(crate) fn u64s<'b>(
+/// The column `name` of `batch` as primitive type `T` (`UInt64Type`, `Float64Type`, …).
+pub(crate) fn primitive<'b, T: ArrowPrimitiveType>(
     batch: &'b RecordBatch,
     name: &str,
     path: &Path,
-) -> Result<&'b arrow::array::UInt64Array, DetectError> {
+) -> Result<&'b PrimitiveArray<T>, DetectError> {
     let c = batch.column_by_name(name);
-    c.and_then(|c| c.as_primitive_opt::<UInt64Type>())
-        .ok_or_else(|| bad_column(path, name, c.map(|c| c.data_type()), "UInt64"))
-}
-
-/// The `f64` column `name` of `batch`.
-fn f64s<'b>(
-    batch: &'b RecordBatch,
-    name: &str,
-    path: &Path,
-) -> Result<&'b arrow::array::Float64Array, DetectError> {
-    let c = batch.column_by_name(name);
-    c.and_then(|c| c.as_primitive_opt::<Float64Type>())
-        .ok_or_else(|| bad_column(path, name, c.map(|c| c.data_type()), "Float64"))
+    c.and_then(|c| c.as_primitive_opt::<T>()).ok_or_else(|| {
+        bad_column(
+            path,
+            name,
+            c.map(|c| c.data_type()),
+            &T::DATA_TYPE.to_string(),
+        )
+    })
 }
 
 /// The `timestamp` column of `batch` in Unix ms (a millisecond timestamp, or plain integers).

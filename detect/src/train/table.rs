@@ -17,7 +17,7 @@ use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 
 use super::SeriesProfile;
-use super::rows::{parquet_error, read_batches, u64s};
+use super::rows::{parquet_error, primitive, read_batches};
 use crate::score::DAY_BINS;
 use crate::{DetectError, Detector};
 
@@ -103,7 +103,7 @@ pub fn read_profiles(path: &Path) -> Result<HashMap<u64, Detector>, DetectError>
         "reading profiles",
         &["series_id", "state", "rank"],
         |batch| {
-            let ids = u64s(batch, "series_id", path)?;
+            let ids = primitive::<arrow::datatypes::UInt64Type>(batch, "series_id", path)?;
             // Whatever string layout the writer chose (plain, large, view), read as plain strings.
             let strings = |name: &str| -> Result<Option<ArrayRef>, DetectError> {
                 batch
