@@ -105,10 +105,13 @@ bash scripts/check_tsbad.sh
 echo "== notebooks (headless, on a demo archive and the NAB evaluation made now)"
 bash scripts/notebooks.sh
 [ $? = 0 ] || api_status=1
+echo "== the web console in chromium (selenium) against aiops demo"
+bash scripts/browser.sh
+[ $? = 0 ] || api_status=1
 set -e
 # One closing line for the whole run: the sum of every test binary's result.
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
      END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
-[ "$api_status" = 0 ] || echo "schemathesis, the TSB-AD check or the notebooks: failures (see above)"
+[ "$api_status" = 0 ] || echo "schemathesis, the TSB-AD check, the notebooks or the browser test: failures (see above)"
 [ "$status" = 0 ] && exit "$api_status"
 exit "$status"

@@ -34,13 +34,15 @@ pub async fn run(args: aiops_demo::DemoArgs, cancel: CancellationToken) -> anyho
     cfg.incidents.pagerduty.events_url = args.pagerduty_events_url.clone();
     cfg.validate().map_err(|e| anyhow::anyhow!("{e}"))?;
     let pagerduty = cfg.incidents.pagerduty.clone();
+    let token = cfg.server.api_token.clone();
     let (bound_tx, bound_rx) = oneshot::channel();
     let server = tokio::spawn(crate::serve::serve(cfg, cancel.clone(), Some(bound_tx)));
     let addr = match bound_rx.await {
         Ok(a) => a,
         Err(_) => return server.await?.context("the demo server failed to start"),
     };
-    demo.run(addr, pagerduty, cancel).await?;
+    demo.run(addr, pagerduty, token.as_ref().map(|t| t.expose()), cancel)
+        .await?;
     server.await??;
     drop(tmp);
     Ok(())

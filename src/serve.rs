@@ -302,6 +302,7 @@ pub async fn serve(
         api_metrics: api_metrics.clone(),
         detect: published,
         scaling_state,
+        detect_config: Arc::new(cfg.detect.clone()),
         max_score_gauges: cfg.detect.max_score_gauges,
         scaling: Arc::new(cfg.detect.scaling.clone()),
         incidents,

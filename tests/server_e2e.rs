@@ -572,6 +572,46 @@ async fn anomalies_reach_the_api_and_survive_a_restart() {
         .await
         .expect("scores");
     assert_eq!(other["scores"].as_array().map(Vec::len), Some(0), "{other}");
+    // The series page's view: the series replayed from the archive (the warm-up covers all of
+    // it, so it scores as the live detector did) with its expected band and its event.
+    let id = top["series_id"].as_str().expect("series_id");
+    let range = format!(
+        "start={}&end={}",
+        (t0 + 50 * 10_000) as f64 / 1000.0,
+        (t0 + 100 * 10_000) as f64 / 1000.0
+    );
+    let scored = get_json(&http, &format!("{base}/api/v1/series/{id}/scored?{range}"))
+        .await
+        .expect("scored");
+    let samples = get_json(&http, &format!("{base}/api/v1/series/{id}/samples?{range}"))
+        .await
+        .expect("samples");
+    let points = scored["points"].as_array().expect("points");
+    assert_eq!(points.len(), 51, "{scored}");
+    assert_eq!(
+        Some(points.len()),
+        samples["samples"].as_array().map(Vec::len)
+    );
+    let col = |p: &serde_json::Value, i: usize| p[i].as_f64().expect("a number");
+    for p in &points[..50] {
+        assert!(col(p, 3) <= col(p, 2) && col(p, 2) <= col(p, 4), "{p}");
+        assert!(col(p, 5) < 0.5, "no alarm before the spike: {p}");
+    }
+    let spike = &points[50];
+    assert_eq!(spike[0], t0 + 100 * 10_000);
+    assert!(
+        col(spike, 1) > col(spike, 4) && col(spike, 5) >= 0.5,
+        "{spike}"
+    );
+    assert_eq!(scored["events"][0]["id"], events[0]["id"], "{scored}");
+    for bad in ["start=x", "bogus=1", "start=20&end=10"] {
+        let r = http
+            .get(format!("{base}/api/v1/series/{id}/scored?{bad}"))
+            .send()
+            .await
+            .expect("answer");
+        assert!(r.status().is_client_error(), "{bad}: {}", r.status());
+    }
 
     assert!(server.terminate(Duration::from_secs(20)));
     let _server = start_serve(port, &data, Some(&cfg));

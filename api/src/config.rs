@@ -95,6 +95,13 @@ pub struct ApiConfig {
     pub max_sample_age_secs: u64,
     /// Samples more than this many seconds ahead of the clock are refused likewise.
     pub max_sample_future_secs: u64,
+    /// `GET /api/v1/series/{id}/scored` replays the series through a fresh detector from
+    /// this many seconds before the range asked (the warm-up that teaches it the series), at
+    /// most `max_samples_per_query` samples of it. 0: no warm-up.
+    pub scored_warmup_secs: u64,
+    /// Serve the web console at `/` (static pages; their data comes from the API with the
+    /// API's credentials).
+    pub console: bool,
 }
 
 impl Default for ApiConfig {
@@ -128,6 +135,8 @@ impl Default for ApiConfig {
             max_series_per_request: 20_000,
             max_samples_per_request: 200_000,
             max_labels_per_series: 64,
+            scored_warmup_secs: 86_400,
+            console: true,
             max_label_name_bytes: 256,
             max_label_value_bytes: 4096,
             max_sample_age_secs: 0,
@@ -248,6 +257,12 @@ impl ApiConfig {
             problems.push(format!(
                 "{prefix}.max_concurrent_reads = {}: must be between 1 and 1024",
                 self.max_concurrent_reads
+            ));
+        }
+        if self.scored_warmup_secs > 30 * 86_400 {
+            problems.push(format!(
+                "{prefix}.scored_warmup_secs = {}: must be at most 2592000 (30 days)",
+                self.scored_warmup_secs
             ));
         }
         if self.max_samples_per_query == 0 {

@@ -6,8 +6,10 @@
 //! | `GET /api/v1/series` | the series catalog, filtered by `match[]` selectors |
 //! | `GET /api/v1/series/{id}/samples` | one series over `start`..`end` from the archive |
 //! | `GET /api/v1/anomalies` | anomaly events, filtered by time, service and score |
+//! | `GET /api/v1/series/{id}/scored` | one series with the expected band and scores (replayed) |
 //! | `GET /api/v1/scores` | the series most unusual right now: continuous score, p-value, alarm |
 //! | `GET /api/v1/scaling`, `/api/v1/scaling/{name}` | predictive scaling values (KEDA `metrics-api`) |
+//! | `GET /api/v1/scaling/{name}/outlook` | a target's recent load and forecast path (p50/p90/p99) |
 //! | `GET /apis/external.metrics.k8s.io/v1beta1/…` | the Kubernetes external metrics API (HPA) |
 //! | `GET /api/v1/incidents`, `/api/v1/incidents/{id}` | incidents with ranked root-cause candidates |
 //! | `POST /api/v1/incidents` | analyse a symptom and window on demand (token) |
@@ -18,6 +20,7 @@
 //! | `GET /healthz` | the process is alive |
 //! | `GET /readyz` | the archive accepts writes; source health |
 //! | `GET /metrics` | our own metrics (OpenMetrics text) |
+//! | `GET /`, `/console/…` | the web console (static, embedded; its data comes from the routes above) |
 //!
 //! Every error is `{"error": {"code": "...", "message": "..."}}` with a status chosen in
 //! [`error`]. Bodies are limited, every request has a deadline, and the server drains in-flight
@@ -29,6 +32,7 @@
 
 pub mod auth;
 mod config;
+mod console;
 pub mod credentials;
 pub mod error;
 pub mod external;
@@ -42,6 +46,7 @@ pub mod pagerduty;
 mod query;
 pub mod ratelimit;
 pub mod tls;
+mod views;
 mod write;
 
 use std::sync::Arc;
@@ -85,6 +90,8 @@ pub struct AppState {
     /// What detection publishes (anomaly events, top scores, counters). Readers never take
     /// the detector's own lock, so they never wait for scoring.
     pub detect: Arc<aiops_detect::published::Published>,
+    /// The detection stage's parameters (the series page replays a series with them).
+    pub detect_config: Arc<aiops_detect::DetectConfig>,
     /// The scaling targets' state, behind a short lock of its own.
     pub scaling_state: aiops_detect::published::SharedScaling,
     /// How many series `/metrics` exports as `aiops_anomaly_score`.
@@ -117,6 +124,7 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(external::metric_value))
         .routes(routes!(external::list_scaling))
         .routes(routes!(external::get_scaling))
+        .routes(routes!(views::scaling_outlook))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             require_scaling,
@@ -132,6 +140,7 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(incidents::get))
         .routes(routes!(query::list_series))
         .routes(routes!(query::series_samples))
+        .routes(routes!(views::series_scored))
         .routes(routes!(query::anomalies))
         .routes(routes!(query::scores))
         .routes(routes!(health::metrics))
@@ -150,6 +159,11 @@ pub fn router(state: AppState) -> Router {
         .merge(open)
         .split_for_parts();
     let document = Arc::new(openapi::document(api, state.config.max_series_selectors));
+    let router = if state.config.console {
+        router.merge(console::routes())
+    } else {
+        router
+    };
     router
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

@@ -228,6 +228,16 @@ fn components() -> Value {
                 "samples": {"type": "array", "items": {"type": "array", "prefixItems": [{"type": "integer"}, {"type": ["number", "string"], "description": "`\"+Inf\"`, `\"-Inf\"`, `\"NaN\"` where JSON has no number"}]}}}}),
         ),
         (
+            "Scored",
+            json!({"type": "object", "required": ["points", "events"], "properties": {
+                "series": {"$ref": "#/components/schemas/Series"},
+                "start_ms": {"type": "integer"}, "end_ms": {"type": "integer"}, "warmup_from_ms": {"type": "integer"},
+                "counter": {"type": "boolean", "description": "Values are the counter's per-second rate"},
+                "columns": {"type": "array", "items": {"type": "string"}},
+                "points": {"type": "array", "items": {"type": "array", "description": "[unix_ms, value, expected, lower, upper, score, rank_score] (null: not a number)", "items": {"type": ["number", "null"]}}},
+                "events": {"type": "array", "items": object}}}),
+        ),
+        (
             "Anomalies",
             json!({"type": "object", "required": ["anomalies"], "properties": {
                 "since_ms": {"type": "integer"}, "until_ms": {"type": "integer"},
@@ -306,6 +316,16 @@ fn components() -> Value {
                 "name": {"type": "string"}, "value": {"type": "number"}, "desired_replicas": {"type": "integer"},
                 "current": {"type": "number"}, "forecast": {"type": ["number", "null"]}, "forecast_p50": {"type": ["number", "null"]},
                 "mode": {"type": "string"}, "stale": {"type": "boolean"}, "updated_ms": {"type": "integer"}, "for_ms": {"type": "integer"}}}),
+        ),
+        (
+            "ScalingOutlook",
+            json!({"type": "object", "required": ["name", "history", "path"], "properties": {
+                "name": {"type": "string"}, "step_secs": {"type": "integer"}, "lead_secs": {"type": "integer"},
+                "capacity_per_pod": {"type": "number"}, "quantile": {"type": "number"},
+                "history": {"type": "array", "description": "[end_ms, load] per completed step, oldest first", "items": {"type": "array", "items": {"type": "number"}}},
+                "path": {"type": "array", "items": {"type": "object", "properties": {
+                    "horizon": {"type": "integer"}, "target_ms": {"type": "integer"}, "point": {"type": ["number", "null"]},
+                    "p50": {"type": ["number", "null"]}, "p90": {"type": ["number", "null"]}, "p99": {"type": ["number", "null"]}}}}}}),
         ),
         (
             "ScalingList",

@@ -21,7 +21,7 @@ pub struct SeriesView {
     stale_at_ms: Option<i64>,
 }
 
-fn view(meta: &SeriesMeta, stale_at_ms: Option<i64>) -> SeriesView {
+pub(crate) fn view(meta: &SeriesMeta, stale_at_ms: Option<i64>) -> SeriesView {
     SeriesView {
         id: meta.id,
         source: meta.source.as_str(),
@@ -35,7 +35,7 @@ fn view(meta: &SeriesMeta, stale_at_ms: Option<i64>) -> SeriesView {
     }
 }
 
-fn params(raw: Option<String>) -> Vec<(String, String)> {
+pub(crate) fn params(raw: Option<String>) -> Vec<(String, String)> {
     form_urlencoded::parse(raw.unwrap_or_default().as_bytes())
         .into_owned()
         .collect()

@@ -102,6 +102,7 @@ fn harness_all(
         api_metrics,
         detect: detect.published.clone(),
         scaling_state: detect.scaling.clone(),
+        detect_config: Arc::new(aiops_detect::DetectConfig::default()),
         max_score_gauges: 10,
         scaling: Arc::new(scaling),
         incidents,
@@ -1084,7 +1085,7 @@ async fn every_route_answers_401_without_credentials_403_without_the_scope_and_p
     let routes = documented_routes(&h).await;
     assert_eq!(
         routes.len(),
-        21,
+        23,
         "every route is in the document: {routes:?}"
     );
     for (method, path, scope) in routes {
@@ -1151,4 +1152,5 @@ async fn every_route_answers_401_without_credentials_403_without_the_scope_and_p
     );
 }
 
+mod console;
 mod limits;

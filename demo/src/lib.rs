@@ -98,18 +98,33 @@ impl Demo {
         mut self,
         addr: SocketAddr,
         pagerduty: PagerdutyConfig,
+        token: Option<&str>,
         cancel: CancellationToken,
     ) -> anyhow::Result<()> {
         let args = self.args.clone();
         let base = format!("http://{addr}");
         print_banner(&base, &args);
-        let client = RemoteWriteClient::new(format!("{base}/api/v1/write"));
+        let mut client = RemoteWriteClient::new(format!("{base}/api/v1/write"));
+        // The server's own token (`AIOPS__SERVER__API_TOKEN`), for the shop's writes and the
+        // demo's reads.
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Some(t) = token {
+            client = client.with_bearer(t)?;
+            let mut v = reqwest::header::HeaderValue::from_str(&format!("Bearer {t}"))?;
+            v.set_sensitive(true);
+            headers.insert(reqwest::header::AUTHORIZATION, v);
+        }
+        let http = aiops_ingest::http_client()
+            .timeout(Duration::from_secs(5))
+            .default_headers(headers)
+            .build()?;
         let fault = self.fault_watch();
         let now_ms = self.start_ms;
         let generator = workload::generate(&mut self.sim, &client, &args, now_ms, cancel.clone());
-        let summary = report::summarize(base.clone(), now_ms, cancel.clone());
+        let summary = report::summarize(&http, base.clone(), now_ms, cancel.clone());
         tokio::pin!(summary);
         let watcher = tokio::spawn(report::watch_incidents(
+            http.clone(),
             base.clone(),
             fault,
             pagerduty,
@@ -131,8 +146,8 @@ impl Demo {
             _ = cancel.cancelled() => {}
             _ = &mut summary => {}
         }
-        report::print_summary(&base, now_ms).await;
-        report::print_scaling(&base, &mut Default::default()).await;
+        report::print_summary(&http, &base, now_ms).await;
+        report::print_scaling(&http, &base, &mut Default::default()).await;
         cancel.cancel();
         if let Ok(Some(f)) = watcher.await {
             report::print_fault_timing(&f);

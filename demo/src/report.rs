@@ -11,7 +11,12 @@ use crate::DEMO_TARGET;
 
 /// Prints what detection found so far, and the scaling target's forecast next to the load it
 /// forecast, every 30 seconds.
-pub(crate) async fn summarize(base: String, since_ms: i64, cancel: CancellationToken) {
+pub(crate) async fn summarize(
+    http: &reqwest::Client,
+    base: String,
+    since_ms: i64,
+    cancel: CancellationToken,
+) {
     let mut tick = tokio::time::interval(Duration::from_secs(30));
     tick.tick().await;
     // Forecasts made, by the time they are for.
@@ -20,8 +25,8 @@ pub(crate) async fn summarize(base: String, since_ms: i64, cancel: CancellationT
         tokio::select! {
             _ = cancel.cancelled() => return,
             _ = tick.tick() => {
-                print_summary(&base, since_ms).await;
-                print_scaling(&base, &mut made).await;
+                print_summary(http, &base, since_ms).await;
+                print_scaling(http, &base, &mut made).await;
             }
         }
     }
@@ -29,15 +34,13 @@ pub(crate) async fn summarize(base: String, since_ms: i64, cancel: CancellationT
 
 /// One line: the load now, the forecast served for now + lead, and how the forecast made for
 /// about now turned out.
-pub(crate) async fn print_scaling(base: &str, made: &mut std::collections::VecDeque<(i64, f64)>) {
-    let Ok(http) = aiops_ingest::http_client()
-        .timeout(Duration::from_secs(5))
-        .build()
-    else {
-        return;
-    };
+pub(crate) async fn print_scaling(
+    http: &reqwest::Client,
+    base: &str,
+    made: &mut std::collections::VecDeque<(i64, f64)>,
+) {
     let url = format!("{base}/api/v1/scaling/{DEMO_TARGET}");
-    let Ok(v) = get_json(&http, &url).await else {
+    let Ok(v) = get_json(http, &url).await else {
         return;
     };
     let (Some(current), Some(value)) = (v["current"].as_f64(), v["value"].as_f64()) else {
@@ -71,15 +74,9 @@ pub(crate) async fn print_scaling(base: &str, made: &mut std::collections::VecDe
 }
 
 /// One line per service with anomalies since `since_ms` (the live part of the demo).
-pub(crate) async fn print_summary(base: &str, since_ms: i64) {
-    let Ok(http) = aiops_ingest::http_client()
-        .timeout(Duration::from_secs(5))
-        .build()
-    else {
-        return;
-    };
+pub(crate) async fn print_summary(http: &reqwest::Client, base: &str, since_ms: i64) {
     let url = format!("{base}/api/v1/anomalies?since={}", since_ms / 1000);
-    let Ok(v) = get_json(&http, &url).await else {
+    let Ok(v) = get_json(http, &url).await else {
         return;
     };
     let events = v["anomalies"].as_array().cloned().unwrap_or_default();
@@ -140,17 +137,12 @@ pub(crate) fn print_fault_timing(f: &FaultWatch) {
 /// the PagerDuty event it queues, and the fault's timing (injection → detection → the right
 /// service first). Returns the timing at the end.
 pub(crate) async fn watch_incidents(
+    http: reqwest::Client,
     base: String,
     mut fault: Option<FaultWatch>,
     pagerduty: aiops_rca::pagerduty::PagerdutyConfig,
     cancel: CancellationToken,
 ) -> Option<FaultWatch> {
-    let Ok(http) = aiops_ingest::http_client()
-        .timeout(Duration::from_secs(5))
-        .build()
-    else {
-        return fault;
-    };
     let mut shown: std::collections::HashMap<String, (String, String)> = Default::default();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {

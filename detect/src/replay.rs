@@ -3,10 +3,15 @@
 //! turned on. Reads the archive's parts as training does (counters as rates, the
 //! newest write of a timestamp winning); events are counted as the detection stage opens them:
 //! an alarm opens one unless the series alarmed within the quiet period.
+//!
+//! [`score_series`] replays one series the same way for a chart: value, expected band and
+//! scores per sample (the console's series page).
 
 use std::collections::HashSet;
 use std::path::PathBuf;
 
+#[cfg(test)]
+use crate::Scored;
 use crate::{DetectError, Detector, DetectorConfig};
 
 /// One series' replay.
@@ -72,6 +77,76 @@ pub fn replay_events(
     Ok(out)
 }
 
+/// One sample as the detector saw it: what a chart of the series draws.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct ScoredPoint {
+    /// Unix ms.
+    pub ts: i64,
+    /// The value scored (a counter's per-second rate).
+    pub value: f64,
+    /// The value expected.
+    pub expected: f64,
+    /// The expected band's lower edge.
+    pub lower: f64,
+    /// Its upper edge.
+    pub upper: f64,
+    /// The alarm score (0 during the rest after an alarm).
+    pub score: f64,
+    /// The continuous score.
+    pub rank_score: f64,
+    /// This sample raised an alarm.
+    pub alarm: bool,
+}
+
+/// One series' samples replayed through a fresh detector with `cfg`, as the detection stage
+/// scores them (a counter as per-second rates with PromQL resets and counted events; late,
+/// duplicate and non-finite samples skipped). Samples before `from_ms` only teach the detector
+/// (the warm-up); those from `from_ms` on are returned.
+pub fn score_series(
+    cfg: DetectorConfig,
+    is_counter: bool,
+    samples: &[(i64, f64)],
+    from_ms: i64,
+) -> Vec<ScoredPoint> {
+    let mut d = Detector::new(cfg);
+    let mut out = Vec::new();
+    let (mut last_ms, mut prev) = (i64::MIN, None);
+    for &(ts, v) in samples {
+        if ts <= last_ms {
+            continue;
+        }
+        last_ms = ts;
+        let (value, count) = if is_counter {
+            match prev
+                .replace((ts, v))
+                .and_then(|p| aiops_models::counter_step(p, (ts, v)))
+            {
+                Some(step) => step,
+                None => continue,
+            }
+        } else {
+            (v, None)
+        };
+        if !value.is_finite() {
+            continue;
+        }
+        let s = d.update_counted(ts, value, count);
+        if ts >= from_ms {
+            out.push(ScoredPoint {
+                ts,
+                value,
+                expected: s.expected,
+                lower: s.lower,
+                upper: s.upper,
+                score: s.score,
+                rank_score: s.rank_score,
+                alarm: s.alarm,
+            });
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -115,5 +190,52 @@ mod tests {
         for r in &out {
             assert!(r.events.windows(2).all(|w| w[0] <= w[1]), "{r:?}");
         }
+    }
+
+    #[test]
+    fn a_replayed_series_scores_like_the_detector_and_returns_only_the_asked_range() {
+        const STEP: i64 = 15_000;
+        let samples: Vec<(i64, f64)> = (0..2000i64)
+            .map(|i| {
+                let spike = if i == 1500 { 80.0 } else { 0.0 };
+                (i * STEP, 10.0 + ((i * 7919) % 13) as f64 / 13.0 + spike)
+            })
+            .collect();
+        let cfg = DetectorConfig {
+            learning_samples: 300,
+            ..DetectorConfig::default()
+        };
+        let out = score_series(cfg, false, &samples, 1000 * STEP);
+        assert_eq!(out.len(), 1000);
+        assert_eq!(out[0].ts, 1000 * STEP);
+        let mut d = Detector::new(cfg);
+        let direct: Vec<Scored> = samples.iter().map(|&(t, v)| d.update(t, v)).collect();
+        for (p, s) in out.iter().zip(&direct[1000..]) {
+            assert_eq!(
+                (p.expected, p.score, p.alarm),
+                (s.expected, s.score, s.alarm)
+            );
+            assert!(p.lower <= p.expected && p.expected <= p.upper, "{p:?}");
+        }
+        let spike = out.iter().find(|p| p.ts == 1500 * STEP).expect("the spike");
+        assert!(spike.alarm && spike.value > spike.upper, "{spike:?}");
+        assert_eq!(out.iter().filter(|p| p.alarm).count(), 1);
+
+        // A counter is scored as its rate: a steady 2/s counter with one reset.
+        let counter: Vec<(i64, f64)> = (0..400i64)
+            .map(|i| {
+                (
+                    i * STEP,
+                    if i < 200 { i * 30 } else { (i - 199) * 30 } as f64,
+                )
+            })
+            .collect();
+        let rates = score_series(cfg, true, &counter, 0);
+        assert_eq!(rates.len(), 399, "the first sample has no rate");
+        assert!(
+            rates.iter().all(|p| (p.value - 2.0).abs() < 1e-9),
+            "{:?}",
+            &rates[195..205]
+        );
     }
 }

@@ -17,6 +17,7 @@ use crate::DetectError;
 use crate::forecast::{ForecastConfig, Forecaster};
 
 mod load;
+pub mod outlook;
 #[cfg(test)]
 mod tests;
 
@@ -183,6 +184,11 @@ pub struct TargetState {
     pub current: Option<(i64, f64)>,
     /// The last value served from fresh data, and when its data arrived.
     pub last_good: Option<(i64, f64)>,
+    /// The latest steps' loads (end of step, load), oldest first, at most
+    /// [`outlook::HISTORY_STEPS`]: what the console charts. Not checkpointed (it refills as
+    /// steps complete; a warmed target starts with its warm-up's steps).
+    #[serde(skip)]
+    pub history: std::collections::VecDeque<(i64, f64)>,
     /// A stale state was logged (logged once per episode).
     #[serde(skip)]
     warned: bool,
@@ -206,6 +212,7 @@ impl TargetState {
             forecaster: Forecaster::new(forecast),
             current: None,
             last_good: None,
+            history: std::collections::VecDeque::new(),
             warned: false,
         }
     }
@@ -230,6 +237,10 @@ impl TargetState {
             if fresh > 0 {
                 self.forecaster.update(end, load);
                 self.current = Some((end, load));
+                if self.history.len() == outlook::HISTORY_STEPS {
+                    self.history.pop_front();
+                }
+                self.history.push_back((end, load));
             }
             self.step = step;
         }

@@ -78,6 +78,28 @@ fn serves_the_load_ahead_then_holds_then_refuses_and_never_zero() {
         2.0 * load(end + 600_000)
     );
     assert_eq!(v.desired_replicas, (v.value / 10.0).ceil() as u64);
+    // The chart's view: the latest steps' loads and the path ahead, bands ordered; the
+    // served p90 is the path's point at the lead (10 steps).
+    let o = s.outlook(&cfg, "checkout_rps", None).expect("outlook");
+    assert_eq!(o.history.len(), outlook::HISTORY_STEPS);
+    assert_eq!(o.history.last().map(|h| h.0), Some(end));
+    assert!(o.history.windows(2).all(|w| w[1].0 - w[0].0 == 60_000));
+    assert_eq!(o.path.len(), 20);
+    assert!(
+        o.path.iter().all(|f| f.p50 <= f.p90 && f.p90 <= f.p99),
+        "{o:?}"
+    );
+    assert_eq!(v.forecast, Some(o.path[9].p90));
+    assert_eq!(
+        s.outlook(&cfg, "checkout_rps", Some(10_000))
+            .map(|o| o.path.len())
+            .ok(),
+        Some(240)
+    );
+    assert!(matches!(
+        s.outlook(&cfg, "nope", None),
+        Err(DetectError::UnknownTarget(_))
+    ));
     // Other namespaces do not see it; unknown names are unknown.
     assert!(matches!(
         s.value(&cfg, "checkout_rps", Some("other"), end),

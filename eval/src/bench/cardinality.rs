@@ -34,7 +34,7 @@ struct PhaseStats {
 }
 
 /// Quantile of unsorted values (nearest rank), in ms.
-fn q_ms(v: &[f64], q: f64) -> Option<f64> {
+pub(super) fn q_ms(v: &[f64], q: f64) -> Option<f64> {
     if v.is_empty() {
         return None;
     }
@@ -440,6 +440,8 @@ pub async fn run(a: CardinalityBenchArgs) -> anyhow::Result<()> {
     }
     stop.store(true, Ordering::Relaxed);
     let _ = tokio::task::spawn_blocking(move || probe.join()).await;
+    eprintln!("timing the console's requests ...");
+    let pages = super::pages::measure(&client, &base, BENCH_TARGET).await;
     let rss_end = rss_bytes(pid).unwrap_or(0);
     let steady = rows
         .last()
@@ -491,6 +493,7 @@ pub async fn run(a: CardinalityBenchArgs) -> anyhow::Result<()> {
         "healthz_ms": {"p99": q_ms(&healthz, 0.99), "max": q_ms(&healthz, 1.0)},
         "external_metrics_ms": {"p99": q_ms(&external, 0.99), "max": q_ms(&external, 1.0)},
         "detection_caught_up_secs": detect_lag,
+        "console_requests": pages,
         "memory": {
             "rss_idle_bytes": rss_idle,
             "rss_end_bytes": rss_end,

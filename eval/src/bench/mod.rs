@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 mod args;
 mod cardinality;
+mod pages;
 mod workload;
 
 pub use self::args::*;

@@ -31,6 +31,23 @@ impl RemoteWriteClient {
         }
     }
 
+    /// Sends `Authorization: Bearer <token>` with every request (a server with credentials).
+    pub fn with_bearer(mut self, token: &str) -> Result<Self, crate::IngestError> {
+        let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
+            .map_err(|_| {
+                crate::IngestError::Pipeline("the bearer token is not a valid header value".into())
+            })?;
+        value.set_sensitive(true);
+        let headers =
+            reqwest::header::HeaderMap::from_iter([(reqwest::header::AUTHORIZATION, value)]);
+        self.http = crate::http_client()
+            .timeout(Duration::from_secs(30))
+            .default_headers(headers)
+            .build()
+            .map_err(|e| crate::IngestError::Pipeline(format!("HTTP client: {e}")))?;
+        Ok(self)
+    }
+
     /// Sets how often a send is tried before giving up.
     pub fn with_max_attempts(mut self, n: u32) -> Self {
         self.max_attempts = n.max(1);
