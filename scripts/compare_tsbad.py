@@ -2,6 +2,7 @@
 """Ours next to TSB-AD's detectors on any NAB-layout folder, one table, same run.
 
     compare_tsbad.py --data NAB_DIR [--aiops BIN] [--out DIR] [--peers POLY,Sub_PCA,...]
+                     [--ours-json FILE] [--json FILE]
 
 Runs TSB-AD 1.5's POLY, Sub-PCA, SR, IForest and Series2Graph as its own runner does
 (`model_wrapper.run_<DET>(values[:, None], **Optimal_Uni_algo_HP_dict[DET])`, seed 2024, the
@@ -11,6 +12,10 @@ file's scores to [0, 1], writes NAB results files, and scores every detector wit
 `scripts/check_tsbad_metrics.py` checks those against the package). Ours runs through
 `aiops eval nab --cross-validate category`: the table shows its held-out numbers (every choice
 made on the other categories) and, for reference, the in-sample ones.
+
+`--ours-json` takes an `aiops eval nab --cross-validate category` output made already (ours is
+then not run again, and its speed is not measured); `--json` also writes the table, with each
+detector's per-file VUS-PR and AUC-PR (notebooks/02-detection.ipynb draws it).
 
 A peer that raises or returns non-finite scores on a file (e.g. a constant series) scores 0 there
 (no alarm, no ranking): the table lists those files. No torch: `tsbad_stub/` stands in for the
@@ -75,23 +80,31 @@ def main():
         os.environ.get("CARGO_TARGET_DIR", os.path.expanduser("~/.cache/aiops-target")), "release", "aiops"))
     ap.add_argument("--out", default="tsbad-compare")
     ap.add_argument("--peers", default=",".join(PEERS))
+    ap.add_argument("--ours-json", help="an `aiops eval nab --cross-validate category` output to use")
+    ap.add_argument("--json", help="also write the table (and per-file ranking metrics) here")
     a = ap.parse_args()
     files = list(nab_files(a.data))
     rows = sum(len(read_csv(os.path.join(a.data, "data", f))[0]) for f in files)
     table = []
 
-    started = time.perf_counter()
-    ours = aiops_eval(a.aiops, ["--data", a.data, "--out", a.out, "--cross-validate", "category"])
-    secs = time.perf_counter() - started
+    per_file = {}
+    if a.ours_json:
+        with open(a.ours_json) as f:
+            ours = json.load(f)
+        insample_speed = None
+    else:
+        ours = aiops_eval(a.aiops, ["--data", a.data, "--out", a.out, "--cross-validate", "category"])
     cv = ours["cross_validated"]
     table.append(("aiops (held-out)", "yes", cv["nab"]["standard"], cv["nab"]["reward_low_FP_rate"],
                   cv["nab"]["reward_low_FN_rate"], cv["VUS-PR"], cv["AUC-PR"], None, []))
-    # The cross-validation runs the detector once per grid point: time one plain run instead.
-    started = time.perf_counter()
-    ours = aiops_eval(a.aiops, ["--data", a.data, "--out", a.out])
-    secs = time.perf_counter() - started
+    if not a.ours_json:
+        # The cross-validation runs the detector once per grid point: time one plain run instead.
+        started = time.perf_counter()
+        ours = aiops_eval(a.aiops, ["--data", a.data, "--out", a.out])
+        insample_speed = rows / (time.perf_counter() - started)
     table.append(("aiops (in-sample)", "yes", ours["standard"], ours["reward_low_FP_rate"],
-                  ours["reward_low_FN_rate"], ours["VUS-PR"], ours["AUC-PR"], rows / secs, []))
+                  ours["reward_low_FN_rate"], ours["VUS-PR"], ours["AUC-PR"], insample_speed, []))
+    per_file["aiops (in-sample)"] = ours["ranking"]
 
     for peer in [p for p in a.peers.split(",") if p]:
         failed = []
@@ -115,6 +128,7 @@ def main():
         r = aiops_eval(a.aiops, ["--data", a.data, "--results", os.path.join(a.out, peer), "--detector", peer])
         table.append((peer, "no", r["standard"], r["reward_low_FP_rate"], r["reward_low_FN_rate"],
                       r["VUS-PR"], r["AUC-PR"], rows / elapsed, failed))
+        per_file[peer] = r["ranking"]
         print(f"{peer}: done in {elapsed:.0f} s", file=sys.stderr)
 
     print(f"{len(files)} files, {rows} rows ({a.data})\n")
@@ -126,6 +140,13 @@ def main():
     for name, *_, failed in table:
         if failed:
             print(f"\n{name} scored 0 on: {', '.join(failed)}")
+    if a.json:
+        keys = ["detector", "online", "standard", "reward_low_FP_rate", "reward_low_FN_rate",
+                "VUS-PR", "AUC-PR", "points_per_sec", "failed"]
+        with open(a.json, "w") as f:
+            json.dump({"files": len(files), "rows": rows,
+                       "detectors": [dict(zip(keys, row)) for row in table],
+                       "per_file": per_file}, f, indent=1)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs the notebooks in notebooks/ headless against data made in this run: a demo archive with
 # an incident (`aiops demo` for 90 s with its default fault, parts sealed every 10 s),
-# `aiops eval nab` over the shared corpus and `aiops eval autoscale --trace` on nyc_taxi. Installs the pinned Python (notebooks/requirements.txt) into a venv when missing.
+# `aiops eval nab` over the shared corpus (with TSB-AD's SR and IForest beside it) and
+# `aiops eval autoscale --trace` on nyc_taxi. Installs the pinned Python (notebooks/requirements.txt) into a venv when missing.
 # Executed copies, with their figures, go to $AIOPS_NOTEBOOK_OUT (default: a temp dir).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -33,10 +34,14 @@ AIOPS__ARCHIVE__SEGMENT_MAX_SECS=10 "$aiops" demo --data-dir "$work/demo" \
   { tail -20 "$work/demo.log"; exit 1; }
 nab="${AIOPS_NAB_DATA:-../shared/data/nab}"
 "$aiops" eval nab --data "$nab" --cross-validate category --out "$work/nab-results" > "$work/nab.json"
+# Notebook 02 sets ours next to TSB-AD's two quickest detectors (all five: a script the notes run).
+tsbad_python=$(bash scripts/tsbad_env.sh)
+"$tsbad_python" scripts/compare_tsbad.py --data "$nab" --aiops "$aiops" --out "$work/tsbad" \
+  --peers SR,IForest --ours-json "$work/nab.json" --json "$work/peers.json" > "$work/peers.md"
 "$aiops" eval autoscale --data "$nab/data/realKnownCause/nyc_taxi.csv" --capacity-per-pod 1000 \
   --startup-secs 120 --trace "$work/autoscale-trace.csv" > "$work/autoscale.json"
 
 echo "== notebooks"
-AIOPS_DATA_DIR="$work/demo" AIOPS_NAB_JSON="$work/nab.json" AIOPS_NAB_RESULTS="$work/nab-results/aiops" \
+AIOPS_DATA_DIR="$work/demo" AIOPS_NAB_JSON="$work/nab.json" AIOPS_PEERS_JSON="$work/peers.json" AIOPS_NAB_RESULTS="$work/nab-results/aiops" \
   AIOPS_AUTOSCALE_JSON="$work/autoscale.json" AIOPS_AUTOSCALE_TRACE="$work/autoscale-trace.csv" \
   "$venv/bin/python" notebooks/run.py "$out" notebooks/0*.ipynb
