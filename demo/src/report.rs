@@ -150,8 +150,10 @@ pub(crate) async fn watch_incidents(
             _ = cancel.cancelled() => return fault,
             _ = tick.tick() => {}
         }
+        // (Before the fault starts there is nothing to ask: `since` would be after `until`.)
         if let Some(f) = fault.as_mut()
             && f.detected_ms.is_none()
+            && jiff::Timestamp::now().as_millisecond() >= f.start_ms
             && let Ok(v) = get_json(
                 &http,
                 &format!("{base}/api/v1/anomalies?since={}", f.start_ms / 1000),
