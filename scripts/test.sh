@@ -32,6 +32,12 @@ if ! command -v prometheus-alertmanager >/dev/null 2>&1; then
   DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq prometheus-alertmanager >/dev/null
 fi
 prometheus-alertmanager --version 2>&1 | sed -n 1p
+# VictoriaMetrics from Debian, a receiver of the remote_write outputs' test.
+if ! command -v victoria-metrics >/dev/null 2>&1; then
+  echo "== installing victoria-metrics (Debian package)"
+  as_root apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq victoria-metrics >/dev/null
+fi
 # kubectl, for `kubectl get --raw` against our external metrics API.
 if ! command -v kubectl >/dev/null 2>&1; then
   echo "== installing kubectl (Debian package)"

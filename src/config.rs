@@ -30,6 +30,16 @@ pub struct Config {
     pub incidents: aiops_rca::incident::IncidentConfig,
     /// Limits that keep the node responsive: series cap, load shedding.
     pub limits: aiops_api::LimitsConfig,
+    /// Where derived series (scores, expected bands, forecasts, incidents) are written.
+    pub outputs: Outputs,
+}
+
+/// Outputs by kind.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Outputs {
+    /// Prometheus remote_write receivers (Prometheus, VictoriaMetrics, Mimir, Thanos).
+    pub remote_write: Vec<aiops_ingest::remote_write::output::OutputConfig>,
 }
 
 /// Pulling sources by kind.
@@ -82,6 +92,17 @@ impl Config {
                 "limits.max_head_bytes = {}: must be at least twice archive.segment_max_bytes ({}), or the open segment alone would shed every write",
                 self.limits.max_head_bytes, self.archive.segment_max_bytes
             ));
+        }
+        let mut outputs = std::collections::HashSet::new();
+        for (i, o) in self.outputs.remote_write.iter().enumerate() {
+            let at = format!("outputs.remote_write[{i}]");
+            o.validate(&at, &mut problems);
+            if !outputs.insert(&o.name) {
+                problems.push(format!("{at}.name = {:?}: names must be unique", o.name));
+            }
+        }
+        if self.outputs.remote_write.len() > 8 {
+            problems.push("outputs.remote_write: at most 8 outputs".into());
         }
         let mut names = std::collections::HashSet::new();
         for (i, s) in self.sources.prometheus.iter().enumerate() {

@@ -6,6 +6,7 @@ mod cli;
 mod config;
 mod demo;
 mod models;
+mod outputs;
 mod serve;
 mod train;
 

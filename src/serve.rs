@@ -218,6 +218,23 @@ pub async fn serve(
         );
     }
     let incidents = Arc::new(incident_service);
+    // Derived series out to remote_write receivers; detection buffers its share as it scores.
+    let (outputs, sinks) = crate::outputs::Outputs::start(
+        &cfg.outputs.remote_write,
+        &cfg.archive.data_dir,
+        &mut registry,
+        crate::outputs::StateSources {
+            scaling: Arc::new(cfg.detect.scaling.clone()),
+            scaling_state: scaling_state.clone(),
+            incidents: incidents.clone(),
+        },
+    )?;
+    if !sinks.is_empty() {
+        detect_state
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .outputs = sinks;
+    }
     // Events a crash kept from the incident book (it is saved after the event log): replayed;
     // the book ignores what it already holds.
     {
@@ -446,6 +463,8 @@ pub async fn serve(
             "Archive or detector still busy at the end of the grace period; exiting (acknowledged data is already durable)."
         ),
     }
+    // Detection is done: the outputs queue what they hold on disk for the next start.
+    outputs.stop(deadline).await;
     Ok(())
 }
 

@@ -314,7 +314,7 @@ fn components() -> Value {
             "ScalingValue",
             json!({"type": "object", "required": ["name", "value", "desired_replicas"], "properties": {
                 "name": {"type": "string"}, "value": {"type": "number"}, "desired_replicas": {"type": "integer"},
-                "current": {"type": "number"}, "forecast": {"type": ["number", "null"]}, "forecast_p50": {"type": ["number", "null"]},
+                "current": {"type": "number"}, "forecast": {"type": ["number", "null"]}, "forecast_p50": {"type": ["number", "null"]}, "forecast_p90": {"type": ["number", "null"]}, "forecast_p99": {"type": ["number", "null"]},
                 "mode": {"type": "string"}, "stale": {"type": "boolean"}, "updated_ms": {"type": "integer"}, "for_ms": {"type": "integer"}}}),
         ),
         (

@@ -20,6 +20,7 @@
 //! except through the history readers it is handed, and never knows the labels an evaluation
 //! scores it with (`aiops-eval` does).
 
+pub mod derived;
 mod error;
 pub mod fit;
 pub mod forecast;

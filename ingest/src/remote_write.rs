@@ -13,6 +13,8 @@
 
 pub mod client;
 pub mod decode;
+pub mod outbox;
+pub mod output;
 pub mod proto;
 mod synthetic;
 

@@ -160,6 +160,10 @@ pub struct ScalingValue {
     pub forecast: Option<f64>,
     /// The median forecast at now + lead.
     pub forecast_p50: Option<f64>,
+    /// The 90th percentile at now + lead.
+    pub forecast_p90: Option<f64>,
+    /// The 99th percentile at now + lead.
+    pub forecast_p99: Option<f64>,
     /// How the value was obtained.
     pub mode: Mode,
     /// The load stopped arriving (the value is held).
@@ -517,6 +521,8 @@ impl ScalingState {
                 current,
                 forecast: None,
                 forecast_p50: None,
+                forecast_p90: None,
+                forecast_p99: None,
                 mode: Mode::Held,
                 stale: true,
                 updated_ms: seen_ms,
@@ -532,12 +538,12 @@ impl ScalingState {
         }
         let warmed = st.forecaster.seen() >= u64::from(cfg.min_history_steps);
         let fc = st.forecaster.forecast_at(for_ms);
-        let (value, forecast, p50, mode) = match fc {
+        let (value, forecast, mode) = match fc {
             Some(f) if warmed => {
                 let q = f.quantile(target.quantile);
-                (q.max(current), Some(q), Some(f.p50), Mode::Predictive)
+                (q.max(current), Some(q), Mode::Predictive)
             }
-            _ => (current, None, fc.map(|f| f.p50), Mode::Reactive),
+            _ => (current, None, Mode::Reactive),
         };
         st.last_good = Some((seen_ms, value));
         Ok(ScalingValue {
@@ -546,7 +552,9 @@ impl ScalingState {
             desired_replicas: replicas(value),
             current,
             forecast,
-            forecast_p50: p50,
+            forecast_p50: fc.map(|f| f.p50),
+            forecast_p90: fc.map(|f| f.p90),
+            forecast_p99: fc.map(|f| f.p99),
             mode,
             stale: false,
             updated_ms: seen_ms,

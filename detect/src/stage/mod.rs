@@ -70,6 +70,9 @@ pub struct SeriesState {
     /// Whether it feeds a scaling target, once looked up (only members' samples go there).
     #[serde(skip)]
     pub scaling_member: Option<bool>,
+    /// Which outputs write its derived series (bit i: output i), once decided.
+    #[serde(skip)]
+    pub output_mask: Option<u8>,
     /// Its place in its service's vector, once found ([`SLOT_UNKNOWN`], [`SLOT_NONE`] when the
     /// vector was full): a hint checked against the vector, never trusted blindly.
     #[serde(skip, default = "slot_unknown")]
@@ -147,6 +150,9 @@ pub struct DetectState {
     /// only this node's partitions would count.
     #[serde(skip)]
     pub load_out: Option<Vec<crate::scaling::LoadSample>>,
+    /// remote_write outputs of derived series ([`crate::derived`]); at most 8.
+    #[serde(skip)]
+    pub outputs: Vec<crate::derived::OutputSink>,
     /// What readers see (events, top scores, counters); they never take this state's lock.
     #[serde(skip)]
     pub published: Arc<Published>,

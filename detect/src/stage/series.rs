@@ -44,6 +44,7 @@ impl DetectState {
                     &warm,
                 )),
             };
+            let mut run_meta = None;
             for i in start..end {
                 if ts[i] <= st.last_ms {
                     // Duplicates from retried writes, or late samples: already scored.
@@ -67,6 +68,9 @@ impl DetectState {
                     }
                 }
                 let s = st.detector.update_counted(ts[i], value, count);
+                if !self.outputs.is_empty() {
+                    self.derive(catalog, &mut st, &mut run_meta, id, ts[i], &s);
+                }
                 st.score = s.score;
                 st.rank_score = s.rank_score;
                 if !cfg.scaling.targets.is_empty()
@@ -82,6 +86,38 @@ impl DetectState {
             self.series.insert(id, st);
         }
         self.scored_samples(cfg, catalog, scaling_samples, history);
+        for o in &mut self.outputs {
+            o.flush();
+        }
+    }
+
+    /// Buffers a scored sample for the outputs that write this series (decided on its first
+    /// sample; its meta looked up once per run).
+    fn derive(
+        &mut self,
+        catalog: &SeriesCatalog,
+        st: &mut SeriesState,
+        run_meta: &mut Option<Option<Arc<aiops_models::SeriesMeta>>>,
+        id: SeriesId,
+        ts: i64,
+        s: &crate::Scored,
+    ) {
+        let meta = run_meta.get_or_insert_with(|| catalog.get(id));
+        let Some(meta) = meta.as_deref() else {
+            return;
+        };
+        let mask = *st.output_mask.get_or_insert_with(|| {
+            self.outputs
+                .iter_mut()
+                .enumerate()
+                .take(8)
+                .fold(0u8, |m, (i, o)| if o.admit(meta) { m | 1 << i } else { m })
+        });
+        for (i, o) in self.outputs.iter_mut().enumerate().take(8) {
+            if mask & (1 << i) != 0 {
+                o.push(meta, ts, s);
+            }
+        }
     }
 
     /// A first-seen series' state; warmed now, queued, or cold.
@@ -120,6 +156,7 @@ impl DetectState {
             service: None,
             warming: false,
             scaling_member: None,
+            output_mask: None,
             service_slot: SLOT_UNKNOWN,
             tuned: false,
         };

@@ -372,3 +372,104 @@ fn duplicate_samples_are_not_scored_twice() {
     st.process(&DetectConfig::default(), &b.finish(), &catalog);
     assert_eq!(st.scored, 1);
 }
+
+/// Collects what an output is handed.
+#[derive(Debug, Default)]
+struct Collect {
+    series: std::sync::Mutex<Vec<crate::derived::DerivedSeries>>,
+    refused: std::sync::atomic::AtomicUsize,
+}
+
+impl crate::derived::DerivedOut for Arc<Collect> {
+    fn send(&self, series: Vec<crate::derived::DerivedSeries>) {
+        self.series.lock().expect("lock").extend(series);
+    }
+    fn series_not_selected(&self) {
+        self.refused
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+#[test]
+fn selected_series_are_written_as_five_derived_series_per_sample_up_to_max_series() {
+    let catalog = SeriesCatalog::new();
+    let metas: Vec<Arc<SeriesMeta>> = ["cart", "orders", "payment"]
+        .iter()
+        .map(|s| {
+            let m = Arc::new(SeriesMeta::new(
+                Source::Prometheus,
+                "latency",
+                [("service".into(), (*s).into())],
+            ));
+            catalog.insert(m.clone());
+            m
+        })
+        .collect();
+    let other = Arc::new(SeriesMeta::new(Source::Prometheus, "errors", []));
+    catalog.insert(other.clone());
+    let out = Arc::new(Collect::default());
+    let mut st = DetectState::default();
+    // Latency series only, at most two of them.
+    st.outputs.push(crate::derived::OutputSink::new(
+        Box::new(out.clone()),
+        &["latency".to_owned()],
+        2,
+    ));
+    let mut b = SampleBatchBuilder::with_capacity(40);
+    for m in metas.iter().chain([&other]) {
+        for i in 0..10 {
+            b.push(m.id, i * 60_000, 1.0 + (i % 3) as f64);
+        }
+    }
+    st.process(&DetectConfig::default(), &b.finish(), &catalog);
+    let got = out.series.lock().expect("lock").clone();
+    // Two series × five derived series, each with every sample.
+    assert_eq!(got.len(), 10, "{got:?}");
+    assert!(got.iter().all(|s| s.samples.len() == 10));
+    assert_eq!(out.refused.load(std::sync::atomic::Ordering::Relaxed), 1);
+    let label = |s: &crate::derived::DerivedSeries, k: &str| {
+        s.labels.iter().find(|l| l.0 == k).map(|l| l.1.clone())
+    };
+    let names: std::collections::BTreeSet<String> =
+        got.iter().filter_map(|s| label(s, "__name__")).collect();
+    assert_eq!(
+        names.into_iter().collect::<Vec<_>>(),
+        [
+            "aiops_anomaly_rank_score",
+            "aiops_anomaly_score",
+            "aiops_expected",
+            "aiops_expected_lower",
+            "aiops_expected_upper"
+        ]
+    );
+    assert!(
+        got.iter()
+            .all(|s| label(s, "source_metric").as_deref() == Some("latency"))
+    );
+    assert!(
+        got.iter()
+            .all(|s| s.labels.windows(2).all(|w| w[0].0 < w[1].0))
+    );
+    let services: std::collections::BTreeSet<String> =
+        got.iter().filter_map(|s| label(s, "service")).collect();
+    assert_eq!(services.len(), 2);
+    // The band holds the expectation, sample by sample.
+    let of = |name: &str, service: &str| {
+        got.iter()
+            .find(|s| {
+                label(s, "__name__").as_deref() == Some(name)
+                    && label(s, "service").as_deref() == Some(service)
+            })
+            .map(|s| s.samples.clone())
+            .expect("series")
+    };
+    let svc = services.first().expect("a service").clone();
+    let (lo, mid, hi) = (
+        of("aiops_expected_lower", &svc),
+        of("aiops_expected", &svc),
+        of("aiops_expected_upper", &svc),
+    );
+    for ((l, m), h) in lo.iter().zip(&mid).zip(&hi) {
+        assert!(l.0 == m.0 && l.1 <= m.1 && m.1 <= h.1, "{l:?} {m:?} {h:?}");
+    }
+}

@@ -1,0 +1,286 @@
+//! remote_write out, against the real receivers: a Prometheus 2.42 with
+//! `--web.enable-remote-write-receiver` and a VictoriaMetrics (Debian's), queried back with
+//! PromQL — the derived series of a scored series (score, expected value and band, with the
+//! source's labels), the scaling target's load and forecast, the open incidents; and a third
+//! output whose receiver is down at first, whose batches wait on disk and arrive once it is up.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use aiops_ingest::remote_write::client::RemoteWriteClient;
+use aiops_ingest::remote_write::proto::{TimeSeries, WriteRequest};
+use common::*;
+
+fn start_receiver_prometheus(dir: &Path, port: u16) -> Proc {
+    std::fs::create_dir_all(dir).expect("dir");
+    let config = dir.join("prometheus.yml");
+    std::fs::write(&config, "global:\n  scrape_interval: 1m\n").expect("config");
+    let log = std::fs::File::create(dir.join("prometheus.log")).expect("log");
+    Proc {
+        child: Command::new(prometheus_binary())
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.join("tsdb").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .arg("--web.enable-remote-write-receiver")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("prometheus starts"),
+        name: "prometheus",
+    }
+}
+
+fn start_victoriametrics(dir: &Path, port: u16) -> Proc {
+    let bin = std::env::var("AIOPS_VICTORIAMETRICS_BIN")
+        .unwrap_or_else(|_| "/usr/bin/victoria-metrics".into());
+    assert!(
+        Path::new(&bin).exists(),
+        "VictoriaMetrics is needed for this test: run scripts/test.sh (installs Debian's victoria-metrics) or set AIOPS_VICTORIAMETRICS_BIN"
+    );
+    Proc {
+        child: Command::new(bin)
+            .arg(format!("-storageDataPath={}", dir.display()))
+            .arg(format!("-httpListenAddr=127.0.0.1:{port}"))
+            .arg("-loggerLevel=ERROR")
+            .arg("-search.latencyOffset=0s")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("victoria-metrics starts"),
+        name: "victoria-metrics",
+    }
+}
+
+/// The value of an instant PromQL query's first result.
+async fn query(http: &reqwest::Client, base: &str, promql: &str) -> Option<f64> {
+    let url = format!("{base}/api/v1/query?query={}", url_escape(promql));
+    let v = get_json(http, &url).await?;
+    v["data"]["result"][0]["value"][1]
+        .as_str()
+        .and_then(|s| s.parse().ok())
+}
+
+fn url_escape(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn derived_series_reach_prometheus_and_victoriametrics_and_wait_on_disk_for_a_receiver() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (prom_port, vm_port, later_port) = (free_port(), free_port(), free_port());
+    let _prom = start_receiver_prometheus(&dir.path().join("prom"), prom_port);
+    let _vm = start_victoriametrics(&dir.path().join("vm"), vm_port);
+    let config = format!(
+        r#"
+[detect.detector]
+learning_samples = 50
+
+[[detect.scaling.targets]]
+name = "checkout_rps"
+selector = "checkout_rps"
+capacity_per_pod = 10.0
+lead_secs = 60
+
+[[outputs.remote_write]]
+name = "prometheus"
+url = "http://127.0.0.1:{prom_port}/api/v1/write"
+select = ['checkout_latency_seconds']
+flush_secs = 1
+
+[[outputs.remote_write]]
+name = "victoriametrics"
+url = "http://127.0.0.1:{vm_port}/api/v1/write"
+flush_secs = 1
+anomaly = true
+scaling = false
+incidents = false
+
+[[outputs.remote_write]]
+name = "later"
+url = "http://127.0.0.1:{later_port}/api/v1/write"
+select = ['checkout_latency_seconds']
+flush_secs = 1
+max_backoff_secs = 1
+"#
+    );
+    let Served {
+        server: _server,
+        base,
+        http,
+        ..
+    } = serve_with_config(dir.path(), &config).await;
+    let client = RemoteWriteClient::new(format!("{base}/api/v1/write"));
+    // 100 ordinary samples every 10 s up to about now, then a spike.
+    let t0 = jiff::Timestamp::now().as_millisecond() - 101 * 10_000;
+    for k in 0..=100i64 {
+        let v = if k == 100 {
+            3.0
+        } else {
+            0.2 + 0.01 * ((k * 7) % 5) as f64
+        };
+        let req = WriteRequest {
+            timeseries: vec![
+                TimeSeries::from_parts(
+                    [
+                        ("__name__", "checkout_latency_seconds"),
+                        ("service", "payment"),
+                    ],
+                    [(t0 + k * 10_000, v)],
+                ),
+                TimeSeries::from_parts(
+                    [("__name__", "checkout_rps"), ("service", "payment")],
+                    [(t0 + k * 10_000, 40.0 + (k % 4) as f64)],
+                ),
+            ],
+            metadata: vec![],
+        };
+        client.send(&req).await.expect("accepted");
+    }
+    let prom = format!("http://127.0.0.1:{prom_port}");
+    let vm = format!("http://127.0.0.1:{vm_port}");
+    // Every sample's expected value and band, with the source's labels; the spike alarmed.
+    for (name, receiver) in [("Prometheus", &prom), ("VictoriaMetrics", &vm)] {
+        let n = wait_for(
+            &format!("the derived series in {name}"),
+            Duration::from_secs(60),
+            || async {
+                query(
+                    &http,
+                    receiver,
+                    r#"count_over_time(aiops_expected{source_metric="checkout_latency_seconds",service="payment"}[1h])"#,
+                )
+                .await
+                .filter(|n| *n >= 101.0)
+            },
+        )
+        .await;
+        assert_eq!(n, 101.0, "{name}: one expected value per scored sample");
+        let peak = query(
+            &http,
+            receiver,
+            r#"max_over_time(aiops_anomaly_score{source_metric="checkout_latency_seconds"}[1h])"#,
+        )
+        .await
+        .expect("scores");
+        assert!(peak >= 0.5, "{name}: the spike's alarm score {peak}");
+        let inside = query(
+            &http,
+            receiver,
+            r#"min_over_time((aiops_expected_upper{service="payment"} - aiops_expected_lower{service="payment"})[1h:10s])"#,
+        )
+        .await
+        .expect("band");
+        assert!(inside >= 0.0, "{name}: upper below lower ({inside})");
+        assert!(
+            query(&http, receiver, "count(aiops_anomaly_rank_score)")
+                .await
+                .is_some(),
+            "{name}: the continuous score"
+        );
+    }
+    // Prometheus' output selects the latency series only; VictoriaMetrics' writes every series.
+    assert_eq!(
+        query(
+            &http,
+            &prom,
+            r#"count(count_over_time(aiops_expected{source_metric="checkout_rps"}[1h]))"#
+        )
+        .await,
+        None
+    );
+    assert!(
+        query(
+            &http,
+            &vm,
+            r#"count(count_over_time(aiops_expected{source_metric="checkout_rps"}[1h]))"#
+        )
+        .await
+        .is_some()
+    );
+    // The scaling target's load and the incidents, to Prometheus (not to VictoriaMetrics: off).
+    wait_for(
+        "the scaling load in Prometheus",
+        Duration::from_secs(30),
+        || async {
+            query(
+                &http,
+                &prom,
+                r#"last_over_time(aiops_scaling_load{target="checkout_rps"}[5m])"#,
+            )
+            .await
+            .filter(|v| *v > 0.0)
+        },
+    )
+    .await;
+    wait_for(
+        "the open incidents in Prometheus",
+        Duration::from_secs(30),
+        || async { query(&http, &prom, "last_over_time(aiops_incidents_open[5m])").await },
+    )
+    .await;
+    assert_eq!(query(&http, &vm, "count(aiops_incidents_open)").await, None);
+
+    // The third receiver was down all along: its batches wait on disk, counted.
+    let metrics_url = format!("{base}/metrics");
+    let queued = wait_for(
+        "batches queued for the down receiver",
+        Duration::from_secs(30),
+        || async {
+            let m = get_text(&http, &metrics_url).await;
+            m.lines()
+                .find(|l| l.starts_with(r#"aiops_output_queue_batches{output="later"}"#))
+                .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                .filter(|n| *n > 0.0)
+        },
+    )
+    .await;
+    let m = get_text(&http, &metrics_url).await;
+    assert!(
+        m.contains(r#"aiops_output_retries_total{output="later"}"#),
+        "{m}"
+    );
+    assert!(
+        m.contains(r#"aiops_output_batches_total{output="prometheus",result="sent"}"#),
+        "{m}"
+    );
+    // It comes up: everything queued arrives, and the queue empties.
+    let _later = start_receiver_prometheus(&dir.path().join("later"), later_port);
+    let later = format!("http://127.0.0.1:{later_port}");
+    let n = wait_for(
+        "the queued batches delivered",
+        Duration::from_secs(60),
+        || async {
+            query(
+                &http,
+                &later,
+                r#"count_over_time(aiops_expected{source_metric="checkout_latency_seconds"}[1h])"#,
+            )
+            .await
+            .filter(|n| *n >= 101.0)
+        },
+    )
+    .await;
+    assert_eq!(
+        n, 101.0,
+        "every queued sample arrived once ({queued} batches waited)"
+    );
+    wait_for("the queue to empty", Duration::from_secs(30), || async {
+        let m = get_text(&http, &metrics_url).await;
+        m.contains(r#"aiops_output_queue_batches{output="later"} 0"#)
+            .then_some(())
+    })
+    .await;
+}
