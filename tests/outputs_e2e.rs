@@ -284,3 +284,227 @@ max_backoff_secs = 1
     })
     .await;
 }
+
+/// Every dashboard's shape: what Grafana needs to import it with the datasource as a variable.
+fn check_dashboard(name: &str, d: &serde_json::Value) -> Vec<(String, String)> {
+    let s = |v: &serde_json::Value| v.as_str().map(str::to_owned);
+    assert!(
+        s(&d["uid"]).is_some_and(|u| !u.is_empty() && u.len() <= 40),
+        "{name}: uid"
+    );
+    assert!(s(&d["title"]).is_some(), "{name}: title");
+    assert!(
+        d["schemaVersion"].as_u64().is_some_and(|v| v >= 36),
+        "{name}: schemaVersion"
+    );
+    let vars = d["templating"]["list"].as_array().expect("templating.list");
+    assert!(
+        vars.iter().any(|v| v["name"] == "datasource"
+            && v["type"] == "datasource"
+            && v["query"] == "prometheus"),
+        "{name}: the datasource is a variable"
+    );
+    let mut exprs = Vec::new();
+    let mut ids = std::collections::HashSet::new();
+    for p in d["panels"].as_array().expect("panels") {
+        let title = s(&p["title"]).expect("panel title");
+        assert!(
+            ids.insert(p["id"].as_u64().expect("panel id")),
+            "{name}: ids unique"
+        );
+        assert!(
+            ["timeseries", "stat", "table", "gauge", "bargauge"]
+                .contains(&p["type"].as_str().unwrap_or("")),
+            "{name}/{title}: panel type"
+        );
+        for k in ["x", "y", "w", "h"] {
+            assert!(
+                p["gridPos"][k].as_u64().is_some(),
+                "{name}/{title}: gridPos.{k}"
+            );
+        }
+        assert!(
+            p["gridPos"]["x"].as_u64().unwrap_or(99) + p["gridPos"]["w"].as_u64().unwrap_or(99)
+                <= 24
+        );
+        assert_eq!(p["datasource"]["uid"], "${datasource}", "{name}/{title}");
+        for t in p["targets"].as_array().expect("targets") {
+            assert_eq!(t["datasource"]["uid"], "${datasource}", "{name}/{title}");
+            exprs.push((format!("{name}/{title}"), s(&t["expr"]).expect("expr")));
+        }
+    }
+    for v in vars.iter().filter(|v| v["type"] == "query") {
+        exprs.push((
+            format!("{name}/${}", s(&v["name"]).unwrap_or_default()),
+            s(&v["definition"]).expect("definition"),
+        ));
+    }
+    exprs
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_grafana_panel_returns_data_from_a_prometheus_holding_what_aiops_wrote() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let prom_port = free_port();
+    let config = format!(
+        r#"
+[detect.detector]
+learning_samples = 50
+
+[[detect.scaling.targets]]
+name = "checkout_rps"
+selector = "checkout_rps"
+capacity_per_pod = 10.0
+lead_secs = 60
+
+[[outputs.remote_write]]
+name = "prometheus"
+url = "http://127.0.0.1:{prom_port}/api/v1/write"
+flush_secs = 1
+max_backoff_secs = 1
+"#
+    );
+    let Served {
+        server: _server,
+        base,
+        http,
+        port,
+        ..
+    } = serve_with_config(dir.path(), &config).await;
+    // The Prometheus scrapes aiops (self-monitoring) and receives what it writes; the source
+    // series reach it too, as they would from the user's own Prometheus.
+    let pdir = dir.path().join("prom");
+    std::fs::create_dir_all(&pdir).expect("dir");
+    let pconfig = pdir.join("prometheus.yml");
+    std::fs::write(
+        &pconfig,
+        format!(
+            "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: aiops\n    static_configs:\n      - targets: ['127.0.0.1:{port}']\n"
+        ),
+    )
+    .expect("config");
+    let log = std::fs::File::create(pdir.join("prometheus.log")).expect("log");
+    let _prom = Proc {
+        child: Command::new(prometheus_binary())
+            .arg(format!("--config.file={}", pconfig.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                pdir.join("tsdb").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"))
+            .arg("--web.enable-remote-write-receiver")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("prometheus starts"),
+        name: "prometheus",
+    };
+    let prom = format!("http://127.0.0.1:{prom_port}");
+    wait_for("Prometheus ready", Duration::from_secs(30), || async {
+        http.get(format!("{prom}/-/ready"))
+            .send()
+            .await
+            .ok()?
+            .status()
+            .is_success()
+            .then_some(())
+    })
+    .await;
+    let to_aiops = RemoteWriteClient::new(format!("{base}/api/v1/write"));
+    let to_prom = RemoteWriteClient::new(format!("{prom}/api/v1/write"));
+    let t0 = jiff::Timestamp::now().as_millisecond() - 101 * 10_000;
+    for k in 0..=100i64 {
+        let v = if k == 100 {
+            3.0
+        } else {
+            0.2 + 0.01 * ((k * 7) % 5) as f64
+        };
+        let req = WriteRequest {
+            timeseries: vec![
+                TimeSeries::from_parts(
+                    [
+                        ("__name__", "checkout_latency_seconds"),
+                        ("service", "payment"),
+                    ],
+                    [(t0 + k * 10_000, v)],
+                ),
+                TimeSeries::from_parts(
+                    [("__name__", "checkout_rps"), ("service", "payment")],
+                    [(t0 + k * 10_000, 40.0 + (k % 4) as f64)],
+                ),
+            ],
+            metadata: vec![],
+        };
+        to_aiops.send(&req).await.expect("aiops accepted");
+        to_prom.send(&req).await.expect("prometheus accepted");
+    }
+    wait_for(
+        "the derived series and a few scrapes",
+        Duration::from_secs(60),
+        || async {
+            let derived = query(&http, &prom, "count_over_time(aiops_expected[1h])").await?;
+            let scrapes = query(&http, &prom, r#"count_over_time(up{job="aiops"}[1h])"#).await?;
+            let load = query(&http, &prom, "last_over_time(aiops_scaling_load[5m])").await?;
+            (derived >= 101.0 && scrapes >= 5.0 && load > 0.0).then_some(())
+        },
+    )
+    .await;
+
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/grafana");
+    let mut names: Vec<_> = std::fs::read_dir(root)
+        .expect("deploy/grafana")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    names.sort();
+    assert_eq!(names.len(), 5, "{names:?}");
+    let end = jiff::Timestamp::now().as_second();
+    let mut checked = 0;
+    for path in names {
+        let d: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&path).expect("read")).expect("JSON");
+        let name = path
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
+        for (panel, expr) in check_dashboard(&name, &d) {
+            let expr = expr
+                .replace("$__rate_interval", "1m")
+                .replace("$__interval", "1m")
+                .replace("$service", "payment")
+                .replace("$metric", "checkout_latency_seconds")
+                .replace("$target", "checkout_rps");
+            let url = if let Some(rest) = expr.strip_prefix("label_values(") {
+                // A variable: label_values(SELECTOR, LABEL).
+                let (sel, label) = rest
+                    .trim_end_matches(')')
+                    .rsplit_once(',')
+                    .expect("label_values(selector, label)");
+                format!(
+                    "{prom}/api/v1/label/{}/values?match[]={}",
+                    label.trim(),
+                    url_escape(sel.trim())
+                )
+            } else {
+                format!(
+                    "{prom}/api/v1/query_range?query={}&start={}&end={end}&step=5",
+                    url_escape(&expr),
+                    end - 1800
+                )
+            };
+            let v = get_json(&http, &url)
+                .await
+                .unwrap_or_else(|| panic!("{panel}: {expr} failed"));
+            let data = &v["data"];
+            let has = data.as_array().is_some_and(|a| !a.is_empty())
+                || data["result"].as_array().is_some_and(|r| {
+                    r.iter()
+                        .any(|s| s["values"].as_array().is_some_and(|x| !x.is_empty()))
+                });
+            assert!(has, "{panel}: {expr} returned no data: {v}");
+            checked += 1;
+        }
+    }
+    assert!(checked >= 30, "{checked} queries checked");
+}
