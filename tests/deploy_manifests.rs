@@ -1,16 +1,33 @@
-//! The Kubernetes manifests in `deploy/kubernetes` parse, and their names, ports and paths agree
-//! with each other, with the binary's defaults and with the configuration they ship (which the
-//! real binary accepts).
+//! The Kubernetes deployment in `deploy/kubernetes` (kustomize: a base, the external-metrics
+//! component, three overlays), rendered with `kubectl kustomize` as `kubectl apply -k` would:
+//! names, ports and paths agree with each other, with the binary's defaults and with the
+//! configuration each overlay ships (which the real binary accepts, with the Deployment's
+//! `AIOPS__…` variables); every overlay is secure by default. `scripts/k8s_validate.sh` checks
+//! the same renders against the Kubernetes schemas.
 
 mod common;
 
+use std::collections::BTreeMap;
+
 use serde_yaml::Value;
 
-fn docs(file: &str) -> Vec<Value> {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/kubernetes/").to_owned() + file;
-    let text = std::fs::read_to_string(&path).expect("manifest readable");
+const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/kubernetes");
+
+/// `kubectl kustomize` of an overlay.
+fn render(overlay: &str) -> Vec<Value> {
+    let dir = format!("{ROOT}/overlays/{overlay}");
+    let out = std::process::Command::new("kubectl")
+        .args(["kustomize", &dir])
+        .output()
+        .expect("kubectl is needed for this test: run scripts/test.sh (installs Debian's kubectl)");
+    assert!(
+        out.status.success(),
+        "kubectl kustomize {dir}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).expect("utf-8");
     serde_yaml::Deserializer::from_str(&text)
-        .map(|d| serde::Deserialize::deserialize(d).unwrap_or_else(|e| panic!("{path}: {e}")))
+        .map(|d| serde::Deserialize::deserialize(d).unwrap_or_else(|e| panic!("{dir}: {e}")))
         .collect()
 }
 
@@ -20,38 +37,74 @@ fn find<'a>(docs: &'a [Value], kind: &str, name: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no {kind} {name}"))
 }
 
+fn has(docs: &[Value], kind: &str) -> bool {
+    docs.iter().any(|d| d["kind"] == kind)
+}
+
 fn s(v: &Value) -> &str {
     v.as_str().unwrap_or_else(|| panic!("not a string: {v:?}"))
 }
 
-#[test]
-fn manifests_agree_with_each_other_and_with_the_binary() {
-    let all = docs("aiops.yaml");
-    for d in &all {
-        assert!(
-            d["apiVersion"].is_string() && d["kind"].is_string(),
-            "{d:?}"
-        );
-    }
-
-    // The shipped configuration is valid for the real binary.
-    let config = s(&find(&all, "ConfigMap", "aiops-config")["data"]["aiops.toml"]).to_owned();
+/// The overlay's configuration: the ConfigMap's TOML (its name carries a content hash) and the
+/// Deployment's `AIOPS__…` variables; checked by the real binary.
+fn config(all: &[Value]) -> (toml::Value, BTreeMap<String, String>) {
+    let cm = all
+        .iter()
+        .find(|d| {
+            d["kind"] == "ConfigMap" && s(&d["metadata"]["name"]).starts_with("aiops-config-")
+        })
+        .expect("the generated ConfigMap");
+    let text = s(&cm["data"]["aiops.toml"]).to_owned();
+    let deploy = find(all, "Deployment", "aiops");
+    let env: BTreeMap<String, String> = deploy["spec"]["template"]["spec"]["containers"][0]["env"]
+        .as_sequence()
+        .map(|e| {
+            e.iter()
+                .map(|v| (s(&v["name"]).to_owned(), s(&v["value"]).to_owned()))
+                .collect()
+        })
+        .unwrap_or_default();
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("aiops.toml");
-    std::fs::write(&path, &config).expect("write");
-    common::succeeded(common::aiops().arg("check-config").arg(&path));
-    let toml: toml::Value = toml::from_str(&config).expect("TOML");
-    let port_of = |key: &str| -> i64 {
-        let addr = toml["server"][key].as_str().expect("address");
-        addr.rsplit(':')
-            .next()
-            .and_then(|p| p.parse().ok())
-            .expect("port")
-    };
-    // The binary's default port is the HTTP port everywhere.
-    assert_eq!(port_of("listen"), 9201);
+    std::fs::write(&path, &text).expect("write");
+    let mut cmd = common::aiops();
+    cmd.arg("check-config").arg(&path).envs(&env);
+    common::succeeded(&mut cmd);
+    (toml::from_str(&text).expect("TOML"), env)
+}
 
-    let deploy = find(&all, "Deployment", "aiops");
+/// A server setting from the Deployment's variable, else from the TOML.
+fn server<'a>(
+    toml: &'a toml::Value,
+    env: &'a BTreeMap<String, String>,
+    key: &str,
+) -> Option<&'a str> {
+    env.get(&format!("AIOPS__SERVER__{}", key.to_uppercase()))
+        .map(String::as_str)
+        .or_else(|| toml["server"].get(key).and_then(|v| v.as_str()))
+}
+
+/// What every overlay shares: the Deployment, its mounts, probes, security, the Service, the
+/// disruption budget, the network policy, the ServiceMonitor.
+fn check_common(overlay: &str, all: &[Value]) -> (toml::Value, BTreeMap<String, String>) {
+    for d in all {
+        assert!(
+            d["apiVersion"].is_string() && d["kind"].is_string(),
+            "{overlay}: {d:?}"
+        );
+    }
+    let (toml, env) = config(all);
+    let port_of = |v: Option<&str>| -> i64 {
+        v.and_then(|a| a.rsplit(':').next()?.parse().ok())
+            .expect("an address with a port")
+    };
+    assert_eq!(
+        port_of(server(&toml, &env, "listen")),
+        9201,
+        "the binary's default port"
+    );
+
+    let deploy = find(all, "Deployment", "aiops");
     let pod = &deploy["spec"]["template"]["spec"];
     let container = &pod["containers"][0];
     let ports = container["ports"].as_sequence().expect("ports");
@@ -60,16 +113,22 @@ fn manifests_agree_with_each_other_and_with_the_binary() {
             .iter()
             .find(|p| p["name"] == name)
             .and_then(|p| p["containerPort"].as_i64())
-            .unwrap_or_else(|| panic!("no container port {name}"))
     };
-    assert_eq!(container_port("http"), port_of("listen"));
-    assert_eq!(container_port("https"), port_of("tls_listen"));
+    assert_eq!(
+        container_port("http"),
+        Some(port_of(server(&toml, &env, "listen")))
+    );
     assert_eq!(
         deploy["spec"]["selector"]["matchLabels"],
         deploy["spec"]["template"]["metadata"]["labels"]
     );
+    assert_eq!(
+        deploy["spec"]["strategy"]["type"], "Recreate",
+        "one owner of the data"
+    );
 
-    // The config file, certificate and data directory are where the config says.
+    // The config file, certificates, tokens and data directory are on mounted volumes; the
+    // mounted ConfigMap is the generated one.
     let args: Vec<&str> = container["args"]
         .as_sequence()
         .expect("args")
@@ -87,18 +146,56 @@ fn manifests_agree_with_each_other_and_with_the_binary() {
             file.starts_with(&format!("{}/", s(&m["mountPath"]))) || file == s(&m["mountPath"])
         })
     };
-    for file in [
+    let mut files = vec![
         config_path,
-        toml["server"]["tls_cert_file"].as_str().expect("cert"),
-        toml["server"]["tls_key_file"].as_str().expect("key"),
         toml["archive"]["data_dir"].as_str().expect("data_dir"),
-    ] {
-        assert!(mounted(file), "{file} is not on a mounted volume");
+    ];
+    let creds = toml["server"]["credentials"]
+        .as_array()
+        .expect("credentials");
+    assert!(
+        !creds.is_empty(),
+        "listening beyond loopback needs credentials"
+    );
+    files.extend(
+        creds
+            .iter()
+            .map(|c| c["token_file"].as_str().expect("token_file")),
+    );
+    for key in ["tls_cert_file", "tls_key_file", "front_proxy_ca_file"] {
+        files.extend(server(&toml, &env, key));
     }
-    assert!(config_path.ends_with("/aiops.toml"));
+    for file in files {
+        assert!(
+            mounted(file),
+            "{overlay}: {file} is not on a mounted volume"
+        );
+    }
+    let volumes = pod["volumes"].as_sequence().expect("volumes");
+    let cm = volumes
+        .iter()
+        .find(|v| {
+            !v["configMap"]["name"].is_null()
+                && s(&v["configMap"]["name"]).starts_with("aiops-config")
+        })
+        .expect("the config volume");
+    find(all, "ConfigMap", s(&cm["configMap"]["name"]));
+    assert!(
+        volumes
+            .iter()
+            .any(|v| v["secret"]["secretName"] == "aiops-credentials")
+    );
+    assert!(
+        toml["server"].get("unauthenticated_scopes").is_none(),
+        "{overlay} opens a scope"
+    );
     for p in ["readinessProbe", "livenessProbe"] {
-        let probe = &container[p]["httpGet"];
-        assert!(ports.iter().any(|x| x["name"] == probe["port"]), "{p}");
+        assert!(
+            ports
+                .iter()
+                .any(|x| x["name"] == container[p]["httpGet"]["port"]),
+            "{p}"
+        );
     }
     assert_eq!(
         s(&container["readinessProbe"]["httpGet"]["path"]),
@@ -108,38 +205,104 @@ fn manifests_agree_with_each_other_and_with_the_binary() {
         s(&container["livenessProbe"]["httpGet"]["path"]),
         "/healthz"
     );
-    // Listening beyond loopback needs credentials; their files are mounted.
-    let creds = toml["server"]["credentials"]
-        .as_array()
-        .expect("credentials");
-    assert!(!creds.is_empty());
-    for c in creds {
-        let file = c["token_file"].as_str().expect("token_file");
-        assert!(mounted(file), "{file} is not on a mounted volume");
-    }
 
-    // Services reach named container ports; the APIService reaches the TLS Service.
-    let http = find(&all, "Service", "aiops");
+    // Secure by default: non-root, read-only root file system, no privileges, bounded, no
+    // service-account token, and a namespace enforcing the restricted Pod Security Standard.
+    assert_eq!(
+        pod["securityContext"]["runAsNonRoot"].as_bool(),
+        Some(true),
+        "{overlay}"
+    );
+    assert_eq!(
+        pod["securityContext"]["seccompProfile"]["type"],
+        "RuntimeDefault"
+    );
+    assert_eq!(pod["automountServiceAccountToken"].as_bool(), Some(false));
+    let sc = &container["securityContext"];
+    assert_eq!(sc["readOnlyRootFilesystem"].as_bool(), Some(true));
+    assert_eq!(sc["allowPrivilegeEscalation"].as_bool(), Some(false));
+    assert_eq!(sc["capabilities"]["drop"][0], "ALL");
+    assert!(mounted("/tmp"), "a writable /tmp beside the read-only root");
+    for k in ["cpu", "memory"] {
+        assert!(
+            container["resources"]["requests"][k].is_string(),
+            "requests.{k}"
+        );
+    }
+    assert!(container["resources"]["limits"]["memory"].is_string());
+    assert_eq!(
+        find(all, "Namespace", "aiops")["metadata"]["labels"]["pod-security.kubernetes.io/enforce"],
+        "restricted"
+    );
+
+    let http = find(all, "Service", "aiops");
     assert_eq!(http["spec"]["ports"][0]["targetPort"], "http");
     assert_eq!(
         http["spec"]["ports"][0]["port"].as_i64(),
-        Some(port_of("listen"))
+        container_port("http")
     );
-    let https = find(&all, "Service", "aiops-metrics-api");
-    assert_eq!(https["spec"]["ports"][0]["targetPort"], "https");
-    for svc in [http, https] {
+    assert_eq!(
+        http["spec"]["selector"],
+        deploy["spec"]["selector"]["matchLabels"]
+    );
+    assert_eq!(
+        http["metadata"]["namespace"],
+        deploy["metadata"]["namespace"]
+    );
+    let pdb = find(all, "PodDisruptionBudget", "aiops");
+    assert_eq!(pdb["spec"]["selector"], deploy["spec"]["selector"]);
+    let np = find(all, "NetworkPolicy", "aiops");
+    assert_eq!(np["spec"]["podSelector"], deploy["spec"]["selector"]);
+    assert_eq!(
+        np["spec"]["ingress"][0]["ports"][0]["port"].as_i64(),
+        container_port("http")
+    );
+    let sm = find(all, "ServiceMonitor", "aiops");
+    assert_eq!(sm["spec"]["endpoints"][0]["port"], "http");
+    assert_eq!(sm["spec"]["endpoints"][0]["path"], "/metrics");
+    assert_eq!(
+        sm["spec"]["endpoints"][0]["authorization"]["credentials"]["name"],
+        "aiops-credentials"
+    );
+    for (k, v) in sm["spec"]["selector"]["matchLabels"]
+        .as_mapping()
+        .expect("matchLabels")
+    {
         assert_eq!(
-            svc["metadata"]["namespace"],
-            deploy["metadata"]["namespace"]
-        );
-        assert_eq!(
-            svc["spec"]["selector"],
-            deploy["spec"]["selector"]["matchLabels"]
+            &http["metadata"]["labels"][s(k)],
+            v,
+            "the ServiceMonitor selects the Service"
         );
     }
-    let api = find(&all, "APIService", "v1beta1.external.metrics.k8s.io");
+    (toml, env)
+}
+
+/// The external metrics API: TLS Service, APIService with the CA injected from the serving
+/// Certificate, the front proxy, RBAC.
+fn check_external_metrics(all: &[Value], toml: &toml::Value, env: &BTreeMap<String, String>) {
+    let deploy = find(all, "Deployment", "aiops");
+    let pod = &deploy["spec"]["template"]["spec"];
+    let ports = pod["containers"][0]["ports"].as_sequence().expect("ports");
+    let tls_port: i64 = server(toml, env, "tls_listen")
+        .and_then(|a| a.rsplit(':').next()?.parse().ok())
+        .expect("tls_listen");
+    assert!(
+        ports
+            .iter()
+            .any(|p| p["name"] == "https" && p["containerPort"].as_i64() == Some(tls_port))
+    );
+    let https = find(all, "Service", "aiops-metrics-api");
+    assert_eq!(https["spec"]["ports"][0]["targetPort"], "https");
+    assert_eq!(
+        https["spec"]["selector"],
+        deploy["spec"]["selector"]["matchLabels"]
+    );
+    assert_eq!(
+        https["metadata"]["namespace"],
+        deploy["metadata"]["namespace"]
+    );
+    let api = find(all, "APIService", "v1beta1.external.metrics.k8s.io");
     assert_eq!(api["spec"]["group"], "external.metrics.k8s.io");
-    assert_eq!(api["spec"]["version"], "v1beta1");
     assert_eq!(api["spec"]["service"]["name"], https["metadata"]["name"]);
     assert_eq!(
         api["spec"]["service"]["namespace"],
@@ -149,21 +312,10 @@ fn manifests_agree_with_each_other_and_with_the_binary() {
         api["spec"]["service"]["port"],
         https["spec"]["ports"][0]["port"]
     );
-
-    // The aggregator is verified, not trusted: no insecureSkipTLSVerify, the caBundle comes
-    // from the serving Certificate, and the scaling scope is not open — the front-proxy CA
-    // decides, mounted where the config reads it.
+    // The aggregator is verified, not trusted.
     assert!(api["spec"]["insecureSkipTLSVerify"].is_null(), "{api:?}");
-    assert!(
-        toml["server"].get("unauthenticated_scopes").is_none(),
-        "the shipped config opens a scope"
-    );
-    let ca_file = toml["server"]["front_proxy_ca_file"]
-        .as_str()
-        .expect("front_proxy_ca_file");
-    assert!(mounted(ca_file), "{ca_file} is not on a mounted volume");
-    let certs = docs("cert-manager.yaml");
-    let serving = find(&certs, "Certificate", "aiops-serving");
+    assert!(server(toml, env, "front_proxy_ca_file").is_some());
+    let serving = find(all, "Certificate", "aiops-serving");
     assert_eq!(
         s(&api["metadata"]["annotations"]["cert-manager.io/inject-ca-from"]),
         format!(
@@ -179,7 +331,7 @@ fn manifests_agree_with_each_other_and_with_the_binary() {
             .any(|v| v["secret"]["secretName"] == serving["spec"]["secretName"]),
         "the Deployment mounts the Secret the Certificate fills"
     );
-    let service_dns = format!(
+    let dns = format!(
         "{}.{}.svc",
         s(&https["metadata"]["name"]),
         s(&https["metadata"]["namespace"])
@@ -189,42 +341,83 @@ fn manifests_agree_with_each_other_and_with_the_binary() {
             .as_sequence()
             .expect("dnsNames")
             .iter()
-            .any(|n| s(n) == service_dns),
-        "the certificate names {service_dns}"
+            .any(|n| s(n) == dns)
     );
-    let issuer = find(&certs, "Issuer", s(&serving["spec"]["issuerRef"]["name"]));
-    let ca = find(
-        &certs,
-        "Certificate",
-        s(&issuer["spec"]["ca"]["secretName"]),
-    );
+    let issuer = find(all, "Issuer", s(&serving["spec"]["issuerRef"]["name"]));
+    let ca = find(all, "Certificate", s(&issuer["spec"]["ca"]["secretName"]));
     assert_eq!(ca["spec"]["isCA"].as_bool(), Some(true));
-    for script in ["front-proxy-ca.sh", "serving-cert.sh"] {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/kubernetes/").to_owned() + script;
-        let ok = std::process::Command::new("bash")
-            .args(["-n", &path])
-            .status()
-            .expect("bash runs");
-        assert!(ok.success(), "{script} does not parse");
-    }
-
-    // RBAC: the HPA controller may read external metrics; our account may delegate auth.
-    let binding = find(&all, "ClusterRoleBinding", "aiops-hpa-external-metrics");
+    let np = find(all, "NetworkPolicy", "aiops-external-metrics");
+    assert_eq!(
+        np["spec"]["ingress"][0]["ports"][0]["port"].as_i64(),
+        Some(tls_port)
+    );
+    let binding = find(all, "ClusterRoleBinding", "aiops-hpa-external-metrics");
     assert_eq!(binding["subjects"][0]["name"], "horizontal-pod-autoscaler");
-    let role = find(&all, "ClusterRole", s(&binding["roleRef"]["name"]));
+    let role = find(all, "ClusterRole", s(&binding["roleRef"]["name"]));
     assert_eq!(role["rules"][0]["apiGroups"][0], "external.metrics.k8s.io");
-    let sa = s(&pod["serviceAccountName"]);
-    for (kind, name) in [
-        ("RoleBinding", "aiops-auth-reader"),
-        ("ClusterRoleBinding", "aiops-auth-delegator"),
-    ] {
-        assert_eq!(find(&all, kind, name)["subjects"][0]["name"], sa);
-    }
-    find(&all, "ServiceAccount", sa);
+    let reader = find(all, "RoleBinding", "aiops-auth-reader");
+    assert_eq!(reader["metadata"]["namespace"], "kube-system");
+    assert_eq!(reader["subjects"][0]["name"], pod["serviceAccountName"]);
+}
 
-    // The HPA and the KEDA alternative use a configured target.
-    let target = &toml["detect"]["scaling"]["targets"][0];
-    let hpa = &docs("hpa.yaml")[0];
+#[test]
+fn every_overlay_renders_secure_and_agrees_with_the_binary() {
+    // Single node: the external metrics API for the HPA.
+    let single = render("single-node");
+    let (toml, env) = check_common("single-node", &single);
+    check_external_metrics(&single, &toml, &env);
+    assert!(!env.contains_key("AIOPS__TRANSPORT__KIND"));
+
+    // Kafka: the same, on the Kafka transport.
+    let kafka = render("kafka");
+    let (ktoml, kenv) = check_common("kafka", &kafka);
+    check_external_metrics(&kafka, &ktoml, &kenv);
+    assert_eq!(
+        kenv.get("AIOPS__TRANSPORT__KIND").map(String::as_str),
+        Some("kafka")
+    );
+    assert!(kenv.contains_key("AIOPS__TRANSPORT__KAFKA__BROKERS"));
+
+    // KEDA: no APIService, no TLS; KEDA reads the JSON value with the scaling token.
+    let keda = render("keda");
+    let (ktoml, kenv) = check_common("keda", &keda);
+    assert!(!has(&keda, "APIService") && !has(&keda, "Certificate"));
+    assert!(server(&ktoml, &kenv, "tls_listen").is_none());
+    let target = &ktoml["detect"]["scaling"]["targets"][0];
+    let so = find(&keda, "ScaledObject", "checkout");
+    let trigger = &so["spec"]["triggers"][0];
+    let http = find(&keda, "Service", "aiops");
+    assert_eq!(
+        s(&trigger["metadata"]["url"]),
+        format!(
+            "http://{}.{}.svc:{}/api/v1/scaling/{}",
+            s(&http["metadata"]["name"]),
+            s(&http["metadata"]["namespace"]),
+            http["spec"]["ports"][0]["port"].as_i64().expect("port"),
+            target["name"].as_str().expect("name")
+        )
+    );
+    assert_eq!(trigger["metadata"]["valueLocation"], "value");
+    assert_eq!(trigger["metadata"]["authMode"], "bearer");
+    let auth = find(
+        &keda,
+        "TriggerAuthentication",
+        s(&trigger["authenticationRef"]["name"]),
+    );
+    assert_eq!(auth["metadata"]["namespace"], so["metadata"]["namespace"]);
+    assert_eq!(auth["spec"]["secretTargetRef"][0]["parameter"], "token");
+    let scopes: Vec<&str> = ktoml["server"]["credentials"]
+        .as_array()
+        .expect("credentials")
+        .iter()
+        .flat_map(|c| c["scopes"].as_array().into_iter().flatten())
+        .filter_map(|v| v.as_str())
+        .collect();
+    assert!(scopes.contains(&"scaling"), "a token KEDA can use");
+
+    // The HPA example uses a configured target; the helper scripts parse.
+    let hpa_text = std::fs::read_to_string(format!("{ROOT}/hpa.yaml")).expect("hpa.yaml");
+    let hpa: Value = serde_yaml::from_str(&hpa_text).expect("YAML");
     assert_eq!(hpa["apiVersion"], "autoscaling/v2");
     let metric = &hpa["spec"]["metrics"][0]["external"];
     assert_eq!(
@@ -241,19 +434,11 @@ fn manifests_agree_with_each_other_and_with_the_binary() {
     {
         assert_eq!(target["labels"][s(k)].as_str(), Some(s(v)));
     }
-    assert_eq!(metric["target"]["type"], "AverageValue");
-    let keda = &docs("keda-scaledobject.yaml")[0];
-    let url = s(&keda["spec"]["triggers"][0]["metadata"]["url"]);
-    let want = format!(
-        "http://{}.{}.svc:{}/api/v1/scaling/{}",
-        s(&http["metadata"]["name"]),
-        s(&http["metadata"]["namespace"]),
-        port_of("listen"),
-        target["name"].as_str().expect("name")
-    );
-    assert_eq!(url, want);
-    assert_eq!(
-        keda["spec"]["triggers"][0]["metadata"]["valueLocation"],
-        "value"
-    );
+    for script in ["front-proxy-ca.sh", "serving-cert.sh"] {
+        let ok = std::process::Command::new("bash")
+            .args(["-n", &format!("{ROOT}/{script}")])
+            .status()
+            .expect("bash runs");
+        assert!(ok.success(), "{script} does not parse");
+    }
 }
