@@ -115,6 +115,9 @@ promtool check rules deploy/prometheus/aiops-rules.yml &&
 echo "== Kubernetes overlays against the schemas (kubectl kustomize, kubernetes-validate)"
 bash scripts/k8s_validate.sh
 [ $? = 0 ] || api_status=1
+echo "== KEDA's external scaler (gRPC) with a client generated from its proto"
+bash scripts/keda_test.sh
+[ $? = 0 ] || api_status=1
 echo "== notebooks (headless, on a demo archive and the NAB evaluation made now)"
 bash scripts/notebooks.sh
 [ $? = 0 ] || api_status=1
@@ -125,6 +128,6 @@ set -e
 # One closing line for the whole run: the sum of every test binary's result.
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
      END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
-[ "$api_status" = 0 ] || echo "schemathesis, the TSB-AD check, the alert rules, the Kubernetes schemas, the notebooks or the browser test: failures (see above)"
+[ "$api_status" = 0 ] || echo "schemathesis, the TSB-AD check, the alert rules, the Kubernetes schemas, the KEDA scaler, the notebooks or the browser test: failures (see above)"
 [ "$status" = 0 ] && exit "$api_status"
 exit "$status"

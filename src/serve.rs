@@ -301,6 +301,7 @@ pub async fn serve(
             .context("building the PagerDuty HTTP client")?,
         cancel.child_token(),
     ));
+    let (scaling_for_keda, auth_for_keda) = (scaling_state.clone(), auth.clone());
     let state = AppState {
         config: Arc::new(aiops_api::ApiConfig {
             // 0: as old as the archive keeps.
@@ -349,6 +350,28 @@ pub async fn serve(
         aiops_api::listen::connection_cap(cfg.server.max_connections),
         api_metrics.clone(),
     );
+    // KEDA's external scaler (gRPC): the same predictive values.
+    let keda_server = match cfg.server.keda_listen {
+        Some(at) => {
+            let l = tokio::net::TcpListener::bind(at)
+                .await
+                .with_context(|| format!("binding {at}"))?;
+            info!(addr = %l.local_addr()?, "aiops serves KEDA's external scaler (gRPC).");
+            let scaler = aiops_api::keda::Scaler::new(
+                Arc::new(cfg.detect.scaling.clone()),
+                scaling_for_keda,
+                auth_for_keda,
+                cfg.server.keda_allow_unauthenticated,
+            );
+            let token = cancel.child_token();
+            Some(tokio::spawn(async move {
+                if let Err(e) = aiops_api::keda::serve(scaler, l, token).await {
+                    tracing::error!(error = %e, "KEDA's external scaler stopped.");
+                }
+            }))
+        }
+        None => None,
+    };
     // HTTPS beside HTTP, same routes (the Kubernetes aggregator needs TLS).
     let tls_server = match (
         &cfg.server.tls_listen,
@@ -423,6 +446,9 @@ pub async fn serve(
     };
     if let Some(tls) = tls_server {
         within("HTTPS requests", tls).await;
+    }
+    if let Some(k) = keda_server {
+        within("KEDA's external scaler", k).await;
     }
     if tokio::time::timeout_at(deadline, async {
         while sources.join_next().await.is_some() {}

@@ -378,42 +378,62 @@ fn every_overlay_renders_secure_and_agrees_with_the_binary() {
     );
     assert!(kenv.contains_key("AIOPS__TRANSPORT__KAFKA__BROKERS"));
 
-    // KEDA: no APIService, no TLS; KEDA reads the JSON value with the scaling token.
+    // KEDA: no APIService, no TLS; KEDA asks the external scaler (gRPC), which only KEDA's
+    // namespace reaches.
     let keda = render("keda");
     let (ktoml, kenv) = check_common("keda", &keda);
     assert!(!has(&keda, "APIService") && !has(&keda, "Certificate"));
     assert!(server(&ktoml, &kenv, "tls_listen").is_none());
     let target = &ktoml["detect"]["scaling"]["targets"][0];
+    let grpc_port: i64 = server(&ktoml, &kenv, "keda_listen")
+        .and_then(|a| a.rsplit(':').next()?.parse().ok())
+        .expect("keda_listen");
+    let deploy = find(&keda, "Deployment", "aiops");
+    let ports = deploy["spec"]["template"]["spec"]["containers"][0]["ports"]
+        .as_sequence()
+        .expect("ports");
+    assert!(
+        ports
+            .iter()
+            .any(|p| p["name"] == "grpc" && p["containerPort"].as_i64() == Some(grpc_port))
+    );
+    let http = find(&keda, "Service", "aiops");
+    let svc_grpc = http["spec"]["ports"]
+        .as_sequence()
+        .expect("ports")
+        .iter()
+        .find(|p| p["targetPort"] == "grpc")
+        .and_then(|p| p["port"].as_i64())
+        .expect("the Service's grpc port");
+    let np = find(&keda, "NetworkPolicy", "aiops-keda");
+    assert_eq!(
+        np["spec"]["ingress"][0]["ports"][0]["port"].as_i64(),
+        Some(grpc_port)
+    );
+    assert_eq!(
+        np["spec"]["ingress"][0]["from"][0]["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"],
+        "keda"
+    );
+    assert_eq!(
+        kenv.get("AIOPS__SERVER__KEDA_ALLOW_UNAUTHENTICATED")
+            .map(String::as_str),
+        Some("true")
+    );
     let so = find(&keda, "ScaledObject", "checkout");
     let trigger = &so["spec"]["triggers"][0];
-    let http = find(&keda, "Service", "aiops");
+    assert_eq!(trigger["type"], "external");
     assert_eq!(
-        s(&trigger["metadata"]["url"]),
+        s(&trigger["metadata"]["scalerAddress"]),
         format!(
-            "http://{}.{}.svc:{}/api/v1/scaling/{}",
+            "{}.{}.svc:{svc_grpc}",
             s(&http["metadata"]["name"]),
-            s(&http["metadata"]["namespace"]),
-            http["spec"]["ports"][0]["port"].as_i64().expect("port"),
-            target["name"].as_str().expect("name")
+            s(&http["metadata"]["namespace"])
         )
     );
-    assert_eq!(trigger["metadata"]["valueLocation"], "value");
-    assert_eq!(trigger["metadata"]["authMode"], "bearer");
-    let auth = find(
-        &keda,
-        "TriggerAuthentication",
-        s(&trigger["authenticationRef"]["name"]),
+    assert_eq!(
+        trigger["metadata"]["target"].as_str(),
+        target["name"].as_str()
     );
-    assert_eq!(auth["metadata"]["namespace"], so["metadata"]["namespace"]);
-    assert_eq!(auth["spec"]["secretTargetRef"][0]["parameter"], "token");
-    let scopes: Vec<&str> = ktoml["server"]["credentials"]
-        .as_array()
-        .expect("credentials")
-        .iter()
-        .flat_map(|c| c["scopes"].as_array().into_iter().flatten())
-        .filter_map(|v| v.as_str())
-        .collect();
-    assert!(scopes.contains(&"scaling"), "a token KEDA can use");
 
     // The HPA example uses a configured target; the helper scripts parse.
     let hpa_text = std::fs::read_to_string(format!("{ROOT}/hpa.yaml")).expect("hpa.yaml");

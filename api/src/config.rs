@@ -102,6 +102,11 @@ pub struct ApiConfig {
     /// Serve the web console at `/` (static pages; their data comes from the API with the
     /// API's credentials).
     pub console: bool,
+    /// Serve KEDA's external scaler (gRPC, see [`crate::keda`]) on this address.
+    pub keda_listen: Option<SocketAddr>,
+    /// Serve the external scaler without credentials (KEDA's `external` trigger sends none;
+    /// it answers only scaling values — admit only KEDA's pods with a NetworkPolicy).
+    pub keda_allow_unauthenticated: bool,
 }
 
 impl Default for ApiConfig {
@@ -137,6 +142,8 @@ impl Default for ApiConfig {
             max_labels_per_series: 64,
             scored_warmup_secs: 86_400,
             console: true,
+            keda_listen: None,
+            keda_allow_unauthenticated: false,
             max_label_name_bytes: 256,
             max_label_value_bytes: 4096,
             max_sample_age_secs: 0,
@@ -189,6 +196,10 @@ impl ApiConfig {
     pub fn exposed_addresses(&self) -> Vec<SocketAddr> {
         std::iter::once(self.listen)
             .chain(self.tls_listen)
+            .chain(
+                self.keda_listen
+                    .filter(|_| !self.keda_allow_unauthenticated),
+            )
             .filter(|a| !a.ip().is_loopback())
             .collect()
     }

@@ -22,6 +22,8 @@
 //! | `GET /metrics` | our own metrics (OpenMetrics text) |
 //! | `GET /`, `/console/…` | the web console (static, embedded; its data comes from the routes above) |
 //!
+//! Beside them, on `server.keda_listen`: KEDA's external scaler protocol over gRPC ([`keda`]).
+//!
 //! Every error is `{"error": {"code": "...", "message": "..."}}` with a status chosen in
 //! [`error`]. Bodies are limited, every request has a deadline, and the server drains in-flight
 //! requests on shutdown (see `serve` in the binary).
@@ -39,6 +41,7 @@ pub mod external;
 pub mod front_proxy;
 mod health;
 pub mod incidents;
+pub mod keda;
 pub mod listen;
 mod metrics;
 mod openapi;
