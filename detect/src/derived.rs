@@ -10,6 +10,9 @@
 //! | `aiops_expected` | the value expected (a counter's: its per-second rate) |
 //! | `aiops_expected_lower`, `aiops_expected_upper` | the expected band |
 //!
+//! Each service scored as one vector adds `aiops_service_anomaly_score{service}` (its
+//! multivariate score per step, in [0, 1]).
+//!
 //! A series is selected once, on its first scored sample: it matches one of the output's
 //! selectors (or there are none) and the output has written fewer than `max_series` series.
 
@@ -25,6 +28,9 @@ pub const NAMES: [&str; 5] = [
     "aiops_expected_lower",
     "aiops_expected_upper",
 ];
+
+/// A service's multivariate score (see `crate::multi`).
+pub const SERVICE_SCORE: &str = "aiops_service_anomaly_score";
 
 /// One derived series: labels (sorted by name, `__name__` included) and samples in time order.
 #[derive(Debug, Clone, PartialEq)]
@@ -100,6 +106,22 @@ impl OutputSink {
                 series.samples.push((ts, value));
             }
         }
+    }
+
+    /// Buffers a service's multivariate score (`aiops_service_anomaly_score{service}`: every
+    /// service's, their number is bounded by the services).
+    pub fn push_service(&mut self, service: &str, ts: i64, score: f64) {
+        if !score.is_finite() {
+            return;
+        }
+        self.last = None;
+        self.buf.push(DerivedSeries {
+            labels: vec![
+                ("__name__".into(), SERVICE_SCORE.into()),
+                ("service".into(), service.into()),
+            ],
+            samples: vec![(ts, score)],
+        });
     }
 
     /// Hands what is buffered to the output (never waits).

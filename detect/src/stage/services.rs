@@ -142,6 +142,9 @@ impl DetectState {
             0
         };
         let sustained = st.run >= cfg.services.sustain_steps.max(1);
+        for o in &mut self.outputs {
+            o.push_service(service, at, m.score);
+        }
         let top = m
             .top_metric
             .and_then(|j| st.metrics.get(j))

@@ -194,11 +194,45 @@ fn a_broken_correlation_opens_a_service_event_naming_the_metric() {
     let catalog = SeriesCatalog::new();
     let metas = checkout_series(&catalog);
     let mut st = DetectState::default();
+    // An output selecting no series still gets the service's score.
+    let out = Arc::new(Collect::default());
+    st.outputs.push(crate::derived::OutputSink::new(
+        Box::new(out.clone()),
+        &["nothing_selected".to_owned()],
+        10,
+    ));
     st.process(
         &DetectConfig::default(),
         &checkout_steps(&metas, 0, 1000),
         &catalog,
     );
+    let written = out.series.lock().expect("lock").clone();
+    let service_scores: Vec<(i64, f64)> = written
+        .iter()
+        .filter(|s| {
+            s.labels
+                == [
+                    (
+                        "__name__".to_owned(),
+                        crate::derived::SERVICE_SCORE.to_owned(),
+                    ),
+                    ("service".to_owned(), "checkout".to_owned()),
+                ]
+        })
+        .flat_map(|s| s.samples.clone())
+        .collect();
+    assert!(service_scores.len() > 100, "{}", service_scores.len());
+    assert!(
+        service_scores
+            .iter()
+            .all(|&(_, v)| (0.0..=1.0).contains(&v))
+    );
+    assert!(
+        service_scores
+            .iter()
+            .any(|&(t, v)| t >= 900 * 60_000 && v >= 0.5)
+    );
+    assert_eq!(written.len(), service_scores.len(), "no series selected");
     let service_events: Vec<&AnomalyEvent> = st
         .events
         .iter()
