@@ -116,6 +116,17 @@ fn quantile(sorted: &[f64], q: f64) -> f64 {
 /// when that is 0 (a mostly flat series), the largest of 1.4826 × MAD, the standard deviation
 /// and 1 % of |median| — so a few kilobytes on a flat gigabyte are not a change — or, for a
 /// series flat at 0, its smallest step (its resolution), at most 1.
+/// The series' sample-to-sample noise, robustly: 1.4826 / √2 × the median absolute step over
+/// the whole table (a level shift moves one step, not the median).
+fn step_noise(all: &[f64]) -> f64 {
+    let mut d: Vec<f64> = all.windows(2).map(|w| (w[1] - w[0]).abs()).collect();
+    if d.is_empty() {
+        return 0.0;
+    }
+    d.sort_unstable_by(f64::total_cmp);
+    1.4826 / std::f64::consts::SQRT_2 * quantile(&d, 0.5)
+}
+
 fn spread(normal_sorted: &[f64], median: f64, all: &[f64]) -> f64 {
     let iqr = quantile(normal_sorted, 0.75) - quantile(normal_sorted, 0.25);
     if iqr > 0.0 {
@@ -182,15 +193,25 @@ pub fn rank_metrics_of(
                 .collect()
         };
         let (normal, abnormal) = (observed(from..split), observed(split..to));
-        let constant = |w: &[(usize, f64)]| w.len() >= 3 && w.iter().all(|&(_, v)| v == w[0].1);
-        if normal.is_empty() || abnormal.is_empty() || constant(&normal) || constant(&abnormal) {
+        // Flat over a long window: a dead or idle metric. Flat over a handful of rows (faults
+        // injected back to back leave little normal data) says nothing yet.
+        let constant = |w: &[(usize, f64)]| w.len() >= 30 && w.iter().all(|&(_, v)| v == w[0].1);
+        let unchanged = normal
+            .first()
+            .is_none_or(|&(_, first)| normal.iter().chain(&abnormal).all(|&(_, v)| v == first));
+        if normal.is_empty()
+            || abnormal.is_empty()
+            || constant(&normal)
+            || constant(&abnormal)
+            || unchanged
+        {
             continue;
         }
         let mut sorted: Vec<f64> = normal.iter().map(|&(_, v)| v).collect();
         sorted.sort_unstable_by(f64::total_cmp);
         let median = quantile(&sorted, 0.5);
         let all: Vec<f64> = normal.iter().chain(&abnormal).map(|&(_, v)| v).collect();
-        let spread = spread(&sorted, median, &all);
+        let spread = spread(&sorted, median, &all).max(step_noise(&all));
         // Availability and success rates are bad when they fall.
         let sign = if falls_when_bad(name) { -1.0 } else { 1.0 };
         let mut best = (f64::NEG_INFINITY, 0usize);
@@ -447,6 +468,42 @@ mod tests {
         assert!(m[0].score.is_finite());
         assert!(rank_metrics(&cols, &times, &values, 0, &RankConfig::default()).is_empty());
         assert!(rank_metrics(&cols, &times, &values, 99, &RankConfig::default()).is_empty());
+    }
+
+    #[test]
+    fn a_handful_of_normal_rows_still_ranks_the_cause_first() {
+        // Faults injected back to back: three rows before the fault. The cause's memory sat
+        // flat over them (flat over a few rows is no evidence of a dead metric), then jumped;
+        // a noisy neighbour's three quiet rows must not make its usual noise look like a move.
+        let cols = vec![
+            "carts_mem".to_owned(),
+            "orders_cpu".to_owned(),
+            "front_cpu".to_owned(),
+        ];
+        let times: Vec<i64> = (0..103).collect();
+        let noise = |i: i64, k: i64| ((i * 7919 + k * 104_729) % 97) as f64 / 97.0;
+        let values = vec![
+            times
+                .iter()
+                .map(|&t| if t < 3 { 100.0 } else { 160.0 + noise(t, 3) })
+                .collect(),
+            times
+                .iter()
+                .map(|&t| {
+                    if t < 3 {
+                        50.0 + 0.01 * t as f64
+                    } else {
+                        50.0 + 8.0 * noise(t, 1)
+                    }
+                })
+                .collect(),
+            times.iter().map(|&t| 20.0 + 2.0 * noise(t, 2)).collect(),
+        ];
+        let m = rank_metrics(&cols, &times, &values, 3, &RankConfig::default());
+        assert_eq!(m[0].metric, "carts_mem", "{m:?}");
+        // Flat before and after alike: nothing moved, nothing ranked.
+        let flat = vec![vec![3.0; 103]];
+        assert!(rank_metrics(&cols[..1], &times, &flat, 3, &RankConfig::default()).is_empty());
     }
 
     fn candidate(service: &str, score: f64, onset_s: i64) -> ServiceCandidate {
