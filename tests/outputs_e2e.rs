@@ -14,10 +14,11 @@ use aiops_ingest::remote_write::client::RemoteWriteClient;
 use aiops_ingest::remote_write::proto::{TimeSeries, WriteRequest};
 use common::*;
 
-fn start_receiver_prometheus(dir: &Path, port: u16) -> Proc {
+/// A Prometheus with its remote-write receiver on; `config` its prometheus.yml.
+fn start_receiver_prometheus(dir: &Path, port: u16, config_yaml: &str) -> Proc {
     std::fs::create_dir_all(dir).expect("dir");
     let config = dir.join("prometheus.yml");
-    std::fs::write(&config, "global:\n  scrape_interval: 1m\n").expect("config");
+    std::fs::write(&config, config_yaml).expect("config");
     let log = std::fs::File::create(dir.join("prometheus.log")).expect("log");
     Proc {
         child: Command::new(prometheus_binary())
@@ -35,6 +36,9 @@ fn start_receiver_prometheus(dir: &Path, port: u16) -> Proc {
         name: "prometheus",
     }
 }
+
+/// A receiver-only Prometheus configuration.
+const IDLE: &str = "global:\n  scrape_interval: 1m\n";
 
 fn start_victoriametrics(dir: &Path, port: u16) -> Proc {
     let bin = std::env::var("AIOPS_VICTORIAMETRICS_BIN")
@@ -81,7 +85,7 @@ fn url_escape(s: &str) -> String {
 async fn derived_series_reach_prometheus_and_victoriametrics_and_wait_on_disk_for_a_receiver() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (prom_port, vm_port, later_port) = (free_port(), free_port(), free_port());
-    let _prom = start_receiver_prometheus(&dir.path().join("prom"), prom_port);
+    let _prom = start_receiver_prometheus(&dir.path().join("prom"), prom_port, IDLE);
     let _vm = start_victoriametrics(&dir.path().join("vm"), vm_port);
     let config = format!(
         r#"
@@ -257,7 +261,7 @@ max_backoff_secs = 1
         "{m}"
     );
     // It comes up: everything queued arrives, and the queue empties.
-    let _later = start_receiver_prometheus(&dir.path().join("later"), later_port);
+    let _later = start_receiver_prometheus(&dir.path().join("later"), later_port, IDLE);
     let later = format!("http://127.0.0.1:{later_port}");
     let n = wait_for(
         "the queued batches delivered",
@@ -373,32 +377,13 @@ max_backoff_secs = 1
     } = serve_with_config(dir.path(), &config).await;
     // The Prometheus scrapes aiops (self-monitoring) and receives what it writes; the source
     // series reach it too, as they would from the user's own Prometheus.
-    let pdir = dir.path().join("prom");
-    std::fs::create_dir_all(&pdir).expect("dir");
-    let pconfig = pdir.join("prometheus.yml");
-    std::fs::write(
-        &pconfig,
-        format!(
+    let _prom = start_receiver_prometheus(
+        &dir.path().join("prom"),
+        prom_port,
+        &format!(
             "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: aiops\n    static_configs:\n      - targets: ['127.0.0.1:{port}']\n"
         ),
-    )
-    .expect("config");
-    let log = std::fs::File::create(pdir.join("prometheus.log")).expect("log");
-    let _prom = Proc {
-        child: Command::new(prometheus_binary())
-            .arg(format!("--config.file={}", pconfig.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                pdir.join("tsdb").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"))
-            .arg("--web.enable-remote-write-receiver")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("prometheus starts"),
-        name: "prometheus",
-    };
+    );
     let prom = format!("http://127.0.0.1:{prom_port}");
     wait_for("Prometheus ready", Duration::from_secs(30), || async {
         http.get(format!("{prom}/-/ready"))

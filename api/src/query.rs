@@ -223,37 +223,7 @@ pub async fn series_samples(
     Path(id): Path<String>,
     RawQuery(raw): RawQuery,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let id: SeriesId = id.parse().map_err(|_| {
-        ApiError::bad_request(
-            "bad_series_id",
-            format!("{id:?} is not a series id (16 hex digits)"),
-        )
-    })?;
-    let meta = state
-        .catalog
-        .get(id)
-        .ok_or_else(|| ApiError::not_found(format!("series {id} is not known")))?;
-    let (mut start, mut end) = (None, None);
-    for (k, v) in params(raw) {
-        match k.as_str() {
-            "start" => start = Some(parse_time("start", &v)?),
-            "end" => end = Some(parse_time("end", &v)?),
-            other => {
-                return Err(ApiError::bad_request(
-                    "bad_parameter",
-                    format!("unknown parameter {other:?}; expected start or end"),
-                ));
-            }
-        }
-    }
-    let end = end.unwrap_or_else(|| jiff::Timestamp::now().as_millisecond());
-    let start = start.unwrap_or(end - 3_600_000);
-    if start > end {
-        return Err(ApiError::unprocessable(
-            "bad_range",
-            format!("start ({start} ms) is after end ({end} ms)"),
-        ));
-    }
+    let (id, meta, start, end) = series_range(&state, &id, raw)?;
     let _permit = state
         .heavy_reads
         .acquire()
@@ -413,4 +383,45 @@ pub async fn scores(
         }));
     }
     Ok(Json(serde_json::json!({ "scores": out })))
+}
+
+/// A series route's path id and `start`/`end` parameters: the series (400 for a malformed id,
+/// 404 for an unknown one) and the range (default: the last hour; 422 when backwards).
+pub(crate) fn series_range(
+    state: &AppState,
+    id: &str,
+    raw: Option<String>,
+) -> Result<(SeriesId, Arc<SeriesMeta>, i64, i64), ApiError> {
+    let id: SeriesId = id.parse().map_err(|_| {
+        ApiError::bad_request(
+            "bad_series_id",
+            format!("{id:?} is not a series id (16 hex digits)"),
+        )
+    })?;
+    let meta = state
+        .catalog
+        .get(id)
+        .ok_or_else(|| ApiError::not_found(format!("series {id} is not known")))?;
+    let (mut start, mut end) = (None, None);
+    for (k, v) in params(raw) {
+        match k.as_str() {
+            "start" => start = Some(parse_time("start", &v)?),
+            "end" => end = Some(parse_time("end", &v)?),
+            other => {
+                return Err(ApiError::bad_request(
+                    "bad_parameter",
+                    format!("unknown parameter {other:?}; expected start or end"),
+                ));
+            }
+        }
+    }
+    let end = end.unwrap_or_else(|| jiff::Timestamp::now().as_millisecond());
+    let start = start.unwrap_or(end - 3_600_000);
+    if start > end {
+        return Err(ApiError::unprocessable(
+            "bad_range",
+            format!("start ({start} ms) is after end ({end} ms)"),
+        ));
+    }
+    Ok((id, meta, start, end))
 }

@@ -2,12 +2,11 @@
 //! band and scores (the series replayed from the archive), and a scaling target's recent load
 //! with its forecast path. Both bounded, both off the async threads or under a short lock.
 
-use aiops_models::SeriesId;
 use axum::Json;
 use axum::extract::{Path, RawQuery, State};
 use serde_json::{Value, json};
 
-use crate::query::{params, parse_time, view};
+use crate::query::{params, series_range, view};
 use crate::{ApiError, AppState};
 
 /// `GET /api/v1/series/{id}/scored?start=&end=`: the series over the range as the detector
@@ -36,37 +35,7 @@ pub async fn series_scored(
     Path(id): Path<String>,
     RawQuery(raw): RawQuery,
 ) -> Result<Json<Value>, ApiError> {
-    let id: SeriesId = id.parse().map_err(|_| {
-        ApiError::bad_request(
-            "bad_series_id",
-            format!("{id:?} is not a series id (16 hex digits)"),
-        )
-    })?;
-    let meta = state
-        .catalog
-        .get(id)
-        .ok_or_else(|| ApiError::not_found(format!("series {id} is not known")))?;
-    let (mut start, mut end) = (None, None);
-    for (k, v) in params(raw) {
-        match k.as_str() {
-            "start" => start = Some(parse_time("start", &v)?),
-            "end" => end = Some(parse_time("end", &v)?),
-            other => {
-                return Err(ApiError::bad_request(
-                    "bad_parameter",
-                    format!("unknown parameter {other:?}; expected start or end"),
-                ));
-            }
-        }
-    }
-    let end = end.unwrap_or_else(|| jiff::Timestamp::now().as_millisecond());
-    let start = start.unwrap_or(end - 3_600_000);
-    if start > end {
-        return Err(ApiError::unprocessable(
-            "bad_range",
-            format!("start ({start} ms) is after end ({end} ms)"),
-        ));
-    }
+    let (id, meta, start, end) = series_range(&state, &id, raw)?;
     let warmup_ms = state.config.scored_warmup_secs as i64 * 1000;
     let from = start.saturating_sub(warmup_ms);
     let max = state.config.max_samples_per_query;
