@@ -3,6 +3,9 @@
 //! PromQL — the derived series of a scored series (score, expected value and band, with the
 //! source's labels), the scaling target's load and forecast, the open incidents; and a third
 //! output whose receiver is down at first, whose batches wait on disk and arrive once it is up.
+//! The Prometheus and VictoriaMetrics outputs are set to remote_write 2.0, which neither takes:
+//! they fall back to 1.0 and lose nothing; a fourth output writes 2.0 to a second aiops, which
+//! takes it.
 
 mod common;
 
@@ -87,6 +90,9 @@ async fn derived_series_reach_prometheus_and_victoriametrics_and_wait_on_disk_fo
     let (prom_port, vm_port, later_port) = (free_port(), free_port(), free_port());
     let _prom = start_receiver_prometheus(&dir.path().join("prom"), prom_port, IDLE);
     let _vm = start_victoriametrics(&dir.path().join("vm"), vm_port);
+    std::fs::create_dir_all(dir.path().join("receiver")).expect("mkdir");
+    let receiver = serve_with_config(&dir.path().join("receiver"), "").await;
+    let receiver_port = receiver.port;
     let config = format!(
         r#"
 [detect.detector]
@@ -103,11 +109,22 @@ name = "prometheus"
 url = "http://127.0.0.1:{prom_port}/api/v1/write"
 select = ['checkout_latency_seconds']
 flush_secs = 1
+protocol = "2.0"
+
+[[outputs.remote_write]]
+name = "aiops"
+url = "http://127.0.0.1:{receiver_port}/api/v1/write"
+select = ['checkout_latency_seconds']
+flush_secs = 1
+scaling = false
+incidents = false
+protocol = "2.0"
 
 [[outputs.remote_write]]
 name = "victoriametrics"
 url = "http://127.0.0.1:{vm_port}/api/v1/write"
 flush_secs = 1
+protocol = "2.0"
 anomaly = true
 scaling = false
 incidents = false
@@ -236,6 +253,50 @@ max_backoff_secs = 1
     )
     .await;
     assert_eq!(query(&http, &vm, "count(aiops_incidents_open)").await, None);
+
+    // Neither Prometheus 2.42 nor VictoriaMetrics 1.79 takes 2.0: those outputs fell back to
+    // 1.0 (and every sample arrived, above); the second aiops takes 2.0, and holds every
+    // expected value, once.
+    let m = get_text(&http, &format!("{base}/metrics")).await;
+    for (output, version) in [("prometheus", 1), ("victoriametrics", 1), ("aiops", 2)] {
+        assert!(
+            m.contains(&format!(
+                "aiops_output_remote_write_version{{output=\"{output}\"}} {version}"
+            )),
+            "{output} sends {version}: {m}"
+        );
+    }
+    let found = wait_for(
+        "the derived series in the second aiops",
+        Duration::from_secs(30),
+        || async {
+            let list = get_json(
+                &http,
+                &format!(
+                    "{}/api/v1/series?match[]={}",
+                    receiver.base,
+                    url_escape(r#"aiops_expected{source_metric="checkout_latency_seconds"}"#)
+                ),
+            )
+            .await?;
+            let id = list["series"][0]["id"].as_str()?.to_owned();
+            let samples = get_json(
+                &http,
+                &format!(
+                    "{}/api/v1/series/{id}/samples?start={}&end={}",
+                    receiver.base,
+                    t0 / 1000 - 60,
+                    t0 / 1000 + 3_600
+                ),
+            )
+            .await?;
+            let n = samples["samples"].as_array()?.len();
+            (n >= 101).then_some((list, n))
+        },
+    )
+    .await;
+    assert_eq!(found.1, 101, "one expected value per scored sample, once");
+    assert_eq!(found.0["series"][0]["labels"]["service"], "payment");
 
     // The third receiver was down all along: its batches wait on disk, counted.
     let metrics_url = format!("{base}/metrics");

@@ -307,7 +307,7 @@ async fn invalid_series_get_400_naming_the_problem_and_valid_rest_is_kept() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn wrong_encoding_or_version_gets_415() {
+async fn wrong_encoding_or_message_gets_415() {
     let h = harness();
     let body = encode_write_request(&sample_request());
     let mut gzip = write_req(body.clone());
@@ -317,22 +317,93 @@ async fn wrong_encoding_or_version_gets_415() {
     json_ct
         .headers_mut()
         .insert("content-type", "application/json".parse().expect("valid"));
-    let mut v2 = write_req(body.clone());
-    v2.headers_mut().insert(
+    let mut other = write_req(body.clone());
+    other.headers_mut().insert(
         "content-type",
-        "application/x-protobuf;proto=io.prometheus.write.v2.Request"
+        "application/x-protobuf;proto=io.prometheus.write.v3.Request"
             .parse()
             .expect("valid"),
     );
-    v2.headers_mut().insert(
-        "x-prometheus-remote-write-version",
-        "2.0.0".parse().expect("valid"),
-    );
-    for req in [gzip, json_ct, v2] {
+    for req in [gzip, json_ct, other] {
         let (status, json) = call(&h, req).await;
         assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{json}");
         assert_eq!(error_code(&json), "unsupported_media_type");
     }
+    // A version header contradicting the Content-Type is a 400 naming both.
+    let mut mixed = write_req(body);
+    mixed.headers_mut().insert(
+        "x-prometheus-remote-write-version",
+        "2.0.0".parse().expect("valid"),
+    );
+    let (status, json) = call(&h, mixed).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{json}");
+    assert_eq!(error_code(&json), "bad_version");
+}
+
+fn write_req_v2(req: &WriteRequest) -> Request<Body> {
+    use aiops_ingest::remote_write::proto_v2;
+    Request::post("/api/v1/write")
+        .header("content-encoding", "snappy")
+        .header("content-type", proto_v2::CONTENT_TYPE_V2)
+        .header("x-prometheus-remote-write-version", proto_v2::VERSION_2)
+        .body(Body::from(proto_v2::encode_v2(&proto_v2::to_v2(req))))
+        .expect("valid request")
+}
+
+/// The `X-Prometheus-Remote-Write-*-Written` counts of an answer.
+fn written(resp: &axum::response::Response) -> [Option<u64>; 3] {
+    ["samples", "histograms", "exemplars"].map(|k| {
+        resp.headers()
+            .get(format!("x-prometheus-remote-write-{k}-written"))
+            .and_then(|v| v.to_str().ok()?.parse().ok())
+    })
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn remote_write_2_0_is_stored_and_every_answer_says_how_much() {
+    let h = harness();
+    let req = sample_request();
+    let n = req
+        .timeseries
+        .iter()
+        .map(|t| t.samples.len() as u64)
+        .sum::<u64>();
+    let resp = h
+        .router
+        .clone()
+        .oneshot(write_req_v2(&req))
+        .await
+        .expect("infallible");
+    assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+    assert_eq!(written(&resp), [Some(n), Some(0), Some(0)]);
+    let (_, body) = get(&h, "/api/v1/series").await;
+    assert_eq!(body["total"], req.timeseries.len());
+    // The same series by 1.0 are the same series (same ids), and 1.0 answers carry no counts.
+    let resp = h
+        .router
+        .clone()
+        .oneshot(write_req(encode_write_request(&req)))
+        .await
+        .expect("infallible");
+    assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+    assert_eq!(written(&resp), [None, None, None]);
+    let (_, body) = get(&h, "/api/v1/series").await;
+    assert_eq!(body["total"], req.timeseries.len());
+    // A refused 2.0 request still says what was stored: the valid series' samples.
+    let mut bad = sample_request();
+    bad.timeseries[0].labels.reverse();
+    let kept = bad.timeseries[1..]
+        .iter()
+        .map(|t| t.samples.len() as u64)
+        .sum::<u64>();
+    let resp = h
+        .router
+        .clone()
+        .oneshot(write_req_v2(&bad))
+        .await
+        .expect("infallible");
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(written(&resp), [Some(kept), Some(0), Some(0)]);
 }
 
 #[tokio::test(flavor = "multi_thread")]

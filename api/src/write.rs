@@ -1,4 +1,10 @@
-//! `POST /api/v1/write`: the Prometheus remote_write 1.0 receiver.
+//! `POST /api/v1/write`: the Prometheus remote_write receiver, 1.0 and 2.0.
+//!
+//! The version is the `Content-Type`'s: `application/x-protobuf` (or with
+//! `;proto=prometheus.WriteRequest`) is 1.0, `;proto=io.prometheus.write.v2.Request` is 2.0.
+//! Every answer to a 2.0 request, success or not, carries the
+//! `X-Prometheus-Remote-Write-{Samples,Histograms,Exemplars}-Written` counts of what was stored
+//! (native histograms and exemplars are not stored: 0).
 //!
 //! Status rules (what Prometheus does with each answer is in protocols.md 1.4):
 //!
@@ -7,15 +13,16 @@
 //! | 204 | stored durably, including empty and metadata-only requests | done |
 //! | 400 | body is not Snappy/protobuf, or some series break the data rules or limits (labels, sample times; the valid rest is stored) | drops, never retries |
 //! | 413 | body over `max_body_bytes`, decompressed over `max_decoded_bytes`, or more series or samples than `max_series_per_request` / `max_samples_per_request` | drops |
-//! | 415 | not `Content-Encoding: snappy` + `application/x-protobuf`, or remote_write 2.0 | drops |
+//! | 415 | not `Content-Encoding: snappy` + `application/x-protobuf`, or another protobuf message | drops (a 2.0 sender falls back to 1.0) |
 //! | 503 | ingest queue full, archive write failed, shutting down | retries with backoff |
 
 use aiops_ingest::IngestError;
-use aiops_ingest::remote_write::{self, Decoded};
+use aiops_ingest::remote_write::{self, Decoded, WireVersion, proto_v2};
 use aiops_ingest::transport::Envelope;
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use tracing::{debug, warn};
 
 use crate::{ApiError, AppState};
@@ -27,7 +34,8 @@ const SOURCE: &str = "remote_write";
 /// body of 2,000 series takes a few ms; the hand-off costs microseconds).
 const INLINE_DECODE_BYTES: usize = 16 << 10;
 
-fn check_headers(headers: &HeaderMap) -> Result<(), ApiError> {
+/// The body's version from its headers, or why it cannot be taken.
+fn check_headers(headers: &HeaderMap) -> Result<WireVersion, ApiError> {
     let unsupported = |m: String| {
         ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -52,30 +60,36 @@ fn check_headers(headers: &HeaderMap) -> Result<(), ApiError> {
             "Content-Type {ctype:?} is not supported; expected application/x-protobuf"
         )));
     }
-    if let Some(proto) = parts.find_map(|p| p.strip_prefix("proto="))
-        && proto != "prometheus.WriteRequest"
-    {
-        return Err(unsupported(format!(
-            "protobuf message {proto:?} is not supported; this receiver speaks remote_write 1.0 (prometheus.WriteRequest)"
-        )));
-    }
-    let version = get(remote_write::VERSION_HEADER);
-    // 1.0 senders send 0.1.0; some senders omit the header, which we accept. 2.x is refused
-    // with 415 so that a sender can fall back to 1.0.
-    if version.starts_with("2.") {
-        return Err(unsupported(format!(
-            "remote_write version {version} is not supported; configure the sender for remote_write 1.0 (X-Prometheus-Remote-Write-Version: 0.1.0)"
-        )));
-    }
-    if !version.is_empty() && !version.starts_with("0.1") {
+    let version = match parts.find_map(|p| p.strip_prefix("proto=")) {
+        None | Some("prometheus.WriteRequest") => WireVersion::V1,
+        Some(proto_v2::PROTO_V2) => WireVersion::V2,
+        Some(proto) => {
+            return Err(unsupported(format!(
+                "protobuf message {proto:?} is not supported; this receiver speaks remote_write 1.0 (prometheus.WriteRequest) and 2.0 ({})",
+                proto_v2::PROTO_V2
+            )));
+        }
+    };
+    // 1.0 senders send 0.1.0, 2.0 senders 2.0.0; some senders omit the header, which we accept.
+    // The Content-Type decides the message; the header must not contradict it.
+    let announced = get(remote_write::VERSION_HEADER);
+    let agrees = match version {
+        WireVersion::V1 => announced.starts_with("0.1"),
+        WireVersion::V2 => announced.starts_with("2."),
+    };
+    if !announced.is_empty() && !agrees {
         return Err(ApiError::bad_request(
             "bad_version",
             format!(
-                "X-Prometheus-Remote-Write-Version {version:?} is not supported; expected 0.1.0"
+                "X-Prometheus-Remote-Write-Version {announced:?} does not match the Content-Type {ctype:?}; expected {}",
+                match version {
+                    WireVersion::V1 => remote_write::VERSION_1,
+                    WireVersion::V2 => proto_v2::VERSION_2,
+                }
             ),
         ));
     }
-    Ok(())
+    Ok(version)
 }
 
 fn too_large(limit: usize, what: &str) -> ApiError {
@@ -207,16 +221,16 @@ fn decode_limits(cfg: &crate::config::ApiConfig) -> remote_write::DecodeLimits {
 #[tracing::instrument(skip_all, fields(bytes))]
 #[utoipa::path(post, path = "/api/v1/write", tag = "ingest",
     request_body(content = ref("#/components/schemas/RemoteWriteBody"), content_type = "application/x-protobuf",
-        description = "A Snappy-compressed `prometheus.WriteRequest` (remote_write 1.0)"),
+        description = "A Snappy-compressed `prometheus.WriteRequest` (remote_write 1.0), or `io.prometheus.write.v2.Request` (2.0) with `Content-Type: application/x-protobuf;proto=io.prometheus.write.v2.Request`"),
     params(
         ("Content-Encoding" = String, Header, pattern = "^snappy$", description = "`snappy`"),
-        ("X-Prometheus-Remote-Write-Version" = Option<String>, Header, pattern = "^0\\.1\\.[0-9]+$", description = "`0.1.0`")
+        ("X-Prometheus-Remote-Write-Version" = Option<String>, Header, pattern = "^(0\\.1|2\\.0)\\.[0-9]+$", description = "`0.1.0` (1.0) or `2.0.0` (2.0)")
     ),
     responses(
         (status = 204, description = "Stored durably"),
         (status = 400, description = "Not Snappy/protobuf, or series breaking the data rules or limits (the valid rest is stored)", body = ref("#/components/schemas/Error")),
         (status = 413, description = "Over `server.max_body_bytes`, `max_decoded_bytes`, `max_series_per_request` or `max_samples_per_request`", body = ref("#/components/schemas/Error")),
-        (status = 415, description = "Not remote_write 1.0", body = ref("#/components/schemas/Error")),
+        (status = 415, description = "Not remote_write 1.0 or 2.0", body = ref("#/components/schemas/Error")),
         (status = 429, description = "New series over `limits.max_series` (known ones stored)", body = ref("#/components/schemas/Error")),
         (status = 503, description = "Behind, or the archive failed: retry", body = ref("#/components/schemas/Error")),
         crate::openapi::Refusals
@@ -226,10 +240,34 @@ pub async fn remote_write(
     State(state): State<AppState>,
     headers: HeaderMap,
     body: Body,
+) -> Response {
+    let version = match check_headers(&headers) {
+        Ok(v) => v,
+        Err(e) => return e.into_response(),
+    };
+    let mut written = 0;
+    let mut response = match receive(&state, body, version, &mut written).await {
+        Ok(status) => status.into_response(),
+        Err(e) => e.into_response(),
+    };
+    if version == WireVersion::V2 {
+        let h = response.headers_mut();
+        h.insert(proto_v2::SAMPLES_WRITTEN_HEADER, HeaderValue::from(written));
+        h.insert(proto_v2::HISTOGRAMS_WRITTEN_HEADER, HeaderValue::from(0));
+        h.insert(proto_v2::EXEMPLARS_WRITTEN_HEADER, HeaderValue::from(0));
+    }
+    response
+}
+
+/// Decodes and stores one body; `written` counts the samples stored durably.
+async fn receive(
+    state: &AppState,
+    body: Body,
+    version: WireVersion,
+    written: &mut u64,
 ) -> Result<StatusCode, ApiError> {
-    check_headers(&headers)?;
     let limit = state.config.max_body_bytes;
-    if let Err(e) = wait_for_room(&state).await {
+    if let Err(e) = wait_for_room(state).await {
         // Read (and drop) the body so the connection stays usable for the sender's retry.
         let _ = read_body(body, limit).await;
         return Err(e);
@@ -240,10 +278,10 @@ pub async fn remote_write(
     let limits = decode_limits(&state.config);
     let catalog = state.catalog.clone();
     let decoded = if body.len() <= INLINE_DECODE_BYTES {
-        remote_write::decode_with_limits(&body, &catalog, &limits)
+        remote_write::decode_version(&body, &catalog, &limits, version)
     } else {
         tokio::task::spawn_blocking(move || {
-            remote_write::decode_with_limits(&body, &catalog, &limits)
+            remote_write::decode_version(&body, &catalog, &limits, version)
         })
         .await
         .map_err(ApiError::internal)?
@@ -269,7 +307,7 @@ pub async fn remote_write(
         }
     };
 
-    let (batch, over_limit) = cap_series(&state, batch);
+    let (batch, over_limit) = cap_series(state, batch);
     let samples = batch.len() as u64;
     if !batch.is_empty() {
         let (env, waiter) = Envelope::with_ack(batch);
@@ -294,6 +332,7 @@ pub async fn remote_write(
             return Err(ApiError::unavailable("archive_unavailable", e.to_string()));
         }
         state.ingest_metrics.received(SOURCE, samples);
+        *written = samples;
     }
     if let Some((series, dropped)) = over_limit {
         state

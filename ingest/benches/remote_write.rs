@@ -1,9 +1,12 @@
 //! remote_write body → decoded → Arrow `SampleBatch`, on the checked-in fixtures, in samples per
 //! second on one core. Baselines in the same run: Snappy decompression alone (the floor) and
 //! decoding into prost structs (what a receiver built on the generated types does, before it
-//! has even started building Arrow columns).
+//! has even started building Arrow columns). `decode_v2_to_arrow` is the same request sent as
+//! remote_write 2.0 (string table and label references).
 
-use aiops_ingest::remote_write::{WriteRequest, decode_write_request};
+use aiops_ingest::remote_write::{
+    DecodeLimits, WireVersion, WriteRequest, decode_version, decode_write_request, proto_v2,
+};
 use aiops_models::SeriesCatalog;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use prost::Message;
@@ -31,6 +34,16 @@ fn bench(c: &mut Criterion) {
         g.bench_function("decode_to_arrow", |b| {
             b.iter(|| {
                 decode_write_request(&body, &warm, 64 << 20)
+                    .expect("decodes")
+                    .batch
+                    .len()
+            })
+        });
+        let v2 = proto_v2::transcode_v1_body(&body).expect("fixture re-encodes");
+        let limits = DecodeLimits::unbounded(64 << 20);
+        g.bench_function("decode_v2_to_arrow", |b| {
+            b.iter(|| {
+                decode_version(&v2, &warm, &limits, WireVersion::V2)
                     .expect("decodes")
                     .batch
                     .len()

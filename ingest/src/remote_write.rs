@@ -1,5 +1,5 @@
-//! Prometheus remote_write 1.0: the wire types and the decoder that turns a request body into
-//! a [`SampleBatch`](aiops_models::SampleBatch).
+//! Prometheus remote_write 1.0 and 2.0: the wire types and the decoder that turns a request body
+//! into a [`SampleBatch`](aiops_models::SampleBatch).
 //!
 //! Two decoders live here on purpose:
 //!
@@ -16,10 +16,14 @@ pub mod decode;
 pub mod outbox;
 pub mod output;
 pub mod proto;
+pub mod proto_v2;
 mod synthetic;
 
 pub use client::RemoteWriteClient;
-pub use decode::{DecodeLimits, Decoded, InvalidSeries, decode_with_limits, decode_write_request};
+pub use decode::{
+    DecodeLimits, Decoded, InvalidSeries, WireVersion, decode_version, decode_with_limits,
+    decode_write_request,
+};
 pub use proto::{Label, MetricMetadata, Sample, TimeSeries, WriteRequest, encode_write_request};
 pub use synthetic::synthetic_request;
 

@@ -1,9 +1,11 @@
-//! Zero-copy decoding of remote_write 1.0 bodies into Arrow.
+//! Zero-copy decoding of remote_write 1.0 and 2.0 bodies into Arrow.
 //!
 //! The body is Snappy-decompressed into a per-thread scratch buffer, then the protobuf wire
 //! format is walked directly. Each series' labels are validated and hashed from borrowed bytes;
 //! only series the catalog does not know yet are copied into a [`SeriesMeta`]. Samples go
-//! straight into the columns of a [`SampleBatchBuilder`].
+//! straight into the columns of a [`SampleBatchBuilder`]. A 2.0 body's string table is indexed
+//! once (byte ranges, nothing copied) and each series' label references are resolved to the
+//! same ranges, so both versions share every check after parsing.
 //!
 //! Invalid series (unsorted or duplicate labels, missing `__name__`, bad names, samples out of
 //! order, id collisions) are left out and reported in [`Decoded::invalid`]; the valid rest of
@@ -14,14 +16,12 @@
 
 use std::cell::RefCell;
 use std::collections::HashSet;
-use std::fmt::Write as _;
 use std::hash::BuildHasherDefault;
-use std::sync::Arc;
 
 use crate::IngestError;
 use aiops_models::{
-    CatalogView, Labels, METRIC_NAME_LABEL, SampleBatch, SampleBatchBuilder, SeriesCatalog,
-    SeriesHasher, SeriesId, SeriesMeta, Source, StaleMarker, is_stale_nan,
+    CatalogView, SampleBatch, SampleBatchBuilder, SeriesCatalog, SeriesHasher, SeriesId,
+    StaleMarker, is_stale_nan,
 };
 
 /// Why a body cannot be decoded, inside the decoder: small and cheap to pass back through the
@@ -144,6 +144,18 @@ struct Scratch {
     hasher: SeriesHasher,
     labels: Vec<(usize, usize, usize, usize)>,
     samples: Vec<(i64, f64)>,
+    symbols: Vec<(usize, usize)>,
+    refs: Vec<u32>,
+}
+
+/// Which remote_write message a body carries (from its `Content-Type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WireVersion {
+    /// `prometheus.WriteRequest` (remote_write 1.0).
+    #[default]
+    V1,
+    /// `io.prometheus.write.v2.Request` (remote_write 2.0).
+    V2,
 }
 
 /// Decompresses a Snappy block into `out`, refusing sizes over `limit` before allocating.
@@ -187,7 +199,18 @@ pub fn decode_with_limits(
     catalog: &SeriesCatalog,
     limits: &DecodeLimits,
 ) -> Result<Decoded, IngestError> {
-    Ok(decode_in_scratch(body, catalog, limits)?)
+    Ok(decode_in_scratch(body, catalog, limits, WireVersion::V1)?)
+}
+
+/// As [`decode_with_limits`], for a body of either version.
+#[inline]
+pub fn decode_version(
+    body: &[u8],
+    catalog: &SeriesCatalog,
+    limits: &DecodeLimits,
+    version: WireVersion,
+) -> Result<Decoded, IngestError> {
+    Ok(decode_in_scratch(body, catalog, limits, version)?)
 }
 
 /// The decoder on this thread's scratch buffers.
@@ -196,6 +219,7 @@ fn decode_in_scratch(
     body: &[u8],
     catalog: &SeriesCatalog,
     limits: &DecodeLimits,
+    version: WireVersion,
 ) -> Result<Decoded, DecodeError> {
     SCRATCH.with(|scratch| {
         let mut scratch = scratch.borrow_mut();
@@ -204,9 +228,16 @@ fn decode_in_scratch(
             hasher,
             labels,
             samples,
+            symbols,
+            refs,
         } = &mut *scratch;
         decompress(body, limits.max_decoded_bytes, raw)?;
-        let out = decode_protobuf(raw, catalog, hasher, labels, samples, limits);
+        let mut sink = Sink::new(raw.len(), catalog, limits);
+        let walked = match version {
+            WireVersion::V1 => walk_v1(raw, &mut sink, hasher, labels, samples),
+            WireVersion::V2 => walk_v2(raw, &mut sink, hasher, labels, samples, symbols, refs),
+        };
+        let out = walked.map(|()| sink.finish());
         // Do not keep a huge buffer alive on this thread after an outsized request.
         if raw.capacity() > 16 << 20 {
             *raw = Vec::new();
@@ -215,100 +246,202 @@ fn decode_in_scratch(
     })
 }
 
-fn decode_protobuf(
+/// Where parsed series go: limits counted, each series checked, samples into the batch.
+struct Sink<'c> {
+    builder: SampleBatchBuilder,
+    seen_new: HashSet<SeriesId, BuildHasherDefault<aiops_models::IdHasher>>,
+    invalid: Option<InvalidSeries>,
+    series: usize,
+    samples: usize,
+    metadata: usize,
+    view: CatalogView<'c>,
+    limits: &'c DecodeLimits,
+}
+
+impl<'c> Sink<'c> {
+    fn new(body_len: usize, catalog: &'c SeriesCatalog, limits: &'c DecodeLimits) -> Self {
+        Self {
+            // A sample costs at least 11 bytes on the wire (tag + fixed64 + tag + 1-byte varint)
+            // plus its 2-byte envelope: reserve accordingly, capped, to avoid regrowth.
+            builder: SampleBatchBuilder::with_capacity((body_len / 16).min(1 << 20)),
+            seen_new: HashSet::default(),
+            invalid: None,
+            series: 0,
+            samples: 0,
+            metadata: 0,
+            view: catalog.view(),
+            limits,
+        }
+    }
+
+    /// Counts a series against the request's limits before it is parsed.
+    fn count_series(&mut self) -> Result<(), DecodeError> {
+        self.series += 1;
+        if self.series > self.limits.max_series {
+            return Err(DecodeError::TooMany {
+                what: "series",
+                limit: self.limits.max_series,
+                key: "server.max_series_per_request",
+            });
+        }
+        Ok(())
+    }
+
+    /// One parsed series: labels as byte ranges of `buf`.
+    fn series(
+        &mut self,
+        buf: &[u8],
+        labels: &[(usize, usize, usize, usize)],
+        samples: &[(i64, f64)],
+        hasher: &mut SeriesHasher,
+    ) -> Result<(), DecodeError> {
+        self.samples += samples.len();
+        if self.samples > self.limits.max_samples {
+            return Err(DecodeError::TooMany {
+                what: "samples",
+                limit: self.limits.max_samples,
+                key: "server.max_samples_per_request",
+            });
+        }
+        match check_series(buf, labels, samples, &self.view, hasher, self.limits) {
+            Ok(SeriesCheck { id, new_meta }) => {
+                if let Some(meta) = new_meta.filter(|_| self.seen_new.insert(id)) {
+                    self.builder.push_series(meta);
+                }
+                for &(ts, v) in samples {
+                    if is_stale_nan(v) {
+                        self.builder.push_stale(StaleMarker {
+                            series_id: id,
+                            timestamp_ms: ts,
+                        });
+                    } else {
+                        self.builder.push(id, ts, v);
+                    }
+                }
+            }
+            Err(problem) => {
+                let inv = self.invalid.get_or_insert(InvalidSeries {
+                    first: problem.message,
+                    series: 0,
+                    samples: 0,
+                    collisions: 0,
+                    out_of_range: 0,
+                });
+                inv.series += 1;
+                inv.samples += samples.len();
+                inv.collisions += usize::from(problem.kind == ProblemKind::Collision);
+                inv.out_of_range += usize::from(problem.kind == ProblemKind::OutOfRange);
+            }
+        }
+        Ok(())
+    }
+
+    fn finish(self) -> Decoded {
+        Decoded {
+            batch: self.builder.finish(),
+            invalid: self.invalid,
+            series: self.series,
+            metadata: self.metadata,
+        }
+    }
+}
+
+/// Walks a `prometheus.WriteRequest`.
+fn walk_v1(
     buf: &[u8],
-    catalog: &SeriesCatalog,
+    sink: &mut Sink<'_>,
     hasher: &mut SeriesHasher,
     labels: &mut Vec<(usize, usize, usize, usize)>,
     samples: &mut Vec<(i64, f64)>,
-    limits: &DecodeLimits,
-) -> Result<Decoded, DecodeError> {
-    // A sample costs at least 11 bytes on the wire (tag + fixed64 + tag + 1-byte varint)
-    // plus its 2-byte envelope: reserve accordingly, capped, to avoid regrowth.
-    let mut builder = SampleBatchBuilder::with_capacity((buf.len() / 16).min(1 << 20));
-    let mut seen_new: HashSet<SeriesId, BuildHasherDefault<aiops_models::IdHasher>> =
-        HashSet::default();
-    let mut invalid: Option<InvalidSeries> = None;
-    let mut series = 0;
-    let mut total_samples = 0usize;
-    let mut metadata = 0;
-    let view = catalog.view();
+) -> Result<(), DecodeError> {
     let mut r = Reader::new(buf, 0);
     while !r.done() {
         let (field, wire) = r.key()?;
         match (field, wire) {
             (1, WIRE_LEN) => {
                 let (start, end) = r.len_delimited()?;
-                series += 1;
-                if series > limits.max_series {
-                    return Err(DecodeError::TooMany {
-                        what: "series",
-                        limit: limits.max_series,
-                        key: "server.max_series_per_request",
-                    });
-                }
+                sink.count_series()?;
                 labels.clear();
                 samples.clear();
                 parse_series(buf, start, end, labels, samples)?;
-                total_samples += samples.len();
-                if total_samples > limits.max_samples {
-                    return Err(DecodeError::TooMany {
-                        what: "samples",
-                        limit: limits.max_samples,
-                        key: "server.max_samples_per_request",
-                    });
-                }
-                match check_series(buf, labels, samples, &view, hasher, limits) {
-                    Ok(SeriesCheck { id, new_meta }) => {
-                        if let Some(meta) = new_meta.filter(|_| seen_new.insert(id)) {
-                            builder.push_series(meta);
-                        }
-                        for &(ts, v) in samples.iter() {
-                            if is_stale_nan(v) {
-                                builder.push_stale(StaleMarker {
-                                    series_id: id,
-                                    timestamp_ms: ts,
-                                });
-                            } else {
-                                builder.push(id, ts, v);
-                            }
-                        }
-                    }
-                    Err(problem) => {
-                        let inv = invalid.get_or_insert(InvalidSeries {
-                            first: problem.message,
-                            series: 0,
-                            samples: 0,
-                            collisions: 0,
-                            out_of_range: 0,
-                        });
-                        inv.series += 1;
-                        inv.samples += samples.len();
-                        inv.collisions += usize::from(problem.kind == ProblemKind::Collision);
-                        inv.out_of_range += usize::from(problem.kind == ProblemKind::OutOfRange);
-                    }
-                }
+                sink.series(buf, labels, samples, hasher)?;
             }
             (3, WIRE_LEN) => {
                 r.len_delimited()?;
-                metadata += 1;
+                sink.metadata += 1;
             }
             (1 | 3, _) => return Err(r.err("WriteRequest field has the wrong wire type")),
             (_, w) => r.skip(w)?,
         }
     }
-    Ok(Decoded {
-        batch: builder.finish(),
-        invalid,
-        series,
-        metadata,
-    })
+    Ok(())
 }
 
-const WIRE_VARINT: u8 = 0;
-const WIRE_FIXED64: u8 = 1;
-const WIRE_LEN: u8 = 2;
-const WIRE_FIXED32: u8 = 5;
+/// Walks an `io.prometheus.write.v2.Request`: the string table first (wherever it sits in the
+/// body), then the series with their label references resolved to the table's byte ranges.
+/// Histograms and exemplars are skipped; a series' metadata is counted.
+fn walk_v2(
+    buf: &[u8],
+    sink: &mut Sink<'_>,
+    hasher: &mut SeriesHasher,
+    labels: &mut Vec<(usize, usize, usize, usize)>,
+    samples: &mut Vec<(i64, f64)>,
+    symbols: &mut Vec<(usize, usize)>,
+    refs: &mut Vec<u32>,
+) -> Result<(), DecodeError> {
+    symbols.clear();
+    let mut r = Reader::new(buf, 0);
+    while !r.done() {
+        match r.key()? {
+            (4, WIRE_LEN) => symbols.push(r.len_delimited()?),
+            (5, WIRE_LEN) => {
+                r.len_delimited()?;
+            }
+            (4 | 5, _) => return Err(r.err("Request field has the wrong wire type")),
+            (_, w) => r.skip(w)?,
+        }
+    }
+    if symbols.first().is_some_and(|&(s, e)| s != e) {
+        return Err(DecodeError::Protobuf {
+            offset: symbols[0].0,
+            reason: "symbols[0] must be the empty string",
+        });
+    }
+    let mut r = Reader::new(buf, 0);
+    while !r.done() {
+        let (field, wire) = r.key()?;
+        if (field, wire) != (5, WIRE_LEN) {
+            r.skip(wire)?;
+            continue;
+        }
+        let (start, end) = r.len_delimited()?;
+        sink.count_series()?;
+        labels.clear();
+        samples.clear();
+        refs.clear();
+        if parse_series_v2(buf, start, end, refs, samples)? {
+            sink.metadata += 1;
+        }
+        if !refs.len().is_multiple_of(2) {
+            return Err(DecodeError::Protobuf {
+                offset: start,
+                reason: "labels_refs holds an odd number of references",
+            });
+        }
+        for pair in refs.chunks_exact(2) {
+            let at = |i: u32| symbols.get(i as usize).copied();
+            let (Some((ns, ne)), Some((vs, ve))) = (at(pair[0]), at(pair[1])) else {
+                return Err(DecodeError::Protobuf {
+                    offset: start,
+                    reason: "labels_refs names a symbol past the end of the table",
+                });
+            };
+            labels.push((ns, ne, vs, ve));
+        }
+        sink.series(buf, labels, samples, hasher)?;
+    }
+    Ok(())
+}
 
 /// Reads the labels (as byte ranges of `buf`) and samples of one `TimeSeries`.
 fn parse_series(
@@ -338,17 +471,7 @@ fn parse_series(
             }
             (2, WIRE_LEN) => {
                 let (ss, se) = r.len_delimited()?;
-                let mut sr = Reader::new(&buf[..se], ss);
-                let (mut ts, mut v) = (0i64, 0f64);
-                while !sr.done() {
-                    match sr.key()? {
-                        (1, WIRE_FIXED64) => v = f64::from_bits(sr.fixed64()?),
-                        (2, WIRE_VARINT) => ts = sr.varint()? as i64,
-                        (1 | 2, _) => return Err(sr.err("Sample field has the wrong wire type")),
-                        (_, w) => sr.skip(w)?,
-                    }
-                }
-                samples.push((ts, v));
+                samples.push(parse_sample(buf, ss, se)?);
             }
             (1 | 2, _) => return Err(r.err("TimeSeries field has the wrong wire type")),
             (_, w) => r.skip(w)?,
@@ -357,320 +480,70 @@ fn parse_series(
     Ok(())
 }
 
-struct SeriesCheck {
-    id: SeriesId,
-    new_meta: Option<Arc<SeriesMeta>>,
-}
-
-#[derive(PartialEq, Eq)]
-enum ProblemKind {
-    Invalid,
-    Collision,
-    OutOfRange,
-}
-
-struct Problem {
-    message: String,
-    kind: ProblemKind,
-}
-
-fn check_series(
+/// Reads the label references and samples of one 2.0 `TimeSeries`; whether it has metadata.
+fn parse_series_v2(
     buf: &[u8],
-    labels: &[(usize, usize, usize, usize)],
-    samples: &[(i64, f64)],
-    catalog: &CatalogView<'_>,
-    hasher: &mut SeriesHasher,
-    limits: &DecodeLimits,
-) -> Result<SeriesCheck, Problem> {
-    let bad = |reason: String| Problem {
-        message: format!("series {}: {reason}", describe(buf, labels)),
-        kind: ProblemKind::Invalid,
+    start: usize,
+    end: usize,
+    refs: &mut Vec<u32>,
+    samples: &mut Vec<(i64, f64)>,
+) -> Result<bool, DecodeError> {
+    let mut r = Reader::new(&buf[..end], start);
+    let mut metadata = false;
+    let to_ref = |v: u64, r: &Reader<'_>| {
+        u32::try_from(v).map_err(|_| r.err("a label reference is over 32 bits"))
     };
-    hasher.reset(Source::Prometheus);
-    for &(ns, ne, vs, ve) in labels {
-        hasher.label(&buf[ns..ne], &buf[vs..ve]);
-    }
-    let (id, check) = (hasher.finish(), hasher.finish_check());
-    if let Some(w) = samples.windows(2).find(|w| w[1].0 < w[0].0) {
-        return Err(bad(format!(
-            "samples out of timestamp order ({} after {})",
-            w[1].0, w[0].0
-        )));
-    }
-    // In time order (checked above): the first and last samples bound the rest.
-    if let Some(&t) = [samples.first(), samples.last()]
-        .into_iter()
-        .flatten()
-        .map(|(t, _)| t)
-        .find(|t| !limits.timestamps_ms.contains(t))
-    {
-        return Err(Problem {
-            message: format!(
-                "series {}: a sample at {} is outside the accepted range {} to {} (server.max_sample_age_secs, server.max_sample_future_secs)",
-                describe(buf, labels),
-                show_ms(t),
-                show_ms(*limits.timestamps_ms.start()),
-                show_ms(*limits.timestamps_ms.end())
-            ),
-            kind: ProblemKind::OutOfRange,
-        });
-    }
-    let known = catalog.check_of(id);
-    if known == Some(check) {
-        // The very bytes of a series validated before: nothing more to check.
-        return Ok(SeriesCheck { id, new_meta: None });
-    }
-    if labels.len() > limits.max_labels {
-        return Err(bad(format!(
-            "{} labels, over the limit of {} (server.max_labels_per_series)",
-            labels.len(),
-            limits.max_labels
-        )));
-    }
-    let mut prev: Option<&[u8]> = None;
-    let mut metric: Option<&[u8]> = None;
-    for &(ns, ne, vs, ve) in labels {
-        let (name, value) = (&buf[ns..ne], &buf[vs..ve]);
-        if name.len() > limits.max_label_name_bytes {
-            return Err(bad(format!(
-                "label name {:?} is {} bytes, over the limit of {} (server.max_label_name_bytes)",
-                lossy(name),
-                name.len(),
-                limits.max_label_name_bytes
-            )));
-        }
-        if value.len() > limits.max_label_value_bytes {
-            return Err(bad(format!(
-                "label {:?} has a value of {} bytes, over the limit of {} (server.max_label_value_bytes)",
-                lossy(name),
-                value.len(),
-                limits.max_label_value_bytes
-            )));
-        }
-        if let Some(p) = prev {
-            if name == p {
-                return Err(bad(format!("duplicate label name {:?}", lossy(name))));
-            }
-            if name < p {
-                return Err(bad(format!(
-                    "labels not sorted by name ({:?} after {:?})",
-                    lossy(name),
-                    lossy(p)
-                )));
-            }
-        }
-        prev = Some(name);
-        if name == METRIC_NAME_LABEL.as_bytes() {
-            if !valid_metric_name(value) {
-                return Err(bad(format!("invalid metric name {:?}", lossy(value))));
-            }
-            metric = Some(value);
-        } else if !valid_label_name(name) {
-            return Err(bad(format!("invalid label name {:?}", lossy(name))));
-        }
-        if value.is_empty() {
-            return Err(bad(format!("label {:?} has an empty value", lossy(name))));
-        }
-        if std::str::from_utf8(value).is_err() {
-            return Err(bad(format!(
-                "label {:?} value is not valid UTF-8",
-                lossy(name)
-            )));
-        }
-    }
-    let Some(metric) = metric else {
-        return Err(bad("missing __name__ label".into()));
-    };
-    match known.and_then(|_| catalog.get(id)) {
-        Some(known) => Err(Problem {
-            message: format!(
-                "series {} collides with known series {} (id {id}); its samples were not stored",
-                describe(buf, labels),
-                known.to_selector_string()
-            ),
-            kind: ProblemKind::Collision,
-        }),
-        None => {
-            let text =
-                |s: usize, e: usize| std::str::from_utf8(&buf[s..e]).expect("validated above");
-            // In one allocation (two): a catalog entry lives as long as its series.
-            let kept = Labels::from_sorted(
-                labels
-                    .iter()
-                    .filter(|&&(ns, ne, _, _)| &buf[ns..ne] != METRIC_NAME_LABEL.as_bytes())
-                    .map(|&(ns, ne, vs, ve)| (text(ns, ne), text(vs, ve))),
-            );
-            let meta = SeriesMeta {
-                id,
-                source: Source::Prometheus,
-                metric: String::from_utf8_lossy(metric).into_owned(),
-                labels: kept,
-            };
-            Ok(SeriesCheck {
-                id,
-                new_meta: Some(Arc::new(meta)),
-            })
-        }
-    }
-}
-
-fn valid_label_name(name: &[u8]) -> bool {
-    match name.split_first() {
-        Some((first, rest)) => {
-            (first.is_ascii_alphabetic() || *first == b'_')
-                && rest.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'_')
-        }
-        None => false,
-    }
-}
-
-fn valid_metric_name(name: &[u8]) -> bool {
-    match name.split_first() {
-        Some((first, rest)) => {
-            (first.is_ascii_alphabetic() || *first == b'_' || *first == b':')
-                && rest
-                    .iter()
-                    .all(|c| c.is_ascii_alphanumeric() || *c == b'_' || *c == b':')
-        }
-        None => false,
-    }
-}
-
-/// Most bytes of one label name or value echoed in an error message.
-const ECHO_BYTES: usize = 256;
-
-/// A label name or value for an error message: at most [`ECHO_BYTES`] of it.
-fn lossy(b: &[u8]) -> std::borrow::Cow<'_, str> {
-    if b.len() <= ECHO_BYTES {
-        return String::from_utf8_lossy(b);
-    }
-    let head = String::from_utf8_lossy(&b[..ECHO_BYTES]);
-    std::borrow::Cow::Owned(format!(
-        "{}…(+{} bytes)",
-        head.trim_end_matches('\u{fffd}'),
-        b.len() - ECHO_BYTES
-    ))
-}
-
-/// A timestamp in ms for an error message: RFC 3339 when it has one.
-fn show_ms(t: i64) -> String {
-    match jiff::Timestamp::from_millisecond(t) {
-        Ok(ts) => format!("{ts} ({t} ms)"),
-        Err(_) => format!("{t} ms"),
-    }
-}
-
-/// `{a="b", c="d"}` from wire labels, for error messages only.
-fn describe(buf: &[u8], labels: &[(usize, usize, usize, usize)]) -> String {
-    let mut s = String::from("{");
-    for (i, &(ns, ne, vs, ve)) in labels.iter().enumerate().take(12) {
-        if i > 0 {
-            s.push_str(", ");
-        }
-        let _ = write!(s, "{}={:?}", lossy(&buf[ns..ne]), lossy(&buf[vs..ve]));
-    }
-    if labels.len() > 12 {
-        s.push_str(", …");
-    }
-    s.push('}');
-    s
-}
-
-/// A cursor over protobuf wire format within `buf[pos..]`.
-struct Reader<'a> {
-    buf: &'a [u8],
-    pos: usize,
-}
-
-impl<'a> Reader<'a> {
-    fn new(buf: &'a [u8], pos: usize) -> Self {
-        Self { buf, pos }
-    }
-
-    fn done(&self) -> bool {
-        self.pos >= self.buf.len()
-    }
-
-    fn err(&self, reason: &'static str) -> DecodeError {
-        DecodeError::Protobuf {
-            offset: self.pos,
-            reason,
-        }
-    }
-
-    #[inline]
-    fn varint(&mut self) -> Result<u64, DecodeError> {
-        let mut out = 0u64;
-        for shift in (0..64).step_by(7) {
-            let Some(&b) = self.buf.get(self.pos) else {
-                return Err(self.err("truncated varint"));
-            };
-            self.pos += 1;
-            out |= u64::from(b & 0x7f) << shift;
-            if b < 0x80 {
-                return Ok(out);
-            }
-        }
-        Err(self.err("varint longer than 10 bytes"))
-    }
-
-    #[inline]
-    fn key(&mut self) -> Result<(u64, u8), DecodeError> {
-        let k = self.varint()?;
-        let field = k >> 3;
-        if field == 0 {
-            return Err(self.err("field number 0"));
-        }
-        Ok((field, (k & 7) as u8))
-    }
-
-    #[inline]
-    fn fixed64(&mut self) -> Result<u64, DecodeError> {
-        let bytes = self
-            .buf
-            .get(self.pos..self.pos + 8)
-            .ok_or_else(|| self.err("truncated fixed64"))?;
-        self.pos += 8;
-        Ok(u64::from_le_bytes(bytes.try_into().expect("slice of 8")))
-    }
-
-    #[inline]
-    fn len_delimited(&mut self) -> Result<(usize, usize), DecodeError> {
-        let len = self.varint()?;
-        let start = self.pos;
-        let end = usize::try_from(len)
-            .ok()
-            .and_then(|l| start.checked_add(l))
-            .filter(|&e| e <= self.buf.len())
-            .ok_or_else(|| self.err("length-delimited field runs past the end"))?;
-        self.pos = end;
-        Ok((start, end))
-    }
-
-    fn skip(&mut self, wire: u8) -> Result<(), DecodeError> {
-        match wire {
-            WIRE_VARINT => {
-                self.varint()?;
-            }
-            WIRE_FIXED64 => {
-                self.fixed64()?;
-            }
-            WIRE_LEN => {
-                self.len_delimited()?;
-            }
-            WIRE_FIXED32 => {
-                if self.pos + 4 > self.buf.len() {
-                    return Err(self.err("truncated fixed32"));
+    while !r.done() {
+        let (field, wire) = r.key()?;
+        match (field, wire) {
+            // Packed, as every encoder writes it; unpacked is valid protobuf as well.
+            (1, WIRE_LEN) => {
+                let (ps, pe) = r.len_delimited()?;
+                let mut pr = Reader::new(&buf[..pe], ps);
+                while !pr.done() {
+                    let v = pr.varint()?;
+                    refs.push(to_ref(v, &pr)?);
                 }
-                self.pos += 4;
             }
-            _ => {
-                return Err(self.err("unsupported wire type (groups are not used by remote_write)"));
+            (1, WIRE_VARINT) => {
+                let v = r.varint()?;
+                refs.push(to_ref(v, &r)?);
             }
+            (2, WIRE_LEN) => {
+                let (ss, se) = r.len_delimited()?;
+                samples.push(parse_sample(buf, ss, se)?);
+            }
+            (5, WIRE_LEN) => {
+                r.len_delimited()?;
+                metadata = true;
+            }
+            (1 | 2 | 5, _) => return Err(r.err("TimeSeries field has the wrong wire type")),
+            (_, w) => r.skip(w)?,
         }
-        Ok(())
     }
+    Ok(metadata)
 }
+
+/// One `Sample` (the same fields in both versions; 2.0's `start_timestamp` is skipped).
+fn parse_sample(buf: &[u8], start: usize, end: usize) -> Result<(i64, f64), DecodeError> {
+    let mut sr = Reader::new(&buf[..end], start);
+    let (mut ts, mut v) = (0i64, 0f64);
+    while !sr.done() {
+        match sr.key()? {
+            (1, WIRE_FIXED64) => v = f64::from_bits(sr.fixed64()?),
+            (2, WIRE_VARINT) => ts = sr.varint()? as i64,
+            (1 | 2, _) => return Err(sr.err("Sample field has the wrong wire type")),
+            (_, w) => sr.skip(w)?,
+        }
+    }
+    Ok((ts, v))
+}
+
+mod check;
+mod wire;
+
+use check::{ProblemKind, SeriesCheck, check_series};
+use wire::{Reader, WIRE_FIXED64, WIRE_LEN, WIRE_VARINT};
 
 #[cfg(test)]
 mod tests;

@@ -8,6 +8,13 @@
 //! and a batch the receiver refuses for good — a 4xx other than 408 and 429
 //! (`dropped_rejected`: sending it again cannot help). 408, 429, 5xx and network errors are
 //! retried with exponential backoff, honouring `Retry-After`, for as long as the age allows.
+//!
+//! Batches are queued as 1.0 bodies. An output set to `protocol = "2.0"` re-encodes each one as
+//! a 2.0 request when it sends it; a receiver that does not take 2.0 — it answers 415 or 400, or
+//! a 2xx without the `X-Prometheus-Remote-Write-Samples-Written` count a 2.0 receiver must send
+//! (a 1.0 receiver parses a 2.0 body as an empty 1.0 request and says 204) — gets the same
+//! batch again as 1.0 at once, and when that is taken the output stays on 1.0 until restarted
+//! (logged; `aiops_output_remote_write_version` says which version it sends).
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -17,7 +24,9 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, warn};
 
-use super::output::{OutputConfig, OutputMetrics};
+use super::WireVersion;
+use super::output::{OutputConfig, OutputMetrics, Protocol};
+use super::proto_v2;
 use crate::http::{Backoff, is_retryable, retry_after};
 
 /// Queued batches of one output.
@@ -133,6 +142,39 @@ enum Outcome {
     Sent,
     Retry(Option<Duration>),
     Rejected(String),
+    /// A 2.0 request the receiver did not understand (why).
+    NotV2(String),
+}
+
+/// Delivers one queued (1.0) body in the version the output currently speaks, falling back to
+/// 1.0 for good when the receiver does not take 2.0 and does take 1.0.
+async fn deliver_negotiated(
+    http: &reqwest::Client,
+    cfg: &OutputConfig,
+    body: Vec<u8>,
+    v2: &mut bool,
+    metrics: &OutputMetrics,
+) -> Outcome {
+    if !*v2 {
+        return deliver(http, cfg, body, WireVersion::V1).await;
+    }
+    let v1 = body.clone();
+    let encoded = tokio::task::spawn_blocking(move || proto_v2::transcode_v1_body(&body)).await;
+    let why = match encoded {
+        Ok(Ok(v2_body)) => match deliver(http, cfg, v2_body, WireVersion::V2).await {
+            Outcome::NotV2(why) => why,
+            other => return other,
+        },
+        Ok(Err(e)) => format!("the queued batch cannot be re-encoded: {e}"),
+        Err(e) => format!("re-encoding failed: {e}"),
+    };
+    let outcome = deliver(http, cfg, v1, WireVersion::V1).await;
+    if matches!(outcome, Outcome::Sent) {
+        warn!(output = %cfg.name, reason = %why, "The receiver does not take remote_write 2.0 but took 1.0; this output sends 1.0 from now on.");
+        *v2 = false;
+        metrics.wire_version(1);
+    }
+    outcome
 }
 
 /// Sends the queue until `cancel`, oldest batch first, one at a time.
@@ -147,6 +189,8 @@ pub async fn run_sender(
         Duration::from_secs(cfg.max_backoff_secs.max(1)),
     );
     let max_age = Duration::from_secs(cfg.max_age_secs);
+    let mut v2 = cfg.protocol == Protocol::V2;
+    outbox.metrics.wire_version(if v2 { 2 } else { 1 });
     loop {
         let next = {
             let q = outbox.clone();
@@ -191,13 +235,13 @@ pub async fn run_sender(
             drop_batch(&outbox, &path, "dropped_too_old").await;
             continue;
         }
-        match deliver(&http, &cfg, body).await {
+        match deliver_negotiated(&http, &cfg, body, &mut v2, &outbox.metrics).await {
             Outcome::Sent => {
                 backoff.reset();
                 outbox.metrics.sent(samples_of(&path));
                 drop_batch(&outbox, &path, "sent").await;
             }
-            Outcome::Rejected(reason) => {
+            Outcome::Rejected(reason) | Outcome::NotV2(reason) => {
                 error!(output = %cfg.name, file = %path.display(), reason = %reason, "The receiver refused a remote_write batch for good; dropped.");
                 drop_batch(&outbox, &path, "dropped_rejected").await;
             }
@@ -236,12 +280,21 @@ async fn drop_batch(outbox: &std::sync::Arc<Outbox>, path: &Path, result: &'stat
     }
 }
 
-async fn deliver(http: &reqwest::Client, cfg: &OutputConfig, body: Vec<u8>) -> Outcome {
+async fn deliver(
+    http: &reqwest::Client,
+    cfg: &OutputConfig,
+    body: Vec<u8>,
+    version: WireVersion,
+) -> Outcome {
+    let (ctype, announced) = match version {
+        WireVersion::V1 => (super::CONTENT_TYPE, super::VERSION_1),
+        WireVersion::V2 => (proto_v2::CONTENT_TYPE_V2, proto_v2::VERSION_2),
+    };
     let mut req = http
         .post(&cfg.url)
         .header(reqwest::header::CONTENT_ENCODING, "snappy")
-        .header(reqwest::header::CONTENT_TYPE, "application/x-protobuf")
-        .header("X-Prometheus-Remote-Write-Version", "0.1.0")
+        .header(reqwest::header::CONTENT_TYPE, ctype)
+        .header(super::VERSION_HEADER, announced)
         .header(
             reqwest::header::USER_AGENT,
             concat!("aiops/", env!("CARGO_PKG_VERSION")),
@@ -254,8 +307,31 @@ async fn deliver(http: &reqwest::Client, cfg: &OutputConfig, body: Vec<u8>) -> O
     if let Some(token) = cfg.bearer_token() {
         req = req.bearer_auth(token);
     }
+    let v2 = version == WireVersion::V2;
     match req.send().await {
+        Ok(r)
+            if v2
+                && r.status().is_success()
+                && !r.headers().contains_key(proto_v2::SAMPLES_WRITTEN_HEADER) =>
+        {
+            Outcome::NotV2(format!(
+                "HTTP {} without {}",
+                r.status(),
+                proto_v2::SAMPLES_WRITTEN_HEADER
+            ))
+        }
         Ok(r) if r.status().is_success() => Outcome::Sent,
+        Ok(r)
+            if v2
+                && matches!(
+                    r.status(),
+                    reqwest::StatusCode::UNSUPPORTED_MEDIA_TYPE | reqwest::StatusCode::BAD_REQUEST
+                ) =>
+        {
+            let status = r.status();
+            let text = r.text().await.unwrap_or_default();
+            Outcome::NotV2(format!("HTTP {status}: {}", text.trim()))
+        }
         Ok(r) if is_retryable(r.status()) => Outcome::Retry(retry_after(r.headers())),
         Ok(r) => {
             let status = r.status();
@@ -372,5 +448,100 @@ mod tests {
         );
         assert_eq!(m.dropped_total(), 4, "the refused batch's samples");
         assert_eq!(m.sent_total(), 3);
+    }
+
+    /// A receiver that records each request's Content-Type and answers as a 1.0-only receiver
+    /// (204, no counts) or as a 2.0 one (204 with the counts).
+    async fn versioned(speaks_v2: bool) -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen2 = seen.clone();
+        let app = axum::Router::new().route(
+            "/write",
+            axum::routing::post(move |headers: axum::http::HeaderMap| {
+                let seen = seen2.clone();
+                async move {
+                    let ctype = headers
+                        .get("content-type")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("")
+                        .to_owned();
+                    let is_v2 = ctype.contains("v2");
+                    seen.lock().expect("lock").push(ctype);
+                    let mut r = axum::response::IntoResponse::into_response(
+                        axum::http::StatusCode::NO_CONTENT,
+                    );
+                    if speaks_v2 && is_v2 {
+                        r.headers_mut().insert(
+                            proto_v2::SAMPLES_WRITTEN_HEADER,
+                            axum::http::HeaderValue::from_static("1"),
+                        );
+                    }
+                    r
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let url = format!("http://{}/write", listener.local_addr().expect("addr"));
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        (url, seen)
+    }
+
+    #[tokio::test]
+    async fn a_2_0_output_stays_on_2_0_with_a_2_0_receiver_and_falls_back_once_otherwise() {
+        use crate::remote_write::{TimeSeries, WriteRequest, encode_write_request};
+        let body = encode_write_request(&WriteRequest {
+            timeseries: vec![TimeSeries::from_parts([("__name__", "x")], [(1, 1.0)])],
+            metadata: vec![],
+        });
+        for speaks_v2 in [true, false] {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let m = OutputMetrics::unregistered("t");
+            let q =
+                std::sync::Arc::new(Outbox::open(dir.path(), 1 << 20, m.clone()).expect("opens"));
+            let (url, seen) = versioned(speaks_v2).await;
+            for _ in 0..3 {
+                q.push(&body, 1).expect("queued");
+            }
+            let cfg = OutputConfig {
+                url,
+                protocol: Protocol::V2,
+                ..OutputConfig::default()
+            };
+            let cancel = CancellationToken::new();
+            let sender = tokio::spawn(run_sender(
+                q.clone(),
+                cfg,
+                crate::http_client().build().expect("client"),
+                cancel.clone(),
+            ));
+            let deadline = std::time::Instant::now() + Duration::from_secs(20);
+            while !q.pending().expect("lists").is_empty() {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "the queue did not empty"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            cancel.cancel();
+            let _ = sender.await;
+            let kinds: Vec<bool> = seen
+                .lock()
+                .expect("lock")
+                .iter()
+                .map(|c| c.contains("v2"))
+                .collect();
+            if speaks_v2 {
+                assert_eq!(kinds, [true, true, true], "every batch as 2.0");
+                assert_eq!(m.wire_version_now(), 2);
+            } else {
+                // 2.0 once, the same batch again as 1.0, then 1.0 only.
+                assert_eq!(kinds, [true, false, false, false]);
+                assert_eq!(m.wire_version_now(), 1);
+            }
+            assert_eq!(m.sent_total(), 3);
+            assert_eq!(m.dropped_total(), 0);
+        }
     }
 }

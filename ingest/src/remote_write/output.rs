@@ -64,6 +64,21 @@ pub struct OutputConfig {
     pub max_backoff_secs: u64,
     /// The queue's directory (default: `<data_dir>/outputs/<name>`).
     pub queue_dir: Option<PathBuf>,
+    /// `"1.0"` (default: every receiver takes it) or `"2.0"` (interned labels, smaller
+    /// requests), which falls back to 1.0 when the receiver does not take it.
+    pub protocol: Protocol,
+}
+
+/// The remote_write version an output sends.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Protocol {
+    /// `prometheus.WriteRequest`.
+    #[default]
+    #[serde(rename = "1.0")]
+    V1,
+    /// `io.prometheus.write.v2.Request`, falling back to 1.0.
+    #[serde(rename = "2.0")]
+    V2,
 }
 
 impl Default for OutputConfig {
@@ -86,6 +101,7 @@ impl Default for OutputConfig {
             timeout_secs: 30,
             max_backoff_secs: 60,
             queue_dir: None,
+            protocol: Protocol::V1,
         }
     }
 }
@@ -161,6 +177,7 @@ pub struct OutputFamilies {
     queue_bytes: Family<Vec<(String, String)>, Gauge>,
     last_sent: Family<Vec<(String, String)>, Gauge>,
     series_refused: Family<Vec<(String, String)>, Counter>,
+    wire_version: Family<Vec<(String, String)>, Gauge>,
 }
 
 impl OutputFamilies {
@@ -198,6 +215,11 @@ impl OutputFamilies {
             "last_sent_timestamp_seconds",
             "When the receiver last accepted a batch (Unix seconds).",
             f.last_sent.clone(),
+        );
+        r.register(
+            "remote_write_version",
+            "The remote_write version the output sends: 2, or 1 (configured, or fallen back to because the receiver does not take 2.0).",
+            f.wire_version.clone(),
         );
         r.register(
             "series_not_selected",
@@ -257,6 +279,15 @@ impl OutputMetrics {
     /// Counts a source series left out (max_series).
     pub fn series_not_selected(&self) {
         self.families.series_refused.get_or_create(&self.l()).inc();
+    }
+
+    pub(crate) fn wire_version(&self, v: i64) {
+        self.families.wire_version.get_or_create(&self.l()).set(v);
+    }
+
+    /// The remote_write version sent now (tests).
+    pub fn wire_version_now(&self) -> i64 {
+        self.families.wire_version.get_or_create(&self.l()).get()
     }
 
     pub(crate) fn retry(&self) {

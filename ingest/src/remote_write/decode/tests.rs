@@ -2,9 +2,11 @@
 
 use super::*;
 use crate::remote_write::proto::{MetricMetadata, TimeSeries, WriteRequest, encode_write_request};
-use aiops_models::STALE_NAN_BITS;
+use crate::remote_write::proto_v2;
+use aiops_models::{STALE_NAN_BITS, SeriesMeta, Source};
 use proptest::prelude::*;
 use prost::Message;
+use std::sync::Arc;
 
 const LIMIT: usize = 32 << 20;
 
@@ -274,4 +276,111 @@ proptest! {
     fn never_panics_on_arbitrary_bodies(body in prop::collection::vec(any::<u8>(), 0..256)) {
         let _ = decode_write_request(&body, &SeriesCatalog::new(), LIMIT);
     }
+
+    /// The same request as 2.0 decodes to exactly the batch 1.0 gives.
+    #[test]
+    fn a_v2_body_decodes_like_its_v1_original(ts in prop::collection::vec(arb_series(), 0..20)) {
+        let req = WriteRequest { timeseries: ts, metadata: vec![] };
+        let v1 = decode_write_request(&encode_write_request(&req), &SeriesCatalog::new(), LIMIT)
+            .expect("1.0 decodes");
+        let v2 = decode_v2(&req).expect("2.0 decodes");
+        prop_assert!(v2.invalid.is_none(), "{:?}", v2.invalid);
+        prop_assert_eq!(v2.series, v1.series);
+        prop_assert_eq!(v2.batch.series_ids(), v1.batch.series_ids());
+        prop_assert_eq!(v2.batch.timestamps(), v1.batch.timestamps());
+        let bits = |d: &Decoded| d.batch.values().iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+        prop_assert_eq!(bits(&v2), bits(&v1));
+        prop_assert_eq!(v2.batch.stale.len(), v1.batch.stale.len());
+        prop_assert_eq!(v2.batch.new_series.len(), v1.batch.new_series.len());
+        for (a, b) in v2.batch.new_series.iter().zip(&v1.batch.new_series) {
+            prop_assert_eq!(a, b);
+        }
+    }
+
+    #[test]
+    fn v2_never_panics_on_arbitrary_protobuf(raw in prop::collection::vec(any::<u8>(), 0..256)) {
+        let body = snap::raw::Encoder::new().compress_vec(&raw).expect("ok");
+        let _ = decode_version(&body, &SeriesCatalog::new(), &DecodeLimits::unbounded(LIMIT), WireVersion::V2);
+    }
+}
+
+fn decode_v2(req: &WriteRequest) -> Result<Decoded, IngestError> {
+    let body = proto_v2::encode_v2(&proto_v2::to_v2(req));
+    decode_version(
+        &body,
+        &SeriesCatalog::new(),
+        &DecodeLimits::unbounded(LIMIT),
+        WireVersion::V2,
+    )
+}
+
+fn v2_body(v2: &proto_v2::RequestV2) -> Vec<u8> {
+    proto_v2::encode_v2(v2)
+}
+
+#[test]
+fn v2_series_metadata_is_counted_and_bad_references_refuse_the_request() {
+    use proto_v2::{MetadataV2, RequestV2, SampleV2, TimeSeriesV2};
+    let limits = DecodeLimits::unbounded(LIMIT);
+    let run = |r: &RequestV2| {
+        decode_version(&v2_body(r), &SeriesCatalog::new(), &limits, WireVersion::V2)
+    };
+    let good = RequestV2 {
+        symbols: ["", "__name__", "up", "job", "node", "help text"]
+            .map(String::from)
+            .to_vec(),
+        timeseries: vec![TimeSeriesV2 {
+            labels_refs: vec![1, 2, 3, 4],
+            samples: vec![SampleV2 {
+                value: 1.0,
+                timestamp: 5_000,
+                start_timestamp: 1_000,
+            }],
+            metadata: Some(MetadataV2 {
+                r#type: 2,
+                help_ref: 5,
+                unit_ref: 0,
+            }),
+        }],
+    };
+    let d = run(&good).expect("decodes");
+    assert_eq!((d.series, d.metadata, d.batch.len()), (1, 1, 1));
+    assert_eq!(d.batch.timestamps(), &[5_000]);
+    assert_eq!(d.batch.new_series[0].metric, "up");
+    assert_eq!(
+        d.batch.new_series[0].labels.to_vec(),
+        vec![("job".into(), "node".into())]
+    );
+
+    let mut odd = good.clone();
+    odd.timeseries[0].labels_refs.pop();
+    let e = run(&odd).expect_err("odd references");
+    assert!(e.to_string().contains("odd number"), "{e}");
+    let mut past = good.clone();
+    past.timeseries[0].labels_refs[3] = 6;
+    let e = run(&past).expect_err("past the table");
+    assert!(e.to_string().contains("past the end"), "{e}");
+    let mut first = good.clone();
+    first.symbols[0] = "x".into();
+    let e = run(&first).expect_err("symbols[0]");
+    assert!(e.to_string().contains("symbols[0]"), "{e}");
+    // An empty value (reference 0) is a series-level problem, as in 1.0: the rest is kept.
+    let mut empty = good.clone();
+    empty.timeseries.push(TimeSeriesV2 {
+        labels_refs: vec![1, 2, 3, 0],
+        samples: vec![SampleV2 {
+            value: 2.0,
+            timestamp: 6_000,
+            start_timestamp: 0,
+        }],
+        metadata: None,
+    });
+    let d = run(&empty).expect("decodes");
+    assert_eq!(d.batch.len(), 1);
+    assert!(
+        d.invalid
+            .expect("one invalid")
+            .first
+            .contains("empty value")
+    );
 }
