@@ -217,7 +217,8 @@ def main():
         server.wait(timeout=30)
     # Open to KEDA (no token) when allowed, for the gRPC port only.
     http_port, grpc_port = free_port(), free_port()
-    server = start(args.aiops, os.path.join(tmp, "b"), http_port, grpc_port, "keda_allow_unauthenticated = true")
+    server = start(args.aiops, os.path.join(tmp, "b"), http_port, grpc_port,
+                   "keda_allow_unauthenticated = true\nkeda_max_streams = 2")
     try:
         base = f"http://127.0.0.1:{http_port}"
         wait("aiops ready", lambda: urllib.request.urlopen(base + "/readyz", timeout=2).status == 200)
@@ -231,7 +232,21 @@ def main():
             raise AssertionError("the HTTP scaling route opened too")
         except urllib.error.HTTPError as e:
             assert e.code == 401, e.code
-        print("KEDA external scaler without a token (keda_allow_unauthenticated): ok; HTTP still needs one")
+        # Streams are bounded: two open, a third is refused naming the key; one closed, room again.
+        open_streams = [stub.StreamIsActive(ref) for _ in range(2)]
+        assert all(next(s).result is True for s in open_streams)
+        try:
+            next(stub.StreamIsActive(ref))
+            raise AssertionError("a third stream opened")
+        except grpc.RpcError as e:
+            assert e.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, e.code()
+            assert "server.keda_max_streams" in e.details(), e.details()
+        open_streams[0].cancel()
+        third = wait("room for a stream after one closed",
+                     lambda: code_of(lambda: next(stub.StreamIsActive(ref))) == grpc.StatusCode.OK)
+        assert third
+        print("KEDA external scaler without a token (keda_allow_unauthenticated): ok; HTTP still needs one; "
+              "streams capped at keda_max_streams")
     finally:
         server.terminate()
         server.wait(timeout=30)

@@ -362,6 +362,7 @@ pub async fn serve(
                 scaling_for_keda,
                 auth_for_keda,
                 cfg.server.keda_allow_unauthenticated,
+                cfg.server.keda_max_streams,
             );
             let token = cancel.child_token();
             Some(tokio::spawn(async move {

@@ -107,6 +107,8 @@ pub struct ApiConfig {
     /// Serve the external scaler without credentials (KEDA's `external` trigger sends none;
     /// it answers only scaling values — admit only KEDA's pods with a NetworkPolicy).
     pub keda_allow_unauthenticated: bool,
+    /// Most `StreamIsActive` streams open at once on the external scaler.
+    pub keda_max_streams: usize,
 }
 
 impl Default for ApiConfig {
@@ -144,6 +146,7 @@ impl Default for ApiConfig {
             console: true,
             keda_listen: None,
             keda_allow_unauthenticated: false,
+            keda_max_streams: 256,
             max_label_name_bytes: 256,
             max_label_value_bytes: 4096,
             max_sample_age_secs: 0,
@@ -228,6 +231,12 @@ impl ApiConfig {
             problems.push(format!(
                 "{prefix}.shutdown_grace_secs = {}: must be at most 3600",
                 self.shutdown_grace_secs
+            ));
+        }
+        if !(1..=100_000).contains(&self.keda_max_streams) {
+            problems.push(format!(
+                "{prefix}.keda_max_streams = {}: must be between 1 and 100000",
+                self.keda_max_streams
             ));
         }
         if self.max_series_per_query == 0 {

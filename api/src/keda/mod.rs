@@ -8,7 +8,9 @@
 //! size (KEDA's HPA then asks for value ÷ capacity replicas, as the external metrics API does);
 //! `GetMetrics` the served value; `IsActive` whether it is above `activationValue` (metadata,
 //! default 0); `StreamIsActive` sends that at once and again whenever it changes (checked every
-//! `pollSecs`, default 5). Unknown target: `NOT_FOUND`; no fresh value: `UNAVAILABLE`.
+//! `pollSecs`, default 5). Unknown target: `NOT_FOUND`; no fresh value: `UNAVAILABLE`. At most
+//! `server.keda_max_streams` streams are open at once; one more is `RESOURCE_EXHAUSTED`, naming
+//! the key (KEDA opens one per ScaledObject and retries).
 //!
 //! With credentials configured, a call carries `authorization: Bearer <token>` with the
 //! `scaling` scope — unless the scope is open or `server.keda_allow_unauthenticated` is set
@@ -43,21 +45,30 @@ pub struct Scaler {
     state: SharedScaling,
     auth: Arc<Authenticator>,
     open: bool,
+    streams: Arc<tokio::sync::Semaphore>,
+    max_streams: usize,
+    /// Ends the open streams when the server stops (graceful shutdown waits for them).
+    shutdown: CancellationToken,
 }
 
 impl Scaler {
-    /// A scaler over `scaling`'s targets; `open` serves without credentials.
+    /// A scaler over `scaling`'s targets; `open` serves without credentials; at most
+    /// `max_streams` `StreamIsActive` streams at once.
     pub fn new(
         scaling: Arc<ScalingConfig>,
         state: SharedScaling,
         auth: Arc<Authenticator>,
         open: bool,
+        max_streams: usize,
     ) -> Self {
         Self {
             scaling,
             state,
             auth,
             open,
+            streams: Arc::new(tokio::sync::Semaphore::new(max_streams)),
+            max_streams,
+            shutdown: CancellationToken::new(),
         }
     }
 
@@ -153,10 +164,18 @@ impl ExternalScaler for Scaler {
         self.authorize(&req)?;
         let r = req.into_inner();
         let every = metadata_f64(&r, "pollSecs", 5.0)?.clamp(1.0, 300.0);
+        let permit = self.streams.clone().try_acquire_owned().map_err(|_| {
+            Status::resource_exhausted(format!(
+                "{} StreamIsActive streams are open, the limit (server.keda_max_streams)",
+                self.max_streams
+            ))
+        })?;
         let first = self.active(&r)?;
         let (tx, rx) = tokio::sync::mpsc::channel(4);
         let me = self.clone();
         tokio::spawn(async move {
+            // Held for the stream's life.
+            let _permit = permit;
             let mut last = first;
             if tx
                 .send(Ok(IsActiveResponse { result: first }))
@@ -170,8 +189,9 @@ impl ExternalScaler for Scaler {
             loop {
                 tokio::select! {
                     _ = tick.tick() => {}
-                    // KEDA hung up.
+                    // KEDA hung up, or aiops is stopping (KEDA reconnects elsewhere).
                     _ = tx.closed() => return,
+                    _ = me.shutdown.cancelled() => return,
                 }
                 match me.active(&r) {
                     Ok(now) if now != last => {
@@ -232,10 +252,11 @@ impl ExternalScaler for Scaler {
 
 /// Serves the scaler on `listener` until `cancel`.
 pub async fn serve(
-    scaler: Scaler,
+    mut scaler: Scaler,
     listener: tokio::net::TcpListener,
     cancel: CancellationToken,
 ) -> Result<(), tonic::transport::Error> {
+    scaler.shutdown = cancel.clone();
     tonic::transport::Server::builder()
         .timeout(Duration::from_secs(30))
         .add_service(ExternalScalerServer::new(scaler))
