@@ -120,6 +120,11 @@ def main():
         # Incidents: live list, payment on top.
         row = wait("the incident row", lambda: driver.find_element(By.CSS_SELECTOR, f'tr[data-id="{inc["id"]}"]'))
         assert row.find_element(By.CSS_SELECTOR, ".top-candidate").text == "payment", row.text
+        # The fault kind the API gives the top candidate is shown next to it (unless unknown).
+        kind = inc["top_candidate"].get("fault_kind", "")
+        assert kind in ("cpu", "memory", "latency", "errors", "overload", "unknown"), kind
+        if kind != "unknown":
+            assert row.find_element(By.CSS_SELECTOR, ".kind").text == f"({kind})", row.text
         shot("01-incidents")
         # Keyboard: Tab from the top reaches the skip link, then the navigation.
         driver.find_element(By.TAG_NAME, "body").send_keys(Keys.TAB)

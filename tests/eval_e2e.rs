@@ -428,6 +428,36 @@ fn eval_rca_ranks_sock_shop_causes_on_time_and_a_minute_late() {
             .map(Vec::len),
         Some(3)
     );
+    // The fault kind shown on the labelled service, against the labels (cpu/mem on Sock Shop).
+    let kind = &on_time["datasets"]["sock-shop-rcd"]["fault_kind"];
+    let k = kind["accuracy"]["accuracy"]
+        .as_f64()
+        .expect("kind accuracy");
+    assert!(k >= 0.85, "sock-shop fault kind accuracy {k}: {kind}");
+    assert_eq!(kind["by_fault"]["cpu"]["cases"], 25, "{kind}");
+    assert_eq!(
+        on_time["datasets"]["petshop"]["fault_kind"]["accuracy"]["cases"],
+        68
+    );
+    // Leave-one-data-set-out calibration: fitted on one, reported on the other only.
+    let cv = run(&[
+        "eval",
+        "rca",
+        "--cases",
+        cases,
+        "--cross-validate",
+        "dataset",
+    ]);
+    let held = &cv["cross_validated"];
+    assert_eq!(held["by"], "dataset");
+    assert_eq!(held["overall"]["cases"], 118, "{held}");
+    for d in ["petshop", "sock-shop-rcd"] {
+        let ece = held["datasets"][d]["reliability"]["ece"]
+            .as_f64()
+            .expect("ece");
+        assert!((0.0..=1.0).contains(&ece), "{d}: {held}");
+    }
+    assert!(on_time["cross_validated"].is_null());
     fails_with(
         &["eval", "rca", "--cases", "/nonexistent/cases"],
         "/nonexistent/cases",

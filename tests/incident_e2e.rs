@@ -105,6 +105,7 @@ async fn an_incident_ranks_the_cause_pages_through_the_outbox_and_answers_webhoo
     let top = &inc["candidates"][0];
     assert_eq!(top["service"], "carts", "{inc:#}");
     assert_eq!(top["direction"], "up");
+    assert_eq!(top["fault_kind"], "cpu", "{top}");
     assert!(
         top["metric"]
             .as_str()

@@ -35,7 +35,11 @@ export async function incidentsPage(root) {
         el("td", {}, el("a", { href: `#/incident/${encodeURIComponent(i.id)}` }, i.title || i.id)),
         el("td", { title: fmtTime(i.opened_ms) }, fmtAge(i.opened_ms)),
         el("td", { class: "hide-narrow" }, (i.services || []).join(", ")),
-        el("td", { class: "top-candidate" }, i.top_candidate ? i.top_candidate.service : "—"),
+        el("td", {},
+          el("span", { class: "top-candidate" }, i.top_candidate ? i.top_candidate.service : "—"),
+          i.top_candidate && i.top_candidate.fault_kind && i.top_candidate.fault_kind !== "unknown"
+            ? el("span", { class: "kind muted" }, ` (${i.top_candidate.fault_kind})`)
+            : null),
         el("td", {}, i.top_candidate ? pct(i.top_candidate.confidence) : "—")));
     body.replaceChildren(...(rows.length ? rows : [el("tr", {}, el("td", { colspan: 6, class: "muted" }, "No incidents."))]));
   });
@@ -78,6 +82,9 @@ function candidateCard(inc, c, onFeedback) {
     el("header", {},
       el("h3", {}, `${c.rank}. ${c.service}`),
       el("span", { class: "conf" }, `confidence ${pct(c.confidence)}`),
+      c.fault_kind && c.fault_kind !== "unknown"
+        ? el("span", { class: `kind ${c.fault_kind}`, title: "what its metrics look like" }, c.fault_kind)
+        : null,
       el("span", { class: "muted" }, `score ${fmtNum(c.score)}`),
       c.onset_ms ? el("span", { class: "muted" }, `onset ${fmtTime(c.onset_ms)}`) : null),
     el("p", { class: "explanation" }, c.explanation || ""),

@@ -121,6 +121,8 @@ fn candidate_schema() -> Value {
                     "baseline": {"type": ["number", "string"]}, "spread": {"type": ["number", "string"]},
                     "path": {"type": "array", "items": {"type": "string"}, "description": "Call path from the symptom"},
                     "method": {"type": "string"}, "explanation": {"type": "string"},
+                    "fault_kind": {"type": "string", "enum": ["cpu", "memory", "latency", "errors", "overload", "unknown", ""],
+                        "description": "What kind of fault its metrics look like (empty in incidents from before it existed)"},
                     "evidence": {"type": "array", "description": "The service's metrics that moved", "items": {"type": "object", "properties": {
                         "metric": {"type": "string"}, "score": {"type": ["number", "string"]}, "direction": {"type": "string"}, "onset_ms": {"type": "integer"},
                         "baseline": {"type": ["number", "string"]}, "peak": {"type": ["number", "string"]}, "peak_ms": {"type": "integer"}}}}}})

@@ -86,6 +86,10 @@ pub struct RcaArgs {
     /// over every case and print it beside the one in use.
     #[arg(long)]
     pub fit_calibration: bool,
+    /// `dataset`: also fit the confidence calibration leaving each data set out in turn and
+    /// report its reliability (ECE, Brier) on the held-out set only.
+    #[arg(long, value_parser = ["dataset"])]
+    pub cross_validate: Option<String>,
 }
 
 #[derive(Debug, Args)]

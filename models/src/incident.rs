@@ -87,6 +87,11 @@ pub struct Candidate {
     pub path: Vec<String>,
     /// How it was ranked (`robust_scorer`, `robust_scorer+topology`).
     pub method: String,
+    /// What kind of fault its metrics look like: `cpu`, `memory`, `latency`, `errors`,
+    /// `overload` or `unknown` (from the metrics' names and moves; empty in incidents written
+    /// before it existed).
+    #[serde(default)]
+    pub fault_kind: String,
     /// The service's other metrics that moved (strongest first), to check in seconds.
     #[serde(default)]
     pub evidence: Vec<Evidence>,

@@ -123,6 +123,7 @@ pub fn analyse(req: &AnalysisRequest<'_>, read: &Reader<'_>, graph: &CallGraph) 
                 .filter(|p| p.len() > 1)
                 .unwrap_or_default(),
             method: method.to_owned(),
+            fault_kind: s.fault_kind.as_str().to_owned(),
             explanation: s.explanation.clone(),
             evidence: metrics
                 .iter()

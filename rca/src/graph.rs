@@ -286,6 +286,7 @@ mod tests {
                 baseline: 0.0,
                 spread: 1.0,
             },
+            fault_kind: crate::kind::FaultKind::Latency,
             explanation: format!("{service} changed."),
         }
     }

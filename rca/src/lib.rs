@@ -8,6 +8,8 @@
 //!   blame from callers to the callees that changed.
 //! * [`analyse`] — series around a detection time → aligned table → ranked [`Candidate`]s with
 //!   calibrated confidences.
+//! * [`kind`] — the fault kind a candidate looks like (cpu, memory, latency, errors, overload)
+//!   from its metrics' names and moves.
 //! * [`incident`] — the incident book: policy (symptom series, correlated services), merging,
 //!   resolving, feedback, persistence.
 //! * [`pagerduty`] — Events API v2 messages, webhook v3 signatures and payloads.
@@ -24,10 +26,12 @@
 pub mod analyse;
 pub mod graph;
 pub mod incident;
+pub mod kind;
 pub mod pagerduty;
 pub mod rank;
 
 pub use graph::{CallGraph, Edge};
+pub use kind::{FaultKind, fault_kind};
 pub use rank::{
     Direction, MetricCandidate, RankConfig, ServiceCandidate, lead_explanations, rank_metrics,
     rank_metrics_of, rank_services,

@@ -337,6 +337,7 @@ mod tests {
                 spread: 0.1,
                 path: vec![],
                 method: "robust_scorer".into(),
+                fault_kind: "cpu".into(),
                 evidence: vec![],
                 explanation: "carts changed first and most.".into(),
             }],

@@ -269,6 +269,8 @@ pub struct ServiceCandidate {
     pub confidence: f64,
     /// The metric that put it here.
     pub evidence: MetricCandidate,
+    /// What kind of fault its metrics look like ([`crate::kind`]).
+    pub fault_kind: crate::kind::FaultKind,
     /// What a responder can check: how it moved next to the others ([`lead_explanations`]),
     /// then its evidence.
     pub explanation: String,
@@ -281,13 +283,22 @@ pub fn rank_services(
     canonical: &dyn Fn(&str) -> String,
 ) -> Vec<ServiceCandidate> {
     let mut out: Vec<ServiceCandidate> = Vec::new();
-    for m in metrics {
-        let service = canonical(&m.service);
+    let canon: Vec<String> = metrics.iter().map(|m| canonical(&m.service)).collect();
+    for (m, service) in metrics.iter().zip(&canon) {
+        let service = service.clone();
         if out.iter().any(|s| s.service == service) {
             continue;
         }
+        let fault_kind = crate::kind::fault_kind(
+            metrics
+                .iter()
+                .zip(&canon)
+                .filter(|(_, c)| **c == service)
+                .map(|(o, _)| o),
+        );
         out.push(ServiceCandidate {
             rank: out.len() + 1,
+            fault_kind,
             explanation: m.explanation(),
             service,
             confidence: 0.0,
@@ -525,6 +536,7 @@ mod tests {
             confidence: 0.0,
             explanation: evidence.explanation(),
             evidence,
+            fault_kind: crate::kind::FaultKind::Unknown,
         }
     }
 

@@ -20,6 +20,8 @@ struct RcaGroup {
     /// (calibration features of the first service, right?) per case.
     features: Vec<([f64; 2], bool)>,
     calibration: crate::rca::Calibration,
+    /// Per fault label: (cases whose labelled service got the label's fault kind, cases).
+    kinds: BTreeMap<String, (usize, usize)>,
 }
 
 impl RcaGroup {
@@ -43,6 +45,7 @@ impl RcaGroup {
             }).collect::<BTreeMap<_, _>>(),
             "secs_per_case": self.secs / cases.max(1) as f64,
             "calibration": self.calibration.reliability(),
+            "fault_kind": kind_json(self.kinds.values().fold((0, 0), |a, k| (a.0 + k.0, a.1 + k.1)), &self.kinds),
         })
     }
 
@@ -58,7 +61,24 @@ impl RcaGroup {
         self.secs += o.secs;
         self.features.extend_from_slice(&o.features);
         self.calibration.merge(&o.calibration);
+        for (f, k) in &o.kinds {
+            let e = self.kinds.entry(f.clone()).or_default();
+            e.0 += k.0;
+            e.1 += k.1;
+        }
     }
+}
+
+/// Fault-kind accuracy on the labelled service: overall and per fault label.
+fn kind_json(all: (usize, usize), by: &BTreeMap<String, (usize, usize)>) -> serde_json::Value {
+    let one = |(right, cases): (usize, usize)| {
+        serde_json::json!({"cases": cases, "right": right,
+            "accuracy": if cases == 0 { serde_json::Value::Null } else { serde_json::json!(right as f64 / cases as f64) }})
+    };
+    serde_json::json!({
+        "accuracy": one(all),
+        "by_fault": by.iter().map(|(f, k)| (f.clone(), one(*k))).collect::<BTreeMap<_, _>>(),
+    })
 }
 
 /// The anomaly time our detector gives a case, knowing nothing of the injection: the first
@@ -78,6 +98,37 @@ fn detected_time(case: &cases::Case, sustain: usize) -> i64 {
         .map_or(case.times_s[case.len() - 1], |(i, _)| {
             case.times_s[i + 1 - sustain.max(1)]
         })
+}
+
+/// Leave-one-data-set-out: the calibration fitted on the other data sets, its reliability on
+/// the held-out one (and over all held-out cases). Needs two data sets or more.
+fn held_out_calibration(groups: &BTreeMap<String, RcaGroup>) -> serde_json::Value {
+    if groups.len() < 2 {
+        return serde_json::json!({"by": "dataset", "error": "needs two data sets or more (point --cases at their parent folder)"});
+    }
+    let mut all = crate::rca::Calibration::default();
+    let mut per = BTreeMap::new();
+    for (held, g) in groups {
+        let train: Vec<([f64; 2], bool)> = groups
+            .iter()
+            .filter(|(name, _)| *name != held)
+            .flat_map(|(_, o)| o.features.iter().copied())
+            .collect();
+        let w = crate::rca::fit_logistic(&train);
+        let mut c = crate::rca::Calibration::default();
+        for &(x, right) in &g.features {
+            c.add(
+                1.0 / (1.0 + (-(w[0] + w[1] * x[0] + w[2] * x[1])).exp()),
+                right,
+            );
+        }
+        all.merge(&c);
+        per.insert(
+            held.clone(),
+            serde_json::json!({"weights": w, "reliability": c.reliability()}),
+        );
+    }
+    serde_json::json!({"by": "dataset", "datasets": per, "overall": all.reliability()})
 }
 
 /// Ranks every case and prints the report.
@@ -125,6 +176,17 @@ pub(super) fn run(a: RcaArgs) -> anyhow::Result<()> {
             .map(|i| i + 1);
         let g = groups.entry(dataset).or_default();
         g.secs += secs;
+        // The fault kind we would show on the labelled service, against the label (faults that
+        // name no kind, e.g. packet loss, are not counted).
+        if let Some(want) = aiops_rca::FaultKind::from_label(&case.labels.fault) {
+            let got = services
+                .iter()
+                .find(|s| s.service == truth)
+                .map_or(aiops_rca::FaultKind::Unknown, |s| s.fault_kind);
+            let k = g.kinds.entry(case.labels.fault.clone()).or_default();
+            k.0 += usize::from(got == want);
+            k.1 += 1;
+        }
         g.service.add(service_rank);
         // The calibrated confidence of the first service, as the incident API states it.
         if let Some(&conf) = aiops_rca::analyse::calibrated_confidences(&services).first() {
@@ -169,8 +231,13 @@ pub(super) fn run(a: RcaArgs) -> anyhow::Result<()> {
             "datasets": per.iter().map(|(k, c)| (k.clone(), c.reliability())).collect::<BTreeMap<_, _>>(),
             "in_use": aiops_rca::analyse::CALIBRATION})
     });
+    let cross_validated = a
+        .cross_validate
+        .is_some()
+        .then(|| held_out_calibration(&groups));
     let out = serde_json::json!({
         "fitted_calibration": fitted,
+        "cross_validated": cross_validated,
         "offset_secs": a.offset_secs,
         "detect": a.detect,
         "up_only": cfg.up_only,
