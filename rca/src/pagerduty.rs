@@ -188,8 +188,12 @@ pub fn note_text(cfg: &PagerdutyConfig, inc: &Incident) -> String {
     }
     let mut s = format!("aiops root-cause candidates ({}):\n", cfg.link(inc));
     for c in inc.candidates.iter().take(cfg.top) {
+        let kind = match c.fault_kind.as_str() {
+            "" | "unknown" => String::new(),
+            k => format!("{k}, "),
+        };
         s.push_str(&format!(
-            "{}. {} — {} (confidence {:.0} %): {}\n",
+            "{}. {} — {} ({kind}confidence {:.0} %): {}\n",
             c.rank,
             c.service,
             c.metric,
@@ -384,7 +388,10 @@ mod tests {
             (Some("resolve"), None)
         );
         assert!(event_for(&PagerdutyConfig::default(), &inc).is_none());
-        assert!(note_text(&cfg, &incident()).contains("1. carts"));
+        assert!(
+            note_text(&cfg, &incident())
+                .contains("1. carts — cpu{service=\"carts\"} (cpu, confidence 81 %)")
+        );
     }
 
     #[test]
