@@ -142,6 +142,11 @@ pub struct ForecastArgs {
     /// Forecaster parameters (TOML, the keys of ForecastConfig).
     #[arg(long)]
     pub forecast_config: Option<PathBuf>,
+    /// Also write every origin's forecasts here, one JSON object per line: `file`, `origin`
+    /// (index in the time-ordered series, repeated timestamps dropped), `point`, `p50`, `p90`,
+    /// `p99` (one entry per step ahead) — what `scripts/compare_forecast.py` scores.
+    #[arg(long)]
+    pub forecasts_out: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -14,6 +14,12 @@
 //! * **sMAPE**: mean of `200 |y − f| / (|y| + |f|)` (pairs with both 0 are skipped), in percent.
 //! * **Coverage**: the share of actual values at or below the forecast's p50 / p90 / p99 (a
 //!   calibrated p90 covers 0.90).
+//! * **WQL**: weighted quantile loss over p50, p90 and p99 — the mean over the three of
+//!   `2 Σ ρ_q(y − f_q) / Σ |y|` (ρ the pinball loss), the discrete CRPS approximation GIFT-Eval
+//!   reports.
+//!
+//! With `keep_forecasts`, every origin's forecasts are returned too, so a comparison script can
+//! score ours and its peers with one piece of code (`aiops eval forecast --forecasts-out`).
 
 use serde::Serialize;
 
@@ -30,6 +36,24 @@ pub struct BacktestOptions {
     pub warmup: usize,
     /// Samples between origins.
     pub stride: usize,
+    /// Return every origin's forecasts in [`Backtest::made`].
+    pub keep_forecasts: bool,
+}
+
+/// Our forecasts from one origin (index `origin` is the last sample seen), one entry per step
+/// ahead.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct OriginForecast {
+    /// Index of the origin sample in the ordered series.
+    pub origin: usize,
+    /// Point forecasts.
+    pub point: Vec<f64>,
+    /// Medians.
+    pub p50: Vec<f64>,
+    /// 90th percentiles.
+    pub p90: Vec<f64>,
+    /// 99th percentiles.
+    pub p99: Vec<f64>,
 }
 
 /// Errors of one method.
@@ -58,6 +82,8 @@ pub struct OursScore {
     pub coverage_p90: f64,
     /// Share of actual values at or below the p99 forecast.
     pub coverage_p99: f64,
+    /// Weighted quantile loss over p50, p90 and p99.
+    pub wql: f64,
 }
 
 /// The outcome on one series.
@@ -85,6 +111,9 @@ pub struct Backtest {
     pub seconds: f64,
     /// Our forecasts per second (origins × horizon / seconds).
     pub forecasts_per_sec: f64,
+    /// Every origin's forecasts, with `keep_forecasts`.
+    #[serde(skip)]
+    pub made: Vec<OriginForecast>,
 }
 
 #[derive(Default)]
@@ -152,6 +181,8 @@ pub fn run(times: &[i64], values: &[f64], cfg: ForecastConfig, opts: BacktestOpt
     });
     let (mut ours, mut naive) = (Sums::default(), Sums::default());
     let (mut c50, mut c90, mut c99) = (0usize, 0usize, 0usize);
+    let (mut pinball, mut abs_y) = (0.0, 0.0);
+    let mut made = Vec::new();
     let mut origins = 0;
     let mut ours_secs = 0.0;
     let n = times.len();
@@ -185,6 +216,19 @@ pub fn run(times: &[i64], values: &[f64], cfg: ForecastConfig, opts: BacktestOpt
             c50 += usize::from(y <= fc.p50);
             c90 += usize::from(y <= fc.p90);
             c99 += usize::from(y <= fc.p99);
+            pinball += pinball_loss(y, fc.p50, 0.5)
+                + pinball_loss(y, fc.p90, 0.9)
+                + pinball_loss(y, fc.p99, 0.99);
+            abs_y += y.abs();
+        }
+        if opts.keep_forecasts {
+            made.push(OriginForecast {
+                origin: i,
+                point: ours_f.iter().map(|f| f.point).collect(),
+                p50: ours_f.iter().map(|f| f.p50).collect(),
+                p90: ours_f.iter().map(|f| f.p90).collect(),
+                p99: ours_f.iter().map(|f| f.p99).collect(),
+            });
         }
     }
     let scale = naive_scale(times, values);
@@ -208,6 +252,11 @@ pub fn run(times: &[i64], values: &[f64], cfg: ForecastConfig, opts: BacktestOpt
             coverage_p50: share(c50),
             coverage_p90: share(c90),
             coverage_p99: share(c99),
+            wql: if abs_y > 0.0 {
+                2.0 * pinball / 3.0 / abs_y
+            } else {
+                f64::NAN
+            },
         },
         seasonal_naive: naive.score(scale),
         seconds: ours_secs,
@@ -216,6 +265,16 @@ pub fn run(times: &[i64], values: &[f64], cfg: ForecastConfig, opts: BacktestOpt
         } else {
             0.0
         },
+        made,
+    }
+}
+
+/// The pinball (quantile) loss of forecast `f` for quantile `q` when `y` arrived.
+fn pinball_loss(y: f64, f: f64, q: f64) -> f64 {
+    if y >= f {
+        q * (y - f)
+    } else {
+        (1.0 - q) * (f - y)
     }
 }
 
@@ -244,6 +303,7 @@ mod tests {
                 horizon: 6,
                 warmup: 144 * 7,
                 stride: 1,
+                keep_forecasts: true,
             },
         );
         assert_eq!(b.forecasts, b.origins * 6);
@@ -251,6 +311,13 @@ mod tests {
         assert!(b.ours.mase < b.seasonal_naive.mase, "{b:?}");
         assert!((0.8..0.97).contains(&b.ours.coverage_p90), "{b:?}");
         assert_eq!(b.step_secs, 600.0);
+        assert_eq!(b.made.len(), b.origins);
+        assert!(
+            b.made
+                .iter()
+                .all(|m| m.p90.len() == 6 && m.p50.iter().zip(&m.p90).all(|(a, b)| a <= b))
+        );
+        assert!(b.ours.wql > 0.0 && b.ours.wql < 0.2, "{b:?}");
     }
 
     #[test]

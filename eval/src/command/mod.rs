@@ -6,6 +6,7 @@ mod backtest;
 mod rca;
 
 use std::collections::BTreeMap;
+use std::io::Write;
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -163,6 +164,12 @@ fn forecast_eval(a: ForecastArgs) -> anyhow::Result<()> {
     );
     let cfg: aiops_detect::forecast::ForecastConfig = params(a.forecast_config.as_ref())?;
     let files = csv_files(&a.data)?;
+    let mut forecasts_out = match &a.forecasts_out {
+        Some(p) => Some(std::io::BufWriter::new(
+            std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?,
+        )),
+        None => None,
+    };
     let mut per_file = BTreeMap::new();
     for path in &files {
         let (times, values, repeated_rows) = read_ordered(path)?;
@@ -176,6 +183,7 @@ fn forecast_eval(a: ForecastArgs) -> anyhow::Result<()> {
             horizon,
             warmup: (values.len() as f64 * a.warmup_share) as usize,
             stride: a.stride,
+            keep_forecasts: a.forecasts_out.is_some(),
         };
         let mut b = backtest::run(&times, &values, cfg, opts);
         b.repeated_rows = repeated_rows;
@@ -186,7 +194,17 @@ fn forecast_eval(a: ForecastArgs) -> anyhow::Result<()> {
             .unwrap_or(path)
             .display()
             .to_string();
+        if let Some(out) = forecasts_out.as_mut() {
+            for m in std::mem::take(&mut b.made) {
+                let mut line = serde_json::to_value(m)?;
+                line["file"] = name.clone().into();
+                writeln!(out, "{line}")?;
+            }
+        }
         per_file.insert(name, b);
+    }
+    if let Some(mut out) = forecasts_out {
+        out.flush()?;
     }
     let out = if per_file.len() == 1 {
         serde_json::to_value(per_file.into_values().next().expect("one file"))?
@@ -202,6 +220,7 @@ fn forecast_eval(a: ForecastArgs) -> anyhow::Result<()> {
                 "coverage_p50": mean(&|b| b.ours.coverage_p50),
                 "coverage_p90": mean(&|b| b.ours.coverage_p90),
                 "coverage_p99": mean(&|b| b.ours.coverage_p99),
+                "wql": mean(&|b| b.ours.wql),
             },
             "seasonal_naive": {
                 "mase": mean(&|b| b.seasonal_naive.mase),
