@@ -372,6 +372,61 @@ fn eval_autoscale_prints_both_policies() {
 }
 
 #[test]
+fn eval_autoscale_replays_a_folder_of_workloads_at_two_start_up_times() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Two workloads, about four days each (a debug build replays them in seconds).
+    for f in ["speed_7578.csv", "TravelTime_451.csv"] {
+        let text = std::fs::read_to_string(nab().join("data/realTraffic").join(f)).expect("read");
+        let head: Vec<&str> = text.lines().take(1100).collect();
+        std::fs::write(dir.path().join(f), head.join("\n")).expect("write");
+    }
+    let v = run(&[
+        "eval",
+        "autoscale",
+        "--data",
+        dir.path().to_str().expect("utf8"),
+        "--startup-secs",
+        "120,300",
+        "--under-budget",
+        "0.2",
+    ]);
+    let workloads = v["workloads"].as_array().expect("workloads");
+    assert_eq!(workloads.len(), 4, "{v}");
+    for w in workloads {
+        // Capacity from each workload's median (10 pods by default).
+        assert!(w["capacity_per_pod"].as_f64() > Some(0.0), "{w}");
+        // Shadow mode gives the HPA the load (reactive) and previews predictive exactly.
+        assert_eq!(w["shadow"]["served"], w["reactive"], "{w}");
+        assert_eq!(w["shadow"]["would_have"], w["predictive"], "{w}");
+        let q = w["final_quantile"].as_f64().expect("quantile");
+        assert!((0.5..=0.99).contains(&q), "{w}");
+        let share = w["under_share"].as_f64().expect("share");
+        assert!((0.0..0.5).contains(&share), "{w}");
+    }
+    let summary = v["summary"].as_array().expect("summary");
+    assert_eq!(summary.len(), 2);
+    assert_eq!(summary[0]["startup_secs"], 120);
+    assert_eq!(summary[1]["workloads"], 2);
+    for s in summary {
+        assert!(s["mean_under_reduction"].as_f64().is_some(), "{s}");
+        assert!(s["predictive"]["pod_minutes"].as_f64() > Some(0.0), "{s}");
+    }
+    fails_with(
+        &[
+            "eval",
+            "autoscale",
+            "--data",
+            dir.path().to_str().expect("utf8"),
+            "--startup-secs",
+            "120",
+            "--under-budget",
+            "0.9",
+        ],
+        "--under-budget",
+    );
+}
+
+#[test]
 fn eval_rca_ranks_sock_shop_causes_on_time_and_a_minute_late() {
     let cases = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/rca/cases");
     let cases = cases.to_str().expect("utf8");

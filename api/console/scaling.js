@@ -10,8 +10,10 @@ function card(v) {
     kv("served value", fmtNum(v.value)),
     kv("desired replicas", String(v.desired_replicas ?? "—")),
     kv("current load", fmtNum(v.current)),
-    kv("forecast (served quantile)", fmtNum(v.forecast)),
+    kv(`forecast (quantile ${v.quantile == null ? "—" : v.quantile.toFixed(2)})`, fmtNum(v.forecast)),
     kv("forecast p50", fmtNum(v.forecast_p50)),
+    ...(v.mode === "shadow" ? kv("would serve (shadow)", fmtNum(v.would_serve)) : []),
+    kv("steps under-provisioned", v.under_share == null ? "—" : `${(100 * v.under_share).toFixed(1)} %`),
     kv("mode", el("span", { class: `badge ${v.mode}` }, v.mode || "—")),
     kv("for", fmtTime(v.for_ms)));
 }
@@ -48,7 +50,7 @@ export async function scalingPage(root) {
       if (!hist.length) { p50.shift(); p90.shift(); p99.shift(); }
       sec.dataset.forecastSteps = String(path.length);
       charts.push(timeChart(sec, {
-        title: `load and forecast (step ${o.step_secs} s, lead ${o.lead_secs} s, served quantile p${Math.round(100 * o.quantile)})`,
+        title: `load and forecast (step ${o.step_secs} s, lead ${o.lead_secs} s, served quantile q${o.quantile.toFixed(2)})`,
         times, height: 220, markers: [v.for_ms],
         lines: [
           { label: "load", values: load, color: "--c-value", width: 2 },

@@ -253,6 +253,18 @@ fn scaling_gauges(state: &AppState, out: &mut String) {
             "Replicas the served value asks for.",
         ),
         (
+            "aiops_scaling_would_serve",
+            "Shadow mode: the value predictive scaling would serve (load units).",
+        ),
+        (
+            "aiops_scaling_quantile",
+            "Forecast quantile served (adapted to the target's under_budget when set).",
+        ),
+        (
+            "aiops_scaling_under_share",
+            "Share of steps whose served value fell below the load that arrived.",
+        ),
+        (
             "aiops_scaling_stale",
             "1: the load stopped arriving and the last good value is held; 2: held too long, refused.",
         ),
@@ -268,6 +280,9 @@ fn scaling_gauges(state: &AppState, out: &mut String) {
                 ("aiops_scaling_current", Ok(v)) => Some(v.current),
                 ("aiops_scaling_forecast", Ok(v)) => v.forecast,
                 ("aiops_scaling_desired_replicas", Ok(v)) => Some(v.desired_replicas as f64),
+                ("aiops_scaling_would_serve", Ok(v)) => v.would_serve,
+                ("aiops_scaling_quantile", Ok(v)) => v.quantile,
+                ("aiops_scaling_under_share", Ok(v)) => v.under_share,
                 _ => None,
             };
             if let Some(x) = value {

@@ -317,7 +317,10 @@ fn components() -> Value {
             json!({"type": "object", "required": ["name", "value", "desired_replicas"], "properties": {
                 "name": {"type": "string"}, "value": {"type": "number"}, "desired_replicas": {"type": "integer"},
                 "current": {"type": "number"}, "forecast": {"type": ["number", "null"]}, "forecast_p50": {"type": ["number", "null"]}, "forecast_p90": {"type": ["number", "null"]}, "forecast_p99": {"type": ["number", "null"]},
-                "mode": {"type": "string"}, "stale": {"type": "boolean"}, "updated_ms": {"type": "integer"}, "for_ms": {"type": "integer"}}}),
+                "quantile": {"type": ["number", "null"], "description": "forecast quantile served (adapted to under_budget when set)"},
+                "would_serve": {"type": ["number", "null"], "description": "shadow mode: the value predictive scaling would serve"},
+                "under_share": {"type": ["number", "null"], "description": "share of steps whose served value fell below the load that arrived"},
+                "mode": {"type": "string", "enum": ["predictive", "reactive", "held", "shadow"]}, "stale": {"type": "boolean"}, "updated_ms": {"type": "integer"}, "for_ms": {"type": "integer"}}}),
         ),
         (
             "ScalingOutlook",

@@ -85,6 +85,8 @@ impl Demo {
                 capacity_per_pod: 10.0,
                 lead_secs: 120,
                 quantile: 0.9,
+                under_budget: None,
+                mode: Default::default(),
             }],
             ..ScalingConfig::default()
         }

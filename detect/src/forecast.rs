@@ -111,14 +111,16 @@ pub struct Forecast {
 }
 
 impl Forecast {
-    /// The served quantile: p99 for `q` ≥ 0.99, p90 for ≥ 0.9, else the median.
+    /// The `q` quantile (q in [0.5, 0.99], clamped): interpolated between p50, p90 and p99 in
+    /// standard-normal units (0.75 sits 0.67 / 1.28 of the way from p50 to p90).
     pub fn quantile(&self, q: f64) -> f64 {
-        if q >= 0.99 {
-            self.p99
-        } else if q >= 0.9 {
-            self.p90
+        let q = q.clamp(0.5, 0.99);
+        let (z90, z99) = (inverse_normal(0.9), inverse_normal(0.99));
+        let z = inverse_normal(q).max(0.0);
+        if z <= z90 {
+            self.p50 + (self.p90 - self.p50) * z / z90
         } else {
-            self.p50
+            self.p90 + (self.p99 - self.p90) * ((z - z90) / (z99 - z90)).min(1.0)
         }
     }
 }

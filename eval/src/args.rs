@@ -94,21 +94,29 @@ pub struct RcaArgs {
 
 #[derive(Debug, Args)]
 pub struct AutoscaleArgs {
-    /// A `timestamp,value` CSV: the load.
+    /// A `timestamp,value` CSV (the load of one workload), or a folder whose CSVs (any depth)
+    /// are each replayed as a workload.
     #[arg(long)]
     pub data: PathBuf,
-    /// Load one pod serves.
+    /// Load one pod serves (default: each workload's median load over `--median-pods`).
     #[arg(long)]
-    pub capacity_per_pod: f64,
-    /// Seconds from scheduling a pod to it serving.
-    #[arg(long)]
-    pub startup_secs: u64,
+    pub capacity_per_pod: Option<f64>,
+    /// Without `--capacity-per-pod`: pods the median load needs, per workload.
+    #[arg(long, default_value_t = 10.0)]
+    pub median_pods: f64,
+    /// Seconds from scheduling a pod to it serving; several (`120,300`) replay each.
+    #[arg(long, value_delimiter = ',', required = true)]
+    pub startup_secs: Vec<u64>,
     /// Forecast lead, seconds (default: the start-up time).
     #[arg(long)]
     pub lead_secs: Option<u64>,
-    /// Served forecast quantile: 0.5, 0.9 or 0.99.
+    /// Served forecast quantile, in [0.5, 0.99] (the start when `--under-budget` is given).
     #[arg(long, default_value_t = 0.9)]
     pub quantile: f64,
+    /// Under-provisioning budget (the target's `under_budget`): the share of steps whose
+    /// value, served a lead earlier, may fall below the load; the quantile adapts to it.
+    #[arg(long)]
+    pub under_budget: Option<f64>,
     /// Share of the series the forecaster learns before the replay is scored.
     #[arg(long, default_value_t = 0.2)]
     pub warmup_share: f64,
@@ -120,7 +128,7 @@ pub struct AutoscaleArgs {
     pub max_replicas: u64,
     /// Also write the replay, one row per sample after the warm-up, to this CSV: time, load,
     /// pods needed, the forecast for time + lead (p50, p90, p99), the value served, ready pods
-    /// under each policy.
+    /// under each policy (one CSV and one start-up time only).
     #[arg(long)]
     pub trace: Option<PathBuf>,
 }

@@ -1,6 +1,10 @@
 //! Autoscaling replay (`aiops eval autoscale`): real traffic through a model of the Kubernetes
-//! HPA, driven either by the current load (reactive) or by our served value (predictive:
-//! `max(forecast at now + lead, current load)`, exactly what [`aiops_detect::scaling`] serves).
+//! HPA, driven by the current load (reactive), by our served value (predictive:
+//! `max(forecast quantile at now + lead, current load)` with the policy of
+//! [`aiops_detect::scaling::policy`] — the same code `serve` runs, the quantile adapting to an
+//! under-provisioning budget when one is given), and in shadow mode (the HPA gets the current
+//! load; what predictive would have served drives a second, counterfactual HPA — the preview a
+//! team reads before turning predictive scaling on).
 //!
 //! The model, per protocols.md §5.4: every `sync_secs` (15 s) the HPA reads the metric and
 //! computes `desired = ceil(metric / capacity_per_pod)` (an `AverageValue` target); changes
@@ -20,6 +24,7 @@ use std::collections::VecDeque;
 use serde::Serialize;
 
 use aiops_detect::forecast::{ForecastConfig, Forecaster};
+use aiops_detect::scaling::{Policy, PolicyState, ScalingMode};
 
 /// Replay options.
 #[derive(Debug, Clone, Copy)]
@@ -30,8 +35,10 @@ pub struct ReplayOptions {
     pub startup_secs: u64,
     /// Forecast lead (default: the start-up time).
     pub lead_secs: u64,
-    /// Served forecast quantile (0.5, 0.9 or 0.99).
+    /// Served forecast quantile, in [0.5, 0.99] (the start when `under_budget` is set).
     pub quantile: f64,
+    /// Under-provisioning budget: the served quantile adapts to it.
+    pub under_budget: Option<f64>,
     /// HPA sync period.
     pub sync_secs: u64,
     /// HPA tolerance.
@@ -47,7 +54,7 @@ pub struct ReplayOptions {
 }
 
 /// The outcome of one policy.
-#[derive(Debug, Clone, Copy, Default, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
 pub struct PolicyOutcome {
     /// Pod-minutes during which load exceeded ready capacity.
     pub under_pod_minutes: f64,
@@ -61,7 +68,16 @@ pub struct PolicyOutcome {
     pub max_replicas: u64,
 }
 
-/// Both policies on one series.
+/// Shadow mode: what the HPA got, and what it would have got.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct ShadowOutcome {
+    /// The HPA driven by the value served in shadow mode (the current load).
+    pub served: PolicyOutcome,
+    /// A second HPA driven by the value shadow mode reported it would serve.
+    pub would_have: PolicyOutcome,
+}
+
+/// The policies on one series.
 #[derive(Debug, Clone, Serialize)]
 pub struct Replay {
     /// Minutes replayed (after the warm-up).
@@ -70,6 +86,12 @@ pub struct Replay {
     pub reactive: PolicyOutcome,
     /// Our served value drives the HPA.
     pub predictive: PolicyOutcome,
+    /// Shadow mode.
+    pub shadow: ShadowOutcome,
+    /// The quantile served at the end (where the budget took it).
+    pub final_quantile: f64,
+    /// Share of the samples whose predictive value, served `lead` before, fell below them.
+    pub under_share: Option<f64>,
     /// 1 − predictive / reactive under-provisioned pod-minutes.
     pub under_reduction: f64,
     /// predictive / reactive pod-minutes − 1.
@@ -195,6 +217,19 @@ pub fn replay_traced(
     let initial =
         ((values[warm] / o.capacity_per_pod).ceil() as u64).clamp(o.min_replicas, o.max_replicas);
     let (mut reactive, mut predictive) = (Hpa::new(initial), Hpa::new(initial));
+    let (mut shadow, mut would) = (Hpa::new(initial), Hpa::new(initial));
+    let policy = Policy {
+        quantile: o.quantile,
+        under_budget: o.under_budget,
+        lead_ms: o.lead_secs as i64 * 1000,
+        mode: ScalingMode::Predictive,
+    };
+    let shadow_policy = Policy {
+        mode: ScalingMode::Shadow,
+        ..policy
+    };
+    let (mut state, mut shadow_state) =
+        (PolicyState::new(&policy), PolicyState::new(&shadow_policy));
     let mut next = warm; // next sample the forecaster learns
     let mut j = warm; // the interval holding t
     let mut t = start;
@@ -202,6 +237,14 @@ pub fn replay_traced(
         let learnt = next;
         while next < n && times[next] as f64 / 1000.0 <= t {
             f.update(times[next], values[next]);
+            // Each sample is a step: the policy scores what it served for it and notes what it
+            // serves for the sample `lead` ahead (as `serve` does when a step completes).
+            let (at, load) = (times[next], values[next]);
+            let ahead = f.forecast_at(at + policy.lead_ms);
+            let v = ahead.map(|fc| policy.predictive(&state, &fc, load));
+            state.step(&policy, at, load, v);
+            let v = ahead.map(|fc| shadow_policy.predictive(&shadow_state, &fc, load));
+            shadow_state.step(&shadow_policy, at, load, v);
             next += 1;
         }
         let new_sample = next > learnt;
@@ -213,13 +256,17 @@ pub fn replay_traced(
         let lead_ms = ((t + o.lead_secs as f64) * 1000.0) as i64;
         let forecast = f.forecast_at(lead_ms);
         let served = match &forecast {
-            Some(fc) => {
-                let q = fc.quantile(o.quantile);
-                q.max(load)
-            }
+            Some(fc) => policy.predictive(&state, fc, load),
             None => load,
         };
         predictive.sync(t, served, &o);
+        // Shadow mode serves the load; what it reports drives the counterfactual HPA.
+        shadow.sync(t, load, &o);
+        let would_serve = match &forecast {
+            Some(fc) => shadow_policy.predictive(&shadow_state, fc, load),
+            None => load,
+        };
+        would.sync(t, would_serve, &o);
         if let Some(trace) = trace.as_deref_mut().filter(|_| new_sample) {
             let q = |f: fn(&aiops_detect::forecast::Forecast) -> f64| {
                 forecast.as_ref().map_or(f64::NAN, f)
@@ -238,6 +285,8 @@ pub fn replay_traced(
         }
         reactive.account(t, load, &o);
         predictive.account(t, load, &o);
+        shadow.account(t, load, &o);
+        would.account(t, load, &o);
         t += o.sync_secs as f64;
     }
     let (r, p) = (reactive.out, predictive.out);
@@ -245,6 +294,12 @@ pub fn replay_traced(
         minutes: (end - start) / 60.0,
         reactive: r,
         predictive: p,
+        shadow: ShadowOutcome {
+            served: shadow.out,
+            would_have: would.out,
+        },
+        final_quantile: state.quantile,
+        under_share: state.under_share(),
         under_reduction: if r.under_pod_minutes > 0.0 {
             1.0 - p.under_pod_minutes / r.under_pod_minutes
         } else {
@@ -268,6 +323,7 @@ mod tests {
             startup_secs: 300,
             lead_secs: 300,
             quantile: 0.9,
+            under_budget: None,
             sync_secs: 15,
             tolerance: 0.1,
             stabilisation_secs: 300,
@@ -315,6 +371,72 @@ mod tests {
             "{r:?}"
         );
         assert!(r.extra_pod_minutes < 0.1, "{r:?}");
+    }
+
+    fn daily_peaks(days: i64) -> (Vec<i64>, Vec<f64>) {
+        let times: Vec<i64> = (0..days * 1440).map(|i| i * 60_000).collect();
+        let values = times
+            .iter()
+            .enumerate()
+            .map(|(i, &t)| {
+                let h = (t % 86_400_000) as f64 / 3_600_000.0;
+                // A little deterministic noise so that forecasts miss sometimes.
+                let noise = ((i as f64 * 12.9898).sin() * 43_758.545).fract() * 20.0;
+                50.0 + 400.0 * (std::f64::consts::PI * h / 24.0).sin().powi(6) + noise
+            })
+            .collect();
+        (times, values)
+    }
+
+    #[test]
+    fn shadow_mode_never_steers_and_previews_predictive_exactly() {
+        let (times, values) = daily_peaks(5);
+        let o = ReplayOptions {
+            warmup: 2 * 1440,
+            under_budget: Some(0.1),
+            ..opts()
+        };
+        let r = replay(&times, &values, ForecastConfig::default(), o);
+        assert_eq!(r.shadow.served, r.reactive, "{r:?}");
+        assert_eq!(r.shadow.would_have, r.predictive, "{r:?}");
+        assert!(r.reactive.under_pod_minutes > r.predictive.under_pod_minutes);
+    }
+
+    #[test]
+    fn a_budget_moves_the_quantile_toward_its_miss_rate() {
+        let (times, values) = daily_peaks(8);
+        let base = ReplayOptions {
+            warmup: 2 * 1440,
+            ..opts()
+        };
+        let tight = replay(
+            &times,
+            &values,
+            ForecastConfig::default(),
+            ReplayOptions {
+                under_budget: Some(0.02),
+                ..base
+            },
+        );
+        let loose = replay(
+            &times,
+            &values,
+            ForecastConfig::default(),
+            ReplayOptions {
+                under_budget: Some(0.4),
+                ..base
+            },
+        );
+        // A tight budget serves a higher quantile, misses less and pays more.
+        assert!(
+            tight.final_quantile > loose.final_quantile,
+            "{tight:?} {loose:?}"
+        );
+        let (ts, ls) = (tight.under_share.unwrap(), loose.under_share.unwrap());
+        assert!(ts < ls, "{ts} {ls}");
+        assert!((ls - 0.4).abs() < 0.1, "{ls}");
+        assert!(tight.predictive.pod_minutes > loose.predictive.pod_minutes);
+        assert!(tight.predictive.under_pod_minutes <= loose.predictive.under_pod_minutes);
     }
 
     #[test]

@@ -13,15 +13,18 @@ use std::collections::HashMap;
 use aiops_models::{Selector, SeriesCatalog, SeriesId};
 use serde::{Deserialize, Serialize};
 
-use crate::DetectError;
 use crate::forecast::{ForecastConfig, Forecaster};
 
 mod load;
 pub mod outlook;
+pub mod policy;
+mod serve;
 #[cfg(test)]
 mod tests;
 
 pub use load::{LoadMerger, LoadMessage, LoadSample};
+pub use policy::{Policy, PolicyState, ScalingMode};
+pub use serve::{Mode, ScalingValue};
 
 /// Options of predictive scaling.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -78,9 +81,19 @@ pub struct ScalingTarget {
     pub capacity_per_pod: f64,
     /// Pod start-up time: the forecast is for now + this.
     pub lead_secs: u64,
-    /// Forecast quantile served: 0.5, 0.9 or 0.99.
+    /// Forecast quantile served, in [0.5, 0.99] (the starting point when `under_budget` is
+    /// set).
     #[serde(default = "default_quantile")]
     pub quantile: f64,
+    /// Under-provisioning budget: the share of steps in which the value served `lead_secs`
+    /// earlier may fall below the load that arrived (e.g. 0.1). The served quantile then adapts
+    /// per target to meet it (see [`policy`]); unset: `quantile` is served as configured.
+    #[serde(default)]
+    pub under_budget: Option<f64>,
+    /// `predictive` (default): the HPA gets the predictive value. `shadow`: it gets the current
+    /// load, and the predictive value is reported beside it (`would_serve`).
+    #[serde(default)]
+    pub mode: ScalingMode,
 }
 
 fn default_quantile() -> f64 {
@@ -123,55 +136,20 @@ impl ScalingConfig {
                     t.capacity_per_pod
                 ));
             }
-            if ![0.5, 0.9, 0.99].contains(&t.quantile) {
+            let (lo, hi) = policy::QUANTILE_RANGE;
+            if !(lo..=hi).contains(&t.quantile) {
                 problems.push(format!(
-                    "{key}.quantile = {}: must be 0.5, 0.9 or 0.99",
+                    "{key}.quantile = {}: must be in [{lo}, {hi}]",
                     t.quantile
                 ));
             }
+            if let Some(b) = t.under_budget
+                && !(0.01..=0.5).contains(&b)
+            {
+                problems.push(format!("{key}.under_budget = {b}: must be in [0.01, 0.5]"));
+            }
         }
     }
-}
-
-/// How a served value was obtained.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Mode {
-    /// The forecast at now + lead (or the current load, when higher).
-    Predictive,
-    /// The current load: the forecaster is still learning.
-    Reactive,
-    /// The load stopped arriving: the last good value, held.
-    Held,
-}
-
-/// The value served for a target.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct ScalingValue {
-    /// The target's name.
-    pub name: String,
-    /// The value for the HPA (load units).
-    pub value: f64,
-    /// `ceil(value / capacity_per_pod)`, at least 1.
-    pub desired_replicas: u64,
-    /// The latest load.
-    pub current: f64,
-    /// The forecast at now + lead (the served quantile), when there is one.
-    pub forecast: Option<f64>,
-    /// The median forecast at now + lead.
-    pub forecast_p50: Option<f64>,
-    /// The 90th percentile at now + lead.
-    pub forecast_p90: Option<f64>,
-    /// The 99th percentile at now + lead.
-    pub forecast_p99: Option<f64>,
-    /// How the value was obtained.
-    pub mode: Mode,
-    /// The load stopped arriving (the value is held).
-    pub stale: bool,
-    /// When the load was last seen (Unix ms).
-    pub updated_ms: i64,
-    /// When the served value is for (Unix ms): now + lead.
-    pub for_ms: i64,
 }
 
 /// The state of one target.
@@ -196,6 +174,10 @@ pub struct TargetState {
     /// A stale state was logged (logged once per episode).
     #[serde(skip)]
     warned: bool,
+    /// The policy's state (checkpointed in a frame of its own; None until first used, and
+    /// after restoring a checkpoint from before it).
+    #[serde(skip)]
+    pub policy: Option<PolicyState>,
 }
 
 fn step_ms(cfg: &ScalingConfig) -> i64 {
@@ -218,12 +200,28 @@ impl TargetState {
             last_good: None,
             history: std::collections::VecDeque::new(),
             warned: false,
+            policy: None,
         }
     }
 
+    /// The policy's state, started (or brought in line with a changed configuration) for `p`.
+    fn policy_state(&mut self, p: &Policy) -> &mut PolicyState {
+        let st = self.policy.get_or_insert_with(|| PolicyState::new(p));
+        st.reconfigure(p);
+        st
+    }
+
     /// One member's sample; when it starts a new step, the finished step's load (the sum of
-    /// the fresh members' latest values) goes to the forecaster.
-    fn add(&mut self, cfg: &ScalingConfig, id: SeriesId, ts_ms: i64, value: f64) {
+    /// the fresh members' latest values) goes to the forecaster, and the policy scores the
+    /// values served for that step and notes the one for `lead` ahead.
+    fn add(
+        &mut self,
+        cfg: &ScalingConfig,
+        target: &ScalingTarget,
+        id: SeriesId,
+        ts_ms: i64,
+        value: f64,
+    ) {
         // A member's sample seen again (at-least-once delivery) or out of order: already counted.
         if self.latest.get(&id).is_some_and(|&(t, _)| t >= ts_ms) {
             return;
@@ -240,6 +238,15 @@ impl TargetState {
                 .fold((0.0, 0usize), |(sum, n), &(_, v)| (sum + v, n + 1));
             if fresh > 0 {
                 self.forecaster.update(end, load);
+                let p = Policy::of(target);
+                let warmed = self.forecaster.seen() >= u64::from(cfg.min_history_steps);
+                let fc = self
+                    .forecaster
+                    .forecast_at(end + p.lead_ms)
+                    .filter(|_| warmed);
+                let st = self.policy_state(&p);
+                let next = fc.map(|f| p.predictive(st, &f, load));
+                st.step(&p, end, load, next);
                 self.current = Some((end, load));
                 if self.history.len() == outlook::HISTORY_STEPS {
                     self.history.pop_front();
@@ -327,7 +334,7 @@ impl ScalingState {
         self.targets
             .entry(t.name.clone())
             .or_insert_with(|| TargetState::new(cfg, t.lead_secs, s.ts_ms))
-            .add(cfg, s.series, s.ts_ms, s.value);
+            .add(cfg, t, s.series, s.ts_ms, s.value);
     }
 
     fn targets_of(
@@ -382,7 +389,7 @@ impl ScalingState {
             self.targets
                 .entry(t.name.clone())
                 .or_insert_with(|| TargetState::new(cfg, t.lead_secs, ts_ms))
-                .add(cfg, id, ts_ms, value);
+                .add(cfg, t, id, ts_ms, value);
         }
     }
 
@@ -441,8 +448,8 @@ impl ScalingState {
                     st.step = past
                         .first()
                         .map_or(st.step, |p| p.0.div_euclid(step_ms(cfg)));
-                    for (t, member, v) in past {
-                        st.add(cfg, member, t, v);
+                    for (ts, member, v) in past {
+                        st.add(cfg, t, member, ts, v);
                     }
                     if st.forecaster.seen() > 0 {
                         tracing::info!(
@@ -463,102 +470,5 @@ impl ScalingState {
         for (name, st) in warmed {
             self.targets.entry(name).or_insert(st);
         }
-    }
-
-    /// The value served for target `name` at `now_ms` (as seen from `namespace`, when given).
-    pub fn value(
-        &mut self,
-        cfg: &ScalingConfig,
-        name: &str,
-        namespace: Option<&str>,
-        now_ms: i64,
-    ) -> Result<ScalingValue, DetectError> {
-        let target = cfg
-            .targets
-            .iter()
-            .find(|t| {
-                t.name == name
-                    && match (&t.namespace, namespace) {
-                        (Some(want), Some(ns)) => want == ns,
-                        _ => true,
-                    }
-            })
-            .ok_or_else(|| DetectError::UnknownTarget(name.to_owned()))?;
-        let st = self
-            .targets
-            .get_mut(name)
-            .ok_or_else(|| DetectError::NoLoad(name.to_owned()))?;
-        let (seen_ms, current) = st
-            .current
-            .ok_or_else(|| DetectError::NoLoad(name.to_owned()))?;
-        let for_ms = now_ms + target.lead_secs as i64 * 1000;
-        let replicas = |v: f64| ((v / target.capacity_per_pod).ceil().max(1.0)) as u64;
-        let age_ms = now_ms - seen_ms;
-        // The step's load lands at its end: data up to two steps old is fresh.
-        let stale_after = cfg.stale_secs as i64 * 1000 + 2 * cfg.step_secs as i64 * 1000;
-        if age_ms > stale_after {
-            let (good_ms, good) = st.last_good.unwrap_or((seen_ms, current));
-            if !st.warned {
-                st.warned = true;
-                tracing::warn!(
-                    scaling_target = name,
-                    age_secs = age_ms / 1000,
-                    held = good,
-                    hold_secs = cfg.hold_secs,
-                    "The load of a scaling target stopped arriving; serving its last good value."
-                );
-            }
-            if now_ms - good_ms > stale_after + cfg.hold_secs as i64 * 1000 {
-                return Err(DetectError::LoadExpired {
-                    name: name.to_owned(),
-                    age_secs: age_ms / 1000,
-                });
-            }
-            return Ok(ScalingValue {
-                name: name.to_owned(),
-                value: good,
-                desired_replicas: replicas(good),
-                current,
-                forecast: None,
-                forecast_p50: None,
-                forecast_p90: None,
-                forecast_p99: None,
-                mode: Mode::Held,
-                stale: true,
-                updated_ms: seen_ms,
-                for_ms,
-            });
-        }
-        if st.warned {
-            st.warned = false;
-            tracing::info!(
-                scaling_target = name,
-                "The load of a scaling target arrives again."
-            );
-        }
-        let warmed = st.forecaster.seen() >= u64::from(cfg.min_history_steps);
-        let fc = st.forecaster.forecast_at(for_ms);
-        let (value, forecast, mode) = match fc {
-            Some(f) if warmed => {
-                let q = f.quantile(target.quantile);
-                (q.max(current), Some(q), Mode::Predictive)
-            }
-            _ => (current, None, Mode::Reactive),
-        };
-        st.last_good = Some((seen_ms, value));
-        Ok(ScalingValue {
-            name: name.to_owned(),
-            value,
-            desired_replicas: replicas(value),
-            current,
-            forecast,
-            forecast_p50: fc.map(|f| f.p50),
-            forecast_p90: fc.map(|f| f.p90),
-            forecast_p99: fc.map(|f| f.p99),
-            mode,
-            stale: false,
-            updated_ms: seen_ms,
-            for_ms,
-        })
     }
 }

@@ -24,7 +24,7 @@ pub struct Outlook {
     pub lead_secs: u64,
     /// Load one pod serves.
     pub capacity_per_pod: f64,
-    /// The served forecast quantile.
+    /// The served forecast quantile (where the target's `under_budget` has taken it, when set).
     pub quantile: f64,
     /// `[end_ms, load]` of the latest completed steps, oldest first.
     pub history: Vec<(i64, f64)>,
@@ -63,7 +63,12 @@ impl ScalingState {
             step_secs,
             lead_secs: target.lead_secs,
             capacity_per_pod: target.capacity_per_pod,
-            quantile: target.quantile,
+            quantile: self
+                .targets
+                .get(name)
+                .and_then(|st| st.policy.as_ref())
+                .filter(|_| target.under_budget.is_some())
+                .map_or(target.quantile, |p| p.quantile),
             history,
             path,
         })

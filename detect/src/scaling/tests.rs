@@ -5,6 +5,7 @@ use std::sync::Arc;
 use aiops_models::{SeriesCatalog, SeriesMeta, Source};
 
 use super::*;
+use crate::DetectError;
 
 fn setup() -> (ScalingConfig, SeriesCatalog, Vec<SeriesId>) {
     let cfg = ScalingConfig {
@@ -20,6 +21,8 @@ fn setup() -> (ScalingConfig, SeriesCatalog, Vec<SeriesId>) {
             capacity_per_pod: 10.0,
             lead_secs: 600,
             quantile: 0.9,
+            under_budget: None,
+            mode: Default::default(),
         }],
         ..ScalingConfig::default()
     };
@@ -275,13 +278,58 @@ fn validation_names_every_problem() {
         labels: Default::default(),
         capacity_per_pod: 0.0,
         lead_secs: 60,
-        quantile: 0.7,
+        quantile: 0.999,
+        under_budget: Some(0.9),
+        mode: Default::default(),
     });
     let mut p = Vec::new();
     cfg.validate("detect.scaling", &mut p);
-    assert_eq!(p.len(), 4, "{p:?}");
+    assert_eq!(p.len(), 5, "{p:?}");
     assert!(
         p.iter().all(|m| m.starts_with("detect.scaling.targets[1]")),
         "{p:?}"
     );
+}
+
+#[test]
+fn shadow_mode_serves_the_load_and_reports_what_it_would_serve() {
+    let (mut cfg, catalog, ids) = setup();
+    let mut predictive = ScalingState::default();
+    let mut shadow = ScalingState::default();
+    let shadow_cfg = {
+        let mut c = cfg.clone();
+        c.targets[0].mode = ScalingMode::Shadow;
+        c.targets[0].under_budget = Some(0.2);
+        c
+    };
+    cfg.targets[0].under_budget = Some(0.2);
+    let end = 4 * 86_400_000 + 10 * 3_600_000;
+    let mut t = 0;
+    while t <= end {
+        for id in &ids {
+            predictive.observe(&cfg, &catalog, *id, t, load(t));
+            shadow.observe(&shadow_cfg, &catalog, *id, t, load(t));
+        }
+        t += 60_000;
+    }
+    let p = predictive
+        .value(&cfg, "checkout_rps", None, end)
+        .expect("predictive");
+    let s = shadow
+        .value(&shadow_cfg, "checkout_rps", None, end)
+        .expect("shadow");
+    assert_eq!(p.mode, Mode::Predictive);
+    assert_eq!(s.mode, Mode::Shadow);
+    // The HPA gets the load now; the report is exactly what predictive serves.
+    assert_eq!(s.value, s.current);
+    assert_eq!(s.would_serve, Some(p.value));
+    assert!(p.value > p.current, "{p:?}");
+    // The budget moved the quantile off its start (0.8) on this smooth load, the same way in
+    // both modes, and the under-provisioned share is counted.
+    let q = p.quantile.expect("quantile");
+    assert_eq!(s.quantile, Some(q));
+    assert!((0.5..=0.99).contains(&q) && q != 0.8, "{q}");
+    let share = p.under_share.expect("scored steps");
+    assert_eq!(s.under_share, Some(share));
+    assert!(share < 0.5, "{share}");
 }

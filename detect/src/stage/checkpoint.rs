@@ -4,7 +4,8 @@
 //! ```text
 //! checkpoint.bin = magic "AIOPSCK2" frame*
 //! frame          = len:u32le crc32:u32le postcard(payload)
-//! payloads       = Header, then Series chunks (up to CHUNK series each), then Trailer
+//! payloads       = Header, Policies (the scaling targets' policy states; older checkpoints
+//!                  lack it), then Series chunks (up to CHUNK series each), then Trailer
 //! ```
 //!
 //! A frame that fails its checksum, a missing trailer or a series count that does not match
@@ -25,7 +26,7 @@ use aiops_models::{AnomalyEvent, SeriesId};
 use serde::{Deserialize, Serialize};
 
 use crate::RankState;
-use crate::scaling::ScalingState;
+use crate::scaling::{PolicyState, ScalingState};
 use crate::score::RankStateV1;
 use crate::stage::{DetectState, SeriesState, ServiceState};
 
@@ -107,6 +108,8 @@ enum Frame {
     Header2(Box<Header>),
     /// Series with the continuous score's state and their counts.
     Series3(Vec<(SeriesId, SeriesState, RankState)>),
+    /// The scaling targets' policy states (after the header; absent from older checkpoints).
+    Policies(Vec<(String, PolicyState)>),
 }
 
 fn write_frame(w: &mut impl Write, frame: &Frame) -> std::io::Result<()> {
@@ -146,7 +149,14 @@ impl CheckpointWriter {
             events: state.events.clone(),
             scaling: state.scaling.lock().clone(),
         };
+        let policies = header
+            .scaling
+            .targets
+            .iter()
+            .filter_map(|(name, t)| Some((name.clone(), t.policy.clone()?)))
+            .collect();
         write_frame(&mut out, &Frame::Header2(Box::new(header)))?;
+        write_frame(&mut out, &Frame::Policies(policies))?;
         Ok(Self {
             path: path.to_owned(),
             tmp,
@@ -266,6 +276,14 @@ fn read(bytes: &[u8]) -> Result<DetectState, String> {
                     (id, Box::new(s))
                 }));
             }
+            Frame::Policies(policies) if header => {
+                let mut scaling = st.scaling.lock();
+                for (name, p) in policies {
+                    if let Some(t) = scaling.targets.get_mut(&name) {
+                        t.policy = Some(p);
+                    }
+                }
+            }
             Frame::Trailer { series: n } if header => {
                 if n != series {
                     return Err(format!(
@@ -378,6 +396,58 @@ mod tests {
             st.series[&SeriesId(7)].detector
         );
         assert_eq!(back.events.len(), st.events.len());
+    }
+
+    /// The scaling targets' policy states (the adapted quantile, the values awaiting their
+    /// step) come back with the forecasters.
+    #[test]
+    fn scaling_policies_round_trip() {
+        use crate::scaling::{LoadSample, Policy, ScalingConfig, ScalingMode, ScalingTarget};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("detect/checkpoint.bin");
+        let st = state();
+        let cfg = ScalingConfig {
+            targets: vec![ScalingTarget {
+                name: "web".into(),
+                namespace: None,
+                selector: "rps".into(),
+                labels: Default::default(),
+                capacity_per_pod: 10.0,
+                lead_secs: 60,
+                quantile: 0.9,
+                under_budget: Some(0.1),
+                mode: ScalingMode::Shadow,
+            }],
+            ..ScalingConfig::default()
+        };
+        let policy = Policy::of(&cfg.targets[0]);
+        {
+            let mut scaling = st.scaling.lock();
+            for i in 0..5 {
+                scaling.observe_member(
+                    &cfg,
+                    &LoadSample {
+                        target: "web".into(),
+                        series: SeriesId(1),
+                        ts_ms: i * 60_000,
+                        value: 7.0,
+                    },
+                );
+            }
+            let mut p = PolicyState::new(&policy);
+            p.step(&policy, 0, 5.0, Some(4.0));
+            p.step(&policy, 60_000, 5.0, Some(6.0));
+            assert!(p.scored == 1 && p.quantile > 0.9);
+            scaling.targets.get_mut("web").expect("target").policy = Some(p);
+        }
+        let mut w = CheckpointWriter::start(&st, &path).expect("starts");
+        assert!(w.step(&st, usize::MAX).expect("writes"));
+        w.finish().expect("seals");
+        let back = load(&path);
+        let (before, after) = (st.scaling.lock(), back.scaling.lock());
+        let (b, a) = (&before.targets["web"], &after.targets["web"]);
+        assert_eq!(a.policy, b.policy);
+        assert_eq!(a.forecaster, b.forecaster);
     }
 
     /// A checkpoint written before the continuous score had a state of its own still loads: the

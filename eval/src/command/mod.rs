@@ -2,6 +2,7 @@
 //! code over it and prints a JSON report. The command layer, like a binary's `main`, reports
 //! failures with `anyhow`; the readers and scorers below it return [`EvalError`](crate::EvalError).
 
+mod autoscale;
 mod backtest;
 mod rca;
 
@@ -14,9 +15,7 @@ use aiops_detect::DetectorConfig;
 use anyhow::Context;
 
 pub use self::backtest::ReplaySettings;
-use crate::args::{
-    AutoscaleArgs, BacktestArgs, CasesArgs, EvalArgs, EvalWhat, ForecastArgs, NabArgs,
-};
+use crate::args::{BacktestArgs, CasesArgs, EvalArgs, EvalWhat, ForecastArgs, NabArgs};
 use crate::nab::{self, Corpus};
 use crate::{cases, csv};
 
@@ -31,7 +30,7 @@ pub fn run(
         EvalWhat::Nab(a) => nab_eval(a),
         EvalWhat::Cases(a) => cases_eval(a),
         EvalWhat::Forecast(a) => forecast_eval(a),
-        EvalWhat::Autoscale(a) => autoscale_eval(a),
+        EvalWhat::Autoscale(a) => autoscale::run(a),
         EvalWhat::Rca(a) => rca::run(a),
         EvalWhat::Backtest(a) => {
             let s = settings(&a)?;
@@ -65,94 +64,6 @@ fn read_ordered(path: &std::path::Path) -> anyhow::Result<(Vec<i64>, Vec<f64>, u
     let repeated = read - dedup.len();
     let (times, values) = dedup.into_iter().unzip();
     Ok((times, values, repeated))
-}
-
-/// Writes an autoscale replay's trace as CSV (`forecast_for` = the time the forecast is for).
-fn write_trace(
-    path: &std::path::Path,
-    lead_secs: u64,
-    steps: &[crate::autoscale::TraceStep],
-) -> anyhow::Result<()> {
-    use std::io::Write as _;
-    let file =
-        std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
-    let mut w = std::io::BufWriter::new(file);
-    let iso = |ms: i64| {
-        jiff::Timestamp::from_millisecond(ms).map_or_else(|_| ms.to_string(), |t| t.to_string())
-    };
-    writeln!(
-        w,
-        "timestamp,load,needed,forecast_for,p50,p90,p99,served,reactive_ready,predictive_ready"
-    )?;
-    for s in steps {
-        writeln!(
-            w,
-            "{},{},{},{},{},{},{},{},{},{}",
-            iso(s.t_ms),
-            s.load,
-            s.needed,
-            iso(s.t_ms + lead_secs as i64 * 1000),
-            s.p50,
-            s.p90,
-            s.p99,
-            s.served,
-            s.reactive_ready,
-            s.predictive_ready
-        )?;
-    }
-    w.flush()
-        .with_context(|| format!("writing {}", path.display()))
-}
-
-fn autoscale_eval(a: AutoscaleArgs) -> anyhow::Result<()> {
-    use crate::autoscale::{ReplayOptions, replay_traced};
-    anyhow::ensure!(
-        a.capacity_per_pod > 0.0 && a.capacity_per_pod.is_finite(),
-        "--capacity-per-pod must be positive"
-    );
-    anyhow::ensure!(
-        [0.5, 0.9, 0.99].contains(&a.quantile),
-        "--quantile must be 0.5, 0.9 or 0.99"
-    );
-    anyhow::ensure!(
-        (0.0..1.0).contains(&a.warmup_share),
-        "--warmup-share must be in [0, 1)"
-    );
-    anyhow::ensure!(
-        a.min_replicas <= a.max_replicas,
-        "--min-replicas exceeds --max-replicas"
-    );
-    let (times, values, repeated_rows) = read_ordered(&a.data)?;
-    anyhow::ensure!(times.len() >= 3, "{}: too few rows", a.data.display());
-    let opts = ReplayOptions {
-        capacity_per_pod: a.capacity_per_pod,
-        startup_secs: a.startup_secs,
-        lead_secs: a.lead_secs.unwrap_or(a.startup_secs),
-        quantile: a.quantile,
-        sync_secs: 15,
-        tolerance: 0.1,
-        stabilisation_secs: 300,
-        min_replicas: a.min_replicas,
-        max_replicas: a.max_replicas,
-        warmup: (times.len() as f64 * a.warmup_share) as usize,
-    };
-    let started = Instant::now();
-    let mut trace = a.trace.as_ref().map(|_| Vec::new());
-    let r = replay_traced(&times, &values, Default::default(), opts, trace.as_mut());
-    if let (Some(path), Some(steps)) = (&a.trace, &trace) {
-        write_trace(path, opts.lead_secs, steps)?;
-    }
-    let mut out = serde_json::to_value(&r)?;
-    out["rows"] = times.len().into();
-    out["repeated_rows"] = repeated_rows.into();
-    out["capacity_per_pod"] = a.capacity_per_pod.into();
-    out["startup_secs"] = a.startup_secs.into();
-    out["lead_secs"] = opts.lead_secs.into();
-    out["quantile"] = a.quantile.into();
-    out["hpa"] = serde_json::json!({"sync_secs": 15, "tolerance": 0.1, "scale_down_stabilisation_secs": 300});
-    out["seconds"] = started.elapsed().as_secs_f64().into();
-    println!("{}", serde_json::to_string_pretty(&out)?);
-    Ok(())
 }
 
 fn forecast_eval(a: ForecastArgs) -> anyhow::Result<()> {
