@@ -6,8 +6,8 @@
 //!   smoothings: nine small models that all learn from every sample. The seasons are indexed by
 //!   *time* (bins of the day / week at the series' own resolution), so irregular sampling and
 //!   gaps do not shift them.
-//! * **Automatic season.** Each candidate's absolute error at a middle horizon (the forecast it
-//!   made that many samples ago against what arrived) is tracked; the forecast blends the (at
+//! * **Automatic season.** Each candidate's absolute one-step error (the forecast it made one
+//!   sample ago against what arrived) is tracked; the forecast blends the (at
 //!   most three) candidates whose recent error is within 1.5 × the best one's, weighted by
 //!   inverse squared error — where several models are about as good, a combination beats
 //!   picking one (MASE 0.82 → 0.78 on realTraffic, 0.48 → 0.43 on nyc_taxi); where one is
@@ -64,9 +64,9 @@ impl Default for ForecastConfig {
             max_horizon: 64,
             season_gamma: 0.25,
             error_alpha: 0.02,
-            residuals: 256,
-            max_day_bins: 288,
-            max_week_bins: 2016,
+            residuals: 128,
+            max_day_bins: 96,
+            max_week_bins: 336,
         }
     }
 }
@@ -255,6 +255,25 @@ impl Forecaster {
         (self.seen > 0).then_some(self.last_ms)
     }
 
+    /// The memory its state takes: the struct and its buffers' capacity, in bytes.
+    pub fn state_bytes(&self) -> usize {
+        use std::mem::size_of;
+        size_of::<Self>()
+            + self.intervals.capacity() * size_of::<i64>()
+            + self.candidates.capacity() * size_of::<Candidate>()
+            + self
+                .candidates
+                .iter()
+                .map(|c| c.bins.capacity() * 4 + c.pending.capacity() * 16)
+                .sum::<usize>()
+            + self.tracked.capacity() * size_of::<Tracked>()
+            + self
+                .tracked
+                .iter()
+                .map(|t| t.pending.capacity() * 16 + t.errors.capacity() * 4)
+                .sum::<usize>()
+    }
+
     /// The season of the candidate currently forecasting.
     pub fn season(&self) -> Option<Season> {
         self.best().map(|c| c.season)
@@ -268,9 +287,13 @@ impl Forecaster {
         if self.log { m.exp_m1() } else { m }
     }
 
-    /// The horizon whose errors choose the candidate.
+    /// The horizon whose errors choose the candidates: one step ahead, at every horizon served.
+    /// One-step errors are what exponential-smoothing model selection scores (the likelihood
+    /// behind AutoETS's AIC); on the shared traffic files choosing by them beat choosing at half
+    /// the longest horizon for forecasts up to an hour ahead (geometric-mean MASE relative to
+    /// seasonal naive 0.729 → 0.670), and each candidate keeps one pending forecast, not 32.
     fn select_horizon(&self) -> u32 {
-        (self.cfg.max_horizon / 2).max(1)
+        1
     }
 
     /// The candidate with the lowest recent error (a level-only one until errors are known).

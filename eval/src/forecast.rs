@@ -111,6 +111,8 @@ pub struct Backtest {
     pub seconds: f64,
     /// Our forecasts per second (origins × horizon / seconds).
     pub forecasts_per_sec: f64,
+    /// The forecaster's state at the end, bytes ([`Forecaster::state_bytes`]).
+    pub state_bytes: usize,
     /// Every origin's forecasts, with `keep_forecasts`.
     #[serde(skip)]
     pub made: Vec<OriginForecast>,
@@ -265,6 +267,7 @@ pub fn run(times: &[i64], values: &[f64], cfg: ForecastConfig, opts: BacktestOpt
         } else {
             0.0
         },
+        state_bytes: f.state_bytes(),
         made,
     }
 }

@@ -95,3 +95,29 @@ fn inverse_normal_is_accurate() {
     assert!((inverse_normal(0.975) - 1.959_963_985).abs() < 1e-6);
     assert!((inverse_normal(0.01) + 2.326_347_874).abs() < 1e-6);
 }
+
+#[test]
+fn a_five_minute_series_fits_in_a_few_kilobytes() {
+    // Three weeks of 5-minute samples (the finest resolution the bins still split).
+    let step = 300_000;
+    let feed = |cfg: ForecastConfig| {
+        let mut f = Forecaster::new(cfg);
+        for i in 0..3 * 7 * 288 {
+            f.update(i * step, load(i / 6));
+        }
+        f
+    };
+    let now = feed(ForecastConfig::default());
+    let before = feed(ForecastConfig {
+        residuals: 256,
+        max_day_bins: 288,
+        max_week_bins: 2016,
+        ..ForecastConfig::default()
+    });
+    let (small, large) = (now.state_bytes(), before.state_bytes());
+    assert!(small <= 14 * 1024, "{small} bytes");
+    // The previous defaults (finer bins, more errors kept) took almost three times as much.
+    assert!(large >= 5 * small / 2, "{large} vs {small}");
+    // Each candidate waits on one forecast (its one-step error), not on half the horizon's.
+    assert!(now.candidates.iter().all(|c| c.pending.len() <= 1));
+}

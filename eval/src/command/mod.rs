@@ -124,8 +124,13 @@ fn forecast_eval(a: ForecastArgs) -> anyhow::Result<()> {
         let n = per_file.len() as f64;
         let mean =
             |f: &dyn Fn(&backtest::Backtest) -> f64| per_file.values().map(f).sum::<f64>() / n;
+        // GIFT-Eval's summary: the geometric mean of MASE relative to seasonal naive.
+        let relative = mean(&|b| (b.ours.mase / b.seasonal_naive.mase).ln()).exp();
+        let state_bytes = per_file.values().map(|b| b.state_bytes).max();
         serde_json::json!({
             "ours": {
+                "mase_relative_to_seasonal_naive_geomean": relative,
+                "max_state_bytes": state_bytes,
                 "mase": mean(&|b| b.ours.mase),
                 "smape": mean(&|b| b.ours.smape),
                 "coverage_p50": mean(&|b| b.ours.coverage_p50),
