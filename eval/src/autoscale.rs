@@ -432,7 +432,10 @@ mod tests {
             tight.final_quantile > loose.final_quantile,
             "{tight:?} {loose:?}"
         );
-        let (ts, ls) = (tight.under_share.unwrap(), loose.under_share.unwrap());
+        let (ts, ls) = (
+            tight.under_share.expect("scored"),
+            loose.under_share.expect("scored"),
+        );
         assert!(ts < ls, "{ts} {ls}");
         assert!((ls - 0.4).abs() < 0.1, "{ls}");
         assert!(tight.predictive.pod_minutes > loose.predictive.pod_minutes);

@@ -206,7 +206,7 @@ mod tests {
             st.step(&p, i * 60_000, 100.0, Some(90.0));
         }
         assert!((st.quantile - 0.99).abs() < 1e-12, "{}", st.quantile);
-        assert!(st.under_share().unwrap() > 0.99);
+        assert!(st.under_share().expect("scored") > 0.99);
         // Every served value ample: it falls until it reaches the floor.
         let mut st = PolicyState::new(&p);
         for i in 0..1000 {
@@ -221,7 +221,7 @@ mod tests {
             st.step(&p, i * 60_000, 100.0, Some(next));
         }
         assert!((st.quantile - 0.9).abs() < 0.02, "{}", st.quantile);
-        assert!((st.under_share().unwrap() - 0.1).abs() < 0.01);
+        assert!((st.under_share().expect("scored") - 0.1).abs() < 0.01);
     }
 
     #[test]
