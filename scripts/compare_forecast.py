@@ -25,6 +25,11 @@ Scores, each over all origins × steps of a file:
   forecasts; ours: learning every sample of the series and forecasting).
 Summary, GIFT-Eval style: the geometric mean over files of each method's MASE and WQL relative to
 statsforecast's SeasonalNaive, and per file ours relative to the best peer's MASE.
+
+Budget: one statsforecast fit may take `--fit-budget` seconds (120); a model that runs past it on
+a file is left out of that file altogether ("over budget" in the table, not scored on a subset of
+origins), and the summary says how many files each model was scored on. (AutoARIMA with a
+288-sample season does not finish a fit in 10 minutes.)
 """
 import argparse
 import bisect
@@ -32,6 +37,7 @@ import csv
 import json
 import math
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -111,6 +117,17 @@ class Score:
         }
 
 
+class FitBudget(Exception):
+    """A statsforecast fit ran past `--fit-budget`."""
+
+
+def _over_budget(signum, frame):
+    raise FitBudget()
+
+
+signal.signal(signal.SIGALRM, _over_budget)
+
+
 def finite(xs):
     return all(math.isfinite(x) for x in xs)
 
@@ -153,6 +170,8 @@ def main():
     ap.add_argument("--models", default=",".join(PEERS), help="statsforecast models to run")
     ap.add_argument("--origins", type=int, default=30, help="origins per series")
     ap.add_argument("--max-train", type=int, default=2000, help="peers fit on at most this many recent samples")
+    ap.add_argument("--fit-budget", type=float, default=120.0,
+                    help="seconds one statsforecast fit may take; a model over it on a file is left out of that file")
     ap.add_argument("--warmup-share", type=float, default=0.2)
     ap.add_argument("--json", help="also write every number here")
     args = ap.parse_args()
@@ -197,20 +216,31 @@ def main():
             for k in range(horizon):
                 s.add(values[m["origin"] + k + 1], m["point"][k], m["p50"][k], m["p90"][k], m["p99"][k])
 
+        over_budget = set()
         for i in origins:
             train = np.asarray(values[max(0, i + 1 - args.max_train): i + 1], dtype=float)
             ys = values[i + 1: i + 1 + horizon]
             for name, model in statsforecast_models(season, week, len(train)).items():
-                if name not in models:
+                if name not in models or name in over_budget:
                     continue
                 t0 = time.perf_counter()
+                signal.setitimer(signal.ITIMER_REAL, args.fit_budget)
                 try:
                     with warnings.catch_warnings():
                         warnings.simplefilter("ignore")
                         fc = model.forecast(y=train, h=horizon, level=[80, 98])
+                except FitBudget:
+                    # Over budget: left out of this file altogether (not scored on a subset).
+                    print(f"{os.path.basename(path)} origin {i}: {name} over the {args.fit_budget:g} s "
+                          "fit budget; left out of this file", file=sys.stderr)
+                    over_budget.add(name)
+                    scores[name] = Score()
+                    continue
                 except Exception as e:  # a failed fit counts as missing, reported
                     print(f"{os.path.basename(path)} origin {i}: {name} failed: {e}", file=sys.stderr)
                     continue
+                finally:
+                    signal.setitimer(signal.ITIMER_REAL, 0)
                 scores[name].secs += time.perf_counter() - t0
                 pt, p90, p99 = fc["mean"], fc["hi-80"], fc["hi-98"]
                 if not (finite(pt) and finite(p90) and finite(p99)):
@@ -240,6 +270,8 @@ def main():
         # Ours recomputed here must be what aiops printed: both sides scored the same forecasts.
         if abs(res["aiops"]["mase"] - ours["ours"]["mase"]) > 1e-6 * max(1.0, ours["ours"]["mase"]):
             sys.exit(f"{path}: MASE recomputed {res['aiops']['mase']} != aiops' {ours['ours']['mase']}")
+        for m in over_budget:
+            res[m]["over_budget"] = True
         out["files"][os.path.basename(path)] = {
             "rows": n, "step_secs": step / 1000, "horizon": horizon, "season_length": season,
             "origins": len(origins), "methods": res,
@@ -263,19 +295,23 @@ def summarise(files, methods, peers):
                if "SeasonalNaive" in f["methods"] and f["methods"][m]["origins"] > 0]
         relq = [f["methods"][m]["wql"] / f["methods"]["SeasonalNaive"]["wql"] for f in files.values()
                 if "SeasonalNaive" in f["methods"] and f["methods"][m]["origins"] > 0]
+        done = [f["methods"][m] for f in files.values() if f["methods"][m]["origins"] > 0]
         s[m] = {
             "geomean_relative_mase": geomean(rel),
             "geomean_relative_wql": geomean(relq),
-            "mean_mase": sum(f["methods"][m]["mase"] for f in files.values()) / len(files),
-            "mean_coverage_p90": sum(f["methods"][m]["coverage_p90"] for f in files.values()) / len(files),
+            "files": len(done),
+            "mean_mase": sum(r["mase"] for r in done) / max(len(done), 1),
+            "mean_coverage_p90": sum(r["coverage_p90"] for r in done) / max(len(done), 1),
             "seconds": sum(f["methods"][m]["seconds"] for f in files.values()),
         }
-    real_peers = [p for p in peers if p != "SeasonalNaive"]
+    real_peers = [p for p in peers if p != "SeasonalNaive" and s[p]["files"] > 0
+                  and math.isfinite(s[p]["geomean_relative_mase"])]
     if real_peers:
         best = min(real_peers, key=lambda p: s[p]["geomean_relative_mase"])
         s["best_peer"] = best
         s["aiops_vs_best_peer_per_file"] = {
-            name: f["methods"]["aiops"]["mase"] / min(f["methods"][p]["mase"] for p in real_peers)
+            name: f["methods"]["aiops"]["mase"] / min(
+                f["methods"][p]["mase"] for p in real_peers if f["methods"][p]["origins"] > 0)
             for name, f in files.items()}
         s["speedup_vs_fastest_statsforecast_peer"] = min(
             (s[p]["seconds"] for p in real_peers if p in PEERS), default=float("nan")) / max(s["aiops"]["seconds"], 1e-9)
@@ -286,13 +322,15 @@ def table(files, methods, s):
     lines = ["| file | " + " | ".join(methods) + " |", "|---|" + "---|" * len(methods)]
     for name, f in files.items():
         r = f["methods"]
-        best = min(r[m]["mase"] for m in methods)
-        lines.append(f"| {name} | " + " | ".join(
-            (f"**{r[m]['mase']:.3f}**" if r[m]["mase"] == best else f"{r[m]['mase']:.3f}") for m in methods) + " |")
+        best = min(r[m]["mase"] for m in methods if r[m]["origins"] > 0)
+        cell = lambda m: ("over budget" if r[m].get("over_budget") else "—") if r[m]["origins"] == 0 else (
+            f"**{r[m]['mase']:.3f}**" if r[m]["mase"] == best else f"{r[m]['mase']:.3f}")
+        lines.append(f"| {name} | " + " | ".join(cell(m) for m in methods) + " |")
     lines.append("| geomean MASE / SeasonalNaive | " + " | ".join(f"{s[m]['geomean_relative_mase']:.3f}" for m in methods) + " |")
     lines.append("| geomean WQL / SeasonalNaive | " + " | ".join(f"{s[m]['geomean_relative_wql']:.3f}" for m in methods) + " |")
     lines.append("| mean p90 coverage | " + " | ".join(f"{s[m]['mean_coverage_p90']:.3f}" for m in methods) + " |")
     lines.append("| seconds, all files | " + " | ".join(f"{s[m]['seconds']:.3g}" for m in methods) + " |")
+    lines.append("| files scored | " + " | ".join(str(s[m]["files"]) for m in methods) + " |")
     if "best_peer" in s:
         worst = max(s["aiops_vs_best_peer_per_file"].items(), key=lambda kv: kv[1])
         lines.append("")
