@@ -328,7 +328,8 @@ def table(files, methods, s):
         lines.append(f"| {name} | " + " | ".join(cell(m) for m in methods) + " |")
     lines.append("| geomean MASE / SeasonalNaive | " + " | ".join(f"{s[m]['geomean_relative_mase']:.3f}" for m in methods) + " |")
     lines.append("| geomean WQL / SeasonalNaive | " + " | ".join(f"{s[m]['geomean_relative_wql']:.3f}" for m in methods) + " |")
-    lines.append("| mean p90 coverage | " + " | ".join(f"{s[m]['mean_coverage_p90']:.3f}" for m in methods) + " |")
+    lines.append("| mean p90 coverage | " + " | ".join(
+        f"{s[m]['mean_coverage_p90']:.3f}" if s[m]["files"] else "—" for m in methods) + " |")
     lines.append("| seconds, all files | " + " | ".join(f"{s[m]['seconds']:.3g}" for m in methods) + " |")
     lines.append("| files scored | " + " | ".join(str(s[m]["files"]) for m in methods) + " |")
     if "best_peer" in s:
