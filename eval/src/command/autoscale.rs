@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use anyhow::Context;
 
-use super::{csv_files, read_ordered};
+use super::{csv_files, file_name, read_ordered};
 use crate::args::AutoscaleArgs;
 use crate::autoscale::{Replay, ReplayOptions, replay_traced};
 
@@ -76,14 +76,7 @@ pub(super) fn run(a: AutoscaleArgs) -> anyhow::Result<()> {
                 write_trace(path, opts.lead_secs, steps)?;
             }
             let mut out = serde_json::to_value(&r)?;
-            let name = path
-                .strip_prefix(&a.data)
-                .ok()
-                .filter(|p| !p.as_os_str().is_empty())
-                .unwrap_or(path)
-                .display()
-                .to_string();
-            out["file"] = name.into();
+            out["file"] = file_name(path, &a.data).into();
             out["rows"] = times.len().into();
             out["repeated_rows"] = repeated_rows.into();
             out["capacity_per_pod"] = capacity.into();

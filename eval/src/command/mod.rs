@@ -46,6 +46,17 @@ fn csv_files(path: &std::path::Path) -> anyhow::Result<Vec<PathBuf>> {
     Ok(out)
 }
 
+/// How a file found under `root` is named in a report: its path below `root` (the file itself
+/// when `root` is that file).
+fn file_name(path: &std::path::Path, root: &std::path::Path) -> String {
+    path.strip_prefix(root)
+        .ok()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(path)
+        .display()
+        .to_string()
+}
+
 /// A `timestamp,value` CSV in time order. Real exports repeat and reorder timestamps: the last
 /// row of a timestamp wins (as in the pipeline, where a sample for an existing time replaces
 /// it). Also returns how many rows were dropped that way.
@@ -98,13 +109,7 @@ fn forecast_eval(a: ForecastArgs) -> anyhow::Result<()> {
         };
         let mut b = backtest::run(&times, &values, cfg, opts);
         b.repeated_rows = repeated_rows;
-        let name = path
-            .strip_prefix(&a.data)
-            .ok()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(path)
-            .display()
-            .to_string();
+        let name = file_name(path, &a.data);
         if let Some(out) = forecasts_out.as_mut() {
             for m in std::mem::take(&mut b.made) {
                 let mut line = serde_json::to_value(m)?;
