@@ -90,6 +90,10 @@ pub struct RcaArgs {
     /// report its reliability (ECE, Brier) on the held-out set only.
     #[arg(long, value_parser = ["dataset"])]
     pub cross_validate: Option<String>,
+    /// Also write every case's ranking here, one JSON object per line: the case, its label,
+    /// where the labelled service ranked and the first five services with their evidence.
+    #[arg(long)]
+    pub cases_out: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

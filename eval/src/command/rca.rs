@@ -83,21 +83,27 @@ fn kind_json(all: (usize, usize), by: &BTreeMap<String, (usize, usize)>) -> serd
 
 /// The anomaly time our detector gives a case, knowing nothing of the injection: the first
 /// row after its learning rows where the univariate ensemble's alert (score ≥ 0.5) has held
-/// `sustain` rows; the last row's time when nothing is found.
+/// `sustain` rows; when no alert holds that long, the most unusual stretch (the highest
+/// sustained score, the first of equals); the last row's time when there is nothing to score.
 fn detected_time(case: &cases::Case, sustain: usize) -> i64 {
     let scores = cases::sustained(
         &cases::univariate_scores(case, &DetectorConfig::default()),
         sustain,
     );
     let from = cases::learning_rows(case.len());
-    scores
-        .iter()
-        .enumerate()
-        .skip(from)
-        .find(|(_, s)| **s >= 0.5)
-        .map_or(case.times_s[case.len() - 1], |(i, _)| {
-            case.times_s[i + 1 - sustain.max(1)]
+    let start = |i: usize| case.times_s[i + 1 - sustain.max(1)];
+    let scored = || scores.iter().copied().enumerate().skip(from);
+    scored()
+        .find(|&(_, s)| s >= 0.5)
+        .or_else(|| {
+            scored()
+                .filter(|&(_, s)| s > 0.0)
+                .fold(None, |best: Option<(usize, f64)>, (i, s)| match best {
+                    Some((_, b)) if b >= s => best,
+                    _ => Some((i, s)),
+                })
         })
+        .map_or(case.times_s[case.len() - 1], |(i, _)| start(i))
 }
 
 /// Leave-one-data-set-out: the calibration fitted on the other data sets, its reliability on
@@ -150,6 +156,15 @@ pub(super) fn run(a: RcaArgs) -> anyhow::Result<()> {
     let mut groups: BTreeMap<String, RcaGroup> = BTreeMap::new();
     let mut rng = SplitMix::new(a.seed);
     let mut g_with_graph = std::collections::BTreeSet::new();
+    let mut cases_out = a
+        .cases_out
+        .as_ref()
+        .map(|p| {
+            std::fs::File::create(p)
+                .map(std::io::BufWriter::new)
+                .with_context(|| format!("creating {}", p.display()))
+        })
+        .transpose()?;
     for case in &all {
         let dataset = match case.name.split_once('/') {
             Some((top, _)) => top.to_owned(),
@@ -174,6 +189,17 @@ pub(super) fn run(a: RcaArgs) -> anyhow::Result<()> {
             .iter()
             .position(|s| s.service == truth)
             .map(|i| i + 1);
+        if let Some(w) = cases_out.as_mut() {
+            use std::io::Write;
+            let top: Vec<serde_json::Value> = services
+                .iter()
+                .take(5)
+                .map(|s| serde_json::json!({"service": s.service, "score": s.evidence.score, "metric": s.evidence.metric, "fault_kind": s.fault_kind}))
+                .collect();
+            let line = serde_json::json!({"case": case.name, "dataset": dataset, "fault": case.labels.fault,
+                "root_cause_service": truth, "rank": service_rank, "anomaly_s": anomaly_s, "top": top});
+            writeln!(w, "{line}").context("writing --cases-out")?;
+        }
         let g = groups.entry(dataset).or_default();
         g.secs += secs;
         // The fault kind we would show on the labelled service, against the label (faults that
@@ -211,6 +237,10 @@ pub(super) fn run(a: RcaArgs) -> anyhow::Result<()> {
             g.metric.add(metric_rank);
             fault.1.add(metric_rank);
         }
+    }
+    if let Some(mut w) = cases_out {
+        use std::io::Write;
+        w.flush().context("writing --cases-out")?;
     }
     let mut overall = RcaGroup::default();
     for g in groups.values() {
