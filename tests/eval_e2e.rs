@@ -545,6 +545,12 @@ fn eval_rca_ranks_sock_shop_causes_on_time_and_a_minute_late() {
             .as_f64()
             .expect("ece");
         assert!((0.0..=1.0).contains(&ece), "{d}: {held}");
+        // The confidence in use is fitted to nothing, so every data set is held out: issue
+        // 20's target, ECE ≤ 0.10 on each.
+        let in_use = held["datasets"][d]["in_use"]["ece"]
+            .as_f64()
+            .expect("in-use ece");
+        assert!(in_use <= 0.10, "{d}: in-use ECE {in_use}: {held}");
     }
     assert!(on_time["cross_validated"].is_null());
     fails_with(

@@ -82,12 +82,14 @@ pub struct RcaArgs {
     /// Ignore the cases' `graph.csv` (rank without the call graph).
     #[arg(long)]
     pub no_graph: bool,
-    /// Also fit the confidence calibration (logistic in the first service's log-score margin)
-    /// over every case and print it beside the one in use.
+    /// Also fit a logistic calibration (in the first service's log-score margin and how many
+    /// moved) over every case and print its in-sample reliability beside the unfitted
+    /// confidence in use.
     #[arg(long)]
     pub fit_calibration: bool,
-    /// `dataset`: also fit the confidence calibration leaving each data set out in turn and
-    /// report its reliability (ECE, Brier) on the held-out set only.
+    /// `dataset`: also fit that logistic calibration leaving each data set out in turn and
+    /// report its reliability (ECE, Brier) on the held-out set only, beside the unfitted
+    /// confidence in use (held out everywhere).
     #[arg(long, value_parser = ["dataset"])]
     pub cross_validate: Option<String>,
     /// Also write every case's ranking here, one JSON object per line: the case, its label,

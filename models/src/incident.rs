@@ -64,7 +64,8 @@ pub struct Candidate {
     /// Robust change score: the move after the detection time in spreads of the normal window.
     #[serde(with = "crate::json_f64")]
     pub score: f64,
-    /// Probability that this is the root cause (calibrated on the labelled cases).
+    /// Probability that this is the root cause: its share of `1 + score` among the first five
+    /// candidates, fitted to nothing (see `aiops_rca::analyse::confidences`).
     #[serde(with = "crate::json_f64")]
     pub confidence: f64,
     /// `up` or `down`.

@@ -1,7 +1,7 @@
 //! From series to candidates: reads every series around a detection time (through a reader the
 //! caller gives, e.g. the archive), aligns them on one time grid, ranks metrics and services
 //! ([`crate::rank`]), applies the topology ([`crate::graph`]) and turns the result into the
-//! incident's [`Candidate`]s with calibrated confidences.
+//! incident's [`Candidate`]s with their confidences.
 
 use std::sync::Arc;
 
@@ -100,7 +100,7 @@ pub fn analyse(req: &AnalysisRequest<'_>, read: &Reader<'_>, graph: &CallGraph) 
     } else {
         "robust_scorer+topology"
     };
-    let confidences = calibrated_confidences(&ranked);
+    let confidences = confidences(&ranked);
     let candidates = ranked
         .iter()
         .zip(confidences)
@@ -187,16 +187,12 @@ fn align(samples: &[Vec<(i64, f64)>], start_ms: i64, end_ms: i64) -> (Vec<i64>, 
     (times_s, values)
 }
 
-/// Calibration of the first candidate's confidence: a logistic curve in two features — the
-/// log-score margin between the first and the second service, and ln(1 + the number of services
-/// that moved at least 3 spreads) (when everything moved, the first is less sure) — fitted once
-/// by `aiops eval rca --fit-calibration` over every labelled case in `../shared/data/rca/cases`
-/// (both data sets pooled, injection time given; one global fit). The README reports the
-/// reliability it reaches per data set.
-pub const CALIBRATION: [f64; 3] = [2.24, 0.73, -1.12];
+/// Candidates the confidence is shared among.
+const SHARED_AMONG: usize = 5;
 
-/// The features of the calibration: (log-score margin of the first service over the second,
-/// ln(1 + services that moved at least 3 spreads)).
+/// The features of the logistic calibration `aiops eval rca` fits for comparison (log-score
+/// margin of the first service over the second, ln(1 + services that moved at least 3
+/// spreads)). The confidence in use is not fitted: see [`confidences`].
 pub fn confidence_features(ranked: &[ServiceCandidate]) -> [f64; 2] {
     let log = |i: usize| {
         ranked.get(i).map_or(0.0, |s: &ServiceCandidate| {
@@ -207,40 +203,34 @@ pub fn confidence_features(ranked: &[ServiceCandidate]) -> [f64; 2] {
     [log(0) - log(1), (moved as f64).ln_1p()]
 }
 
-/// Confidence that each service is the root cause: the first from the calibrated curve, the
-/// rest share what is left in proportion to their log scores.
-pub fn calibrated_confidences(ranked: &[ServiceCandidate]) -> Vec<f64> {
-    if ranked.is_empty() {
+/// Confidence that each service is the root cause, fitted to nothing: a candidate's share of
+/// `1 + score` among the first five (a missing candidate counts as score 0) — a softmax of
+/// `ln(1 + score)`, the log scale the graph walk uses too. One service far ahead of the rest
+/// approaches 1; five that moved alike get about 0.2 each; a first candidate the call graph put
+/// ahead of larger changes gets its own, smaller share. Nothing is fitted, so it means the same
+/// on systems no case came from; `aiops eval rca` reports its reliability per data set. The
+/// others are handed out in rank order (never above the first).
+pub fn confidences(ranked: &[ServiceCandidate]) -> Vec<f64> {
+    let Some(first) = ranked.first() else {
         return Vec::new();
-    }
-    let top = top_confidence(confidence_features(ranked));
-    let logs: Vec<f64> = ranked
-        .iter()
-        .map(|s| s.evidence.score.max(0.0).ln_1p())
-        .collect();
-    let rest: f64 = logs.iter().skip(1).take(4).sum();
-    // The rest share what is left by their log scores, handed out in rank order (a topology
-    // can rank a smaller change higher; confidences still fall with the rank).
-    let mut shares: Vec<f64> = logs
+    };
+    let score = |s: &ServiceCandidate| s.evidence.score.max(0.0);
+    let total = SHARED_AMONG as f64 + ranked.iter().take(SHARED_AMONG).map(score).sum::<f64>();
+    let top = (1.0 + score(first)) / total;
+    let mut rest: Vec<f64> = ranked
         .iter()
         .enumerate()
         .skip(1)
-        .map(|(i, l)| {
-            if i < 5 && rest > 0.0 {
-                (1.0 - top) * l / rest
+        .map(|(i, s)| {
+            if i < SHARED_AMONG {
+                ((1.0 + score(s)) / total).min(top)
             } else {
                 0.0
             }
         })
         .collect();
-    shares.sort_by(|a, b| b.total_cmp(a));
-    std::iter::once(top).chain(shares).collect()
-}
-
-/// The calibrated probability that the first candidate is right, given its features.
-pub fn top_confidence(x: [f64; 2]) -> f64 {
-    let w = CALIBRATION;
-    1.0 / (1.0 + (-(w[0] + w[1] * x[0] + w[2] * x[1])).exp())
+    rest.sort_by(|a, b| b.total_cmp(a));
+    std::iter::once(top).chain(rest).collect()
 }
 
 #[cfg(test)]
@@ -345,12 +335,40 @@ mod tests {
     }
 
     #[test]
-    fn confidence_grows_with_the_margin() {
-        assert!(top_confidence([0.0, 1.0]) < top_confidence([1.0, 1.0]));
+    fn confidence_is_the_share_of_one_plus_the_score_among_the_first_five() {
+        let cand = |score: f64| crate::ServiceCandidate {
+            rank: 0,
+            service: format!("s{score}"),
+            confidence: 0.0,
+            evidence: crate::MetricCandidate {
+                rank: 0,
+                service: format!("s{score}"),
+                metric: "m".into(),
+                score,
+                direction: crate::Direction::Up,
+                onset_s: 0,
+                peak: 0.0,
+                peak_s: 0,
+                baseline: 0.0,
+                spread: 1.0,
+            },
+            fault_kind: crate::FaultKind::Unknown,
+            explanation: String::new(),
+        };
+        // Far ahead: nearly sure. Alike: about a fifth each.
+        let far = confidences(&[cand(995.0)]);
+        assert!((far[0] - 0.996).abs() < 1e-9, "{far:?}");
+        let alike: Vec<_> = (0..6).map(|_| cand(4.0)).collect();
+        let c = confidences(&alike);
+        assert!(c[..5].iter().all(|x| (x - 0.2).abs() < 1e-9), "{c:?}");
+        assert_eq!(c[5], 0.0);
+        // The graph put a smaller change first: its own share, and no later one above it.
+        let c = confidences(&[cand(4.0), cand(9.0), cand(1.0)]);
+        assert!((c[0] - 5.0 / 19.0).abs() < 1e-9, "{c:?}");
         assert!(
-            top_confidence([1.0, 3.0]) < top_confidence([1.0, 1.0]),
-            "many moved: less sure"
+            c.iter().all(|x| *x <= c[0]) && c.iter().sum::<f64>() <= 1.0,
+            "{c:?}"
         );
-        assert!(top_confidence([50.0, 0.0]) <= 1.0 && top_confidence([-50.0, 5.0]) >= 0.0);
+        assert!(confidences(&[]).is_empty());
     }
 }

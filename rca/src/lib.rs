@@ -2,12 +2,12 @@
 //! candidate causes at metric and at service level, each with the evidence a responder can
 //! check (baseline, peak, direction, onset, a one-sentence explanation).
 //!
-//! * [`rank`] — robust change ranking (BARO's RobustScorer with a unit-free rule for a zero
-//!   spread), pure and synchronous.
+//! * [`rank`] — change ranking (moves in the larger of the IQR's and the plain standard
+//!   deviation, a unit-free rule for a zero spread), pure and synchronous.
 //! * [`graph`] — the call topology (config, `graph.csv`, mesh labels) and the walk that moves
 //!   blame from callers to the callees that changed.
 //! * [`analyse`] — series around a detection time → aligned table → ranked [`Candidate`]s with
-//!   calibrated confidences.
+//!   confidences (each one's share of `1 + score`, fitted to nothing).
 //! * [`kind`] — the fault kind a candidate looks like (cpu, memory, latency, errors, overload)
 //!   from its metrics' names and moves.
 //! * [`incident`] — the incident book: policy (symptom series, correlated services), merging,

@@ -106,8 +106,9 @@ fn detected_time(case: &cases::Case, sustain: usize) -> i64 {
         .map_or(case.times_s[case.len() - 1], |(i, _)| start(i))
 }
 
-/// Leave-one-data-set-out: the calibration fitted on the other data sets, its reliability on
-/// the held-out one (and over all held-out cases). Needs two data sets or more.
+/// Leave-one-data-set-out: a logistic calibration fitted on the other data sets, its
+/// reliability on the held-out one (and over all held-out cases), beside the reliability of the
+/// confidence in use (fitted to nothing, so held out everywhere). Needs two data sets or more.
 fn held_out_calibration(groups: &BTreeMap<String, RcaGroup>) -> serde_json::Value {
     if groups.len() < 2 {
         return serde_json::json!({"by": "dataset", "error": "needs two data sets or more (point --cases at their parent folder)"});
@@ -131,10 +132,17 @@ fn held_out_calibration(groups: &BTreeMap<String, RcaGroup>) -> serde_json::Valu
         all.merge(&c);
         per.insert(
             held.clone(),
-            serde_json::json!({"weights": w, "reliability": c.reliability()}),
+            serde_json::json!({"weights": w, "reliability": c.reliability(),
+                // The confidence in use is fitted to nothing: every data set is held out.
+                "in_use": g.calibration.reliability()}),
         );
     }
-    serde_json::json!({"by": "dataset", "datasets": per, "overall": all.reliability()})
+    let mut in_use = crate::rca::Calibration::default();
+    for g in groups.values() {
+        in_use.merge(&g.calibration);
+    }
+    serde_json::json!({"by": "dataset", "datasets": per, "overall": all.reliability(),
+        "in_use_overall": in_use.reliability()})
 }
 
 /// Ranks every case and prints the report.
@@ -214,8 +222,8 @@ pub(super) fn run(a: RcaArgs) -> anyhow::Result<()> {
             k.1 += 1;
         }
         g.service.add(service_rank);
-        // The calibrated confidence of the first service, as the incident API states it.
-        if let Some(&conf) = aiops_rca::analyse::calibrated_confidences(&services).first() {
+        // The confidence of the first service, as the incident API states it.
+        if let Some(&conf) = aiops_rca::analyse::confidences(&services).first() {
             let right = service_rank == Some(1);
             g.features
                 .push((aiops_rca::analyse::confidence_features(&services), right));
@@ -259,7 +267,7 @@ pub(super) fn run(a: RcaArgs) -> anyhow::Result<()> {
         }
         serde_json::json!({"weights": w, "overall": all.reliability(),
             "datasets": per.iter().map(|(k, c)| (k.clone(), c.reliability())).collect::<BTreeMap<_, _>>(),
-            "in_use": aiops_rca::analyse::CALIBRATION})
+            "in_use": "unfitted: share of 1 + score among the first five (the calibration block of each data set)"})
     });
     let cross_validated = a
         .cross_validate
