@@ -197,8 +197,9 @@ fn spread(normal_sorted: &[f64], median: f64, all: &[f64]) -> f64 {
 
 /// Ranks every column of a metric table by its move after `anomaly_s`. `values[c][row]` is
 /// column `c` at `times_s[row]`; NaN is a missing value (each window uses the values it has).
-/// Columns constant before or after the anomaly time, or with no value on one side, are left
-/// out. Availability-like metrics count their falls.
+/// Columns flat throughout, flat over 30 rows or more after the anomaly time, idle (flat at 0)
+/// before it unless they count errors, or with no value on one side, are left out.
+/// Availability-like metrics count their falls.
 pub fn rank_metrics(
     columns: &[String],
     times_s: &[i64],
