@@ -556,6 +556,7 @@ fn scaling_harness(token: Option<&str>) -> Harness {
             lead_secs: 120,
             quantile: 0.9,
             under_budget: None,
+            extra_budget: None,
             mode: Default::default(),
         }],
         ..ScalingConfig::default()

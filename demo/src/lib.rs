@@ -86,6 +86,7 @@ impl Demo {
                 lead_secs: 120,
                 quantile: 0.9,
                 under_budget: None,
+                extra_budget: None,
                 mode: Default::default(),
             }],
             ..ScalingConfig::default()

@@ -123,6 +123,11 @@ pub struct AutoscaleArgs {
     /// value, served a lead earlier, may fall below the load; the quantile adapts to it.
     #[arg(long)]
     pub under_budget: Option<f64>,
+    /// Extra-capacity budget (the target's `extra_budget`, with `--under-budget`): the share of
+    /// the load the served value may exceed it by on average before misses stop raising the
+    /// quantile.
+    #[arg(long)]
+    pub extra_budget: Option<f64>,
     /// Share of the series the forecaster learns before the replay is scored.
     #[arg(long, default_value_t = 0.2)]
     pub warmup_share: f64,

@@ -39,6 +39,9 @@ pub struct ReplayOptions {
     pub quantile: f64,
     /// Under-provisioning budget: the served quantile adapts to it.
     pub under_budget: Option<f64>,
+    /// Extra-capacity budget (with `under_budget`): misses stop raising the quantile while
+    /// the served value exceeds the load by more, on average.
+    pub extra_budget: Option<f64>,
     /// HPA sync period.
     pub sync_secs: u64,
     /// HPA tolerance.
@@ -221,6 +224,7 @@ pub fn replay_traced(
     let policy = Policy {
         quantile: o.quantile,
         under_budget: o.under_budget,
+        extra_budget: o.extra_budget,
         lead_ms: o.lead_secs as i64 * 1000,
         mode: ScalingMode::Predictive,
     };
@@ -324,6 +328,7 @@ mod tests {
             lead_secs: 300,
             quantile: 0.9,
             under_budget: None,
+            extra_budget: None,
             sync_secs: 15,
             tolerance: 0.1,
             stabilisation_secs: 300,
@@ -394,6 +399,7 @@ mod tests {
         let o = ReplayOptions {
             warmup: 2 * 1440,
             under_budget: Some(0.1),
+            extra_budget: None,
             ..opts()
         };
         let r = replay(&times, &values, ForecastConfig::default(), o);
@@ -415,6 +421,7 @@ mod tests {
             ForecastConfig::default(),
             ReplayOptions {
                 under_budget: Some(0.02),
+                extra_budget: None,
                 ..base
             },
         );
@@ -424,6 +431,7 @@ mod tests {
             ForecastConfig::default(),
             ReplayOptions {
                 under_budget: Some(0.4),
+                extra_budget: None,
                 ..base
             },
         );

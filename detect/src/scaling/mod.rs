@@ -21,10 +21,12 @@ pub mod policy;
 mod serve;
 #[cfg(test)]
 mod tests;
+mod v1;
 
 pub use load::{LoadMerger, LoadMessage, LoadSample};
-pub use policy::{Policy, PolicyState, ScalingMode};
+pub use policy::{Policy, PolicyState, PolicyStateV1, ScalingMode};
 pub use serve::{Mode, ScalingValue};
+pub use v1::{ScalingStateV1, TargetStateV1};
 
 /// Options of predictive scaling.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -90,6 +92,11 @@ pub struct ScalingTarget {
     /// per target to meet it (see [`policy`]); unset: `quantile` is served as configured.
     #[serde(default)]
     pub under_budget: Option<f64>,
+    /// Extra-capacity budget, with `under_budget`: how much capacity above the current load the
+    /// target may ask for on average (e.g. 0.1 = 10 %). While it is exceeded, misses no longer
+    /// raise the quantile (see [`policy`]); unset: no cap.
+    #[serde(default)]
+    pub extra_budget: Option<f64>,
     /// `predictive` (default): the HPA gets the predictive value. `shadow`: it gets the current
     /// load, and the predictive value is reported beside it (`would_serve`).
     #[serde(default)]
@@ -148,6 +155,11 @@ impl ScalingConfig {
             {
                 problems.push(format!("{key}.under_budget = {b}: must be in [0.01, 0.5]"));
             }
+            if let Some(b) = t.extra_budget
+                && !(0.0..=10.0).contains(&b)
+            {
+                problems.push(format!("{key}.extra_budget = {b}: must be in [0, 10]"));
+            }
         }
     }
 }
@@ -160,7 +172,8 @@ pub struct TargetState {
     pub latest: HashMap<SeriesId, (i64, f64)>,
     /// The step being filled (index of `step_secs` since the epoch).
     pub step: i64,
-    /// The load forecaster.
+    /// The load forecaster (JSON checkpoints of older versions hold the previous layout).
+    #[serde(deserialize_with = "crate::forecast::any_layout")]
     pub forecaster: Forecaster,
     /// The latest load (sum of fresh members) and when.
     pub current: Option<(i64, f64)>,

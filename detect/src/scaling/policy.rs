@@ -12,6 +12,12 @@
 //!   conformal inference): a target whose forecasts run low serves a higher quantile, one whose
 //!   forecasts are sharp a lower one, so each pays only for the caution its own errors need.
 //!   The quantile starts at `1 − budget`.
+//! * **Extra-capacity budget** (`extra_budget`, e.g. 0.1): how much capacity above the current
+//!   load the target may ask for on average (served − load over load, smoothed over about
+//!   `1 / COST_ALPHA` steps). While it is exceeded, misses no longer raise the quantile, which
+//!   drifts down: a workload whose spikes no forecast sees (a margin buys little there) falls
+//!   back toward the median forecast and spends its caution nowhere, while one with sharp
+//!   forecasts keeps a high quantile — the caution goes where it is cheap.
 //! * **Shadow mode**: the HPA gets the current load (reactive); the value predictive scaling
 //!   would have served is reported beside it, and the budget adapts as if it were served — a
 //!   team sees what it would get before it lets the forecast steer replicas.
@@ -27,6 +33,8 @@ use crate::forecast::Forecast;
 const ETA: f64 = 0.01;
 /// The quantiles a target may serve.
 pub const QUANTILE_RANGE: (f64, f64) = (0.5, 0.99);
+/// Smoothing of the extra capacity measured against `extra_budget` (per step).
+const COST_ALPHA: f64 = 0.005;
 /// Values awaiting their step, at most (a lead of this many steps is absurd anyway).
 const MAX_PENDING: usize = 4096;
 
@@ -48,6 +56,9 @@ pub struct Policy {
     pub quantile: f64,
     /// The share of under-provisioned steps aimed at (the quantile adapts to it).
     pub under_budget: Option<f64>,
+    /// The capacity above the current load the target may ask for on average (a share of the
+    /// load); while exceeded, misses do not raise the quantile.
+    pub extra_budget: Option<f64>,
     /// Pod start-up time: values are for now + this.
     pub lead_ms: i64,
     /// Whether the HPA gets the value.
@@ -60,6 +71,7 @@ impl Policy {
         Self {
             quantile: target.quantile,
             under_budget: target.under_budget,
+            extra_budget: target.extra_budget,
             lead_ms: target.lead_secs as i64 * 1000,
             mode: target.mode,
         }
@@ -85,6 +97,30 @@ pub struct PolicyState {
     pub scored: u64,
     /// Of those, the steps whose load exceeded the value served for them.
     pub under: u64,
+    /// Smoothed (served − load) and load of the latest steps, and how many, for
+    /// `extra_budget` (measured afresh after restoring an older checkpoint).
+    extra: (f64, f64, u64),
+}
+
+/// A [`PolicyState`] as checkpoints stored it before `extra_budget` (frozen).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PolicyStateV1 {
+    pub quantile: f64,
+    pub pending: VecDeque<(i64, f64)>,
+    pub scored: u64,
+    pub under: u64,
+}
+
+impl From<PolicyStateV1> for PolicyState {
+    fn from(v: PolicyStateV1) -> Self {
+        Self {
+            quantile: v.quantile,
+            pending: v.pending,
+            scored: v.scored,
+            under: v.under,
+            extra: (0.0, 0.0, 0),
+        }
+    }
 }
 
 impl PolicyState {
@@ -98,12 +134,20 @@ impl PolicyState {
             pending: VecDeque::new(),
             scored: 0,
             under: 0,
+            extra: (0.0, 0.0, 0),
         }
     }
 
     /// The share of scored steps that were under-provisioned (None before the first).
     pub fn under_share(&self) -> Option<f64> {
         (self.scored > 0).then(|| self.under as f64 / self.scored as f64)
+    }
+
+    /// The recent extra capacity served over the load, as a share of the load (None before
+    /// the first step with a value).
+    pub fn extra_share(&self) -> Option<f64> {
+        let (extra, load, n) = self.extra;
+        (n > 0 && load > 0.0).then(|| extra / load)
     }
 
     /// A step's `load` arrived at `end_ms`: the values served for it are scored (the quantile
@@ -119,12 +163,21 @@ impl PolicyState {
             self.scored += 1;
             self.under += u64::from(under);
             if let Some(budget) = p.under_budget {
-                let miss = if under { 1.0 } else { 0.0 };
+                let spent = p
+                    .extra_budget
+                    .zip(self.extra_share())
+                    .is_some_and(|(cap, share)| share > cap);
+                let miss = if under && !spent { 1.0 } else { 0.0 };
                 self.quantile = (self.quantile + ETA * (miss - budget))
                     .clamp(QUANTILE_RANGE.0, QUANTILE_RANGE.1);
             }
         }
         if let Some(v) = next.filter(|v| v.is_finite()) {
+            let (extra, avg, n) = &mut self.extra;
+            *n += 1;
+            let a = (1.0 / *n as f64).max(COST_ALPHA);
+            *extra += a * ((v - load).max(0.0) - *extra);
+            *avg += a * (load.max(0.0) - *avg);
             if self.pending.len() >= MAX_PENDING {
                 self.pending.pop_front();
             }
@@ -159,6 +212,7 @@ mod tests {
         Policy {
             quantile: 0.9,
             under_budget: budget,
+            extra_budget: None,
             lead_ms: 60_000,
             mode: ScalingMode::Predictive,
         }
@@ -236,5 +290,44 @@ mod tests {
         assert_eq!((st.scored, st.under), (1, 1));
         // A fixed quantile never moves.
         assert_eq!(st.quantile, 0.9);
+    }
+
+    /// With an extra-capacity budget, a target whose margin costs more than it may spend stops
+    /// climbing on misses and drifts down to the median; within the budget it adapts as before.
+    #[test]
+    fn an_extra_budget_caps_what_misses_can_buy() {
+        let p = Policy {
+            extra_budget: Some(0.1),
+            ..policy(Some(0.1))
+        };
+        // Served 50 % above the load, and still under-provisioned one step in three (spikes):
+        // over the extra budget, so the quantile falls to its floor.
+        let mut st = PolicyState::new(&p);
+        for i in 0..3000 {
+            let load = if i % 3 == 0 { 200.0 } else { 100.0 };
+            st.step(&p, i * 60_000, load, Some(150.0));
+        }
+        assert!((st.quantile - 0.5).abs() < 1e-9, "{}", st.quantile);
+        assert!(st.extra_share().expect("measured") > 0.1);
+        // Without the cap the same misses push it to the ceiling.
+        let q = policy(Some(0.1));
+        let mut st = PolicyState::new(&q);
+        for i in 0..3000 {
+            let load = if i % 3 == 0 { 200.0 } else { 100.0 };
+            st.step(&q, i * 60_000, load, Some(150.0));
+        }
+        assert!(st.quantile > 0.98, "{}", st.quantile);
+        // Within the cap (5 % above the load), misses still raise it.
+        let mut st = PolicyState::new(&p);
+        for i in 0..3000 {
+            st.step(
+                &p,
+                i * 60_000,
+                100.0,
+                Some(if i % 3 == 0 { 90.0 } else { 110.0 }),
+            );
+        }
+        assert!(st.quantile > 0.95, "{}", st.quantile);
+        assert!(st.extra_share().expect("measured") < 0.1);
     }
 }

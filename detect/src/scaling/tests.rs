@@ -22,6 +22,7 @@ fn setup() -> (ScalingConfig, SeriesCatalog, Vec<SeriesId>) {
             lead_secs: 600,
             quantile: 0.9,
             under_budget: None,
+            extra_budget: None,
             mode: Default::default(),
         }],
         ..ScalingConfig::default()
@@ -280,6 +281,7 @@ fn validation_names_every_problem() {
         lead_secs: 60,
         quantile: 0.999,
         under_budget: Some(0.9),
+        extra_budget: None,
         mode: Default::default(),
     });
     let mut p = Vec::new();

@@ -31,6 +31,12 @@ pub(super) fn run(a: AutoscaleArgs) -> anyhow::Result<()> {
             "--under-budget must be in [0.01, 0.5]"
         );
     }
+    if let Some(b) = a.extra_budget {
+        anyhow::ensure!(
+            (0.0..=10.0).contains(&b),
+            "--extra-budget must be in [0, 10]"
+        );
+    }
     anyhow::ensure!(
         (0.0..1.0).contains(&a.warmup_share),
         "--warmup-share must be in [0, 1)"
@@ -63,6 +69,7 @@ pub(super) fn run(a: AutoscaleArgs) -> anyhow::Result<()> {
                 lead_secs: a.lead_secs.unwrap_or(startup),
                 quantile: a.quantile,
                 under_budget: a.under_budget,
+                extra_budget: a.extra_budget,
                 sync_secs: 15,
                 tolerance: 0.1,
                 stabilisation_secs: 300,
@@ -84,6 +91,7 @@ pub(super) fn run(a: AutoscaleArgs) -> anyhow::Result<()> {
             out["lead_secs"] = opts.lead_secs.into();
             out["quantile"] = a.quantile.into();
             out["under_budget"] = a.under_budget.into();
+            out["extra_budget"] = a.extra_budget.into();
             workloads.push((startup, r, out));
         }
     }

@@ -26,7 +26,7 @@ use aiops_models::{AnomalyEvent, SeriesId};
 use serde::{Deserialize, Serialize};
 
 use crate::RankState;
-use crate::scaling::{PolicyState, ScalingState};
+use crate::scaling::{PolicyState, PolicyStateV1, ScalingState, ScalingStateV1};
 use crate::score::RankStateV1;
 use crate::stage::{DetectState, SeriesState, ServiceState};
 
@@ -43,12 +43,20 @@ struct Header {
     scaling: ScalingState,
 }
 
+/// The header as written before the forecasters' compact layout.
+#[derive(Serialize, Deserialize)]
+struct HeaderV2 {
+    services: Vec<(String, ServiceState)>,
+    events: Vec<AnomalyEvent>,
+    scaling: ScalingStateV1,
+}
+
 /// The header as written before events carried a p-value.
 #[derive(Serialize, Deserialize)]
 struct HeaderV1 {
     services: Vec<(String, ServiceState)>,
     events: Vec<EventV1>,
-    scaling: ScalingState,
+    scaling: ScalingStateV1,
 }
 
 /// An [`AnomalyEvent`] as written before it carried a p-value (postcard: field for field).
@@ -104,12 +112,18 @@ enum Frame {
     },
     /// Series with the continuous score's state as written before counts were scored.
     Series2(Vec<(SeriesId, SeriesState, RankStateV1)>),
-    /// The header with events that carry their p-value.
-    Header2(Box<Header>),
+    /// The header with events that carry their p-value, as written before the forecasters'
+    /// compact layout.
+    Header2(Box<HeaderV2>),
     /// Series with the continuous score's state and their counts.
     Series3(Vec<(SeriesId, SeriesState, RankState)>),
-    /// The scaling targets' policy states (after the header; absent from older checkpoints).
-    Policies(Vec<(String, PolicyState)>),
+    /// The scaling targets' policy states (after the header; absent from older checkpoints),
+    /// as written before the extra-capacity budget.
+    Policies(Vec<(String, PolicyStateV1)>),
+    /// The header with the forecasters' compact layout (one seasonal profile per season).
+    Header3(Box<Header>),
+    /// The scaling targets' policy states with the extra capacity they measured.
+    Policies2(Vec<(String, PolicyState)>),
 }
 
 fn write_frame(w: &mut impl Write, frame: &Frame) -> std::io::Result<()> {
@@ -155,8 +169,8 @@ impl CheckpointWriter {
             .iter()
             .filter_map(|(name, t)| Some((name.clone(), t.policy.clone()?)))
             .collect();
-        write_frame(&mut out, &Frame::Header2(Box::new(header)))?;
-        write_frame(&mut out, &Frame::Policies(policies))?;
+        write_frame(&mut out, &Frame::Header3(Box::new(header)))?;
+        write_frame(&mut out, &Frame::Policies2(policies))?;
         Ok(Self {
             path: path.to_owned(),
             tmp,
@@ -249,9 +263,15 @@ fn read(bytes: &[u8]) -> Result<DetectState, String> {
                 header = true;
                 st.services = h.services.into_iter().collect();
                 st.events = h.events.into_iter().map(AnomalyEvent::from).collect();
-                st.scaling.replace(h.scaling);
+                st.scaling.replace(h.scaling.into());
             }
             Frame::Header2(h) if !header => {
+                header = true;
+                st.services = h.services.into_iter().collect();
+                st.events = h.events;
+                st.scaling.replace(h.scaling.into());
+            }
+            Frame::Header3(h) if !header => {
                 header = true;
                 st.services = h.services.into_iter().collect();
                 st.events = h.events;
@@ -277,13 +297,10 @@ fn read(bytes: &[u8]) -> Result<DetectState, String> {
                 }));
             }
             Frame::Policies(policies) if header => {
-                let mut scaling = st.scaling.lock();
-                for (name, p) in policies {
-                    if let Some(t) = scaling.targets.get_mut(&name) {
-                        t.policy = Some(p);
-                    }
-                }
+                let policies = policies.into_iter().map(|(n, p)| (n, p.into()));
+                restore_policies(&st, policies);
             }
+            Frame::Policies2(policies) if header => restore_policies(&st, policies),
             Frame::Trailer { series: n } if header => {
                 if n != series {
                     return Err(format!(
@@ -293,6 +310,17 @@ fn read(bytes: &[u8]) -> Result<DetectState, String> {
                 return Ok(st);
             }
             _ => return Err(format!("frame out of order at byte {}", pos - 8 - len)),
+        }
+    }
+}
+
+/// Gives each target named in `policies` its policy state (targets no longer configured are
+/// not in the header either: theirs is dropped).
+fn restore_policies(st: &DetectState, policies: impl IntoIterator<Item = (String, PolicyState)>) {
+    let mut scaling = st.scaling.lock();
+    for (name, p) in policies {
+        if let Some(t) = scaling.targets.get_mut(&name) {
+            t.policy = Some(p);
         }
     }
 }
@@ -363,214 +391,4 @@ pub fn load(path: &Path) -> DetectState {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::stage::DetectConfig;
-    use aiops_models::{SampleBatchBuilder, SeriesCatalog};
-
-    fn state() -> DetectState {
-        let mut st = DetectState::default();
-        let mut b = SampleBatchBuilder::with_capacity(20_000);
-        for i in 0..2000 {
-            for s in 0..10 {
-                b.push(SeriesId(s), i * 1000, ((i + s as i64) % 10) as f64);
-            }
-        }
-        st.process(&DetectConfig::default(), &b.finish(), &SeriesCatalog::new());
-        st
-    }
-
-    #[test]
-    fn round_trips_written_a_slice_at_a_time() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("detect/checkpoint.bin");
-        let st = state();
-        let mut w = CheckpointWriter::start(&st, &path).expect("starts");
-        assert!(!w.step(&st, 3).expect("writes"));
-        assert!(w.step(&st, 100).expect("writes"));
-        assert_eq!(w.finish().expect("seals"), 10);
-        let back = load(&path);
-        assert_eq!(back.series.len(), 10);
-        assert_eq!(
-            back.series[&SeriesId(7)].detector,
-            st.series[&SeriesId(7)].detector
-        );
-        assert_eq!(back.events.len(), st.events.len());
-    }
-
-    /// The scaling targets' policy states (the adapted quantile, the values awaiting their
-    /// step) come back with the forecasters.
-    #[test]
-    fn scaling_policies_round_trip() {
-        use crate::scaling::{LoadSample, Policy, ScalingConfig, ScalingMode, ScalingTarget};
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("detect/checkpoint.bin");
-        let st = state();
-        let cfg = ScalingConfig {
-            targets: vec![ScalingTarget {
-                name: "web".into(),
-                namespace: None,
-                selector: "rps".into(),
-                labels: Default::default(),
-                capacity_per_pod: 10.0,
-                lead_secs: 60,
-                quantile: 0.9,
-                under_budget: Some(0.1),
-                mode: ScalingMode::Shadow,
-            }],
-            ..ScalingConfig::default()
-        };
-        let policy = Policy::of(&cfg.targets[0]);
-        {
-            let mut scaling = st.scaling.lock();
-            for i in 0..5 {
-                scaling.observe_member(
-                    &cfg,
-                    &LoadSample {
-                        target: "web".into(),
-                        series: SeriesId(1),
-                        ts_ms: i * 60_000,
-                        value: 7.0,
-                    },
-                );
-            }
-            let mut p = PolicyState::new(&policy);
-            p.step(&policy, 0, 5.0, Some(4.0));
-            p.step(&policy, 60_000, 5.0, Some(6.0));
-            assert!(p.scored == 1 && p.quantile > 0.9);
-            scaling.targets.get_mut("web").expect("target").policy = Some(p);
-        }
-        let mut w = CheckpointWriter::start(&st, &path).expect("starts");
-        assert!(w.step(&st, usize::MAX).expect("writes"));
-        w.finish().expect("seals");
-        let back = load(&path);
-        let (before, after) = (st.scaling.lock(), back.scaling.lock());
-        let (b, a) = (&before.targets["web"], &after.targets["web"]);
-        assert_eq!(a.policy, b.policy);
-        assert_eq!(a.forecaster, b.forecaster);
-    }
-
-    /// A checkpoint written before the continuous score had a state of its own still loads: the
-    /// detectors resume, the continuous score learns afresh.
-    #[test]
-    fn a_checkpoint_of_the_previous_version_still_loads() {
-        let mut st = state();
-        st.events.push(AnomalyEvent {
-            id: "3-5000".into(),
-            series_id: SeriesId(3),
-            metric: "m".into(),
-            service: Some("svc".into()),
-            labels: vec![],
-            start_ms: 5000,
-            peak_ms: 5000,
-            last_ms: 6000,
-            end_ms: None,
-            score: 0.9,
-            observed: 9.0,
-            expected: 1.0,
-            lower: 0.0,
-            upper: 2.0,
-            p_value: 1e-7,
-        });
-        let mut bytes = MAGIC.to_vec();
-        let events = st
-            .events
-            .iter()
-            .map(|e| EventV1 {
-                id: e.id.clone(),
-                series_id: e.series_id,
-                metric: e.metric.clone(),
-                service: e.service.clone(),
-                labels: e.labels.clone(),
-                start_ms: e.start_ms,
-                peak_ms: e.peak_ms,
-                last_ms: e.last_ms,
-                end_ms: e.end_ms,
-                score: e.score,
-                observed: e.observed,
-                expected: e.expected,
-                lower: e.lower,
-                upper: e.upper,
-            })
-            .collect();
-        let header = HeaderV1 {
-            services: Vec::new(),
-            events,
-            scaling: Default::default(),
-        };
-        write_frame(&mut bytes, &Frame::Header(Box::new(header))).expect("header");
-        let old: Vec<(SeriesId, SeriesState)> = st
-            .series
-            .iter()
-            .map(|(id, s)| (*id, (**s).clone()))
-            .collect();
-        write_frame(&mut bytes, &Frame::Series(old)).expect("series");
-        write_frame(&mut bytes, &Frame::Trailer { series: 10 }).expect("trailer");
-        let back = read(&bytes).expect("reads");
-        assert_eq!(back.series.len(), 10);
-        let (was, now) = (&st.series[&SeriesId(3)], &back.series[&SeriesId(3)]);
-        assert_eq!(was.last_ms, now.last_ms);
-        assert_ne!(was.detector.rank, RankState::default());
-        assert_eq!(now.detector.rank, RankState::default());
-        assert_eq!(back.events.len(), st.events.len());
-        let ev = back
-            .events
-            .iter()
-            .find(|e| e.id == "3-5000")
-            .expect("event");
-        assert_eq!((ev.last_ms, ev.score, ev.p_value), (6000, 0.9, 1.0));
-    }
-
-    /// A checkpoint written before counts were scored as counts (its `Series2` frames) keeps
-    /// the continuous score's state; a counter's counts learn afresh. The current frames keep
-    /// them.
-    #[test]
-    fn a_checkpoint_from_before_counts_keeps_the_continuous_score() {
-        let mut st = state();
-        let d = &mut st.series.get_mut(&SeriesId(3)).expect("series").detector;
-        for i in 0..400 {
-            d.update_counted(2_000_000 + i * 15_000, 1.0 / 15.0, Some(1.0));
-        }
-        let counted = d.rank;
-        assert_ne!(counted.count, Default::default());
-        let header = Header {
-            services: Vec::new(),
-            events: st.events.clone(),
-            scaling: Default::default(),
-        };
-        let mut bytes = MAGIC.to_vec();
-        write_frame(&mut bytes, &Frame::Header2(Box::new(header))).expect("header");
-        let old: Vec<(SeriesId, SeriesState, RankStateV1)> = st
-            .series
-            .iter()
-            .map(|(id, s)| (*id, (**s).clone(), s.detector.rank.into()))
-            .collect();
-        write_frame(&mut bytes, &Frame::Series2(old)).expect("series");
-        write_frame(&mut bytes, &Frame::Trailer { series: 10 }).expect("trailer");
-        let back = read(&bytes).expect("reads");
-        let mut now = back.series[&SeriesId(3)].detector.rank;
-        assert_eq!(now.count, Default::default());
-        now.count = counted.count;
-        assert_eq!(now, counted);
-
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("checkpoint.bin");
-        save(&st, &path);
-        assert_eq!(load(&path).series[&SeriesId(3)].detector.rank, counted);
-    }
-
-    #[test]
-    fn a_flipped_byte_or_a_cut_is_reported_not_restored() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("checkpoint.bin");
-        save(&state(), &path);
-        let good = std::fs::read(&path).expect("read");
-        let mut flipped = good.clone();
-        let mid = flipped.len() / 2;
-        flipped[mid] ^= 0x40;
-        assert!(read(&flipped).expect_err("corrupt").contains("checksum"));
-        assert!(read(&good[..good.len() - 3]).is_err());
-        std::fs::write(&path, &flipped).expect("write");
-        assert!(load(&path).series.is_empty());
-    }
-}
+mod tests;

@@ -27,6 +27,15 @@ use std::collections::VecDeque;
 
 use serde::{Deserialize, Serialize};
 
+mod normal;
+mod stored;
+mod v1;
+
+pub(crate) use normal::inverse_normal;
+pub use stored::any_layout;
+use stored::nan_as_null;
+pub use v1::ForecasterV1;
+
 const DAY_MS: i64 = 86_400_000;
 const WEEK_MS: i64 = 7 * DAY_MS;
 /// Level smoothings tried for every season.
@@ -125,79 +134,51 @@ impl Forecast {
     }
 }
 
-/// One exponential-smoothing model.
+/// One exponential-smoothing model: a level smoothed at `alpha`, plus its season's profile.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct Candidate {
     season: Season,
     alpha: f64,
     level: f64,
-    /// Seasonal offsets per bin (NaN: not seen yet).
-    #[serde(with = "nan_as_null")]
-    bins: Vec<f32>,
-    /// Mean absolute error at the selection horizon (once `measured` > 0).
+    /// Mean absolute one-step error (once `measured` > 0).
     error: f64,
     /// Errors measured so far.
     measured: u32,
-    /// Forecasts made for the selection horizon: (index of the sample they are for, value).
-    pending: VecDeque<(u64, f64)>,
 }
 
-impl Candidate {
-    fn new(season: Season, alpha: f64, bins: usize, level: f64) -> Self {
-        Self {
-            season,
-            alpha,
-            level,
-            bins: vec![f32::NAN; if season == Season::None { 0 } else { bins }],
-            error: 0.0,
-            measured: 0,
-            pending: VecDeque::new(),
-        }
+/// One season's offsets per time bin, shared by the candidates of that season and learnt
+/// against the slowest one's level (the most stable baseline, as STL estimates a season
+/// against a smooth trend): one profile per season, not one per smoothing.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Profile {
+    season: Season,
+    /// Seasonal offsets per bin (NaN: not seen yet).
+    #[serde(with = "nan_as_null")]
+    bins: Vec<f32>,
+}
+
+impl Profile {
+    fn bin(&self, ts_ms: i64) -> usize {
+        let p = self.season.period_ms().max(1);
+        (ts_ms.rem_euclid(p) as i128 * self.bins.len() as i128 / p as i128) as usize
     }
 
-    fn bin(&self, ts_ms: i64) -> Option<usize> {
-        if self.bins.is_empty() {
-            return None;
-        }
-        let p = self.season.period_ms();
-        Some((ts_ms.rem_euclid(p) as i128 * self.bins.len() as i128 / p as i128) as usize)
-    }
-
-    fn offset(&self, ts_ms: i64) -> f64 {
-        match self.bin(ts_ms).map(|b| self.bins[b]) {
-            Some(s) if s.is_finite() => f64::from(s),
-            _ => 0.0,
-        }
-    }
-
-    fn predict(&self, ts_ms: i64) -> f64 {
-        self.level + self.offset(ts_ms)
-    }
-
-    fn learn(&mut self, ts_ms: i64, y: f64, gamma: f64) {
-        match self.bin(ts_ms) {
-            None => self.level += self.alpha * (y - self.level),
-            Some(b) => {
-                let s = self.bins[b];
-                if s.is_finite() {
-                    let s = f64::from(s);
-                    self.level += self.alpha * (y - self.level - s);
-                    self.bins[b] = (s + gamma * (y - self.level - s)) as f32;
-                } else {
-                    // First visit of this bin: its offset from the current level.
-                    self.bins[b] = (y - self.level) as f32;
-                }
-            }
-        }
+    /// The offset at `ts_ms`, if its bin has been seen.
+    fn offset(&self, ts_ms: i64) -> Option<f64> {
+        self.bins
+            .get(self.bin(ts_ms))
+            .filter(|s| s.is_finite())
+            .map(|&s| f64::from(s))
     }
 }
 
-/// The forecasts served at one tracked horizon, waiting for their sample, and the errors of
-/// those that arrived.
+/// The forecasts served at one tracked horizon, waiting for their sample (one per sample
+/// since, oldest first: the front is due when `horizon` of them wait), and the errors of those
+/// that arrived.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct Tracked {
     horizon: u32,
-    pending: VecDeque<(u64, f64)>,
+    pending: VecDeque<f32>,
     errors: VecDeque<f32>,
 }
 
@@ -218,7 +199,12 @@ pub struct Forecaster {
     last: f64,
     /// Mean absolute one-step change (model space), for the fallback band.
     change: f64,
+    /// The smallest and largest value seen (NaN before the first): the served forecast stays
+    /// within half their span of them.
+    lo: f64,
+    hi: f64,
     candidates: Vec<Candidate>,
+    profiles: Vec<Profile>,
     tracked: Vec<Tracked>,
 }
 
@@ -235,7 +221,10 @@ impl Forecaster {
             log: true,
             last: 0.0,
             change: 0.0,
+            lo: f64::NAN,
+            hi: f64::NAN,
             candidates: Vec::new(),
+            profiles: Vec::new(),
             tracked: Vec::new(),
         }
     }
@@ -261,16 +250,17 @@ impl Forecaster {
         size_of::<Self>()
             + self.intervals.capacity() * size_of::<i64>()
             + self.candidates.capacity() * size_of::<Candidate>()
+            + self.profiles.capacity() * size_of::<Profile>()
             + self
-                .candidates
+                .profiles
                 .iter()
-                .map(|c| c.bins.capacity() * 4 + c.pending.capacity() * 16)
+                .map(|p| p.bins.capacity() * size_of::<f32>())
                 .sum::<usize>()
             + self.tracked.capacity() * size_of::<Tracked>()
             + self
                 .tracked
                 .iter()
-                .map(|t| t.pending.capacity() * 16 + t.errors.capacity() * 4)
+                .map(|t| (t.pending.capacity() + t.errors.capacity()) * size_of::<f32>())
                 .sum::<usize>()
     }
 
@@ -287,13 +277,17 @@ impl Forecaster {
         if self.log { m.exp_m1() } else { m }
     }
 
-    /// The horizon whose errors choose the candidates: one step ahead, at every horizon served.
-    /// One-step errors are what exponential-smoothing model selection scores (the likelihood
-    /// behind AutoETS's AIC); on the shared traffic files choosing by them beat choosing at half
-    /// the longest horizon for forecasts up to an hour ahead (geometric-mean MASE relative to
-    /// seasonal naive 0.729 → 0.670), and each candidate keeps one pending forecast, not 32.
-    fn select_horizon(&self) -> u32 {
-        1
+    fn profile(&self, season: Season) -> Option<&Profile> {
+        self.profiles.iter().find(|p| p.season == season)
+    }
+
+    /// Candidate `c`'s forecast for `ts_ms` (model space).
+    fn predict(&self, c: &Candidate, ts_ms: i64) -> f64 {
+        c.level
+            + self
+                .profile(c.season)
+                .and_then(|p| p.offset(ts_ms))
+                .unwrap_or(0.0)
     }
 
     /// The candidate with the lowest recent error (a level-only one until errors are known).
@@ -350,15 +344,30 @@ impl Forecaster {
         (out, n)
     }
 
-    fn blend_predict(&self, target_ms: i64) -> f64 {
-        let (w, n) = self.blend();
-        if n == 0 {
-            return self.last;
+    /// The served forecast for `target_ms` (model space) with the blend's weights `w`: within
+    /// half the span of values seen beyond them ([`Self::bounds`]), so that a seasonal offset
+    /// learnt during a burst cannot send it to values the series never came near.
+    fn served(&self, (w, n): &([(usize, f64); TOP], usize), target_ms: i64) -> f64 {
+        let m = if *n == 0 {
+            self.last
+        } else {
+            w[..*n]
+                .iter()
+                .map(|&(i, w)| w * self.predict(&self.candidates[i], target_ms))
+                .sum()
+        };
+        match self.bounds() {
+            Some((lo, hi)) => m.clamp(lo, hi),
+            None => m,
         }
-        w[..n]
-            .iter()
-            .map(|&(i, w)| w * self.candidates[i].predict(target_ms))
-            .sum()
+    }
+
+    /// What a served forecast and its quantiles may be (model space): the values seen, widened
+    /// by half their span on each side.
+    fn bounds(&self) -> Option<(f64, f64)> {
+        let half = (self.hi - self.lo) / 2.0;
+        let (lo, hi) = (self.to_model(self.lo - half), self.to_model(self.hi + half));
+        (lo.is_finite() && hi.is_finite()).then_some((lo, hi.max(lo)))
     }
 
     fn best(&self) -> Option<&Candidate> {
@@ -378,31 +387,38 @@ impl Forecaster {
             self.intervals.push(ts_ms - self.last_ms);
             self.log &= value >= 0.0;
         }
+        (self.lo, self.hi) = (self.lo.min(value), self.hi.max(value));
         let y = self.to_model(value);
         if self.seen > 0 {
             let a = (1.0 / self.seen as f64).max(self.cfg.error_alpha);
             self.change += a * ((y - self.last).abs() - self.change);
         }
+        // One-step errors, before anyone learns: a season is only judged once a whole period
+        // had been seen by the previous sample.
+        let elapsed = self.last_ms - self.first_ms;
+        let ea = self.cfg.error_alpha;
+        for i in 0..self.candidates.len() {
+            let c = &self.candidates[i];
+            if elapsed >= c.season.period_ms() {
+                let e = (y - self.predict(c, ts_ms)).abs();
+                let c = &mut self.candidates[i];
+                let a = (1.0 / (f64::from(c.measured) + 1.0)).max(ea);
+                c.error += a * (e - c.error);
+                c.measured += 1;
+            }
+        }
         if self.step_ms == 0 && self.intervals.len() >= WARM_INTERVALS {
             self.start(y);
         }
-        let n = self.seen;
-        let gamma = self.cfg.season_gamma;
-        let ea = self.cfg.error_alpha;
-        for c in &mut self.candidates {
-            if let Some(f) = take_due(&mut c.pending, n) {
-                let a = (1.0 / (f64::from(c.measured) + 1.0)).max(ea);
-                c.error += a * ((y - f).abs() - c.error);
-                c.measured += 1;
-            }
-            c.learn(ts_ms, y, gamma);
-        }
+        self.learn(ts_ms, y);
         for t in &mut self.tracked {
-            if let Some(f) = take_due(&mut t.pending, n) {
+            if t.pending.len() >= t.horizon as usize
+                && let Some(f) = t.pending.pop_front()
+            {
                 if t.errors.len() >= self.cfg.residuals as usize {
                     t.errors.pop_front();
                 }
-                t.errors.push_back((y - f) as f32);
+                t.errors.push_back((y - f64::from(f)) as f32);
             }
         }
         self.seen += 1;
@@ -411,7 +427,51 @@ impl Forecaster {
         self.plan();
     }
 
-    /// The resolution is known: allocate the candidates.
+    /// Every candidate's level moves toward `y` less its season's offset (a bin seen for the
+    /// first time leaves the levels alone); then each profile's bin moves toward `y` less the
+    /// slowest level of its season.
+    fn learn(&mut self, ts_ms: i64, y: f64) {
+        let gamma = self.cfg.season_gamma;
+        let offsets: [Option<f64>; 2] = [Season::Daily, Season::Weekly]
+            .map(|s| self.profile(s).map(|p| p.offset(ts_ms)).unwrap_or(None));
+        let offset_of = |s: Season| match s {
+            Season::None => Some(0.0),
+            Season::Daily => offsets[0],
+            Season::Weekly => offsets[1],
+        };
+        // Per season: (alpha, level) of its slowest candidate.
+        let mut reference: [Option<(f64, f64)>; 2] = [None; 2];
+        for c in &mut self.candidates {
+            if let Some(s) = offset_of(c.season) {
+                c.level += c.alpha * (y - c.level - s);
+            }
+            let slot = match c.season {
+                Season::None => continue,
+                Season::Daily => 0,
+                Season::Weekly => 1,
+            };
+            if reference[slot].is_none_or(|(a, _)| c.alpha < a) {
+                reference[slot] = Some((c.alpha, c.level));
+            }
+        }
+        for p in &mut self.profiles {
+            let slot = usize::from(p.season == Season::Weekly);
+            let Some((_, level)) = reference[slot] else {
+                continue;
+            };
+            let b = p.bin(ts_ms);
+            if let Some(bin) = p.bins.get_mut(b) {
+                *bin = if bin.is_finite() {
+                    let s = f64::from(*bin);
+                    (s + gamma * (y - level - s)) as f32
+                } else {
+                    (y - level) as f32
+                };
+            }
+        }
+    }
+
+    /// The resolution is known: allocate the candidates and the seasons' profiles.
     fn start(&mut self, y: f64) {
         let mut iv = std::mem::take(&mut self.intervals);
         iv.sort_unstable();
@@ -423,47 +483,52 @@ impl Forecaster {
         let week = bins(WEEK_MS, self.cfg.max_week_bins);
         for season in [Season::None, Season::Daily, Season::Weekly] {
             for alpha in ALPHAS {
-                let b = if season == Season::Weekly { week } else { day };
-                self.candidates.push(Candidate::new(season, alpha, b, y));
+                self.candidates.push(Candidate {
+                    season,
+                    alpha,
+                    level: y,
+                    error: 0.0,
+                    measured: 0,
+                });
             }
         }
+        self.candidates.shrink_to_fit();
+        self.profiles = vec![
+            Profile {
+                season: Season::Daily,
+                bins: vec![f32::NAN; day],
+            },
+            Profile {
+                season: Season::Weekly,
+                bins: vec![f32::NAN; week],
+            },
+        ];
         let mut h = 1;
         while h < self.cfg.max_horizon {
-            self.tracked.push(Tracked::new(h));
+            self.tracked.push(Tracked::new(h, self.cfg.residuals));
             h *= 2;
         }
-        self.tracked.push(Tracked::new(self.cfg.max_horizon.max(1)));
+        self.tracked.push(Tracked::new(
+            self.cfg.max_horizon.max(1),
+            self.cfg.residuals,
+        ));
+        self.tracked.shrink_to_fit();
     }
 
-    /// After learning: every candidate forecasts the selection horizon, and the served forecast
-    /// is recorded at every tracked horizon.
+    /// After learning: the served forecast is recorded at every tracked horizon.
     fn plan(&mut self) {
         if self.candidates.is_empty() {
             return;
         }
-        let n = self.seen - 1;
-        let hs = self.select_horizon();
-        let target = self.last_ms + i64::from(hs) * self.step_ms;
-        let elapsed = self.last_ms - self.first_ms;
-        for c in &mut self.candidates {
-            // A season is only judged once a whole period has been seen.
-            if elapsed >= c.season.period_ms() {
-                c.pending.push_back((n + u64::from(hs), c.predict(target)));
-            }
-        }
-        let (last, last_ms, step_ms) = (self.last, self.last_ms, self.step_ms.max(1));
-        let (w, k) = self.blend();
-        for t in &mut self.tracked {
-            let target = last_ms + i64::from(t.horizon) * step_ms;
-            let f = if k == 0 {
-                last
-            } else {
-                w[..k]
-                    .iter()
-                    .map(|&(i, w)| w * self.candidates[i].predict(target))
-                    .sum()
-            };
-            t.pending.push_back((n + u64::from(t.horizon), f));
+        let (last_ms, step_ms) = (self.last_ms, self.step_ms.max(1));
+        let w = self.blend();
+        let due: Vec<f32> = self
+            .tracked
+            .iter()
+            .map(|t| self.served(&w, last_ms + i64::from(t.horizon) * step_ms) as f32)
+            .collect();
+        for (t, f) in self.tracked.iter_mut().zip(due) {
+            t.pending.push_back(f);
         }
     }
 
@@ -471,9 +536,9 @@ impl Forecaster {
         self.last_ms + i64::from(horizon) * self.step_ms.max(1)
     }
 
-    /// The best candidate's forecast in model space.
+    /// The served forecast in model space.
     fn model_point(&self, horizon: u32) -> f64 {
-        self.blend_predict(self.target_ms(horizon))
+        self.served(&self.blend(), self.target_ms(horizon))
     }
 
     /// The quantiles `qs` of the served forecasts' errors at `horizon` (model space),
@@ -521,9 +586,10 @@ impl Forecaster {
         }
         let horizon = horizon.max(1);
         let m = self.model_point(horizon);
+        let (lo, hi) = self.bounds().unwrap_or((f64::NEG_INFINITY, f64::INFINITY));
         let [p50, p90, p99] = self
             .error_quantiles(horizon, [0.5, 0.9, 0.99])
-            .map(|e| self.to_value(m + e));
+            .map(|e| self.to_value((m + e).clamp(lo, hi)));
         Some(Forecast {
             horizon,
             target_ms: self.target_ms(horizon),
@@ -544,90 +610,13 @@ impl Forecaster {
     }
 }
 
-/// Pops the forecasts due at or before sample `n`; the one due exactly at `n`, if any.
-fn take_due(pending: &mut VecDeque<(u64, f64)>, n: u64) -> Option<f64> {
-    let mut due_now = None;
-    while let Some(&(due, f)) = pending.front() {
-        if due > n {
-            break;
-        }
-        pending.pop_front();
-        if due == n {
-            due_now = Some(f);
-        }
-    }
-    due_now
-}
-
 impl Tracked {
-    fn new(horizon: u32) -> Self {
+    fn new(horizon: u32, residuals: u32) -> Self {
         Self {
             horizon,
-            pending: VecDeque::new(),
-            errors: VecDeque::new(),
+            pending: VecDeque::with_capacity(horizon as usize),
+            errors: VecDeque::with_capacity(residuals as usize),
         }
-    }
-}
-
-/// The standard normal quantile (Acklam's rational approximation, relative error < 1.2e-9).
-pub(crate) fn inverse_normal(p: f64) -> f64 {
-    let p = p.clamp(1e-12, 1.0 - 1e-12);
-    const A: [f64; 6] = [
-        -3.969_683_028_665_376e1,
-        2.209_460_984_245_205e2,
-        -2.759_285_104_469_687e2,
-        1.383_577_518_672_69e2,
-        -3.066_479_806_614_716e1,
-        2.506_628_277_459_239,
-    ];
-    const B: [f64; 5] = [
-        -5.447_609_879_822_406e1,
-        1.615_858_368_580_409e2,
-        -1.556_989_798_598_866e2,
-        6.680_131_188_771_972e1,
-        -1.328_068_155_288_572e1,
-    ];
-    const C: [f64; 6] = [
-        -7.784_894_002_430_293e-3,
-        -3.223_964_580_411_365e-1,
-        -2.400_758_277_161_838,
-        -2.549_732_539_343_734,
-        4.374_664_141_464_968,
-        2.938_163_982_698_783,
-    ];
-    const D: [f64; 4] = [
-        7.784_695_709_041_462e-3,
-        3.224_671_290_700_398e-1,
-        2.445_134_137_142_996,
-        3.754_408_661_907_416,
-    ];
-    let tail = |q: f64| {
-        (((((C[0] * q + C[1]) * q + C[2]) * q + C[3]) * q + C[4]) * q + C[5])
-            / ((((D[0] * q + D[1]) * q + D[2]) * q + D[3]) * q + 1.0)
-    };
-    if p < 0.02425 {
-        tail((-2.0 * p.ln()).sqrt())
-    } else if p > 1.0 - 0.02425 {
-        -tail((-2.0 * (1.0 - p).ln()).sqrt())
-    } else {
-        let q = p - 0.5;
-        let r = q * q;
-        (((((A[0] * r + A[1]) * r + A[2]) * r + A[3]) * r + A[4]) * r + A[5]) * q
-            / (((((B[0] * r + B[1]) * r + B[2]) * r + B[3]) * r + B[4]) * r + 1.0)
-    }
-}
-
-/// Seasonal offsets with NaN (not seen) as JSON `null`.
-mod nan_as_null {
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(v: &[f32], s: S) -> Result<S::Ok, S::Error> {
-        s.collect_seq(v.iter().map(|x| x.is_finite().then_some(*x)))
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<f32>, D::Error> {
-        let v = Vec::<Option<f32>>::deserialize(d)?;
-        Ok(v.into_iter().map(|x| x.unwrap_or(f32::NAN)).collect())
     }
 }
 
