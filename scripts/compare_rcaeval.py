@@ -2,7 +2,7 @@
 """Ours next to RCAEval's metric-based root-cause methods on any folder of cases in our layout
 (`<case>/data.csv`, `inject_time.txt`, `labels.json`), one table, same run.
 
-    compare_rcaeval.py --cases DIR [--aiops BIN] [--methods baro,nsigma,circa,pc_pagerank]
+    compare_rcaeval.py --cases DIR [--aiops BIN] [--methods baro,nsigma,circa,pc_pagerank,e_diagnosis]
 
 Runs RCAEval 1.8.1's methods as its own `main.py` calls them: drop `*_latency-50` columns, ±inf
 to NaN, forward-fill, fill 0; the normal window is the last 600 rows before the injection time
@@ -45,7 +45,10 @@ import RCAEval.utility as _utility  # noqa: E402
 _utility.is_py312 = lambda: True
 import RCAEval.e2e as e2e  # noqa: E402
 
-METHODS = ["baro", "nsigma", "circa", "pc_pagerank"]
+# RCD is not among them: RCAEval's rcd.py calls `SkeletonDiscovery.local_skeleton_discovery` with
+# a function-style `chisq`, from the causal-learn 0.1.2.3 its authors patched (not on PyPI); the
+# copy PyRCA vendors is the later API (a CIT object), so neither runs it unchanged.
+METHODS = ["baro", "nsigma", "circa", "pc_pagerank", "e_diagnosis"]
 
 
 def cases(root):

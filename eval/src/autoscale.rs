@@ -95,6 +95,9 @@ pub struct Replay {
     pub final_quantile: f64,
     /// Share of the samples whose predictive value, served `lead` before, fell below them.
     pub under_share: Option<f64>,
+    /// The capacity served above the load at the end, as a share of the load (what
+    /// `extra_budget` is measured on; smoothed over the latest ~200 steps).
+    pub extra_share: Option<f64>,
     /// 1 − predictive / reactive under-provisioned pod-minutes.
     pub under_reduction: f64,
     /// predictive / reactive pod-minutes − 1.
@@ -304,6 +307,7 @@ pub fn replay_traced(
         },
         final_quantile: state.quantile,
         under_share: state.under_share(),
+        extra_share: state.extra_share(),
         under_reduction: if r.under_pod_minutes > 0.0 {
             1.0 - p.under_pod_minutes / r.under_pod_minutes
         } else {

@@ -121,63 +121,39 @@ impl Calibration {
     }
 }
 
-/// Fits `p = 1 / (1 + exp(-(w0 + w1·x1 + w2·x2)))` to (features, outcome) pairs by Newton's
-/// method (logistic regression with a small ridge so separable data stays finite).
+/// Fits `p = 1 / (1 + exp(-(w0 + w1·x1 + w2·x2)))` to (features, outcome) pairs: linfa's
+/// logistic regression (L-BFGS) with a small L2 penalty so separable data stays finite. With
+/// one outcome only (nothing to separate) the curve is that outcome's smoothed rate.
 pub fn fit_logistic(points: &[([f64; 2], bool)]) -> [f64; 3] {
-    let mut w = [0.0f64; 3];
-    for _ in 0..100 {
-        let mut g = [0.0f64; 3];
-        let mut h = [[0.0f64; 3]; 3];
-        for (i, row) in h.iter_mut().enumerate() {
-            row[i] = 1e-3;
-            g[i] = 1e-3 * w[i];
+    use linfa::prelude::*;
+    use linfa_logistic::LogisticRegression;
+    let hits = points.iter().filter(|p| p.1).count();
+    if hits == 0 || hits == points.len() {
+        let rate = (hits as f64 + 0.5) / (points.len() as f64 + 1.0);
+        return [(rate / (1.0 - rate)).ln(), 0.0, 0.0];
+    }
+    let x = ndarray::Array2::from_shape_fn((points.len(), 2), |(i, j)| points[i].0[j]);
+    let y = ndarray::Array1::from_iter(points.iter().map(|p| p.1));
+    let fitted = LogisticRegression::default()
+        .alpha(1e-3)
+        .max_iterations(200)
+        .fit(&Dataset::new(x, y));
+    match fitted {
+        // linfa models the probability of its second class: `true` when both are present.
+        Ok(m) if m.labels().pos.class => {
+            let w = m.params();
+            [m.intercept(), w[0], w[1]]
         }
-        for &(x, r) in points {
-            let f = [1.0, x[0], x[1]];
-            let z: f64 = (0..3).map(|i| w[i] * f[i]).sum();
-            let p = 1.0 / (1.0 + (-z).exp());
-            let e = p - if r { 1.0 } else { 0.0 };
-            for i in 0..3 {
-                g[i] += e * f[i];
-                for j in 0..3 {
-                    h[i][j] += p * (1.0 - p) * f[i] * f[j];
-                }
-            }
+        Ok(m) => {
+            let w = m.params();
+            [-m.intercept(), -w[0], -w[1]]
         }
-        let Some(d) = solve3(h, g) else { break };
-        for i in 0..3 {
-            w[i] -= d[i];
-        }
-        if d.iter().map(|v| v.abs()).sum::<f64>() < 1e-10 {
-            break;
+        Err(e) => {
+            tracing::warn!(error = %e, "The logistic calibration did not fit; using the base rate.");
+            let rate = hits as f64 / points.len() as f64;
+            [(rate / (1.0 - rate)).ln(), 0.0, 0.0]
         }
     }
-    w
-}
-
-/// Solves `a·x = b` for a 3×3 system (Gaussian elimination with partial pivoting).
-fn solve3(mut a: [[f64; 3]; 3], mut b: [f64; 3]) -> Option<[f64; 3]> {
-    for c in 0..3 {
-        let p = (c..3).max_by(|&i, &j| a[i][c].abs().total_cmp(&a[j][c].abs()))?;
-        if a[p][c].abs() < 1e-12 {
-            return None;
-        }
-        a.swap(c, p);
-        b.swap(c, p);
-        for r in c + 1..3 {
-            let k = a[r][c] / a[c][c];
-            let pivot = a[c];
-            for (x, p) in a[r].iter_mut().zip(pivot).skip(c) {
-                *x -= k * p;
-            }
-            b[r] -= k * b[c];
-        }
-    }
-    let mut x = [0.0; 3];
-    for c in (0..3).rev() {
-        x[c] = (b[c] - (c + 1..3).map(|j| a[c][j] * x[j]).sum::<f64>()) / a[c][c];
-    }
-    Some(x)
 }
 
 /// splitmix64: a small seeded generator for the random baseline (reproducible everywhere).
