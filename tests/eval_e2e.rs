@@ -409,28 +409,23 @@ fn eval_autoscale_replays_a_folder_of_workloads_at_two_start_up_times() {
         let head: Vec<&str> = text.lines().take(1100).collect();
         std::fs::write(dir.path().join(f), head.join("\n")).expect("write");
     }
-    let v = run(&[
-        "eval",
-        "autoscale",
-        "--data",
-        dir.path().to_str().expect("utf8"),
-        "--startup-secs",
-        "120,300",
-        "--under-budget",
-        "0.2",
-    ]);
-    let capped = run(&[
-        "eval",
-        "autoscale",
-        "--data",
-        dir.path().to_str().expect("utf8"),
-        "--startup-secs",
-        "120,300",
-        "--under-budget",
-        "0.2",
-        "--extra-budget",
-        "0.05",
-    ]);
+    let data = dir.path().to_str().expect("utf8");
+    let autoscale = |extra: &[&str]| {
+        let mut args = vec![
+            "eval",
+            "autoscale",
+            "--data",
+            data,
+            "--startup-secs",
+            "120,300",
+            "--under-budget",
+            "0.2",
+        ];
+        args.extend_from_slice(extra);
+        run(&args)
+    };
+    let v = autoscale(&[]);
+    let capped = autoscale(&["--extra-budget", "0.05"]);
     // A cap on the extra capacity never makes the quantile climb higher, nor cost more pods.
     for (w, c) in v["workloads"]
         .as_array()
