@@ -214,7 +214,15 @@ pub fn confidences(ranked: &[ServiceCandidate]) -> Vec<f64> {
     let Some(first) = ranked.first() else {
         return Vec::new();
     };
-    let score = |s: &ServiceCandidate| s.evidence.score.max(0.0);
+    // A candidate counts the callers whose latency rise it explains; an explained caller
+    // counts nothing (its evidence is the callee's).
+    let score = |s: &ServiceCandidate| {
+        if s.explained {
+            0.0
+        } else {
+            s.evidence.score.max(s.absorbed).max(0.0)
+        }
+    };
     let total = SHARED_AMONG as f64 + ranked.iter().take(SHARED_AMONG).map(score).sum::<f64>();
     let top = (1.0 + score(first)) / total;
     let mut rest: Vec<f64> = ranked
@@ -354,6 +362,8 @@ mod tests {
             },
             fault_kind: crate::FaultKind::Unknown,
             explanation: String::new(),
+            explained: false,
+            absorbed: 0.0,
         };
         // Far ahead: nearly sure. Alike: about a fifth each.
         let far = confidences(&[cand(995.0)]);

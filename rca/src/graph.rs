@@ -8,7 +8,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
-use crate::ServiceCandidate;
+use crate::kind::{MetricKind, metric_kind};
+use crate::{Direction, MetricCandidate, ServiceCandidate};
 
 /// One call edge.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -202,8 +203,13 @@ impl CallGraph {
                 let mut t: Vec<(usize, f64)> = self
                     .callees(&s.service)
                     .filter_map(|c| index.get(c).map(|&j| (j, weight[j])))
-                    // Blame moves only to a callee that changed at least as much.
-                    .filter(|&(_, w)| w > 0.0 && w >= weight[i])
+                    // Blame moves only to a callee that changed at least as much — or whose
+                    // latency rose by most of what its caller's did: a caller's time includes
+                    // its callee's, so the caller's rise is the callee's, measured against a
+                    // quieter baseline (more spreads) rather than a larger change.
+                    .filter(|&(j, w)| {
+                        w > 0.0 && (w >= weight[i] || explains(&services[j].evidence, &s.evidence))
+                    })
                     .collect();
                 t.push((i, weight[i].max(f64::MIN_POSITIVE)));
                 let sum: f64 = t.iter().map(|(_, w)| w).sum();
@@ -228,12 +234,31 @@ impl CallGraph {
         }
         let mut order: Vec<usize> = (0..services.len()).collect();
         order.sort_by(|&a, &b| p[b].total_cmp(&p[a]).then(a.cmp(&b)));
+        let mut position = vec![0; services.len()];
+        for (r, &i) in order.iter().enumerate() {
+            position[i] = r;
+        }
+        // A caller whose latency rise a callee ranked above it explains is that callee's
+        // evidence, not a rival's.
+        let mut explained = vec![false; services.len()];
+        let mut absorbed = vec![0.0f64; services.len()];
+        for (i, s) in services.iter().enumerate() {
+            for (j, callee) in services.iter().enumerate() {
+                let calls = self.callees(&s.service).any(|c| c == callee.service);
+                if calls && position[j] < position[i] && explains(&callee.evidence, &s.evidence) {
+                    explained[i] = true;
+                    absorbed[j] = absorbed[j].max(s.evidence.score);
+                }
+            }
+        }
         order
             .iter()
             .enumerate()
             .map(|(r, &i)| {
                 let mut s = services[i].clone();
                 s.rank = r + 1;
+                s.explained = explained[i];
+                s.absorbed = absorbed[i];
                 let callers: Vec<&str> = services
                     .iter()
                     .filter(|c| c.evidence.score >= 3.0)
@@ -253,6 +278,19 @@ impl CallGraph {
     }
 }
 
+/// Whether the callee's latency rise (in its own units) is at least half its caller's: both
+/// evidence metrics are latencies that went up.
+fn explains(callee: &MetricCandidate, caller: &MetricCandidate) -> bool {
+    let latency_up = |m: &MetricCandidate| {
+        m.direction == Direction::Up
+            && metric_kind(&m.service, &m.metric) == MetricKind::Latency
+            && m.peak > m.baseline
+    };
+    latency_up(callee)
+        && latency_up(caller)
+        && callee.peak - callee.baseline >= 0.5 * (caller.peak - caller.baseline)
+}
+
 impl<'a> FromIterator<(&'a str, &'a str)> for CallGraph {
     /// A graph of `(caller, callee)` edges.
     fn from_iter<I: IntoIterator<Item = (&'a str, &'a str)>>(edges: I) -> Self {
@@ -269,7 +307,13 @@ mod tests {
     use super::*;
     use crate::{Direction, MetricCandidate};
 
+    /// A latency that rose by `score` spreads of 1 s.
     fn cand(service: &str, score: f64) -> ServiceCandidate {
+        rose(service, score, score)
+    }
+
+    /// A latency that rose by `rise` seconds, `score` spreads.
+    fn rose(service: &str, score: f64, rise: f64) -> ServiceCandidate {
         ServiceCandidate {
             rank: 0,
             service: service.to_owned(),
@@ -281,13 +325,15 @@ mod tests {
                 score,
                 direction: Direction::Up,
                 onset_s: 0,
-                peak: 1.0,
+                peak: 0.1 + rise,
                 peak_s: 0,
-                baseline: 0.0,
-                spread: 1.0,
+                baseline: 0.1,
+                spread: rise / score,
             },
             fault_kind: crate::kind::FaultKind::Latency,
             explanation: format!("{service} changed."),
+            explained: false,
+            absorbed: 0.0,
         }
     }
 
@@ -332,6 +378,35 @@ mod tests {
             CallGraph::default().rerank(&ranked, None)[0].service,
             "batch"
         );
+    }
+
+    #[test]
+    fn a_callee_whose_latency_rose_by_most_of_its_callers_rise_takes_the_blame() {
+        // gateway → function: the function sleeps 0.5 s more, so the gateway takes 0.5 s more
+        // too — many more spreads of its quieter baseline. An unrelated job moved 20 spreads.
+        let g: CallGraph = [("gateway", "function")].into_iter().collect();
+        let ranked = vec![
+            rose("gateway", 120.0, 0.53),
+            rose("function", 60.0, 0.52),
+            rose("job", 20.0, 0.05),
+        ];
+        let r = g.rerank(&ranked, None);
+        assert_eq!(r[0].service, "function", "{r:?}");
+        // The gateway's rise is the function's evidence, not a rival's: the function's
+        // confidence counts it, the gateway's is not set against it.
+        let gateway = r.iter().find(|c| c.service == "gateway").expect("gateway");
+        assert!(gateway.explained && !r[0].explained, "{r:?}");
+        assert_eq!(r[0].absorbed, 120.0);
+        let c = crate::analyse::confidences(&r);
+        assert!((c[0] - 121.0 / (5.0 + 120.0 + 20.0)).abs() < 1e-9, "{c:?}");
+        // A callee that took a small part of the caller's extra time does not.
+        let ranked = vec![rose("gateway", 120.0, 0.53), rose("function", 60.0, 0.2)];
+        assert_eq!(g.rerank(&ranked, None)[0].service, "gateway");
+        // Nor does one whose evidence is not a latency (requests, errors).
+        let mut busy = rose("function", 60.0, 0.52);
+        busy.evidence.metric = "function_requests".into();
+        let ranked = vec![rose("gateway", 120.0, 0.53), busy];
+        assert_eq!(g.rerank(&ranked, None)[0].service, "gateway");
     }
 
     #[test]

@@ -54,6 +54,10 @@ pub struct DetectorConfig {
     /// A weekly adjustment learns from residuals clipped to this many of its robust scales: one
     /// holiday does not rewrite the week.
     pub week_clip: f64,
+    /// The time-of-day profile learns from residuals clipped to this many of its robust scales
+    /// (0: unclipped): a spike at a jittering time of night does not teach the profile to
+    /// expect a spike there, and the next night's ordinary value is not read as a drop.
+    pub profile_clip: f64,
     /// The two horizons (samples) of the continuous score: the mean surprise over each is
     /// compared with its own history (exponentially weighted averages of this length).
     pub rank_windows: [f64; 2],
@@ -96,6 +100,7 @@ impl Default for DetectorConfig {
             week_alpha: 0.5,
             weekly_z: 4.0,
             week_clip: 2.0,
+            profile_clip: 2.0,
             rank_windows: [64.0, 256.0],
             rank_memory: [16.0, 4.0],
             rank_clip: 3.0,

@@ -483,7 +483,13 @@ impl Detector {
                     / (1u64 << 24) as f64;
                 *w = (next * WEEK_UNIT + dither).floor().clamp(-127.0, 127.0) as i8;
             }
-            self.day[bin] += (0.3 * day_resid) as f32;
+            let step = if cfg.profile_clip > 0.0 {
+                let lim = cfg.profile_clip * 1.2533 * self.day_scale.max(range * 1e-3);
+                day_resid.clamp(-lim, lim)
+            } else {
+                day_resid
+            };
+            self.day[bin] += (0.3 * step) as f32;
         } else {
             self.day[bin] = value as f32;
             if self.seen < 30 {

@@ -75,6 +75,39 @@ fn a_spike_at_the_same_time_every_day_becomes_routine() {
 }
 
 #[test]
+fn a_nightly_spike_at_a_wandering_time_does_not_make_the_quiet_night_look_odd() {
+    const STEP: i64 = 300_000; // 5 minutes: 288 samples a day
+    // A nightly job spikes once between 03:00 and 04:00, a different time each night; the
+    // last night it does not run. Its ordinary values must not read as a drop from a profile
+    // that learnt to expect the spike.
+    let quiet_night_raw = |profile_clip: f64| {
+        let mut d = Detector::new(DetectorConfig {
+            profile_clip,
+            ..DetectorConfig::default()
+        });
+        let mut worst: f64 = 0.0;
+        for i in 0..288 * 10 {
+            let (day, slot) = (i / 288, i % 288);
+            let spike_at = 36 + (day * 5) % 12;
+            let v = if (1..9).contains(&day) && slot == spike_at {
+                1.5
+            } else {
+                0.066 + 0.002 * noise(i)
+            };
+            let s = d.update(i as i64 * STEP, v);
+            if day == 9 && (33..51).contains(&slot) {
+                worst = worst.max(s.raw);
+            }
+        }
+        worst
+    };
+    let clipped = quiet_night_raw(DetectorConfig::default().profile_clip);
+    let unclipped = quiet_night_raw(0.0);
+    assert!(clipped < 0.2, "{clipped}");
+    assert!(unclipped > 2.0 * clipped, "{unclipped} vs {clipped}");
+}
+
+#[test]
 fn nothing_scores_during_learning() {
     let mut d = Detector::new(DetectorConfig::default());
     for i in 0..300 {

@@ -204,8 +204,14 @@ pub(super) fn run(a: RcaArgs) -> anyhow::Result<()> {
                 .take(5)
                 .map(|s| serde_json::json!({"service": s.service, "score": s.evidence.score, "metric": s.evidence.metric, "fault_kind": s.fault_kind}))
                 .collect();
+            // Where the labelled service stood: its own evidence, for reading a miss.
+            let truth_evidence = services.iter().find(|s| s.service == truth).map(|s| {
+                serde_json::json!({"score": s.evidence.score, "metric": s.evidence.metric, "fault_kind": s.fault_kind})
+            });
             let line = serde_json::json!({"case": case.name, "dataset": dataset, "fault": case.labels.fault,
-                "root_cause_service": truth, "rank": service_rank, "anomaly_s": anomaly_s, "top": top});
+                "root_cause_service": truth, "rank": service_rank, "anomaly_s": anomaly_s, "top": top,
+                "truth": truth_evidence,
+                "confidence": aiops_rca::analyse::confidences(&services).first()});
             writeln!(w, "{line}").context("writing --cases-out")?;
         }
         let g = groups.entry(dataset).or_default();

@@ -127,10 +127,6 @@ fn quantile(sorted: &[f64], q: f64) -> f64 {
     sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - lo as f64)
 }
 
-/// The spread of the normal window, never 0 and never in the metric's units alone: the IQR;
-/// when that is 0 (a mostly flat series), the largest of 1.4826 × MAD, the standard deviation
-/// and 1 % of |median| — so a few kilobytes on a flat gigabyte are not a change — or, for a
-/// series flat at 0, its smallest step (its resolution), at most 1.
 /// The series' sample-to-sample noise, robustly: 1.4826 / √2 × the median absolute step over
 /// the whole table (a level shift moves one step, not the median).
 fn step_noise(all: &[f64]) -> f64 {
@@ -169,7 +165,13 @@ fn sigma(
     }
 }
 
-fn spread(normal_sorted: &[f64], median: f64, all: &[f64]) -> f64 {
+/// The spread of the normal window, never 0 and never in the metric's units alone: the IQR;
+/// when that is 0 (a mostly flat series), the largest of 1.4826 × MAD, the standard deviation
+/// and 1 % of |median| — so a few kilobytes on a flat gigabyte are not a change — or, for a
+/// series flat at 0, its smallest step (its resolution), at most 1. A success `share`
+/// (availability in %) sitting at its bound skips the 1 % term: a point of failures where
+/// there were none is news, not a rounding of 100.
+fn spread(normal_sorted: &[f64], median: f64, all: &[f64], share: bool) -> f64 {
     let iqr = quantile(normal_sorted, 0.75) - quantile(normal_sorted, 0.25);
     if iqr > 0.0 {
         return iqr;
@@ -185,7 +187,11 @@ fn spread(normal_sorted: &[f64], median: f64, all: &[f64]) -> f64 {
         .sum::<f64>()
         / n)
         .sqrt();
-    let floor = mad.max(std).max(0.01 * median.abs());
+    let floor = if share {
+        mad.max(std)
+    } else {
+        mad.max(std).max(0.01 * median.abs())
+    };
     if floor > 0.0 {
         return floor;
     }
@@ -257,7 +263,7 @@ pub fn rank_metrics_of(
         let median = quantile(&sorted, 0.5);
         let all: Vec<f64> = normal.iter().chain(&abnormal).map(|&(_, v)| v).collect();
         let noise = step_noise(&all);
-        let robust = spread(&sorted, median, &all).max(noise);
+        let robust = spread(&sorted, median, &all, falls_when_bad(name)).max(noise);
         let spread = sigma(&sorted, &normal, median, robust, noise);
         // Availability and success rates are bad when they fall.
         let sign = if falls_when_bad(name) { -1.0 } else { 1.0 };
@@ -325,6 +331,13 @@ pub struct ServiceCandidate {
     /// What a responder can check: how it moved next to the others ([`lead_explanations`]),
     /// then its evidence.
     pub explanation: String,
+    /// Its latency rise is explained by a callee ranked above it (set by the call-graph walk):
+    /// not separate evidence against that callee.
+    #[serde(skip)]
+    pub explained: bool,
+    /// The largest score among the callers ranked below it whose latency rise it explains.
+    #[serde(skip)]
+    pub absorbed: f64,
 }
 
 /// Services in order of their first appearance in the metric ranking; `canonical` maps a
@@ -354,6 +367,8 @@ pub fn rank_services(
             service,
             confidence: 0.0,
             evidence: m.clone(),
+            explained: false,
+            absorbed: 0.0,
         });
     }
     let top: f64 = out.iter().take(5).map(|s| s.evidence.score.max(0.0)).sum();

@@ -215,6 +215,8 @@ fn candidate(service: &str, score: f64, onset_s: i64) -> ServiceCandidate {
         explanation: evidence.explanation(),
         evidence,
         fault_kind: crate::kind::FaultKind::Unknown,
+        explained: false,
+        absorbed: 0.0,
     }
 }
 
@@ -269,4 +271,32 @@ fn only_the_first_candidate_reads_first_and_most_and_the_others_say_how_they_com
         r[1].explanation
             .starts_with("orders changed 100 s before db and at least as much")
     );
+}
+
+#[test]
+fn a_success_share_that_leaves_its_bound_is_measured_against_its_own_spread() {
+    // Availability sat at 100 % (two dips to 99.5 % in 60 rows) and falls to 96 %: a share of
+    // failures that was never there. Its spread is its own, not 1 % of 100 — so it outranks a
+    // neighbour's latency that moved eight of its spreads.
+    let cols = vec!["api_availability".to_owned(), "db_latency".to_owned()];
+    let times: Vec<i64> = (0..70).collect();
+    let noise = |i: i64| ((i * 7919) % 97) as f64 / 97.0 - 0.5;
+    let values = vec![
+        times
+            .iter()
+            .map(|&t| match t {
+                20 | 45 => 99.5,
+                t if t >= 60 => 96.0,
+                _ => 100.0,
+            })
+            .collect(),
+        times
+            .iter()
+            .map(|&t| 0.2 + 0.01 * noise(t) + if t >= 60 { 0.08 } else { 0.0 })
+            .collect(),
+    ];
+    let m = rank_metrics(&cols, &times, &values, 60, &RankConfig::default());
+    assert_eq!(m[0].metric, "api_availability", "{m:?}");
+    assert_eq!(m[0].direction, Direction::Down);
+    assert!(m[0].score > 20.0, "{m:?}");
 }
