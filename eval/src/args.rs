@@ -69,11 +69,13 @@ pub struct RcaArgs {
     /// Rank moves either way, not only upward ones.
     #[arg(long)]
     pub both_directions: bool,
-    /// Ignore the given time: our detector finds it (the first alert sustained for
-    /// `--sustain-rows` rows after its learning rows, the univariate ensemble at score 0.5).
+    /// Ignore the given time: our detector finds it — the case replayed through the product's
+    /// detectors, anomaly events and incident correlation (defaults), and the detection time of
+    /// the latest incident opened (the one a responder is paged for when the data ends).
     #[arg(long, conflicts_with = "offset_secs")]
     pub detect: bool,
-    /// With `--detect`: rows in a row an alert must hold.
+    /// With `--detect`, when no incident opens: the first alert of the univariate ensemble
+    /// (score 0.5) held this many rows in a row after its learning rows.
     #[arg(long, default_value_t = 3)]
     pub sustain_rows: usize,
     /// Seed of the random baseline.

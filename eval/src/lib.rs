@@ -28,6 +28,7 @@ pub mod csv;
 mod error;
 pub mod forecast;
 pub mod nab;
+pub mod paged;
 pub mod rca;
 
 pub use args::{BacktestArgs, EvalArgs};

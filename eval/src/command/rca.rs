@@ -81,11 +81,22 @@ fn kind_json(all: (usize, usize), by: &BTreeMap<String, (usize, usize)>) -> serd
     })
 }
 
-/// The anomaly time our detector gives a case, knowing nothing of the injection: the first
-/// row after its learning rows where the univariate ensemble's alert (score ≥ 0.5) has held
-/// `sustain` rows; when no alert holds that long, the most unusual stretch (the highest
-/// sustained score, the first of equals); the last row's time when there is nothing to score.
+/// The anomaly time our detector gives a case, knowing nothing of the injection: the
+/// detection time of the latest incident the product's chain opens on it (detectors, anomaly
+/// events, the incident book's correlation rule, all at their defaults: [`crate::paged`]);
+/// when none opens, the first row after the learning rows where the univariate ensemble's
+/// alert (score ≥ 0.5) has held `sustain` rows; when no alert holds that long, the most
+/// unusual stretch (the highest sustained score, the first of equals); the last row's time
+/// when there is nothing to score.
 fn detected_time(case: &cases::Case, sustain: usize) -> i64 {
+    if let Some(t) = crate::paged::latest_incident_s(
+        case,
+        &DetectorConfig::default(),
+        &aiops_detect::DetectConfig::default(),
+        &aiops_rca::incident::IncidentConfig::default(),
+    ) {
+        return t;
+    }
     let scores = cases::sustained(
         &cases::univariate_scores(case, &DetectorConfig::default()),
         sustain,
