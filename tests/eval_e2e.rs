@@ -516,13 +516,13 @@ fn eval_rca_ranks_sock_shop_causes_on_time_and_a_minute_late() {
     }
     // PetShop, time given, with its call graph: issue 20's targets, AC@1 ≥ 0.35 and Avg@5 ≥
     // 0.55 (above RCAEval's N-Sigma, the best peer there, 0.46 in scripts/compare_rcaeval.py's
-    // run, by more than 0.05).
+    // run, by more than 0.05); 0.47 / 0.671 today.
     let pet = &on_time["datasets"]["petshop"]["service"];
-    let (ac1, avg5) = (
+    let (ac1, pet_given) = (
         pet["ac1"].as_f64().expect("ac1"),
         pet["avg5"].as_f64().expect("avg5"),
     );
-    assert!(ac1 >= 0.35 && avg5 >= 0.55, "petshop {pet}");
+    assert!(ac1 >= 0.40 && pet_given >= 0.62, "petshop {pet}");
     // Every case's ranking, one line each.
     let out = tempfile::tempdir().expect("tempdir");
     let lines = out.path().join("cases.jsonl");
@@ -558,15 +558,15 @@ fn eval_rca_ranks_sock_shop_causes_on_time_and_a_minute_late() {
         "sock-shop service Avg@5 with --detect {avg5} < 0.90"
     );
     assert_eq!(detected["detect"], true);
-    // PetShop: the time of the latest incident the product's chain opens (0.544 today, 0.597
-    // with the time given; issue 20 asks within 0.05), far above the first alert after
-    // learning, which fell in the stitched-in normal rows (0.347).
+    // PetShop: the time of the latest incident the product's chain opens — issue 20 asks
+    // within 0.05 Avg@5 of the time given (0.638 vs 0.671 today; the first alert after
+    // learning, the rule before, fell in the stitched-in normal rows: 0.347).
     let pet_detected = detected["datasets"]["petshop"]["service"]["avg5"]
         .as_f64()
         .expect("avg5");
     assert!(
-        pet_detected >= 0.52,
-        "petshop service Avg@5 with --detect {pet_detected} < 0.52"
+        pet_detected >= 0.60 && pet_given - pet_detected <= 0.05,
+        "petshop service Avg@5 with --detect {pet_detected}, given {pet_given}"
     );
     // PetShop has its call graph; without it the ranking is reported too, and both beat random.
     let pet = &on_time["datasets"]["petshop"];

@@ -170,7 +170,8 @@ fn sigma(
 /// and 1 % of |median| — so a few kilobytes on a flat gigabyte are not a change — or, for a
 /// series flat at 0, its smallest step (its resolution), at most 1. A success `share`
 /// (availability in %) sitting at its bound skips the 1 % term: a point of failures where
-/// there were none is news, not a rounding of 100.
+/// there were none is news, not a rounding of 100; one that never left its bound gets the
+/// spread of its normal rows plus one that showed the smallest move seen (`d √n / (n + 1)`).
 fn spread(normal_sorted: &[f64], median: f64, all: &[f64], share: bool) -> f64 {
     let iqr = quantile(normal_sorted, 0.75) - quantile(normal_sorted, 0.25);
     if iqr > 0.0 {
@@ -194,6 +195,19 @@ fn spread(normal_sorted: &[f64], median: f64, all: &[f64], share: bool) -> f64 {
     };
     if floor > 0.0 {
         return floor;
+    }
+    if share {
+        // A share that never left its bound in n normal rows: its spread as if one of them had
+        // shown the smallest move seen (no failures in n rows bounds their rate near 1 / n; it
+        // does not make it 0) — whichever side of the detection time the first dip fell on.
+        let smallest = all
+            .iter()
+            .map(|v| (v - median).abs())
+            .filter(|d| *d > 0.0)
+            .fold(f64::INFINITY, f64::min);
+        if smallest.is_finite() {
+            return smallest * n.sqrt() / (n + 1.0);
+        }
     }
     all.windows(2)
         .map(|w| (w[1] - w[0]).abs())

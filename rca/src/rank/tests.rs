@@ -300,3 +300,27 @@ fn a_success_share_that_leaves_its_bound_is_measured_against_its_own_spread() {
     assert_eq!(m[0].direction, Direction::Down);
     assert!(m[0].score > 20.0, "{m:?}");
 }
+
+#[test]
+fn a_share_flat_at_its_bound_scores_alike_whichever_side_its_first_dip_falls() {
+    // Availability at 100 % over 100 rows, then 99.5, 98.4, 97.7: the first dip falls just
+    // before or just after the detection time, and the fall is judged alike either way — not
+    // against the fault's own steps on one side and an accidental one-row spread on the other.
+    let cols = vec!["api_availability".to_owned()];
+    let times: Vec<i64> = (0..103).collect();
+    let values = vec![
+        times
+            .iter()
+            .map(|&t| match t {
+                100 => 99.5,
+                101 => 98.4,
+                102 => 97.7,
+                _ => 100.0,
+            })
+            .collect(),
+    ];
+    let at = |t: i64| rank_metrics(&cols, &times, &values, t, &RankConfig::default())[0].score;
+    let (early, late) = (at(100), at(101));
+    assert!(early > 20.0 && late > 20.0, "{early} {late}");
+    assert!(early / late < 1.5 && late / early < 1.5, "{early} {late}");
+}
