@@ -10,14 +10,10 @@
 
 use aiops_detect::{DetectConfig, Detector, DetectorConfig};
 use aiops_models::{AnomalyEvent, SeriesId};
+use aiops_rca::CallGraph;
 use aiops_rca::incident::{IncidentBook, IncidentConfig};
 
 use crate::cases::{Case, learning_rows, service_of};
-
-/// One column's open event.
-struct Open {
-    event: AnomalyEvent,
-}
 
 /// The detection time (Unix s) of the latest incident the replay of `case` opens, or None
 /// when none opens. Detectors learn the case's first [`learning_rows`] rows (NAB's
@@ -39,8 +35,10 @@ pub fn latest_incident_s(
             })
         })
         .collect();
-    let mut open: Vec<Option<Open>> = case.columns.iter().map(|_| None).collect();
-    let graph = case.graph.clone().unwrap_or_default();
+    // Each column's open event.
+    let mut open: Vec<Option<AnomalyEvent>> = case.columns.iter().map(|_| None).collect();
+    let no_graph = CallGraph::default();
+    let graph = case.graph.as_ref().unwrap_or(&no_graph);
     let mut book = IncidentBook::default();
     let quiet_ms = stage.event_quiet_secs as i64 * 1000;
     for (row, &t_s) in case.times_s.iter().enumerate() {
@@ -53,26 +51,22 @@ pub fn latest_incident_s(
             }
             let alert = s.score >= stage.event_score;
             // Close a quiet event first (as the stage does), then open or extend.
-            if let Some(o) = &open[j]
-                && now - o.event.last_ms > quiet_ms
-                && !alert
-            {
-                let mut ev = open[j].take().expect("checked").event;
+            if !alert && let Some(mut ev) = open[j].take_if(|e| now - e.last_ms > quiet_ms) {
                 ev.end_ms = Some(ev.last_ms);
-                book.on_anomaly(incidents, &graph, &ev, false, now);
+                book.on_anomaly(incidents, graph, &ev, false, now);
             }
             if !alert {
                 continue;
             }
             let ev = match &mut open[j] {
-                Some(o) => {
-                    o.event.last_ms = now;
-                    if s.score > o.event.score {
-                        o.event.score = s.score;
-                        o.event.peak_ms = now;
+                Some(ev) => {
+                    ev.last_ms = now;
+                    if s.score > ev.score {
+                        ev.score = s.score;
+                        ev.peak_ms = now;
                     }
-                    o.event.p_value = o.event.p_value.min(s.p_value);
-                    o.event.clone()
+                    ev.p_value = ev.p_value.min(s.p_value);
+                    ev.clone()
                 }
                 None => {
                     let column = &case.columns[j];
@@ -93,13 +87,11 @@ pub fn latest_incident_s(
                         upper: s.upper,
                         p_value: s.p_value,
                     };
-                    open[j] = Some(Open {
-                        event: event.clone(),
-                    });
+                    open[j] = Some(event.clone());
                     event
                 }
             };
-            book.on_anomaly(incidents, &graph, &ev, false, now);
+            book.on_anomaly(incidents, graph, &ev, false, now);
         }
         book.tick(incidents, now, now);
     }
