@@ -133,6 +133,11 @@ pub struct AutoscaleArgs {
     /// Share of the series the forecaster learns before the replay is scored.
     #[arg(long, default_value_t = 0.2)]
     pub warmup_share: f64,
+    /// Two samples further apart than this many seconds bound a gap: no load is known there,
+    /// neither HPA gets a metric and nothing is scored (default: three times the workload's
+    /// median interval; 0 interpolates across every gap).
+    #[arg(long)]
+    pub max_gap_secs: Option<u64>,
     /// Smallest replica count.
     #[arg(long, default_value_t = 1)]
     pub min_replicas: u64,

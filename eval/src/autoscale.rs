@@ -14,7 +14,12 @@
 //! at once (pods still starting go first).
 //!
 //! The true load between two samples is interpolated linearly; both policies see it exactly
-//! (the best a reactive HPA can do). Accounting per sync period: *under-provisioned
+//! (the best a reactive HPA can do). Samples further apart than `max_gap_secs` bound a *gap*
+//! (a sensor or scrape outage: NAB's traffic files are missing 37–73 % of their span): no
+//! load is known there, so no HPA gets a metric and nothing is scored; when the load returns,
+//! every HPA restarts from the replicas it needs, as at the start. Interpolating instead
+//! would score every policy against a made-up straight line over up to 84 hours, with the
+//! predictive one serving a forecast that many hours ahead. Accounting per sync period: *under-provisioned
 //! pod-minutes* = (pods needed − pods ready)⁺ × minutes (users hurt), *pod-minutes* = pods
 //! running or starting × minutes (money). The forecaster learns the first `warmup` samples
 //! before the replay is scored; it keeps learning online as time passes.
@@ -54,6 +59,10 @@ pub struct ReplayOptions {
     pub max_replicas: u64,
     /// Samples learnt before scoring.
     pub warmup: usize,
+    /// Two samples further apart than this (seconds) bound a gap: no load is known there, so
+    /// neither HPA gets a metric (each holds its replicas, as the HPA does when its metric
+    /// fails) and nothing is scored until the next sample. 0: every interval is interpolated.
+    pub max_gap_secs: u64,
 }
 
 /// The outcome of one policy.
@@ -83,8 +92,10 @@ pub struct ShadowOutcome {
 /// The policies on one series.
 #[derive(Debug, Clone, Serialize)]
 pub struct Replay {
-    /// Minutes replayed (after the warm-up).
+    /// Minutes replayed (after the warm-up), gaps included.
     pub minutes: f64,
+    /// Of those, minutes inside gaps (not scored).
+    pub gap_minutes: f64,
     /// The current load drives the HPA.
     pub reactive: PolicyOutcome,
     /// Our served value drives the HPA.
@@ -180,6 +191,13 @@ impl Hpa {
         self.out.max_replicas = self.out.max_replicas.max(self.pods.len() as u64);
     }
 
+    /// After a gap in the load: `replicas` ready pods and no recommendations (what was
+    /// scaled before the gap says nothing of what follows); the outcome so far is kept.
+    fn restart(&mut self, replicas: u64) {
+        self.pods = vec![f64::NEG_INFINITY; replicas as usize];
+        self.recent.clear();
+    }
+
     fn ready(&self, t: f64) -> u64 {
         self.pods.iter().filter(|&&r| r <= t).count() as u64
     }
@@ -220,8 +238,10 @@ pub fn replay_traced(
         let w = ((t - t0) / (t1 - t0)).clamp(0.0, 1.0);
         values[j] * (1.0 - w) + values[j + 1] * w
     };
-    let initial =
-        ((values[warm] / o.capacity_per_pod).ceil() as u64).clamp(o.min_replicas, o.max_replicas);
+    let replicas_for = |load: f64| {
+        ((load / o.capacity_per_pod).ceil() as u64).clamp(o.min_replicas, o.max_replicas)
+    };
+    let initial = replicas_for(values[warm]);
     let (mut reactive, mut predictive) = (Hpa::new(initial), Hpa::new(initial));
     let (mut shadow, mut would) = (Hpa::new(initial), Hpa::new(initial));
     let policy = Policy {
@@ -240,6 +260,8 @@ pub fn replay_traced(
     let mut next = warm; // next sample the forecaster learns
     let mut j = warm; // the interval holding t
     let mut t = start;
+    let mut in_gap = false;
+    let mut gap_minutes = 0.0;
     while t < end {
         let learnt = next;
         while next < n && times[next] as f64 / 1000.0 <= t {
@@ -257,6 +279,20 @@ pub fn replay_traced(
         let new_sample = next > learnt;
         while j + 2 < n && times[j + 1] as f64 / 1000.0 <= t {
             j += 1;
+        }
+        let gap = o.max_gap_secs > 0 && times[j + 1] - times[j] > o.max_gap_secs as i64 * 1000;
+        if gap && times[j] as f64 / 1000.0 <= t && t < times[j + 1] as f64 / 1000.0 {
+            in_gap = true;
+            gap_minutes += o.sync_secs as f64 / 60.0;
+            t += o.sync_secs as f64;
+            continue;
+        }
+        if std::mem::take(&mut in_gap) {
+            // The load is back: every HPA restarts from the replicas it needs, as at the start.
+            let pods = replicas_for(load_at(t, j));
+            for h in [&mut reactive, &mut predictive, &mut shadow, &mut would] {
+                h.restart(pods);
+            }
         }
         let load = load_at(t, j);
         reactive.sync(t, load, &o);
@@ -299,6 +335,7 @@ pub fn replay_traced(
     let (r, p) = (reactive.out, predictive.out);
     Replay {
         minutes: (end - start) / 60.0,
+        gap_minutes,
         reactive: r,
         predictive: p,
         shadow: ShadowOutcome {
@@ -339,6 +376,7 @@ mod tests {
             min_replicas: 1,
             max_replicas: 1000,
             warmup: 0,
+            max_gap_secs: 0,
         }
     }
 
@@ -488,5 +526,44 @@ mod tests {
             assert!(s.served >= s.load, "{s:?}");
             assert!((s.needed - s.load / 10.0).abs() < 1e-9);
         }
+    }
+
+    /// A ten-hour outage between a quiet hour and a busy one: nothing inside it is scored and
+    /// every HPA restarts from what the load then needs; interpolating makes up a ramp the HPA
+    /// chases for ten hours instead.
+    #[test]
+    fn a_gap_in_the_load_is_neither_scored_nor_made_up() {
+        let minute = 60_000;
+        let mut times: Vec<i64> = (0..60).map(|i| i * minute).collect();
+        times.extend((0..60).map(|i| (60 + 600 + i) * minute));
+        let values: Vec<f64> = (0..120)
+            .map(|i| if i < 60 { 95.0 } else { 995.0 })
+            .collect();
+        let o = ReplayOptions {
+            max_gap_secs: 180,
+            ..opts()
+        };
+        let r = replay(&times, &values, ForecastConfig::default(), o);
+        assert!((r.gap_minutes - 601.0).abs() <= 0.5, "{r:?}");
+        // 10 pods for the first hour, 100 for the last: nobody short, nothing paid in the gap.
+        assert_eq!(r.reactive.under_pod_minutes, 0.0, "{r:?}");
+        let scored = r.minutes - r.gap_minutes;
+        assert!(r.reactive.pod_minutes < 55.0 * scored + 1.0, "{r:?}");
+        assert!(r.reactive.pod_minutes > 50.0 * scored - 1.0, "{r:?}");
+        let made_up = replay(
+            &times,
+            &values,
+            ForecastConfig::default(),
+            ReplayOptions {
+                max_gap_secs: 0,
+                ..opts()
+            },
+        );
+        assert_eq!(made_up.gap_minutes, 0.0);
+        assert!(
+            made_up.reactive.pod_minutes > 4.0 * r.reactive.pod_minutes,
+            "{made_up:?}"
+        );
+        assert!(made_up.reactive.under_pod_minutes > 1000.0, "{made_up:?}");
     }
 }

@@ -76,6 +76,7 @@ pub(super) fn run(a: AutoscaleArgs) -> anyhow::Result<()> {
                 min_replicas: a.min_replicas,
                 max_replicas: a.max_replicas,
                 warmup: (times.len() as f64 * a.warmup_share) as usize,
+                max_gap_secs: a.max_gap_secs.unwrap_or_else(|| default_gap_secs(&times)),
             };
             let mut trace = a.trace.as_ref().map(|_| Vec::new());
             let r = replay_traced(&times, &values, Default::default(), opts, trace.as_mut());
@@ -89,6 +90,7 @@ pub(super) fn run(a: AutoscaleArgs) -> anyhow::Result<()> {
             out["capacity_per_pod"] = capacity.into();
             out["startup_secs"] = startup.into();
             out["lead_secs"] = opts.lead_secs.into();
+            out["max_gap_secs"] = opts.max_gap_secs.into();
             out["quantile"] = a.quantile.into();
             out["under_budget"] = a.under_budget.into();
             out["extra_budget"] = a.extra_budget.into();
@@ -116,6 +118,14 @@ pub(super) fn run(a: AutoscaleArgs) -> anyhow::Result<()> {
     };
     println!("{}", serde_json::to_string_pretty(&out)?);
     Ok(())
+}
+
+/// Three times the median interval between samples (seconds): longer is a gap.
+fn default_gap_secs(times: &[i64]) -> u64 {
+    let mut d: Vec<i64> = times.windows(2).map(|w| w[1] - w[0]).collect();
+    d.sort_unstable();
+    d.get(d.len() / 2)
+        .map_or(0, |&m| (3 * m / 1000).max(1) as u64)
 }
 
 /// The capacity per pod at which the median load needs `pods` pods.
