@@ -19,10 +19,12 @@
 //! load is known there, so no HPA gets a metric and nothing is scored; when the load returns,
 //! every HPA restarts from the replicas it needs, as at the start. Interpolating instead
 //! would score every policy against a made-up straight line over up to 84 hours, with the
-//! predictive one serving a forecast that many hours ahead. Accounting per sync period: *under-provisioned
-//! pod-minutes* = (pods needed − pods ready)⁺ × minutes (users hurt), *pod-minutes* = pods
-//! running or starting × minutes (money). The forecaster learns the first `warmup` samples
-//! before the replay is scored; it keeps learning online as time passes.
+//! predictive one serving a forecast that many hours ahead.
+//!
+//! Accounting per sync period: *under-provisioned pod-minutes* = (pods needed − pods ready)⁺
+//! × minutes (users hurt), *pod-minutes* = pods running or starting × minutes (money). The
+//! forecaster learns the first `warmup` samples before the replay is scored; it keeps learning
+//! online as time passes.
 
 use std::collections::VecDeque;
 
@@ -280,8 +282,8 @@ pub fn replay_traced(
         while j + 2 < n && times[j + 1] as f64 / 1000.0 <= t {
             j += 1;
         }
-        let gap = o.max_gap_secs > 0 && times[j + 1] - times[j] > o.max_gap_secs as i64 * 1000;
-        if gap && times[j] as f64 / 1000.0 <= t && t < times[j + 1] as f64 / 1000.0 {
+        // (`t` lies in interval `j`.)
+        if o.max_gap_secs > 0 && times[j + 1] - times[j] > o.max_gap_secs as i64 * 1000 {
             in_gap = true;
             gap_minutes += o.sync_secs as f64 / 60.0;
             t += o.sync_secs as f64;

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use anyhow::Context;
 
-use super::{csv_files, file_name, read_ordered};
+use super::{csv_files, file_name, median_interval_ms, read_ordered};
 use crate::args::AutoscaleArgs;
 use crate::autoscale::{Replay, ReplayOptions, replay_traced};
 
@@ -122,10 +122,7 @@ pub(super) fn run(a: AutoscaleArgs) -> anyhow::Result<()> {
 
 /// Three times the median interval between samples (seconds): longer is a gap.
 fn default_gap_secs(times: &[i64]) -> u64 {
-    let mut d: Vec<i64> = times.windows(2).map(|w| w[1] - w[0]).collect();
-    d.sort_unstable();
-    d.get(d.len() / 2)
-        .map_or(0, |&m| (3 * m / 1000).max(1) as u64)
+    median_interval_ms(times).map_or(0, |m| (3 * m / 1000).max(1) as u64)
 }
 
 /// The capacity per pod at which the median load needs `pods` pods.

@@ -57,6 +57,13 @@ fn file_name(path: &std::path::Path, root: &std::path::Path) -> String {
         .to_string()
 }
 
+/// The median interval between samples (ms; None with fewer than two).
+fn median_interval_ms(times: &[i64]) -> Option<i64> {
+    let mut d: Vec<i64> = times.windows(2).map(|w| w[1] - w[0]).collect();
+    d.sort_unstable();
+    d.get(d.len() / 2).copied()
+}
+
 /// A `timestamp,value` CSV in time order. Real exports repeat and reorder timestamps: the last
 /// row of a timestamp wins (as in the pipeline, where a sample for an existing time replaces
 /// it). Also returns how many rows were dropped that way.
@@ -96,9 +103,7 @@ fn forecast_eval(a: ForecastArgs) -> anyhow::Result<()> {
     for path in &files {
         let (times, values, repeated_rows) = read_ordered(path)?;
         let horizon = a.horizon.unwrap_or_else(|| {
-            let mut iv: Vec<i64> = times.windows(2).map(|w| w[1] - w[0]).collect();
-            iv.sort_unstable();
-            let step = iv.get(iv.len() / 2).copied().unwrap_or(3_600_000).max(1);
+            let step = median_interval_ms(&times).unwrap_or(3_600_000).max(1);
             (3_600_000 / step).max(1) as u32
         });
         let opts = BacktestOptions {
