@@ -225,4 +225,9 @@ pub struct NabArgs {
     /// numbers. The only value is `category`.
     #[arg(long, value_parser = ["category"])]
     pub cross_validate: Option<String>,
+    /// A published detector's results folder holding NAB's `<detector>_<profile>_scores.csv`
+    /// (e.g. NAB's `results/ARTime`): prints its scores on this corpus' files, normalised over
+    /// their windows, under `published`. Repeatable.
+    #[arg(long)]
+    pub published: Vec<PathBuf>,
 }

@@ -422,6 +422,7 @@ pub fn score_corpus(
 }
 
 pub mod cv;
+pub mod published;
 mod results;
 #[cfg(test)]
 mod tests;

@@ -27,6 +27,10 @@ pub struct DetectorConfig {
     pub spatial_alerts: bool,
     /// ... when it is also at least this many robust deviations from the prediction.
     pub spatial_min_z: f64,
+    /// ... and either that far off at `sensitivity`'s bar, or rarer than `sensitivity` allows
+    /// by the range's own tail: how far beyond its largest (smallest) values a value is, in
+    /// units of how spread out they are (see `extremes`; false: the bar alone).
+    pub tail_alerts: bool,
     /// How much a surprise that recurs at the same time of day (within a bin either side) is
     /// discounted: 0 never, 1 fully. A nightly backup spike is routine, not an anomaly.
     pub recurrence_discount: f64,
@@ -92,6 +96,7 @@ impl Default for DetectorConfig {
             range_margin: 0.05,
             spatial_alerts: true,
             spatial_min_z: 3.0,
+            tail_alerts: true,
             recurrence_discount: 0.5,
             recurrence_decay: 0.5,
             recurrence_min: 0.8,

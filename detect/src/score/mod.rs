@@ -25,6 +25,7 @@ use serde::{Deserialize, Serialize};
 
 mod config;
 pub(crate) mod count;
+mod extremes;
 mod rank;
 mod tails;
 #[cfg(test)]
@@ -32,7 +33,7 @@ mod tests;
 
 pub use config::DetectorConfig;
 pub use rank::RankState;
-pub(crate) use rank::RankStateV1;
+pub(crate) use rank::{RankStateV1, RankStateV2};
 use tails::LN_CALM_TAIL;
 #[cfg(test)]
 use tails::{TAIL_AT_0, upper_quantile};
@@ -337,8 +338,17 @@ impl Detector {
                 raw = 1.0;
                 // Far outside the range *and* far from the prediction: a trend that sets new
                 // highs step by step is not an anomaly.
-                // How far depends on how often the series is sampled (`sensitivity`).
-                spatial = z >= cfg.spatial_min_z && z >= self.rank.alarm_z(cfg.sensitivity);
+                // How far depends on how often the series is sampled (`sensitivity`), and on
+                // how spread out the edge of the range is (see `extremes`).
+                let ln_alarm = self.rank.alarm_p(cfg.sensitivity).ln();
+                let rare = cfg.tail_alerts
+                    && self
+                        .rank
+                        .extremes
+                        .ln_beyond(value, range * 1e-3)
+                        .is_some_and(|ln_p| ln_p <= ln_alarm);
+                spatial =
+                    z >= cfg.spatial_min_z && (rare || z >= self.rank.alarm_z(cfg.sensitivity));
             } else if outside > 0.0 {
                 raw = raw.max(outside / (cfg.range_margin * range));
             }
@@ -501,6 +511,7 @@ impl Detector {
         }
         self.min = self.min.min(value);
         self.max = self.max.max(value);
+        self.rank.extremes.observe(value);
         self.seen += 1;
         Scored {
             score,

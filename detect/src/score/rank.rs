@@ -1,5 +1,5 @@
 //! The continuous score's state: the mean surprise over two horizons against its own history,
-//! the sampling interval, and a counter's counts.
+//! the sampling interval, a counter's counts, and the tails of the range seen.
 
 use serde::{Deserialize, Serialize};
 
@@ -20,6 +20,49 @@ pub struct RankState {
     /// A counter's counts, scored as counts while it counts few events per sample.
     #[serde(default)]
     pub(crate) count: crate::score::count::CountState,
+    /// The largest and smallest values seen: how rare a value beyond the range is.
+    #[serde(default)]
+    pub(crate) extremes: super::extremes::Extremes,
+}
+
+/// [`RankState`] as checkpointed before the range's tails were kept (postcard: field for
+/// field); they start learning afresh.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub(crate) struct RankStateV2 {
+    mean: [f32; 2],
+    hist_mean: [f32; 2],
+    hist_var: [f32; 2],
+    last_ms: i64,
+    interval_ms: f32,
+    count: crate::score::count::CountState,
+}
+
+impl From<RankStateV2> for RankState {
+    fn from(r: RankStateV2) -> Self {
+        Self {
+            mean: r.mean,
+            hist_mean: r.hist_mean,
+            hist_var: r.hist_var,
+            last_ms: r.last_ms,
+            interval_ms: r.interval_ms,
+            count: r.count,
+            extremes: Default::default(),
+        }
+    }
+}
+
+#[cfg(test)]
+impl From<RankState> for RankStateV2 {
+    fn from(r: RankState) -> Self {
+        Self {
+            mean: r.mean,
+            hist_mean: r.hist_mean,
+            hist_var: r.hist_var,
+            last_ms: r.last_ms,
+            interval_ms: r.interval_ms,
+            count: r.count,
+        }
+    }
 }
 
 /// [`RankState`] as checkpointed before counts were scored as counts (postcard: field for
@@ -42,6 +85,7 @@ impl From<RankStateV1> for RankState {
             last_ms: r.last_ms,
             interval_ms: r.interval_ms,
             count: Default::default(),
+            extremes: Default::default(),
         }
     }
 }

@@ -221,3 +221,53 @@ fn a_rank_score_gives_back_its_p_value() {
     assert_eq!(crate::p_value_of_rank(1.0), 0.0);
     assert_eq!(crate::p_value_of_rank(0.0), 1.0);
 }
+
+/// A uniform draw in [0, 1] (splitmix64 of its index).
+fn uniform(n: u64) -> f64 {
+    let mut z = n.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    (z ^ (z >> 31)) as f64 / u64::MAX as f64
+}
+
+/// Bounded noise (triangular, ±2.45 around 0: unit variance) and near-Gaussian noise (a sum of
+/// twelve uniforms), unit variance both.
+fn bounded(i: usize) -> f64 {
+    (uniform(i as u64 * 12) + uniform(i as u64 * 12 + 1) - 1.0) * 2.45
+}
+
+fn gauss(i: usize) -> f64 {
+    (0..12).map(|k| uniform(i as u64 * 12 + k)).sum::<f64>() - 6.0
+}
+
+#[test]
+fn a_value_beyond_a_tight_edge_of_the_range_alarms_at_once() {
+    // 3,000 five-minute samples of a noisy CPU, 50 % ± 3, then `last`.
+    let run = |noise: fn(usize) -> f64, tail_alerts: bool, last: f64| {
+        let cfg = DetectorConfig {
+            tail_alerts,
+            ..DetectorConfig::default()
+        };
+        let mut d = Detector::new(cfg);
+        let mut quiet: f64 = 0.0;
+        for i in 0..3000 {
+            let s = d.update(i as i64 * 300_000, 50.0 + 3.0 * noise(i));
+            if i > 300 {
+                quiet = quiet.max(s.score);
+            }
+        }
+        assert!(quiet < 0.5, "noise alone alarmed: {quiet}");
+        d.update(3000 * 300_000, last)
+    };
+    // Bounded: the highs crowd below 57.4, and 61 — 3.1 deviations from the prediction, fewer
+    // than the 4.0 a five-minute series needs — is beyond anything that edge predicts: certain
+    // at once, where without the edge's tail it is only the calibrated surprise.
+    let with = run(bounded, true, 61.0);
+    let without = run(bounded, false, 61.0);
+    assert_eq!(with.score, 1.0, "{with:?}");
+    assert!(without.score < 1.0, "{without:?}");
+    // Gaussian: the highs thin out gradually, and 62 (3.9 deviations off) is not beyond what
+    // they predict.
+    let gaussian = run(gauss, true, 62.0);
+    assert!(gaussian.score < 0.5, "{gaussian:?}");
+}

@@ -299,6 +299,11 @@ fn nab_eval(a: NabArgs) -> anyhow::Result<()> {
         );
         json["cross_validated"] = serde_json::to_value(&cv)?;
     }
+    for dir in &a.published {
+        let scores = nab::published::published_scores(&corpus, dir)?;
+        let name = dir.file_name().map(|n| n.to_string_lossy().into_owned());
+        json["published"][name.unwrap_or_default()] = serde_json::to_value(&scores)?;
+    }
     json["rows"] = rows.into();
     json["seconds"] = secs.into();
     println!("{}", serde_json::to_string_pretty(&json)?);

@@ -27,7 +27,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::RankState;
 use crate::scaling::{PolicyState, PolicyStateV1, ScalingState, ScalingStateV1};
-use crate::score::RankStateV1;
+use crate::score::{RankStateV1, RankStateV2};
 use crate::stage::{DetectState, SeriesState, ServiceState};
 
 const MAGIC: &[u8; 8] = b"AIOPSCK2";
@@ -115,8 +115,9 @@ enum Frame {
     /// The header with events that carry their p-value, as written before the forecasters'
     /// compact layout.
     Header2(Box<HeaderV2>),
-    /// Series with the continuous score's state and their counts.
-    Series3(Vec<(SeriesId, SeriesState, RankState)>),
+    /// Series with the continuous score's state and their counts, as written before the
+    /// range's tails were kept.
+    Series3(Vec<(SeriesId, SeriesState, RankStateV2)>),
     /// The scaling targets' policy states (after the header; absent from older checkpoints),
     /// as written before the extra-capacity budget.
     Policies(Vec<(String, PolicyStateV1)>),
@@ -124,6 +125,8 @@ enum Frame {
     Header3(Box<Header>),
     /// The scaling targets' policy states with the extra capacity they measured.
     Policies2(Vec<(String, PolicyState)>),
+    /// Series with the continuous score's state, their counts and the range's tails.
+    Series4(Vec<(SeriesId, SeriesState, RankState)>),
 }
 
 fn write_frame(w: &mut impl Write, frame: &Frame) -> std::io::Result<()> {
@@ -194,7 +197,7 @@ impl CheckpointWriter {
                 })
                 .collect();
             self.written += chunk.len() as u64;
-            write_frame(&mut self.out, &Frame::Series3(chunk))?;
+            write_frame(&mut self.out, &Frame::Series4(chunk))?;
             self.next = stop;
         }
         Ok(self.next == self.ids.len())
@@ -290,6 +293,13 @@ fn read(bytes: &[u8]) -> Result<DetectState, String> {
                 }));
             }
             Frame::Series3(chunk) if header => {
+                series += chunk.len() as u64;
+                st.series.extend(chunk.into_iter().map(|(id, mut s, rank)| {
+                    s.detector.rank = rank.into();
+                    (id, Box::new(s))
+                }));
+            }
+            Frame::Series4(chunk) if header => {
                 series += chunk.len() as u64;
                 st.series.extend(chunk.into_iter().map(|(id, mut s, rank)| {
                     s.detector.rank = rank;

@@ -241,7 +241,33 @@ fn a_checkpoint_from_before_counts_keeps_the_continuous_score() {
     let back = read(&bytes).expect("reads");
     let mut now = back.series[&SeriesId(3)].detector.rank;
     assert_eq!(now.count, Default::default());
+    assert_eq!(now.extremes, Default::default());
     now.count = counted.count;
+    now.extremes = counted.extremes;
+    assert_eq!(now, counted);
+
+    // Written before the range's tails were kept (`Series3`): the counts stay, the tails
+    // learn afresh.
+    let mut bytes = MAGIC.to_vec();
+    let header = HeaderV2 {
+        services: Vec::new(),
+        events: st.events.clone(),
+        scaling: Default::default(),
+    };
+    write_frame(&mut bytes, &Frame::Header2(Box::new(header))).expect("header");
+    let old: Vec<(SeriesId, SeriesState, RankStateV2)> = st
+        .series
+        .iter()
+        .map(|(id, s)| (*id, (**s).clone(), s.detector.rank.into()))
+        .collect();
+    write_frame(&mut bytes, &Frame::Series3(old)).expect("series");
+    write_frame(&mut bytes, &Frame::Trailer { series: 10 }).expect("trailer");
+    let back = read(&bytes).expect("reads");
+    let mut now = back.series[&SeriesId(3)].detector.rank;
+    assert_eq!(now.count, counted.count);
+    assert_ne!(counted.extremes, Default::default());
+    assert_eq!(now.extremes, Default::default());
+    now.extremes = counted.extremes;
     assert_eq!(now, counted);
 
     let dir = tempfile::tempdir().expect("tempdir");
