@@ -99,24 +99,17 @@ impl Calibration {
             return Reliability::default();
         }
         let y = |r: bool| if r { 1.0 } else { 0.0 };
-        let bin = |c: f64| ((c * 10.0) as usize).min(9);
         let mut bins = [(0usize, 0.0f64, 0.0f64); 10];
+        let mut confidences: [Vec<f64>; 10] = Default::default();
         for &(c, r) in &self.points {
-            let b = &mut bins[bin(c)];
+            let i = ((c * 10.0) as usize).min(9);
+            let b = &mut bins[i];
             b.0 += 1;
             b.1 += c;
             b.2 += y(r);
+            confidences[i].push(c.clamp(0.0, 1.0));
         }
-        let ece_floor = (0..10)
-            .map(|b| {
-                let cs: Vec<f64> = (self.points.iter())
-                    .map(|p| p.0.clamp(0.0, 1.0))
-                    .filter(|&c| bin(c) == b)
-                    .collect();
-                expected_gap(&cs)
-            })
-            .sum::<f64>()
-            / n as f64;
+        let ece_floor = confidences.iter().map(|cs| expected_gap(cs)).sum::<f64>() / n as f64;
         Reliability {
             mean_confidence: self.points.iter().map(|p| p.0).sum::<f64>() / n as f64,
             accuracy: self.points.iter().map(|p| y(p.1)).sum::<f64>() / n as f64,

@@ -340,15 +340,13 @@ impl Detector {
                 // highs step by step is not an anomaly.
                 // How far depends on how often the series is sampled (`sensitivity`), and on
                 // how spread out the edge of the range is (see `extremes`).
-                let ln_alarm = self.rank.alarm_p(cfg.sensitivity).ln();
-                let rare = cfg.tail_alerts
-                    && self
-                        .rank
-                        .extremes
-                        .ln_beyond(value, range * 1e-3)
-                        .is_some_and(|ln_p| ln_p <= ln_alarm);
-                spatial =
-                    z >= cfg.spatial_min_z && (rare || z >= self.rank.alarm_z(cfg.sensitivity));
+                // (The tail is asked only when the deviation alone does not decide.)
+                spatial = z >= cfg.spatial_min_z
+                    && (z >= self.rank.alarm_z(cfg.sensitivity)
+                        || cfg.tail_alerts
+                            && (self.rank.extremes.ln_beyond(value, range * 1e-3)).is_some_and(
+                                |ln_p| ln_p <= self.rank.alarm_p(cfg.sensitivity).ln(),
+                            ));
             } else if outside > 0.0 {
                 raw = raw.max(outside / (cfg.range_margin * range));
             }

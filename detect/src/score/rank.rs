@@ -25,27 +25,24 @@ pub struct RankState {
     pub(crate) extremes: super::extremes::Extremes,
 }
 
-/// [`RankState`] as checkpointed before the range's tails were kept (postcard: field for
-/// field); they start learning afresh.
+/// [`RankState`] as checkpointed before the range's tails were kept; they start learning
+/// afresh. (Postcard writes a struct as its fields one after the other, so the nested state
+/// reads as the fields of its time did.)
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 pub(crate) struct RankStateV2 {
-    mean: [f32; 2],
-    hist_mean: [f32; 2],
-    hist_var: [f32; 2],
-    last_ms: i64,
-    interval_ms: f32,
+    v1: RankStateV1,
     count: crate::score::count::CountState,
 }
 
 impl From<RankStateV2> for RankState {
-    fn from(r: RankStateV2) -> Self {
+    fn from(RankStateV2 { v1: r, count }: RankStateV2) -> Self {
         Self {
             mean: r.mean,
             hist_mean: r.hist_mean,
             hist_var: r.hist_var,
             last_ms: r.last_ms,
             interval_ms: r.interval_ms,
-            count: r.count,
+            count,
             extremes: Default::default(),
         }
     }
@@ -55,11 +52,7 @@ impl From<RankStateV2> for RankState {
 impl From<RankState> for RankStateV2 {
     fn from(r: RankState) -> Self {
         Self {
-            mean: r.mean,
-            hist_mean: r.hist_mean,
-            hist_var: r.hist_var,
-            last_ms: r.last_ms,
-            interval_ms: r.interval_ms,
+            v1: r.into(),
             count: r.count,
         }
     }
@@ -77,16 +70,12 @@ pub(crate) struct RankStateV1 {
 }
 
 impl From<RankStateV1> for RankState {
-    fn from(r: RankStateV1) -> Self {
-        Self {
-            mean: r.mean,
-            hist_mean: r.hist_mean,
-            hist_var: r.hist_var,
-            last_ms: r.last_ms,
-            interval_ms: r.interval_ms,
+    fn from(v1: RankStateV1) -> Self {
+        RankStateV2 {
+            v1,
             count: Default::default(),
-            extremes: Default::default(),
         }
+        .into()
     }
 }
 
@@ -174,5 +163,33 @@ impl RankState {
             self.hist_var[h] = ((1.0 - a) * (var + a * d * d)) as f32;
         }
         (seen >= learning).then_some(z_max)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_state_before_the_tails_is_written_field_for_field() {
+        let mut r = RankState {
+            mean: [0.1, 0.2],
+            hist_mean: [0.3, 0.4],
+            hist_var: [0.5, 0.6],
+            last_ms: 1_700_000_000_000,
+            interval_ms: 15_000.0,
+            ..RankState::default()
+        };
+        r.count.update(3.0, 15.0, 15.0, 0);
+        let nested = postcard::to_stdvec(&RankStateV2::from(r)).expect("nested");
+        let flat = (
+            r.mean,
+            r.hist_mean,
+            r.hist_var,
+            r.last_ms,
+            r.interval_ms,
+            r.count,
+        );
+        assert_eq!(nested, postcard::to_stdvec(&flat).expect("flat"));
     }
 }

@@ -224,22 +224,28 @@ fn a_checkpoint_from_before_counts_keeps_the_continuous_score() {
     }
     let counted = d.rank;
     assert_ne!(counted.count, Default::default());
-    let header = HeaderV2 {
-        services: Vec::new(),
-        events: st.events.clone(),
-        scaling: Default::default(),
+    // Every series with its continuous score's state as an older frame held it.
+    fn series_as<R: From<RankState>>(st: &DetectState) -> Vec<(SeriesId, SeriesState, R)> {
+        (st.series.iter())
+            .map(|(id, s)| (*id, (**s).clone(), s.detector.rank.into()))
+            .collect()
+    }
+    // Series 3's state as read back from a checkpoint of that time with `series` as its frame.
+    let read_back = |series: Frame| {
+        let header = HeaderV2 {
+            services: Vec::new(),
+            events: st.events.clone(),
+            scaling: Default::default(),
+        };
+        let mut bytes = MAGIC.to_vec();
+        write_frame(&mut bytes, &Frame::Header2(Box::new(header))).expect("header");
+        write_frame(&mut bytes, &series).expect("series");
+        write_frame(&mut bytes, &Frame::Trailer { series: 10 }).expect("trailer");
+        read(&bytes).expect("reads").series[&SeriesId(3)]
+            .detector
+            .rank
     };
-    let mut bytes = MAGIC.to_vec();
-    write_frame(&mut bytes, &Frame::Header2(Box::new(header))).expect("header");
-    let old: Vec<(SeriesId, SeriesState, RankStateV1)> = st
-        .series
-        .iter()
-        .map(|(id, s)| (*id, (**s).clone(), s.detector.rank.into()))
-        .collect();
-    write_frame(&mut bytes, &Frame::Series2(old)).expect("series");
-    write_frame(&mut bytes, &Frame::Trailer { series: 10 }).expect("trailer");
-    let back = read(&bytes).expect("reads");
-    let mut now = back.series[&SeriesId(3)].detector.rank;
+    let mut now = read_back(Frame::Series2(series_as::<RankStateV1>(&st)));
     assert_eq!(now.count, Default::default());
     assert_eq!(now.extremes, Default::default());
     now.count = counted.count;
@@ -248,22 +254,7 @@ fn a_checkpoint_from_before_counts_keeps_the_continuous_score() {
 
     // Written before the range's tails were kept (`Series3`): the counts stay, the tails
     // learn afresh.
-    let mut bytes = MAGIC.to_vec();
-    let header = HeaderV2 {
-        services: Vec::new(),
-        events: st.events.clone(),
-        scaling: Default::default(),
-    };
-    write_frame(&mut bytes, &Frame::Header2(Box::new(header))).expect("header");
-    let old: Vec<(SeriesId, SeriesState, RankStateV2)> = st
-        .series
-        .iter()
-        .map(|(id, s)| (*id, (**s).clone(), s.detector.rank.into()))
-        .collect();
-    write_frame(&mut bytes, &Frame::Series3(old)).expect("series");
-    write_frame(&mut bytes, &Frame::Trailer { series: 10 }).expect("trailer");
-    let back = read(&bytes).expect("reads");
-    let mut now = back.series[&SeriesId(3)].detector.rank;
+    let mut now = read_back(Frame::Series3(series_as::<RankStateV2>(&st)));
     assert_eq!(now.count, counted.count);
     assert_ne!(counted.extremes, Default::default());
     assert_eq!(now.extremes, Default::default());
