@@ -1,5 +1,6 @@
 //! The console's files (open, no data in them) and the two routes its charts read.
 
+use super::scaling::scaling_harness;
 use super::*;
 
 async fn raw(h: &Harness, uri: &str) -> (StatusCode, axum::http::HeaderMap, String) {

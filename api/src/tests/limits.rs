@@ -1,6 +1,7 @@
 //! Every edge answered: the bounds of issue 15 (each of these was accepted, or answered in
 //! text, on the old main).
 
+use super::triage::post_json;
 use super::*;
 
 fn bounded_harness(incidents: aiops_rca::incident::IncidentConfig) -> Harness {
@@ -205,5 +206,121 @@ async fn infinities_round_trip_as_prometheus_writes_them() {
             &serde_json::json!("-Inf"),
             &serde_json::json!(1.5)
         ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn series_listings_over_a_limit_get_422_naming_it() {
+    let h = harness_limited(
+        ApiConfig {
+            max_series_selectors: 2,
+            max_series_scanned: 3,
+            ..ApiConfig::default()
+        },
+        Default::default(),
+    );
+    let (status, _) = call(&h, write_req(encode_write_request(&sample_request()))).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, body) = get(&h, "/api/v1/series?match[]=up&match[]=up&match[]=up").await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(error_code(&body), "limit_exceeded");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("server.max_series_selectors")),
+        "{body}"
+    );
+    // Two selectors over two series would scan four, more than three.
+    let (status, body) = get(&h, "/api/v1/series?match[]=up&match[]=down").await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("server.max_series_scanned")),
+        "{body}"
+    );
+    let (status, body) = get(&h, "/api/v1/series?match[]=up").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["total"], 2);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn new_series_over_the_series_limit_get_429_and_known_ones_are_stored() {
+    let h = harness_limited(
+        ApiConfig::default(),
+        crate::LimitsConfig {
+            max_series: 2,
+            ..Default::default()
+        },
+    );
+    let (status, _) = call(&h, write_req(encode_write_request(&sample_request()))).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let more = WriteRequest {
+        timeseries: vec![
+            TimeSeries::from_parts([("__name__", "up"), ("job", "api")], [(5_000, 7.0)]),
+            TimeSeries::from_parts([("__name__", "up"), ("job", "new-1")], [(5_000, 1.0)]),
+            TimeSeries::from_parts([("__name__", "up"), ("job", "new-2")], [(5_000, 1.0)]),
+        ],
+        metadata: vec![],
+    };
+    let (status, body) = call(&h, write_req(encode_write_request(&more))).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+    assert_eq!(error_code(&body), "series_limit");
+    let msg = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        msg.contains("limits.max_series") && msg.contains("2 new series"),
+        "{msg}"
+    );
+    // The known series' sample was stored; the new series were not.
+    let (_, body) = get(&h, "/api/v1/series").await;
+    assert_eq!(body["total"], 2, "{body}");
+    let (_, body) = get(&h, "/api/v1/series?match[]=up%7Bjob%3D%22api%22%7D").await;
+    let id = body["series"][0]["id"].as_str().expect("id").to_owned();
+    let (_, body) = get(&h, &format!("/api/v1/series/{id}/samples?start=0&end=10")).await;
+    assert_eq!(
+        body["samples"],
+        serde_json::json!([[1000, 1.0], [5000, 7.0]])
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn writes_are_shed_with_503_and_retry_after_while_compaction_is_behind() {
+    let h = harness_limited(
+        ApiConfig::default(),
+        crate::LimitsConfig {
+            max_head_bytes: 1,
+            shed_wait_ms: 50,
+            ..Default::default()
+        },
+    );
+    let (status, _) = call(&h, write_req(encode_write_request(&sample_request()))).await;
+    assert_eq!(
+        status,
+        StatusCode::NO_CONTENT,
+        "an empty head takes a write"
+    );
+    let resp = h
+        .router
+        .clone()
+        .oneshot(write_req(encode_write_request(&sample_request())))
+        .await
+        .expect("infallible");
+    assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        resp.headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok()),
+        Some("1")
+    );
+    let body = axum::body::to_bytes(resp.into_body(), usize::MAX)
+        .await
+        .expect("body");
+    let body: serde_json::Value = serde_json::from_slice(&body).expect("json");
+    assert_eq!(error_code(&body), "overloaded");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("limits.max_head_bytes")),
+        "{body}"
     );
 }
