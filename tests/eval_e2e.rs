@@ -165,6 +165,29 @@ fn our_detector_keeps_its_held_out_scores_on_the_shared_corpus() {
     assert_eq!(folds.len(), 5, "one fold per category");
     let (std, vus, auc) = (get("/nab/standard"), get("/VUS-PR"), get("/AUC-PR"));
     assert!(std >= 67.9, "held-out NAB standard fell to {std}");
+    // Where the held-out points went: the four parts add up to what the score misses, and
+    // every window has its outcome.
+    for profile in ["standard", "reward_low_FP_rate", "reward_low_FN_rate"] {
+        let lost = &cv["lost"][profile];
+        let part = |k: &str| lost[k].as_f64().expect(k);
+        let total = part("late") + part("missed_windows") + part("false_positives");
+        let score = get(&format!("/nab/{profile}"));
+        assert!(
+            (100.0 - score - total - part("in_probation")).abs() < 1e-6,
+            "{profile}: {lost}"
+        );
+        let windows = cv["windows"][profile].as_array().expect("windows");
+        assert_eq!(
+            windows.len() as u64,
+            v["windows"].as_u64().expect("windows")
+        );
+        // (A window inside the probation has no detection either, and no credit.)
+        let missed = windows
+            .iter()
+            .filter(|w| w["detected_at"].is_null() && w["credit"].as_f64() < Some(0.0))
+            .count();
+        assert_eq!(missed as u64, lost["missed"].as_u64().expect("missed"));
+    }
     // ARTime's published rows of the same files, normalised over the same windows: every
     // file found, and a score of a detector that works (NAB's null detector scores 0).
     let art = &v["published"]["ARTime"];

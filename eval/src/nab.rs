@@ -381,6 +381,10 @@ pub struct ProfileResult {
     pub fn_: usize,
     /// Raw score per file.
     pub files: BTreeMap<String, f64>,
+    /// Where the points went (`100 − score`, split four ways).
+    pub lost: Lost,
+    /// Every window's outcome.
+    pub windows: Vec<WindowOutcome>,
 }
 
 /// Scores `scores` (one vector per corpus file, same order) under `profile`, at `threshold` or
@@ -407,6 +411,8 @@ pub fn score_corpus(
         fp: 0,
         fn_: 0,
         files: BTreeMap::new(),
+        lost: Lost::default(),
+        windows: Vec::new(),
     };
     for (f, (s, w)) in corpus.files.iter().zip(pairs) {
         let fs = score_file(s, w, profile, threshold);
@@ -418,16 +424,20 @@ pub fn score_corpus(
         r.files.insert(f.name.clone(), fs.score);
     }
     r.score = normalize(r.raw, corpus.window_count(), profile);
+    let scored = (corpus.files.iter().zip(scores)).map(|(f, s)| (f, s.as_slice(), threshold));
+    (r.lost, r.windows) = lost::lost(corpus, scored, profile);
     r
 }
 
 pub mod cv;
+pub mod lost;
 pub mod published;
 mod results;
 #[cfg(test)]
 mod tests;
 pub mod vus;
 
+pub use lost::{Lost, WindowOutcome};
 pub use results::{FileOutput, read_results_csv, results_path, write_results_csv};
 
 /// Runs the production [`Detector`](aiops_detect::Detector) over every file, a fresh one per file,

@@ -8,7 +8,11 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use super::{Corpus, FileOutput, FileRanking, Scored, best_threshold, mean, normalize, score_file};
+use super::lost::ThresholdedFile;
+use super::{
+    Corpus, FileOutput, FileRanking, Lost, Scored, WindowOutcome, best_threshold, mean, normalize,
+    score_file,
+};
 use aiops_detect::DetectorConfig;
 
 /// The candidates the continuous score's parameters are chosen from: horizons, memory and the
@@ -72,6 +76,10 @@ pub struct CvReport {
     pub nab: BTreeMap<String, f64>,
     /// Each profile's mean of the held-out categories' NAB scores (categories with windows).
     pub nab_category_mean: BTreeMap<String, f64>,
+    /// Where each profile's held-out points went (`100 − nab`, split four ways).
+    pub lost: BTreeMap<String, Lost>,
+    /// Every window's held-out outcome, per profile.
+    pub windows: BTreeMap<String, Vec<WindowOutcome>>,
     /// Mean held-out VUS-PR over the files with windows.
     #[serde(rename = "VUS-PR")]
     pub vus_pr: f64,
@@ -112,6 +120,8 @@ pub fn cross_validate(
     let mut folds = Vec::new();
     let mut pooled: BTreeMap<String, f64> = BTreeMap::new();
     let mut held_rank: Vec<FileRanking> = Vec::new();
+    // Each profile's held-out files, with their scores and the threshold chosen without them.
+    let mut held_out: BTreeMap<&str, Vec<ThresholdedFile<'_>>> = BTreeMap::new();
     for cat in categories {
         let inside = |name: &str| category(name) == cat;
         // The continuous score: the candidate with the best mean VUS-PR elsewhere.
@@ -184,6 +194,11 @@ pub fn cross_validate(
                 raw += s.score;
                 fp += s.fp;
             }
+            let held = held_out.entry(name.as_str()).or_default();
+            held.extend(
+                test.iter()
+                    .map(|(f, o)| (*f, o.anomaly_score.as_slice(), t)),
+            );
             *pooled.entry(name.clone()).or_default() += raw;
             fold.thresholds.insert(name.clone(), t);
             fold.nab.insert(
@@ -214,9 +229,18 @@ pub fn cross_validate(
             (name.clone(), m.unwrap_or(f64::NAN))
         })
         .collect();
+    let (mut lost, mut windows) = (BTreeMap::new(), BTreeMap::new());
+    for (name, p) in &corpus.profiles {
+        let held = held_out.remove(name.as_str()).unwrap_or_default();
+        let (l, w) = super::lost::lost(corpus, held, p);
+        lost.insert(name.clone(), l);
+        windows.insert(name.clone(), w);
+    }
     CvReport {
         nab,
         nab_category_mean,
+        lost,
+        windows,
         vus_pr: mean(held_rank.iter().map(|r| r.vus_pr)).unwrap_or(f64::NAN),
         auc_pr: mean(held_rank.iter().map(|r| r.auc_pr)).unwrap_or(f64::NAN),
         folds,
