@@ -130,8 +130,13 @@ fn write_req(body: Vec<u8>) -> Request<Body> {
         .expect("valid request")
 }
 
+/// The router's answer to `req`, headers and all.
+async fn send(h: &Harness, req: Request<Body>) -> axum::response::Response {
+    h.router.clone().oneshot(req).await.expect("infallible")
+}
+
 async fn call(h: &Harness, req: Request<Body>) -> (StatusCode, serde_json::Value) {
-    let resp = h.router.clone().oneshot(req).await.expect("infallible");
+    let resp = send(h, req).await;
     let status = resp.status();
     let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
         .await
@@ -159,7 +164,7 @@ async fn get_text(h: &Harness, uri: &str) -> String {
         req = req.header("authorization", format!("Bearer {t}"));
     }
     let req = req.body(Body::empty()).expect("valid");
-    let resp = h.router.clone().oneshot(req).await.expect("infallible");
+    let resp = send(h, req).await;
     let body = axum::body::to_bytes(resp.into_body(), usize::MAX)
         .await
         .expect("body");

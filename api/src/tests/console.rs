@@ -5,7 +5,7 @@ use super::*;
 
 async fn raw(h: &Harness, uri: &str) -> (StatusCode, axum::http::HeaderMap, String) {
     let req = Request::get(uri).body(Body::empty()).expect("valid");
-    let resp = h.router.clone().oneshot(req).await.expect("infallible");
+    let resp = send(h, req).await;
     let (status, headers) = (resp.status(), resp.headers().clone());
     let body = axum::body::to_bytes(resp.into_body(), usize::MAX)
         .await

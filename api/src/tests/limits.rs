@@ -69,12 +69,7 @@ async fn on_demand_analyses_are_bounded_and_rate_limited_per_caller() {
         let (s, e) = call(&h, post_json("/api/v1/incidents", Some("t0ken"), &ok)).await;
         assert_eq!(s, StatusCode::CREATED, "{e}");
     }
-    let resp = h
-        .router
-        .clone()
-        .oneshot(post_json("/api/v1/incidents", Some("t0ken"), &ok))
-        .await
-        .expect("infallible");
+    let resp = send(&h, post_json("/api/v1/incidents", Some("t0ken"), &ok)).await;
     assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
     assert!(resp.headers().contains_key(axum::http::header::RETRY_AFTER));
     let (_, list) = get(&h, "/api/v1/incidents").await;
@@ -299,12 +294,7 @@ async fn writes_are_shed_with_503_and_retry_after_while_compaction_is_behind() {
         StatusCode::NO_CONTENT,
         "an empty head takes a write"
     );
-    let resp = h
-        .router
-        .clone()
-        .oneshot(write_req(encode_write_request(&sample_request())))
-        .await
-        .expect("infallible");
+    let resp = send(&h, write_req(encode_write_request(&sample_request()))).await;
     assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(
         resp.headers()

@@ -187,23 +187,13 @@ async fn remote_write_2_0_is_stored_and_every_answer_says_how_much() {
         .iter()
         .map(|t| t.samples.len() as u64)
         .sum::<u64>();
-    let resp = h
-        .router
-        .clone()
-        .oneshot(write_req_v2(&req))
-        .await
-        .expect("infallible");
+    let resp = send(&h, write_req_v2(&req)).await;
     assert_eq!(resp.status(), StatusCode::NO_CONTENT);
     assert_eq!(written(&resp), [Some(n), Some(0), Some(0)]);
     let (_, body) = get(&h, "/api/v1/series").await;
     assert_eq!(body["total"], req.timeseries.len());
     // The same series by 1.0 are the same series (same ids), and 1.0 answers carry no counts.
-    let resp = h
-        .router
-        .clone()
-        .oneshot(write_req(encode_write_request(&req)))
-        .await
-        .expect("infallible");
+    let resp = send(&h, write_req(encode_write_request(&req))).await;
     assert_eq!(resp.status(), StatusCode::NO_CONTENT);
     assert_eq!(written(&resp), [None, None, None]);
     let (_, body) = get(&h, "/api/v1/series").await;
@@ -215,12 +205,7 @@ async fn remote_write_2_0_is_stored_and_every_answer_says_how_much() {
         .iter()
         .map(|t| t.samples.len() as u64)
         .sum::<u64>();
-    let resp = h
-        .router
-        .clone()
-        .oneshot(write_req_v2(&bad))
-        .await
-        .expect("infallible");
+    let resp = send(&h, write_req_v2(&bad)).await;
     assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
     assert_eq!(written(&resp), [Some(kept), Some(0), Some(0)]);
 }

@@ -37,7 +37,7 @@ pub struct WindowOutcome {
     pub file: String,
     /// The window's place in its file, from 1.
     pub window: usize,
-    /// Its first and last timestamps.
+    /// Its first timestamp.
     pub start: String,
     /// Its last timestamp.
     pub end: String,
