@@ -31,6 +31,12 @@ pub struct DetectorConfig {
     /// by the range's own tail: how far beyond its largest (smallest) values a value is, in
     /// units of how spread out they are (see `extremes`; false: the bar alone).
     pub tail_alerts: bool,
+    /// A level that has drifted alarms too: the mean of the last `drift_window` samples (0:
+    /// off) against a baseline over `drift_baseline` samples, their gap rarer by its own
+    /// history on the series than half of `sensitivity` allows (see `drift`). A slow ramp — a
+    /// memory leak — never leaves the prediction's band, but it leaves its baseline.
+    pub drift_window: u32,
+    pub drift_baseline: u32,
     /// How much a surprise that recurs at the same time of day (within a bin either side) is
     /// discounted: 0 never, 1 fully. A nightly backup spike is routine, not an anomaly.
     pub recurrence_discount: f64,
@@ -97,6 +103,8 @@ impl Default for DetectorConfig {
             spatial_alerts: true,
             spatial_min_z: 3.0,
             tail_alerts: true,
+            drift_window: 48,
+            drift_baseline: 256,
             recurrence_discount: 0.5,
             recurrence_decay: 0.5,
             recurrence_min: 0.8,

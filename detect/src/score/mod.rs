@@ -16,6 +16,8 @@
 //!    variance), and its Gaussian tail probability is log-scaled to [0, 1] — the "anomaly
 //!    likelihood" idea of Numenta's detector. A score means the same on every series, so one
 //!    threshold serves all.
+//!    A level that drifts from its slow baseline further than it wanders on this series (a
+//!    slow ramp the prediction follows step by step, see `drift`) alarms too.
 //! 3. **Sparsity.** After a score crosses the alert level, scores are held at 0 for a rest
 //!    period: a change is reported once, early.
 //!
@@ -25,6 +27,7 @@ use serde::{Deserialize, Serialize};
 
 mod config;
 pub(crate) mod count;
+mod drift;
 mod extremes;
 mod rank;
 mod tails;
@@ -33,7 +36,7 @@ mod tests;
 
 pub use config::DetectorConfig;
 pub use rank::RankState;
-pub(crate) use rank::{RankStateV1, RankStateV2};
+pub(crate) use rank::{RankStateV1, RankStateV2, RankStateV3};
 use tails::LN_CALM_TAIL;
 #[cfg(test)]
 use tails::{TAIL_AT_0, upper_quantile};
@@ -458,6 +461,24 @@ impl Detector {
             score = 0.0;
         } else if score >= cfg.alert_score {
             self.rest_left = self.rest_samples();
+        }
+
+        // A level that has drifted from its baseline further than it wanders (half of the
+        // false alarms `sensitivity` allows), when nothing else alarms or rests. It rests on
+        // its own: a drift does not silence the sharper alarms above (a drop that comes
+        // while the level is still off its baseline).
+        let drift_p = self.rank.alarm_p(0.5 * cfg.sensitivity);
+        let drifted = self.rank.drift.update(value, &cfg, drift_p);
+        if self.rank.drift.rest > 0 {
+            self.rank.drift.rest -= 1;
+        } else if learnt
+            && counted.is_none()
+            && self.rest_left == 0
+            && score < cfg.alert_score
+            && drifted.is_some_and(|ln_p| ln_p <= drift_p.ln())
+        {
+            score = 1.0;
+            self.rank.drift.rest = self.rest_samples().min(u32::from(u16::MAX)) as u16;
         }
 
         // Learn.

@@ -23,6 +23,36 @@ pub struct RankState {
     /// The largest and smallest values seen: how rare a value beyond the range is.
     #[serde(default)]
     pub(crate) extremes: super::extremes::Extremes,
+    /// The recent mean against a slow baseline: how far the level has drifted.
+    #[serde(default)]
+    pub(crate) drift: super::drift::Drift,
+}
+
+/// [`RankState`] as checkpointed before the level's drift was kept; it starts learning
+/// afresh.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub(crate) struct RankStateV3 {
+    v2: RankStateV2,
+    extremes: super::extremes::Extremes,
+}
+
+impl From<RankStateV3> for RankState {
+    fn from(RankStateV3 { v2, extremes }: RankStateV3) -> Self {
+        Self {
+            extremes,
+            ..v2.into()
+        }
+    }
+}
+
+#[cfg(test)]
+impl From<RankState> for RankStateV3 {
+    fn from(r: RankState) -> Self {
+        Self {
+            v2: r.into(),
+            extremes: r.extremes,
+        }
+    }
 }
 
 /// [`RankState`] as checkpointed before the range's tails were kept; they start learning
@@ -44,6 +74,7 @@ impl From<RankStateV2> for RankState {
             interval_ms: r.interval_ms,
             count,
             extremes: Default::default(),
+            drift: Default::default(),
         }
     }
 }

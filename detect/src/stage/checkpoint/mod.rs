@@ -27,7 +27,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::RankState;
 use crate::scaling::{PolicyState, PolicyStateV1, ScalingState, ScalingStateV1};
-use crate::score::{RankStateV1, RankStateV2};
+use crate::score::{RankStateV1, RankStateV2, RankStateV3};
 use crate::stage::{DetectState, SeriesState, ServiceState};
 
 const MAGIC: &[u8; 8] = b"AIOPSCK2";
@@ -125,8 +125,12 @@ enum Frame {
     Header3(Box<Header>),
     /// The scaling targets' policy states with the extra capacity they measured.
     Policies2(Vec<(String, PolicyState)>),
-    /// Series with the continuous score's state, their counts and the range's tails.
-    Series4(Vec<(SeriesId, SeriesState, RankState)>),
+    /// Series with the continuous score's state, their counts and the range's tails, as
+    /// written before the level's drift was kept.
+    Series4(Vec<(SeriesId, SeriesState, RankStateV3)>),
+    /// Series with the continuous score's state, their counts, the range's tails and the
+    /// level's drift.
+    Series5(Vec<(SeriesId, SeriesState, RankState)>),
 }
 
 fn write_frame(w: &mut impl Write, frame: &Frame) -> std::io::Result<()> {
@@ -197,7 +201,7 @@ impl CheckpointWriter {
                 })
                 .collect();
             self.written += chunk.len() as u64;
-            write_frame(&mut self.out, &Frame::Series4(chunk))?;
+            write_frame(&mut self.out, &Frame::Series5(chunk))?;
             self.next = stop;
         }
         Ok(self.next == self.ids.len())
@@ -300,6 +304,13 @@ fn read(bytes: &[u8]) -> Result<DetectState, String> {
                 }));
             }
             Frame::Series4(chunk) if header => {
+                series += chunk.len() as u64;
+                st.series.extend(chunk.into_iter().map(|(id, mut s, rank)| {
+                    s.detector.rank = rank.into();
+                    (id, Box::new(s))
+                }));
+            }
+            Frame::Series5(chunk) if header => {
                 series += chunk.len() as u64;
                 st.series.extend(chunk.into_iter().map(|(id, mut s, rank)| {
                     s.detector.rank = rank;

@@ -245,11 +245,14 @@ fn a_checkpoint_from_before_counts_keeps_the_continuous_score() {
             .detector
             .rank
     };
+    assert_ne!(counted.drift, Default::default());
     let mut now = read_back(Frame::Series2(series_as::<RankStateV1>(&st)));
     assert_eq!(now.count, Default::default());
     assert_eq!(now.extremes, Default::default());
+    assert_eq!(now.drift, Default::default());
     now.count = counted.count;
     now.extremes = counted.extremes;
+    now.drift = counted.drift;
     assert_eq!(now, counted);
 
     // Written before the range's tails were kept (`Series3`): the counts stay, the tails
@@ -259,6 +262,15 @@ fn a_checkpoint_from_before_counts_keeps_the_continuous_score() {
     assert_ne!(counted.extremes, Default::default());
     assert_eq!(now.extremes, Default::default());
     now.extremes = counted.extremes;
+    now.drift = counted.drift;
+    assert_eq!(now, counted);
+
+    // Written before the level's drift was kept (`Series4`): the tails stay, the drift
+    // learns afresh.
+    let mut now = read_back(Frame::Series4(series_as::<RankStateV3>(&st)));
+    assert_eq!(now.extremes, counted.extremes);
+    assert_eq!(now.drift, Default::default());
+    now.drift = counted.drift;
     assert_eq!(now, counted);
 
     let dir = tempfile::tempdir().expect("tempdir");
