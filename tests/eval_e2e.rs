@@ -138,7 +138,7 @@ fn runs_our_detector_and_writes_nab_results() {
 /// made on the other categories), so that a change that loses accuracy fails here rather than in
 /// a later evaluation. The ranking metrics assert the issue's targets (VUS-PR 0.40, AUC-PR 0.36;
 /// held out today: 0.44 and 0.40, above POLY's 0.436 and 0.397 offline); NAB standard pins what
-/// the detector reaches today (69.2; 68.3 before the level's drift), below the target of 75,
+/// the detector reaches today (69.6; 68.3 before the level's drift), below the target of 75,
 /// which the note tracks. ARTime's published results on the same 42 files come out beside them
 /// (`--published`).
 #[test]
@@ -165,7 +165,7 @@ fn our_detector_keeps_its_held_out_scores_on_the_shared_corpus() {
     let folds = cv["folds"].as_array().expect("folds");
     assert_eq!(folds.len(), 5, "one fold per category");
     let (std, vus, auc) = (get("/nab/standard"), get("/VUS-PR"), get("/AUC-PR"));
-    assert!(std >= 68.9, "held-out NAB standard fell to {std}");
+    assert!(std >= 69.4, "held-out NAB standard fell to {std}");
     // Where the held-out points went: the four parts add up to what the score misses, and
     // every window has its outcome.
     for profile in ["standard", "reward_low_FP_rate", "reward_low_FN_rate"] {
@@ -651,7 +651,7 @@ fn eval_rca_ranks_sock_shop_causes_on_time_and_a_minute_late() {
     );
     assert_eq!(detected["detect"], true);
     // PetShop: the time of the latest incident the product's chain opens — issue 20 asks
-    // within 0.05 Avg@5 of the time given (0.635 vs 0.671 today; the first alert after
+    // within 0.05 Avg@5 of the time given (0.638 vs 0.671 today; the first alert after
     // learning, the rule before, fell in the stitched-in normal rows: 0.347).
     let pet_detected = detected["datasets"]["petshop"]["service"]["avg5"]
         .as_f64()

@@ -103,7 +103,7 @@ impl Default for DetectorConfig {
             spatial_alerts: true,
             spatial_min_z: 3.0,
             tail_alerts: true,
-            drift_window: 48,
+            drift_window: 24,
             drift_baseline: 256,
             recurrence_discount: 0.5,
             recurrence_decay: 0.5,

@@ -464,21 +464,24 @@ impl Detector {
         }
 
         // A level that has drifted from its baseline further than it wanders (half of the
-        // false alarms `sensitivity` allows), when nothing else alarms or rests. It rests on
-        // its own: a drift does not silence the sharper alarms above (a drop that comes
-        // while the level is still off its baseline).
+        // false alarms `sensitivity` allows), when nothing else alarms — and once the baseline
+        // holds no alarm of this series: a drift does not report again a change already
+        // reported (a shift that stays, or a level that came back).
         let drift_p = self.rank.alarm_p(0.5 * cfg.sensitivity);
         let drifted = self.rank.drift.update(value, &cfg, drift_p);
-        if self.rank.drift.rest > 0 {
-            self.rank.drift.rest -= 1;
+        let drift = &mut self.rank.drift;
+        if score >= cfg.alert_score {
+            drift.quiet = 0;
         } else if learnt
             && counted.is_none()
             && self.rest_left == 0
-            && score < cfg.alert_score
+            && drift.quiet >= cfg.drift_baseline
             && drifted.is_some_and(|ln_p| ln_p <= drift_p.ln())
         {
             score = 1.0;
-            self.rank.drift.rest = self.rest_samples().min(u32::from(u16::MAX)) as u16;
+            drift.quiet = 0;
+        } else {
+            drift.quiet = drift.quiet.saturating_add(1);
         }
 
         // Learn.
