@@ -52,9 +52,10 @@ pub struct Drift {
     mean: f64,
     var: f64,
     learnt: u32,
-    /// Samples since the series last alarmed (by any of the detector's alarms), up to
-    /// `drift_baseline`: the drift alarms only once its baseline holds no reported change, so a
-    /// level that shifted and stays — or came back — is not reported again as a drift.
+    /// Samples since the series last alarmed (by any of the detector's alarms; saturating):
+    /// the drift alarms only once that is `drift_baseline` or more — its baseline holds no
+    /// reported change — so a level that shifted and stays, or came back, is not reported
+    /// again as a drift.
     pub(crate) quiet: u32,
     /// The Gaussian deviation of the alarm's tail probability (refreshed once a block).
     bar: f32,
