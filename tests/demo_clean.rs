@@ -115,11 +115,10 @@ fn the_demo_raises_no_event_without_a_fault_at_any_hour() {
     assert!(noisy.is_empty(), "{}", noisy.join("\n"));
 }
 
-/// Each kind of fault, in a service deep in the call graph and in
-/// one near the top: an event on the faulty service opens while the fault lasts. The memory
-/// leak of the demo's ten minutes — 2 MiB a minute on a few hundred MB with 2 % noise — is a
-/// slow ramp the prediction follows: the level's drift from its baseline reports it (before
-/// that alarm, it raised nothing).
+/// Each kind of fault, in a service deep in the call graph and in one near the top: an event on
+/// the faulty service opens while the fault lasts. The memory leak of the demo's ten minutes —
+/// 2 MiB a minute on a few hundred MB with 2 % noise — is a slow ramp the prediction follows:
+/// the level's drift from its baseline reports it (before that alarm, it raised nothing).
 #[test]
 fn an_injected_fault_is_reported_on_its_service() {
     let end = TUESDAY_MS + 14 * 3_600_000 + 1_800_000;

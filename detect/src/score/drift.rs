@@ -26,7 +26,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::DetectorConfig;
-use super::tails::{ln_tail, upper_quantile};
+use super::tails::{ew_step, ln_tail, upper_quantile};
 
 /// The blocks the recent mean is kept in.
 const BLOCKS: usize = 4;
@@ -118,8 +118,7 @@ impl Drift {
             } else {
                 cfg.long_alpha
             };
-            self.mean += a * off;
-            self.var = (1.0 - a) * (self.var + a * off * off);
+            (self.mean, self.var) = ew_step(self.mean, self.var, gap, a);
             self.learnt = self.learnt.saturating_add(1);
         }
         self.baseline_n = self.baseline_n.saturating_add(1);

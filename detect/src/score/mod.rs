@@ -37,7 +37,7 @@ mod tests;
 pub use config::DetectorConfig;
 pub use rank::RankState;
 pub(crate) use rank::{RankStateV1, RankStateV2, RankStateV3};
-use tails::LN_CALM_TAIL;
+use tails::{LN_CALM_TAIL, ew_step};
 #[cfg(test)]
 use tails::{TAIL_AT_0, upper_quantile};
 pub(crate) use tails::{ln_tail, log_score, tail_probability};
@@ -411,9 +411,7 @@ impl Detector {
         } else {
             cfg.long_alpha
         };
-        let d = avg - self.long_mean;
-        self.long_mean += a * d;
-        self.long_var = (1.0 - a) * (self.long_var + a * d * d);
+        (self.long_mean, self.long_var) = ew_step(self.long_mean, self.long_var, avg, a);
 
         // The continuous score, from the same surprise over longer horizons.
         let z = self

@@ -188,10 +188,10 @@ impl RankState {
                     mu + (e - mu).clamp(-lim, lim),
                 )
             };
-            let d = x - mu;
+            let (mean, var) = super::tails::ew_step(mu, var, x, a);
             self.mean[h] = e as f32;
-            self.hist_mean[h] = (mu + a * d) as f32;
-            self.hist_var[h] = ((1.0 - a) * (var + a * d * d)) as f32;
+            self.hist_mean[h] = mean as f32;
+            self.hist_var[h] = var as f32;
         }
         (seen >= learning).then_some(z_max)
     }

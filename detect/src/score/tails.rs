@@ -1,6 +1,14 @@
 //! Gaussian tail probabilities and the scores made of them: accurate far into the tail, no
 //! `exp`/`ln` where a constant does.
 
+/// One step of an exponentially weighted mean and variance toward `x` with weight `a`; the
+/// new mean and variance (West's update).
+#[inline]
+pub(crate) fn ew_step(mean: f64, var: f64, x: f64, a: f64) -> (f64, f64) {
+    let d = x - mean;
+    (mean + a * d, (1.0 - a) * (var + a * d * d))
+}
+
 /// The natural log of the upper Gaussian tail probability at `z`, accurate far into the tail.
 #[inline]
 pub(crate) fn ln_tail(z: f64) -> f64 {
