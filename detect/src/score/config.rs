@@ -80,12 +80,13 @@ pub struct DetectorConfig {
     /// outweigh many small ones (1: the plain mean). Raw surprise is below 1, so a higher
     /// power leaves the everyday floor of small surprises near 0.
     pub rank_power: f64,
-    /// Sensitivity: the false alarms a series may raise per day on noise alone. With the
-    /// series' own sampling interval (learnt from its timestamps) it sets the per-sample tail
-    /// probability `sensitivity / samples per day` that alarms — the alert level of the
-    /// calibrated score and the bar of the one-sample alarm (a value far outside the range
-    /// seen, `spatial_min_z` its lowest bar): a series sampled every 15 s needs a rarer state
-    /// to alarm than one sampled every 5 minutes.
+    /// Sensitivity: the false alarms a series may raise per day on noise alone, shared among
+    /// the ways it alarms (see `rank::SHARE_AVERAGE`). With the series' own sampling interval
+    /// (learnt from its timestamps) each share sets a per-sample tail probability — the alert
+    /// level of the calibrated score (against the skewed tail the short average has on noise),
+    /// the bar of the one-sample alarm (a value far outside the range seen, `spatial_min_z` its
+    /// lowest bar), the drift's: a series sampled every 15 s needs a rarer state to alarm than
+    /// one sampled every 5 minutes.
     pub sensitivity: f64,
 }
 
@@ -118,7 +119,7 @@ impl Default for DetectorConfig {
             rank_memory: [16.0, 4.0],
             rank_clip: 3.0,
             rank_power: 4.0,
-            sensitivity: 0.01,
+            sensitivity: 0.1,
         }
     }
 }

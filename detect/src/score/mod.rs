@@ -13,9 +13,10 @@
 //!    15-minute bin remembers the largest surprise of earlier days, fading by half a day.
 //! 2. **Calibration.** A short moving average of the raw surprise is compared with the long-run
 //!    distribution of that average on the same series (exponentially weighted mean and
-//!    variance), and its Gaussian tail probability is log-scaled to [0, 1] — the "anomaly
-//!    likelihood" idea of Numenta's detector. A score means the same on every series, so one
-//!    threshold serves all.
+//!    variance), and its tail probability — by the skewed tail such an average has on noise,
+//!    see `tails::NOISE_SHAPE` — is log-scaled to [0, 1], the alert level where the series
+//!    raises its share of `sensitivity` false alarms a day: the "anomaly likelihood" idea of
+//!    Numenta's detector. A score means the same on every series, so one threshold serves all.
 //!    A level that drifts from its slow baseline further than it wanders on this series (a
 //!    slow ramp the prediction follows step by step, see `drift`) alarms too.
 //! 3. **Sparsity.** After a score crosses the alert level, scores are held at 0 for a rest
@@ -37,9 +38,10 @@ mod tests;
 pub use config::DetectorConfig;
 pub use rank::RankState;
 pub(crate) use rank::{RankStateV1, RankStateV2, RankStateV3};
-use tails::{LN_CALM_TAIL, ew_step};
+use rank::{SHARE_COUNT, SHARE_DRIFT, SHARE_RANGE};
+use tails::{LN_CALM_TAIL, ew_step, ln_noise_tail};
 #[cfg(test)]
-use tails::{TAIL_AT_0, upper_quantile};
+use tails::{NOISE_SHAPE, upper_quantile};
 pub(crate) use tails::{ln_tail, log_score, tail_probability};
 pub use tails::{p_value_of_rank, rank_score_of};
 
@@ -344,12 +346,12 @@ impl Detector {
                 // How far depends on how often the series is sampled (`sensitivity`), and on
                 // how spread out the edge of the range is (see `extremes`).
                 // (The tail is asked only when the deviation alone does not decide.)
+                let share = SHARE_RANGE * cfg.sensitivity;
                 spatial = z >= cfg.spatial_min_z
-                    && (z >= self.rank.alarm_z(cfg.sensitivity)
+                    && (z >= self.rank.alarm_z(share)
                         || cfg.tail_alerts
-                            && (self.rank.extremes.ln_beyond(value, range * 1e-3)).is_some_and(
-                                |ln_p| ln_p <= self.rank.alarm_p(cfg.sensitivity).ln(),
-                            ));
+                            && (self.rank.extremes.ln_beyond(value, range * 1e-3))
+                                .is_some_and(|ln_p| ln_p <= self.rank.alarm_p(share).ln()));
             } else if outside > 0.0 {
                 raw = raw.max(outside / (cfg.range_margin * range));
             }
@@ -392,15 +394,15 @@ impl Detector {
         let mut score = 0.0;
         if self.seen >= u64::from(cfg.learning_samples) {
             let z = (avg - self.long_mean) / std;
-            // Log-scaled so that the alert level (0.5) is the tail probability that raises
+            // The tail of noise's short average (skewed, see `tails::NOISE_SHAPE`), log-scaled
+            // so that the alert level (0.5) is the tail that raises the average's share of
             // `sensitivity` false alarms a day at this series' sampling rate, 1 its square.
             let ln_tail = if z > 0.0 {
-                let likelihood = 1.0 - tail_probability(z);
-                (1.000_000_000_1 - likelihood).ln()
+                ln_noise_tail(z)
             } else {
                 *LN_CALM_TAIL
             };
-            score = (ln_tail / (2.0 * self.rank.alarm_p(cfg.sensitivity).ln())).clamp(0.0, 1.0);
+            score = (ln_tail / (2.0 * self.rank.average_p(cfg.sensitivity).ln())).clamp(0.0, 1.0);
             if spatial && cfg.spatial_alerts {
                 // Far outside everything seen: no calibration needed.
                 score = 1.0;
@@ -443,7 +445,8 @@ impl Detector {
         let learnt = self.seen >= u64::from(cfg.learning_samples);
         let (ln_p, p) = match counted {
             Some(ln_c) if learnt => {
-                score = (ln_c / (2.0 * self.rank.alarm_p(cfg.sensitivity).ln())).clamp(0.0, 1.0);
+                let p = self.rank.alarm_p(SHARE_COUNT * cfg.sensitivity);
+                score = (ln_c / (2.0 * p.ln())).clamp(0.0, 1.0);
                 (ln_c, ln_c.exp())
             }
             Some(_) => {
@@ -461,11 +464,11 @@ impl Detector {
             self.rest_left = self.rest_samples();
         }
 
-        // A level that has drifted from its baseline further than it wanders (half of the
+        // A level that has drifted from its baseline further than it wanders (its share of the
         // false alarms `sensitivity` allows), when nothing else alarms — and once the baseline
         // holds no alarm of this series: a drift does not report again a change already
         // reported (a shift that stays, or a level that came back).
-        let drift_p = self.rank.alarm_p(0.5 * cfg.sensitivity);
+        let drift_p = self.rank.alarm_p(SHARE_DRIFT * cfg.sensitivity);
         let drifted = self.rank.drift.update(value, &cfg, drift_p);
         let drift = &mut self.rank.drift;
         if score >= cfg.alert_score {

@@ -41,10 +41,10 @@ fn a_sensitivity_override_applies_to_the_series_it_selects_also_after_a_restore(
     let sensitivity = |st: &DetectState, id: SeriesId| st.series[&id].detector.config().sensitivity;
     feed(&mut st, 0);
     assert_eq!(sensitivity(&st, errors.id), 0.0001);
-    assert_eq!(sensitivity(&st, latency.id), 0.01);
+    assert_eq!(sensitivity(&st, latency.id), 0.1);
     // A restore sets everyone's parameters; the next sample selects again.
     st.set_detector_config(DetectorConfig::default());
-    assert_eq!(sensitivity(&st, errors.id), 0.01);
+    assert_eq!(sensitivity(&st, errors.id), 0.1);
     feed(&mut st, 10);
     assert_eq!(sensitivity(&st, errors.id), 0.0001);
 
