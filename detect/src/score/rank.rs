@@ -9,11 +9,11 @@ use super::{DAY_MS, DetectorConfig};
 /// How `sensitivity` — the false alarms a series may raise a day on noise alone — is shared
 /// among the ways a series alarms: most to the calibrated average of the surprise, a tenth to
 /// a value beyond the range's tail, a twentieth to a drifted level. A series of few events per
-/// sample alarms by its count's tail instead of the average, at a tenth.
+/// sample alarms by its count's tail instead of the average, with the average's share.
 pub(super) const SHARE_AVERAGE: f64 = 0.8;
 pub(super) const SHARE_RANGE: f64 = 0.1;
 pub(super) const SHARE_DRIFT: f64 = 0.05;
-pub(super) const SHARE_COUNT: f64 = 0.1;
+pub(super) const SHARE_COUNT: f64 = SHARE_AVERAGE;
 /// On noise, the calibrated average stays beyond its bar for runs of about this many samples
 /// (it averages a dozen; measured on Gaussian and AR(1) noise at 5-minute and 15 s samples: 3
 /// to 6), and only a run's first sample alarms.
