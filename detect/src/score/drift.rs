@@ -13,10 +13,11 @@
 //! (traffic, a random walk) sets a wide bar and one that holds still a narrow one. The gaps are
 //! strongly autocorrelated: the variance rests on about one independent gap a half window over
 //! its memory, so the gap is rated by a Student t with that many degrees of freedom, and its
-//! two-sided tail probability is what the detector compares with half of `sensitivity`.
+//! two-sided tail probability is what the detector compares with its share of `sensitivity`
+//! (`rank::SHARE_DRIFT`, a twentieth: 0.005 a day at the default).
 //!
 //! With a Gaussian tail instead, a Python replica of this rule raised 0.0055 false alarms a
-//! series a day on Gaussian noise at half the default sensitivity (100 series × 30 days of
+//! series a day on Gaussian noise with its bar at 0.005 a day (100 series × 30 days of
 //! 5-minute samples, the default 24-sample window; 0.0010 on AR(1) noise, 0.0021 on a random
 //! walk plus noise), the Student t 0.0007 (none, 0.0003); the tests measure the detector
 //! itself. A drift alarms only once its baseline holds no alarm of the series (`quiet`): a

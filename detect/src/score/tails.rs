@@ -18,7 +18,7 @@ pub(crate) const NOISE_SHAPE: f64 = 7.0;
 /// The natural log of the upper tail at `z` standard deviations above the mean of a gamma of
 /// shape [`NOISE_SHAPE`] (Wilson–Hilferty's cube root): the tail the short average of the
 /// surprise has on noise. A Gaussian tail there is far too thin — at 4 deviations it is 1 in
-/// 30,000, the reference's 1 in 700 — and the alarms on noise were 9 (5-minute samples) to 50
+/// 31,600, the reference's 1 in 700 — and the alarms on noise were 9 (5-minute samples) to 50
 /// (15 s) times what `sensitivity` promised.
 #[inline]
 pub(crate) fn ln_noise_tail(z: f64) -> f64 {
