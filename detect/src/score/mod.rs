@@ -76,6 +76,14 @@ const SHORT_MAX: usize = 16;
 /// Time-of-day bins of the seasonal profile (15 minutes each).
 pub(crate) const DAY_BINS: usize = 96;
 const DAY_MS: i64 = 86_400_000;
+/// How far a time-of-day bin moves toward each sample that falls into it.
+const PROFILE_RATE: f64 = 0.3;
+/// A visit to a bin (once a day) with more samples than this learns as much as this many
+/// would: a series sampled every 15 s learns its profile as a 5-minute one does. Per sample, a
+/// 15 s series' profile followed the current value within each visit (sixty samples), looked
+/// as accurate as the recent level, was chosen to predict, and then missed by the whole day's
+/// wander at the next bin: a level that wandered raised six times its sensitivity.
+const PROFILE_VISIT_SAMPLES: f64 = 3.0;
 /// Two-hour bins of the week (84) for the weekly adjustment of the time-of-day profile.
 const WEEK_BINS: usize = 84;
 const WEEK_MS: i64 = 7 * DAY_MS;
@@ -522,7 +530,18 @@ impl Detector {
             } else {
                 day_resid
             };
-            self.day[bin] += (0.3 * step) as f32;
+            // The profile learns by the day, not by the sample (see `PROFILE_VISIT_SAMPLES`).
+            let per_visit = if self.rank.interval_ms > 0.0 {
+                (DAY_MS / DAY_BINS as i64) as f64 / f64::from(self.rank.interval_ms)
+            } else {
+                1.0
+            };
+            let rate = if per_visit > PROFILE_VISIT_SAMPLES {
+                1.0 - (1.0 - PROFILE_RATE).powf(PROFILE_VISIT_SAMPLES / per_visit)
+            } else {
+                PROFILE_RATE
+            };
+            self.day[bin] += (rate * step) as f32;
         } else {
             self.day[bin] = value as f32;
             if self.seen < 30 {
