@@ -536,11 +536,19 @@ impl Detector {
             } else {
                 1.0
             };
-            let rate = if per_visit > PROFILE_VISIT_SAMPLES {
+            let mut rate = if per_visit > PROFILE_VISIT_SAMPLES {
                 1.0 - (1.0 - PROFILE_RATE).powf(PROFILE_VISIT_SAMPLES / per_visit)
             } else {
                 PROFILE_RATE
             };
+            if self.day_n[bin] == 1 && !entered && self.rank.interval_ms > 0.0 {
+                // The bin's first visit: its value is the mean of the visit's samples so far
+                // (the first alone may be far off, and later visits move it only so far).
+                let bin_ms = DAY_MS / DAY_BINS as i64;
+                let start = (ts_ms - ts_ms.rem_euclid(bin_ms)).max(self.first_ms);
+                let k = ((ts_ms - start) as f64 / f64::from(self.rank.interval_ms)).round() + 1.0;
+                rate = rate.max(1.0 / k);
+            }
             self.day[bin] += (rate * step) as f32;
         } else {
             self.day[bin] = value as f32;
