@@ -489,6 +489,8 @@ impl Detector {
         {
             score = 1.0;
             drift.quiet = 0;
+            // It rests like any other alarm: the next sample's surprise is the same change.
+            self.rest_left = self.rest_samples();
         } else {
             drift.quiet = drift.quiet.saturating_add(1);
         }

@@ -312,6 +312,34 @@ fn a_slow_ramp_the_prediction_follows_alarms_by_its_drift() {
     assert_eq!(run(0), None, "the prediction alone follows the ramp");
 }
 
+/// A drift's alarm is followed by the rest like any other: the leak that drifted and then
+/// jumps a sample later is one change, reported once (before, the jump alarmed again — three
+/// such pairs on NAB, one of them a false positive).
+#[test]
+fn a_drift_alarm_rests_like_any_other() {
+    const MB: f64 = 1024.0 * 1024.0;
+    let mut d = Detector::new(DetectorConfig::default());
+    let heap = |i: usize| 300.0 * MB * (1.0 + 0.02 * gauss(i));
+    for i in 0..720 {
+        d.update(i as i64 * 15_000, heap(i));
+    }
+    let leaked = |i: usize| 2.0 * MB * (i - 719) as f64 / 4.0;
+    let at = (720..760)
+        .find(|&i| d.update(i as i64 * 15_000, heap(i) + leaked(i)).alarm)
+        .expect("the drift alarms");
+    let jump = d.update(
+        (at + 1) as i64 * 15_000,
+        heap(at + 1) + leaked(at + 1) + 60.0 * MB,
+    );
+    assert!(!jump.alarm && jump.score == 0.0, "{jump:?}");
+    for i in at + 2..at + 60 {
+        assert!(
+            !d.update(i as i64 * 15_000, heap(i) + leaked(i)).alarm,
+            "at {i}"
+        );
+    }
+}
+
 /// The drift's false alarms on noise alone, over 20 series × 30 days of five-minute samples:
 /// Gaussian noise, and a random walk under it (a level that wanders by nature). The alarms it
 /// adds stay within its half of `sensitivity` (0.005 a series a day; measured: none on the
