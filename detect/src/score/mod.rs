@@ -76,6 +76,8 @@ const SHORT_MAX: usize = 16;
 /// Time-of-day bins of the seasonal profile (15 minutes each).
 pub(crate) const DAY_BINS: usize = 96;
 const DAY_MS: i64 = 86_400_000;
+/// One time-of-day bin.
+const BIN_MS: i64 = DAY_MS / DAY_BINS as i64;
 /// How far a time-of-day bin moves toward each sample that falls into it.
 const PROFILE_RATE: f64 = 0.3;
 /// A visit to a bin (once a day) with more samples than this learns as much as this many
@@ -533,23 +535,20 @@ impl Detector {
                 day_resid
             };
             // The profile learns by the day, not by the sample (see `PROFILE_VISIT_SAMPLES`).
-            let per_visit = if self.rank.interval_ms > 0.0 {
-                (DAY_MS / DAY_BINS as i64) as f64 / f64::from(self.rank.interval_ms)
-            } else {
-                1.0
-            };
-            let mut rate = if per_visit > PROFILE_VISIT_SAMPLES {
-                1.0 - (1.0 - PROFILE_RATE).powf(PROFILE_VISIT_SAMPLES / per_visit)
-            } else {
-                PROFILE_RATE
-            };
-            if self.day_n[bin] == 1 && !entered && self.rank.interval_ms > 0.0 {
-                // The bin's first visit: its value is the mean of the visit's samples so far
-                // (the first alone may be far off, and later visits move it only so far).
-                let bin_ms = DAY_MS / DAY_BINS as i64;
-                let start = (ts_ms - ts_ms.rem_euclid(bin_ms)).max(self.first_ms);
-                let k = ((ts_ms - start) as f64 / f64::from(self.rank.interval_ms)).round() + 1.0;
-                rate = rate.max(1.0 / k);
+            let mut rate = PROFILE_RATE;
+            let interval = f64::from(self.rank.interval_ms);
+            if interval > 0.0 {
+                let per_visit = BIN_MS as f64 / interval;
+                if per_visit > PROFILE_VISIT_SAMPLES {
+                    rate = 1.0 - (1.0 - PROFILE_RATE).powf(PROFILE_VISIT_SAMPLES / per_visit);
+                }
+                if self.day_n[bin] == 1 && !entered {
+                    // The bin's first visit: its value is the mean of the visit's samples so
+                    // far, each step clipped as always (the first alone may be far off, and
+                    // later visits move it only so far).
+                    let start = (ts_ms - ts_ms.rem_euclid(BIN_MS)).max(self.first_ms);
+                    rate = rate.max(1.0 / (((ts_ms - start) as f64 / interval).round() + 1.0));
+                }
             }
             self.day[bin] += (rate * step) as f32;
         } else {
