@@ -31,6 +31,13 @@ pub struct DetectorConfig {
     /// by the range's own tail: how far beyond its largest (smallest) values a value is, in
     /// units of how spread out they are (see `extremes`; false: the bar alone).
     pub tail_alerts: bool,
+    /// For this many days after a series' first sample (0: never), only the range's tail can
+    /// make such a value alarm, not its deviation alone: a young series sets records often
+    /// (the n-th sample of noise is a new high with chance 1/n), and the deviation's bar is
+    /// drawn for Gaussian tails, which a latency's or a request rate's are not. Age counts from
+    /// the first sample the detector saw: a detector trained on the archive (`aiops train`,
+    /// the warm start) is as old as its history.
+    pub young_days: f64,
     /// A level that has drifted alarms too: the mean of the last `drift_window` samples (0:
     /// off) against a baseline over `drift_baseline` samples, their gap rarer by its own
     /// history on the series than half of `sensitivity` allows (see `drift`). A slow ramp — a
@@ -104,6 +111,7 @@ impl Default for DetectorConfig {
             spatial_alerts: true,
             spatial_min_z: 3.0,
             tail_alerts: true,
+            young_days: 3.0,
             drift_window: 24,
             drift_baseline: 256,
             recurrence_discount: 0.5,

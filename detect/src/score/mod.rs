@@ -148,7 +148,8 @@ pub struct Detector {
     /// The robust log scale of residuals after the weekly adjustment.
     #[serde(default)]
     week_log_scale: f64,
-    /// When the first sample arrived (Unix ms): the weekly adjustment is used after two weeks.
+    /// When the first sample arrived (Unix ms): the weekly adjustment is used after two weeks,
+    /// and the series is young for `young_days`.
     #[serde(default)]
     first_ms: i64,
     short_sum: f64,
@@ -357,8 +358,10 @@ impl Detector {
                 // how spread out the edge of the range is (see `extremes`).
                 // (The tail is asked only when the deviation alone does not decide.)
                 let share = SHARE_RANGE * cfg.sensitivity;
+                // A young series only by the tail (see `young_days`).
+                let young = ((ts_ms - self.first_ms) as f64) < cfg.young_days * DAY_MS as f64;
                 spatial = z >= cfg.spatial_min_z
-                    && (z >= self.rank.alarm_z(share)
+                    && (z >= self.rank.alarm_z(share) && !young
                         || cfg.tail_alerts
                             && (self.rank.extremes.ln_beyond(value, range * 1e-3))
                                 .is_some_and(|ln_p| ln_p <= self.rank.alarm_p(share).ln()));
