@@ -110,6 +110,10 @@ async fn trains_from_the_archive_and_a_restart_scores_from_the_profiles() {
     );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
     assert_eq!(v["series"], 2, "{v}");
+    // Minutes of archive: nothing before the counted days to warm up on, so both series were
+    // counted as new ones.
+    assert_eq!(v["warmup_days"], 3.0, "{v}");
+    assert_eq!(v["young_series"], 2, "{v}");
     let settings = v["settings"].as_array().expect("settings");
     assert_eq!(settings.len(), 2);
     let events = |k: usize| settings[k]["events"].as_u64().expect("count");

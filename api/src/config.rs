@@ -97,7 +97,8 @@ pub struct ApiConfig {
     pub max_sample_future_secs: u64,
     /// `GET /api/v1/series/{id}/scored` replays the series through a fresh detector from
     /// this many seconds before the range asked (the warm-up that teaches it the series), at
-    /// most `max_samples_per_query` samples of it. 0: no warm-up.
+    /// most `max_samples_per_query` samples of it. 0: no warm-up. Three days by default: the
+    /// detector's `young_days`, after which it scores a series as an established one.
     pub scored_warmup_secs: u64,
     /// Serve the web console at `/` (static pages; their data comes from the API with the
     /// API's credentials).
@@ -142,7 +143,7 @@ impl Default for ApiConfig {
             max_series_per_request: 20_000,
             max_samples_per_request: 200_000,
             max_labels_per_series: 64,
-            scored_warmup_secs: 86_400,
+            scored_warmup_secs: 3 * 86_400,
             console: true,
             keda_listen: None,
             keda_allow_unauthenticated: false,

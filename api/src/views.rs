@@ -16,7 +16,7 @@ use crate::{ApiError, AppState};
 /// Recomputed: the series' archived samples from `server.scored_warmup_secs` before `start`
 /// are replayed through a fresh detector with the stage's parameters (the warm-up teaches it
 /// the series; only the range is returned). The live detector has seen more (or a trained
-/// profile): its scores can differ, most in the first day of a series.
+/// profile): its scores can differ, most in the first days of a series.
 #[utoipa::path(get, path = "/api/v1/series/{id}/scored", tag = "query",
     params(
         ("id" = String, Path, pattern = "^[0-9a-fA-F]{16}$", description = "Series id (16 hex digits)"),

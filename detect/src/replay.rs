@@ -19,42 +19,64 @@ use crate::{DetectError, Detector, DetectorConfig};
 pub struct SeriesReplay {
     /// The series.
     pub series_id: u64,
-    /// Samples replayed (counters: rates).
+    /// Samples counted (counters: rates), after the warm-up.
     pub samples: u64,
-    /// First and last sample time, Unix ms.
+    /// First counted sample time, Unix ms.
     pub first_ms: i64,
     /// Last sample time, Unix ms.
     pub last_ms: i64,
+    /// The first sample replayed, warm-up included: a series whose history starts less than
+    /// `young_days` before `first_ms` was counted partly as a new series.
+    pub history_from_ms: i64,
     /// Events it would have opened, one count per sensitivity given.
     pub events: Vec<u64>,
 }
 
-/// Replays the samples of `parts` between `from_ms` and `to_ms` of the series `keep` accepts,
-/// once per sensitivity, through detectors with `cfg`'s other parameters. An alarm is a score of
-/// at least `event_score`; one within `quiet_ms` of the series' previous alarm extends its event.
+/// The time a replay reads: samples from `teach_from_ms` teach the detectors, those from
+/// `from_ms` to `to_ms` are also counted — as the server warm-starts each series from its
+/// archive before it scores live samples.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ReplayWindow {
+    /// The warm-up's start, Unix ms (at most `from_ms`).
+    pub teach_from_ms: i64,
+    /// The counted part's start, Unix ms.
+    pub from_ms: i64,
+    /// Its end, Unix ms.
+    pub to_ms: i64,
+}
+
+/// Replays the samples of `parts` in `window` of the series `keep` accepts, once per
+/// sensitivity, through detectors with `cfg`'s other parameters. An alarm is a score of at least
+/// `event_score`; one within `quiet_ms` of the series' previous alarm extends its event. Series
+/// with no sample in the counted part are left out.
 #[allow(clippy::too_many_arguments)]
 pub fn replay_events(
     parts: &[PathBuf],
     counters: &HashSet<u64>,
-    from_ms: i64,
-    to_ms: i64,
+    window: ReplayWindow,
     keep: &dyn Fn(u64) -> bool,
     cfg: &DetectorConfig,
     sensitivities: &[f64],
     event_score: f64,
     quiet_ms: i64,
 ) -> Result<Vec<SeriesReplay>, DetectError> {
-    let rows = crate::train::training_rows(parts, counters, from_ms, to_ms)?;
+    let from_ms = window.from_ms;
+    let teach_from = window.teach_from_ms.min(from_ms);
+    let rows = crate::train::training_rows(parts, counters, teach_from, window.to_ms)?;
     let mut out: Vec<SeriesReplay> = Vec::new();
     for (&series_id, rows) in rows.iter().filter(|(id, _)| keep(**id)) {
-        let (Some(first), Some(last)) = (rows.first(), rows.last()) else {
+        let counted = rows.partition_point(|r| r.ts < from_ms);
+        let (Some(history), Some(first), Some(last)) =
+            (rows.first(), rows.get(counted), rows.last())
+        else {
             continue;
         };
         let mut r = SeriesReplay {
             series_id,
-            samples: rows.len() as u64,
+            samples: (rows.len() - counted) as u64,
             first_ms: first.ts,
             last_ms: last.ts,
+            history_from_ms: history.ts,
             events: vec![0; sensitivities.len()],
         };
         for (k, &sensitivity) in sensitivities.iter().enumerate() {
@@ -64,7 +86,8 @@ pub fn replay_events(
             });
             let mut last_alarm: Option<i64> = None;
             for row in rows {
-                if d.update_counted(row.ts, row.value, row.count).score >= event_score {
+                let score = d.update_counted(row.ts, row.value, row.count).score;
+                if score >= event_score && row.ts >= from_ms {
                     if last_alarm.is_none_or(|l| row.ts - l > quiet_ms) {
                         r.events[k] += 1;
                     }
@@ -173,8 +196,11 @@ mod tests {
         let out = replay_events(
             &[path],
             &HashSet::new(),
-            0,
-            i64::MAX,
+            ReplayWindow {
+                teach_from_ms: 0,
+                from_ms: 0,
+                to_ms: i64::MAX,
+            },
             &|id| id != 3,
             &DetectorConfig::default(),
             &sens,
@@ -190,6 +216,63 @@ mod tests {
         for r in &out {
             assert!(r.events.windows(2).all(|w| w[0] <= w[1]), "{r:?}");
         }
+    }
+
+    /// Samples before the counted part teach the detector only: a spike there opens no event,
+    /// and the series is counted from the window's start, with its history noted.
+    #[test]
+    fn the_warm_up_teaches_and_is_not_counted() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("a.parquet");
+        const STEP: i64 = 60_000;
+        let rows: Vec<(u64, i64, f64)> = (0..3000i64)
+            .map(|i| {
+                let spike = if (1000..1003).contains(&i) {
+                    500.0
+                } else {
+                    0.0
+                };
+                (
+                    1,
+                    i * STEP,
+                    10.0 + ((i * 7919) % 101) as f64 / 101.0 + spike,
+                )
+            })
+            .collect();
+        crate::train::tests::write_part(&path, &rows);
+        let replay = |teach_from_ms: i64, from_ms: i64| {
+            let window = ReplayWindow {
+                teach_from_ms,
+                from_ms,
+                to_ms: i64::MAX,
+            };
+            let cfg = DetectorConfig::default();
+            replay_events(
+                std::slice::from_ref(&path),
+                &HashSet::new(),
+                window,
+                &|_| true,
+                &cfg,
+                &[1.0],
+                0.5,
+                900_000,
+            )
+            .expect("replays")
+            .remove(0)
+        };
+        let all = replay(0, 0);
+        // (At 1 a day this noise raises one event later on, counted both times.)
+        let warmed = replay(0, 2000 * STEP);
+        assert_eq!(warmed.samples, 1000);
+        assert_eq!((warmed.first_ms, warmed.history_from_ms), (2000 * STEP, 0));
+        assert_eq!(
+            warmed.events[0] + 1,
+            all.events[0],
+            "the same detector on the same samples: all but the warm-up's spike ({warmed:?}, {all:?})"
+        );
+        // Without the warm-up the same days are counted as a new series'.
+        let cold = replay(2000 * STEP, 2000 * STEP);
+        assert_eq!((cold.samples, cold.history_from_ms), (1000, 2000 * STEP));
     }
 
     #[test]

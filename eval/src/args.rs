@@ -48,6 +48,11 @@ pub struct BacktestArgs {
     /// Days of the archive replayed, back from its newest sample.
     #[arg(long, default_value_t = 7.0)]
     pub days: f64,
+    /// Days before those that only teach the detectors, as the server warm-starts each series
+    /// from its archive (default: the detector's `young_days`, 3): the counted days score as
+    /// an established series, not a new one.
+    #[arg(long)]
+    pub warmup_days: Option<f64>,
     /// Series and services listed per setting (those with the most events).
     #[arg(long, default_value_t = 20)]
     pub top: usize,

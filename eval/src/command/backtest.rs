@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 
-use aiops_detect::replay::replay_events;
+use aiops_detect::replay::{ReplayWindow, replay_events};
 use aiops_models::Selector;
 use anyhow::Context;
 
@@ -21,6 +21,8 @@ pub struct ReplaySettings {
     /// An alarm within this many seconds of the previous one extends its event.
     pub event_quiet_secs: u64,
 }
+
+const DAY_MS: f64 = 86_400_000.0;
 
 const DEFAULT_SENSITIVITIES: [f64; 4] = [0.001, 0.01, 0.1, 1.0];
 
@@ -46,6 +48,12 @@ pub(super) fn run(a: BacktestArgs, detect: ReplaySettings) -> anyhow::Result<()>
         );
     }
     anyhow::ensure!(a.days > 0.0, "--days must be positive");
+    let young_days = detect.detector.young_days;
+    let warmup_days = a.warmup_days.unwrap_or(young_days);
+    anyhow::ensure!(
+        warmup_days >= 0.0 && warmup_days.is_finite(),
+        "--warmup-days must be 0 or more"
+    );
     let verified = aiops_ingest::archive::verified_part_files(&a.data_dir)
         .with_context(|| format!("{} holds no archive", a.data_dir.display()))?;
     for (path, reason) in &verified.damaged {
@@ -74,13 +82,17 @@ pub(super) fn run(a: BacktestArgs, detect: ReplaySettings) -> anyhow::Result<()>
     };
     let (_, last) = aiops_detect::train::time_range(&verified.sound)?
         .context("the archive's parts hold no samples")?;
-    let from = last - (a.days * 86_400_000.0) as i64;
+    let from = last - (a.days * DAY_MS) as i64;
+    let teach_from = from - (warmup_days * DAY_MS) as i64;
     let cfg = detect.detector;
     let replays = replay_events(
         &verified.sound,
         &counters,
-        from,
-        last,
+        ReplayWindow {
+            teach_from_ms: teach_from,
+            from_ms: from,
+            to_ms: last,
+        },
         &keep,
         &cfg,
         &sensitivities,
@@ -89,8 +101,13 @@ pub(super) fn run(a: BacktestArgs, detect: ReplaySettings) -> anyhow::Result<()>
     )?;
     let series_days: f64 = replays
         .iter()
-        .map(|r| ((r.last_ms - r.first_ms) as f64 / 86_400_000.0).max(1.0 / 24.0))
+        .map(|r| ((r.last_ms - r.first_ms) as f64 / DAY_MS).max(1.0 / 24.0))
         .sum();
+    // Series whose history began too late to be established when counting started.
+    let young = replays
+        .iter()
+        .filter(|r| ((r.first_ms - r.history_from_ms) as f64) < young_days * DAY_MS)
+        .count();
     let mut settings = Vec::new();
     for (k, &sensitivity) in sensitivities.iter().enumerate() {
         let total: u64 = replays.iter().map(|r| r.events[k]).sum();
@@ -134,6 +151,9 @@ pub(super) fn run(a: BacktestArgs, detect: ReplaySettings) -> anyhow::Result<()>
     let out = serde_json::json!({
         "from_ms": from,
         "to_ms": last,
+        "warmup_from_ms": teach_from,
+        "warmup_days": warmup_days,
+        "young_series": young,
         "series": replays.len(),
         "samples": replays.iter().map(|r| r.samples).sum::<u64>(),
         "series_days": series_days,
