@@ -184,6 +184,13 @@ impl DetectConfig {
                 d.rank_power
             ));
         }
+        if !(0.0..=365.0).contains(&d.young_days) {
+            problems.push(format!(
+                "{prefix}.detector.young_days = {}: days a new series alarms only by its range's \
+                 tail, must be between 0 (off) and 365",
+                d.young_days
+            ));
+        }
         if self.checkpoint_secs == 0 {
             problems.push(format!("{prefix}.checkpoint_secs: must be at least 1"));
         }

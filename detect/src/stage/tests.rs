@@ -55,15 +55,17 @@ fn a_sensitivity_override_applies_to_the_series_it_selects_also_after_a_restore(
         }],
         detector: DetectorConfig {
             rank_power: 0.5,
+            young_days: f64::NAN,
             ..DetectorConfig::default()
         },
         ..DetectConfig::default()
     };
     let mut problems = Vec::new();
     bad.validate("detect", &mut problems);
-    assert_eq!(problems.len(), 3, "{problems:?}");
+    assert_eq!(problems.len(), 4, "{problems:?}");
     assert!(problems[0].contains("sensitivity_overrides[0].selector"));
     assert!(problems[2].contains("detect.detector.rank_power = 0.5"));
+    assert!(problems[3].contains("detect.detector.young_days = NaN"));
 }
 
 #[test]
