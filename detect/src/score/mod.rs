@@ -359,7 +359,7 @@ impl Detector {
                 // (The tail is asked only when the deviation alone does not decide.)
                 let share = SHARE_RANGE * cfg.sensitivity;
                 // A young series only by the tail (see `young_days`).
-                let young = ((ts_ms - self.first_ms) as f64) < cfg.young_days * DAY_MS as f64;
+                let young = cfg.is_young(ts_ms - self.first_ms);
                 spatial = z >= cfg.spatial_min_z
                     && (z >= self.rank.alarm_z(share) && !young
                         || cfg.tail_alerts

@@ -48,8 +48,7 @@ pub(super) fn run(a: BacktestArgs, detect: ReplaySettings) -> anyhow::Result<()>
         );
     }
     anyhow::ensure!(a.days > 0.0, "--days must be positive");
-    let young_days = detect.detector.young_days;
-    let warmup_days = a.warmup_days.unwrap_or(young_days);
+    let warmup_days = a.warmup_days.unwrap_or(detect.detector.young_days);
     anyhow::ensure!(
         warmup_days >= 0.0 && warmup_days.is_finite(),
         "--warmup-days must be 0 or more"
@@ -106,7 +105,7 @@ pub(super) fn run(a: BacktestArgs, detect: ReplaySettings) -> anyhow::Result<()>
     // Series whose history began too late to be established when counting started.
     let young = replays
         .iter()
-        .filter(|r| ((r.first_ms - r.history_from_ms) as f64) < young_days * DAY_MS)
+        .filter(|r| detect.detector.is_young(r.first_ms - r.history_from_ms))
         .count();
     let mut settings = Vec::new();
     for (k, &sensitivity) in sensitivities.iter().enumerate() {
