@@ -138,9 +138,9 @@ fn runs_our_detector_and_writes_nab_results() {
 /// made on the other categories), so that a change that loses accuracy fails here rather than in
 /// a later evaluation. The ranking metrics assert the targets (VUS-PR 0.40, AUC-PR 0.36;
 /// held out today: 0.45 and 0.41, above POLY's 0.436 and 0.397 offline); NAB standard pins what
-/// the detector reaches today (70.7; 69.2 before a bin's first visit set the profile to its
-/// mean, one window of which sits 0.002 above its fold's threshold), below the target of 75,
-/// which the note tracks. ARTime's published results on the same 42 files come out beside them
+/// the detector reaches today (71.4; 70.7 before the calibrated average alarmed only when the
+/// continuous score agrees, 69.2 before a bin's first visit set the profile to its mean), below
+/// the target of 75, which the note tracks. ARTime's published results on the same 42 files come out beside them
 /// (`--published`).
 #[test]
 fn our_detector_keeps_its_held_out_scores_on_the_shared_corpus() {
@@ -166,7 +166,7 @@ fn our_detector_keeps_its_held_out_scores_on_the_shared_corpus() {
     let folds = cv["folds"].as_array().expect("folds");
     assert_eq!(folds.len(), 5, "one fold per category");
     let (std, vus, auc) = (get("/nab/standard"), get("/VUS-PR"), get("/AUC-PR"));
-    assert!(std >= 70.5, "held-out NAB standard fell to {std}");
+    assert!(std >= 71.2, "held-out NAB standard fell to {std}");
     // Where the held-out points went: the four parts add up to what the score misses, and
     // every window has its outcome.
     for profile in ["standard", "reward_low_FP_rate", "reward_low_FN_rate"] {

@@ -76,6 +76,8 @@ const SHORT_MAX: usize = 16;
 /// Time-of-day bins of the seasonal profile (15 minutes each).
 pub(crate) const DAY_BINS: usize = 96;
 const DAY_MS: i64 = 86_400_000;
+/// The score of an alarm the continuous score disagrees with: just below the alert score.
+const BELOW_ALERT: f64 = 0.98;
 /// One time-of-day bin.
 const BIN_MS: i64 = DAY_MS / DAY_BINS as i64;
 /// How far a time-of-day bin moves toward each sample that falls into it.
@@ -468,6 +470,19 @@ impl Detector {
             }
             None => (ln_p, p),
         };
+
+        // The calibrated average alarms only when the continuous score agrees that the series
+        // is more surprised than usual (its tail probability below one half): a few hours of
+        // mild surprises on a smooth series, whose longer horizons are no more surprised than
+        // they usually are, stay below the alert.
+        // (It is then shown just below the alert.)
+        if score >= cfg.alert_score
+            && counted.is_none()
+            && !(spatial && cfg.spatial_alerts)
+            && p > 0.5
+        {
+            score = BELOW_ALERT * cfg.alert_score;
+        }
 
         // 3. Sparsity.
         if self.rest_left > 0 {
