@@ -140,8 +140,8 @@ fn runs_our_detector_and_writes_nab_results() {
 /// held out today: 0.45 and 0.41, above POLY's 0.436 and 0.397 offline); NAB standard pins what
 /// the detector reaches today (71.4; 70.7 before the calibrated average alarmed only when the
 /// continuous score agrees, 69.2 before a bin's first visit set the profile to its mean), below
-/// the target of 75, which the note tracks. ARTime's published results on the same 42 files come out beside them
-/// (`--published`).
+/// the target of 75, which the note tracks. ARTime's published results on the same 42 files
+/// come out beside them (`--published`).
 #[test]
 fn our_detector_keeps_its_held_out_scores_on_the_shared_corpus() {
     let dir = tempfile::tempdir().expect("tempdir");

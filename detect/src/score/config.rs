@@ -101,7 +101,7 @@ impl DetectorConfig {
     /// Whether a series `age_ms` after its first sample is still young (`young_days`): beyond
     /// its range it alarms only by the range's tail.
     pub fn is_young(&self, age_ms: i64) -> bool {
-        (age_ms as f64) < self.young_days * 86_400_000.0
+        (age_ms as f64) < self.young_days * super::DAY_MS as f64
     }
 }
 
