@@ -40,10 +40,16 @@ pub struct DetectorConfig {
     pub young_days: f64,
     /// A level that has drifted alarms too: the mean of the last `drift_window` samples (0:
     /// off) against a baseline over `drift_baseline` samples, their gap rarer by its own
-    /// history on the series than half of `sensitivity` allows (see `drift`). A slow ramp — a
+    /// history on the series than its share of `sensitivity` allows (see `drift`). A slow ramp — a
     /// memory leak — never leaves the prediction's band, but it leaves its baseline.
     pub drift_window: u32,
     pub drift_baseline: u32,
+    /// A series that moves much more or less than it did alarms too (its share of
+    /// `sensitivity`, see `volatility`): the log of each step's size watched like the level,
+    /// with the same window and baseline. A gauge that freezes at a normal value (a hung
+    /// exporter, a stuck sensor) or starts to flap around its usual level never leaves its
+    /// band or its range.
+    pub volatility_alerts: bool,
     /// How much a surprise that recurs at the same time of day (within a bin either side) is
     /// discounted: 0 never, 1 fully. A nightly backup spike is routine, not an anomaly.
     pub recurrence_discount: f64,
@@ -122,6 +128,7 @@ impl Default for DetectorConfig {
             young_days: 3.0,
             drift_window: 24,
             drift_baseline: 256,
+            volatility_alerts: true,
             recurrence_discount: 0.5,
             recurrence_decay: 0.5,
             recurrence_min: 0.8,

@@ -18,7 +18,9 @@
 //!    raises its share of `sensitivity` false alarms a day: the "anomaly likelihood" idea of
 //!    Numenta's detector. A score means the same on every series, so one threshold serves all.
 //!    A level that drifts from its slow baseline further than it wanders on this series (a
-//!    slow ramp the prediction follows step by step, see `drift`) alarms too.
+//!    slow ramp the prediction follows step by step, see `drift`) alarms too, and so does a
+//!    series that moves much more or less than it did (a frozen gauge, a flapping one, see
+//!    `volatility`).
 //! 3. **Sparsity.** After a score crosses the alert level, scores are held at 0 for a rest
 //!    period: a change is reported once, early.
 //!
@@ -31,46 +33,22 @@ pub(crate) mod count;
 mod drift;
 mod extremes;
 mod rank;
+mod scored;
 mod tails;
 #[cfg(test)]
 mod tests;
+mod volatility;
 
 pub use config::DetectorConfig;
 pub use rank::RankState;
-pub(crate) use rank::{RankStateV1, RankStateV2, RankStateV3};
-use rank::{SHARE_COUNT, SHARE_DRIFT, SHARE_RANGE};
+pub(crate) use rank::{RankStateV1, RankStateV2, RankStateV3, RankStateV4};
+use rank::{SHARE_COUNT, SHARE_DRIFT, SHARE_RANGE, SHARE_VOLATILITY};
+pub use scored::Scored;
 use tails::{LN_CALM_TAIL, ew_step, ln_noise_tail};
 #[cfg(test)]
 use tails::{NOISE_SHAPE, upper_quantile};
 pub(crate) use tails::{ln_tail, log_score, tail_probability};
 pub use tails::{p_value_of_rank, rank_score_of};
-
-/// The outcome of one sample.
-#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize)]
-pub struct Scored {
-    /// The alarm-facing score in [0, 1]: the fast calibrated surprise, held at 0 for the rest
-    /// period after an alarm. Events open when it reaches the alert level.
-    pub score: f64,
-    /// The continuous score in [0, 1] that ranks samples by how unusual the series is now:
-    /// `L / (L + 5)` with `L = −log10(p_value)` — 0.5 means a one-in-100,000 state of this
-    /// series, 0.2 about one in 18. Never held at 0; 0 while learning.
-    pub rank_score: f64,
-    /// The tail probability behind `rank_score` (1 while learning).
-    pub p_value: f64,
-    /// True when this sample raises an alarm (`score` at the alert level).
-    pub alarm: bool,
-    /// True when the series counts few events per sample (see [`crate::count`]): its score is
-    /// its count's tail, and its service's model leaves it out.
-    pub counted: bool,
-    /// Uncalibrated surprise in [0, 1].
-    pub raw: f64,
-    /// The value expected.
-    pub expected: f64,
-    /// Lower edge of the expected band.
-    pub lower: f64,
-    /// Upper edge of the expected band.
-    pub upper: f64,
-}
 
 const SHORT_MAX: usize = 16;
 /// Time-of-day bins of the seasonal profile (15 minutes each).
@@ -98,20 +76,6 @@ const WEEK_UNSEEN: i8 = i8::MIN;
 
 fn unseen_week() -> [i8; WEEK_BINS] {
     [WEEK_UNSEEN; WEEK_BINS]
-}
-
-impl Scored {
-    /// How far `value` is from the expected value, in units of the band's half-width / 3 (a
-    /// robust standard deviation): the series' own surprise, signed, with its level, trend and
-    /// time-of-day pattern taken out. 0 when the band is empty.
-    pub fn deviation(&self, value: f64) -> f64 {
-        let unit = (self.upper - self.expected) / 3.0;
-        if unit > 0.0 && value.is_finite() {
-            (value - self.expected) / unit
-        } else {
-            0.0
-        }
-    }
 }
 
 /// The state of one series.
@@ -493,11 +457,19 @@ impl Detector {
         }
 
         // A level that has drifted from its baseline further than it wanders (its share of the
-        // false alarms `sensitivity` allows), when nothing else alarms — and once the baseline
+        // false alarms `sensitivity` allows), or a series that moves much more or less than it
+        // did (its step sizes, likewise), when nothing else alarms — and once the baseline
         // holds no alarm of this series: a drift does not report again a change already
         // reported (a shift that stays, or a level that came back).
         let drift_p = self.rank.alarm_p(SHARE_DRIFT * cfg.sensitivity);
-        let drifted = self.rank.drift.update(value, &cfg, drift_p);
+        let mut drifted =
+            (self.rank.drift.update(value, &cfg, drift_p)).is_some_and(|ln_p| ln_p <= drift_p.ln());
+        if cfg.volatility_alerts {
+            let moves_p = self.rank.alarm_p(SHARE_VOLATILITY * cfg.sensitivity);
+            let unit = self.scale.max(range * 1e-3).max(f64::EPSILON);
+            drifted |= (self.rank.volatility.update(value, unit, &cfg, moves_p))
+                .is_some_and(|ln_p| ln_p <= moves_p.ln());
+        }
         let drift = &mut self.rank.drift;
         if score >= cfg.alert_score {
             drift.quiet = 0;
@@ -505,7 +477,7 @@ impl Detector {
             && counted.is_none()
             && self.rest_left == 0
             && drift.quiet >= cfg.drift_baseline
-            && drifted.is_some_and(|ln_p| ln_p <= drift_p.ln())
+            && drifted
         {
             score = 1.0;
             drift.quiet = 0;

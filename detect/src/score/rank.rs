@@ -8,11 +8,13 @@ use super::{DAY_MS, DetectorConfig};
 
 /// How `sensitivity` — the false alarms a series may raise a day on noise alone — is shared
 /// among the ways a series alarms: most to the calibrated average of the surprise, a tenth to
-/// a value beyond the range's tail, a twentieth to a drifted level. A series of few events per
-/// sample alarms by its count's tail instead of the average, with the average's share.
+/// a value beyond the range's tail, a twentieth to a drifted level and a twentieth to a change
+/// in how much it moves. A series of few events per sample alarms by its count's tail instead
+/// of the average, with the average's share.
 pub(super) const SHARE_AVERAGE: f64 = 0.8;
 pub(super) const SHARE_RANGE: f64 = 0.1;
 pub(super) const SHARE_DRIFT: f64 = 0.05;
+pub(super) const SHARE_VOLATILITY: f64 = 0.05;
 pub(super) const SHARE_COUNT: f64 = SHARE_AVERAGE;
 /// On noise, the calibrated average stays beyond its bar for runs of about this many samples
 /// (it averages a dozen; measured on Gaussian and AR(1) noise at 5-minute and 15 s samples: 3
@@ -39,6 +41,33 @@ pub struct RankState {
     /// The recent mean against a slow baseline: how far the level has drifted.
     #[serde(default)]
     pub(crate) drift: super::drift::Drift,
+    /// The recent step sizes against theirs: how much more or less the series moves.
+    #[serde(default)]
+    pub(crate) volatility: super::volatility::Volatility,
+}
+
+/// [`RankState`] as checkpointed before the step sizes were watched; they start learning
+/// afresh.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub(crate) struct RankStateV4 {
+    v3: RankStateV3,
+    drift: super::drift::Drift,
+}
+
+impl From<RankStateV4> for RankState {
+    fn from(RankStateV4 { v3, drift }: RankStateV4) -> Self {
+        Self { drift, ..v3.into() }
+    }
+}
+
+#[cfg(test)]
+impl From<RankState> for RankStateV4 {
+    fn from(r: RankState) -> Self {
+        Self {
+            v3: r.into(),
+            drift: r.drift,
+        }
+    }
 }
 
 /// [`RankState`] as checkpointed before the level's drift was kept; it starts learning
@@ -88,6 +117,7 @@ impl From<RankStateV2> for RankState {
             count,
             extremes: Default::default(),
             drift: Default::default(),
+            volatility: Default::default(),
         }
     }
 }

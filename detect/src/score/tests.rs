@@ -5,6 +5,7 @@ use super::*;
 use proptest::prelude::*;
 
 mod noise;
+mod volatility;
 
 fn noise(i: usize) -> f64 {
     (((i * 7919) % 101) as f64 / 101.0 - 0.5) * 2.0
@@ -223,7 +224,7 @@ fn the_rank_power_lets_one_large_surprise_outrank_many_small_ones() {
 #[test]
 fn state_is_small() {
     assert!(
-        std::mem::size_of::<Detector>() <= 1088,
+        std::mem::size_of::<Detector>() <= 1168,
         "{}",
         std::mem::size_of::<Detector>()
     );

@@ -27,7 +27,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::RankState;
 use crate::scaling::{PolicyState, PolicyStateV1, ScalingState, ScalingStateV1};
-use crate::score::{RankStateV1, RankStateV2, RankStateV3};
+use crate::score::{RankStateV1, RankStateV2, RankStateV3, RankStateV4};
 use crate::stage::{DetectState, SeriesState, ServiceState};
 
 const MAGIC: &[u8; 8] = b"AIOPSCK2";
@@ -129,8 +129,11 @@ enum Frame {
     /// written before the level's drift was kept.
     Series4(Vec<(SeriesId, SeriesState, RankStateV3)>),
     /// Series with the continuous score's state, their counts, the range's tails and the
-    /// level's drift.
-    Series5(Vec<(SeriesId, SeriesState, RankState)>),
+    /// level's drift, as written before the step sizes were watched.
+    Series5(Vec<(SeriesId, SeriesState, RankStateV4)>),
+    /// Series with the continuous score's state, their counts, the range's tails, the level's
+    /// drift and the step sizes'.
+    Series6(Vec<(SeriesId, SeriesState, RankState)>),
 }
 
 fn write_frame(w: &mut impl Write, frame: &Frame) -> std::io::Result<()> {
@@ -201,7 +204,7 @@ impl CheckpointWriter {
                 })
                 .collect();
             self.written += chunk.len() as u64;
-            write_frame(&mut self.out, &Frame::Series5(chunk))?;
+            write_frame(&mut self.out, &Frame::Series6(chunk))?;
             self.next = stop;
         }
         Ok(self.next == self.ids.len())
@@ -311,6 +314,13 @@ fn read(bytes: &[u8]) -> Result<DetectState, String> {
                 }));
             }
             Frame::Series5(chunk) if header => {
+                series += chunk.len() as u64;
+                st.series.extend(chunk.into_iter().map(|(id, mut s, rank)| {
+                    s.detector.rank = rank.into();
+                    (id, Box::new(s))
+                }));
+            }
+            Frame::Series6(chunk) if header => {
                 series += chunk.len() as u64;
                 st.series.extend(chunk.into_iter().map(|(id, mut s, rank)| {
                     s.detector.rank = rank;

@@ -246,13 +246,16 @@ fn a_checkpoint_from_before_counts_keeps_the_continuous_score() {
             .rank
     };
     assert_ne!(counted.drift, Default::default());
+    assert_ne!(counted.volatility, Default::default());
     let mut now = read_back(Frame::Series2(series_as::<RankStateV1>(&st)));
     assert_eq!(now.count, Default::default());
     assert_eq!(now.extremes, Default::default());
     assert_eq!(now.drift, Default::default());
+    assert_eq!(now.volatility, Default::default());
     now.count = counted.count;
     now.extremes = counted.extremes;
     now.drift = counted.drift;
+    now.volatility = counted.volatility;
     assert_eq!(now, counted);
 
     // Written before the range's tails were kept (`Series3`): the counts stay, the tails
@@ -263,6 +266,7 @@ fn a_checkpoint_from_before_counts_keeps_the_continuous_score() {
     assert_eq!(now.extremes, Default::default());
     now.extremes = counted.extremes;
     now.drift = counted.drift;
+    now.volatility = counted.volatility;
     assert_eq!(now, counted);
 
     // Written before the level's drift was kept (`Series4`): the tails stay, the drift
@@ -271,6 +275,15 @@ fn a_checkpoint_from_before_counts_keeps_the_continuous_score() {
     assert_eq!(now.extremes, counted.extremes);
     assert_eq!(now.drift, Default::default());
     now.drift = counted.drift;
+    now.volatility = counted.volatility;
+    assert_eq!(now, counted);
+
+    // Written before the step sizes were watched (`Series5`): the drift stays, the step
+    // sizes learn afresh.
+    let mut now = read_back(Frame::Series5(series_as::<RankStateV4>(&st)));
+    assert_eq!(now.drift, counted.drift);
+    assert_eq!(now.volatility, Default::default());
+    now.volatility = counted.volatility;
     assert_eq!(now, counted);
 
     let dir = tempfile::tempdir().expect("tempdir");
