@@ -137,11 +137,13 @@ fn runs_our_detector_and_writes_nab_results() {
 /// Floors under our held-out numbers on the shared corpus (leave-one-category-out: every choice
 /// made on the other categories), so that a change that loses accuracy fails here rather than in
 /// a later evaluation. The ranking metrics assert the targets (VUS-PR 0.40, AUC-PR 0.36;
-/// held out today: 0.45 and 0.41, above POLY's 0.436 and 0.397 offline); NAB standard pins what
-/// the detector reaches today (71.4; 70.7 before the calibrated average alarmed only when the
-/// continuous score agrees, 69.2 before a bin's first visit set the profile to its mean), below
-/// the target of 75, which the note tracks. ARTime's published results on the same 42 files
-/// come out beside them (`--published`).
+/// held out today: 0.45 and 0.41, above POLY's 0.436 and 0.397 offline); NAB standard over the
+/// whole corpus pins what the detector reaches today (72.6; 71.4 before a series' step sizes
+/// were watched, 70.7 before the calibrated average alarmed only when the continuous score
+/// agrees), below the target of 75, which the note tracks. The mean of the held-out categories
+/// meets the targets (75 / 68 / 80; 76.3 / 70.8 / 80.4 today). ARTime's published results on
+/// the same 42 files come out beside them (`--published`, its thresholds chosen on all 58 files,
+/// these included): our held-out scores are above its in-sample ones by category mean.
 #[test]
 fn our_detector_keeps_its_held_out_scores_on_the_shared_corpus() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -166,7 +168,16 @@ fn our_detector_keeps_its_held_out_scores_on_the_shared_corpus() {
     let folds = cv["folds"].as_array().expect("folds");
     assert_eq!(folds.len(), 5, "one fold per category");
     let (std, vus, auc) = (get("/nab/standard"), get("/VUS-PR"), get("/AUC-PR"));
-    assert!(std >= 71.2, "held-out NAB standard fell to {std}");
+    assert!(std >= 72.4, "held-out NAB standard fell to {std}");
+    let targets = [
+        ("standard", 75.0),
+        ("reward_low_FP_rate", 68.0),
+        ("reward_low_FN_rate", 80.0),
+    ];
+    for (profile, target) in targets {
+        let m = get(&format!("/nab_category_mean/{profile}"));
+        assert!(m >= target, "held-out {profile}, mean of categories: {m}");
+    }
     // Where the held-out points went: the four parts add up to what the score misses, and
     // every window has its outcome.
     for profile in ["standard", "reward_low_FP_rate", "reward_low_FN_rate"] {
@@ -197,6 +208,11 @@ fn our_detector_keeps_its_held_out_scores_on_the_shared_corpus() {
         assert_eq!(art[profile]["files"], v["files"], "{profile}");
         let s = art[profile]["score"].as_f64().expect("score");
         assert!((50.0..90.0).contains(&s), "ARTime {profile}: {s}");
+        let m = art[profile]["category_mean"]
+            .as_f64()
+            .expect("category mean");
+        let ours = get(&format!("/nab_category_mean/{profile}"));
+        assert!(ours > m, "{profile}: ours {ours}, ARTime {m}");
     }
     assert!(vus >= 0.40, "held-out VUS-PR fell to {vus}");
     assert!(auc >= 0.36, "held-out AUC-PR fell to {auc}");

@@ -10,6 +10,7 @@ use std::path::Path;
 
 use serde::Serialize;
 
+use super::cv::category;
 use super::{Corpus, normalize};
 use crate::EvalError;
 
@@ -18,6 +19,10 @@ use crate::EvalError;
 pub struct PublishedProfile {
     /// Its normalised NAB score over the corpus' windows.
     pub score: f64,
+    /// The mean of its scores per category (each normalised over its own windows; categories
+    /// without windows left out): the same aggregate as our cross-validated
+    /// `nab_category_mean`.
+    pub category_mean: f64,
     /// The threshold it was published with.
     pub threshold: f64,
     /// Files of the corpus found in the scores file.
@@ -48,19 +53,27 @@ pub fn published_scores(
         let rows = parse(&text).map_err(|r| EvalError::bad(&path, r))?;
         let (mut raw, mut windows, mut threshold) = (0.0, 0, f64::NAN);
         let (mut tp, mut fp, mut fn_) = (0, 0, 0);
+        let mut categories: BTreeMap<&str, (f64, usize)> = BTreeMap::new();
         for f in &corpus.files {
             let r = rows
                 .get(f.name.as_str())
                 .ok_or_else(|| EvalError::bad(&path, format!("no row for {}", f.name)))?;
             raw += r.score;
             windows += f.windows.len();
+            let c = categories.entry(category(&f.name)).or_default();
+            (c.0, c.1) = (c.0 + r.score, c.1 + f.windows.len());
             threshold = r.threshold;
             (tp, fp, fn_) = (tp + r.tp, fp + r.fp, fn_ + r.fn_);
         }
+        let per_category: Vec<f64> = (categories.values())
+            .filter(|(_, w)| *w > 0)
+            .map(|&(raw, w)| normalize(raw, w, profile))
+            .collect();
         out.insert(
             name.clone(),
             PublishedProfile {
                 score: normalize(raw, windows, profile),
+                category_mean: per_category.iter().sum::<f64>() / per_category.len() as f64,
                 threshold,
                 files: corpus.files.len(),
                 tp,
