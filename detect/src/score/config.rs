@@ -40,8 +40,8 @@ pub struct DetectorConfig {
     pub young_days: f64,
     /// A level that has drifted alarms too: the mean of the last `drift_window` samples (0:
     /// off) against a baseline over `drift_baseline` samples, their gap rarer by its own
-    /// history on the series than its share of `sensitivity` allows (see `drift`). A slow ramp — a
-    /// memory leak — never leaves the prediction's band, but it leaves its baseline.
+    /// history on the series than its share of `sensitivity` allows (see `drift`). A slow
+    /// ramp — a memory leak — never leaves the prediction's band, but it leaves its baseline.
     pub drift_window: u32,
     pub drift_baseline: u32,
     /// A series that moves much more or less than it did alarms too (its share of

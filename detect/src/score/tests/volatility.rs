@@ -29,8 +29,9 @@ fn alarms_in_the_change(
 
 /// A gauge that freezes at an ordinary value (a hung exporter repeats its last sample) and one
 /// that starts to flap around its usual level (up and down in turn, steps about two and a half
-/// times as large, the level and the range unchanged): neither leaves the band or the range, so only how much the series moves tells.
-/// Each is reported, on real-valued and on integer series, and not without the step sizes.
+/// times as large, the level and the range unchanged): neither leaves the band or the range,
+/// so only how much the series moves tells. Each is reported, on real-valued and on integer
+/// series, and not without the step sizes.
 #[test]
 fn a_gauge_that_freezes_or_starts_to_flap_is_reported_by_how_it_moves() {
     let on = DetectorConfig::default();
