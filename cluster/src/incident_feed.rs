@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use aiops_api::incidents::{Forward, IncidentService, Publisher, Window, WindowReader};
 use aiops_ingest::kafka::{KafkaConfig, produce_json};
 use aiops_models::AnomalyEvent;
+use aiops_models::incident::Incident;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::message::Message;
 use rdkafka::producer::FutureProducer;
@@ -36,19 +37,25 @@ pub fn on_bus(
     max_series: usize,
 ) -> IncidentService {
     let timeout = Duration::from_secs(kcfg.delivery_timeout_secs);
-    let (updates, topic, rt) = (
+    let pending = Arc::new(Pending::<Incident>::default());
+    let (updates, topic, waiting) = (
         producer.clone(),
         kcfg.incidents_topic.clone(),
-        tokio::runtime::Handle::current(),
+        pending.clone(),
     );
-    let publisher = Publisher(Box::new(move |inc| {
-        let (producer, topic, inc) = (updates.clone(), topic.clone(), inc.clone());
-        rt.spawn(async move {
-            if let Err(e) = produce_json(&producer, &topic, &inc.id, &inc, timeout).await {
-                error!(incident = %inc.id, error = %e, "An incident update did not reach Kafka.");
+    // One task sends the updates, in order: the topic's newest message of an incident is its
+    // state, so a later update must never overtake an earlier one.
+    tokio::runtime::Handle::current().spawn(async move {
+        loop {
+            waiting.ready.notified().await;
+            for (_, inc) in waiting.take() {
+                if let Err(e) = produce_json(&updates, &topic, &inc.id, &inc, timeout).await {
+                    error!(incident = %inc.id, error = %e, "An incident update did not reach Kafka.");
+                }
             }
-        });
-    }));
+        }
+    });
+    let publisher = Publisher(Box::new(move |inc| pending.push(&inc.id, inc.clone())));
     let topic = kcfg.anomalies_topic.clone();
     let seq = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let forward = Forward(Box::new(move |cmd| {
@@ -75,6 +82,44 @@ pub fn on_bus(
         .with_publisher(publisher)
         .with_forward(forward)
         .with_window_reader(windows)
+}
+
+/// Incident updates waiting to be published, the newest of each incident (at most one entry an
+/// incident: bounded by the book). Before, each update was sent by a task of its own, and a
+/// later state could reach the incidents topic before an earlier one: a mirror then kept an
+/// incident without the last service added to it (`tests/kafka_e2e.rs` caught it, one run in
+/// two).
+struct Pending<T> {
+    updates: std::sync::Mutex<Vec<(String, T)>>,
+    ready: tokio::sync::Notify,
+}
+
+impl<T> Default for Pending<T> {
+    fn default() -> Self {
+        Self {
+            updates: Default::default(),
+            ready: Default::default(),
+        }
+    }
+}
+
+impl<T> Pending<T> {
+    /// Queues the update of incident `id`, replacing an older one still waiting.
+    fn push(&self, id: &str, update: T) {
+        let mut updates = self.updates.lock().unwrap_or_else(|p| p.into_inner());
+        match updates.iter_mut().find(|(k, _)| k == id) {
+            Some((_, u)) => *u = update,
+            None => updates.push((id.to_owned(), update)),
+        }
+        drop(updates);
+        // (A permit is kept when the sender is busy: nothing queued is left waiting.)
+        self.ready.notify_one();
+    }
+
+    /// The updates waiting, in the order their incidents were first queued.
+    fn take(&self) -> Vec<(String, T)> {
+        std::mem::take(&mut *self.updates.lock().unwrap_or_else(|p| p.into_inner()))
+    }
 }
 
 /// The incidents of a Kafka deployment meet at one node: the member of `{group_id}-incidents`
@@ -337,4 +382,29 @@ pub(crate) fn read_incidents(
         }
     }
     Ok(latest.into_values().collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Pending;
+
+    /// The newest update of each incident waits, once, in the order the incidents came; a
+    /// push while the sender is busy leaves a permit, so it is not left waiting.
+    #[tokio::test]
+    async fn pending_updates_keep_the_newest_of_each_incident_in_order() {
+        let p = Pending::<u32>::default();
+        p.push("a", 1);
+        p.push("b", 1);
+        p.push("a", 2);
+        tokio::time::timeout(std::time::Duration::from_secs(5), p.ready.notified())
+            .await
+            .expect("a permit");
+        assert_eq!(p.take(), vec![("a".to_owned(), 2), ("b".to_owned(), 1)]);
+        assert!(p.take().is_empty());
+        p.push("a", 3);
+        tokio::time::timeout(std::time::Duration::from_secs(5), p.ready.notified())
+            .await
+            .expect("a permit");
+        assert_eq!(p.take(), vec![("a".to_owned(), 3)]);
+    }
 }
