@@ -45,7 +45,7 @@ pub fn on_bus(
     );
     // One task sends the updates, in order: the topic's newest message of an incident is its
     // state, so a later update must never overtake an earlier one.
-    tokio::runtime::Handle::current().spawn(async move {
+    tokio::spawn(async move {
         loop {
             waiting.ready.notified().await;
             for (_, inc) in waiting.take() {
