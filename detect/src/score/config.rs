@@ -50,6 +50,16 @@ pub struct DetectorConfig {
     /// exporter, a stuck sensor) or starts to flap around its usual level never leaves its
     /// band or its range.
     pub volatility_alerts: bool,
+    /// A never-negative series that has left the day's shape for hours alarms too (its share of
+    /// `sensitivity`, see `profile_drift`): the log residual from the time-of-day profile watched
+    /// like the level, with the same window and baseline, once the series is two weeks old —
+    /// when the recent samples are also at least `profile_drift_min_ratio` times the profile or
+    /// at most its inverse (1: any departure rare
+    /// enough). Traffic at a
+    /// third of its usual since the morning, or two and a half times it for two hours, follows
+    /// the recent level sample by sample.
+    pub profile_drift_alerts: bool,
+    pub profile_drift_min_ratio: f64,
     /// How much a surprise that recurs at the same time of day (within a bin either side) is
     /// discounted: 0 never, 1 fully. A nightly backup spike is routine, not an anomaly.
     pub recurrence_discount: f64,
@@ -129,6 +139,8 @@ impl Default for DetectorConfig {
             drift_window: 24,
             drift_baseline: 256,
             volatility_alerts: true,
+            profile_drift_alerts: true,
+            profile_drift_min_ratio: 1.35,
             recurrence_discount: 0.5,
             recurrence_decay: 0.5,
             recurrence_min: 0.8,

@@ -127,4 +127,15 @@ impl Drift {
         self.baseline += b * (value - self.baseline);
         ln_p
     }
+
+    /// The mean of the recent window (`None` until its blocks are full).
+    pub(crate) fn recent_mean(&self, window: u32) -> Option<f64> {
+        if usize::from(self.filled) < BLOCKS - 1 {
+            return None;
+        }
+        let block = f64::from((window as usize / BLOCKS).clamp(1, usize::from(u16::MAX)) as u16);
+        let full: f64 = self.full.iter().map(|&m| f64::from(m)).sum();
+        let n = (BLOCKS - 1) as f64 * block + f64::from(self.part_n);
+        Some((full * block + self.part_sum) / n)
+    }
 }

@@ -20,7 +20,7 @@
 //!    A level that drifts from its slow baseline further than it wanders on this series (a
 //!    slow ramp the prediction follows step by step, see `drift`) alarms too, and so does a
 //!    series that moves much more or less than it did (a frozen gauge, a flapping one, see
-//!    `volatility`).
+//!    `volatility`) and one that has left the day's shape for hours (`profile_drift`).
 //! 3. **Sparsity.** After a score crosses the alert level, scores are held at 0 for a rest
 //!    period: a change is reported once, early.
 //!
@@ -32,6 +32,7 @@ mod config;
 pub(crate) mod count;
 mod drift;
 mod extremes;
+mod profile_drift;
 mod rank;
 mod scored;
 mod tails;
@@ -41,8 +42,8 @@ mod volatility;
 
 pub use config::DetectorConfig;
 pub use rank::RankState;
-pub(crate) use rank::{RankStateV1, RankStateV2, RankStateV3, RankStateV4};
-use rank::{SHARE_COUNT, SHARE_DRIFT, SHARE_RANGE, SHARE_VOLATILITY};
+pub(crate) use rank::{RankStateV1, RankStateV2, RankStateV3, RankStateV4, RankStateV5};
+use rank::{SHARE_COUNT, SHARE_DRIFT, SHARE_PROFILE_DRIFT, SHARE_RANGE, SHARE_VOLATILITY};
 pub use scored::Scored;
 use tails::{LN_CALM_TAIL, ew_step, ln_noise_tail};
 #[cfg(test)]
@@ -457,10 +458,11 @@ impl Detector {
         }
 
         // A level that has drifted from its baseline further than it wanders (its share of the
-        // false alarms `sensitivity` allows), or a series that moves much more or less than it
-        // did (its step sizes, likewise), when nothing else alarms — and once the baseline
-        // holds no alarm of this series: a drift does not report again a change already
-        // reported (a shift that stays, or a level that came back).
+        // false alarms `sensitivity` allows), a series that moves much more or less than it
+        // did (its step sizes, likewise), or one that has left the day's shape for hours (never
+        // negative, two weeks old: a first weekend departs as much), when nothing else alarms
+        // — and once the baseline holds no alarm of this series: a drift does not report again
+        // a change already reported (a shift that stays, or a level that came back).
         let drift_p = self.rank.alarm_p(SHARE_DRIFT * cfg.sensitivity);
         let mut drifted =
             (self.rank.drift.update(value, &cfg, drift_p)).is_some_and(|ln_p| ln_p <= drift_p.ln());
@@ -469,6 +471,19 @@ impl Detector {
             let unit = self.scale.max(range * 1e-3).max(f64::EPSILON);
             drifted |= (self.rank.volatility.update(value, unit, &cfg, moves_p))
                 .is_some_and(|ln_p| ln_p <= moves_p.ln());
+        }
+        if cfg.profile_drift_alerts
+            && self.min >= 0.0
+            && self.day_n[bin] >= 2
+            && self.seen > 300
+            && ts_ms - self.first_ms >= 2 * WEEK_MS
+        {
+            let shape_p = self.rank.alarm_p(SHARE_PROFILE_DRIFT * cfg.sensitivity);
+            let (resid, scale) = match weekly {
+                true => (log_resid - week_adj, self.week_log_scale),
+                false => (log_resid, self.day_log_scale),
+            };
+            drifted |= (self.rank.profile_drift).update(resid, scale, &cfg, shape_p);
         }
         let drift = &mut self.rank.drift;
         if score >= cfg.alert_score {

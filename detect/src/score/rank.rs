@@ -8,13 +8,14 @@ use super::{DAY_MS, DetectorConfig};
 
 /// How `sensitivity` — the false alarms a series may raise a day on noise alone — is shared
 /// among the ways a series alarms: most to the calibrated average of the surprise, a tenth to
-/// a value beyond the range's tail, a twentieth to a drifted level and a twentieth to a change
-/// in how much it moves. A series of few events per sample alarms by its count's tail instead
-/// of the average, with the average's share.
+/// a value beyond the range's tail, a twentieth to a drifted level, a fortieth to a change in
+/// how much it moves and a fortieth to a departure from the day's shape. A series of few events
+/// per sample alarms by its count's tail instead of the average, with the average's share.
 pub(super) const SHARE_AVERAGE: f64 = 0.8;
 pub(super) const SHARE_RANGE: f64 = 0.1;
 pub(super) const SHARE_DRIFT: f64 = 0.05;
-pub(super) const SHARE_VOLATILITY: f64 = 0.05;
+pub(super) const SHARE_VOLATILITY: f64 = 0.025;
+pub(super) const SHARE_PROFILE_DRIFT: f64 = 0.025;
 pub(super) const SHARE_COUNT: f64 = SHARE_AVERAGE;
 /// On noise, the calibrated average stays beyond its bar for runs of about this many samples
 /// (it averages a dozen; measured on Gaussian and AR(1) noise at 5-minute and 15 s samples: 3
@@ -44,6 +45,36 @@ pub struct RankState {
     /// The recent step sizes against theirs: how much more or less the series moves.
     #[serde(default)]
     pub(crate) volatility: super::volatility::Volatility,
+    /// The recent departure from the time-of-day profile.
+    #[serde(default)]
+    pub(crate) profile_drift: super::profile_drift::ProfileDrift,
+}
+
+/// [`RankState`] as checkpointed before the departure from the day's shape was watched; it
+/// starts learning afresh.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub(crate) struct RankStateV5 {
+    v4: RankStateV4,
+    volatility: super::volatility::Volatility,
+}
+
+impl From<RankStateV5> for RankState {
+    fn from(RankStateV5 { v4, volatility }: RankStateV5) -> Self {
+        Self {
+            volatility,
+            ..v4.into()
+        }
+    }
+}
+
+#[cfg(test)]
+impl From<RankState> for RankStateV5 {
+    fn from(r: RankState) -> Self {
+        Self {
+            v4: r.into(),
+            volatility: r.volatility,
+        }
+    }
 }
 
 /// [`RankState`] as checkpointed before the step sizes were watched; they start learning
@@ -118,6 +149,7 @@ impl From<RankStateV2> for RankState {
             extremes: Default::default(),
             drift: Default::default(),
             volatility: Default::default(),
+            profile_drift: Default::default(),
         }
     }
 }

@@ -5,6 +5,7 @@ use super::*;
 use proptest::prelude::*;
 
 mod noise;
+mod profile_drift;
 mod volatility;
 
 fn noise(i: usize) -> f64 {
@@ -224,7 +225,7 @@ fn the_rank_power_lets_one_large_surprise_outrank_many_small_ones() {
 #[test]
 fn state_is_small() {
     assert!(
-        std::mem::size_of::<Detector>() <= 1168,
+        std::mem::size_of::<Detector>() <= 1232,
         "{}",
         std::mem::size_of::<Detector>()
     );

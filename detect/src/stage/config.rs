@@ -184,6 +184,13 @@ impl DetectConfig {
                 d.rank_power
             ));
         }
+        if !(d.profile_drift_min_ratio >= 1.0 && d.profile_drift_min_ratio <= 1000.0) {
+            problems.push(format!(
+                "{prefix}.detector.profile_drift_min_ratio = {}: how far from the day's shape a \
+                 departure must be (a ratio), must be between 1 and 1000",
+                d.profile_drift_min_ratio
+            ));
+        }
         if !(0.0..=365.0).contains(&d.young_days) {
             problems.push(format!(
                 "{prefix}.detector.young_days = {}: days a new series alarms only by its range's \

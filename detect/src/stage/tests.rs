@@ -56,16 +56,18 @@ fn a_sensitivity_override_applies_to_the_series_it_selects_also_after_a_restore(
         detector: DetectorConfig {
             rank_power: 0.5,
             young_days: f64::NAN,
+            profile_drift_min_ratio: 0.5,
             ..DetectorConfig::default()
         },
         ..DetectConfig::default()
     };
     let mut problems = Vec::new();
     bad.validate("detect", &mut problems);
-    assert_eq!(problems.len(), 4, "{problems:?}");
+    assert_eq!(problems.len(), 5, "{problems:?}");
     assert!(problems[0].contains("sensitivity_overrides[0].selector"));
     assert!(problems[2].contains("detect.detector.rank_power = 0.5"));
-    assert!(problems[3].contains("detect.detector.young_days = NaN"));
+    assert!(problems[3].contains("detect.detector.profile_drift_min_ratio = 0.5"));
+    assert!(problems[4].contains("detect.detector.young_days = NaN"));
 }
 
 #[test]

@@ -123,6 +123,10 @@ pub struct DetectBenchArgs {
     /// Samples per series.
     #[arg(long, default_value_t = 100)]
     pub rounds: usize,
+    /// Seconds between a series' samples (1 to 86400). Longer runs reach what a series does
+    /// only after days or weeks (the departure from the day's shape, from two weeks on).
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u32).range(1..=86_400))]
+    pub step_secs: u32,
 }
 
 #[derive(Debug, Args)]

@@ -214,7 +214,7 @@ fn detect(a: DetectBenchArgs) -> anyhow::Result<()> {
         .collect();
     let started = Instant::now();
     for r in 0..a.rounds {
-        let t = r as i64 * 60_000;
+        let t = r as i64 * i64::from(a.step_secs) * 1000;
         for (i, d) in detectors.iter_mut().enumerate() {
             sink += d.update(t, value(i, r)).score;
         }
@@ -224,6 +224,8 @@ fn detect(a: DetectBenchArgs) -> anyhow::Result<()> {
         "benchmark": "detect",
         "series": a.series,
         "points": points,
+        "step_secs": a.step_secs,
+        "days": (a.rounds as f64 * f64::from(a.step_secs) / 86_400.0 * 10.0).round() / 10.0,
         "threads": 1,
         "aiops_points_per_sec_one_core": ours.round(),
         "baseline_ewma_points_per_sec_one_core": baseline.round(),

@@ -27,7 +27,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::RankState;
 use crate::scaling::{PolicyState, PolicyStateV1, ScalingState, ScalingStateV1};
-use crate::score::{RankStateV1, RankStateV2, RankStateV3, RankStateV4};
+use crate::score::{RankStateV1, RankStateV2, RankStateV3, RankStateV4, RankStateV5};
 use crate::stage::{DetectState, SeriesState, ServiceState};
 
 const MAGIC: &[u8; 8] = b"AIOPSCK2";
@@ -132,8 +132,12 @@ enum Frame {
     /// level's drift, as written before the step sizes were watched.
     Series5(Vec<(SeriesId, SeriesState, RankStateV4)>),
     /// Series with the continuous score's state, their counts, the range's tails, the level's
-    /// drift and the step sizes'.
-    Series6(Vec<(SeriesId, SeriesState, RankState)>),
+    /// drift and the step sizes', as written before the departure from the day's shape was
+    /// watched.
+    Series6(Vec<(SeriesId, SeriesState, RankStateV5)>),
+    /// Series with the continuous score's state, their counts, the range's tails, the level's
+    /// drift, the step sizes' and the departure from the day's shape.
+    Series7(Vec<(SeriesId, SeriesState, RankState)>),
 }
 
 fn write_frame(w: &mut impl Write, frame: &Frame) -> std::io::Result<()> {
@@ -204,7 +208,7 @@ impl CheckpointWriter {
                 })
                 .collect();
             self.written += chunk.len() as u64;
-            write_frame(&mut self.out, &Frame::Series6(chunk))?;
+            write_frame(&mut self.out, &Frame::Series7(chunk))?;
             self.next = stop;
         }
         Ok(self.next == self.ids.len())
@@ -321,6 +325,13 @@ fn read(bytes: &[u8]) -> Result<DetectState, String> {
                 }));
             }
             Frame::Series6(chunk) if header => {
+                series += chunk.len() as u64;
+                st.series.extend(chunk.into_iter().map(|(id, mut s, rank)| {
+                    s.detector.rank = rank.into();
+                    (id, Box::new(s))
+                }));
+            }
+            Frame::Series7(chunk) if header => {
                 series += chunk.len() as u64;
                 st.series.extend(chunk.into_iter().map(|(id, mut s, rank)| {
                     s.detector.rank = rank;

@@ -222,6 +222,10 @@ fn a_checkpoint_from_before_counts_keeps_the_continuous_score() {
     for i in 0..400 {
         d.update_counted(2_000_000 + i * 15_000, 1.0 / 15.0, Some(1.0));
     }
+    // (The departure from the day's shape is watched from two weeks on: learnt here directly.)
+    for i in 0..10 {
+        (d.rank.profile_drift).update(0.1 * f64::from(i), 1.0, &Default::default(), 1e-3);
+    }
     let counted = d.rank;
     assert_ne!(counted.count, Default::default());
     // Every series with its continuous score's state as an older frame held it.
@@ -256,6 +260,7 @@ fn a_checkpoint_from_before_counts_keeps_the_continuous_score() {
     now.extremes = counted.extremes;
     now.drift = counted.drift;
     now.volatility = counted.volatility;
+    now.profile_drift = counted.profile_drift;
     assert_eq!(now, counted);
 
     // Written before the range's tails were kept (`Series3`): the counts stay, the tails
@@ -267,6 +272,7 @@ fn a_checkpoint_from_before_counts_keeps_the_continuous_score() {
     now.extremes = counted.extremes;
     now.drift = counted.drift;
     now.volatility = counted.volatility;
+    now.profile_drift = counted.profile_drift;
     assert_eq!(now, counted);
 
     // Written before the level's drift was kept (`Series4`): the tails stay, the drift
@@ -276,6 +282,7 @@ fn a_checkpoint_from_before_counts_keeps_the_continuous_score() {
     assert_eq!(now.drift, Default::default());
     now.drift = counted.drift;
     now.volatility = counted.volatility;
+    now.profile_drift = counted.profile_drift;
     assert_eq!(now, counted);
 
     // Written before the step sizes were watched (`Series5`): the drift stays, the step
@@ -284,6 +291,16 @@ fn a_checkpoint_from_before_counts_keeps_the_continuous_score() {
     assert_eq!(now.drift, counted.drift);
     assert_eq!(now.volatility, Default::default());
     now.volatility = counted.volatility;
+    now.profile_drift = counted.profile_drift;
+    assert_eq!(now, counted);
+
+    // Written before the departure from the day's shape was watched (`Series6`): the step
+    // sizes stay, the departure learns afresh.
+    assert_ne!(counted.profile_drift, Default::default());
+    let mut now = read_back(Frame::Series6(series_as::<RankStateV5>(&st)));
+    assert_eq!(now.volatility, counted.volatility);
+    assert_eq!(now.profile_drift, Default::default());
+    now.profile_drift = counted.profile_drift;
     assert_eq!(now, counted);
 
     let dir = tempfile::tempdir().expect("tempdir");
