@@ -478,12 +478,13 @@ impl Detector {
             && self.seen > 300
             && ts_ms - self.first_ms >= 2 * WEEK_MS
         {
-            let shape_p = self.rank.alarm_p(SHARE_PROFILE_DRIFT * cfg.sensitivity);
+            let share = SHARE_PROFILE_DRIFT * cfg.sensitivity;
+            let shape_p = (self.rank).alarm_p_every(share, profile_drift::SLOT_MS);
             let (resid, scale) = match weekly {
                 true => (log_resid - week_adj, self.week_log_scale),
                 false => (log_resid, self.day_log_scale),
             };
-            drifted |= (self.rank.profile_drift).update(resid, scale, &cfg, shape_p);
+            drifted |= (self.rank.profile_drift).update(ts_ms, resid, scale, &cfg, shape_p);
         }
         let drift = &mut self.rank.drift;
         if score >= cfg.alert_score {

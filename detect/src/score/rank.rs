@@ -233,6 +233,14 @@ impl RankState {
         (sensitivity / per_day).clamp(1e-15, 0.5)
     }
 
+    /// The tail probability per update, for updates at most once per `every_ms`, that raises
+    /// `sensitivity` false alarms a day.
+    #[inline]
+    pub(super) fn alarm_p_every(&self, sensitivity: f64, every_ms: i64) -> f64 {
+        let interval = f64::from(self.interval_ms).max(every_ms as f64);
+        (sensitivity / (DAY_MS as f64 / interval).max(1.0)).clamp(1e-15, 0.5)
+    }
+
     /// The deviation a single sample needs to alarm at `sensitivity` false alarms a day.
     #[inline]
     pub(super) fn alarm_z(&self, sensitivity: f64) -> f64 {

@@ -224,7 +224,13 @@ fn a_checkpoint_from_before_counts_keeps_the_continuous_score() {
     }
     // (The departure from the day's shape is watched from two weeks on: learnt here directly.)
     for i in 0..10 {
-        (d.rank.profile_drift).update(0.1 * f64::from(i), 1.0, &Default::default(), 1e-3);
+        (d.rank.profile_drift).update(
+            i64::from(i) * 300_000,
+            0.1 * f64::from(i),
+            1.0,
+            &Default::default(),
+            1e-3,
+        );
     }
     let counted = d.rank;
     assert_ne!(counted.count, Default::default());
