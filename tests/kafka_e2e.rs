@@ -259,12 +259,24 @@ async fn two_workers_share_partitions_and_one_takes_over_after_kill_9() {
             .unwrap_or(false)
     };
     // Every node shows the same single incident (the owner's, mirrored); exactly one owns it.
+    // What each node showed is printed every five seconds, so that a failure says which
+    // node lacked what.
+    let polls = std::cell::Cell::new(0u32);
     let (first_incident, owner_is_a) = wait_for(
         "one incident with every service, on both nodes",
         Duration::from_secs(60),
         || async {
             let on_a = incidents(a.base.clone(), a.http.clone()).await;
             let on_b = incidents(b.base.clone(), b.http.clone()).await;
+            polls.set(polls.get() + 1);
+            if polls.get().is_multiple_of(50) {
+                let brief = |l: &Vec<serde_json::Value>| -> Vec<String> {
+                    l.iter()
+                        .map(|i| format!("{} {} {}", i["id"], i["state"], i["services"]))
+                        .collect()
+                };
+                eprintln!("node a: {:?}; node b: {:?}", brief(&on_a), brief(&on_b));
+            }
             let one = |l: &Vec<serde_json::Value>| {
                 (l.len() == 1 && l[0]["services"].as_array().map(Vec::len) == Some(SERIES))
                     .then(|| l[0]["id"].as_str().unwrap_or_default().to_owned())

@@ -187,7 +187,9 @@ pub struct Incident {
     pub source: IncidentSource,
     /// Opened (Unix ms, wall clock).
     pub opened_ms: i64,
-    /// Last change (Unix ms).
+    /// Last change (Unix ms, wall clock): strictly increasing with every change, even two in
+    /// one millisecond, since the newest state of an incident — what is published, and what
+    /// a mirror keeps — is the one with the largest.
     pub updated_ms: i64,
     /// Resolved (Unix ms).
     pub resolved_ms: Option<i64>,
@@ -240,7 +242,14 @@ impl Incident {
             kind: kind.to_owned(),
             text: text.into(),
         });
-        self.updated_ms = self.updated_ms.max(at_ms);
+        self.touch(at_ms);
+    }
+
+    /// Marks a change at `at_ms`: `updated_ms` becomes that, or one more than before when that
+    /// is not later. Two services added in the same millisecond used to leave it unchanged,
+    /// and the second was never published: a mirror kept the incident without it.
+    pub fn touch(&mut self, at_ms: i64) {
+        self.updated_ms = at_ms.max(self.updated_ms.saturating_add(1));
     }
 
     /// Where `service` stands among the candidates (1 = first).

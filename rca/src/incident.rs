@@ -217,7 +217,7 @@ impl IncidentBook {
             } else if !inc.open_anomalies.contains(&ev.id) {
                 inc.open_anomalies.push(ev.id.clone());
             }
-            inc.updated_ms = now_ms;
+            inc.touch(now_ms);
             return vec![Change::Updated(inc.id.clone())];
         }
         if !cfg.enabled || ev.score < cfg.min_score {

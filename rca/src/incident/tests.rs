@@ -166,3 +166,31 @@ fn alerts_open_enrich_and_resolve_and_feedback_is_counted_once() {
     );
     assert!(b.first_delivery("w1") && !b.first_delivery("w1"));
 }
+
+/// Every change moves `updated_ms` on, even several in one millisecond: the newest state of an
+/// incident is the one with the largest, and a change that left it equal was never published
+/// (a mirror kept the incident without the last service; `tests/kafka_e2e.rs` caught it).
+#[test]
+fn every_change_moves_updated_ms_on_even_within_one_millisecond() {
+    let cfg = IncidentConfig::default();
+    let g = CallGraph::default();
+    let mut b = IncidentBook::default();
+    b.on_anomaly(&cfg, &g, &ev("a", "carts", 0, None), false, 5);
+    b.on_anomaly(&cfg, &g, &ev("b", "frontend", 0, None), false, 5);
+    let mut last = b.incidents[0].updated_ms;
+    for (i, service) in ["orders", "payment", "shipping"].into_iter().enumerate() {
+        let id = format!("c{i}");
+        b.on_anomaly(&cfg, &g, &ev(&id, service, 0, None), false, 5);
+        let inc = &b.incidents[0];
+        assert!(inc.services.iter().any(|s| s == service), "{service}");
+        assert!(
+            inc.updated_ms > last,
+            "{service}: {} after {last}",
+            inc.updated_ms
+        );
+        last = inc.updated_ms;
+    }
+    // An update of an anomaly already attached (it ended), in the same millisecond too.
+    b.on_anomaly(&cfg, &g, &ev("c0", "orders", 0, Some(1)), false, 5);
+    assert!(b.incidents[0].updated_ms > last);
+}
