@@ -93,10 +93,7 @@ impl Drift {
             self.part_n = 0;
         }
         let mut ln_p = None;
-        if usize::from(self.filled) == BLOCKS - 1 {
-            let full: f64 = self.full.iter().map(|&m| f64::from(m)).sum();
-            let n = (BLOCKS - 1) as f64 * f64::from(block) + f64::from(self.part_n);
-            let recent = (full * f64::from(block) + self.part_sum) / n;
+        if let Some(recent) = self.recent_mean(window) {
             let gap = recent - self.baseline;
             let off = gap - self.mean;
             let bar = f64::from(self.bar);

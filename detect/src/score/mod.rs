@@ -287,8 +287,10 @@ impl Detector {
         let mut raw = 1.0 - (-0.5 * (z / 3.0).powi(2)).exp();
         let wbin = (ts_ms.rem_euclid(WEEK_MS) * WEEK_BINS as i64 / WEEK_MS) as usize;
         let week_adj = f64::from(self.week[wbin]) / WEEK_UNIT;
+        // Two weeks seen: the day of the week, and a departure from the day's shape, count.
+        let two_weeks_old = ts_ms - self.first_ms >= 2 * WEEK_MS;
         let weekly = self.week[wbin] != WEEK_UNSEEN
-            && ts_ms - self.first_ms >= 2 * WEEK_MS
+            && two_weeks_old
             && self.week_log_scale < self.day_log_scale;
         let log_resid = value.max(0.0).ln_1p() - f64::from(self.day[bin]).max(0.0).ln_1p();
         if cfg.seasonal_weight > 0.0 && !seasonal && self.day_n[bin] >= 2 && self.seen > 300 {
@@ -476,7 +478,7 @@ impl Detector {
             && self.min >= 0.0
             && self.day_n[bin] >= 2
             && self.seen > 300
-            && ts_ms - self.first_ms >= 2 * WEEK_MS
+            && two_weeks_old
         {
             let share = SHARE_PROFILE_DRIFT * cfg.sensitivity;
             let shape_p = (self.rank).alarm_p_every(share, profile_drift::SLOT_MS);

@@ -385,6 +385,12 @@ fn drift_alarms_on_noise_alone_stay_within_their_share_of_sensitivity() {
     }
 }
 
+/// Sample `i` of a 15 s series with a daily cycle: 1,000 at 4:00, 1,800 at 16:00.
+fn traffic_15_s(i: i64) -> f64 {
+    let hour = ((i * 15_000) % DAY_MS) as f64 / 3_600_000.0;
+    1000.0 + 800.0 * (std::f64::consts::PI * (hour - 4.0) / 24.0).sin().powi(2)
+}
+
 /// A 15 s series with a daily cycle: the profile that takes over from the recent level on
 /// the second day starts from each bin's first visit — its mean, not its first sample (here
 /// an outlier) — and so raises nothing; a noon stuck at the morning's level is found.
@@ -394,10 +400,7 @@ fn drift_alarms_on_noise_alone_stay_within_their_share_of_sensitivity() {
 fn a_daily_cycle_sampled_every_15_s_is_learnt_from_its_first_day() {
     const STEP: i64 = 15_000;
     let per_day = DAY_MS / STEP;
-    let traffic = |i: i64| {
-        let hour = ((i * STEP) % DAY_MS) as f64 / 3_600_000.0;
-        1000.0 + 800.0 * (std::f64::consts::PI * (hour - 4.0) / 24.0).sin().powi(2)
-    };
+    let traffic = traffic_15_s;
     for noise_sd in [0.02, 0.15] {
         let mut d = Detector::new(DetectorConfig::default());
         let mut false_alarms = 0;

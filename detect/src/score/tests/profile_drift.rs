@@ -129,10 +129,7 @@ fn departures_from_the_days_shape_at_15_s_stay_within_their_share_of_sensitivity
 fn a_15_s_series_at_half_its_usual_for_four_hours_is_found_once_the_day_is_known() {
     const STEP: i64 = 15_000;
     let per_day = DAY_MS / STEP;
-    let traffic = |i: i64| {
-        let hour = ((i * STEP) % DAY_MS) as f64 / 3_600_000.0;
-        1000.0 + 800.0 * (std::f64::consts::PI * (hour - 4.0) / 24.0).sin().powi(2)
-    };
+    let traffic = traffic_15_s;
     let found = |on: bool, seed: usize| {
         let mut d = Detector::new(DetectorConfig {
             profile_drift_alerts: on,
