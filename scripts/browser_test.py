@@ -21,6 +21,7 @@ import os
 import socket
 import subprocess
 import sys
+import shutil
 import tempfile
 import time
 import urllib.parse
@@ -90,6 +91,7 @@ def main():
          "--interval-secs", "5", "--fault-after-secs", "15", "--duration-secs", "600"],
         stdout=log, stderr=subprocess.STDOUT, env=env)
     driver = None
+    passed = False
     try:
         inc = wait("the fault's incident with payment first", lambda: next(
             (i for i in api.get("/api/v1/incidents")["incidents"]
@@ -102,7 +104,12 @@ def main():
                   "--window-size=1280,800", "--force-prefers-reduced-motion"]:
             opts.add_argument(a)
         opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-        driver = webdriver.Chrome(service=Service(args.chromedriver), options=opts)
+        # Chromium's profile and sockets go into the work directory, removed when the test passes.
+        browser_tmp = os.path.join(work, "chromium")
+        os.makedirs(browser_tmp)
+        opts.add_argument(f"--user-data-dir={browser_tmp}")
+        driver = webdriver.Chrome(service=Service(args.chromedriver, env=dict(os.environ, TMPDIR=browser_tmp)),
+                                  options=opts)
         driver.set_window_size(1280, 800)
         shot = lambda name: driver.save_screenshot(os.path.join(args.out, f"{name}.png"))  # noqa: E731
 
@@ -243,6 +250,7 @@ def main():
         errors = severe(driver.get_log("browser"))
         assert not errors, errors
         print(f"console in chromium: all checks passed; screenshots in {args.out}")
+        passed = True
     except Exception:
         if driver is not None:
             try:
@@ -253,6 +261,7 @@ def main():
         log.flush()
         with open(os.path.join(work, "demo.log")) as f:
             print("".join(f.readlines()[-30:]), file=sys.stderr)
+        print(f"the demo's data and log are kept in {work}", file=sys.stderr)
         raise
     finally:
         if driver is not None:
@@ -262,6 +271,9 @@ def main():
             demo.wait(timeout=30)
         except subprocess.TimeoutExpired:
             demo.kill()
+        log.close()
+    if passed:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ import argparse
 import csv
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -87,6 +88,7 @@ def main():
                                    "nab_points_per_sec": points / river_secs},
         "speedup_on_nab": (ours["rows"] / ours["seconds"]) / (points / river_secs),
     }, indent=2))
+    shutil.rmtree(out_dir, ignore_errors=True)
 
 
 if __name__ == "__main__":

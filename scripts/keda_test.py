@@ -19,6 +19,7 @@ import os
 import socket
 import subprocess
 import sys
+import shutil
 import tempfile
 import time
 import urllib.request
@@ -174,6 +175,15 @@ def main():
     ap.add_argument("--aiops", required=True)
     args = ap.parse_args()
     tmp = tempfile.mkdtemp(prefix="aiops-keda-")
+    try:
+        check(args, tmp)
+    except BaseException:
+        print(f"the servers' configuration and data are kept in {tmp}", file=sys.stderr)
+        raise
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+def check(args, tmp):
     pb, rpc = stubs(os.path.join(tmp, "stubs"))
     http_port, grpc_port = free_port(), free_port()
     server = start(args.aiops, os.path.join(tmp, "a"), http_port, grpc_port)
