@@ -50,6 +50,11 @@ pub struct DetectorConfig {
     /// exporter, a stuck sensor) or starts to flap around its usual level never leaves its
     /// band or its range.
     pub volatility_alerts: bool,
+    /// A burst alarms too (with `volatility_alerts`; half the step sizes' share, see
+    /// `volatility`): the share of large steps (over 1.5 robust scales) watched like the level,
+    /// upward only. A travel time or a latency that starts to jump about, in jumps no larger
+    /// than it made before, now and then.
+    pub burst_alerts: bool,
     /// A never-negative series that has left the day's shape for hours alarms too (its share of
     /// `sensitivity`, see `profile_drift`): the log residual from the time-of-day profile watched
     /// like the level, with the same window and baseline, once the series is two weeks old —
@@ -139,6 +144,7 @@ impl Default for DetectorConfig {
             drift_window: 24,
             drift_baseline: 256,
             volatility_alerts: true,
+            burst_alerts: true,
             profile_drift_alerts: true,
             profile_drift_min_ratio: 1.35,
             recurrence_discount: 0.5,

@@ -125,6 +125,17 @@ impl Drift {
         ln_p
     }
 
+    /// The slow baseline.
+    pub(crate) fn baseline(&self) -> f64 {
+        self.baseline
+    }
+
+    /// Whether the recent mean is above the baseline by more than their gap usually is.
+    pub(crate) fn rising(&self, window: u32) -> bool {
+        self.recent_mean(window)
+            .is_some_and(|recent| recent - self.baseline > self.mean)
+    }
+
     /// The mean of the recent window (`None` until its blocks are full).
     pub(crate) fn recent_mean(&self, window: u32) -> Option<f64> {
         if usize::from(self.filled) < BLOCKS - 1 {

@@ -42,7 +42,9 @@ mod volatility;
 
 pub use config::DetectorConfig;
 pub use rank::RankState;
-pub(crate) use rank::{RankStateV1, RankStateV2, RankStateV3, RankStateV4, RankStateV5};
+pub(crate) use rank::{
+    RankStateV1, RankStateV2, RankStateV3, RankStateV4, RankStateV5, RankStateV6,
+};
 use rank::{SHARE_COUNT, SHARE_DRIFT, SHARE_PROFILE_DRIFT, SHARE_RANGE, SHARE_VOLATILITY};
 pub use scored::Scored;
 use tails::{LN_CALM_TAIL, ew_step, ln_noise_tail};
@@ -469,10 +471,12 @@ impl Detector {
         let mut drifted =
             (self.rank.drift.update(value, &cfg, drift_p)).is_some_and(|ln_p| ln_p <= drift_p.ln());
         if cfg.volatility_alerts {
-            let moves_p = self.rank.alarm_p(SHARE_VOLATILITY * cfg.sensitivity);
+            // The step sizes and the share of large ones, half the share each.
+            let p = self.rank.alarm_p(0.5 * SHARE_VOLATILITY * cfg.sensitivity);
             let unit = self.scale.max(range * 1e-3).max(f64::EPSILON);
-            drifted |= (self.rank.volatility.update(value, unit, &cfg, moves_p))
-                .is_some_and(|ln_p| ln_p <= moves_p.ln());
+            let bursts_p = if cfg.burst_alerts { p } else { 0.0 };
+            let rank = &mut self.rank;
+            drifted |= (rank.volatility).update(&mut rank.bursts, value, unit, &cfg, [p, bursts_p]);
         }
         if cfg.profile_drift_alerts
             && self.min >= 0.0

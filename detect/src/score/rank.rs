@@ -9,7 +9,8 @@ use super::{DAY_MS, DetectorConfig};
 /// How `sensitivity` — the false alarms a series may raise a day on noise alone — is shared
 /// among the ways a series alarms: most to the calibrated average of the surprise, a tenth to
 /// a value beyond the range's tail, a twentieth to a drifted level, a fortieth to a change in
-/// how much it moves and a fortieth to a departure from the day's shape. A series of few events
+/// how much it moves (half to its step sizes, half to a burst of large steps) and a fortieth to
+/// a departure from the day's shape. A series of few events
 /// per sample alarms by its count's tail instead of the average, with the average's share.
 pub(super) const SHARE_AVERAGE: f64 = 0.8;
 pub(super) const SHARE_RANGE: f64 = 0.1;
@@ -48,6 +49,35 @@ pub struct RankState {
     /// The recent departure from the time-of-day profile.
     #[serde(default)]
     pub(crate) profile_drift: super::profile_drift::ProfileDrift,
+    /// The recent share of large steps against theirs: a burst of moves.
+    #[serde(default)]
+    pub(crate) bursts: super::drift::Drift,
+}
+
+/// [`RankState`] as checkpointed before bursts were watched; they start learning afresh.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub(crate) struct RankStateV6 {
+    v5: RankStateV5,
+    profile_drift: super::profile_drift::ProfileDrift,
+}
+
+impl From<RankStateV6> for RankState {
+    fn from(RankStateV6 { v5, profile_drift }: RankStateV6) -> Self {
+        Self {
+            profile_drift,
+            ..v5.into()
+        }
+    }
+}
+
+#[cfg(test)]
+impl From<RankState> for RankStateV6 {
+    fn from(r: RankState) -> Self {
+        Self {
+            v5: r.into(),
+            profile_drift: r.profile_drift,
+        }
+    }
 }
 
 /// [`RankState`] as checkpointed before the departure from the day's shape was watched; it
@@ -150,6 +180,7 @@ impl From<RankStateV2> for RankState {
             drift: Default::default(),
             volatility: Default::default(),
             profile_drift: Default::default(),
+            bursts: Default::default(),
         }
     }
 }

@@ -11,11 +11,23 @@
 //! difference, so the level and the time of day drop out; a level shift is one large step,
 //! already reported by the other alarms (and a drift alarms only once its baseline holds no
 //! alarm of the series).
+//!
+//! A burst — a spell of large moves among calm ones, as a travel time or a latency that starts
+//! to jump about — moves the mean log step less than it looks: a few large steps in a window
+//! of small ones, on a series whose history holds such spells, stay within how far the mean
+//! usually wanders. So the share of large steps (larger than [`BURST_STEP`] robust scales) is
+//! watched too, the same way, upward only: it counts each large step once however large, so
+//! one spike (two large steps) moves it little and a spell of many moves it much. Each of the
+//! two has half the step sizes' share of `sensitivity`.
 
 use serde::{Deserialize, Serialize};
 
-use super::DetectorConfig;
 use super::drift::Drift;
+use super::{DetectorConfig, count};
+
+/// A large step, in robust scales of the series (about the mean absolute step of noise): on
+/// Gaussian noise about one step in four or five is larger.
+pub(crate) const BURST_STEP: f64 = 1.5;
 
 /// The previous value and the drift of the log step size. Kept in [`RankState`]
 /// (`volatility`, absent from older JSON, which then learns it afresh; checkpoint files have a
@@ -31,19 +43,37 @@ pub struct Volatility {
 }
 
 impl Volatility {
-    /// Learns `value` (`unit`: the series' robust scale, positive) and returns the natural
-    /// log of the two-sided tail probability of how far the recent step sizes are from their
-    /// baseline, when that may be below `alarm_p` (see [`Drift::update`]).
+    /// Learns `value` (`unit`: the series' robust scale, positive) and says whether the recent
+    /// step sizes are further from their baseline than `alarm_p` allows (either way; see
+    /// [`Drift::update`]), or the share of large steps (learnt in `bursts`, kept beside this
+    /// for older checkpoints' sake) further above its baseline than `bursts_p` allows (0:
+    /// never; it learns all the same).
     #[inline]
     pub(crate) fn update(
         &mut self,
+        bursts: &mut Drift,
         value: f64,
         unit: f64,
         cfg: &DetectorConfig,
-        alarm_p: f64,
-    ) -> Option<f64> {
-        let prev = self.last.replace(value)?;
-        self.drift
-            .update(((value - prev).abs() + unit).ln(), cfg, alarm_p)
+        [alarm_p, bursts_p]: [f64; 2],
+    ) -> bool {
+        let Some(prev) = self.last.replace(value) else {
+            return false;
+        };
+        let step = (value - prev).abs();
+        let moved = (self.drift.update((step + unit).ln(), cfg, alarm_p))
+            .is_some_and(|ln_p| ln_p <= alarm_p.ln());
+        let large = f64::from(u8::from(step > BURST_STEP * unit));
+        let burst = (bursts.update(large, cfg, bursts_p)).is_some_and(|ln_p| {
+            bursts_p > 0.0 && ln_p <= bursts_p.ln() && bursts.rising(cfg.drift_window) && {
+                // A count of large steps: as rare by the Poisson tail of the baseline's
+                // rate too (the gap's Student t understates how often rare steps cluster).
+                let window = f64::from(cfg.drift_window);
+                let recent = bursts.recent_mean(cfg.drift_window).unwrap_or(0.0);
+                let ln_count = count::ln_tail(recent * window, bursts.baseline() * window);
+                ln_count <= bursts_p.ln()
+            }
+        });
+        moved || burst
     }
 }

@@ -249,8 +249,8 @@ pub(crate) mod tests {
         assert!(d.update(DAYS * 96 * STEP + 3 * STEP, 1e9).score > 0.5);
         // This version fits the same parts to the same detectors, bit for bit, when its
         // profile learns as it did then (unclipped: `profile_clip` came later) — but for the
-        // range's tails, the level's drift and the step sizes, which came later too: a table
-        // from before has none of them, and they learn afresh.
+        // range's tails, the level's drift, the step sizes and their bursts, which came later
+        // too: a table from before has none of them, and they learn afresh.
         let dir = tempfile::tempdir().expect("tempdir");
         let parts = two_parts(dir.path());
         let then = DetectorConfig {
@@ -267,6 +267,8 @@ pub(crate) mod tests {
             state.rank.drift = Default::default();
             assert_ne!(state.rank.volatility, Default::default());
             state.rank.volatility = Default::default();
+            assert_ne!(state.rank.bursts, Default::default());
+            state.rank.bursts = Default::default();
             assert_eq!(
                 back.get(&p.series_id),
                 Some(&state),

@@ -27,7 +27,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::RankState;
 use crate::scaling::{PolicyState, PolicyStateV1, ScalingState, ScalingStateV1};
-use crate::score::{RankStateV1, RankStateV2, RankStateV3, RankStateV4, RankStateV5};
+use crate::score::{RankStateV1, RankStateV2, RankStateV3, RankStateV4, RankStateV5, RankStateV6};
 use crate::stage::{DetectState, SeriesState, ServiceState};
 
 const MAGIC: &[u8; 8] = b"AIOPSCK2";
@@ -136,8 +136,12 @@ enum Frame {
     /// watched.
     Series6(Vec<(SeriesId, SeriesState, RankStateV5)>),
     /// Series with the continuous score's state, their counts, the range's tails, the level's
-    /// drift, the step sizes' and the departure from the day's shape.
-    Series7(Vec<(SeriesId, SeriesState, RankState)>),
+    /// drift, the step sizes' and the departure from the day's shape, as written before bursts
+    /// were watched.
+    Series7(Vec<(SeriesId, SeriesState, RankStateV6)>),
+    /// Series with the continuous score's state, their counts, the range's tails, the level's
+    /// drift, the step sizes', the departure from the day's shape and the share of large steps.
+    Series8(Vec<(SeriesId, SeriesState, RankState)>),
 }
 
 fn write_frame(w: &mut impl Write, frame: &Frame) -> std::io::Result<()> {
@@ -208,7 +212,7 @@ impl CheckpointWriter {
                 })
                 .collect();
             self.written += chunk.len() as u64;
-            write_frame(&mut self.out, &Frame::Series7(chunk))?;
+            write_frame(&mut self.out, &Frame::Series8(chunk))?;
             self.next = stop;
         }
         Ok(self.next == self.ids.len())
@@ -332,6 +336,13 @@ fn read(bytes: &[u8]) -> Result<DetectState, String> {
                 }));
             }
             Frame::Series7(chunk) if header => {
+                series += chunk.len() as u64;
+                st.series.extend(chunk.into_iter().map(|(id, mut s, rank)| {
+                    s.detector.rank = rank.into();
+                    (id, Box::new(s))
+                }));
+            }
+            Frame::Series8(chunk) if header => {
                 series += chunk.len() as u64;
                 st.series.extend(chunk.into_iter().map(|(id, mut s, rank)| {
                     s.detector.rank = rank;

@@ -267,6 +267,7 @@ fn a_checkpoint_from_before_counts_keeps_the_continuous_score() {
     now.drift = counted.drift;
     now.volatility = counted.volatility;
     now.profile_drift = counted.profile_drift;
+    now.bursts = counted.bursts;
     assert_eq!(now, counted);
 
     // Written before the range's tails were kept (`Series3`): the counts stay, the tails
@@ -279,6 +280,7 @@ fn a_checkpoint_from_before_counts_keeps_the_continuous_score() {
     now.drift = counted.drift;
     now.volatility = counted.volatility;
     now.profile_drift = counted.profile_drift;
+    now.bursts = counted.bursts;
     assert_eq!(now, counted);
 
     // Written before the level's drift was kept (`Series4`): the tails stay, the drift
@@ -289,6 +291,7 @@ fn a_checkpoint_from_before_counts_keeps_the_continuous_score() {
     now.drift = counted.drift;
     now.volatility = counted.volatility;
     now.profile_drift = counted.profile_drift;
+    now.bursts = counted.bursts;
     assert_eq!(now, counted);
 
     // Written before the step sizes were watched (`Series5`): the drift stays, the step
@@ -298,6 +301,7 @@ fn a_checkpoint_from_before_counts_keeps_the_continuous_score() {
     assert_eq!(now.volatility, Default::default());
     now.volatility = counted.volatility;
     now.profile_drift = counted.profile_drift;
+    now.bursts = counted.bursts;
     assert_eq!(now, counted);
 
     // Written before the departure from the day's shape was watched (`Series6`): the step
@@ -307,6 +311,16 @@ fn a_checkpoint_from_before_counts_keeps_the_continuous_score() {
     assert_eq!(now.volatility, counted.volatility);
     assert_eq!(now.profile_drift, Default::default());
     now.profile_drift = counted.profile_drift;
+    now.bursts = counted.bursts;
+    assert_eq!(now, counted);
+
+    // Written before bursts were watched (`Series7`): the departure from the day's shape
+    // stays, the share of large steps learns afresh.
+    assert_ne!(counted.bursts, Default::default());
+    let mut now = read_back(Frame::Series7(series_as::<RankStateV6>(&st)));
+    assert_eq!(now.profile_drift, counted.profile_drift);
+    assert_eq!(now.bursts, Default::default());
+    now.bursts = counted.bursts;
     assert_eq!(now, counted);
 
     let dir = tempfile::tempdir().expect("tempdir");
