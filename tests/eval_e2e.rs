@@ -138,10 +138,11 @@ fn runs_our_detector_and_writes_nab_results() {
 /// made on the other categories), so that a change that loses accuracy fails here rather than in
 /// a later evaluation. The ranking metrics assert the targets (VUS-PR 0.40, AUC-PR 0.36;
 /// held out today: 0.45 and 0.41, above POLY's 0.436 and 0.397 offline); NAB standard over the
-/// whole corpus pins what the detector reaches today (73.9; 72.6 before bursts were watched,
+/// whole corpus pins what the detector reaches today (74.3; 73.9 before a routine was no
+/// drift, 72.6 before bursts were watched,
 /// 71.4 before a series' step sizes were, 70.7 before the calibrated average alarmed only when
 /// the continuous score agrees), below the target of 75, which the note tracks. The mean of
-/// the held-out categories meets the targets (75 / 68 / 80; 77.9 / 72.3 / 82.1 today). ARTime's published results on
+/// the held-out categories meets the targets (75 / 68 / 80; 78.2 / 72.9 / 82.3 today). ARTime's published results on
 /// the same 42 files come out beside them (`--published`, its thresholds chosen on all 58 files,
 /// these included): our held-out scores are above its in-sample ones by category mean.
 #[test]
@@ -168,7 +169,7 @@ fn our_detector_keeps_its_held_out_scores_on_the_shared_corpus() {
     let folds = cv["folds"].as_array().expect("folds");
     assert_eq!(folds.len(), 5, "one fold per category");
     let (std, vus, auc) = (get("/nab/standard"), get("/VUS-PR"), get("/AUC-PR"));
-    assert!(std >= 73.7, "held-out NAB standard fell to {std}");
+    assert!(std >= 74.1, "held-out NAB standard fell to {std}");
     let targets = [
         ("standard", 75.0),
         ("reward_low_FP_rate", 68.0),

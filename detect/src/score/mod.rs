@@ -468,8 +468,11 @@ impl Detector {
         // — and once the baseline holds no alarm of this series: a drift does not report again
         // a change already reported (a shift that stays, or a level that came back).
         let drift_p = self.rank.alarm_p(SHARE_DRIFT * cfg.sensitivity);
-        let mut drifted =
-            (self.rank.drift.update(value, &cfg, drift_p)).is_some_and(|ln_p| ln_p <= drift_p.ln());
+        // (Not at a time of day whose surprises recur lately: a routine — a nightly job's spike
+        // moves the recent mean too — is no drift, as it is no surprise.)
+        let routine = recur > 0 && cfg.recurrence_discount > 0.0;
+        let mut drifted = (self.rank.drift.update(value, &cfg, drift_p))
+            .is_some_and(|ln_p| ln_p <= drift_p.ln() && !routine);
         if cfg.volatility_alerts {
             // The step sizes and the share of large ones, half the share each.
             let p = self.rank.alarm_p(0.5 * SHARE_VOLATILITY * cfg.sensitivity);
