@@ -484,14 +484,24 @@ max_backoff_secs = 1
         to_aiops.send(&req).await.expect("aiops accepted");
         to_prom.send(&req).await.expect("prometheus accepted");
     }
-    wait_for(
-        "the derived series and a few scrapes",
-        Duration::from_secs(60),
+    wait_for_seen(
+        "the derived series, a few scrapes and the scaling load",
+        // A deadline, not a wait: met in seconds when idle; 60 s once ran out on a loaded CI.
+        Duration::from_secs(120),
         || async {
-            let derived = query(&http, &prom, "count_over_time(aiops_expected[1h])").await?;
-            let scrapes = query(&http, &prom, r#"count_over_time(up{job="aiops"}[1h])"#).await?;
-            let load = query(&http, &prom, "last_over_time(aiops_scaling_load[5m])").await?;
-            (derived >= 101.0 && scrapes >= 5.0 && load > 0.0).then_some(())
+            let derived = query(&http, &prom, "count_over_time(aiops_expected[1h])").await;
+            let scrapes = query(&http, &prom, r#"count_over_time(up{job="aiops"}[1h])"#).await;
+            let load = query(&http, &prom, "last_over_time(aiops_scaling_load[5m])").await;
+            let done = derived.is_some_and(|n| n >= 101.0)
+                && scrapes.is_some_and(|n| n >= 5.0)
+                && load.is_some_and(|l| l > 0.0);
+            match done {
+                true => Ok(()),
+                false => Err(format!(
+                    "aiops_expected samples {derived:?} (want >= 101), scrapes {scrapes:?} \
+                     (want >= 5), aiops_scaling_load {load:?} (want > 0)"
+                )),
+            }
         },
     )
     .await;

@@ -115,6 +115,27 @@ where
     }
 }
 
+/// Like [`wait_for`], for a condition of several parts: `f` returns what it saw while not yet
+/// done, and the failure after `timeout` says what that was last (which part was missing).
+pub async fn wait_for_seen<T, F, Fut>(what: &str, timeout: Duration, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, String>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        let seen = match f().await {
+            Ok(v) => return v,
+            Err(seen) => seen,
+        };
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}; last seen: {seen}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// Waits until `GET base/readyz` answers 200.
 pub async fn wait_ready(http: &reqwest::Client, base: &str) {
     wait_for("aiops to become ready", Duration::from_secs(30), || async {

@@ -125,15 +125,12 @@ impl Drift {
         ln_p
     }
 
-    /// The slow baseline.
-    pub(crate) fn baseline(&self) -> f64 {
-        self.baseline
-    }
-
-    /// Whether the recent mean is above the baseline by more than their gap usually is.
-    pub(crate) fn rising(&self, window: u32) -> bool {
+    /// The recent mean and the slow baseline, when the recent mean is above the baseline by
+    /// more than their gap usually is (`None` otherwise, or until the window's blocks are full).
+    pub(crate) fn rising(&self, window: u32) -> Option<(f64, f64)> {
         self.recent_mean(window)
-            .is_some_and(|recent| recent - self.baseline > self.mean)
+            .filter(|recent| recent - self.baseline > self.mean)
+            .map(|recent| (recent, self.baseline))
     }
 
     /// The mean of the recent window (`None` until its blocks are full).

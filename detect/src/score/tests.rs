@@ -275,6 +275,16 @@ fn a_rank_score_gives_back_its_p_value() {
     assert_eq!(crate::p_value_of_rank(0.0), 1.0);
 }
 
+/// Of ten seeds, in how many `alarms(cfg, seed)` is above 0 with `on` and with `off`.
+fn found_of_10(
+    on: DetectorConfig,
+    off: DetectorConfig,
+    alarms: impl Fn(DetectorConfig, usize) -> usize,
+) -> (usize, usize) {
+    let found = |cfg| (0..10).filter(|&seed| alarms(cfg, seed) > 0).count();
+    (found(on), found(off))
+}
+
 /// A uniform draw in [0, 1] (splitmix64 of its index).
 fn uniform(n: u64) -> f64 {
     let mut z = n.wrapping_mul(0x9E37_79B9_7F4A_7C15);

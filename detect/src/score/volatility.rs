@@ -65,14 +65,14 @@ impl Volatility {
             .is_some_and(|ln_p| ln_p <= alarm_p.ln());
         let large = f64::from(u8::from(step > BURST_STEP * unit));
         let burst = (bursts.update(large, cfg, bursts_p)).is_some_and(|ln_p| {
-            bursts_p > 0.0 && ln_p <= bursts_p.ln() && bursts.rising(cfg.drift_window) && {
-                // A count of large steps: as rare by the Poisson tail of the baseline's
-                // rate too (the gap's Student t understates how often rare steps cluster).
-                let window = f64::from(cfg.drift_window);
-                let recent = bursts.recent_mean(cfg.drift_window).unwrap_or(0.0);
-                let ln_count = count::ln_tail(recent * window, bursts.baseline() * window);
-                ln_count <= bursts_p.ln()
-            }
+            bursts_p > 0.0
+                && ln_p <= bursts_p.ln()
+                && (bursts.rising(cfg.drift_window)).is_some_and(|(recent, baseline)| {
+                    // A count of large steps: as rare by the Poisson tail of the baseline's
+                    // rate too (the gap's Student t understates how often rare steps cluster).
+                    let window = f64::from(cfg.drift_window);
+                    count::ln_tail(recent * window, baseline * window) <= bursts_p.ln()
+                })
         });
         moved || burst
     }

@@ -49,11 +49,9 @@ fn traffic_that_leaves_the_days_shape_for_hours_is_reported() {
         ..on
     };
     for (name, start_hour, hours, times) in [("a third", 6, 12, 0.3), ("2.5 times", 14, 2, 2.5)] {
-        let (mut found, mut before) = (0, 0);
-        for seed in 0..10 {
-            found += usize::from(alarms_in_the_change(on, seed, start_hour, hours, times) > 0);
-            before += usize::from(alarms_in_the_change(off, seed, start_hour, hours, times) > 0);
-        }
+        let (found, before) = found_of_10(on, off, |cfg, seed| {
+            alarms_in_the_change(cfg, seed, start_hour, hours, times)
+        });
         println!("{name}: {found} of 10 ({before} without)");
         assert!(found >= 9, "{name}: {found} of 10");
         assert!(found > before, "{name}: {found} of 10, {before} without");
@@ -130,23 +128,24 @@ fn a_15_s_series_at_half_its_usual_for_four_hours_is_found_once_the_day_is_known
     const STEP: i64 = 15_000;
     let per_day = DAY_MS / STEP;
     let traffic = traffic_15_s;
-    let found = |on: bool, seed: usize| {
-        let mut d = Detector::new(DetectorConfig {
-            profile_drift_alerts: on,
-            ..DetectorConfig::default()
-        });
-        let mut found = false;
+    let on = DetectorConfig::default();
+    let off = DetectorConfig {
+        profile_drift_alerts: false,
+        ..on
+    };
+    let alarms = |cfg, seed: usize| {
+        let mut d = Detector::new(cfg);
+        let mut found = 0;
         for i in 0..16 * per_day {
             let hour = ((i * STEP) % DAY_MS) as f64 / 3_600_000.0;
             let half = i >= 15 * per_day && (10.0..14.0).contains(&hour);
             let noise = (1.0 + 0.5 * gauss(seed * 10_000_000 + i as usize)).max(0.0);
             let v = traffic(i) * noise * if half { 0.5 } else { 1.0 };
-            found |= d.update(i * STEP, v).alarm && half;
+            found += usize::from(d.update(i * STEP, v).alarm && half);
         }
         found
     };
-    let on = (0..10).filter(|&seed| found(true, seed)).count();
-    let off = (0..10).filter(|&seed| found(false, seed)).count();
+    let (on, off) = found_of_10(on, off, alarms);
     println!("{on} of 10 ({off} without)");
     assert!(on >= 9 && off < on, "{on} of 10, {off} without");
 }

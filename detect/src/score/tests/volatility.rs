@@ -46,11 +46,9 @@ fn a_gauge_that_freezes_or_starts_to_flap_is_reported_by_how_it_moves() {
         |j| 50.0 + if j % 2 == 0 { 1.0 } else { -1.0 } * (2.5 + 0.7 * gauss(j).abs());
     for (name, change) in [("frozen", frozen), ("flapping", flapping)] {
         for integer in [false, true] {
-            let (mut found, mut before) = (0, 0);
-            for seed in 0..10 {
-                found += usize::from(alarms_in_the_change(on, seed, integer, change) > 0);
-                before += usize::from(alarms_in_the_change(off, seed, integer, change) > 0);
-            }
+            let (found, before) = found_of_10(on, off, |cfg, seed| {
+                alarms_in_the_change(cfg, seed, integer, change)
+            });
             println!("{name}, integer {integer}: {found} of 10 ({before} without)");
             assert!(found >= 9, "{name}, integer {integer}: {found} of 10");
             assert!(
@@ -106,16 +104,15 @@ fn step_size_alarms_on_noise_alone_stay_within_their_share_of_sensitivity() {
 /// Ten days of 5-minute log-normal noise (deviation `sd` in logs) with a spike now and then —
 /// one sample in 50 at 5 to 20 times the level, as travel times and latencies have — then six
 /// hours in which every other sample jumps to three times the level: smaller jumps than the
-/// spikes, many more of them (`burst` false: the spikes go on as before). The alarms raised in
-/// those six hours.
-fn alarms_in_a_burst(cfg: DetectorConfig, seed: usize, sd: f64, burst: bool) -> usize {
+/// spikes, many more of them. The alarms raised in those six hours.
+fn alarms_in_a_burst(cfg: DetectorConfig, seed: usize, sd: f64) -> usize {
     const STEP: i64 = 300_000;
     let start = 10 * 288;
     let mut d = Detector::new(cfg);
     let mut alarms = 0;
     for i in 0..start + 72 {
         let j = seed * 1_000_000 + i;
-        let factor = match i < start || !burst {
+        let factor = match i < start {
             true if uniform(3 * j as u64 + 1) < 0.02 => 5.0 + 15.0 * uniform(3 * j as u64 + 2),
             true => 1.0,
             false if i % 2 == 0 => 3.0,
@@ -139,11 +136,7 @@ fn a_burst_of_jumps_smaller_than_the_usual_spikes_is_reported() {
         ..on
     };
     for sd in [0.1, 0.2, 0.3] {
-        let (mut found, mut before) = (0, 0);
-        for seed in 0..10 {
-            found += usize::from(alarms_in_a_burst(on, seed, sd, true) > 0);
-            before += usize::from(alarms_in_a_burst(off, seed, sd, true) > 0);
-        }
+        let (found, before) = found_of_10(on, off, |cfg, seed| alarms_in_a_burst(cfg, seed, sd));
         println!("noise {sd}: {found} of 10 ({before} without)");
         assert!(found >= 8, "noise {sd}: {found} of 10");
         assert!(before <= 5, "noise {sd}: {before} of 10 without");
