@@ -212,6 +212,11 @@ def main():
         wait("the score chart", lambda: driver.find_element(By.CSS_SELECTOR, '#score-chart[data-drawn="true"]'))
         events = driver.find_elements(By.CSS_SELECTOR, "#series-events li.event")
         assert events, "no event listed on the series page"
+        # Each event says why it alarmed, as the API does.
+        assert ev.get("reason"), ev
+        reasons = [e.get_attribute("data-reason") for e in events]
+        assert ev["reason"] in reasons, (ev["reason"], reasons)
+        print(f"payment's event alarmed by {ev['reason']}: {events[reasons.index(ev['reason'])].text}")
         scored = api.get(scored_url)
         drawn = int(chart.get_attribute("data-points"))
         assert 100 < held_before <= drawn <= len(scored["points"]), (held_before, drawn, len(scored["points"]))

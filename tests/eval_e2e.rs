@@ -117,11 +117,27 @@ fn runs_our_detector_and_writes_nab_results() {
     let s = v["standard"].as_f64().expect("score");
     assert!((-100.0..=100.0).contains(&s), "{s}");
     let written = out.join("aiops/realKnownCause/aiops_nyc_taxi.csv");
-    let rows = std::fs::read_to_string(&written)
-        .expect("results file")
-        .lines()
-        .count();
-    assert_eq!(rows, 10_321, "header + one row per data row");
+    let text = std::fs::read_to_string(&written).expect("results file");
+    assert_eq!(
+        text.lines().count(),
+        10_321,
+        "header + one row per data row"
+    );
+    // Each alarm names why it fired.
+    let header: Vec<&str> = text.lines().next().expect("header").split(',').collect();
+    let col = |name: &str| header.iter().position(|c| *c == name).expect(name);
+    let (alarm, reason) = (col("alarm"), col("alarm_reason"));
+    let names: Vec<&str> = (aiops_models::AlarmReason::ALL.iter())
+        .map(|r| r.as_str())
+        .collect();
+    let alarms: Vec<Vec<&str>> = (text.lines().skip(1))
+        .map(|l| l.split(',').collect::<Vec<_>>())
+        .filter(|r| r[alarm] == "1")
+        .collect();
+    assert!(!alarms.is_empty(), "nyc_taxi raised no alarm");
+    for r in &alarms {
+        assert!(names.contains(&r[reason]), "{r:?}");
+    }
     // The written results score the same when read back.
     let again = run(&[
         "eval",

@@ -526,6 +526,8 @@ async fn anomalies_reach_the_api_and_survive_a_restart() {
     assert_eq!(events[0]["metric"], "checkout_latency_seconds");
     assert_eq!(events[0]["start_ms"], t0 + 100 * 10_000);
     assert_eq!(events[0]["observed"], 3.0);
+    // Why it alarmed: a value far beyond everything the series held.
+    assert_eq!(events[0]["reason"], "range", "{}", events[0]);
     let log = std::fs::read_to_string(data.join("detect/events.jsonl")).expect("event log");
     assert!(log.contains(events[0]["id"].as_str().expect("id")), "{log}");
     // The top scores are published with the event (within 200 ms of an earlier refresh).
@@ -542,6 +544,11 @@ async fn anomalies_reach_the_api_and_survive_a_restart() {
     // The batches waiting for detection are in view (none now: everything was scored).
     let m = get_text(&http, &metrics_url).await;
     assert!(m.contains("aiops_detect_queue_bytes 0"), "{m}");
+    // The alarm is counted by its reason.
+    assert!(
+        m.contains("aiops_detect_alarms_total{reason=\"range\"} 1\n"),
+        "{m}"
+    );
     for family in [
         "aiops_anomaly_rank_score{series=\"",
         "aiops_anomaly_p_value{series=\"",
@@ -622,6 +629,7 @@ async fn anomalies_reach_the_api_and_survive_a_restart() {
         Some(1),
         "events survive the restart"
     );
+    assert_eq!(v["anomalies"][0]["reason"], "range", "{v}");
     // The detector state survived too: the next ordinary sample is not an anomaly of a cold start.
     send(101, 0.21).await;
     let log = std::fs::read_to_string(data.with_extension("log")).expect("log");

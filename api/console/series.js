@@ -22,7 +22,7 @@ export async function seriesIndexPage(root) {
       scores)),
     el("h2", {}, "Anomaly events (24 h)"),
     el("div", { class: "table-wrap" }, el("table", { id: "events" },
-      el("thead", {}, el("tr", {}, el("th", {}, "Series"), el("th", {}, "Started"), el("th", {}, "Observed / expected"), el("th", {}, "Score"))),
+      el("thead", {}, el("tr", {}, el("th", {}, "Series"), el("th", {}, "Started"), el("th", {}, "Why"), el("th", {}, "Observed / expected"), el("th", {}, "Score"))),
       events)),
   );
   return every(5000, async () => {
@@ -36,9 +36,26 @@ export async function seriesIndexPage(root) {
       el("td", {}, el("a", { href: `#/series/${e.series_id}?start=${Math.floor(e.start_ms / 1000) - 1800}&end=${Math.ceil((e.end_ms || Date.now()) / 1000) + 600}` }, e.metric),
         " ", el("span", { class: "muted" }, labelsText(e.labels))),
       el("td", { title: fmtTime(e.start_ms) }, `${fmtAge(e.start_ms)} ago`),
+      el("td", { class: "reason" }, reasonText(e.reason)),
       el("td", {}, `${fmtNum(e.observed)} / ${fmtNum(e.expected)}`),
       el("td", {}, fmtNum(e.score)))));
   });
+}
+
+// Why an event alarmed (the event's `reason`), in a few words.
+const REASONS = {
+  surprise: "far from expected",
+  range: "beyond its range",
+  count: "rare count",
+  drift: "level drifted",
+  steps: "moves differently",
+  burst: "burst of large steps",
+  day_shape: "left the day's shape",
+  service: "service metrics together",
+};
+
+export function reasonText(reason) {
+  return reason ? (REASONS[reason] || reason) : "—";
 }
 
 const RANGES = [["1 h", 3600], ["6 h", 21600], ["24 h", 86400]];
@@ -87,8 +104,8 @@ export async function seriesPage(root, id, query) {
     ],
   });
   bottom.id = "score-chart";
-  eventsList.replaceChildren(...(r.events.length ? r.events.map((e) => el("li", { class: "event" },
-    `${fmtTime(e.start_ms)} – ${e.end_ms ? fmtTime(e.end_ms) : "open"} · score ${fmtNum(e.score)} · observed ${fmtNum(e.observed)} vs expected ${fmtNum(e.expected)}`))
+  eventsList.replaceChildren(...(r.events.length ? r.events.map((e) => el("li", { class: "event", "data-reason": e.reason || "" },
+    `${fmtTime(e.start_ms)} – ${e.end_ms ? fmtTime(e.end_ms) : "open"} · ${reasonText(e.reason)} · score ${fmtNum(e.score)} · observed ${fmtNum(e.observed)} vs expected ${fmtNum(e.expected)}`))
     : [el("li", { class: "muted" }, "None.")]));
   return () => { top.destroy(); bottom.destroy(); };
 }

@@ -220,6 +220,19 @@ fn detect_counters(state: &AppState, out: &mut String) {
             v.load(Relaxed)
         );
     }
+    let name = "aiops_detect_alarms";
+    let _ = writeln!(
+        out,
+        "# HELP {name} Alarms raised by the detectors, by reason (a service's once per event).\n# TYPE {name} counter"
+    );
+    for (r, n) in aiops_models::AlarmReason::ALL.iter().zip(&c.alarms) {
+        let _ = writeln!(
+            out,
+            "{name}_total{{reason=\"{}\"}} {}",
+            r.as_str(),
+            n.load(Relaxed)
+        );
+    }
 }
 
 /// Per scaling target (bounded by the config): the served value, the current load, the

@@ -160,6 +160,13 @@ pub fn document(generated: utoipa::openapi::OpenApi, max_selectors: usize) -> Va
 
 fn components() -> Value {
     let object = json!({"type": "object"});
+    let event = json!({"$ref": "#/components/schemas/AnomalyEvent"});
+    // A float as `json_f64` writes it: a number, or "+Inf", "-Inf", "NaN".
+    let number = json!({"type": ["number", "string"]});
+    let mut reasons: Vec<Value> = (aiops_models::AlarmReason::ALL.iter())
+        .map(|r| Value::from(r.as_str()))
+        .collect();
+    reasons.push(Value::Null);
     let time = json!({"$ref": "#/components/schemas/Time"});
     let mut schemas = serde_json::Map::new();
     for (name, schema) in [
@@ -237,13 +244,25 @@ fn components() -> Value {
                 "counter": {"type": "boolean", "description": "Values are the counter's per-second rate"},
                 "columns": {"type": "array", "items": {"type": "string"}},
                 "points": {"type": "array", "items": {"type": "array", "description": "[unix_ms, value, expected, lower, upper, score, rank_score] (null: not a number)", "items": {"type": ["number", "null"]}}},
-                "events": {"type": "array", "items": object}}}),
+                "events": {"type": "array", "items": event}}}),
+        ),
+        (
+            "AnomalyEvent",
+            json!({"type": "object", "required": ["id", "series_id", "metric", "labels", "start_ms", "peak_ms", "last_ms", "score"], "properties": {
+                "id": {"type": "string"}, "series_id": {"type": "string"}, "metric": {"type": "string"},
+                "service": {"type": ["string", "null"]},
+                "labels": {"type": "array", "items": {"type": "array", "items": {"type": "string"}, "minItems": 2, "maxItems": 2}},
+                "start_ms": {"type": "integer"}, "peak_ms": {"type": "integer"}, "last_ms": {"type": "integer"},
+                "end_ms": {"type": ["integer", "null"], "description": "null while open"},
+                "score": number, "observed": number, "expected": number, "lower": number, "upper": number,
+                "p_value": number,
+                "reason": {"enum": reasons, "description": "Why it alarmed: which of the detector's alarms opened the event (README, Anomaly detection); null before it alarmed, or for events recorded before reasons were kept"}}}),
         ),
         (
             "Anomalies",
             json!({"type": "object", "required": ["anomalies"], "properties": {
                 "since_ms": {"type": "integer"}, "until_ms": {"type": "integer"},
-                "anomalies": {"type": "array", "items": object}}}),
+                "anomalies": {"type": "array", "items": event}}}),
         ),
         (
             "Scores",

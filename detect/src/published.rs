@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::Instant;
 
-use aiops_models::{AnomalyEvent, SeriesId};
+use aiops_models::{AlarmReason, AnomalyEvent, SeriesId};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::scaling::ScalingState;
@@ -76,6 +76,15 @@ pub struct DetectCounters {
     pub warm_skipped: AtomicU64,
     /// Series first seen with no history at all (new to the archive): started cold at once.
     pub fresh: AtomicU64,
+    /// Alarms raised since start, by reason (in [`AlarmReason::ALL`]'s order).
+    pub alarms: [AtomicU64; AlarmReason::ALL.len()],
+}
+
+impl DetectCounters {
+    /// Counts an alarm raised for `reason`.
+    pub fn alarm(&self, reason: AlarmReason) {
+        self.alarms[reason as usize].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 /// A series among the most unusual right now.
@@ -244,6 +253,7 @@ mod tests {
             lower: 0.0,
             upper: 0.5,
             p_value: 1.0,
+            reason: None,
         }
     }
 

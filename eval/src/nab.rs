@@ -457,6 +457,7 @@ pub fn run_detector(corpus: &Corpus, cfg: &aiops_detect::DetectorConfig) -> Vec<
                 out.anomaly_score.push(s.score);
                 out.rank_score.push(s.rank_score);
                 out.p_value.push(s.p_value);
+                out.reason.push(s.reason);
             }
             out
         })

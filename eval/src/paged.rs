@@ -66,6 +66,7 @@ pub fn latest_incident_s(
                         ev.peak_ms = now;
                     }
                     ev.p_value = ev.p_value.min(s.p_value);
+                    ev.reason = ev.reason.or(s.reason);
                     ev.clone()
                 }
                 None => {
@@ -86,6 +87,7 @@ pub fn latest_incident_s(
                         lower: s.lower,
                         upper: s.upper,
                         p_value: s.p_value,
+                        reason: s.reason,
                     };
                     open[j] = Some(event.clone());
                     event

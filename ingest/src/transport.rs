@@ -271,6 +271,7 @@ mod tests {
             lower: 0.5,
             upper: 1.5,
             p_value: 1.0,
+            reason: Some(aiops_models::AlarmReason::Surprise),
         };
         bus.publish(&ev);
         assert_eq!(rx.recv().await.expect("event"), ev);

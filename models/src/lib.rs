@@ -32,7 +32,7 @@ mod secret;
 mod selector;
 mod series;
 
-pub use anomaly::{AnomalyEvent, service_of};
+pub use anomaly::{AlarmReason, AnomalyEvent, service_of};
 pub use batch::{SampleBatch, SampleBatchBuilder, StaleMarker, sample_schema, series_runs};
 pub use catalog::{CatalogInsert, CatalogView, SeriesCatalog};
 pub use error::ModelError;

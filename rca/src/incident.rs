@@ -566,9 +566,11 @@ fn attach(inc: &mut Incident, ev: &AnomalyEvent, max_services: usize, now_ms: i6
         now_ms,
         "anomaly",
         format!(
-            "{} anomalous from {} (score {:.2}; observed {:.4} vs expected {:.4}).",
+            "{} anomalous from {} ({}score {:.2}; observed {:.4} vs expected {:.4}).",
             series_text(ev),
             ev.start_ms,
+            ev.reason
+                .map_or(String::new(), |r| format!("{}; ", r.describe())),
             ev.score,
             ev.observed,
             ev.expected

@@ -26,6 +26,7 @@
 //!
 //! Gaps, NaN and infinities are skipped (they score 0 and leave the state alone).
 
+use aiops_models::AlarmReason;
 use serde::{Deserialize, Serialize};
 
 mod config;
@@ -35,6 +36,7 @@ mod extremes;
 mod profile_drift;
 mod rank;
 mod scored;
+mod serde_array;
 mod tails;
 #[cfg(test)]
 mod tests;
@@ -454,11 +456,17 @@ impl Detector {
         }
 
         // 3. Sparsity.
+        let mut reason = None;
         if self.rest_left > 0 {
             self.rest_left -= 1;
             score = 0.0;
         } else if score >= cfg.alert_score {
             self.rest_left = self.rest_samples();
+            reason = Some(match counted {
+                Some(_) => AlarmReason::Count,
+                None if spatial && cfg.spatial_alerts => AlarmReason::Range,
+                None => AlarmReason::Surprise,
+            });
         }
 
         // A level that has drifted from its baseline further than it wanders (its share of the
@@ -472,14 +480,17 @@ impl Detector {
         // moves the recent mean too — is no drift, as it is no surprise.)
         let routine = recur > 0 && cfg.recurrence_discount > 0.0;
         let mut drifted = (self.rank.drift.update(value, &cfg, drift_p))
-            .is_some_and(|ln_p| ln_p <= drift_p.ln() && !routine);
+            .is_some_and(|ln_p| ln_p <= drift_p.ln() && !routine)
+            .then_some(AlarmReason::Drift);
         if cfg.volatility_alerts {
             // The step sizes and the share of large ones, half the share each.
             let p = self.rank.alarm_p(0.5 * SHARE_VOLATILITY * cfg.sensitivity);
             let unit = self.scale.max(range * 1e-3).max(f64::EPSILON);
             let bursts_p = if cfg.burst_alerts { p } else { 0.0 };
             let rank = &mut self.rank;
-            drifted |= (rank.volatility).update(&mut rank.bursts, value, unit, &cfg, [p, bursts_p]);
+            let moved =
+                (rank.volatility).update(&mut rank.bursts, value, unit, &cfg, [p, bursts_p]);
+            drifted = drifted.or(moved);
         }
         if cfg.profile_drift_alerts
             && self.min >= 0.0
@@ -493,7 +504,8 @@ impl Detector {
                 true => (log_resid - week_adj, self.week_log_scale),
                 false => (log_resid, self.day_log_scale),
             };
-            drifted |= (self.rank.profile_drift).update(ts_ms, resid, scale, &cfg, shape_p);
+            let left = (self.rank.profile_drift).update(ts_ms, resid, scale, &cfg, shape_p);
+            drifted = drifted.or(left.then_some(AlarmReason::DayShape));
         }
         let drift = &mut self.rank.drift;
         if score >= cfg.alert_score {
@@ -502,9 +514,10 @@ impl Detector {
             && counted.is_none()
             && self.rest_left == 0
             && drift.quiet >= cfg.drift_baseline
-            && drifted
+            && let Some(why) = drifted
         {
             score = 1.0;
+            reason = Some(why);
             drift.quiet = 0;
             // It rests like any other alarm: the next sample's surprise is the same change.
             self.rest_left = self.rest_samples();
@@ -579,37 +592,18 @@ impl Detector {
         self.max = self.max.max(value);
         self.rank.extremes.observe(value);
         self.seen += 1;
+        let alarm = score >= cfg.alert_score;
         Scored {
             score,
             rank_score: rank_score_of(ln_p),
             p_value: p,
-            alarm: score >= cfg.alert_score,
+            alarm,
+            reason: reason.filter(|_| alarm),
             counted: sparse,
             raw,
             expected,
             lower: expected - band,
             upper: expected + band,
         }
-    }
-}
-
-/// Serde for fixed arrays longer than 32 (serde implements up to 32).
-mod serde_array {
-    use serde::{Deserialize, Deserializer, Serialize, Serializer};
-
-    pub fn serialize<S: Serializer, T: Serialize, const N: usize>(
-        v: &[T; N],
-        s: S,
-    ) -> Result<S::Ok, S::Error> {
-        s.collect_seq(v.iter())
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>, T: Deserialize<'de>, const N: usize>(
-        d: D,
-    ) -> Result<[T; N], D::Error> {
-        let v = Vec::<T>::deserialize(d)?;
-        let len = v.len();
-        v.try_into()
-            .map_err(|_| serde::de::Error::custom(format!("expected {N} values, got {len}")))
     }
 }

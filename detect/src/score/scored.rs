@@ -1,6 +1,7 @@
 //! What the detector says of one sample: the alarm-facing score, the continuous score and its
 //! tail probability, and the band it expected the value in.
 
+use aiops_models::AlarmReason;
 use serde::Serialize;
 
 /// The outcome of one sample.
@@ -17,6 +18,8 @@ pub struct Scored {
     pub p_value: f64,
     /// True when this sample raises an alarm (`score` at the alert level).
     pub alarm: bool,
+    /// Which of the detector's alarms it raised (`None` when `alarm` is false).
+    pub reason: Option<AlarmReason>,
     /// True when the series counts few events per sample (see [`crate::count`]): its score is
     /// its count's tail, and its service's model leaves it out.
     pub counted: bool,

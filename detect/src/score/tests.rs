@@ -275,6 +275,47 @@ fn a_rank_score_gives_back_its_p_value() {
     assert_eq!(crate::p_value_of_rank(0.0), 1.0);
 }
 
+/// Every alarm says why it fired, and nothing else does: values that swing far from the
+/// prediction, within the range seen (the calibrated surprise), and a burst of errors on a counter of
+/// about one a scrape (the count's tail). The other reasons are checked where each alarm is
+/// tested.
+#[test]
+fn each_alarm_says_why() {
+    // (The step sizes find the swing too, a few samples earlier: off here.)
+    let mut d = Detector::new(DetectorConfig {
+        volatility_alerts: false,
+        ..DetectorConfig::default()
+    });
+    let mut first = None;
+    for i in 0..3100 {
+        // 50 ± 1, once 70 and 30 while learning (the range), then 58 and 42 in turn.
+        let v = match i {
+            10 => 70.0,
+            11 => 30.0,
+            ..3000 => 50.0 + gauss(i),
+            _ if i % 2 == 0 => 58.0,
+            _ => 42.0,
+        };
+        let s = d.update(i as i64 * 300_000, v);
+        assert_eq!(s.alarm, s.reason.is_some(), "{i}: {s:?}");
+        if s.alarm {
+            assert!(i >= 3000, "noise alone alarmed at {i}: {s:?}");
+            first = first.or(s.reason);
+        }
+    }
+    assert_eq!(first, Some(AlarmReason::Surprise));
+
+    let mut d = Detector::new(DetectorConfig::default());
+    let mut reasons = Vec::new();
+    for i in 0..500 {
+        let count = if i == 450 { 9.0 } else { (i % 3) as f64 };
+        let s = d.update_counted(i as i64 * 15_000, count / 15.0, Some(count));
+        assert_eq!(s.alarm, s.reason.is_some(), "{i}: {s:?}");
+        reasons.extend(s.reason.map(|r| (i, r)));
+    }
+    assert_eq!(reasons, [(450, AlarmReason::Count)]);
+}
+
 /// Of ten seeds, in how many `alarms(cfg, seed)` is above 0 with `on` and with `off`.
 fn found_of_10(
     on: DetectorConfig,
@@ -334,6 +375,7 @@ fn a_value_beyond_a_tight_edge_of_the_range_alarms_at_once() {
     let with = run(bounded, true, 61.0);
     let without = run(bounded, false, 61.0);
     assert_eq!(with.score, 1.0, "{with:?}");
+    assert_eq!(with.reason, Some(AlarmReason::Range));
     assert!(without.score < 1.0, "{without:?}");
     // Gaussian: the highs thin out gradually, and 62 (3.9 deviations off) is not beyond what
     // they predict.
@@ -357,12 +399,14 @@ fn a_slow_ramp_the_prediction_follows_alarms_by_its_drift() {
             let s = d.update(i as i64 * 15_000, heap(i));
             assert!(s.score < 0.5, "noise alone alarmed at {i}: {s:?}");
         }
-        (720..760).find(|&i| {
+        (720..760).find_map(|i| {
             let leaked = 2.0 * MB * (i - 719) as f64 / 4.0;
-            d.update(i as i64 * 15_000, heap(i) + leaked).alarm
+            let s = d.update(i as i64 * 15_000, heap(i) + leaked);
+            s.alarm.then_some(s.reason)
         })
     };
-    assert!(run(DetectorConfig::default().drift_window).is_some());
+    let reason = run(DetectorConfig::default().drift_window);
+    assert_eq!(reason, Some(Some(AlarmReason::Drift)));
     assert_eq!(run(0), None, "the prediction alone follows the ramp");
 }
 

@@ -20,6 +20,7 @@
 //! one spike (two large steps) moves it little and a spell of many moves it much. Each of the
 //! two has half the step sizes' share of `sensitivity`.
 
+use aiops_models::AlarmReason;
 use serde::{Deserialize, Serialize};
 
 use super::drift::Drift;
@@ -45,9 +46,9 @@ pub struct Volatility {
 impl Volatility {
     /// Learns `value` (`unit`: the series' robust scale, positive) and says whether the recent
     /// step sizes are further from their baseline than `alarm_p` allows (either way; see
-    /// [`Drift::update`]), or the share of large steps (learnt in `bursts`, kept beside this
-    /// for older checkpoints' sake) further above its baseline than `bursts_p` allows (0:
-    /// never; it learns all the same).
+    /// [`Drift::update`]: [`AlarmReason::Steps`]), or else the share of large steps (learnt in
+    /// `bursts`, kept beside this for older checkpoints' sake) further above its baseline than
+    /// `bursts_p` allows (0: never; it learns all the same: [`AlarmReason::Burst`]).
     #[inline]
     pub(crate) fn update(
         &mut self,
@@ -56,10 +57,8 @@ impl Volatility {
         unit: f64,
         cfg: &DetectorConfig,
         [alarm_p, bursts_p]: [f64; 2],
-    ) -> bool {
-        let Some(prev) = self.last.replace(value) else {
-            return false;
-        };
+    ) -> Option<AlarmReason> {
+        let prev = self.last.replace(value)?;
         let step = (value - prev).abs();
         let moved = (self.drift.update((step + unit).ln(), cfg, alarm_p))
             .is_some_and(|ln_p| ln_p <= alarm_p.ln());
@@ -74,6 +73,10 @@ impl Volatility {
                     count::ln_tail(recent * window, baseline * window) <= bursts_p.ln()
                 })
         });
-        moved || burst
+        match (moved, burst) {
+            (true, _) => Some(AlarmReason::Steps),
+            (false, true) => Some(AlarmReason::Burst),
+            (false, false) => None,
+        }
     }
 }

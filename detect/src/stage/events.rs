@@ -43,6 +43,8 @@ impl DetectState {
                 if let Some(ev) = self.events.iter_mut().rev().find(|e| e.id == eid) {
                     ev.last_ms = ts;
                     ev.p_value = ev.p_value.min(s.p_value);
+                    // Why it alarmed: the first alarm's reason (an event may open below it).
+                    ev.reason = ev.reason.or(s.reason);
                     if s.score > ev.score {
                         ev.score = s.score;
                         ev.peak_ms = ts;

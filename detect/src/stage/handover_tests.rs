@@ -28,6 +28,7 @@ fn an_event_the_checkpoint_missed_still_closes() {
         lower: 0.0,
         upper: 2.0,
         p_value: 1.0,
+        reason: None,
     });
     st.reattach_open_events();
     let mut b = SampleBatchBuilder::with_capacity(10);

@@ -8,8 +8,8 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
 use aiops_models::{
-    AnomalyEvent, IdHashMap, IdHasher, SampleBatch, SeriesCatalog, SeriesId, counter_step,
-    is_counter, service_of,
+    AlarmReason, AnomalyEvent, IdHashMap, IdHasher, SampleBatch, SeriesCatalog, SeriesId,
+    counter_step, is_counter, service_of,
 };
 use serde::{Deserialize, Serialize};
 

@@ -265,6 +265,9 @@ impl DetectState {
             }));
         }
         let service = st.service.as_ref().and_then(|s| s.as_ref());
+        if let Some(reason) = s.reason {
+            self.published.counters.alarm(reason);
+        }
         if st.open_event.is_some() || s.score >= cfg.event_score {
             let open = st.open_event.take();
             st.open_event = self.track_event(cfg, open, ts, s, value, || {
@@ -285,6 +288,7 @@ impl DetectState {
                     lower: s.lower,
                     upper: s.upper,
                     p_value: s.p_value,
+                    reason: s.reason,
                 }
             });
         }

@@ -166,12 +166,14 @@ impl DetectState {
             rank_score: m.score,
             p_value: 1.0,
             alarm: sustained && m.score >= cfg.event_score,
+            reason: Some(AlarmReason::Service).filter(|_| sustained && m.score >= cfg.event_score),
             counted: false,
             raw: m.score,
             expected: 0.0,
             lower: 0.0,
             upper: 1.0,
         };
+        let before = open.clone();
         let opened = self.track_event(cfg, open, at, &s, m.spe, || AnomalyEvent {
             id: format!("{}-{at}", meta.id),
             series_id: meta.id,
@@ -188,7 +190,12 @@ impl DetectState {
             lower: 0.0,
             upper: 1.0,
             p_value: 1.0,
+            reason: s.reason,
         });
+        // A service alarms once per event (its score stays above the bar while sustained).
+        if opened.is_some() && opened != before {
+            self.published.counters.alarm(AlarmReason::Service);
+        }
         if let Some(st) = self.services.get_mut(service) {
             st.open_event = opened;
         }

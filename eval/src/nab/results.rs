@@ -1,5 +1,5 @@
 //! NAB results files: `timestamp,value,anomaly_score,label` and our `rank_score`, `p_value`,
-//! `alarm` columns, written and read back (ours or another detector's).
+//! `alarm`, `alarm_reason` columns, written and read back (ours or another detector's).
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -16,10 +16,14 @@ pub struct FileOutput {
     pub rank_score: Vec<f64>,
     /// `p_value` (empty for other detectors).
     pub p_value: Vec<f64>,
+    /// Why our detector alarmed at each row (`None` where it did not; empty for other
+    /// detectors and when read back).
+    pub reason: Vec<Option<aiops_models::AlarmReason>>,
 }
 
 /// Writes one NAB results CSV (`timestamp,value,anomaly_score,label`, then `rank_score`,
-/// `p_value` and `alarm` when the output has them).
+/// `p_value`, `alarm` and `alarm_reason` — why the detector alarmed, on rows that alarm — when
+/// the output has them).
 pub fn write_results_csv(
     path: &Path,
     file: &NabFile,
@@ -30,7 +34,7 @@ pub fn write_results_csv(
     let full = out.p_value.len() == file.len();
     text.push_str("timestamp,value,anomaly_score,label");
     text.push_str(if full {
-        ",rank_score,p_value,alarm\n"
+        ",rank_score,p_value,alarm,alarm_reason\n"
     } else {
         "\n"
     });
@@ -42,9 +46,12 @@ pub fn write_results_csv(
             file.timestamps[i], file.values[i]
         );
         if full {
+            let reason = (out.reason.get(i).copied().flatten())
+                .filter(|_| a >= alert)
+                .map_or("", |r| r.as_str());
             let _ = write!(
                 text,
-                ",{},{:e},{}",
+                ",{},{:e},{},{reason}",
                 out.rank_score[i],
                 out.p_value[i],
                 u8::from(a >= alert)

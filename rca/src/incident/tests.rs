@@ -21,6 +21,7 @@ fn ev(id: &str, service: &str, start_ms: i64, end_ms: Option<i64>) -> AnomalyEve
         lower: 0.5,
         upper: 1.5,
         p_value: 1.0,
+        reason: None,
     }
 }
 

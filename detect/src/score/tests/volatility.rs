@@ -3,17 +3,17 @@
 use super::*;
 
 /// Ten days of 5-minute noise around a flat level (sd 2, or integers), then `change` for six
-/// hours; the alarms raised in those six hours.
+/// hours; why each alarm raised in those six hours fired.
 fn alarms_in_the_change(
     cfg: DetectorConfig,
     seed: usize,
     integer: bool,
     change: fn(usize) -> f64,
-) -> usize {
+) -> Vec<AlarmReason> {
     const STEP: i64 = 300_000;
     let start = 10 * 288;
     let mut d = Detector::new(cfg);
-    let mut alarms = 0;
+    let mut alarms = Vec::new();
     for i in 0..start + 72 {
         let j = seed * 1_000_000 + i;
         let usual = 50.0 + 2.0 * gauss(j);
@@ -22,7 +22,7 @@ fn alarms_in_the_change(
             value = value.round();
         }
         let s = d.update(i as i64 * STEP, value);
-        alarms += usize::from(i >= start && s.alarm);
+        alarms.extend(s.reason.filter(|_| i >= start));
     }
     alarms
 }
@@ -47,8 +47,11 @@ fn a_gauge_that_freezes_or_starts_to_flap_is_reported_by_how_it_moves() {
     for (name, change) in [("frozen", frozen), ("flapping", flapping)] {
         for integer in [false, true] {
             let (found, before) = found_of_10(on, off, |cfg, seed| {
-                alarms_in_the_change(cfg, seed, integer, change)
+                alarms_in_the_change(cfg, seed, integer, change).len()
             });
+            // Found by how it moves.
+            let why = alarms_in_the_change(on, 0, integer, change);
+            assert!(why.contains(&AlarmReason::Steps), "{name}: {why:?}");
             println!("{name}, integer {integer}: {found} of 10 ({before} without)");
             assert!(found >= 9, "{name}, integer {integer}: {found} of 10");
             assert!(
@@ -104,12 +107,12 @@ fn step_size_alarms_on_noise_alone_stay_within_their_share_of_sensitivity() {
 /// Ten days of 5-minute log-normal noise (deviation `sd` in logs) with a spike now and then —
 /// one sample in 50 at 5 to 20 times the level, as travel times and latencies have — then six
 /// hours in which every other sample jumps to three times the level: smaller jumps than the
-/// spikes, many more of them. The alarms raised in those six hours.
-fn alarms_in_a_burst(cfg: DetectorConfig, seed: usize, sd: f64) -> usize {
+/// spikes, many more of them. Why each alarm raised in those six hours fired.
+fn alarms_in_a_burst(cfg: DetectorConfig, seed: usize, sd: f64) -> Vec<AlarmReason> {
     const STEP: i64 = 300_000;
     let start = 10 * 288;
     let mut d = Detector::new(cfg);
-    let mut alarms = 0;
+    let mut alarms = Vec::new();
     for i in 0..start + 72 {
         let j = seed * 1_000_000 + i;
         let factor = match i < start {
@@ -119,7 +122,7 @@ fn alarms_in_a_burst(cfg: DetectorConfig, seed: usize, sd: f64) -> usize {
             false => 1.0,
         };
         let s = d.update(i as i64 * STEP, 100.0 * (sd * gauss(3 * j)).exp() * factor);
-        alarms += usize::from(i >= start && s.alarm);
+        alarms.extend(s.reason.filter(|_| i >= start));
     }
     alarms
 }
@@ -136,7 +139,14 @@ fn a_burst_of_jumps_smaller_than_the_usual_spikes_is_reported() {
         ..on
     };
     for sd in [0.1, 0.2, 0.3] {
-        let (found, before) = found_of_10(on, off, |cfg, seed| alarms_in_a_burst(cfg, seed, sd));
+        let (found, before) =
+            found_of_10(on, off, |cfg, seed| alarms_in_a_burst(cfg, seed, sd).len());
+        // Found as a burst in most series (the others by the calibrated surprise).
+        let bursts = (0..10)
+            .filter(|&seed| alarms_in_a_burst(on, seed, sd).contains(&AlarmReason::Burst))
+            .count();
+        println!("noise {sd}: a burst in {bursts} of 10");
+        assert!(bursts >= 5, "noise {sd}: a burst in {bursts} of 10");
         println!("noise {sd}: {found} of 10 ({before} without)");
         assert!(found >= 8, "noise {sd}: {found} of 10");
         assert!(before <= 5, "noise {sd}: {before} of 10 without");

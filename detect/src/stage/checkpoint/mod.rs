@@ -43,11 +43,19 @@ struct Header {
     scaling: ScalingState,
 }
 
+/// The header as written before events carried their reason.
+#[derive(Serialize, Deserialize)]
+struct HeaderV3 {
+    services: Vec<(String, ServiceState)>,
+    events: Vec<EventV2>,
+    scaling: ScalingState,
+}
+
 /// The header as written before the forecasters' compact layout.
 #[derive(Serialize, Deserialize)]
 struct HeaderV2 {
     services: Vec<(String, ServiceState)>,
-    events: Vec<AnomalyEvent>,
+    events: Vec<EventV2>,
     scaling: ScalingStateV1,
 }
 
@@ -78,8 +86,16 @@ struct EventV1 {
     upper: f64,
 }
 
-impl From<EventV1> for AnomalyEvent {
-    fn from(e: EventV1) -> Self {
+/// An [`AnomalyEvent`] as written before it carried its reason: an [`EventV1`] and the
+/// p-value (postcard: field for field).
+#[derive(Serialize, Deserialize)]
+struct EventV2 {
+    v1: EventV1,
+    p_value: f64,
+}
+
+impl From<EventV2> for AnomalyEvent {
+    fn from(EventV2 { v1: e, p_value }: EventV2) -> Self {
         AnomalyEvent {
             id: e.id,
             series_id: e.series_id,
@@ -95,8 +111,15 @@ impl From<EventV1> for AnomalyEvent {
             expected: e.expected,
             lower: e.lower,
             upper: e.upper,
-            p_value: 1.0,
+            p_value,
+            reason: None,
         }
+    }
+}
+
+impl From<EventV1> for AnomalyEvent {
+    fn from(v1: EventV1) -> Self {
+        EventV2 { v1, p_value: 1.0 }.into()
     }
 }
 
@@ -121,8 +144,9 @@ enum Frame {
     /// The scaling targets' policy states (after the header; absent from older checkpoints),
     /// as written before the extra-capacity budget.
     Policies(Vec<(String, PolicyStateV1)>),
-    /// The header with the forecasters' compact layout (one seasonal profile per season).
-    Header3(Box<Header>),
+    /// The header with the forecasters' compact layout (one seasonal profile per season), as
+    /// written before events carried their reason.
+    Header3(Box<HeaderV3>),
     /// The scaling targets' policy states with the extra capacity they measured.
     Policies2(Vec<(String, PolicyState)>),
     /// Series with the continuous score's state, their counts and the range's tails, as
@@ -142,6 +166,8 @@ enum Frame {
     /// Series with the continuous score's state, their counts, the range's tails, the level's
     /// drift, the step sizes', the departure from the day's shape and the share of large steps.
     Series8(Vec<(SeriesId, SeriesState, RankState)>),
+    /// The header with events that carry their reason.
+    Header4(Box<Header>),
 }
 
 fn write_frame(w: &mut impl Write, frame: &Frame) -> std::io::Result<()> {
@@ -187,7 +213,7 @@ impl CheckpointWriter {
             .iter()
             .filter_map(|(name, t)| Some((name.clone(), t.policy.clone()?)))
             .collect();
-        write_frame(&mut out, &Frame::Header3(Box::new(header)))?;
+        write_frame(&mut out, &Frame::Header4(Box::new(header)))?;
         write_frame(&mut out, &Frame::Policies2(policies))?;
         Ok(Self {
             path: path.to_owned(),
@@ -286,10 +312,16 @@ fn read(bytes: &[u8]) -> Result<DetectState, String> {
             Frame::Header2(h) if !header => {
                 header = true;
                 st.services = h.services.into_iter().collect();
-                st.events = h.events;
+                st.events = h.events.into_iter().map(AnomalyEvent::from).collect();
                 st.scaling.replace(h.scaling.into());
             }
             Frame::Header3(h) if !header => {
+                header = true;
+                st.services = h.services.into_iter().collect();
+                st.events = h.events.into_iter().map(AnomalyEvent::from).collect();
+                st.scaling.replace(h.scaling);
+            }
+            Frame::Header4(h) if !header => {
                 header = true;
                 st.services = h.services.into_iter().collect();
                 st.events = h.events;

@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::stage::DetectConfig;
-use aiops_models::{SampleBatchBuilder, SeriesCatalog};
+use aiops_models::{AlarmReason, SampleBatchBuilder, SeriesCatalog};
 
 fn state() -> DetectState {
     let mut st = DetectState::default();
@@ -104,10 +104,9 @@ fn a_checkpoint_with_the_previous_forecaster_layout_still_loads() {
         current: Some((4_000, 7.0)),
         last_good: Some((4_000, 8.0)),
     };
-    let st = state();
     let header = HeaderV2 {
         services: Vec::new(),
-        events: st.events.clone(),
+        events: Vec::new(),
         scaling: ScalingStateV1 {
             targets: [("web".to_string(), target)].into_iter().collect(),
         },
@@ -141,6 +140,82 @@ fn a_checkpoint_with_the_previous_forecaster_layout_still_loads() {
     );
 }
 
+/// An event as a checkpoint of that time held it: [`EventV2`] (before reasons), whose first
+/// part is [`EventV1`] (before p-values).
+fn as_v2(e: &AnomalyEvent) -> EventV2 {
+    EventV2 {
+        v1: EventV1 {
+            id: e.id.clone(),
+            series_id: e.series_id,
+            metric: e.metric.clone(),
+            service: e.service.clone(),
+            labels: e.labels.clone(),
+            start_ms: e.start_ms,
+            peak_ms: e.peak_ms,
+            last_ms: e.last_ms,
+            end_ms: e.end_ms,
+            score: e.score,
+            observed: e.observed,
+            expected: e.expected,
+            lower: e.lower,
+            upper: e.upper,
+        },
+        p_value: e.p_value,
+    }
+}
+
+fn drift_event() -> AnomalyEvent {
+    AnomalyEvent {
+        id: "4-7000".into(),
+        series_id: SeriesId(4),
+        metric: "m".into(),
+        service: None,
+        labels: vec![("pod".into(), "a".into())],
+        start_ms: 7000,
+        peak_ms: 7000,
+        last_ms: 7000,
+        end_ms: None,
+        score: 1.0,
+        observed: 5.0,
+        expected: 2.0,
+        lower: 1.0,
+        upper: 3.0,
+        p_value: 1e-5,
+        reason: Some(AlarmReason::Drift),
+    }
+}
+
+/// An open event keeps why it alarmed through a checkpoint; one from a checkpoint written
+/// before events carried their reason (a `Header3` frame) loads with its p-value and none.
+#[test]
+fn events_keep_their_reason_and_older_ones_load_without_one() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("detect/checkpoint.bin");
+    let mut st = state();
+    st.events.push(drift_event());
+    save(&st, &path);
+    let back = load(&path);
+    let find = |st: &DetectState| st.events.iter().find(|e| e.id == "4-7000").cloned();
+    assert_eq!(find(&back), Some(drift_event()));
+
+    let header = HeaderV3 {
+        services: Vec::new(),
+        events: st.events.iter().map(as_v2).collect(),
+        scaling: Default::default(),
+    };
+    let mut bytes = MAGIC.to_vec();
+    write_frame(&mut bytes, &Frame::Header3(Box::new(header))).expect("header");
+    write_frame(&mut bytes, &Frame::Trailer { series: 0 }).expect("trailer");
+    let ev = find(&read(&bytes).expect("reads")).expect("event");
+    assert_eq!((ev.p_value, ev.reason), (1e-5, None));
+    assert_eq!(ev.labels, drift_event().labels);
+    // The frozen layout is the event's as it was, byte for byte: today's event without a
+    // reason is that and the `None` postcard writes (one zero byte).
+    let old = postcard::to_stdvec(&as_v2(&ev)).expect("writes");
+    let now = postcard::to_stdvec(&ev).expect("writes");
+    assert_eq!(now, [old, vec![0]].concat());
+}
+
 /// A checkpoint written before the continuous score had a state of its own still loads: the
 /// detectors resume, the continuous score learns afresh.
 #[test]
@@ -162,28 +237,10 @@ fn a_checkpoint_of_the_previous_version_still_loads() {
         lower: 0.0,
         upper: 2.0,
         p_value: 1e-7,
+        reason: Some(AlarmReason::Range),
     });
     let mut bytes = MAGIC.to_vec();
-    let events = st
-        .events
-        .iter()
-        .map(|e| EventV1 {
-            id: e.id.clone(),
-            series_id: e.series_id,
-            metric: e.metric.clone(),
-            service: e.service.clone(),
-            labels: e.labels.clone(),
-            start_ms: e.start_ms,
-            peak_ms: e.peak_ms,
-            last_ms: e.last_ms,
-            end_ms: e.end_ms,
-            score: e.score,
-            observed: e.observed,
-            expected: e.expected,
-            lower: e.lower,
-            upper: e.upper,
-        })
-        .collect();
+    let events = st.events.iter().map(|e| as_v2(e).v1).collect();
     let header = HeaderV1 {
         services: Vec::new(),
         events,
@@ -244,7 +301,7 @@ fn a_checkpoint_from_before_counts_keeps_the_continuous_score() {
     let read_back = |series: Frame| {
         let header = HeaderV2 {
             services: Vec::new(),
-            events: st.events.clone(),
+            events: Vec::new(),
             scaling: Default::default(),
         };
         let mut bytes = MAGIC.to_vec();
