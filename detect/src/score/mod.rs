@@ -24,7 +24,8 @@
 //! 3. **Sparsity.** After a score crosses the alert level, scores are held at 0 for a rest
 //!    period: a change is reported once, early.
 //!
-//! Gaps, NaN and infinities are skipped (they score 0 and leave the state alone).
+//! Gaps, NaN and infinities are skipped (they score 0 and leave the state alone); garbage far
+//! beyond the range seen alarms and is not learnt (`glitch`).
 
 use aiops_models::AlarmReason;
 use serde::{Deserialize, Serialize};
@@ -33,6 +34,8 @@ mod config;
 pub(crate) mod count;
 mod drift;
 mod extremes;
+mod glitch;
+mod learn;
 mod profile_drift;
 mod rank;
 mod scored;
@@ -43,6 +46,7 @@ mod tests;
 mod volatility;
 
 pub use config::DetectorConfig;
+pub(crate) use glitch::kept_bounds;
 pub use rank::RankState;
 pub(crate) use rank::{
     RankStateV1, RankStateV2, RankStateV3, RankStateV4, RankStateV5, RankStateV6,
@@ -343,6 +347,18 @@ impl Detector {
             }
         }
 
+        // A value far beyond everything seen is reported and held out of learning (`glitch`).
+        if spatial
+            && cfg.spatial_alerts
+            && (self.rest_left == 0 || self.rest_left + glitch::RUN > self.rest_samples() + 1)
+            && count.is_none()
+            && self.seen >= u64::from(cfg.learning_samples)
+            && self.max > self.min
+            && (value - self.max).max(self.min - value) > glitch::RANGES * range
+        {
+            return self.glitch(value, expected, band, range);
+        }
+
         // A surprise like one seen at this time of day on earlier days is routine (a nightly
         // job). Today's surprises are kept aside until the bin ends, so that an anomaly does not
         // excuse itself.
@@ -538,47 +554,14 @@ impl Detector {
             let day_resid = value - f64::from(self.day[bin]);
             self.day_scale += sa * (day_resid.abs() - self.day_scale);
             self.day_log_scale += sa * (log_resid.abs() - self.day_log_scale);
-            let w = &mut self.week[wbin];
-            if *w == WEEK_UNSEEN {
-                *w = (log_resid * WEEK_UNIT).round().clamp(-127.0, 127.0) as i8;
-            } else {
-                self.week_log_scale += sa * ((log_resid - week_adj).abs() - self.week_log_scale);
-                // Huber-clipped: one holiday does not rewrite the week.
-                let lim = cfg.week_clip * self.week_log_scale.max(1e-3);
-                let per_bin = (self.seen as f64 * (WEEK_MS / WEEK_BINS as i64) as f64
-                    / (ts_ms - self.first_ms).max(1) as f64)
-                    .max(1.0);
-                let next =
-                    week_adj + cfg.week_alpha / per_bin * (log_resid - week_adj).clamp(-lim, lim);
-                // Dithered rounding (deterministic, from the timestamp): small steps add up
-                // on average instead of vanishing in the 1/64 grid.
-                let dither = ((ts_ms as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 40) as f64
-                    / (1u64 << 24) as f64;
-                *w = (next * WEEK_UNIT + dither).floor().clamp(-127.0, 127.0) as i8;
-            }
+            self.learn_week(ts_ms, wbin, log_resid, week_adj, sa);
             let step = if cfg.profile_clip > 0.0 {
                 let lim = cfg.profile_clip * 1.2533 * self.day_scale.max(range * 1e-3);
                 day_resid.clamp(-lim, lim)
             } else {
                 day_resid
             };
-            // The profile learns by the day, not by the sample (see `PROFILE_VISIT_SAMPLES`).
-            let mut rate = PROFILE_RATE;
-            let interval = f64::from(self.rank.interval_ms);
-            if interval > 0.0 {
-                let per_visit = BIN_MS as f64 / interval;
-                if per_visit > PROFILE_VISIT_SAMPLES {
-                    rate = 1.0 - (1.0 - PROFILE_RATE).powf(PROFILE_VISIT_SAMPLES / per_visit);
-                }
-                if self.day_n[bin] == 1 && !entered {
-                    // The bin's first visit: its value is the mean of the visit's samples so
-                    // far, each step clipped as always (the first alone may be far off, and
-                    // later visits move it only so far).
-                    let start = (ts_ms - ts_ms.rem_euclid(BIN_MS)).max(self.first_ms);
-                    rate = rate.max(1.0 / (((ts_ms - start) as f64 / interval).round() + 1.0));
-                }
-            }
-            self.day[bin] += (rate * step) as f32;
+            self.day[bin] += (self.profile_rate(ts_ms, bin, entered) * step) as f32;
         } else {
             self.day[bin] = value as f32;
             if self.seen < 30 {

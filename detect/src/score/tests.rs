@@ -4,6 +4,7 @@
 use super::*;
 use proptest::prelude::*;
 
+mod glitch;
 mod noise;
 mod profile_drift;
 mod volatility;
