@@ -27,6 +27,7 @@ use std::collections::VecDeque;
 
 use serde::{Deserialize, Serialize};
 
+mod garbage;
 mod normal;
 mod stored;
 mod v1;
@@ -375,9 +376,13 @@ impl Forecaster {
     }
 
     /// Learns from `value` observed at `ts_ms` (Unix ms). NaN and infinities are skipped, and
-    /// so are samples not after the previous one.
+    /// so are samples not after the previous one and garbage far beyond the values seen
+    /// (`garbage`).
     pub fn update(&mut self, ts_ms: i64, value: f64) {
-        if !value.is_finite() || (self.seen > 0 && ts_ms <= self.last_ms) {
+        if !value.is_finite()
+            || (self.seen > 0 && ts_ms <= self.last_ms)
+            || self.is_garbage(ts_ms, value)
+        {
             return;
         }
         if self.seen == 0 {

@@ -192,3 +192,47 @@ fn bursts_do_not_send_the_forecast_off() {
         }
     }
 }
+
+#[test]
+fn garbage_far_beyond_the_range_does_not_move_the_forecasts() {
+    // One to three samples of garbage in the third week (an exporter's overflow, a unit slip):
+    // the forecasts from then on are those of the same series without it. Learnt, one sample
+    // of 1e9 took the point forecast to 3.5 times the clean one's the next hours and 1.4 times
+    // a week later (the week's bin); three took the p99 to 10⁷ times for two days.
+    let cfg = ForecastConfig {
+        max_horizon: 8,
+        ..ForecastConfig::default()
+    };
+    let (at, n) = (3 * 7 * 48 + 20, 5 * 7 * 48);
+    for garbage in [1e9, u64::MAX as f64, -1e7] {
+        for run in 1..=crate::score::GLITCH_RUN as i64 {
+            let (mut clean, mut dirty) = (Forecaster::new(cfg), Forecaster::new(cfg));
+            for i in 0..n {
+                clean.update(i * STEP, load(i));
+                let bad = (at..at + run).contains(&i);
+                dirty.update(i * STEP, if bad { garbage } else { load(i) });
+                if i >= at + run + 4 {
+                    let (a, b) = (clean.forecast(4).expect("a"), dirty.forecast(4).expect("b"));
+                    assert!(
+                        (a.point - b.point).abs() < 0.05 * a.point
+                            && (a.p99 - b.p99).abs() < 0.1 * a.p99,
+                        "{garbage} {run} at {i}: {a:?} vs {b:?}"
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn a_load_that_really_moves_orders_of_magnitude_away_is_followed() {
+    let mut f = Forecaster::new(ForecastConfig::default());
+    let wobble = |i: i64| ((i * 7919) % 101) as f64 / 101.0 * 1e-3;
+    let at = 4 * 48;
+    for i in 0..at + 48 {
+        let v = if i < at { 1.0 } else { 50.0 } + wobble(i);
+        f.update(i * STEP, v);
+    }
+    let fc = f.forecast(1).expect("forecast");
+    assert!((fc.point - 50.0).abs() < 5.0, "{fc:?}");
+}

@@ -46,7 +46,7 @@ mod tests;
 mod volatility;
 
 pub use config::DetectorConfig;
-pub(crate) use glitch::kept_bounds;
+pub(crate) use glitch::{RANGES as GLITCH_RANGES, RUN as GLITCH_RUN, kept_bounds};
 pub use rank::RankState;
 pub(crate) use rank::{
     RankStateV1, RankStateV2, RankStateV3, RankStateV4, RankStateV5, RankStateV6,
