@@ -4,18 +4,15 @@
 //! days at that time of day.
 
 use super::Forecaster;
-use crate::score::{GLITCH_RANGES, GLITCH_RUN};
+use crate::score::{GLITCH_RUN, far_beyond};
 
 impl Forecaster {
-    /// Whether `value` at `ts_ms` is left out: more than `GLITCH_RANGES` spans of the values
-    /// seen beyond them, with a sample learnt within the last `GLITCH_RUN` intervals (so at
-    /// most that many in a row are left out, and a load that really moved there is learnt
-    /// from the next one on; a series that has never varied is left alone).
+    /// Whether `value` at `ts_ms` is left out: [`far_beyond`] the values seen, with a sample
+    /// learnt within the last `GLITCH_RUN` intervals (so at most that many in a row are left
+    /// out, and a load that really moved there is learnt from the next one on).
     pub(super) fn is_garbage(&self, ts_ms: i64, value: f64) -> bool {
-        let span = self.hi - self.lo;
         self.step_ms > 0
-            && span > 0.0
-            && (value - self.hi).max(self.lo - value) > GLITCH_RANGES * span
+            && far_beyond(value, self.lo, self.hi)
             && ((ts_ms - self.last_ms) as f64) < (f64::from(GLITCH_RUN) + 0.5) * self.step_ms as f64
     }
 }

@@ -28,7 +28,25 @@ pub(crate) const RANGES: f64 = 1e4;
 /// The most samples in a row held out (the first of them alarms).
 pub(crate) const RUN: u32 = 3;
 
+/// Whether `value` is more than [`RANGES`] spans of `lo..=hi` beyond it (never when the span
+/// is 0: a series that has never varied).
+pub(crate) fn far_beyond(value: f64, lo: f64, hi: f64) -> bool {
+    let span = hi - lo;
+    span > 0.0 && (value - hi).max(lo - value) > RANGES * span
+}
+
 impl Detector {
+    /// Whether `value`, which alarms as beyond the range, is held out of learning: far beyond
+    /// the range seen, once the series has learnt, and not resting — or within the first
+    /// [`RUN`] − 1 samples of a rest.
+    pub(super) fn is_glitch(&self, value: f64) -> bool {
+        let cfg = self.cfg;
+        cfg.spatial_alerts
+            && (self.rest_left == 0 || self.rest_left + RUN > self.rest_samples() + 1)
+            && self.seen >= u64::from(cfg.learning_samples)
+            && far_beyond(value, self.min, self.max)
+    }
+
     /// The outcome of a value held out of learning (`band`: the expected band's half-width,
     /// `range`: the range seen): an alarm, or — in the rest after one — a score of 0. Only the
     /// rest and the drift's quiet count change.
@@ -59,15 +77,12 @@ impl Detector {
     }
 }
 
-/// The values a history keeps for training (`sorted`: its values, ascending): those at most
-/// [`RANGES`] ranges of its middle 98 % beyond that middle (`None`: keep all — a history whose
-/// middle never varied, or too short to tell).
-pub(crate) fn kept_bounds(sorted: &[f64]) -> Option<(f64, f64)> {
+/// The middle 98 % of a history's values (`sorted`: ascending), as `(lo, hi)`: training keeps
+/// the values not [`far_beyond`] it (`None`: too short to tell).
+pub(crate) fn middle(sorted: &[f64]) -> Option<(f64, f64)> {
     let n = sorted.len();
-    let (lo, hi) = (
-        sorted.get(n / 100)?,
-        sorted.get(n.checked_sub(1 + n / 100)?)?,
-    );
-    let range = hi - lo;
-    (range > 0.0).then(|| (lo - RANGES * range, hi + RANGES * range))
+    Some((
+        *sorted.get(n / 100)?,
+        *sorted.get(n.checked_sub(1 + n / 100)?)?,
+    ))
 }

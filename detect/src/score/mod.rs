@@ -46,7 +46,7 @@ mod tests;
 mod volatility;
 
 pub use config::DetectorConfig;
-pub(crate) use glitch::{RANGES as GLITCH_RANGES, RUN as GLITCH_RUN, kept_bounds};
+pub(crate) use glitch::{RUN as GLITCH_RUN, far_beyond, middle};
 pub use rank::RankState;
 pub(crate) use rank::{
     RankStateV1, RankStateV2, RankStateV3, RankStateV4, RankStateV5, RankStateV6,
@@ -348,14 +348,7 @@ impl Detector {
         }
 
         // A value far beyond everything seen is reported and held out of learning (`glitch`).
-        if spatial
-            && cfg.spatial_alerts
-            && (self.rest_left == 0 || self.rest_left + glitch::RUN > self.rest_samples() + 1)
-            && count.is_none()
-            && self.seen >= u64::from(cfg.learning_samples)
-            && self.max > self.min
-            && (value - self.max).max(self.min - value) > glitch::RANGES * range
-        {
+        if spatial && count.is_none() && self.is_glitch(value) {
             return self.glitch(value, expected, band, range);
         }
 

@@ -23,7 +23,7 @@ pub use rows::time_range;
 pub(crate) use rows::{Row, training_rows};
 pub use table::{read_profiles, write_profiles};
 
-use crate::score::{DAY_BINS, kept_bounds};
+use crate::score::{DAY_BINS, far_beyond, middle};
 use crate::{DetectError, Detector, DetectorConfig};
 
 const DAY_MS: i64 = 86_400_000;
@@ -96,11 +96,11 @@ fn fit_series(series_id: u64, rows: &[Row], cfg: &DetectorConfig) -> SeriesProfi
     // Garbage far beyond the rest of the history (see `score::glitch`) is left out.
     values.sort_unstable_by(f64::total_cmp);
     let kept: Vec<Row>;
-    let rows = match kept_bounds(&values) {
-        Some((lo, hi)) if values[0] < lo || values[values.len() - 1] > hi => {
+    let rows = match middle(&values) {
+        Some((lo, hi)) if values.iter().any(|&v| far_beyond(v, lo, hi)) => {
             kept = (rows
                 .iter()
-                .filter(|r| (lo..=hi).contains(&r.value))
+                .filter(|r| !far_beyond(r.value, lo, hi))
                 .copied())
             .collect();
             &kept[..]
