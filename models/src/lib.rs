@@ -10,6 +10,8 @@
 //!   archive and, later, to detection;
 //! * [`registry`] — the versioned model registry;
 //! * [`incident`] — incidents, their symptom, timeline and ranked root-cause candidates;
+//! * [`garbage`] — what counts as garbage in a series (a value far beyond everything it has
+//!   shown, in a short run): one rule for detection, forecasting, training and ranking;
 //! * [`Selector`] — Prometheus-style label matchers (`up{job="api",code=~"5.."}`) for catalog
 //!   queries.
 //!
@@ -23,6 +25,7 @@ mod anomaly;
 mod batch;
 mod catalog;
 mod error;
+pub mod garbage;
 pub mod incident;
 pub mod json_f64;
 pub mod labels;

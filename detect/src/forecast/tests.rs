@@ -205,7 +205,7 @@ fn garbage_far_beyond_the_range_does_not_move_the_forecasts() {
     };
     let (at, n) = (3 * 7 * 48 + 20, 5 * 7 * 48);
     for garbage in [1e9, u64::MAX as f64, -1e7] {
-        for run in 1..=crate::score::GLITCH_RUN as i64 {
+        for run in 1..=aiops_models::garbage::RUN as i64 {
             let (mut clean, mut dirty) = (Forecaster::new(cfg), Forecaster::new(cfg));
             for i in 0..n {
                 clean.update(i * STEP, load(i));

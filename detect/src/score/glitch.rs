@@ -3,13 +3,14 @@
 //!
 //! A series that has never varied (its range 0) is left alone: its first change is news, not
 //! garbage. Training from the archive (`train`) drops such values from a series' history by
-//! the same rule, the range there being that of the middle 98 % of its values.
+//! the same rule ([`aiops_models::garbage`]), the range there being that of the middle 98 % of
+//! its values.
 //!
 //! Learnt, one such sample would widen the range seen for good (the floor of the scale is a
 //! thousandth of it) and lift the robust scales and the drift's baseline by orders of
 //! magnitude, which take days to decay: on 5-minute noise around 100 (±2), one sample of 10⁹
 //! left a later shift of +30 for 30 samples with a raw surprise of 0. So a value more than
-//! [`RANGES`] ranges beyond the range seen, that alarms as beyond the range (far from the
+//! [`RANGES`](aiops_models::garbage::RANGES) ranges beyond the range seen, that alarms as beyond the range (far from the
 //! prediction, rare by the range's tail), raises its alarm and leaves the state as it was; the
 //! rest that follows applies as after any alarm, and the next [`RUN`] − 1 samples are held out
 //! too while they stay as far out (a burst of garbage). If the series has really moved there —
@@ -17,23 +18,9 @@
 //! the rest), so it is reported once and then followed.
 
 use aiops_models::AlarmReason;
+use aiops_models::garbage::{RUN, far_beyond};
 
 use super::{Detector, Scored, rank_score_of};
-
-/// How far beyond the range seen (in ranges) a value is held out of learning: far past any
-/// spike a series shows (a latency spike 100 times the usual spread is 100 ranges out at most),
-/// well short of garbage (10⁹ on a series spread over 25 is 4·10⁷ ranges out).
-pub(crate) const RANGES: f64 = 1e4;
-
-/// The most samples in a row held out (the first of them alarms).
-pub(crate) const RUN: u32 = 3;
-
-/// Whether `value` is more than [`RANGES`] spans of `lo..=hi` beyond it (never when the span
-/// is 0: a series that has never varied).
-pub(crate) fn far_beyond(value: f64, lo: f64, hi: f64) -> bool {
-    let span = hi - lo;
-    span > 0.0 && (value - hi).max(lo - value) > RANGES * span
-}
 
 impl Detector {
     /// Whether `value`, which alarms as beyond the range, is held out of learning: far beyond
@@ -75,14 +62,4 @@ impl Detector {
             upper: expected + band,
         }
     }
-}
-
-/// The middle 98 % of a history's values (`sorted`: ascending), as `(lo, hi)`: training keeps
-/// the values not [`far_beyond`] it (`None`: too short to tell).
-pub(crate) fn middle(sorted: &[f64]) -> Option<(f64, f64)> {
-    let n = sorted.len();
-    Some((
-        *sorted.get(n / 100)?,
-        *sorted.get(n.checked_sub(1 + n / 100)?)?,
-    ))
 }

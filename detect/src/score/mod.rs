@@ -46,7 +46,6 @@ mod tests;
 mod volatility;
 
 pub use config::DetectorConfig;
-pub(crate) use glitch::{RUN as GLITCH_RUN, far_beyond, middle};
 pub use rank::RankState;
 pub(crate) use rank::{
     RankStateV1, RankStateV2, RankStateV3, RankStateV4, RankStateV5, RankStateV6,

@@ -19,11 +19,13 @@ mod table;
 use std::collections::HashSet;
 use std::path::PathBuf;
 
+use aiops_models::garbage::{far_beyond, middle};
+
 pub use rows::time_range;
 pub(crate) use rows::{Row, training_rows};
 pub use table::{read_profiles, write_profiles};
 
-use crate::score::{DAY_BINS, far_beyond, middle};
+use crate::score::DAY_BINS;
 use crate::{DetectError, Detector, DetectorConfig};
 
 const DAY_MS: i64 = 86_400_000;

@@ -13,6 +13,7 @@
 //! the anomaly time. It lifts PetShop (whose normal rows come from another recording) but in
 //! production the cause moves *before* the symptom is detected, and an alert's time is late.
 
+use aiops_models::garbage;
 use serde::Serialize;
 
 /// Ranking options.
@@ -215,6 +216,36 @@ fn spread(normal_sorted: &[f64], median: f64, all: &[f64], share: bool) -> f64 {
         .fold(1.0, f64::min)
 }
 
+/// Leaves out of both windows (rows in time order, `normal` before `abnormal`) the garbage by
+/// the normal window's middle 98 % ([`aiops_models::garbage`]: up to three values in a row far
+/// beyond it — an exporter's overflow, a unit slip). Kept, one such value after the anomaly time
+/// would put its metric first by orders of magnitude, and one before it would widen the plain
+/// standard deviation its moves are measured in and hide the metric. Returns the normal
+/// window's values, sorted.
+fn leave_out_garbage(normal: &mut Vec<(usize, f64)>, abnormal: &mut Vec<(usize, f64)>) -> Vec<f64> {
+    let sorted_normal = |normal: &[(usize, f64)]| {
+        let mut sorted: Vec<f64> = normal.iter().map(|&(_, v)| v).collect();
+        sorted.sort_unstable_by(f64::total_cmp);
+        sorted
+    };
+    let sorted = sorted_normal(normal);
+    let Some((lo, hi)) = garbage::middle(&sorted) else {
+        return sorted;
+    };
+    let rows = normal.iter().chain(&*abnormal);
+    if !rows.clone().any(|&(_, v)| garbage::far_beyond(v, lo, hi)) {
+        return sorted;
+    }
+    let values: Vec<f64> = rows.map(|&(_, v)| v).collect();
+    let bad = garbage::garbage_runs(&values, (lo, hi));
+    let (before, after) = bad.split_at(normal.len());
+    for (window, bad) in [(&mut *normal, before), (&mut *abnormal, after)] {
+        let mut flags = bad.iter();
+        window.retain(|_| !flags.next().is_some_and(|&b| b));
+    }
+    sorted_normal(normal)
+}
+
 /// Ranks every column of a metric table by its move after `anomaly_s`. `values[c][row]` is
 /// column `c` at `times_s[row]`; NaN is a missing value (each window uses the values it has).
 /// Columns flat throughout, flat over 30 rows or more after the anomaly time, idle (flat at 0)
@@ -255,7 +286,8 @@ pub fn rank_metrics_of(
             r.filter_map(|i| values[c][i].is_finite().then_some((i, values[c][i])))
                 .collect()
         };
-        let (normal, abnormal) = (observed(from..split), observed(split..to));
+        let (mut normal, mut abnormal) = (observed(from..split), observed(split..to));
+        let sorted = leave_out_garbage(&mut normal, &mut abnormal);
         // Flat over a long window after the anomaly time: a dead metric. Flat at 0 over a long
         // normal window: an idle one — traffic or latency that starts has nothing to be
         // compared with, but errors that appear where there were none are news. (Flat at
@@ -272,8 +304,6 @@ pub fn rank_metrics_of(
         if normal.is_empty() || abnormal.is_empty() || constant(&abnormal) || idle || unchanged {
             continue;
         }
-        let mut sorted: Vec<f64> = normal.iter().map(|&(_, v)| v).collect();
-        sorted.sort_unstable_by(f64::total_cmp);
         let median = quantile(&sorted, 0.5);
         let all: Vec<f64> = normal.iter().chain(&abnormal).map(|&(_, v)| v).collect();
         let noise = step_noise(&all);

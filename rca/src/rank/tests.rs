@@ -2,6 +2,8 @@
 
 use super::*;
 
+mod garbage;
+
 fn table() -> (Vec<String>, Vec<i64>, Vec<Vec<f64>>) {
     let times: Vec<i64> = (0..200).collect();
     let noise = |i: usize, k: usize| (((i * 7919 + k * 104_729) % 101) as f64 / 101.0) - 0.5;

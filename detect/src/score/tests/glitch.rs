@@ -38,7 +38,7 @@ fn garbage_far_beyond_the_range_is_reported_once_and_does_not_blind_the_series()
     // raw surprise of 0 for all its 30 samples.
     for seed in 0..5 {
         for garbage in [1e9, u64::MAX as f64, -1e7] {
-            for run in 1..=crate::score::glitch::RUN as usize {
+            for run in 1..=aiops_models::garbage::RUN as usize {
                 let [bad, shift] = garbage_then_shift(seed, garbage, run);
                 assert_eq!(bad, [(0, AlarmReason::Range)], "{seed} {garbage} {run}");
                 assert!(
