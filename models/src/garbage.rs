@@ -16,6 +16,7 @@ pub const RUN: u32 = 3;
 
 /// Whether `value` is more than [`RANGES`] spans of `lo..=hi` beyond it (never when the span
 /// is 0 or less: a series that has never varied, whose first change is news).
+#[inline]
 pub fn far_beyond(value: f64, lo: f64, hi: f64) -> bool {
     let span = hi - lo;
     span > 0.0 && (value - hi).max(lo - value) > RANGES * span
