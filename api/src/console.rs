@@ -178,4 +178,21 @@ mod tests {
             );
         }
     }
+
+    #[test]
+    fn the_console_names_every_reason_an_event_can_have() {
+        // series.js keeps a short text per reason (`REASONS`); a reason added to the models
+        // without one would show as its bare JSON name.
+        let (_, _, js) = FILES.iter().find(|f| f.0 == "series.js").expect("embedded");
+        let js = std::str::from_utf8(js).expect("utf-8");
+        let table = js
+            .split_once("const REASONS = {")
+            .and_then(|(_, rest)| rest.split_once("};"))
+            .map(|(table, _)| table)
+            .expect("series.js has its REASONS table");
+        for r in aiops_models::AlarmReason::ALL {
+            let key = format!("\n  {}: \"", r.as_str());
+            assert!(table.contains(&key), "series.js has no text for {r:?}");
+        }
+    }
 }
