@@ -1,7 +1,7 @@
-//! Garbage far beyond the values seen is not learnt (the rule of [`aiops_models::garbage`], as the detector's `score::glitch`): one
-//! sample of 10⁹ on a load of 100 would lift the fast levels, and the time-of-day and week bins
-//! it falls in, by orders of magnitude — forecasts a predictive scaling target would serve for
-//! days at that time of day.
+//! Garbage far beyond the values seen is not learnt (the rule of [`aiops_models::garbage`], as
+//! in the detector's `score::glitch`): one sample of 10⁹ on a load of 100 would lift the fast
+//! levels, and the time-of-day and week bins it falls in, by orders of magnitude — forecasts a
+//! predictive scaling target would serve for days at that time of day.
 
 use aiops_models::garbage::{RUN, far_beyond};
 

@@ -2,7 +2,10 @@
 //! "unknown"), a unit slip, a corrupt sample — is reported and not learnt.
 //!
 //! A series that has never varied (its range 0) is left alone: its first change is news, not
-//! garbage. Training from the archive (`train`) drops such values from a series' history by
+//! garbage. A counter's garbage reading is judged by its rate, like any value (its count of
+//! events with it); the honest reading after it reads as a reset, whose rate — the counter's
+//! total over one interval — is held out too once the counter has counted long enough for
+//! that to be far beyond its rates (a day of 15 s readings in the tests). Training from the archive (`train`) drops such values from a series' history by
 //! the same rule ([`aiops_models::garbage`]), the range there being that of the middle 98 % of
 //! its values.
 //!
@@ -10,12 +13,12 @@
 //! thousandth of it) and lift the robust scales and the drift's baseline by orders of
 //! magnitude, which take days to decay: on 5-minute noise around 100 (±2), one sample of 10⁹
 //! left a later shift of +30 for 30 samples with a raw surprise of 0. So a value more than
-//! [`RANGES`](aiops_models::garbage::RANGES) ranges beyond the range seen, that alarms as beyond the range (far from the
-//! prediction, rare by the range's tail), raises its alarm and leaves the state as it was; the
-//! rest that follows applies as after any alarm, and the next [`RUN`] − 1 samples are held out
-//! too while they stay as far out (a burst of garbage). If the series has really moved there —
-//! a new regime orders of magnitude away — the samples after those are learnt as usual (during
-//! the rest), so it is reported once and then followed.
+//! [`RANGES`](aiops_models::garbage::RANGES) ranges beyond the range seen, that alarms as
+//! beyond the range (far from the prediction, rare by the range's tail), raises its alarm and
+//! leaves the state as it was; the rest that follows applies as after any alarm, and the next
+//! [`RUN`] − 1 samples are held out too while they stay as far out (a burst of garbage). If the
+//! series has really moved there — a new regime orders of magnitude away — the samples after
+//! those are learnt as usual (during the rest), so it is reported once and then followed.
 
 use aiops_models::AlarmReason;
 use aiops_models::garbage::{RUN, far_beyond};

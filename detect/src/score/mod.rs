@@ -346,8 +346,9 @@ impl Detector {
             }
         }
 
-        // A value far beyond everything seen is reported and held out of learning (`glitch`).
-        if spatial && count.is_none() && self.is_glitch(value) {
+        // A value far beyond everything seen is reported and held out of learning (`glitch`),
+        // a counter's rate too (its count with it).
+        if spatial && self.is_glitch(value) {
             return self.glitch(value, expected, band, range);
         }
 
