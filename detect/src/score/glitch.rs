@@ -5,9 +5,9 @@
 //! garbage. A counter's garbage reading is judged by its rate, like any value (its count of
 //! events with it); the honest reading after it reads as a reset, whose rate — the counter's
 //! total over one interval — is held out too once the counter has counted long enough for
-//! that to be far beyond its rates (a day of 15 s readings in the tests). Training from the archive (`train`) drops such values from a series' history by
-//! the same rule ([`aiops_models::garbage`]), the range there being that of the middle 98 % of
-//! its values.
+//! that to be far beyond its rates (a day of 15 s readings in the tests). Training from the
+//! archive (`train`) drops such values from a series' history by the same rule
+//! ([`aiops_models::garbage`]), the range there being that of the middle 98 % of its values.
 //!
 //! Learnt, one such sample would widen the range seen for good (the floor of the scale is a
 //! thousandth of it) and lift the robust scales and the drift's baseline by orders of
