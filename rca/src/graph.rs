@@ -329,6 +329,7 @@ mod tests {
                 peak_s: 0,
                 baseline: 0.1,
                 spread: rise / score,
+                garbage: 0,
             },
             fault_kind: crate::kind::FaultKind::Latency,
             explanation: format!("{service} changed."),

@@ -166,6 +166,7 @@ mod tests {
             peak_s: 0,
             baseline: 0.0,
             spread: 1.0,
+            garbage: 0,
         }
     }
 

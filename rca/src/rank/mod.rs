@@ -70,13 +70,26 @@ pub struct MetricCandidate {
     pub baseline: f64,
     /// The spread used (IQR, or the unit-free fallback).
     pub spread: f64,
+    /// Values left out of its windows as garbage (see `leave_out_garbage`), said in the
+    /// explanation: a responder who sees them on a chart knows why they do not count.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub garbage: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 impl MetricCandidate {
     /// One sentence a responder can check.
     pub fn explanation(&self) -> String {
+        let garbage = match self.garbage {
+            0 => String::new(),
+            1 => "; one value far beyond its range left out as garbage".to_owned(),
+            n => format!("; {n} values far beyond its range left out as garbage"),
+        };
         format!(
-            "{} went {} from a baseline of {} to {} at {} ({:.1} spreads; first past the threshold at {}).",
+            "{} went {} from a baseline of {} to {} at {} ({:.1} spreads; first past the threshold at {}{garbage}).",
             self.metric,
             match self.direction {
                 Direction::Up => "up",
@@ -221,8 +234,11 @@ fn spread(normal_sorted: &[f64], median: f64, all: &[f64], share: bool) -> f64 {
 /// beyond it — an exporter's overflow, a unit slip). Kept, one such value after the anomaly time
 /// would put its metric first by orders of magnitude, and one before it would widen the plain
 /// standard deviation its moves are measured in and hide the metric. Returns the normal
-/// window's values, sorted.
-fn leave_out_garbage(normal: &mut Vec<(usize, f64)>, abnormal: &mut Vec<(usize, f64)>) -> Vec<f64> {
+/// window's values, sorted, and how many values were left out.
+fn leave_out_garbage(
+    normal: &mut Vec<(usize, f64)>,
+    abnormal: &mut Vec<(usize, f64)>,
+) -> (Vec<f64>, usize) {
     let sorted_normal = |normal: &[(usize, f64)]| {
         let mut sorted: Vec<f64> = normal.iter().map(|&(_, v)| v).collect();
         sorted.sort_unstable_by(f64::total_cmp);
@@ -230,11 +246,11 @@ fn leave_out_garbage(normal: &mut Vec<(usize, f64)>, abnormal: &mut Vec<(usize, 
     };
     let sorted = sorted_normal(normal);
     let Some((lo, hi)) = garbage::middle(&sorted) else {
-        return sorted;
+        return (sorted, 0);
     };
     let rows = normal.iter().chain(&*abnormal);
     if !rows.clone().any(|&(_, v)| garbage::far_beyond(v, lo, hi)) {
-        return sorted;
+        return (sorted, 0);
     }
     let values: Vec<f64> = rows.map(|&(_, v)| v).collect();
     let bad = garbage::garbage_runs(&values, (lo, hi));
@@ -243,7 +259,7 @@ fn leave_out_garbage(normal: &mut Vec<(usize, f64)>, abnormal: &mut Vec<(usize, 
         let mut flags = bad.iter();
         window.retain(|_| !flags.next().is_some_and(|&b| b));
     }
-    sorted_normal(normal)
+    (sorted_normal(normal), bad.iter().filter(|&&b| b).count())
 }
 
 /// Ranks every column of a metric table by its move after `anomaly_s`. `values[c][row]` is
@@ -287,7 +303,7 @@ pub fn rank_metrics_of(
                 .collect()
         };
         let (mut normal, mut abnormal) = (observed(from..split), observed(split..to));
-        let sorted = leave_out_garbage(&mut normal, &mut abnormal);
+        let (sorted, garbage) = leave_out_garbage(&mut normal, &mut abnormal);
         // Flat over a long window after the anomaly time: a dead metric. Flat at 0 over a long
         // normal window: an idle one — traffic or latency that starts has nothing to be
         // compared with, but errors that appear where there were none are news. (Flat at
@@ -344,6 +360,7 @@ pub fn rank_metrics_of(
             peak_s: times_s[peak_row],
             baseline: median,
             spread,
+            garbage,
         });
     }
     // Highest score first; ties by earlier onset, then name (deterministic).

@@ -209,6 +209,7 @@ fn candidate(service: &str, score: f64, onset_s: i64) -> ServiceCandidate {
         peak_s: onset_s + 60,
         baseline: 1.0,
         spread: 0.1,
+        garbage: 0,
     };
     ServiceCandidate {
         rank: 0,

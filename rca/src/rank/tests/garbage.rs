@@ -24,8 +24,18 @@ fn garbage_after_the_anomaly_time_does_not_put_its_metric_first() {
             values[0][130..130 + run].fill(g);
             let m = ranked(&values);
             assert_eq!(m[0].metric, "orders_cpu", "{g} × {run}: {:?}", m[0]);
-            let carts = score_of(&m, "carts_cpu");
-            assert!((carts - clean_score).abs() < 1e-9, "{g} × {run}: {carts}");
+            let carts = m.iter().find(|c| c.metric == "carts_cpu").expect("ranked");
+            assert!(
+                (carts.score - clean_score).abs() < 1e-9,
+                "{g} × {run}: {carts:?}"
+            );
+            // Said where a responder reads the evidence.
+            assert_eq!(carts.garbage, run);
+            assert!(
+                carts.explanation().contains("left out as garbage"),
+                "{}",
+                carts.explanation()
+            );
         }
     }
 }
@@ -46,6 +56,8 @@ fn garbage_before_the_anomaly_time_does_not_hide_the_cause() {
                 "{g} × {run}: {} against {clean_score}",
                 m[0].score
             );
+            assert_eq!(m[0].garbage, run);
+            assert!(m.iter().skip(1).all(|c| c.garbage == 0), "{m:?}");
         }
     }
 }
@@ -57,5 +69,6 @@ fn a_metric_that_really_moves_orders_of_magnitude_away_is_ranked_by_it() {
     values[0][120..].fill(5e6);
     let m = ranked(&values);
     assert_eq!(m[0].metric, "carts_cpu", "{:?}", m[0]);
-    assert_eq!(m[0].peak, 5e6);
+    assert_eq!((m[0].peak, m[0].garbage), (5e6, 0));
+    assert!(!m[0].explanation().contains("garbage"));
 }
