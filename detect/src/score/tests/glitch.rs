@@ -5,6 +5,20 @@ use super::*;
 
 const STEP: i64 = 300_000;
 
+/// Puts the alarm of sample `i` (if any) in the bucket of the span holding it, as its offset
+/// from the span's start.
+fn sort_alarm(
+    alarms: &mut [Vec<(usize, AlarmReason)>; 2],
+    spans: [std::ops::Range<usize>; 2],
+    i: usize,
+    reason: Option<AlarmReason>,
+) {
+    let Some(why) = reason else { return };
+    if let Some(k) = spans.iter().position(|span| span.contains(&i)) {
+        alarms[k].push((i - spans[k].start, why));
+    }
+}
+
 /// Ten days of 5-minute noise around 100 (sd 2) with `garbage` for `run` samples after the
 /// fifth day, then a shift of +30 (15 sd) for 30 samples after the eighth: the alarms in the
 /// garbage and in the shift, each with its reason, by sample.
@@ -21,13 +35,7 @@ fn garbage_then_shift(seed: usize, garbage: f64, run: usize) -> [Vec<(usize, Ala
             value += 30.0;
         }
         let s = d.update(i as i64 * STEP, value);
-        if let Some(why) = s.reason {
-            match i {
-                i if (at..at + run).contains(&i) => alarms[0].push((i - at, why)),
-                i if (shift..shift + 30).contains(&i) => alarms[1].push((i - shift, why)),
-                _ => {}
-            }
-        }
+        sort_alarm(&mut alarms, [at..at + run, shift..shift + 30], i, s.reason);
     }
     alarms
 }
@@ -74,15 +82,11 @@ fn a_series_that_really_moves_orders_of_magnitude_away_is_followed() {
 }
 
 /// A request counter read every 15 s (about 300 requests between readings, whole numbers)
-/// with `garbage` as its reading `run` times after its first day, then half as many requests
-/// again for 30 readings a day later, scored as the stage scores counters (its rate and count
-/// between readings): the alarms from the garbage to the first honest step after it — which
-/// reads as a reset, the counter's total over one interval — and in the rise.
-fn counter_garbage_then_rise(
-    seed: usize,
-    garbage: f64,
-    run: usize,
-) -> [Vec<(usize, AlarmReason)>; 2] {
+/// with `garbage` as one reading after its first day, then half as many requests again for 30
+/// readings a day later, scored as the stage scores counters (its rate and count between
+/// readings): the alarms from the garbage to the first honest step after it — which reads as a
+/// reset, the counter's total over one interval — and in the rise.
+fn counter_garbage_then_rise(seed: usize, garbage: f64) -> [Vec<(usize, AlarmReason)>; 2] {
     const DAY: usize = 5760;
     let (at, rise) = (DAY, 2 * DAY);
     let mut d = Detector::new(DetectorConfig::default());
@@ -95,22 +99,12 @@ fn counter_garbage_then_rise(
         }
         total += requests;
         let ts = i as i64 * 15_000;
-        let reading = if (at..at + run).contains(&i) {
-            garbage
-        } else {
-            total
-        };
+        let reading = if i == at { garbage } else { total };
         let step = prev.and_then(|p| aiops_models::counter_step(p, (ts, reading)));
         prev = Some((ts, reading));
         let Some((rate, count)) = step else { continue };
         let s = d.update_counted(ts, rate, count);
-        if let Some(why) = s.reason {
-            match i {
-                i if (at..=at + run).contains(&i) => alarms[0].push((i - at, why)),
-                i if (rise..rise + 30).contains(&i) => alarms[1].push((i - rise, why)),
-                _ => {}
-            }
-        }
+        sort_alarm(&mut alarms, [at..at + 2, rise..rise + 30], i, s.reason);
     }
     alarms
 }
@@ -126,7 +120,7 @@ fn a_garbage_reading_of_a_counter_is_reported_once_and_does_not_blind_it() {
     // garbage read twice reads as a stalled counter in between, a rate of 0, which is learnt.)
     for seed in 0..3 {
         for garbage in [1e9, 2f64.powi(53), u64::MAX as f64] {
-            let [bad, rise] = counter_garbage_then_rise(seed, garbage, 1);
+            let [bad, rise] = counter_garbage_then_rise(seed, garbage);
             assert_eq!(bad, [(0, AlarmReason::Range)], "{seed} {garbage}");
             assert!(
                 rise.first().is_some_and(|&(k, _)| k == 0),

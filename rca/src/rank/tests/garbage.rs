@@ -14,15 +14,20 @@ fn score_of(m: &[MetricCandidate], metric: &str) -> f64 {
     m.iter().find(|c| c.metric == metric).expect("ranked").score
 }
 
+/// The table ranked with `run` values of `g` in column `column` from row `from`.
+fn ranked_with(column: usize, from: usize, g: f64, run: usize) -> Vec<MetricCandidate> {
+    let (_, _, mut values) = table();
+    values[column][from..from + run].fill(g);
+    ranked(&values)
+}
+
 #[test]
 fn garbage_after_the_anomaly_time_does_not_put_its_metric_first() {
     let (_, _, clean) = table();
     let clean_score = score_of(&ranked(&clean), "carts_cpu");
     for g in GARBAGE {
         for run in 1..=aiops_models::garbage::RUN as usize {
-            let mut values = clean.clone();
-            values[0][130..130 + run].fill(g);
-            let m = ranked(&values);
+            let m = ranked_with(0, 130, g, run);
             assert_eq!(m[0].metric, "orders_cpu", "{g} × {run}: {:?}", m[0]);
             let carts = m.iter().find(|c| c.metric == "carts_cpu").expect("ranked");
             assert!(
@@ -46,10 +51,8 @@ fn garbage_before_the_anomaly_time_does_not_hide_the_cause() {
     let clean_score = score_of(&ranked(&clean), "orders_cpu");
     for g in GARBAGE {
         for run in 1..=aiops_models::garbage::RUN as usize {
-            let mut values = clean.clone();
             // The cause's own normal window holds the garbage (orders_cpu is column 2).
-            values[2][40..40 + run].fill(g);
-            let m = ranked(&values);
+            let m = ranked_with(2, 40, g, run);
             assert_eq!(m[0].metric, "orders_cpu", "{g} × {run}: {:?}", m[0]);
             assert!(
                 (m[0].score - clean_score).abs() < 0.1 * clean_score,
