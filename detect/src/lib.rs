@@ -27,6 +27,7 @@ pub mod forecast;
 pub mod multi;
 mod prefetch;
 pub mod published;
+mod reading;
 pub mod registered;
 pub mod replay;
 pub mod scaling;

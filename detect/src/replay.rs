@@ -12,6 +12,7 @@ use std::path::PathBuf;
 
 #[cfg(test)]
 use crate::Scored;
+use crate::reading::score_reading;
 use crate::{DetectError, Detector, DetectorConfig};
 
 /// One series' replay.
@@ -138,22 +139,14 @@ pub fn score_series(
         if ts <= last_ms {
             continue;
         }
-        last_ms = ts;
-        let (value, count) = if is_counter {
-            match prev
-                .replace((ts, v))
-                .and_then(|p| aiops_models::counter_step(p, (ts, v)))
-            {
-                Some(step) => step,
-                None => continue,
-            }
-        } else {
-            (v, None)
+        let last = std::mem::replace(&mut last_ms, ts);
+        let counter = is_counter.then_some(&mut prev);
+        let Some((value, s)) = score_reading(&mut d, counter, last, (ts, v)) else {
+            continue;
         };
         if !value.is_finite() {
             continue;
         }
-        let s = d.update_counted(ts, value, count);
         if ts >= from_ms {
             out.push(ScoredPoint {
                 ts,

@@ -16,8 +16,9 @@
 
 use std::time::{Duration, Instant};
 
-use aiops_models::{IdHashMap, SeriesId, counter_step};
+use aiops_models::{IdHashMap, SeriesId};
 
+use crate::reading::score_reading;
 use crate::{Detector, DetectorConfig};
 
 /// A series to warm.
@@ -90,20 +91,11 @@ pub fn warm_batch(
         if t <= w.last_ms || !v.is_finite() {
             return;
         }
-        w.last_ms = t;
-        let (value, count) = if req.is_counter {
-            match w
-                .counter_prev
-                .replace((t, v))
-                .and_then(|p| counter_step(p, (t, v)))
-            {
-                Some(step) => step,
-                None => return,
-            }
-        } else {
-            (v, None)
+        let last_ms = std::mem::replace(&mut w.last_ms, t);
+        let counter = req.is_counter.then_some(&mut w.counter_prev);
+        let Some((value, s)) = score_reading(&mut w.detector, counter, last_ms, (t, v)) else {
+            return;
         };
-        let s = w.detector.update_counted(t, value, count);
         if t >= req.live_from_ms && w.live.len() < MAX_LIVE {
             w.live.push((t, value, s));
         }
@@ -125,15 +117,13 @@ pub(crate) fn learn(
     if t <= *last_ms {
         return None;
     }
-    *last_ms = t;
-    let (value, count) = if is_counter {
-        counter_prev
-            .replace((t, v))
-            .and_then(|p| counter_step(p, (t, v)))?
-    } else {
-        (v, None)
-    };
-    Some((value, detector.update_counted(t, value, count)))
+    let last_ms = std::mem::replace(last_ms, t);
+    score_reading(
+        detector,
+        is_counter.then_some(counter_prev),
+        last_ms,
+        (t, v),
+    )
 }
 
 /// A token bucket: at most `per_sec` series a second, bursts up to one second's worth.

@@ -3,9 +3,8 @@
 //!
 //! A series that has never varied (its range 0) is left alone: its first change is news, not
 //! garbage. A counter's garbage reading is judged by its rate, like any value (its count of
-//! events with it); the honest reading after it reads as a reset, whose rate — the counter's
-//! total over one interval — is held out too once the counter has counted long enough for
-//! that to be far beyond its rates (a day of 15 s readings in the tests). Training from the
+//! events with it), and the honest reading after it is stepped from the one before the garbage
+//! (see `crate::reading`). Training from the
 //! archive (`train`) drops such values from a series' history by the same rule
 //! ([`aiops_models::garbage`]), the range there being that of the middle 98 % of its values.
 //!
@@ -59,6 +58,7 @@ impl Detector {
             alarm,
             reason: alarm.then_some(AlarmReason::Range),
             counted: false,
+            held_out: true,
             raw: 1.0,
             expected,
             lower: expected - band,

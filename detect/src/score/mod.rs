@@ -576,6 +576,7 @@ impl Detector {
             alarm,
             reason: reason.filter(|_| alarm),
             counted: sparse,
+            held_out: false,
             raw,
             expected,
             lower: expected - band,

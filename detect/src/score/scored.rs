@@ -23,6 +23,10 @@ pub struct Scored {
     /// True when the series counts few events per sample (see [`crate::count`]): its score is
     /// its count's tail, and its service's model leaves it out.
     pub counted: bool,
+    /// True when the value was held out of learning as garbage (far beyond the range seen, see
+    /// `score::glitch`): the detector's state is as it was before it.
+    #[serde(skip)]
+    pub held_out: bool,
     /// Uncalibrated surprise in [0, 1].
     pub raw: f64,
     /// The value expected.

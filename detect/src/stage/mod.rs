@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use aiops_models::{
     AlarmReason, AnomalyEvent, IdHashMap, IdHasher, SampleBatch, SeriesCatalog, SeriesId,
-    counter_step, is_counter, service_of,
+    is_counter, service_of,
 };
 use serde::{Deserialize, Serialize};
 
@@ -17,6 +17,7 @@ use crate::multi::{MultiConfig, MultiScored, ServiceModel};
 use std::sync::atomic::Ordering::Relaxed;
 
 use crate::published::{Published, SharedScaling, TopScore};
+use crate::reading::score_reading;
 use crate::scaling::ScalingConfig;
 use crate::warm::{WarmRequest, Warmed};
 use crate::{Detector, DetectorConfig, Scored};

@@ -50,16 +50,7 @@ impl DetectState {
                     // Duplicates from retried writes, or late samples: already scored.
                     continue;
                 }
-                st.last_ms = ts[i];
-                let (value, count) = if st.is_counter {
-                    let prev = st.counter_prev.replace((ts[i], vs[i]));
-                    match prev.and_then(|p| counter_step(p, (ts[i], vs[i]))) {
-                        Some(step) => step,
-                        None => continue,
-                    }
-                } else {
-                    (vs[i], None)
-                };
+                let last_ms = std::mem::replace(&mut st.last_ms, ts[i]);
                 if !st.tuned {
                     st.tuned = true;
                     if !cfg.sensitivity_overrides.is_empty() {
@@ -67,7 +58,12 @@ impl DetectState {
                         st.detector.set_config(cfg.detector_for(meta.as_deref()));
                     }
                 }
-                let s = st.detector.update_counted(ts[i], value, count);
+                let counter = st.is_counter.then_some(&mut st.counter_prev);
+                let Some((value, s)) =
+                    score_reading(&mut st.detector, counter, last_ms, (ts[i], vs[i]))
+                else {
+                    continue;
+                };
                 if !self.outputs.is_empty() {
                     self.derive(catalog, &mut st, &mut run_meta, id, ts[i], &s);
                 }

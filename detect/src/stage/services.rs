@@ -168,6 +168,7 @@ impl DetectState {
             alarm: sustained && m.score >= cfg.event_score,
             reason: Some(AlarmReason::Service).filter(|_| sustained && m.score >= cfg.event_score),
             counted: false,
+            held_out: false,
             raw: m.score,
             expected: 0.0,
             lower: 0.0,

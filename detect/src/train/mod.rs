@@ -19,7 +19,7 @@ mod table;
 use std::collections::HashSet;
 use std::path::PathBuf;
 
-use aiops_models::garbage::{far_beyond, middle};
+use aiops_models::garbage::{garbage_runs, middle};
 
 pub use rows::time_range;
 pub(crate) use rows::{Row, training_rows};
@@ -94,17 +94,20 @@ pub fn fit_profiles(
 /// One series' profile: robust statistics, the time-of-day medians, then the production
 /// detector seeded with them replaying the rows (the calibration).
 fn fit_series(series_id: u64, rows: &[Row], cfg: &DetectorConfig) -> SeriesProfile {
-    let mut values: Vec<f64> = rows.iter().map(|r| r.value).collect();
-    // Garbage far beyond the rest of the history (see `score::glitch`) is left out.
+    // Garbage far beyond the rest of the history (see `score::glitch`) is left out: runs of
+    // at most `garbage::RUN` such values; a longer one is a real move, kept as live scoring
+    // keeps it.
+    let in_time: Vec<f64> = rows.iter().map(|r| r.value).collect();
+    let mut values = in_time.clone();
     values.sort_unstable_by(f64::total_cmp);
     let kept: Vec<Row>;
-    let rows = match middle(&values) {
-        Some((lo, hi)) if values.iter().any(|&v| far_beyond(v, lo, hi)) => {
-            kept = (rows
-                .iter()
-                .filter(|r| !far_beyond(r.value, lo, hi))
-                .copied())
-            .collect();
+    let garbage = middle(&values).map(|range| garbage_runs(&in_time, range));
+    let rows = match garbage {
+        Some(g) if g.contains(&true) => {
+            kept = (rows.iter().zip(g))
+                .filter(|(_, g)| !g)
+                .map(|(r, _)| *r)
+                .collect();
             &kept[..]
         }
         _ => rows,
@@ -255,6 +258,30 @@ pub(crate) mod tests {
         let mut d = back.get(&1).expect("gauge detector").clone();
         assert_eq!(d, g.state);
         assert!(d.update(DAYS * 96 * STEP + 3 * STEP, 1e9).score > 0.5);
+    }
+
+    #[test]
+    fn training_leaves_out_short_runs_of_garbage_and_keeps_a_real_move() {
+        // 1,000 readings about 100; two of 10⁹ in a row (garbage) and the last five at 10⁹ (a
+        // real move, too short a part of the history to be in its middle 98 %). Before, every
+        // value far beyond that middle was left out, the move too: live scoring then reported
+        // it once more and followed it.
+        let mut rows: Vec<Row> = (0..1000)
+            .map(|i| Row {
+                ts: i * STEP,
+                value: 100.0 + (i % 5) as f64,
+                count: None,
+            })
+            .collect();
+        rows[300].value = 1e9;
+        rows[301].value = 1e9;
+        for r in &mut rows[995..] {
+            r.value = 1e9;
+        }
+        let p = fit_series(7, &rows, &DetectorConfig::default());
+        assert_eq!(p.samples, 998, "{p:?}");
+        assert_eq!((p.min, p.max), (100.0, 1e9));
+        assert_eq!(p.level, 102.0, "the median");
     }
 
     #[test]

@@ -116,17 +116,14 @@ pub(crate) fn training_rows(
 /// A counter's readings as per-second rates: the first reading only starts the series, and a
 /// reading below the previous one is a reset (the increase counted from zero).
 fn rates(readings: &[(i64, f64)]) -> Vec<Row> {
-    let whole = |x: f64| x.fract() == 0.0;
     readings
         .windows(2)
         .filter_map(|w| {
-            let ((prev_t, prev_v), (ts, v)) = (w[0], w[1]);
-            let delta = if v >= prev_v { v - prev_v } else { v };
-            let value = delta / ((ts - prev_t) as f64 / 1000.0);
+            let (value, count) = aiops_models::counter_step(w[0], w[1])?;
             value.is_finite().then_some(Row {
-                ts,
+                ts: w[1].0,
                 value,
-                count: (whole(v) && whole(prev_v)).then_some(delta),
+                count,
             })
         })
         .collect()

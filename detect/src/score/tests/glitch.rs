@@ -82,16 +82,20 @@ fn a_series_that_really_moves_orders_of_magnitude_away_is_followed() {
 }
 
 /// A request counter read every 15 s (about 300 requests between readings, whole numbers)
-/// with `garbage` as one reading after its first day, then half as many requests again for 30
-/// readings a day later, scored as the stage scores counters (its rate and count between
-/// readings): the alarms from the garbage to the first honest step after it — which reads as a
-/// reset, the counter's total over one interval — and in the rise.
-fn counter_garbage_then_rise(seed: usize, garbage: f64) -> [Vec<(usize, AlarmReason)>; 2] {
+/// with `garbage` as `times` readings in a row after its first day, then half as many requests
+/// again for 30 readings a day later, scored as the stage scores counters
+/// ([`crate::reading::score_reading`]): the alarms from the garbage to the first honest
+/// reading after it, and in the rise.
+fn counter_garbage_then_rise(
+    seed: usize,
+    garbage: f64,
+    times: usize,
+) -> [Vec<(usize, AlarmReason)>; 2] {
     const DAY: usize = 5760;
     let (at, rise) = (DAY, 2 * DAY);
     let mut d = Detector::new(DetectorConfig::default());
     let mut alarms = [Vec::new(), Vec::new()];
-    let (mut total, mut prev) = (0.0, None);
+    let (mut total, mut prev, mut last) = (0.0, None, i64::MIN);
     for i in 0..rise + DAY / 4 {
         let mut requests = (300.0 + 17.0 * gauss(seed * 1_000_000 + i)).round();
         if (rise..rise + 30).contains(&i) {
@@ -99,12 +103,20 @@ fn counter_garbage_then_rise(seed: usize, garbage: f64) -> [Vec<(usize, AlarmRea
         }
         total += requests;
         let ts = i as i64 * 15_000;
-        let reading = if i == at { garbage } else { total };
-        let step = prev.and_then(|p| aiops_models::counter_step(p, (ts, reading)));
-        prev = Some((ts, reading));
-        let Some((rate, count)) = step else { continue };
-        let s = d.update_counted(ts, rate, count);
-        sort_alarm(&mut alarms, [at..at + 2, rise..rise + 30], i, s.reason);
+        let reading = if (at..at + times).contains(&i) {
+            garbage
+        } else {
+            total
+        };
+        let scored = crate::reading::score_reading(&mut d, Some(&mut prev), last, (ts, reading));
+        last = ts;
+        let Some((_, s)) = scored else { continue };
+        sort_alarm(
+            &mut alarms,
+            [at..at + times + 1, rise..rise + 30],
+            i,
+            s.reason,
+        );
     }
     alarms
 }
@@ -114,18 +126,19 @@ fn a_garbage_reading_of_a_counter_is_reported_once_and_does_not_blind_it() {
     // A counter of whole events is scored with its count beside its rate; that kept it out of
     // the rule, and one reading of 1e9 widened its range for good: the rise's first sample
     // scored a raw surprise of 0.0001 (1 now), and only the time-of-day profile found it later.
-    // (The honest reading after the garbage reads as a reset: its rate, the counter's total
-    // over one interval, is held out too once the counter has counted for long enough — here,
-    // a day of 15 s readings; on a younger counter it is learnt as one large rate. The same
-    // garbage read twice reads as a stalled counter in between, a rate of 0, which is learnt.)
+    // Read twice, the garbage read as a stalled counter in between (a rate of 0, learnt, which
+    // widened the range enough for the reset after it, the counter's total over one interval,
+    // to be learnt too): the second reading is now stepped from the one before the garbage.
     for seed in 0..3 {
         for garbage in [1e9, 2f64.powi(53), u64::MAX as f64] {
-            let [bad, rise] = counter_garbage_then_rise(seed, garbage);
-            assert_eq!(bad, [(0, AlarmReason::Range)], "{seed} {garbage}");
-            assert!(
-                rise.first().is_some_and(|&(k, _)| k == 0),
-                "{seed} {garbage}: {rise:?}"
-            );
+            for times in [1, 2] {
+                let [bad, rise] = counter_garbage_then_rise(seed, garbage, times);
+                assert_eq!(bad, [(0, AlarmReason::Range)], "{seed} {garbage} {times}");
+                assert!(
+                    rise.first().is_some_and(|&(k, _)| k == 0),
+                    "{seed} {garbage} {times}: {rise:?}"
+                );
+            }
         }
     }
 }
