@@ -306,6 +306,38 @@ fn counters_are_scored_as_rates_with_resets() {
 }
 
 #[test]
+fn a_counters_garbage_reading_opens_one_event_and_its_rate_tripling_another() {
+    // A counter like the one above, counting fractions (a `_sum`: scored by its rate alone),
+    // with one reading of 10⁹ (or 2⁶⁴ − 1) after 1,000 readings (about 13,000 counted).
+    // Stepped from the garbage, the next reading read as a reset whose rate, 13,000 over 15 s,
+    // was learnt: it widened the range, and the tripling went unseen.
+    for garbage in [1e9, u64::MAX as f64] {
+        let catalog = SeriesCatalog::new();
+        let meta = Arc::new(SeriesMeta::new(
+            Source::Prometheus,
+            "request_duration_seconds_sum",
+            [("service".into(), "api".into())],
+        ));
+        catalog.insert(meta.clone());
+        let mut st = DetectState::default();
+        let mut b = SampleBatchBuilder::with_capacity(3000);
+        let mut v = 0.0;
+        for i in 0..3000i64 {
+            v += if i < 2500 {
+                10.25 + ((i * 7919) % 7) as f64
+            } else {
+                40.0
+            };
+            b.push(meta.id, i * 15_000, if i == 1000 { garbage } else { v });
+        }
+        st.process(&DetectConfig::default(), &b.finish(), &catalog);
+        let starts: Vec<i64> = st.events.iter().map(|e| e.start_ms / 15_000).collect();
+        assert_eq!(starts, [1000, 2500], "{garbage}: {:?}", st.events);
+        assert!((st.events[1].observed - 40.0 / 15.0).abs() < 1e-9);
+    }
+}
+
+#[test]
 fn a_new_series_is_warmed_from_history() {
     let catalog = SeriesCatalog::new();
     let cfg = DetectConfig {
