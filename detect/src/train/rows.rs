@@ -16,6 +16,8 @@ use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::errors::ParquetError;
 
+use aiops_models::garbage;
+
 use crate::DetectError;
 
 /// Rows decoded per batch.
@@ -115,18 +117,54 @@ pub(crate) fn training_rows(
 
 /// A counter's readings as per-second rates: the first reading only starts the series, and a
 /// reading below the previous one is a reset (the increase counted from zero).
+///
+/// As live scoring steps a counter (`crate::reading`), a garbage reading — its step up far
+/// beyond the middle of the history's rates ([`aiops_models::garbage`]) — is not where the
+/// next step starts (once): the next reading is stepped from the one before it, so its rate is
+/// the counter's own and not its whole total over one interval, read as a reset. Training then
+/// leaves the garbage step out with the other garbage (`fit_series`).
 fn rates(readings: &[(i64, f64)]) -> Vec<Row> {
-    readings
-        .windows(2)
-        .filter_map(|w| {
-            let (value, count) = aiops_models::counter_step(w[0], w[1])?;
-            value.is_finite().then_some(Row {
-                ts: w[1].0,
+    let plain = steps(readings, None);
+    let mut sorted: Vec<f64> = plain.iter().map(|r| r.value).collect();
+    sorted.sort_unstable_by(f64::total_cmp);
+    match garbage::middle(&sorted) {
+        Some(range)
+            if plain
+                .iter()
+                .any(|r| garbage::far_beyond(r.value, range.0, range.1)) =>
+        {
+            steps(readings, Some(range))
+        }
+        _ => plain,
+    }
+}
+
+/// The steps between `readings`; with `range`, a reading whose step went up far beyond it is
+/// stepped over (see [`rates`]).
+fn steps(readings: &[(i64, f64)], range: Option<(f64, f64)>) -> Vec<Row> {
+    let mut out = Vec::with_capacity(readings.len());
+    let Some((&first, rest)) = readings.split_first() else {
+        return out;
+    };
+    let (mut from, mut held) = (first, false);
+    for &now in rest {
+        let Some((value, count)) = aiops_models::counter_step(from, now) else {
+            continue;
+        };
+        if value.is_finite() {
+            out.push(Row {
+                ts: now.0,
                 value,
                 count,
-            })
-        })
-        .collect()
+            });
+        }
+        let garbage = range.is_some_and(|(lo, hi)| garbage::far_beyond(value, lo, hi));
+        held = garbage && now.1 >= from.1 && !held;
+        if !held {
+            from = now;
+        }
+    }
+    out
 }
 
 /// The first and last sample time in `parts`, Unix ms (`None` when they hold no rows).
@@ -247,6 +285,31 @@ impl TimestampsMs<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_garbage_reading_is_stepped_over_as_live_scoring_does() {
+        // A young counter (10–14 a second at 15 s) with one reading of 10⁹. Stepped from the
+        // garbage, the next reading read as a reset: its rate, the whole total over 15 s
+        // (about 2,000 a second), is not far beyond the rates, and training learnt it.
+        let mut total = 1000.0;
+        let mut readings: Vec<(i64, f64)> = (0..400)
+            .map(|i| {
+                total += 150.0 + (i % 7 * 10) as f64;
+                (i * 15_000, total)
+            })
+            .collect();
+        let (before, after) = (readings[199], readings[201]);
+        readings[200].1 = 1e9;
+        let rows = rates(&readings);
+        assert_eq!(rows.len(), 399);
+        for r in &rows {
+            match r.ts / 15_000 {
+                200 => assert!(r.value > 6e7, "{r:?}"),
+                201 => assert_eq!(r.value, (after.1 - before.1) / 30.0, "{r:?}"),
+                _ => assert!((10.0..=14.0).contains(&r.value), "{r:?}"),
+            }
+        }
+    }
 
     #[test]
     fn a_counter_reset_counts_from_zero_and_fractions_are_not_counted() {
