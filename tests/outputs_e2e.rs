@@ -40,9 +40,14 @@ fn start_receiver_prometheus(dir: &Path, port: u16, config_yaml: &str) -> Proc {
     }
 }
 
+/// VictoriaMetrics' basic-auth password.
+const VM_PASSWORD: &str = "vm-s3cret";
+
 /// A receiver-only Prometheus configuration.
 const IDLE: &str = "global:\n  scrape_interval: 1m\n";
 
+/// VictoriaMetrics on `port`, every route behind basic auth (user `aiops`, password
+/// [`VM_PASSWORD`]), as a receiver behind vmauth or a hosted one is.
 fn start_victoriametrics(dir: &Path, port: u16) -> Proc {
     let bin = std::env::var("AIOPS_VICTORIAMETRICS_BIN")
         .unwrap_or_else(|_| "/usr/bin/victoria-metrics".into());
@@ -56,6 +61,8 @@ fn start_victoriametrics(dir: &Path, port: u16) -> Proc {
             .arg(format!("-httpListenAddr=127.0.0.1:{port}"))
             .arg("-loggerLevel=ERROR")
             .arg("-search.latencyOffset=0s")
+            .arg("-httpAuth.username=aiops")
+            .arg(format!("-httpAuth.password={VM_PASSWORD}"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -90,6 +97,9 @@ async fn derived_series_reach_prometheus_and_victoriametrics_and_wait_on_disk_fo
     let (prom_port, vm_port, later_port) = (free_port(), free_port(), free_port());
     let _prom = start_receiver_prometheus(&dir.path().join("prom"), prom_port, IDLE);
     let _vm = start_victoriametrics(&dir.path().join("vm"), vm_port);
+    let vm_password = dir.path().join("vm-password");
+    std::fs::write(&vm_password, format!("{VM_PASSWORD}\n")).expect("password file");
+    let vm_password = vm_password.display();
     std::fs::create_dir_all(dir.path().join("receiver")).expect("mkdir");
     let receiver = serve_with_config(&dir.path().join("receiver"), "").await;
     let receiver_port = receiver.port;
@@ -123,6 +133,8 @@ protocol = "2.0"
 [[outputs.remote_write]]
 name = "victoriametrics"
 url = "http://127.0.0.1:{vm_port}/api/v1/write"
+username = "aiops"
+password_file = "{vm_password}"
 flush_secs = 1
 protocol = "2.0"
 anomaly = true
@@ -171,7 +183,18 @@ max_backoff_secs = 1
         client.send(&req).await.expect("accepted");
     }
     let prom = format!("http://127.0.0.1:{prom_port}");
-    let vm = format!("http://127.0.0.1:{vm_port}");
+    // (VictoriaMetrics is queried with its credentials in the URL; without them, it refuses.)
+    let vm = format!("http://aiops:{VM_PASSWORD}@127.0.0.1:{vm_port}");
+    let bare = wait_for(
+        "VictoriaMetrics to answer",
+        Duration::from_secs(30),
+        || async {
+            let url = format!("http://127.0.0.1:{vm_port}/api/v1/query?query=1");
+            http.get(url).send().await.ok().map(|r| r.status())
+        },
+    )
+    .await;
+    assert_eq!(bare, reqwest::StatusCode::UNAUTHORIZED);
     // Every sample's expected value and band, with the source's labels; the spike alarmed.
     for (name, receiver) in [("Prometheus", &prom), ("VictoriaMetrics", &vm)] {
         let n = wait_for(

@@ -20,6 +20,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
+use aiops_models::Secret;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, warn};
@@ -306,6 +307,8 @@ async fn deliver(
     }
     if let Some(token) = cfg.bearer_token() {
         req = req.bearer_auth(token);
+    } else if let Some(user) = &cfg.username {
+        req = req.basic_auth(user, cfg.password.as_ref().map(Secret::expose));
     }
     let v2 = version == WireVersion::V2;
     match req.send().await {
@@ -450,23 +453,27 @@ mod tests {
         assert_eq!(m.sent_total(), 3);
     }
 
-    /// A receiver that records each request's Content-Type and answers as a 1.0-only receiver
-    /// (204, no counts) or as a 2.0 one (204 with the counts).
-    async fn versioned(speaks_v2: bool) -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
-        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    /// The headers of the requests a receiver took, each as `what` reads them.
+    type Seen<T> = std::sync::Arc<std::sync::Mutex<Vec<T>>>;
+
+    /// A receiver that records `what` of each request's headers and answers as a 1.0-only
+    /// receiver (204, no counts) or as a 2.0 one (204 with the counts).
+    async fn receiver<T: Send + 'static>(
+        speaks_v2: bool,
+        what: fn(&axum::http::HeaderMap) -> T,
+    ) -> (String, Seen<T>) {
+        let seen: Seen<T> = Default::default();
         let seen2 = seen.clone();
         let app = axum::Router::new().route(
             "/write",
             axum::routing::post(move |headers: axum::http::HeaderMap| {
                 let seen = seen2.clone();
                 async move {
-                    let ctype = headers
+                    let is_v2 = headers
                         .get("content-type")
                         .and_then(|v| v.to_str().ok())
-                        .unwrap_or("")
-                        .to_owned();
-                    let is_v2 = ctype.contains("v2");
-                    seen.lock().expect("lock").push(ctype);
+                        .is_some_and(|c| c.contains("v2"));
+                    seen.lock().expect("lock").push(what(&headers));
                     let mut r = axum::response::IntoResponse::into_response(
                         axum::http::StatusCode::NO_CONTENT,
                     );
@@ -486,6 +493,17 @@ mod tests {
         let url = format!("http://{}/write", listener.local_addr().expect("addr"));
         tokio::spawn(async move { axum::serve(listener, app).await });
         (url, seen)
+    }
+
+    /// A receiver that records each request's Content-Type (see [`receiver`]).
+    async fn versioned(speaks_v2: bool) -> (String, Seen<String>) {
+        receiver(speaks_v2, |h| {
+            h.get("content-type")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_owned()
+        })
+        .await
     }
 
     #[tokio::test]
@@ -543,5 +561,49 @@ mod tests {
             assert_eq!(m.sent_total(), 3);
             assert_eq!(m.dropped_total(), 0);
         }
+    }
+
+    #[tokio::test]
+    async fn a_user_name_and_password_go_to_the_receiver_as_basic_auth() {
+        use crate::remote_write::TimeSeries;
+        let (url, seen) = receiver(false, |h| {
+            h.get("authorization").map(|v| v.as_bytes().to_vec())
+        })
+        .await;
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let password = dir.path().join("password");
+        std::fs::write(&password, "s3cret:x\n").expect("write");
+        let cfg = OutputConfig {
+            url,
+            username: Some("aiops".into()),
+            password_file: Some(password),
+            flush_secs: 1,
+            ..OutputConfig::default()
+        };
+        let mut problems = Vec::new();
+        cfg.validate("o", &mut problems);
+        assert!(problems.is_empty(), "{problems:?}");
+        // Started as `serve` starts it: the password file read (its newline left out).
+        let families = super::super::output::OutputFamilies::default();
+        let cancel = CancellationToken::new();
+        let (tx, tasks) = super::super::output::start(cfg, dir.path(), &families, cancel.clone())
+            .expect("starts");
+        tx.send(vec![TimeSeries::from_parts(
+            [("__name__", "x")],
+            [(1, 1.0)],
+        )]);
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while seen.lock().expect("lock").is_empty() {
+            assert!(std::time::Instant::now() < deadline, "nothing arrived");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        cancel.cancel();
+        for t in tasks {
+            let _ = t.await;
+        }
+        let got = seen.lock().expect("lock").clone();
+        // base64("aiops:s3cret:x"): a colon is allowed in the password, not in the user name.
+        assert_eq!(got[0].as_deref(), Some(&b"Basic YWlvcHM6czNjcmV0Ong="[..]));
     }
 }

@@ -37,6 +37,13 @@ pub struct OutputConfig {
     pub bearer_token: Option<Secret>,
     /// The same, read from a file at start.
     pub bearer_token_file: Option<PathBuf>,
+    /// `Authorization: Basic` for the receiver instead of a bearer token (Grafana Cloud,
+    /// vmauth, a receiver behind a proxy): the user name ...
+    pub username: Option<String>,
+    /// ... and its password ...
+    pub password: Option<Secret>,
+    /// ... or the password read from a file at start (as the sources' `auth` takes them).
+    pub password_file: Option<PathBuf>,
     /// Extra headers (e.g. `X-Scope-OrgID` for Mimir).
     pub headers: BTreeMap<String, String>,
     /// Series selectors of the scored series whose derived series are written (none: every
@@ -88,6 +95,9 @@ impl Default for OutputConfig {
             url: String::new(),
             bearer_token: None,
             bearer_token_file: None,
+            username: None,
+            password: None,
+            password_file: None,
             headers: BTreeMap::new(),
             select: Vec::new(),
             max_series: 10_000,
@@ -126,9 +136,20 @@ impl OutputConfig {
                 self.name
             ));
         }
-        if self.bearer_token.is_some() && self.bearer_token_file.is_some() {
+        // The same combinations as a source's credentials allow.
+        crate::config::Auth {
+            bearer_token: self.bearer_token.clone(),
+            bearer_token_file: self.bearer_token_file.clone(),
+            username: self.username.clone(),
+            password: self.password.clone(),
+            password_file: self.password_file.clone(),
+        }
+        .validate(prefix, problems);
+        if let Some(user) = &self.username
+            && (user.is_empty() || user.contains(':'))
+        {
             problems.push(format!(
-                "{prefix}: bearer_token or bearer_token_file, not both"
+                "{prefix}.username = {user:?}: not empty, no ':' (basic auth)"
             ));
         }
         for s in &self.select {
@@ -360,16 +381,23 @@ pub fn start(
     families: &OutputFamilies,
     cancel: CancellationToken,
 ) -> Result<(OutputSender, Vec<tokio::task::JoinHandle<()>>), IngestError> {
-    if let Some(path) = &cfg.bearer_token_file {
-        let token = std::fs::read_to_string(path).map_err(|e| IngestError::Io {
+    let read = |key: &str, path: &Path| {
+        std::fs::read_to_string(path).map_err(|e| IngestError::Io {
             at: format!(
-                "outputs.remote_write {}: bearer_token_file {}",
+                "outputs.remote_write {}: {key} {}",
                 cfg.name,
                 path.display()
             ),
             source: e,
-        })?;
+        })
+    };
+    if let Some(path) = &cfg.bearer_token_file {
+        let token = read("bearer_token_file", path)?;
         cfg.bearer_token = Some(Secret::new(token.trim().to_owned()));
+    }
+    if let Some(path) = &cfg.password_file {
+        let password = read("password_file", path)?;
+        cfg.password = Some(Secret::new(password.trim_end_matches(['\r', '\n'])));
     }
     let dir = cfg
         .queue_dir
@@ -462,5 +490,64 @@ impl Outbox {
     fn metrics_dropped(&self, samples: u64) {
         self.metrics().dropped_samples(samples);
         self.metrics().batch("dropped_queue_error");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The problems of an output to `http://x/write` changed by `f`.
+    fn problems(f: impl FnOnce(&mut OutputConfig)) -> Vec<String> {
+        let mut cfg = OutputConfig {
+            url: "http://x/write".into(),
+            ..OutputConfig::default()
+        };
+        f(&mut cfg);
+        let mut problems = Vec::new();
+        cfg.validate("o", &mut problems);
+        problems
+    }
+
+    #[test]
+    fn credentials_are_refused_in_the_combinations_a_sources_are() {
+        let basic = |c: &mut OutputConfig| {
+            c.username = Some("aiops".into());
+            c.password = Some("p".into());
+        };
+        assert_eq!(problems(basic), Vec::<String>::new());
+        let bad = [
+            (
+                problems(|c| {
+                    basic(c);
+                    c.bearer_token = Some("t".into());
+                }),
+                "not both",
+            ),
+            (
+                problems(|c| {
+                    basic(c);
+                    c.password_file = Some("/p".into());
+                }),
+                "not both",
+            ),
+            (
+                problems(|c| c.password = Some("p".into())),
+                "username: required",
+            ),
+            (
+                problems(|c| {
+                    basic(c);
+                    c.username = Some("a:b".into());
+                }),
+                "no ':'",
+            ),
+        ];
+        for (problems, expected) in bad {
+            assert!(
+                problems.iter().any(|p| p.contains(expected)),
+                "{expected}: {problems:?}"
+            );
+        }
     }
 }
