@@ -26,7 +26,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, warn};
 
 use super::WireVersion;
-use super::output::{OutputConfig, OutputMetrics, Protocol};
+use super::output::{Credentials, OutputConfig, OutputMetrics, Protocol};
 use super::proto_v2;
 use crate::http::{Backoff, is_retryable, retry_after};
 
@@ -305,10 +305,25 @@ async fn deliver(
     for (k, v) in &cfg.headers {
         req = req.header(k.as_str(), v.as_str());
     }
-    if let Some(token) = cfg.bearer_token() {
-        req = req.bearer_auth(token);
-    } else if let Some(user) = &cfg.username {
-        req = req.basic_auth(user, cfg.password.as_ref().map(Secret::expose));
+    // Files are read at every request (rotated credentials), off the runtime.
+    let creds = if cfg.bearer_token_file.is_some() || cfg.password_file.is_some() {
+        let cfg = cfg.clone();
+        tokio::task::spawn_blocking(move || cfg.credentials())
+            .await
+            .unwrap_or_else(|e| Err(e.to_string()))
+    } else {
+        cfg.credentials()
+    };
+    match creds {
+        Ok(Some(Credentials::Bearer(token))) => req = req.bearer_auth(token.expose()),
+        Ok(Some(Credentials::Basic(user, password))) => {
+            req = req.basic_auth(user, password.as_ref().map(Secret::expose));
+        }
+        Ok(None) => {}
+        Err(reason) => {
+            error!(output = %cfg.name, %reason, "Cannot read the receiver's credentials; the batch waits.");
+            return Outcome::Retry(None);
+        }
     }
     let v2 = version == WireVersion::V2;
     match req.send().await {
@@ -564,7 +579,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_user_name_and_password_go_to_the_receiver_as_basic_auth() {
+    async fn basic_auth_goes_to_the_receiver_and_a_rotated_password_is_sent_next() {
         use crate::remote_write::TimeSeries;
         let (url, seen) = receiver(false, |h| {
             h.get("authorization").map(|v| v.as_bytes().to_vec())
@@ -577,27 +592,50 @@ mod tests {
         let cfg = OutputConfig {
             url,
             username: Some("aiops".into()),
-            password_file: Some(password),
+            password_file: Some(password.clone()),
             flush_secs: 1,
+            max_backoff_secs: 1,
             ..OutputConfig::default()
         };
         let mut problems = Vec::new();
         cfg.validate("o", &mut problems);
         assert!(problems.is_empty(), "{problems:?}");
-        // Started as `serve` starts it: the password file read (its newline left out).
+        // Started as `serve` starts it; the file is read at every request (its newline left
+        // out), so a rotated password is sent from the next batch on.
         let families = super::super::output::OutputFamilies::default();
         let cancel = CancellationToken::new();
         let (tx, tasks) = super::super::output::start(cfg, dir.path(), &families, cancel.clone())
             .expect("starts");
-        tx.send(vec![TimeSeries::from_parts(
-            [("__name__", "x")],
-            [(1, 1.0)],
-        )]);
+        let batch = || vec![TimeSeries::from_parts([("__name__", "x")], [(1, 1.0)])];
+        let arrived = |n: usize| {
+            let seen = seen.clone();
+            async move {
+                let deadline = std::time::Instant::now() + Duration::from_secs(20);
+                while seen.lock().expect("lock").len() < n {
+                    assert!(
+                        std::time::Instant::now() < deadline,
+                        "batch {n} did not arrive"
+                    );
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+        };
+        tx.send(batch());
+        arrived(1).await;
+        std::fs::write(&password, "n3w\n").expect("rotate");
+        tx.send(batch());
+        arrived(2).await;
+        // A file gone (mid-rotation): the batch waits in the queue, retried, and goes with the
+        // next password.
+        std::fs::remove_file(&password).expect("remove");
+        tx.send(batch());
         let deadline = std::time::Instant::now() + Duration::from_secs(20);
-        while seen.lock().expect("lock").is_empty() {
-            assert!(std::time::Instant::now() < deadline, "nothing arrived");
+        while tx.metrics().retries_total() == 0 {
+            assert!(std::time::Instant::now() < deadline, "no retry");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+        std::fs::write(&password, "b4ck").expect("restore");
+        arrived(3).await;
         cancel.cancel();
         for t in tasks {
             let _ = t.await;
@@ -605,5 +643,8 @@ mod tests {
         let got = seen.lock().expect("lock").clone();
         // base64("aiops:s3cret:x"): a colon is allowed in the password, not in the user name.
         assert_eq!(got[0].as_deref(), Some(&b"Basic YWlvcHM6czNjcmV0Ong="[..]));
+        assert_eq!(got[1].as_deref(), Some(&b"Basic YWlvcHM6bjN3"[..]));
+        assert_eq!(got[2].as_deref(), Some(&b"Basic YWlvcHM6YjRjaw=="[..]));
+        assert_eq!(got.len(), 3, "nothing was sent without its credentials");
     }
 }

@@ -24,6 +24,7 @@ use tracing::{error, info};
 use super::outbox::Outbox;
 use super::proto::{TimeSeries, WriteRequest, encode_write_request};
 use crate::IngestError;
+use crate::config::SecretSource;
 
 /// One remote_write receiver (`[[outputs.remote_write]]`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -181,10 +182,30 @@ impl OutputConfig {
         }
     }
 
-    /// The bearer token, if any.
-    pub fn bearer_token(&self) -> Option<&str> {
-        self.bearer_token.as_ref().map(Secret::expose)
+    /// The receiver's credentials (`Authorization`), read now: a bearer token, or a user name
+    /// with its password. Files are read at every call (as a source's are), so a rotated
+    /// token or password is used from the next request on.
+    pub(crate) fn credentials(&self) -> Result<Option<Credentials>, String> {
+        if let Some(token) = SecretSource::of(&self.bearer_token, &self.bearer_token_file, &None) {
+            return token.read().map(|t| Some(Credentials::Bearer(t)));
+        }
+        let Some(user) = &self.username else {
+            return Ok(None);
+        };
+        let password = SecretSource::of(&self.password, &self.password_file, &None)
+            .map(|p| p.read())
+            .transpose()?;
+        Ok(Some(Credentials::Basic(user.clone(), password)))
     }
+}
+
+/// What an output sends as `Authorization`.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Credentials {
+    /// `Bearer <token>`.
+    Bearer(Secret),
+    /// `Basic base64(user:password)`.
+    Basic(String, Option<Secret>),
 }
 
 /// The `aiops_output_*` metric families, shared by every output.
@@ -342,6 +363,11 @@ impl OutputMetrics {
     pub fn dropped_total(&self) -> u64 {
         self.families.samples_dropped.get_or_create(&self.l()).get()
     }
+
+    /// Retries so far (tests).
+    pub fn retries_total(&self) -> u64 {
+        self.families.retries.get_or_create(&self.l()).get()
+    }
 }
 
 /// Where the pipeline hands series to one output. Cheap to clone; never waits.
@@ -376,29 +402,15 @@ impl OutputSender {
 /// Starts output `cfg` (token file read, queue opened under `data_dir` unless `queue_dir`):
 /// the batcher and the sender run until `cancel`; the batcher queues what it holds first.
 pub fn start(
-    mut cfg: OutputConfig,
+    cfg: OutputConfig,
     data_dir: &Path,
     families: &OutputFamilies,
     cancel: CancellationToken,
 ) -> Result<(OutputSender, Vec<tokio::task::JoinHandle<()>>), IngestError> {
-    let read = |key: &str, path: &Path| {
-        std::fs::read_to_string(path).map_err(|e| IngestError::Io {
-            at: format!(
-                "outputs.remote_write {}: {key} {}",
-                cfg.name,
-                path.display()
-            ),
-            source: e,
-        })
-    };
-    if let Some(path) = &cfg.bearer_token_file {
-        let token = read("bearer_token_file", path)?;
-        cfg.bearer_token = Some(Secret::new(token.trim().to_owned()));
-    }
-    if let Some(path) = &cfg.password_file {
-        let password = read("password_file", path)?;
-        cfg.password = Some(Secret::new(password.trim_end_matches(['\r', '\n'])));
-    }
+    // The credentials' files are read at every request; a missing one is named now.
+    cfg.credentials().map_err(|reason| {
+        IngestError::Pipeline(format!("outputs.remote_write {}: {reason}", cfg.name))
+    })?;
     let dir = cfg
         .queue_dir
         .clone()
