@@ -18,7 +18,7 @@
 //! new one. Garbage read twice in a row: both readings are stepped from the one before them,
 //! and the honest reading after them reads as a reset (held out too when that is far out).
 
-use aiops_models::counter_step;
+use aiops_models::{counter_step, garbage};
 
 use crate::{Detector, Scored};
 
@@ -39,7 +39,9 @@ pub(crate) fn score_reading(
     let before = prev.replace((t, v));
     let (value, count) = before.and_then(|p| counter_step(p, (t, v)))?;
     let s = detector.update_counted(t, value, count);
-    if s.held_out && before.is_some_and(|(at, b)| at == last_ms && v >= b) {
+    if let Some((at, b)) = before
+        && garbage::holds_back(b, v, s.held_out, at != last_ms)
+    {
         *prev = before;
     }
     Some((value, s))

@@ -31,6 +31,23 @@ pub fn middle(sorted: &[f64]) -> Option<(f64, f64)> {
     (n >= 2 * k + 2).then(|| (sorted[k], sorted[n - 1 - k]))
 }
 
+/// [`middle`] of `values` in any order (a sorted copy is made).
+pub fn middle_of(values: &[f64]) -> Option<(f64, f64)> {
+    let mut sorted = values.to_vec();
+    sorted.sort_unstable_by(f64::total_cmp);
+    middle(&sorted)
+}
+
+/// Whether a counter's reading `now` is held back — the next reading stepped from `from`, the
+/// reading before it — because its step from `from` is garbage (`garbage`): only a reading
+/// that went up (one that went down is the honest reading after garbage, read as a reset), and
+/// only when `from` was not held back already (then `from` is the suspect: a spurious low
+/// reading read as a reset). Live scoring (the detector's judgement) and training (the
+/// history's middle) step counters by it.
+pub fn holds_back(from: f64, now: f64, garbage: bool, from_held: bool) -> bool {
+    garbage && now >= from && !from_held
+}
+
 /// Which of `values` (in time order, finite) are garbage by the range of `middle` (see
 /// [`middle`]): runs of at most [`RUN`] values in a row [`far_beyond`] it. A longer run is a
 /// series that really moved there, and is kept.
@@ -73,6 +90,21 @@ mod tests {
         assert_eq!(middle(&short), Some((2.0, 3.0)));
         let many: Vec<f64> = (0..1000).map(f64::from).collect();
         assert_eq!(middle(&many), Some((10.0, 989.0)));
+    }
+
+    #[test]
+    fn only_a_garbage_reading_that_went_up_is_held_back_and_only_once() {
+        assert!(holds_back(5_000.0, 1e9, true, false));
+        assert!(!holds_back(5_000.0, 1e9, false, false), "not garbage");
+        assert!(!holds_back(1e9, 5_010.0, true, false), "went down: a reset");
+        assert!(
+            !holds_back(0.0, 5_010.0, true, true),
+            "from held back already"
+        );
+        assert_eq!(
+            middle_of(&[3.0, 1.0, 2.0, 8.0, 7.0, 6.0, 5.0, 4.0]),
+            Some((4.0, 5.0))
+        );
     }
 
     #[test]

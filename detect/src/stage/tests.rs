@@ -281,10 +281,20 @@ fn counters_are_scored_as_rates_with_resets() {
     assert_eq!(counter_rate((0, 1.0), (0, 2.0)), None);
 
     // A counter growing steadily for a long time raises nothing; its rate tripling does.
+    let events = counter_events("requests_total", 10.0, None);
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0].start_ms, 2500 * 15_000);
+    assert!((events[0].observed - 40.0 / 15.0).abs() < 1e-9);
+}
+
+/// The events of counter `metric` (service `api`) read every 15 s for 3,000 readings, counting
+/// `base` plus 0–6 a reading, then 40 a reading from the 2,500th (its rate tripled); with
+/// `garbage`, the 1,000th reading is that instead.
+fn counter_events(metric: &str, base: f64, garbage: Option<f64>) -> Vec<AnomalyEvent> {
     let catalog = SeriesCatalog::new();
     let meta = Arc::new(SeriesMeta::new(
         Source::Prometheus,
-        "requests_total",
+        metric,
         [("service".into(), "api".into())],
     ));
     catalog.insert(meta.clone());
@@ -293,16 +303,15 @@ fn counters_are_scored_as_rates_with_resets() {
     let mut v = 0.0;
     for i in 0..3000i64 {
         v += if i < 2500 {
-            10.0 + ((i * 7919) % 7) as f64
+            base + ((i * 7919) % 7) as f64
         } else {
             40.0
         };
-        b.push(meta.id, i * 15_000, v);
+        let reading = garbage.filter(|_| i == 1000).unwrap_or(v);
+        b.push(meta.id, i * 15_000, reading);
     }
     st.process(&DetectConfig::default(), &b.finish(), &catalog);
-    assert_eq!(st.events.len(), 1, "{:?}", st.events);
-    assert_eq!(st.events[0].start_ms, 2500 * 15_000);
-    assert!((st.events[0].observed - 40.0 / 15.0).abs() < 1e-9);
+    st.events
 }
 
 #[test]
@@ -312,28 +321,10 @@ fn a_counters_garbage_reading_opens_one_event_and_its_rate_tripling_another() {
     // Stepped from the garbage, the next reading read as a reset whose rate, 13,000 over 15 s,
     // was learnt: it widened the range, and the tripling went unseen.
     for garbage in [1e9, u64::MAX as f64] {
-        let catalog = SeriesCatalog::new();
-        let meta = Arc::new(SeriesMeta::new(
-            Source::Prometheus,
-            "request_duration_seconds_sum",
-            [("service".into(), "api".into())],
-        ));
-        catalog.insert(meta.clone());
-        let mut st = DetectState::default();
-        let mut b = SampleBatchBuilder::with_capacity(3000);
-        let mut v = 0.0;
-        for i in 0..3000i64 {
-            v += if i < 2500 {
-                10.25 + ((i * 7919) % 7) as f64
-            } else {
-                40.0
-            };
-            b.push(meta.id, i * 15_000, if i == 1000 { garbage } else { v });
-        }
-        st.process(&DetectConfig::default(), &b.finish(), &catalog);
-        let starts: Vec<i64> = st.events.iter().map(|e| e.start_ms / 15_000).collect();
-        assert_eq!(starts, [1000, 2500], "{garbage}: {:?}", st.events);
-        assert!((st.events[1].observed - 40.0 / 15.0).abs() < 1e-9);
+        let events = counter_events("request_duration_seconds_sum", 10.25, Some(garbage));
+        let starts: Vec<i64> = events.iter().map(|e| e.start_ms / 15_000).collect();
+        assert_eq!(starts, [1000, 2500], "{garbage}: {events:?}");
+        assert!((events[1].observed - 40.0 / 15.0).abs() < 1e-9);
     }
 }
 

@@ -19,7 +19,7 @@ mod table;
 use std::collections::HashSet;
 use std::path::PathBuf;
 
-use aiops_models::garbage::{garbage_runs, middle};
+use aiops_models::garbage::{garbage_runs, middle_of};
 
 pub use rows::time_range;
 pub(crate) use rows::{Row, training_rows};
@@ -98,10 +98,8 @@ fn fit_series(series_id: u64, rows: &[Row], cfg: &DetectorConfig) -> SeriesProfi
     // at most `garbage::RUN` such values; a longer one is a real move, kept as live scoring
     // keeps it.
     let in_time: Vec<f64> = rows.iter().map(|r| r.value).collect();
-    let mut values = in_time.clone();
-    values.sort_unstable_by(f64::total_cmp);
     let kept: Vec<Row>;
-    let garbage = middle(&values).map(|range| garbage_runs(&in_time, range));
+    let garbage = middle_of(&in_time).map(|range| garbage_runs(&in_time, range));
     let rows = match garbage {
         Some(g) if g.contains(&true) => {
             kept = (rows.iter().zip(g))

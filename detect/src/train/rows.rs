@@ -125,9 +125,8 @@ pub(crate) fn training_rows(
 /// leaves the garbage step out with the other garbage (`fit_series`).
 fn rates(readings: &[(i64, f64)]) -> Vec<Row> {
     let plain = steps(readings, None);
-    let mut sorted: Vec<f64> = plain.iter().map(|r| r.value).collect();
-    sorted.sort_unstable_by(f64::total_cmp);
-    match garbage::middle(&sorted) {
+    let values: Vec<f64> = plain.iter().map(|r| r.value).collect();
+    match garbage::middle_of(&values) {
         Some(range)
             if plain
                 .iter()
@@ -158,8 +157,8 @@ fn steps(readings: &[(i64, f64)], range: Option<(f64, f64)>) -> Vec<Row> {
                 count,
             });
         }
-        let garbage = range.is_some_and(|(lo, hi)| garbage::far_beyond(value, lo, hi));
-        held = garbage && now.1 >= from.1 && !held;
+        let far = range.is_some_and(|(lo, hi)| garbage::far_beyond(value, lo, hi));
+        held = garbage::holds_back(from.1, now.1, far, held);
         if !held {
             from = now;
         }
